@@ -1,0 +1,214 @@
+/* abc.c — image + instruction → embedding vector (ABC and VLM2Vec on Qwen2-VL), in portable C.
+ *
+ * One source file, in data-flow order:
+ *   1. common definitions       (this section: includes, errors, memory, shared structs)
+ *   2. platform and threads     (thread pool, CPU features)
+ *   3. weight file              (.abc mapping and validation, see model_convert/FORMAT.md)
+ *   4. tokenizer                (Unicode tables, NFC, Qwen2 pre-tokenizer, byte-level BPE)
+ *   5. image decode             (PNG, JPEG, PPM/PGM → 8-bit RGB as Pillow)
+ *   6. preprocessing            (smart_resize, Pillow bicubic, pixel values, patches)
+ *   7. kernels                  (matmul, attention, norms; scalar + SIMD per ISA behind one dispatch)
+ *   8. vision encoder           (Qwen2-VL ViT + merger)
+ *   9. language model           (Qwen2 decoder, multimodal RoPE)
+ *  10. pooling and heads        (mean / last token, mlp_head, L2)
+ *  11. public API               (abc.h)
+ *
+ * Build: cc -O2 -c abc.c (C11, libc, libm, pthreads). The contract is ../SPEC.md (shared/SPEC.md).
+ */
+#define _GNU_SOURCE 1
+#include "abc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ================================================================================================
+ * 1. Common definitions: errors, memory, shared structs
+ * ================================================================================================ */
+
+#define ABC_DEFAULT_MAX_IMAGE_PIXELS ((size_t)4 * 12845056 * 4)
+#define ABC_DEFAULT_MAX_TOKENS 32768
+
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Fills *err (if not NULL) and returns `code`, so callers can write `return fail(err, ...)`. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static abc_status fail(abc_error *err, abc_status code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static void clear_error(abc_error *err) {
+    if (err) {
+        err->code = ABC_OK;
+        err->message[0] = 0;
+    }
+}
+
+/* All allocations go through here so tests can inject failures (build with -DABC_FAULT_INJECTION and
+ * set abc_test_fail_after: the N-th allocation from then on fails). */
+#ifdef ABC_FAULT_INJECTION
+static _Atomic long abc_test_fail_after = -1;
+static bool inject_failure(void) {
+    long n = atomic_load(&abc_test_fail_after);
+    if (n < 0) return false;
+    if (atomic_fetch_sub(&abc_test_fail_after, 1) == 0) return true;
+    return false;
+}
+#else
+static inline bool inject_failure(void) { return false; }
+#endif
+
+static void *xmalloc(size_t n) {
+    if (inject_failure()) return NULL;
+    return malloc(n ? n : 1);
+}
+static void *xcalloc(size_t count, size_t size) {
+    if (inject_failure()) return NULL;
+    if (size && count > SIZE_MAX / size) return NULL;
+    return calloc(count ? count : 1, size ? size : 1);
+}
+static void *xrealloc(void *p, size_t n) {
+    if (inject_failure()) return NULL;
+    return realloc(p, n ? n : 1);
+}
+/* 64-byte aligned (for SIMD loads); release with free(). */
+static void *xmalloc_aligned(size_t n) {
+    if (inject_failure()) return NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? (n + 63) & ~(size_t)63 : 64) != 0) return NULL;
+    return p;
+}
+
+/* Overflow-checked size arithmetic: returns false on overflow. */
+static bool mul_size(size_t a, size_t b, size_t *out) {
+    if (a && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+/* A growable int32 array (token ids). */
+typedef struct {
+    int32_t *data;
+    size_t len, cap;
+} int_vec;
+
+static bool int_vec_push(int_vec *v, int32_t x) {
+    if (v->len == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        int32_t *d = xrealloc(v->data, cap * sizeof *d);
+        if (!d) return false;
+        v->data = d;
+        v->cap = cap;
+    }
+    v->data[v->len++] = x;
+    return true;
+}
+static void int_vec_free(int_vec *v) {
+    free(v->data);
+    v->data = NULL;
+    v->len = v->cap = 0;
+}
+
+/* ---- weight-file tensors (section 3 fills them) ---- */
+
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3, DT_U8 = 4, DT_Q8 = 5 };
+
+typedef struct {
+    const char *name;  /* points into the mapping, not NUL-terminated */
+    uint32_t name_len;
+    uint32_t dtype;
+    int ndim;
+    int64_t shape[4];  /* unused dims are 1 */
+    const void *data;  /* inside the read-only mapping */
+    size_t nbytes;
+} tensor;
+
+typedef struct {
+    const char *key;
+    uint32_t key_len;
+    uint32_t type; /* 1 i64, 2 f64, 3 string */
+    uint64_t count;
+    const void *payload;
+} meta_entry;
+
+typedef struct {
+    const uint8_t *base;  /* the mapping */
+    size_t size;
+    uint32_t version;
+    meta_entry *meta;
+    uint32_t n_meta;
+    tensor *tensors;
+    uint32_t n_tensors;
+    bool mapped;          /* munmap (true) or free (false) on close */
+} weight_file;
+
+/* Section 3 */
+static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err);
+static void weight_file_close(weight_file *wf);
+static const tensor *wf_tensor(const weight_file *wf, const char *name);
+static const meta_entry *wf_meta(const weight_file *wf, const char *key);
+/* Typed metadata getters: return false (and fill err) when missing or of the wrong type. */
+static bool wf_int(const weight_file *wf, const char *key, int64_t *out, abc_error *err);
+static bool wf_f64(const weight_file *wf, const char *key, double *out, abc_error *err);
+static bool wf_str(const weight_file *wf, const char *key, const char **s, size_t *len, abc_error *err);
+
+/* ---- section 4: tokenizer ---- */
+typedef struct tokenizer tokenizer;
+static abc_status tokenizer_load(const weight_file *wf, tokenizer **out, abc_error *err);
+static void tokenizer_free(tokenizer *tok);
+/* Appends the ids of `text` to `ids`; added/special tokens are matched first. */
+static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int_vec *ids,
+                                   abc_error *err);
+static const char *tokenizer_token_bytes(const tokenizer *tok, int32_t id, size_t *len);
+
+/* ---- section 5: image decode ---- */
+static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out,
+                               abc_error *err);
+
+/* ---- section 6: preprocessing ---- */
+typedef struct {
+    int factor;                    /* 28 */
+    int64_t min_pixels, max_pixels;
+    bool two_stage;                /* abc: qwen_vl_utils resize first */
+    int64_t stage1_min_pixels, stage1_max_pixels;
+    float mean[3], std[3];
+    int patch_size, temporal_patch_size, merge_size;
+} preprocess_config;
+
+/* Resizes `src` as the preset requires into *resized (owned by caller; may alias nothing), then builds
+ * the patch matrix pixel_values [n_patches][C·T·P·P] (caller frees) and the grid (t, h, w). */
+static abc_status preprocess_image(const abc_image *src, const preprocess_config *cfg,
+                                   abc_image *resized, float **pixel_values, int64_t *n_patches,
+                                   int grid_thw[3], abc_error *err);
+
+/* ---- section 2: threads ---- */
+typedef struct thread_pool thread_pool;
+typedef void (*pool_task_fn)(void *arg, int task, int thread);
+static abc_status thread_pool_new(int n_threads, thread_pool **out);
+static void thread_pool_free(thread_pool *pool);
+static int thread_pool_size(const thread_pool *pool);
+/* Runs fn(arg, task, thread) for task in [0, n_tasks) on the pool (the caller thread participates)
+ * and returns when all are done. Not reentrant: one run at a time per pool. */
+static void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg);
