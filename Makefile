@@ -30,3 +30,125 @@ clean:
 	rm -rf build
 
 .PHONY: all clean test test-full bench
+
+# ---- tests: tests/test_*.c include abc.c (to reach internals) and run under ASan/UBSan ----
+SAN       ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+TEST_SRCS  = $(wildcard tests/test_*.c)
+TEST_BINS  = $(patsubst tests/%.c,build/%,$(TEST_SRCS))
+TEST_SH    = $(wildcard tests/test_*.sh)
+
+build/test_%: tests/test_%.c abc.c abc.h $(wildcard tests/*.h)
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -DABC_FAULT_INJECTION -o $@ $< $(LDLIBS)
+
+test: all $(TEST_BINS)
+	@tests/run_tests.sh $(TEST_BINS) $(TEST_SH)
+
+# ---- end-to-end CLI tests and the bundled example (tests/test_cli.sh, README "Quick start") ----
+TINY      = tests/fixtures/qwen2vl-tiny
+CLI_SRCS  = $(wildcard cli/*.c)
+
+build/tiny-abc.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/abc_pretrain_adapter/* $(TINY)/abc_instruct_adapter/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset abc --merge-adapter $(TINY)/abc_pretrain_adapter --query-adapter $(TINY)/abc_instruct_adapter
+
+build/tiny-vlm2vec.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec_dora_adapter/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset vlm2vec --merge-adapter $(TINY)/vlm2vec_dora_adapter
+
+# ./abc built with the sanitizers: test_cli.sh runs it so the end-to-end runs also catch memory errors and leaks.
+build/abc-san: $(CLI_SRCS) $(wildcard cli/*.h) abc.c abc.h
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -o $@ $(CLI_SRCS) abc.c $(LDLIBS)
+
+build/tool_npycmp: tests/tool_npycmp.c cli/npy.c cli/npy.h tests/sha256.h abc.o
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_npycmp.c cli/npy.c abc.o $(LDLIBS)
+
+test: build/tiny-abc.abc build/tiny-vlm2vec.abc build/abc-san build/tool_npycmp
+
+# The bundled example: the tiny random-weight ABC model embeds an image with an instruction.
+example: all build/tiny-abc.abc
+	./abc embed -m build/tiny-abc.abc --image tests/fixtures/images/astronaut.png --text "What is the person holding?"
+
+.PHONY: example
+
+# ---- converter tests ----
+# tests/test_convert.sh runs the converter built with the sanitizers on good and malformed inputs,
+# and these two helpers: tool_relayout (builds the transformers>=4.52 layout and broken
+# safetensors files) and tool_abccheck (an independent .abc reader and comparator).
+CONVERT_HDRS = $(wildcard model_convert/*.h)
+
+build/abc-convert-asan: $(CONVERT_SRC) $(CONVERT_HDRS)
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -o $@ $(CONVERT_SRC) $(LDLIBS)
+
+build/tool_relayout: tests/tool_relayout.c model_convert/json.c model_convert/json.h
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -o $@ tests/tool_relayout.c model_convert/json.c $(LDLIBS)
+
+build/tool_abccheck: tests/tool_abccheck.c model_convert/json.c model_convert/json.h
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -o $@ tests/tool_abccheck.c model_convert/json.c $(LDLIBS)
+
+# tests/test_convert_parsers.c includes the converter's json.c, writer.c, util.c, safetensors.c and dtype.c
+build/test_convert_parsers: model_convert/json.c model_convert/writer.c model_convert/util.c model_convert/safetensors.c model_convert/dtype.c $(CONVERT_HDRS)
+
+test: build/abc-convert-asan build/tool_relayout build/tool_abccheck
+
+# ---- synthetic checkpoints / test-full ----
+# build/abc-synth writes the synthetic Qwen2-VL checkpoints of SPEC 10 (bit-identical to
+# shared/tools/synth_weights.py); test-full runs the full-size 2B parity cases (slow, several GB of
+# disk in build/synth-2b; not part of `make test`); bench-model times one embedding at full size.
+build/abc-synth: tools/synth.c model_convert/json.c model_convert/json.h
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tools/synth.c model_convert/json.c $(LDLIBS)
+
+test: build/abc-synth
+
+test-full: all build/abc-synth build/tool_npycmp
+	@tests/run_tests.sh tests/full/test_full_2b.sh
+
+build/bench_model: bench/bench_model.c abc.c abc.h
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ bench/bench_model.c $(LDLIBS)
+
+# BENCH_THREADS: comma-separated thread counts; BENCH_ARGS: e.g. "--json --runs 3"
+BENCH_THREADS ?= 1,2
+BENCH_ARGS    ?=
+bench-model: all build/abc-synth build/bench_model
+	model=$$(tools/synth_abc.sh 2b abc f32) && build/bench_model -m "$$model" --threads $(BENCH_THREADS) $(BENCH_ARGS)
+
+# 7B: bf16 storage (f32 would need 33 GB of disk); the synthetic values are bf16, so nothing is lost.
+bench-model-7b: all build/abc-synth build/bench_model
+	model=$$(tools/synth_abc.sh 7b abc bf16) && build/bench_model -m "$$model" --threads $(BENCH_THREADS) $(BENCH_ARGS)
+
+bench: bench-model
+
+.PHONY: bench-model bench-model-7b
+
+# ---- bench ----
+# build/bench_kernels times the kernels (section 7) on the Qwen2-VL-2B shapes per thread count (BENCH_THREADS);
+# with OPENBLAS=1 it also times OpenBLAS cblas_sgemm on the same data (Debian libopenblas-dev; for the
+# benchmark only, never linked into abc). Plain -O3 without -march: the SIMD path is chosen at run time, as
+# in the library. KERNEL_BENCH_ARGS: e.g. "--json", "--path avx2", "--quick".
+KERNEL_BENCH_DEFS =
+KERNEL_BENCH_LIBS =
+ifeq ($(OPENBLAS),1)
+KERNEL_BENCH_DEFS = -DBENCH_OPENBLAS
+KERNEL_BENCH_LIBS = -lopenblas
+endif
+KERNEL_BENCH_ARGS ?=
+
+# Rebuilt on every run so that OPENBLAS=1 and plain builds never mix.
+build/bench_kernels: abc.c abc.h bench/bench_kernels.c FORCE
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) -O3 -g $(KERNEL_BENCH_DEFS) -o $@ bench/bench_kernels.c $(LDLIBS) $(KERNEL_BENCH_LIBS)
+
+bench-kernels: build/bench_kernels
+	build/bench_kernels --threads $(BENCH_THREADS) $(KERNEL_BENCH_ARGS)
+
+bench: bench-kernels
+
+FORCE:
+.PHONY: bench-kernels FORCE

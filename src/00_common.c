@@ -33,6 +33,16 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+/* SIMD kernels (section 7) pick their instruction set at run time with per-function target attributes. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 /* ================================================================================================
  * 1. Common definitions: errors, memory, shared structs
@@ -173,6 +183,10 @@ static const meta_entry *wf_meta(const weight_file *wf, const char *key);
 static bool wf_int(const weight_file *wf, const char *key, int64_t *out, abc_error *err);
 static bool wf_f64(const weight_file *wf, const char *key, double *out, abc_error *err);
 static bool wf_str(const weight_file *wf, const char *key, const char **s, size_t *len, abc_error *err);
+static bool wf_int_array(const weight_file *wf, const char *key, int64_t *out, size_t count, abc_error *err);
+static bool wf_f64_array(const weight_file *wf, const char *key, double *out, size_t count, abc_error *err);
+static size_t dtype_size(uint32_t dtype); /* bytes per element; 0 for block formats */
+static const char *dtype_name(uint32_t dtype);
 
 /* ---- section 4: tokenizer ---- */
 typedef struct tokenizer tokenizer;
@@ -182,6 +196,8 @@ static void tokenizer_free(tokenizer *tok);
 static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int_vec *ids,
                                    abc_error *err);
 static const char *tokenizer_token_bytes(const tokenizer *tok, int32_t id, size_t *len);
+/* The model's tokenizer (section 11 owns struct abc_model). */
+static const tokenizer *model_tokenizer(const abc_model *m);
 
 /* ---- section 5: image decode ---- */
 static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out,
@@ -212,3 +228,26 @@ static int thread_pool_size(const thread_pool *pool);
 /* Runs fn(arg, task, thread) for task in [0, n_tasks) on the pool (the caller thread participates)
  * and returns when all are done. Not reentrant: one run at a time per pool. */
 static void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg);
+
+/* ---- section 7: kernels (one dispatch point; scalar reference + SIMD per ISA) ---- */
+
+/* Reads row `row` of a 2-D weight tensor (f32/f16/bf16/q8) into f32 `out` (embedding lookup). */
+static void tensor_row_f32(const tensor *t, int64_t row, float *out);
+/* y[n][out] = x[n][in] · W[out][in]ᵀ (+ bias[out]) for a 2-D weight tensor of any stored dtype;
+ * bias may be NULL (always f32 when present). Uses the pool's threads. */
+static void matmul(thread_pool *pool, float *y, const float *x, int64_t n, const tensor *W,
+                   const tensor *bias);
+/* The same for a plain f32 [out][in] matrix (LoRA factors, heads built at run time). */
+static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, const float *W,
+                       int64_t out_dim, int64_t in_dim, const float *bias);
+/* Multi-head scaled-dot-product attention, softmax(q·kᵀ/√head_dim)·v, without materialising more than
+ * a block of scores. q: n rows of n_heads·head_dim (row stride q_stride floats); k, v: n rows of
+ * n_kv_heads·head_dim (row stride kv_stride); out: n rows of n_heads·head_dim (dense). Query head h
+ * uses kv head h / (n_heads / n_kv_heads). causal: row i sees keys 0..i only. */
+static void attention(thread_pool *pool, float *out, const float *q, const float *k, const float *v,
+                      int64_t n, int n_heads, int n_kv_heads, int head_dim, int64_t q_stride,
+                      int64_t kv_stride, bool causal);
+/* Row-wise norms over `dim` (n rows, in place allowed). Weights/biases are f32 1-D tensors. */
+static void rms_norm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps);
+static void layer_norm(float *out, const float *x, const float *w, const float *b, int64_t n,
+                       int64_t dim, float eps);

@@ -1,0 +1,345 @@
+/* Times the kernels (section 7) on the Qwen2-VL-2B shapes: matmul (f32 and bf16 weights) and
+ * attention, per thread count, against the machine's measured FMA peak and, when built with
+ * OPENBLAS=1, against OpenBLAS cblas_sgemm on the same f32 data.
+ *
+ *   make bench [OPENBLAS=1]
+ *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon] [--quick] [--json]
+ */
+#include "../abc.c"
+#include <time.h>
+#ifdef BENCH_OPENBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int num_threads);
+#endif
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void cpu_model(char *out, size_t size) {
+    snprintf(out, size, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0 && strncmp(line, "Model", 5) != 0) continue;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        colon += 2;
+        colon[strcspn(colon, "\n")] = 0;
+        snprintf(out, size, "%s", colon);
+        break;
+    }
+    fclose(f);
+}
+
+/* ---- FMA peak: independent FMA chains, one copy per thread ---- */
+
+#define PEAK_ITERATIONS 4000000L
+
+typedef struct {
+    int path;
+    double flops[POOL_MAX_THREADS];
+    float sink[POOL_MAX_THREADS];
+} peak_job;
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static double fma_loop_avx2(float *sink) {
+    __m256 a[10], m = _mm256_set1_ps(0.999999f), s = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 10; i++) a[i] = _mm256_set1_ps((float)i);
+    for (long it = 0; it < PEAK_ITERATIONS / 10; it++)
+        for (int i = 0; i < 10; i++) a[i] = _mm256_fmadd_ps(a[i], m, s);
+    __m256 t = a[0];
+    for (int i = 1; i < 10; i++) t = _mm256_add_ps(t, a[i]);
+    *sink = _mm256_cvtss_f32(t);
+    return (double)(PEAK_ITERATIONS / 10) * 10 * 16;
+}
+__attribute__((target("avx2,fma,avx512f"))) static double fma_loop_avx512(float *sink) {
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), s = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < PEAK_ITERATIONS / 12; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, s);
+    __m512 t = a[0];
+    for (int i = 1; i < 12; i++) t = _mm512_add_ps(t, a[i]);
+    *sink = _mm512_reduce_add_ps(t);
+    return (double)(PEAK_ITERATIONS / 12) * 12 * 32;
+}
+#endif
+#if defined(__aarch64__)
+static double fma_loop_neon(float *sink) {
+    float32x4_t a[12], m = vdupq_n_f32(0.999999f), s = vdupq_n_f32(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = vdupq_n_f32((float)i);
+    for (long it = 0; it < PEAK_ITERATIONS / 12; it++)
+        for (int i = 0; i < 12; i++) a[i] = vfmaq_f32(s, a[i], m);
+    float32x4_t t = a[0];
+    for (int i = 1; i < 12; i++) t = vaddq_f32(t, a[i]);
+    *sink = vaddvq_f32(t);
+    return (double)(PEAK_ITERATIONS / 12) * 12 * 8;
+}
+#endif
+static double fma_loop_scalar(float *sink) {
+    float a[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (long it = 0; it < PEAK_ITERATIONS / 80; it++)
+        for (int i = 0; i < 8; i++) a[i] = a[i] * 0.999999f + 1e-7f;
+    *sink = a[0] + a[7];
+    return (double)(PEAK_ITERATIONS / 80) * 8 * 2;
+}
+
+static void peak_task(void *arg, int task, int thread) {
+    (void)thread;
+    peak_job *job = arg;
+    double flops = 0;
+    switch (job->path) {
+#if defined(__x86_64__)
+    case KERNEL_AVX2: flops = fma_loop_avx2(&job->sink[task]); break;
+    case KERNEL_AVX512: flops = fma_loop_avx512(&job->sink[task]); break;
+#endif
+#if defined(__aarch64__)
+    case KERNEL_NEON: flops = fma_loop_neon(&job->sink[task]); break;
+#endif
+    default: flops = fma_loop_scalar(&job->sink[task]); break;
+    }
+    job->flops[task] = flops;
+}
+
+static double thread_seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* GFLOP/s of one thread running independent FMA chains of the path's widest vectors: best of many
+ * short runs, timed in thread CPU time so that neighbours on a shared machine do not lower it. The
+ * peak for T threads is taken as T times this. */
+static double measure_peak_per_thread(int path) {
+    peak_job job;
+    memset(&job, 0, sizeof job);
+    job.path = path;
+    double best = 0;
+    for (int rep = 0; rep < 30; rep++) {
+        double t0 = thread_seconds_now();
+        peak_task(&job, 0, 0);
+        best = MAX(best, job.flops[0] / (thread_seconds_now() - t0) * 1e-9);
+    }
+    return best;
+}
+
+/* ---- shapes ---- */
+
+typedef struct {
+    const char *name;
+    int64_t n, in, out;
+} gemm_shape;
+
+static const gemm_shape shapes[] = {
+    {"vit.qkv", 1296, 1280, 3840},    {"vit.proj", 1296, 1280, 1280},    {"vit.fc1", 1296, 1280, 5120},
+    {"vit.fc2", 1296, 5120, 1280},    {"merger.fc1", 324, 5120, 5120},   {"merger.fc2", 324, 5120, 1536},
+    {"lm.q/o", 350, 1536, 1536},      {"lm.k/v", 350, 1536, 256},        {"lm.gate/up", 350, 1536, 8960},
+    {"lm.down", 350, 8960, 1536},
+};
+
+typedef struct {
+    const char *name;
+    int64_t n;
+    int heads, kv_heads, head_dim;
+    bool causal;
+} attention_shape;
+
+static const attention_shape attention_shapes[] = {
+    {"vit.attention", 1296, 16, 16, 80, false},
+    {"lm.attention", 350, 12, 2, 128, false},
+    {"lm.attention.causal", 350, 12, 2, 128, true},
+};
+
+static void fill(float *x, size_t n, uint64_t seed) {
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) - 0.5);
+    }
+}
+
+/* Best time of `reps` runs after one warm-up, stopping early once `budget` seconds are spent. */
+#define TIME_BEST(result, reps, budget, stmt)                              \
+    do {                                                                   \
+        stmt;                                                              \
+        double best_ = 1e30, spent_ = 0;                                   \
+        for (int r_ = 0; r_ < (reps) && (r_ < 2 || spent_ < (budget)); r_++) { \
+            double t0_ = seconds_now();                                    \
+            stmt;                                                          \
+            double dt_ = seconds_now() - t0_;                              \
+            spent_ += dt_;                                                 \
+            best_ = MIN(best_, dt_);                                       \
+        }                                                                  \
+        (result) = best_;                                                  \
+    } while (0)
+
+static int parse_threads(const char *s, int *out, int max) {
+    int count = 0;
+    while (*s && count < max) {
+        int v = atoi(s);
+        if (v > 0) out[count++] = v;
+        const char *comma = strchr(s, ',');
+        if (!comma) break;
+        s = comma + 1;
+    }
+    return count;
+}
+
+int main(int argc, char **argv) {
+    int threads[16] = {1, 2}, n_threads = 2, forced_path = -1, reps = 5;
+    bool json = false, quick = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) n_threads = parse_threads(argv[++i], threads, 16);
+        else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
+            const char *p = argv[++i];
+            for (int k = 0; k < KERNEL_PATH_COUNT; k++)
+                if (!strcmp(p, kernel_path_name(k))) forced_path = k;
+            if (forced_path < 0) {
+                fprintf(stderr, "unknown path %s\n", p);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon] [--quick] [--json]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (quick) reps = 2;
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
+    cpu_features features = cpu_features_detect();
+    int path = forced_path >= 0 ? forced_path : kernel_path_best(&features);
+    if (!kernel_path_supported(&features, path)) {
+        fprintf(stderr, "path %s is not supported on this CPU\n", kernel_path_name(path));
+        return 2;
+    }
+#ifdef BENCH_OPENBLAS
+    const bool have_blas = true;
+#else
+    const bool have_blas = false;
+#endif
+    size_t max_x = 0, max_w = 0, max_y = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        max_x = MAX(max_x, (size_t)(shapes[s].n * shapes[s].in));
+        max_w = MAX(max_w, (size_t)(shapes[s].in * shapes[s].out));
+        max_y = MAX(max_y, (size_t)(shapes[s].n * shapes[s].out));
+    }
+    float *x = xmalloc_aligned(max_x * sizeof(float)), *w = xmalloc_aligned(max_w * sizeof(float));
+    float *y = xmalloc_aligned(max_y * sizeof(float)), *y_blas = xmalloc_aligned(max_y * sizeof(float));
+    uint16_t *w_bf16 = xmalloc_aligned(max_w * sizeof(uint16_t));
+    if (!x || !w || !y || !y_blas || !w_bf16) return 1;
+    fill(x, max_x, 1);
+    fill(w, max_w, 2);
+    for (size_t i = 0; i < max_w; i++) {
+        uint32_t b;
+        memcpy(&b, &w[i], 4);
+        w_bf16[i] = (uint16_t)((b + 0x7fff + ((b >> 16) & 1)) >> 16);
+    }
+
+    double peak_per_thread = measure_peak_per_thread(path);
+    if (json)
+        printf("{\n  \"cpu\": \"%s\",\n  \"path\": \"%s\",\n  \"online_cpus\": %d,\n  \"peak_gflops_per_thread\": %.2f,\n"
+               "  \"openblas\": %s,\n  \"results\": [\n",
+               cpu, kernel_path_name(path), online_cpus(), peak_per_thread, have_blas ? "true" : "false");
+    else printf("cpu: %s\npath: %s\n", cpu, kernel_path_name(path));
+    bool first = true;
+    for (int ti = 0; ti < n_threads; ti++) {
+        thread_pool *pool = NULL;
+        if (thread_pool_new(threads[ti], &pool) != ABC_OK) return 1;
+        pool->kernel_path = path;
+        double peak = peak_per_thread * threads[ti];
+#ifdef BENCH_OPENBLAS
+        openblas_set_num_threads(threads[ti]);
+#endif
+        if (!json) {
+            printf("\nthreads %d, FMA peak %.1f GFLOP/s (%.1f measured on one thread × %d)\n", threads[ti], peak,
+                   peak_per_thread, threads[ti]);
+            printf("%-20s %5s %5s %5s %5s %9s %8s %6s %9s %8s %7s\n", "shape", "n", "in", "out", "dtype", "ms", "GFLOP/s",
+                   "%peak", "blas ms", "blas GF", "ours/bl");
+        }
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const gemm_shape *sh = &shapes[s];
+            double flops = 2.0 * (double)sh->n * (double)sh->in * (double)sh->out;
+            /* ours f32 and bf16 in turns, then OpenBLAS, best of each. OpenBLAS's idle threads spin for a
+             * while after each call and would steal the cores from ours, hence the separate phases and
+             * the pause after them. */
+            tensor Ws[2] = {{.dtype = DT_F32, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w},
+                            {.dtype = DT_BF16, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w_bf16}};
+            double best[3] = {1e30, 1e30, 1e30};
+            for (int phase = have_blas ? 0 : 1; phase < 2; phase++) {
+                double spent = 0;
+                for (int r = -1; r < reps && (r < 2 || spent < 1.5); r++) { /* r = -1: warm-up */
+                    for (int which = phase ? 1 : 0; which < (phase ? 3 : 1); which++) {
+                        double t0 = seconds_now();
+                        if (which > 0) matmul(pool, y, x, sh->n, &Ws[which - 1], NULL);
+#ifdef BENCH_OPENBLAS
+                        else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)sh->n, (int)sh->out, (int)sh->in,
+                                         1.0f, x, (int)sh->in, w, (int)sh->in, 0.0f, y_blas, (int)sh->out);
+#endif
+                        double dt = seconds_now() - t0;
+                        spent += dt;
+                        if (r >= 0) best[which] = MIN(best[which], dt);
+                    }
+                }
+                if (phase == 0) {
+                    struct timespec pause = {0, 300000000};
+                    nanosleep(&pause, NULL);
+                }
+            }
+            double t_blas = best[0];
+            for (int bf = 0; bf < 2; bf++) {
+                double t = best[1 + bf];
+                double gf = flops / t * 1e-9, ratio = have_blas ? t_blas / t : 0;
+                if (json) {
+                    printf("%s    {\"op\": \"matmul\", \"shape\": \"%s\", \"n\": %lld, \"in\": %lld, \"out\": %lld, "
+                           "\"dtype\": \"%s\", \"threads\": %d, \"path\": \"%s\", \"ms\": %.3f, \"gflops\": %.2f, "
+                           "\"peak_gflops\": %.2f, \"peak_fraction\": %.4f",
+                           first ? "" : ",\n", sh->name, (long long)sh->n, (long long)sh->in, (long long)sh->out,
+                           bf ? "bf16" : "f32", threads[ti], kernel_path_name(path), t * 1e3, gf, peak, gf / peak);
+                    if (have_blas) printf(", \"openblas_ms\": %.3f, \"ratio_to_openblas\": %.4f", t_blas * 1e3, ratio);
+                    printf("}");
+                    first = false;
+                } else {
+                    printf("%-20s %5lld %5lld %5lld %5s %9.2f %8.1f %5.1f%%", sh->name, (long long)sh->n,
+                           (long long)sh->in, (long long)sh->out, bf ? "bf16" : "f32", t * 1e3, gf, 100 * gf / peak);
+                    if (have_blas) printf(" %9.2f %8.1f %6.1f%%", t_blas * 1e3, flops / t_blas * 1e-9, 100 * ratio);
+                    printf("\n");
+                }
+            }
+        }
+        for (size_t s = 0; s < sizeof attention_shapes / sizeof attention_shapes[0]; s++) {
+            const attention_shape *a = &attention_shapes[s];
+            int64_t qw = (int64_t)a->heads * a->head_dim, kvw = (int64_t)a->kv_heads * a->head_dim;
+            size_t need = (size_t)(a->n * (qw + 2 * kvw));
+            if (need > max_x || (size_t)(a->n * qw) > max_y) continue;
+            double flops = 4.0 * (double)a->n * (double)a->n * a->head_dim * a->heads * (a->causal ? 0.5 : 1.0);
+            double t;
+            TIME_BEST(t, reps, 1.0,
+                      attention(pool, y, x, x + a->n * qw, x + a->n * (qw + kvw), a->n, a->heads, a->kv_heads,
+                                a->head_dim, qw, kvw, a->causal));
+            double gf = flops / t * 1e-9;
+            if (json) {
+                printf("%s    {\"op\": \"attention\", \"shape\": \"%s\", \"n\": %lld, \"heads\": %d, \"kv_heads\": %d, "
+                       "\"head_dim\": %d, \"causal\": %s, \"threads\": %d, \"path\": \"%s\", \"ms\": %.3f, "
+                       "\"gflops\": %.2f, \"peak_gflops\": %.2f, \"peak_fraction\": %.4f}",
+                       first ? "" : ",\n", a->name, (long long)a->n, a->heads, a->kv_heads, a->head_dim,
+                       a->causal ? "true" : "false", threads[ti], kernel_path_name(path), t * 1e3, gf, peak, gf / peak);
+                first = false;
+            } else {
+                printf("%-20s %5lld %5d %5d %5s %9.2f %8.1f %5.1f%%\n", a->name, (long long)a->n, a->heads,
+                       a->head_dim, "f32", t * 1e3, gf, 100 * gf / peak);
+            }
+        }
+        thread_pool_free(pool);
+    }
+    if (json) printf("\n  ]\n}\n");
+    free(x);
+    free(w);
+    free(y);
+    free(y_blas);
+    free(w_bf16);
+    return 0;
+}

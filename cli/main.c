@@ -1,0 +1,642 @@
+/* main.c — the `abc` command line: embed, tokenize, info (SPEC section 7; README "Command line").
+ *
+ * Exit status: 0 success, 1 the library or a file operation failed (message on stderr:
+ * "abc: error: <status>: <message>"), 2 usage error (bad or missing arguments).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "abc.h"
+#include "npy.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+static const char *const stage_names[] = {"decoded",      "resized",       "pixel_values",
+                                          "input_ids",    "position_ids",  "vision_embeds",
+                                          "last_hidden",  "embedding"};
+
+static void print_main_usage(FILE *f) {
+    fputs("usage: abc <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  embed     embed an image and/or a text into one vector\n"
+          "  tokenize  print the token ids of a text (no chat template)\n"
+          "  info      describe a model file\n"
+          "  version   print the version\n"
+          "\n"
+          "Run 'abc <command> --help' for the options of a command.\n",
+          f);
+}
+
+static void print_embed_usage(FILE *f) {
+    fputs("usage: abc embed -m MODEL [--image PATH] [--text TEXT] [--role query|candidate|auto]\n"
+          "                 [--prompt RAW] [-o OUT.npy] [--threads N] [--dump DIR]\n"
+          "                 [--stop-after preprocess|STAGE]\n"
+          "       abc embed -m MODEL --input-ids IDS.npy [--pixel-values PV.npy --grid T,H,W]\n"
+          "                 [--role query|candidate] [-o OUT.npy] [--threads N] [--dump DIR]\n"
+          "\n"
+          "  -m, --model MODEL     .abc weight file written by abc-convert\n"
+          "  --image PATH          PNG, JPEG or PPM/PGM image\n"
+          "  --text TEXT           instruction (with an image) or text to embed (UTF-8)\n"
+          "  --role ROLE           query, candidate or auto (default auto: image+text is a query)\n"
+          "  --prompt RAW          raw prompt replacing the model's template; each <|image_pad|>\n"
+          "                        takes the image's tokens\n"
+          "  -o, --output OUT.npy  write the embedding as float32 .npy, shape [D]; without -o the\n"
+          "                        vector is printed on stdout, one line, values as %.9g\n"
+          "  --threads N           worker threads, 1..1024 (default: all online CPUs)\n"
+          "  --dump DIR            write every stage that ran as DIR/<stage>.npy: decoded, resized,\n"
+          "                        pixel_values, input_ids, position_ids, vision_embeds,\n"
+          "                        last_hidden, embedding\n"
+          "  --stop-after STAGE    stop after STAGE (one of the names above, or 'preprocess' =\n"
+          "                        pixel_values; position_ids when there is no image)\n"
+          "debugging (feeds abc_embed_tokens, bypassing tokenizer and image pipeline):\n"
+          "  --input-ids IDS.npy   int32/int64 token ids, shape [L]\n"
+          "  --pixel-values PV.npy float32 patches, shape [N,1176] (SPEC 4.5 order)\n"
+          "  --grid T,H,W          patch grid of --pixel-values (T*H*W == N)\n",
+          f);
+}
+
+static void print_tokenize_usage(FILE *f) {
+    fputs("usage: abc tokenize -m MODEL [--json] [--] TEXT\n"
+          "\n"
+          "Prints TEXT's token ids space-separated on one line (special tokens such as <|im_start|>\n"
+          "are recognised, no template is applied). --json prints [{\"id\":N,\"text\":\"...\"}, ...]:\n"
+          "a token that is not valid UTF-8 on its own (part of a multi-byte character) has each\n"
+          "invalid byte shown as \\ufffd in \"text\" and its raw bytes in \"bytes\" (hex).\n",
+          f);
+}
+
+static void print_info_usage(FILE *f) {
+    fputs("usage: abc info -m MODEL\n\nPrints the model's description and key sizes.\n", f);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("abc: usage error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n(run 'abc --help' or 'abc <command> --help')\n", stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+/* "abc: error: <status string>: <message>[ (<context>)]"; the context is added only when the message
+ * does not already mention it, so every message names the file involved. */
+static int report(abc_status status, const char *message, const char *context) {
+    fprintf(stderr, "abc: error: %s", abc_status_string(status));
+    if (message && *message) fprintf(stderr, ": %s", message);
+    if (context && (!message || !strstr(message, context))) fprintf(stderr, " ('%s')", context);
+    fputc('\n', stderr);
+    return EXIT_FAILED;
+}
+
+static int report_io(const char *message) { return report(ABC_ERR_IO, message, NULL); }
+
+/* ---- argument parsing helpers ---- */
+
+typedef struct {
+    int argc;
+    char **argv;
+    int i;          /* index of the argument being looked at */
+    bool bad;       /* a usage error was reported */
+} arg_cursor;
+
+/* If the current argument is option `name` (or `alias`), stores its value — from "--name=VALUE" or
+ * the next argument — and returns true. A missing value is a usage error (c->bad). */
+static bool take_value(arg_cursor *c, const char *name, const char *alias, const char **value) {
+    const char *arg = c->argv[c->i];
+    const char *names[2] = {name, alias};
+    for (int k = 0; k < 2; k++) {
+        if (!names[k]) continue;
+        size_t n = strlen(names[k]);
+        if (strncmp(arg, names[k], n) != 0) continue;
+        if (arg[n] == '=' && names[k][1] == '-') {
+            *value = arg + n + 1;
+            return true;
+        }
+        if (arg[n] != 0) continue;
+        if (c->i + 1 >= c->argc) {
+            usage_error("option %s needs a value", names[k]);
+            c->bad = true;
+            return true;
+        }
+        *value = c->argv[++c->i];
+        return true;
+    }
+    return false;
+}
+
+static bool is_flag(const char *arg, const char *name) { return strcmp(arg, name) == 0; }
+
+static bool is_help(const char *arg) { return is_flag(arg, "-h") || is_flag(arg, "--help"); }
+
+/* Whole-string decimal integer in [lo, hi]. */
+static bool parse_int(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* "T,H,W" with positive integers. */
+static bool parse_grid(const char *s, int grid[3]) {
+    for (int k = 0; k < 3; k++) {
+        char *end;
+        errno = 0;
+        if (*s < '0' || *s > '9') return false;
+        long v = strtol(s, &end, 10);
+        if (errno || v < 1 || v > 1000000) return false;
+        grid[k] = (int)v;
+        if (k < 2 && *end != ',') return false;
+        if (k == 2 && *end != 0) return false;
+        s = end + 1;
+    }
+    return true;
+}
+
+static bool is_stage_name(const char *s) {
+    for (size_t k = 0; k < sizeof stage_names / sizeof stage_names[0]; k++)
+        if (strcmp(s, stage_names[k]) == 0) return true;
+    return false;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        snprintf(err, errlen, "invalid directory name '%.400s'", path);
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t k = 1; k <= n; k++) {
+        if (buf[k] != '/' && buf[k] != 0) continue;
+        char saved = buf[k];
+        buf[k] = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create directory '%.400s': %s", buf, strerror(errno));
+            return -1;
+        }
+        buf[k] = saved;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "'%.400s' is not a directory", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- model loading shared by the commands ---- */
+
+static int load_model(const char *path, abc_model **model) {
+    abc_error err = {0};
+    abc_status st = abc_model_load(path, NULL, model, &err);
+    if (st != ABC_OK) return report(st, err.message, path);
+    return EXIT_OK;
+}
+
+/* ---- embed ---- */
+
+typedef struct {
+    const char *dump_dir;
+    const char *stop_stage;   /* stage name after which to stop, or NULL */
+    bool stopped;             /* we asked the library to stop */
+    bool write_failed;
+    char message[512];
+} stage_sink;
+
+static int on_stage(void *user, const char *name, abc_array_dtype dtype, int ndim, const int64_t *shape,
+                    const void *data) {
+    stage_sink *sink = user;
+    if (sink->dump_dir) {
+        npy_dtype nd;
+        switch (dtype) {
+        case ABC_DTYPE_F32: nd = NPY_F32; break;
+        case ABC_DTYPE_U8: nd = NPY_U8; break;
+        case ABC_DTYPE_I32: nd = NPY_I32; break;
+        default:
+            snprintf(sink->message, sizeof sink->message, "stage '%s' has an unknown dtype %d", name,
+                     (int)dtype);
+            sink->write_failed = true;
+            return 1;
+        }
+        char path[4096];
+        if (strchr(name, '/') ||
+            snprintf(path, sizeof path, "%s/%s.npy", sink->dump_dir, name) >= (int)sizeof path) {
+            snprintf(sink->message, sizeof sink->message, "cannot dump stage '%s': bad file name", name);
+            sink->write_failed = true;
+            return 1;
+        }
+        if (npy_write(path, nd, ndim, shape, data, sink->message, sizeof sink->message) != 0) {
+            sink->write_failed = true;
+            return 1;
+        }
+    }
+    if (sink->stop_stage && strcmp(name, sink->stop_stage) == 0) {
+        sink->stopped = true;
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *model, *image, *text, *prompt, *output, *dump, *stop_after;
+    const char *input_ids, *pixel_values, *grid;
+    abc_role role;
+    int threads;
+} embed_options;
+
+static int parse_embed_args(int argc, char **argv, embed_options *o) {
+    memset(o, 0, sizeof *o);
+    arg_cursor c = {argc, argv, 1, false};
+    for (; c.i < argc; c.i++) {
+        const char *arg = argv[c.i], *v = NULL;
+        if (is_help(arg)) {
+            print_embed_usage(stdout);
+            return -1;
+        }
+        if (take_value(&c, "--model", "-m", &o->model)) {
+        } else if (take_value(&c, "--image", NULL, &o->image)) {
+        } else if (take_value(&c, "--text", NULL, &o->text)) {
+        } else if (take_value(&c, "--prompt", NULL, &o->prompt)) {
+        } else if (take_value(&c, "--output", "-o", &o->output)) {
+        } else if (take_value(&c, "--dump", NULL, &o->dump)) {
+        } else if (take_value(&c, "--stop-after", NULL, &o->stop_after)) {
+        } else if (take_value(&c, "--input-ids", NULL, &o->input_ids)) {
+        } else if (take_value(&c, "--pixel-values", NULL, &o->pixel_values)) {
+        } else if (take_value(&c, "--grid", NULL, &o->grid)) {
+        } else if (take_value(&c, "--role", NULL, &v)) {
+            if (c.bad) return EXIT_USAGE;
+            if (strcmp(v, "query") == 0) o->role = ABC_ROLE_QUERY;
+            else if (strcmp(v, "candidate") == 0) o->role = ABC_ROLE_CANDIDATE;
+            else if (strcmp(v, "auto") == 0) o->role = ABC_ROLE_AUTO;
+            else return usage_error("--role must be query, candidate or auto, not '%s'", v);
+        } else if (take_value(&c, "--threads", "-t", &v)) {
+            long n;
+            if (c.bad) return EXIT_USAGE;
+            if (!parse_int(v, 1, 1024, &n))
+                return usage_error("--threads must be an integer from 1 to 1024, not '%s'", v);
+            o->threads = (int)n;
+        } else {
+            return usage_error("embed: unknown %s '%s'", arg[0] == '-' ? "option" : "argument", arg);
+        }
+        if (c.bad) return EXIT_USAGE;
+    }
+    if (!o->model) return usage_error("embed: -m MODEL is required");
+    bool raw = o->input_ids || o->pixel_values || o->grid;
+    if (raw) {
+        if (o->image || o->text || o->prompt)
+            return usage_error("--input-ids/--pixel-values cannot be combined with --image, --text or --prompt");
+        if (!o->input_ids) return usage_error("--pixel-values needs --input-ids");
+        if (!o->pixel_values != !o->grid) return usage_error("--pixel-values and --grid go together");
+    } else if (!o->image && !o->text && !o->prompt) {
+        return usage_error("embed: nothing to embed (give --image, --text or --prompt)");
+    }
+    if (o->stop_after && strcmp(o->stop_after, "preprocess") != 0 && !is_stage_name(o->stop_after))
+        return usage_error("--stop-after must be 'preprocess' or a stage name, not '%s'", o->stop_after);
+    return EXIT_OK;
+}
+
+/* Reads --input-ids (int32 or int64, shape [L] or [1,L]) as int32. */
+static int read_ids(const char *path, int32_t **ids, size_t *n) {
+    char msg[512];
+    npy_array a;
+    if (npy_read(path, &a, msg, sizeof msg) != 0) return report_io(msg);
+    bool shape_ok = a.ndim == 1 || (a.ndim == 2 && a.shape[0] == 1);
+    if ((a.dtype != NPY_I32 && a.dtype != NPY_I64) || !shape_ok) {
+        npy_free(&a);
+        snprintf(msg, sizeof msg, "'%s': token ids must be int32 or int64 of shape [L]", path);
+        return report(ABC_ERR_INVALID_ARG, msg, NULL);
+    }
+    int32_t *out = malloc(a.count ? a.count * sizeof *out : 1);
+    if (!out) {
+        npy_free(&a);
+        return report(ABC_ERR_NOMEM, "token ids", NULL);
+    }
+    for (size_t k = 0; k < a.count; k++) {
+        int64_t v = a.dtype == NPY_I32 ? ((int32_t *)a.data)[k] : ((int64_t *)a.data)[k];
+        if (v < INT32_MIN || v > INT32_MAX) {
+            npy_free(&a);
+            free(out);
+            snprintf(msg, sizeof msg, "'%s': token id %lld out of range", path, (long long)v);
+            return report(ABC_ERR_INVALID_ARG, msg, NULL);
+        }
+        out[k] = (int32_t)v;
+    }
+    *n = a.count;
+    npy_free(&a);
+    *ids = out;
+    return EXIT_OK;
+}
+
+/* Reads --pixel-values (float32 [N,1176]). */
+static int read_pixel_values(const char *path, npy_array *pv) {
+    char msg[512];
+    if (npy_read(path, pv, msg, sizeof msg) != 0) return report_io(msg);
+    if (pv->dtype != NPY_F32 || pv->ndim != 2 || pv->shape[1] != 1176) {
+        npy_free(pv);
+        snprintf(msg, sizeof msg, "'%s': pixel values must be float32 of shape [N,1176]", path);
+        return report(ABC_ERR_INVALID_ARG, msg, NULL);
+    }
+    return EXIT_OK;
+}
+
+static int print_vector(const float *v, int n) {
+    for (int k = 0; k < n; k++) printf(k ? " %.9g" : "%.9g", (double)v[k]);
+    putchar('\n');
+    if (fflush(stdout) != 0 || ferror(stdout)) return report_io("cannot write to standard output");
+    return EXIT_OK;
+}
+
+static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_t dim) {
+    if (!o->input_ids) {
+        abc_input in = abc_input_default();
+        in.image_path = o->image;
+        in.text = o->text;
+        in.prompt = o->prompt;
+        in.role = o->role;
+        return abc_embed(ctx, &in, vec, dim);
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    npy_array pv = {0};
+    int rc = read_ids(o->input_ids, &ids, &n_ids);
+    if (rc == EXIT_OK && o->pixel_values) rc = read_pixel_values(o->pixel_values, &pv);
+    if (rc != EXIT_OK) {
+        free(ids);
+        return -1; /* already reported */
+    }
+    int grid[3] = {0, 0, 0};
+    if (o->grid) parse_grid(o->grid, grid); /* validated in cmd_embed */
+    abc_status st = abc_embed_tokens(ctx, ids, n_ids, pv.data, pv.data ? (size_t)pv.shape[0] : 0,
+                                     o->grid ? grid : NULL, o->role, vec, dim);
+    free(ids);
+    npy_free(&pv);
+    return st;
+}
+
+static int cmd_embed(int argc, char **argv) {
+    embed_options o;
+    int rc = parse_embed_args(argc, argv, &o);
+    if (rc < 0) return EXIT_OK; /* --help */
+    if (rc != EXIT_OK) return rc;
+    int grid[3];
+    if (o.grid && !parse_grid(o.grid, grid))
+        return usage_error("--grid must be three positive integers T,H,W, not '%s'", o.grid);
+
+    char msg[512];
+    if (o.dump && make_dirs(o.dump, msg, sizeof msg) != 0) return report_io(msg);
+
+    stage_sink sink = {0};
+    sink.dump_dir = o.dump;
+    if (o.stop_after) {
+        bool has_image = o.image || o.pixel_values;
+        if (strcmp(o.stop_after, "preprocess") == 0)
+            sink.stop_stage = has_image ? "pixel_values" : "position_ids";
+        else
+            sink.stop_stage = o.stop_after;
+    }
+
+    abc_model *model = NULL;
+    if ((rc = load_model(o.model, &model)) != EXIT_OK) return rc;
+
+    abc_context_params cp = abc_context_default_params();
+    cp.n_threads = o.threads;
+    if (o.dump || o.stop_after) {
+        cp.on_stage = on_stage;
+        cp.on_stage_user = &sink;
+    }
+    abc_context *ctx = NULL;
+    abc_error err = {0};
+    abc_status st = abc_context_new(model, &cp, &ctx, &err);
+    if (st != ABC_OK) {
+        abc_model_free(model);
+        return report(st, err.message, NULL);
+    }
+
+    int dim = abc_model_embedding_dim(model);
+    float *vec = malloc(dim > 0 ? (size_t)dim * sizeof *vec : 1);
+    if (!vec) {
+        rc = report(ABC_ERR_NOMEM, "embedding buffer", NULL);
+        goto done;
+    }
+    int est = run_embed(ctx, &o, vec, dim > 0 ? (size_t)dim : 0);
+    if (est < 0) {
+        rc = EXIT_FAILED;
+    } else if (sink.write_failed) {
+        rc = report_io(sink.message);
+    } else if (est == ABC_ERR_STOPPED && sink.stopped) {
+        rc = EXIT_OK; /* --stop-after: no embedding to write */
+    } else if (est != ABC_OK) {
+        const char *context = (est == ABC_ERR_IO || est == ABC_ERR_IMAGE) ? o.image : NULL;
+        rc = report((abc_status)est, abc_context_errmsg(ctx), context);
+    } else {
+        if (o.stop_after)
+            fprintf(stderr, "abc: note: stage '%s' did not run; the full embedding was computed\n",
+                    sink.stop_stage);
+        if (o.output) {
+            int64_t shape[1] = {dim};
+            rc = npy_write(o.output, NPY_F32, 1, shape, vec, msg, sizeof msg) == 0 ? EXIT_OK : report_io(msg);
+        } else {
+            rc = print_vector(vec, dim);
+        }
+    }
+done:
+    free(vec);
+    abc_context_free(ctx);
+    abc_model_free(model);
+    return rc;
+}
+
+/* ---- tokenize ---- */
+
+/* Length of the valid UTF-8 sequence starting at s[0] (strict: no overlongs, surrogates or code
+ * points above U+10FFFF), or 0 when s[0] does not start one. */
+static size_t utf8_sequence(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned cp, min;
+    if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07, min = 0x10000;
+    else return 0;
+    if (n < len) return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return len;
+}
+
+/* Writes `s` as the inside of a JSON string; invalid UTF-8 bytes become \ufffd. Returns whether all
+ * of it was valid UTF-8. */
+static bool put_json_string(const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    bool valid = true;
+    for (size_t k = 0; k < n;) {
+        unsigned c = s[k];
+        size_t len = utf8_sequence(s + k, n - k);
+        if (len == 0) {
+            fputs("\\ufffd", stdout);
+            valid = false;
+            k++;
+            continue;
+        }
+        if (len > 1) {
+            fwrite(s + k, 1, len, stdout);
+        } else if (c == '"' || c == '\\') {
+            printf("\\%c", c);
+        } else if (c == '\n') {
+            fputs("\\n", stdout);
+        } else if (c == '\r') {
+            fputs("\\r", stdout);
+        } else if (c == '\t') {
+            fputs("\\t", stdout);
+        } else if (c < 0x20 || c == 0x7f) {
+            printf("\\u%04x", c);
+        } else {
+            putchar((int)c);
+        }
+        k += len;
+    }
+    return valid;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *model_path = NULL, *text = NULL;
+    bool json = false, options_done = false;
+    arg_cursor c = {argc, argv, 1, false};
+    for (; c.i < argc; c.i++) {
+        const char *arg = argv[c.i];
+        if (!options_done && arg[0] == '-' && arg[1] != 0) {
+            if (is_help(arg)) {
+                print_tokenize_usage(stdout);
+                return EXIT_OK;
+            }
+            if (is_flag(arg, "--")) options_done = true;
+            else if (is_flag(arg, "--json")) json = true;
+            else if (take_value(&c, "--model", "-m", &model_path)) {
+                if (c.bad) return EXIT_USAGE;
+            } else return usage_error("tokenize: unknown option '%s' (use -- before a text starting with '-')", arg);
+        } else if (!text) {
+            text = arg;
+        } else {
+            return usage_error("tokenize: one TEXT argument expected (quote it), got also '%s'", arg);
+        }
+    }
+    if (!model_path) return usage_error("tokenize: -m MODEL is required");
+    if (!text) return usage_error("tokenize: TEXT is required");
+
+    abc_model *model = NULL;
+    int rc = load_model(model_path, &model);
+    if (rc != EXIT_OK) return rc;
+    size_t len = strlen(text), cap = len + 16, n = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    abc_error err = {0};
+    abc_status st = ids ? abc_tokenize(model, text, len, ids, cap, &n, &err) : ABC_ERR_NOMEM;
+    if (st == ABC_ERR_INVALID_ARG && n > cap) { /* more tokens than bytes: retry with the exact size */
+        int32_t *bigger = realloc(ids, n * sizeof *ids);
+        if (!bigger) st = ABC_ERR_NOMEM;
+        else {
+            ids = bigger;
+            cap = n;
+            st = abc_tokenize(model, text, len, ids, cap, &n, &err);
+        }
+    }
+    if (st != ABC_OK) {
+        rc = report(st, st == ABC_ERR_NOMEM && !ids ? "token buffer" : err.message, NULL);
+    } else if (!json) {
+        for (size_t k = 0; k < n; k++) printf(k ? " %d" : "%d", (int)ids[k]);
+        putchar('\n');
+    } else {
+        putchar('[');
+        for (size_t k = 0; k < n; k++) {
+            size_t blen = 0;
+            const char *bytes = abc_token_bytes(model, ids[k], &blen);
+            printf("%s{\"id\":%d,\"text\":\"", k ? "," : "", (int)ids[k]);
+            bool valid = put_json_string(bytes ? bytes : "", bytes ? blen : 0);
+            putchar('"');
+            if (!valid) {
+                fputs(",\"bytes\":\"", stdout);
+                for (size_t b = 0; b < blen; b++) printf("%02x", (unsigned char)bytes[b]);
+                putchar('"');
+            }
+            putchar('}');
+        }
+        puts("]");
+    }
+    if (rc == EXIT_OK && (fflush(stdout) != 0 || ferror(stdout)))
+        rc = report_io("cannot write to standard output");
+    free(ids);
+    abc_model_free(model);
+    return rc;
+}
+
+/* ---- info ---- */
+
+static int cmd_info(int argc, char **argv) {
+    const char *model_path = NULL;
+    arg_cursor c = {argc, argv, 1, false};
+    for (; c.i < argc; c.i++) {
+        if (is_help(argv[c.i])) {
+            print_info_usage(stdout);
+            return EXIT_OK;
+        }
+        if (take_value(&c, "--model", "-m", &model_path)) {
+            if (c.bad) return EXIT_USAGE;
+        } else {
+            return usage_error("info: unknown argument '%s'", argv[c.i]);
+        }
+    }
+    if (!model_path) return usage_error("info: -m MODEL is required");
+    abc_model *model = NULL;
+    int rc = load_model(model_path, &model);
+    if (rc != EXIT_OK) return rc;
+    const char *desc = abc_model_description(model);
+    struct stat st;
+    if (desc && *desc) fputs(desc, stdout);
+    if (desc && *desc && desc[strlen(desc) - 1] != '\n') putchar('\n');
+    printf("file: %s", model_path);
+    if (stat(model_path, &st) == 0) printf(" (%lld bytes)", (long long)st.st_size);
+    printf("\npreset: %s\nembedding dim: %d\n", abc_model_preset(model), abc_model_embedding_dim(model));
+    if (fflush(stdout) != 0 || ferror(stdout)) rc = report_io("cannot write to standard output");
+    abc_model_free(model);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_main_usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        print_main_usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("abc %s\n", ABC_VERSION_STRING);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "embed") == 0) return cmd_embed(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    return usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,621 @@
+/* The conversion itself: decide, from config.json, every tensor the runtime needs and its shape;
+ * find each one in the checkpoint (either layout) or in an adapter's modules_to_save; queue it in
+ * the writer with a fill callback that reads, merges and narrows it while the file is written;
+ * then add the metadata and the tokenizer. */
+#include "convert.h"
+#include "tokenizer.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_NAME 192
+
+typedef struct {
+    char name[MAX_NAME];   /* hub name */
+    int ndim;
+    int64_t shape[4];
+} expected_tensor;
+
+typedef struct {
+    expected_tensor *items;
+    size_t n, cap;
+} expected_list;
+
+typedef struct {
+    const convert_options *opt;
+    model_config cfg;
+    st_set base;
+    peft_adapter *merges;
+    size_t n_merges;
+    peft_adapter query;
+    int has_query;
+    expected_list exp;
+    int64_t head_dim;      /* mlp_head inner width D; 0 without a head */
+} conv_state;
+
+/* Where one output tensor comes from: a checkpoint or adapter tensor, then LoRA/DoRA merges. */
+typedef struct {
+    const st_set *set;
+    const st_tensor *src;
+    size_t n_merges;
+    const peft_adapter **merge_adapters;
+    const lora_module **merge_modules;
+} tensor_source;
+
+typedef struct {
+    expected_tensor exp;   /* a copy: the list it came from may grow (and move) later */
+    tensor_source source;
+    uint32_t dtype;
+    float post_scale;      /* query adapter lora_B: the LoRA scale folded in; 1 otherwise */
+} fill_ctx;
+
+/* ---- expected tensors ---- */
+
+static int expect(expected_list *l, int ndim, int64_t d0, int64_t d1, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+static int expect(expected_list *l, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        expected_tensor *n = realloc(l->items, cap * sizeof *n);
+        if (!n) return -1;
+        l->items = n;
+        l->cap = cap;
+    }
+    expected_tensor *e = &l->items[l->n++];
+    memset(e, 0, sizeof *e);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->name, sizeof e->name, fmt, ap);
+    va_end(ap);
+    e->ndim = ndim;
+    e->shape[0] = d0;
+    e->shape[1] = ndim == 2 ? d1 : 1;
+    e->shape[2] = e->shape[3] = 1;
+    return 0;
+}
+
+/* Every tensor of FORMAT.md for this config, in file order. */
+static int build_expected(const model_config *c, int64_t head_dim, expected_list *l) {
+    const int64_t E = c->v_embed, M = c->v_mlp, H = c->hidden, I = c->intermediate;
+    const int64_t patch_len = c->v_in_channels * c->v_temporal_patch * c->v_patch * c->v_patch;
+    const int64_t merged = E * c->v_merge * c->v_merge;
+    const int64_t kv = c->kv_heads * c->head_dim;
+    int rc = expect(l, 2, E, patch_len, "visual.patch_embed.proj.weight");
+    for (int64_t b = 0; b < c->v_depth && rc == 0; b++) {
+        const char *p = "visual.blocks";
+        long long i = (long long)b;
+        rc |= expect(l, 1, E, 0, "%s.%lld.norm1.weight", p, i);
+        rc |= expect(l, 1, E, 0, "%s.%lld.norm1.bias", p, i);
+        rc |= expect(l, 1, E, 0, "%s.%lld.norm2.weight", p, i);
+        rc |= expect(l, 1, E, 0, "%s.%lld.norm2.bias", p, i);
+        rc |= expect(l, 2, 3 * E, E, "%s.%lld.attn.qkv.weight", p, i);
+        rc |= expect(l, 1, 3 * E, 0, "%s.%lld.attn.qkv.bias", p, i);
+        rc |= expect(l, 2, E, E, "%s.%lld.attn.proj.weight", p, i);
+        rc |= expect(l, 1, E, 0, "%s.%lld.attn.proj.bias", p, i);
+        rc |= expect(l, 2, M, E, "%s.%lld.mlp.fc1.weight", p, i);
+        rc |= expect(l, 1, M, 0, "%s.%lld.mlp.fc1.bias", p, i);
+        rc |= expect(l, 2, E, M, "%s.%lld.mlp.fc2.weight", p, i);
+        rc |= expect(l, 1, E, 0, "%s.%lld.mlp.fc2.bias", p, i);
+    }
+    rc |= expect(l, 1, E, 0, "visual.merger.ln_q.weight");
+    rc |= expect(l, 1, E, 0, "visual.merger.ln_q.bias");
+    rc |= expect(l, 2, merged, merged, "visual.merger.mlp.0.weight");
+    rc |= expect(l, 1, merged, 0, "visual.merger.mlp.0.bias");
+    rc |= expect(l, 2, c->v_out, merged, "visual.merger.mlp.2.weight");
+    rc |= expect(l, 1, c->v_out, 0, "visual.merger.mlp.2.bias");
+    rc |= expect(l, 2, c->vocab, H, "model.embed_tokens.weight");
+    for (int64_t b = 0; b < c->layers && rc == 0; b++) {
+        const char *p = "model.layers";
+        long long i = (long long)b;
+        rc |= expect(l, 1, H, 0, "%s.%lld.input_layernorm.weight", p, i);
+        rc |= expect(l, 1, H, 0, "%s.%lld.post_attention_layernorm.weight", p, i);
+        rc |= expect(l, 2, H, H, "%s.%lld.self_attn.q_proj.weight", p, i);
+        rc |= expect(l, 1, H, 0, "%s.%lld.self_attn.q_proj.bias", p, i);
+        rc |= expect(l, 2, kv, H, "%s.%lld.self_attn.k_proj.weight", p, i);
+        rc |= expect(l, 1, kv, 0, "%s.%lld.self_attn.k_proj.bias", p, i);
+        rc |= expect(l, 2, kv, H, "%s.%lld.self_attn.v_proj.weight", p, i);
+        rc |= expect(l, 1, kv, 0, "%s.%lld.self_attn.v_proj.bias", p, i);
+        rc |= expect(l, 2, H, H, "%s.%lld.self_attn.o_proj.weight", p, i);
+        rc |= expect(l, 2, I, H, "%s.%lld.mlp.gate_proj.weight", p, i);
+        rc |= expect(l, 2, I, H, "%s.%lld.mlp.up_proj.weight", p, i);
+        rc |= expect(l, 2, H, I, "%s.%lld.mlp.down_proj.weight", p, i);
+    }
+    rc |= expect(l, 1, H, 0, "model.norm.weight");
+    if (head_dim > 0) {
+        rc |= expect(l, 2, head_dim, H, "mlp_head.linear_layer1.weight");
+        rc |= expect(l, 1, head_dim, 0, "mlp_head.linear_layer1.bias");
+        rc |= expect(l, 2, H, head_dim, "mlp_head.linear_layer2.weight");
+        rc |= expect(l, 1, H, 0, "mlp_head.linear_layer2.bias");
+    }
+    return rc ? -1 : 0;
+}
+
+static const expected_tensor *find_expected(const expected_list *l, const char *name) {
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].name, name) == 0) return &l->items[i];
+    return NULL;
+}
+
+static void format_dims(int ndim, const int64_t *shape, char *buf, size_t size) {
+    size_t n = (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < ndim && n < size; i++) n += (size_t)snprintf(buf + n, size - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n < size) snprintf(buf + n, size - n, "]");
+}
+
+/* The checkpoint stores the patch embedding as the Conv3d kernel [E, C, T, P, P]; flattened per
+ * output channel it is exactly the [E, C*T*P*P] matrix of FORMAT.md (row-major, [c][t][y][x]). */
+static int shape_fits(const model_config *c, const expected_tensor *e, const st_tensor *t) {
+    if (strcmp(e->name, "visual.patch_embed.proj.weight") == 0 && t->ndim == 5)
+        return t->shape[0] == e->shape[0] && t->shape[1] == c->v_in_channels && t->shape[2] == c->v_temporal_patch &&
+               t->shape[3] == c->v_patch && t->shape[4] == c->v_patch;
+    if (t->ndim != e->ndim) return 0;
+    for (int i = 0; i < e->ndim; i++)
+        if (t->shape[i] != e->shape[i]) return 0;
+    return 1;
+}
+
+static int shape_error(const char *where, const expected_tensor *e, const st_tensor *t, char *err, size_t errsize) {
+    char have[128], want[128];
+    format_dims(t->ndim, t->shape, have, sizeof have);
+    format_dims(e->ndim, e->shape, want, sizeof want);
+    return cv_fail(err, errsize, "%s: tensor %s has shape %s, but config.json implies %s", where, e->name, have, want);
+}
+
+/* ---- number formats ---- */
+
+static int narrow(const float *src, size_t n, uint32_t dtype, void *dst, uint64_t base, const char *name, char *err, size_t errsize) {
+    unsigned char *d = dst;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(src[i])) return cv_fail(err, errsize, "non-finite value at element %llu", (unsigned long long)(base + i));
+        if (dtype == ABC_DTYPE_F32) continue;
+        uint16_t h;
+        int rc = dtype == ABC_DTYPE_F16 ? cv_f32_to_f16(src[i], &h) : cv_f32_to_bf16(src[i], &h);
+        if (rc < 0)
+            return cv_fail(err, errsize, "value %g at element %llu of %s does not fit in %s", (double)src[i], (unsigned long long)(base + i),
+                           name, dtype == ABC_DTYPE_F16 ? "f16" : "bf16");
+        d[2 * i] = (unsigned char)(h & 0xFF);
+        d[2 * i + 1] = (unsigned char)(h >> 8);
+    }
+    return 0;
+}
+
+/* ---- fill callbacks (run while the file is written) ---- */
+
+static void free_fill_ctx(void *p) {
+    fill_ctx *c = p;
+    if (!c) return;
+    free(c->source.merge_adapters);
+    free(c->source.merge_modules);
+    free(c);
+}
+
+#define NARROW_CHUNK (1u << 20)
+
+static int fill_tensor(void *p, void *dst, char *err, size_t errsize) {
+    const fill_ctx *c = p;
+    const tensor_source *s = &c->source;
+    uint64_t n = st_numel(s->src);
+    /* without merges, stream in chunks so that narrowing needs no full-size float32 copy */
+    if (s->n_merges == 0 && c->dtype != ABC_DTYPE_F32) {
+        float *tmp = malloc((n < NARROW_CHUNK ? (size_t)n : NARROW_CHUNK) * sizeof *tmp);
+        if (!tmp) return cv_fail(err, errsize, "out of memory");
+        for (uint64_t done = 0; done < n;) {
+            size_t k = n - done < NARROW_CHUNK ? (size_t)(n - done) : NARROW_CHUNK;
+            if (st_read_f32_range(s->set, s->src, done, k, tmp, err, errsize) < 0 ||
+                narrow(tmp, k, c->dtype, (unsigned char *)dst + done * 2, done, c->exp.name, err, errsize) < 0) {
+                free(tmp);
+                return -1;
+            }
+            done += k;
+        }
+        free(tmp);
+        return 0;
+    }
+    float *w = c->dtype == ABC_DTYPE_F32 ? dst : malloc((size_t)n * sizeof *w);
+    if (!w) return cv_fail(err, errsize, "out of memory");
+    int rc = st_read_f32(s->set, s->src, w, err, errsize);
+    for (size_t i = 0; rc == 0 && i < s->n_merges; i++)
+        rc = peft_merge(s->merge_adapters[i], s->merge_modules[i], w, c->exp.shape[0], c->exp.shape[1], err, errsize);
+    if (rc == 0 && c->post_scale != 1.0f)
+        for (uint64_t i = 0; i < n; i++) w[i] = w[i] * c->post_scale;
+    if (rc == 0) rc = narrow(w, (size_t)n, c->dtype, dst, 0, c->exp.name, err, errsize);
+    if (w != dst) free(w);
+    return rc;
+}
+
+static int queue_tensor(abc_writer *w, const expected_tensor *e, const tensor_source *s, uint32_t dtype, float post_scale,
+                        char *err, size_t errsize) {
+    fill_ctx *c = calloc(1, sizeof *c);
+    if (!c) return cv_fail(err, errsize, "out of memory");
+    c->exp = *e;
+    c->source = *s;
+    c->source.merge_adapters = NULL;
+    c->source.merge_modules = NULL;
+    c->dtype = dtype;
+    c->post_scale = post_scale;
+    if (s->n_merges) {
+        c->source.merge_adapters = malloc(s->n_merges * sizeof *c->source.merge_adapters);
+        c->source.merge_modules = malloc(s->n_merges * sizeof *c->source.merge_modules);
+        if (!c->source.merge_adapters || !c->source.merge_modules) {
+            free_fill_ctx(c);
+            return cv_fail(err, errsize, "out of memory");
+        }
+        memcpy(c->source.merge_adapters, s->merge_adapters, s->n_merges * sizeof *s->merge_adapters);
+        memcpy(c->source.merge_modules, s->merge_modules, s->n_merges * sizeof *s->merge_modules);
+    }
+    uint64_t numel = 1;
+    for (int i = 0; i < e->ndim; i++) numel *= (uint64_t)e->shape[i];
+    size_t nbytes = (size_t)numel * writer_dtype_size(dtype);
+    if (writer_add_tensor_fn(w, e->name, dtype, e->ndim, e->shape, nbytes, fill_tensor, c, free_fill_ctx) < 0)
+        return cv_fail(err, errsize, "%s", writer_error(w));
+    return 0;
+}
+
+/* ---- planning ---- */
+
+static int is_head_param(const char *name) { return strncmp(name, "mlp_head.", 9) == 0; }
+
+/* Base tensor names are mapped to the hub layout; a checkpoint holding both spellings of one
+ * tensor is ambiguous. */
+static int normalize_base_names(st_set *set, char *err, size_t errsize) {
+    for (size_t i = 0; i < set->n_tensors; i++) {
+        char *n = cv_normalize_name(set->tensors[i].name);
+        if (!n) return cv_fail(err, errsize, "out of memory");
+        free(set->tensors[i].name);
+        set->tensors[i].name = n;
+    }
+    for (size_t i = 0; i < set->n_tensors; i++)
+        for (size_t j = i + 1; j < set->n_tensors; j++)
+            if (strcmp(set->tensors[i].name, set->tensors[j].name) == 0)
+                return cv_fail(err, errsize, "checkpoint has tensor %s twice (under both the hub and the transformers>=4.52 names)", set->tensors[i].name);
+    return 0;
+}
+
+/* The tensors of the checkpoint that no output uses: lm_head (tied or not) is expected; anything
+ * else under the model's own prefixes means the config and the weights disagree. */
+static int check_unused_base(const conv_state *s, char *err, size_t errsize) {
+    for (size_t i = 0; i < s->base.n_tensors; i++) {
+        const char *n = s->base.tensors[i].name;
+        if (find_expected(&s->exp, n) || strcmp(n, "lm_head.weight") == 0) continue;
+        if (strncmp(n, "model.layers.", 13) == 0 || strncmp(n, "visual.", 7) == 0)
+            return cv_fail(err, errsize, "checkpoint tensor %s is not part of the model described by config.json (wrong config?)", n);
+        if (!s->opt->quiet) fprintf(stderr, "abc-convert: note: ignoring checkpoint tensor %s (unused by the runtime)\n", n);
+    }
+    return 0;
+}
+
+/* Finds the mlp_head width D from the last adapter that provides the head. */
+static int resolve_head(conv_state *s, char *err, size_t errsize) {
+    const adapter_param *w1 = NULL;
+    const char *from = NULL;
+    for (size_t a = 0; a < s->n_merges; a++) {
+        const adapter_param *p = peft_find_param(&s->merges[a], "mlp_head.linear_layer1.weight");
+        if (p) { w1 = p; from = s->merges[a].dir; }
+    }
+    int abc = strcmp(s->opt->preset, "abc") == 0;
+    if (!abc) return 0;
+    if (!w1)
+        return cv_fail(err, errsize, "preset abc needs the mlp_head (mlp_head.linear_layer1/2 in an adapter's modules_to_save); "
+                                     "none of the --merge-adapter directories provides it");
+    if (w1->t->ndim != 2 || w1->t->shape[1] != s->cfg.hidden)
+        return cv_fail(err, errsize, "%s: mlp_head.linear_layer1.weight must be [D, %lld]", from, (long long)s->cfg.hidden);
+    s->head_dim = w1->t->shape[0];
+    return 0;
+}
+
+/* Checks, before anything is written, that every adapter entry lands on a tensor of the model. */
+static int check_merge_adapter(const conv_state *s, const peft_adapter *a, char *err, size_t errsize) {
+    int abc = strcmp(s->opt->preset, "abc") == 0;
+    for (size_t i = 0; i < a->n_modules; i++) {
+        const lora_module *m = &a->modules[i];
+        char wname[MAX_NAME + 16];
+        snprintf(wname, sizeof wname, "%s.weight", m->module);
+        const expected_tensor *e = find_expected(&s->exp, wname);
+        if (!e || e->ndim != 2 || strcmp(wname, "visual.patch_embed.proj.weight") == 0 || strcmp(wname, "model.embed_tokens.weight") == 0)
+            return cv_fail(err, errsize, "adapter %s targets module %s, which does not exist in the model (or is not a Linear layer)", a->dir, m->module);
+        if (m->B->shape[0] != e->shape[0] || m->A->shape[1] != e->shape[1])
+            return cv_fail(err, errsize, "adapter %s: %s: lora_A [%lld, %lld] / lora_B [%lld, %lld] do not fit the weight [%lld, %lld]", a->dir, m->module,
+                           (long long)m->A->shape[0], (long long)m->A->shape[1], (long long)m->B->shape[0], (long long)m->B->shape[1],
+                           (long long)e->shape[0], (long long)e->shape[1]);
+    }
+    for (size_t i = 0; i < a->n_params; i++) {
+        const adapter_param *p = &a->params[i];
+        const expected_tensor *e = find_expected(&s->exp, p->name);
+        if (e) {
+            if (!shape_fits(&s->cfg, e, p->t)) return shape_error(a->dir, e, p->t, err, errsize);
+            continue;
+        }
+        if (is_head_param(p->name) && abc)
+            return cv_fail(err, errsize, "adapter %s: unexpected head tensor %s (the head is mlp_head.linear_layer1/2 .weight/.bias)", a->dir, p->name);
+        if (!s->opt->quiet) fprintf(stderr, "abc-convert: note: %s: dropping %s (not used by the runtime with preset %s)\n", a->dir, p->name, s->opt->preset);
+    }
+    return 0;
+}
+
+static int check_query_adapter(const conv_state *s, char *err, size_t errsize) {
+    const peft_adapter *q = &s->query;
+    if (q->dora) return cv_fail(err, errsize, "query adapter %s is a DoRA adapter; only plain LoRA can be kept apart for role=query (merge it with --merge-adapter instead)", q->dir);
+    if (q->n_params) return cv_fail(err, errsize, "query adapter %s carries full parameters (%s, ...) that cannot be switched per role", q->dir, q->params[0].name);
+    if (q->n_modules == 0) return cv_fail(err, errsize, "query adapter %s has no LoRA modules", q->dir);
+    for (size_t i = 0; i < q->n_modules; i++) {
+        const lora_module *m = &q->modules[i];
+        char wname[MAX_NAME + 16];
+        snprintf(wname, sizeof wname, "%s.weight", m->module);
+        const expected_tensor *e = find_expected(&s->exp, wname);
+        if (!e || e->ndim != 2 || strcmp(wname, "visual.patch_embed.proj.weight") == 0 || strcmp(wname, "model.embed_tokens.weight") == 0)
+            return cv_fail(err, errsize, "query adapter %s targets module %s, which does not exist in the model (or is not a Linear layer)", q->dir, m->module);
+        if (m->B->shape[0] != e->shape[0] || m->A->shape[1] != e->shape[1])
+            return cv_fail(err, errsize, "query adapter %s: %s: lora_A/lora_B do not fit the weight [%lld, %lld]", q->dir, m->module,
+                           (long long)e->shape[0], (long long)e->shape[1]);
+    }
+    return 0;
+}
+
+/* The source of tensor e: the base checkpoint, then each adapter in order (modules_to_save
+ * replaces the current value, LoRA/DoRA merges into it). */
+static int resolve_source(const conv_state *s, const expected_tensor *e, tensor_source *src, const peft_adapter **adapters,
+                          const lora_module **modules, char *err, size_t errsize) {
+    memset(src, 0, sizeof *src);
+    src->merge_adapters = adapters;
+    src->merge_modules = modules;
+    const st_tensor *t = st_find(&s->base, e->name);
+    if (t) { src->set = &s->base; src->src = t; }
+    char module[MAX_NAME];
+    size_t len = strlen(e->name);
+    int is_weight = len > 7 && strcmp(e->name + len - 7, ".weight") == 0;
+    snprintf(module, sizeof module, "%.*s", (int)(is_weight ? len - 7 : len), e->name);
+    for (size_t a = 0; a < s->n_merges; a++) {
+        const adapter_param *p = peft_find_param(&s->merges[a], e->name);
+        if (p) {
+            src->set = &s->merges[a].st;
+            src->src = p->t;
+            src->n_merges = 0;
+        }
+        const lora_module *m = is_weight ? peft_find_module(&s->merges[a], module) : NULL;
+        if (m) {
+            if (!src->src)
+                return cv_fail(err, errsize, "adapter %s merges into %s, which is missing from the checkpoint", s->merges[a].dir, e->name);
+            adapters[src->n_merges] = &s->merges[a];
+            modules[src->n_merges] = m;
+            src->n_merges++;
+        }
+    }
+    if (!src->src) return cv_fail(err, errsize, "tensor %s is missing from the checkpoint %s", e->name, s->opt->hf_dir);
+    if (!shape_fits(&s->cfg, e, src->src)) return shape_error(src->set == &s->base ? s->opt->hf_dir : "adapter", e, src->src, err, errsize);
+    return 0;
+}
+
+static int queue_model_tensors(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
+    const peft_adapter **adapters = malloc((s->n_merges + 1) * sizeof *adapters);
+    const lora_module **modules = malloc((s->n_merges + 1) * sizeof *modules);
+    int rc = 0;
+    if (!adapters || !modules) rc = cv_fail(err, errsize, "out of memory");
+    for (size_t i = 0; rc == 0 && i < s->exp.n; i++) {
+        const expected_tensor *e = &s->exp.items[i];
+        tensor_source src;
+        rc = resolve_source(s, e, &src, adapters, modules, err, errsize);
+        if (rc == 0) rc = queue_tensor(w, e, &src, e->ndim == 2 ? s->opt->dtype : ABC_DTYPE_F32, 1.0f, err, errsize);
+    }
+    free(adapters);
+    free(modules);
+    return rc;
+}
+
+/* query_adapter.<module>.lora_A [r, in] and .lora_B [out, r] (scale folded in), float32, in the
+ * model's tensor order so the output does not depend on the adapter file's key order. */
+static int queue_query_adapter(conv_state *s, abc_writer *w, char *err, size_t errsize) {
+    const peft_adapter *q = &s->query;
+    /* the expected list outlives the writer's callbacks; append the adapter entries to it */
+    size_t n_model = s->exp.n;
+    for (size_t i = 0; i < n_model; i++) {
+        char module[MAX_NAME];
+        const char *name = s->exp.items[i].name;
+        size_t len = strlen(name);
+        if (len <= 7 || strcmp(name + len - 7, ".weight") != 0) continue;
+        snprintf(module, sizeof module, "%.*s", (int)(len - 7), name);
+        const lora_module *m = peft_find_module(q, module);
+        if (!m) continue;
+        if (expect(&s->exp, 2, m->rank, m->A->shape[1], "query_adapter.%s.lora_A", module) < 0 ||
+            expect(&s->exp, 2, m->B->shape[0], m->rank, "query_adapter.%s.lora_B", module) < 0)
+            return cv_fail(err, errsize, "out of memory");
+    }
+    for (size_t i = n_model; i < s->exp.n; i++) {
+        const expected_tensor *e = &s->exp.items[i];
+        char module[MAX_NAME];
+        size_t len = strlen(e->name), prefix = strlen("query_adapter.");
+        snprintf(module, sizeof module, "%.*s", (int)(len - prefix - strlen(".lora_A")), e->name + prefix);
+        const lora_module *m = peft_find_module(q, module);
+        int is_b = strcmp(e->name + len - 7, ".lora_B") == 0;
+        tensor_source src = { &q->st, is_b ? m->B : m->A, 0, NULL, NULL };
+        if (queue_tensor(w, e, &src, ABC_DTYPE_F32, is_b ? (float)m->scale : 1.0f, err, errsize) < 0) return -1;
+    }
+    return 0;
+}
+
+/* ---- metadata ---- */
+
+#define QWEN_SYSTEM "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+#define QWEN_ASSISTANT "<|im_end|>\n<|im_start|>assistant\n"
+#define QWEN_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
+
+static const char *base_name(const char *path, char *buf, size_t size) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t start = n;
+    while (start > 0 && path[start - 1] != '/') start--;
+    snprintf(buf, size, "%.*s", (int)(n - start), path + start);
+    return buf;
+}
+
+/* Informative only; made of directory base names so that the same inputs give the same bytes
+ * wherever they are on disk. */
+static int describe_source(const conv_state *s, char *out, size_t size) {
+    char b[256];
+    size_t n = (size_t)snprintf(out, size, "%s", base_name(s->opt->hf_dir, b, sizeof b));
+    for (size_t i = 0; i < s->n_merges && n < size; i++)
+        n += (size_t)snprintf(out + n, size - n, " + merged adapter %s", base_name(s->merges[i].dir, b, sizeof b));
+    if (s->has_query && n < size) n += (size_t)snprintf(out + n, size - n, " + query adapter %s", base_name(s->query.dir, b, sizeof b));
+    return n < size ? 0 : -1;
+}
+
+static int add_i(abc_writer *w, const char *key, int64_t v) { return writer_add_i64(w, key, &v, 1); }
+static int add_f(abc_writer *w, const char *key, double v) { return writer_add_f64(w, key, &v, 1); }
+
+static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
+    const model_config *c = &s->cfg;
+    int abc = strcmp(s->opt->preset, "abc") == 0;
+    const char *dtype = s->opt->dtype == ABC_DTYPE_F16 ? "f16" : s->opt->dtype == ABC_DTYPE_BF16 ? "bf16" : "f32";
+    char source[2048];
+    if (describe_source(s, source, sizeof source) < 0) return cv_fail(err, errsize, "input paths too long");
+    int rc = 0;
+    rc |= writer_add_str(w, "general.architecture", "qwen2_vl");
+    rc |= writer_add_str(w, "general.preset", s->opt->preset);
+    rc |= writer_add_str(w, "general.dtype", dtype);
+    rc |= writer_add_str(w, "general.source", source);
+    rc |= add_i(w, "text.hidden_size", c->hidden);
+    rc |= add_i(w, "text.intermediate_size", c->intermediate);
+    rc |= add_i(w, "text.num_layers", c->layers);
+    rc |= add_i(w, "text.num_heads", c->heads);
+    rc |= add_i(w, "text.num_kv_heads", c->kv_heads);
+    rc |= add_i(w, "text.head_dim", c->head_dim);
+    rc |= add_i(w, "text.vocab_size", c->vocab);
+    rc |= add_f(w, "text.rms_norm_eps", c->rms_eps);
+    rc |= add_f(w, "text.rope_theta", c->rope_theta);
+    rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
+    rc |= add_i(w, "vision.depth", c->v_depth);
+    rc |= add_i(w, "vision.embed_dim", c->v_embed);
+    rc |= add_i(w, "vision.num_heads", c->v_heads);
+    rc |= add_i(w, "vision.mlp_dim", c->v_mlp);
+    rc |= add_i(w, "vision.patch_size", c->v_patch);
+    rc |= add_i(w, "vision.temporal_patch_size", c->v_temporal_patch);
+    rc |= add_i(w, "vision.spatial_merge_size", c->v_merge);
+    rc |= add_i(w, "vision.in_channels", c->v_in_channels);
+    rc |= add_i(w, "vision.out_dim", c->v_out);
+    rc |= add_f(w, "vision.layer_norm_eps", 1e-6);   /* fixed in transformers' Qwen2-VL vision blocks */
+    rc |= add_f(w, "vision.rope_theta", 10000.0);
+    rc |= writer_add_str(w, "model.attention", abc ? "bidirectional" : "causal");
+    rc |= writer_add_str(w, "model.pooling", abc ? "mean_nonzero" : "last");
+    rc |= writer_add_str(w, "model.head", abc ? "mlp" : "none");
+    rc |= add_i(w, "model.normalize", 1);
+    rc |= add_i(w, "model.embedding_dim", c->hidden);
+    rc |= writer_add_str(w, "model.mrope_rule", "vision_start");
+    rc |= add_i(w, "tokens.image_pad", c->image_token);
+    rc |= add_i(w, "tokens.vision_start", c->vision_start_token);
+    rc |= add_i(w, "tokens.vision_end", c->vision_end_token);
+    if (abc) {
+        rc |= writer_add_str(w, "prompt.image_text", QWEN_SYSTEM QWEN_IMAGE "Instruction: {text}" QWEN_ASSISTANT);
+        rc |= writer_add_str(w, "prompt.image", QWEN_SYSTEM QWEN_IMAGE QWEN_ASSISTANT);
+        rc |= writer_add_str(w, "prompt.text", QWEN_SYSTEM "{text}" QWEN_ASSISTANT);
+    } else {
+        rc |= writer_add_str(w, "prompt.image_text", "<|image_pad|> {text}");
+        rc |= writer_add_str(w, "prompt.image", "<|image_pad|>");
+        rc |= writer_add_str(w, "prompt.text", "{text}");
+    }
+    rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
+    rc |= add_i(w, "image.factor", c->v_patch * c->v_merge);
+    if (abc) {
+        /* ABC fixes both resize stages in its own code (qwen_vl_utils, then the processor) */
+        rc |= add_i(w, "image.stage1_min_pixels", 3136);
+        rc |= add_i(w, "image.stage1_max_pixels", 12845056);
+        rc |= add_i(w, "image.min_pixels", 200704);
+        rc |= add_i(w, "image.max_pixels", 802816);
+    } else {
+        rc |= add_i(w, "image.min_pixels", c->min_pixels);
+        rc |= add_i(w, "image.max_pixels", c->max_pixels);
+    }
+    rc |= writer_add_f64(w, "image.mean", c->image_mean, 3);
+    rc |= writer_add_f64(w, "image.std", c->image_std, 3);
+    rc |= add_i(w, "query_adapter.rank", s->has_query ? s->query.max_rank : 0);
+    if (rc) return cv_fail(err, errsize, "metadata: %s", writer_error(w));
+    return 0;
+}
+
+/* Older configs may lack the special token ids; tokenizer.json's added_tokens has them. */
+static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, size_t errsize) {
+    model_config *c = &s->cfg;
+    if (c->image_token >= 0 && c->vision_start_token >= 0 && c->vision_end_token >= 0) return 0;
+    json_value *tok = cv_read_json(tokenizer_path, err, errsize);
+    if (!tok) return -1;
+    const json_value *added = json_get(tok, "added_tokens");
+    struct { const char *text; int64_t *id; } want[] = {
+        { "<|image_pad|>", &c->image_token }, { "<|vision_start|>", &c->vision_start_token }, { "<|vision_end|>", &c->vision_end_token } };
+    int rc = 0;
+    for (size_t k = 0; k < 3 && rc == 0; k++) {
+        if (*want[k].id >= 0) continue;
+        for (size_t i = 0; added && added->type == JSON_ARRAY && i < added->n_items; i++) {
+            const json_value *content = json_get(&added->items[i], "content");
+            if (content && content->type == JSON_STRING && strcmp(content->string, want[k].text) == 0)
+                cv_json_int(json_get(&added->items[i], "id"), 0, INT32_MAX, want[k].id);
+        }
+        if (*want[k].id < 0) rc = cv_fail(err, errsize, "no token id for %s in config.json or tokenizer.json", want[k].text);
+    }
+    json_free(tok);
+    return rc;
+}
+
+/* ---- driver ---- */
+
+static void state_free(conv_state *s) {
+    st_close(&s->base);
+    for (size_t i = 0; i < s->n_merges; i++) peft_free(&s->merges[i]);
+    free(s->merges);
+    if (s->has_query) peft_free(&s->query);
+    free(s->exp.items);
+}
+
+int convert_model(const convert_options *opt, char *err, size_t errsize) {
+    conv_state s;
+    memset(&s, 0, sizeof s);
+    s.opt = opt;
+    abc_writer *w = NULL;
+    char *tok_path = cv_path_join(opt->hf_dir, "tokenizer.json");
+    int rc = -1;
+    if (!tok_path) { cv_fail(err, errsize, "out of memory"); goto done; }
+    if (strcmp(opt->preset, "abc") != 0 && strcmp(opt->preset, "vlm2vec") != 0) {
+        cv_fail(err, errsize, "unknown preset \"%s\" (abc or vlm2vec)", opt->preset);
+        goto done;
+    }
+    if (config_load(opt->hf_dir, &s.cfg, err, errsize) < 0) goto done;
+    if (!cv_file_exists(tok_path)) { cv_fail(err, errsize, "%s not found", tok_path); goto done; }
+    if (fill_token_ids(&s, tok_path, err, errsize) < 0) goto done;
+    if (st_open_checkpoint(&s.base, opt->hf_dir, err, errsize) < 0 || normalize_base_names(&s.base, err, errsize) < 0) goto done;
+
+    s.merges = calloc(opt->n_merge_adapters + 1, sizeof *s.merges);
+    if (!s.merges) { cv_fail(err, errsize, "out of memory"); goto done; }
+    for (size_t i = 0; i < opt->n_merge_adapters; i++) {
+        if (peft_load(opt->merge_adapters[i], &s.merges[i], err, errsize) < 0) { s.n_merges = i + 1; goto done; }
+        s.n_merges = i + 1;
+    }
+    if (opt->query_adapter) {
+        s.has_query = 1;
+        if (peft_load(opt->query_adapter, &s.query, err, errsize) < 0) goto done;
+    }
+    if (resolve_head(&s, err, errsize) < 0) goto done;
+    if (build_expected(&s.cfg, s.head_dim, &s.exp) < 0) { cv_fail(err, errsize, "out of memory"); goto done; }
+    if (check_unused_base(&s, err, errsize) < 0) goto done;
+    for (size_t i = 0; i < s.n_merges; i++)
+        if (check_merge_adapter(&s, &s.merges[i], err, errsize) < 0) goto done;
+    if (s.has_query && check_query_adapter(&s, err, errsize) < 0) goto done;
+
+    w = writer_new();
+    if (!w) { cv_fail(err, errsize, "out of memory"); goto done; }
+    if (add_metadata(&s, w, err, errsize) < 0) goto done;
+    if (queue_model_tensors(&s, w, err, errsize) < 0) goto done;
+    if (s.has_query && queue_query_adapter(&s, w, err, errsize) < 0) goto done;
+    char terr[512] = "";
+    if (tokenizer_convert(tok_path, w, terr, sizeof terr) != 0) { cv_fail(err, errsize, "%s: %s", tok_path, terr); goto done; }
+    if (writer_write(w, opt->out_path, err, errsize) < 0) goto done;
+    rc = 0;
+done:
+    writer_free(w); /* before the state: the fill contexts point into it */
+    state_free(&s);
+    free(tok_path);
+    return rc;
+}

@@ -1,0 +1,142 @@
+/* Internal interfaces of abc-convert (Hugging Face Qwen2-VL checkpoint + PEFT adapters -> .abc). */
+#ifndef ABC_CONVERT_H
+#define ABC_CONVERT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "json.h"
+#include "writer.h"
+
+/* ---- util.c ---- */
+/* printf into err (the converter's single error-reporting convention: functions return -1 and
+ * leave a message naming the file/tensor at fault). */
+int cv_fail(char *err, size_t errsize, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+char *cv_strdup(const char *s);
+char *cv_path_join(const char *dir, const char *name);
+int cv_file_exists(const char *path);
+/* Reads a whole (small) file; NUL-terminates it. */
+char *cv_read_file(const char *path, size_t *len, char *err, size_t errsize);
+/* Parses a JSON file; on error the message names the file. */
+json_value *cv_read_json(const char *path, char *err, size_t errsize);
+/* Maps the transformers >= 4.52 layout onto the hub names used in .abc files:
+ * model.language_model.X -> model.X, model.visual.X -> visual.X. Returns a new string. */
+char *cv_normalize_name(const char *name);
+/* An integer-valued JSON number in [lo, hi]. */
+int cv_json_int(const json_value *v, int64_t lo, int64_t hi, int64_t *out);
+
+/* ---- dtype.c ---- */
+float cv_f16_to_f32(uint16_t h);
+float cv_bf16_to_f32(uint16_t h);
+/* Round to nearest even; -1 (and *out untouched) when the value would become infinite (or is
+ * inf/nan): f16 for |x| >= 65520, bf16 above the largest finite bfloat16. */
+int cv_f32_to_f16(float f, uint16_t *out);
+int cv_f32_to_bf16(float f, uint16_t *out);
+
+/* ---- safetensors.c ---- */
+typedef enum { ST_F32, ST_F16, ST_BF16 } st_dtype;
+#define ST_MAX_DIMS 8
+
+typedef struct {
+    char *name;          /* as stored in the file, later possibly normalised by the caller */
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    uint64_t offset;     /* absolute position of the data in its file */
+    uint64_t nbytes;
+    int file;            /* index into st_set.files */
+} st_tensor;
+
+typedef struct {
+    char *path;
+    int fd;
+    uint64_t size;
+} st_file;
+
+typedef struct {
+    st_file *files;
+    size_t n_files;
+    st_tensor *tensors;
+    size_t n_tensors;
+} st_set;
+
+int st_add_file(st_set *set, const char *path, char *err, size_t errsize);
+/* model.safetensors, or every shard named by model.safetensors.index.json. */
+int st_open_checkpoint(st_set *set, const char *dir, char *err, size_t errsize);
+const st_tensor *st_find(const st_set *set, const char *name);
+uint64_t st_numel(const st_tensor *t);
+const char *st_dtype_name(st_dtype d);
+/* Reads every element of t widened to float32 (exact for bf16/f16). */
+int st_read_f32(const st_set *set, const st_tensor *t, float *dst, char *err, size_t errsize);
+/* Elements [first, first + count) only (row-major order). */
+int st_read_f32_range(const st_set *set, const st_tensor *t, uint64_t first, uint64_t count, float *dst, char *err, size_t errsize);
+void st_close(st_set *set);
+
+/* ---- config.c ---- */
+typedef struct {
+    /* language model */
+    int64_t hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
+    double rms_eps, rope_theta;
+    int64_t mrope_section[3];
+    int tie_embeddings;
+    /* vision tower */
+    int64_t v_depth, v_embed, v_heads, v_mlp, v_patch, v_temporal_patch, v_merge, v_in_channels, v_out;
+    /* special tokens; -1 when the config does not say */
+    int64_t image_token, vision_start_token, vision_end_token;
+    /* preprocessor_config.json */
+    int64_t min_pixels, max_pixels;
+    double image_mean[3], image_std[3];
+} model_config;
+
+int config_load(const char *dir, model_config *c, char *err, size_t errsize);
+
+/* ---- peft.c ---- */
+typedef struct {
+    char *module;              /* hub name of the adapted Linear, e.g. model.layers.0.self_attn.q_proj */
+    const st_tensor *A, *B;    /* [r, in], [out, r] */
+    const st_tensor *magnitude;/* DoRA: [out]; NULL for plain LoRA */
+    int64_t rank;
+    double scale;              /* alpha / r, or alpha / sqrt(r) with use_rslora */
+} lora_module;
+
+typedef struct {
+    char *name;                /* hub name of the parameter */
+    const st_tensor *t;
+} adapter_param;
+
+typedef struct {
+    char *dir;
+    st_set st;
+    int dora;
+    lora_module *modules;
+    size_t n_modules;
+    adapter_param *params;     /* modules_to_save and other full parameters (mlp_head.*, temperature.temp) */
+    size_t n_params;
+    int64_t max_rank;
+} peft_adapter;
+
+int peft_load(const char *dir, peft_adapter *a, char *err, size_t errsize);
+void peft_free(peft_adapter *a);
+const lora_module *peft_find_module(const peft_adapter *a, const char *module);
+const adapter_param *peft_find_param(const peft_adapter *a, const char *name);
+/* W [out, in] += scale·B·A (LoRA), or the DoRA merge, exactly in peft's float32 operation order. */
+int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t out, int64_t in, char *err, size_t errsize);
+
+/* ---- convert.c ---- */
+typedef struct {
+    const char *hf_dir;
+    const char *out_path;
+    const char *preset;             /* "abc" or "vlm2vec" */
+    const char **merge_adapters;
+    size_t n_merge_adapters;
+    const char *query_adapter;      /* NULL when none */
+    uint32_t dtype;                 /* ABC_DTYPE_F32, _F16 or _BF16 */
+    int quiet;
+} convert_options;
+
+int convert_model(const convert_options *opt, char *err, size_t errsize);
+
+#endif

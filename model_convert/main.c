@@ -1,0 +1,96 @@
+/* abc-convert: Hugging Face Qwen2-VL checkpoint (+ PEFT adapters) -> .abc weight file.
+ *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec [--merge-adapter DIR]... [--query-adapter DIR]
+ *               [--dtype f32|f16|bf16|q8] */
+#include "convert.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec [--merge-adapter DIR]... [--query-adapter DIR]\n"
+            "                   [--dtype f32|f16|bf16|q8] [--quiet]\n"
+            "  HF_DIR            Qwen2-VL checkpoint (config.json, safetensors, tokenizer.json, preprocessor_config.json)\n"
+            "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token)\n"
+            "  --merge-adapter   PEFT LoRA/DoRA adapter merged into the weights (repeatable, applied in order);\n"
+            "                    its modules_to_save (e.g. ABC's mlp_head) replace or add tensors\n"
+            "  --query-adapter   PEFT LoRA kept apart and applied at run time for role=query (ABC instruct adapter)\n"
+            "  --dtype           storage of the large matrices (default f32; norms and biases are always f32)\n");
+}
+
+static int host_is_little_endian(void) {
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+int main(int argc, char **argv) {
+    convert_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.dtype = ABC_DTYPE_F32;
+    opt.merge_adapters = calloc((size_t)argc, sizeof *opt.merge_adapters);
+    if (!opt.merge_adapters) { fprintf(stderr, "abc-convert: out of memory\n"); return 1; }
+    int status = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has_value = i + 1 < argc;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); status = 0; goto done; }
+        else if (strcmp(a, "--quiet") == 0) opt.quiet = 1;
+        else if (strcmp(a, "-o") == 0 || strcmp(a, "--preset") == 0 || strcmp(a, "--merge-adapter") == 0 ||
+                 strcmp(a, "--query-adapter") == 0 || strcmp(a, "--dtype") == 0) {
+            if (!has_value) { fprintf(stderr, "abc-convert: %s needs a value\n", a); goto done; }
+            const char *v = argv[++i];
+            if (strcmp(a, "-o") == 0) {
+                if (opt.out_path) { fprintf(stderr, "abc-convert: -o given twice\n"); goto done; }
+                opt.out_path = v;
+            } else if (strcmp(a, "--preset") == 0) {
+                if (opt.preset) { fprintf(stderr, "abc-convert: --preset given twice\n"); goto done; }
+                opt.preset = v;
+            } else if (strcmp(a, "--merge-adapter") == 0) {
+                opt.merge_adapters[opt.n_merge_adapters++] = v;
+            } else if (strcmp(a, "--query-adapter") == 0) {
+                if (opt.query_adapter) { fprintf(stderr, "abc-convert: only one --query-adapter is supported\n"); goto done; }
+                opt.query_adapter = v;
+            } else {
+                if (strcmp(v, "f32") == 0) opt.dtype = ABC_DTYPE_F32;
+                else if (strcmp(v, "f16") == 0) opt.dtype = ABC_DTYPE_F16;
+                else if (strcmp(v, "bf16") == 0) opt.dtype = ABC_DTYPE_BF16;
+                else if (strcmp(v, "q8") == 0) {
+                    fprintf(stderr, "abc-convert: error: --dtype q8 is not supported yet (use f32, f16 or bf16)\n");
+                    status = 1;
+                    goto done;
+                } else { fprintf(stderr, "abc-convert: unknown --dtype \"%s\" (f32, f16, bf16 or q8)\n", v); goto done; }
+            }
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "abc-convert: unknown option %s\n", a);
+            usage(stderr);
+            goto done;
+        } else {
+            if (opt.hf_dir) { fprintf(stderr, "abc-convert: more than one input directory (%s, %s)\n", opt.hf_dir, a); goto done; }
+            opt.hf_dir = a;
+        }
+    }
+    if (!opt.hf_dir || !opt.out_path || !opt.preset) {
+        fprintf(stderr, "abc-convert: HF_DIR, -o OUT.abc and --preset are required\n");
+        usage(stderr);
+        goto done;
+    }
+    if (strcmp(opt.preset, "abc") != 0 && strcmp(opt.preset, "vlm2vec") != 0) {
+        fprintf(stderr, "abc-convert: unknown --preset \"%s\" (abc or vlm2vec)\n", opt.preset);
+        goto done;
+    }
+    if (!host_is_little_endian()) { fprintf(stderr, "abc-convert: error: needs a little-endian host\n"); status = 1; goto done; }
+    char err[1024] = "";
+    if (convert_model(&opt, err, sizeof err) != 0) {
+        fprintf(stderr, "abc-convert: error: %s\n", err[0] ? err : "conversion failed");
+        status = 1;
+        goto done;
+    }
+    if (!opt.quiet) fprintf(stderr, "abc-convert: wrote %s\n", opt.out_path);
+    status = 0;
+done:
+    free(opt.merge_adapters);
+    return status;
+}

@@ -1,0 +1,324 @@
+/* PEFT adapters: adapter_config.json + adapter_model.safetensors. LoRA and DoRA modules are
+ * merged with peft's own operation order in float32 (tuners/lora/layer.py `merge` and
+ * `get_delta_weight`, tuners/lora/dora.py `get_weight_norm`); modules_to_save and other full
+ * parameters are handed to the converter, which decides whether they replace or add tensors. */
+#include "convert.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PEFT_PREFIX "base_model.model."
+
+typedef struct {
+    const char *dir;
+    const json_value *cfg;
+    int64_t r;
+    double alpha;
+    int rslora;
+    char *err;
+    size_t errsize;
+} adapter_cfg;
+
+static int has_suffix(const char *s, const char *suffix, size_t *stem_len) {
+    size_t a = strlen(s), b = strlen(suffix);
+    if (a <= b || strcmp(s + a - b, suffix) != 0) return 0;
+    *stem_len = a - b;
+    return 1;
+}
+
+static int json_true(const json_value *v) { return v && v->type == JSON_BOOL && v->boolean; }
+static int json_present(const json_value *v) {
+    if (!v || v->type == JSON_NULL) return 0;
+    if ((v->type == JSON_ARRAY || v->type == JSON_OBJECT) && v->n_items == 0) return 0;
+    return 1;
+}
+
+/* peft's pattern keys are regular expressions matched against the module path as `(.*\.)?KEY$`;
+ * only literal dotted names occur in practice, which is what this accepts. */
+static int pattern_matches(const char *pattern, const char *module) {
+    size_t p = strlen(pattern), m = strlen(module);
+    if (p > m || strcmp(module + m - p, pattern) != 0) return 0;
+    return p == m || module[m - p - 1] == '.';
+}
+
+static int literal_pattern(const char *s) {
+    for (; *s; s++)
+        if (strchr("*+?()[]{}|^$\\", *s)) return 0;
+    return 1;
+}
+
+/* rank_pattern / alpha_pattern lookup: the first matching key wins, as in peft. */
+static int pattern_lookup(const adapter_cfg *c, const char *key, const char *module, double *value) {
+    const json_value *pat = json_get(c->cfg, key);
+    if (!pat || pat->type == JSON_NULL) return 0;
+    if (pat->type != JSON_OBJECT) return cv_fail(c->err, c->errsize, "%s: \"%s\" is not an object", c->dir, key);
+    for (size_t i = 0; i < pat->n_items; i++) {
+        if (!literal_pattern(pat->keys[i]))
+            return cv_fail(c->err, c->errsize, "%s: %s key \"%.80s\" is a regular expression; only literal module names are supported", c->dir, key, pat->keys[i]);
+        if (pattern_matches(pat->keys[i], module)) {
+            if (pat->items[i].type != JSON_NUMBER || !(pat->items[i].number > 0))
+                return cv_fail(c->err, c->errsize, "%s: %s[\"%s\"] is not a positive number", c->dir, key, pat->keys[i]);
+            *value = pat->items[i].number;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int read_config(const char *dir, json_value *cfg, adapter_cfg *c, int *dora, char *err, size_t errsize) {
+    c->dir = dir;
+    c->cfg = cfg;
+    c->err = err;
+    c->errsize = errsize;
+    if (cfg->type != JSON_OBJECT) return cv_fail(err, errsize, "%s: adapter_config.json is not an object", dir);
+    const json_value *type = json_get(cfg, "peft_type");
+    if (!type || type->type != JSON_STRING) return cv_fail(err, errsize, "%s: adapter_config.json has no \"peft_type\"", dir);
+    if (strcmp(type->string, "LORA") != 0)
+        return cv_fail(err, errsize, "%s: unsupported peft_type \"%.40s\" (only LORA, with or without DoRA)", dir, type->string);
+    if (cv_json_int(json_get(cfg, "r"), 1, 1 << 20, &c->r) < 0) return cv_fail(err, errsize, "%s: \"r\" must be a positive integer", dir);
+    const json_value *alpha = json_get(cfg, "lora_alpha");
+    if (!alpha || alpha->type != JSON_NUMBER || !(alpha->number > 0) || !isfinite(alpha->number))
+        return cv_fail(err, errsize, "%s: \"lora_alpha\" must be a positive number", dir);
+    c->alpha = alpha->number;
+    c->rslora = json_true(json_get(cfg, "use_rslora"));
+    *dora = json_true(json_get(cfg, "use_dora"));
+    if (json_true(json_get(cfg, "fan_in_fan_out"))) return cv_fail(err, errsize, "%s: fan_in_fan_out=true is not supported (Conv1D layers)", dir);
+    if (json_true(json_get(cfg, "lora_bias"))) return cv_fail(err, errsize, "%s: lora_bias=true is not supported", dir);
+    if (json_present(json_get(cfg, "layer_replication"))) return cv_fail(err, errsize, "%s: layer_replication is not supported", dir);
+    if (json_present(json_get(cfg, "target_parameters"))) return cv_fail(err, errsize, "%s: target_parameters (LoRA on raw parameters) is not supported", dir);
+    return 0;
+}
+
+/* Maps a saved key (without base_model.model.) to its module and role. */
+enum { KEY_LORA_A, KEY_LORA_B, KEY_MAGNITUDE, KEY_PARAM, KEY_SKIP };
+
+static int classify_key(const char *key, size_t *stem_len) {
+    static const struct { const char *suffix; int kind; } lora_suffixes[] = {
+        { ".lora_A.weight", KEY_LORA_A }, { ".lora_B.weight", KEY_LORA_B },
+        { ".lora_A.default.weight", KEY_LORA_A }, { ".lora_B.default.weight", KEY_LORA_B },
+        { ".lora_magnitude_vector", KEY_MAGNITUDE }, { ".lora_magnitude_vector.weight", KEY_MAGNITUDE },
+        { ".lora_magnitude_vector.default.weight", KEY_MAGNITUDE }, { ".lora_magnitude_vector.default", KEY_MAGNITUDE },
+    };
+    for (size_t i = 0; i < sizeof lora_suffixes / sizeof lora_suffixes[0]; i++)
+        if (has_suffix(key, lora_suffixes[i].suffix, stem_len)) return lora_suffixes[i].kind;
+    if (strstr(key, ".original_module.")) return KEY_SKIP; /* the frozen copy kept beside modules_to_save */
+    return KEY_PARAM;
+}
+
+/* "mlp_head.modules_to_save.default.linear_layer1.weight" -> "mlp_head.linear_layer1.weight" */
+static char *strip_modules_to_save(const char *key) {
+    const char *m = strstr(key, ".modules_to_save.");
+    if (!m) return cv_strdup(key);
+    const char *adapter = m + strlen(".modules_to_save.");
+    const char *rest = strchr(adapter, '.');
+    if (!rest) return cv_strdup(key);
+    size_t a = (size_t)(m - key), b = strlen(rest);
+    char *out = malloc(a + b + 1);
+    if (!out) return NULL;
+    memcpy(out, key, a);
+    memcpy(out + a, rest, b + 1);
+    return out;
+}
+
+static lora_module *get_module(peft_adapter *a, const char *raw_module, size_t len, char *err, size_t errsize) {
+    char *raw = malloc(len + 1);
+    if (!raw) { cv_fail(err, errsize, "out of memory"); return NULL; }
+    memcpy(raw, raw_module, len);
+    raw[len] = '\0';
+    char *name = cv_normalize_name(raw);
+    free(raw);
+    if (!name) { cv_fail(err, errsize, "out of memory"); return NULL; }
+    for (size_t i = 0; i < a->n_modules; i++)
+        if (strcmp(a->modules[i].module, name) == 0) { free(name); return &a->modules[i]; }
+    lora_module *mods = realloc(a->modules, (a->n_modules + 1) * sizeof *mods);
+    if (!mods) { free(name); cv_fail(err, errsize, "out of memory"); return NULL; }
+    a->modules = mods;
+    lora_module *m = &a->modules[a->n_modules++];
+    memset(m, 0, sizeof *m);
+    m->module = name;
+    return m;
+}
+
+static int add_param(peft_adapter *a, const char *key, const st_tensor *t, char *err, size_t errsize) {
+    char *plain = strip_modules_to_save(key);
+    char *name = plain ? cv_normalize_name(plain) : NULL;
+    free(plain);
+    if (!name) return cv_fail(err, errsize, "out of memory");
+    for (size_t i = 0; i < a->n_params; i++)
+        if (strcmp(a->params[i].name, name) == 0) {
+            cv_fail(err, errsize, "%s: parameter %s is stored twice", a->dir, name);
+            free(name);
+            return -1;
+        }
+    adapter_param *p = realloc(a->params, (a->n_params + 1) * sizeof *p);
+    if (!p) { free(name); return cv_fail(err, errsize, "out of memory"); }
+    a->params = p;
+    a->params[a->n_params++] = (adapter_param){ name, t };
+    return 0;
+}
+
+static int check_module(const peft_adapter *a, const adapter_cfg *c, lora_module *m, const char *raw_module, char *err, size_t errsize) {
+    if (!m->A || !m->B) return cv_fail(err, errsize, "%s: module %s has lora_%s but no lora_%s", a->dir, m->module, m->A ? "A" : "B", m->A ? "B" : "A");
+    if (a->dora && !m->magnitude) return cv_fail(err, errsize, "%s: DoRA adapter without lora_magnitude_vector for %s", a->dir, m->module);
+    if (!a->dora && m->magnitude) return cv_fail(err, errsize, "%s: %s has a lora_magnitude_vector but use_dora is false", a->dir, m->module);
+    if (m->A->ndim != 2 || m->B->ndim != 2) return cv_fail(err, errsize, "%s: %s: lora_A/lora_B must be 2-D (LoRA on convolutions is not supported)", a->dir, m->module);
+    double r = (double)c->r, alpha = c->alpha;
+    int found = pattern_lookup(c, "rank_pattern", raw_module, &r);
+    if (found < 0 || pattern_lookup(c, "alpha_pattern", raw_module, &alpha) < 0) return -1;
+    if (r != floor(r)) return cv_fail(err, errsize, "%s: rank for %s is not an integer", a->dir, m->module);
+    m->rank = (int64_t)r;
+    if (m->A->shape[0] != m->rank || m->B->shape[1] != m->rank)
+        return cv_fail(err, errsize, "%s: %s: lora_A is [%lld, %lld] and lora_B [%lld, %lld], but the rank is %lld", a->dir, m->module,
+                       (long long)m->A->shape[0], (long long)m->A->shape[1], (long long)m->B->shape[0], (long long)m->B->shape[1], (long long)m->rank);
+    if (m->magnitude && (m->magnitude->ndim != 1 || m->magnitude->shape[0] != m->B->shape[0]))
+        return cv_fail(err, errsize, "%s: %s: lora_magnitude_vector must be [%lld]", a->dir, m->module, (long long)m->B->shape[0]);
+    m->scale = c->rslora ? alpha / sqrt(r) : alpha / r;
+    return 0;
+}
+
+int peft_load(const char *dir, peft_adapter *a, char *err, size_t errsize) {
+    memset(a, 0, sizeof *a);
+    a->dir = cv_strdup(dir);
+    char *cfg_path = cv_path_join(dir, "adapter_config.json");
+    char *st_path = cv_path_join(dir, "adapter_model.safetensors");
+    json_value *cfg = NULL;
+    char **raw_names = NULL; /* per module, its name as saved (rank_pattern matches against it) */
+    int rc = -1;
+    adapter_cfg c;
+    if (!a->dir || !cfg_path || !st_path) { cv_fail(err, errsize, "out of memory"); goto done; }
+    if (!cv_file_exists(cfg_path)) { cv_fail(err, errsize, "%s: no adapter_config.json (is this a PEFT adapter directory?)", dir); goto done; }
+    cfg = cv_read_json(cfg_path, err, errsize);
+    if (!cfg || read_config(dir, cfg, &c, &a->dora, err, errsize) < 0) goto done;
+    if (!cv_file_exists(st_path)) { cv_fail(err, errsize, "%s: no adapter_model.safetensors (only the safetensors format is supported)", dir); goto done; }
+    if (st_add_file(&a->st, st_path, err, errsize) < 0) goto done;
+    raw_names = calloc(a->st.n_tensors + 1, sizeof *raw_names);
+    if (!raw_names) { cv_fail(err, errsize, "out of memory"); goto done; }
+    for (size_t i = 0; i < a->st.n_tensors; i++) {
+        const st_tensor *t = &a->st.tensors[i];
+        if (strncmp(t->name, PEFT_PREFIX, strlen(PEFT_PREFIX)) != 0) {
+            cv_fail(err, errsize, "%s: tensor %s does not start with \"" PEFT_PREFIX "\"", dir, t->name);
+            goto done;
+        }
+        const char *key = t->name + strlen(PEFT_PREFIX);
+        if (strstr(key, "lora_embedding_")) { cv_fail(err, errsize, "%s: %s: LoRA on embedding layers is not supported", dir, key); goto done; }
+        if (strstr(key, ".lora_A.") || strstr(key, ".lora_B.")) {
+            size_t dummy;
+            if (!has_suffix(key, ".weight", &dummy)) { cv_fail(err, errsize, "%s: %s: LoRA biases (lora_bias) are not supported", dir, key); goto done; }
+        }
+        size_t stem;
+        int kind = classify_key(key, &stem);
+        if (kind == KEY_SKIP) continue;
+        if (kind == KEY_PARAM) {
+            if (add_param(a, key, t, err, errsize) < 0) goto done;
+            continue;
+        }
+        size_t before = a->n_modules;
+        lora_module *m = get_module(a, key, stem, err, errsize);
+        if (!m) goto done;
+        if (a->n_modules != before) {
+            raw_names[a->n_modules - 1] = malloc(stem + 1);
+            if (!raw_names[a->n_modules - 1]) { cv_fail(err, errsize, "out of memory"); goto done; }
+            memcpy(raw_names[a->n_modules - 1], key, stem);
+            raw_names[a->n_modules - 1][stem] = '\0';
+        }
+        const st_tensor **slot = kind == KEY_LORA_A ? &m->A : kind == KEY_LORA_B ? &m->B : &m->magnitude;
+        if (*slot) { cv_fail(err, errsize, "%s: %s is stored twice", dir, key); goto done; }
+        *slot = t;
+    }
+    if (a->n_modules == 0 && a->n_params == 0) { cv_fail(err, errsize, "%s: adapter has no tensors", dir); goto done; }
+    for (size_t i = 0; i < a->n_modules; i++) {
+        if (check_module(a, &c, &a->modules[i], raw_names[i], err, errsize) < 0) goto done;
+        if (a->modules[i].rank > a->max_rank) a->max_rank = a->modules[i].rank;
+    }
+    rc = 0;
+done:
+    if (raw_names)
+        for (size_t i = 0; i < a->st.n_tensors; i++) free(raw_names[i]);
+    free(raw_names);
+    json_free(cfg);
+    free(cfg_path);
+    free(st_path);
+    return rc;
+}
+
+void peft_free(peft_adapter *a) {
+    if (!a) return;
+    for (size_t i = 0; i < a->n_modules; i++) free(a->modules[i].module);
+    for (size_t i = 0; i < a->n_params; i++) free(a->params[i].name);
+    free(a->modules);
+    free(a->params);
+    st_close(&a->st);
+    free(a->dir);
+    memset(a, 0, sizeof *a);
+}
+
+const lora_module *peft_find_module(const peft_adapter *a, const char *module) {
+    for (size_t i = 0; i < a->n_modules; i++)
+        if (strcmp(a->modules[i].module, module) == 0) return &a->modules[i];
+    return NULL;
+}
+
+const adapter_param *peft_find_param(const peft_adapter *a, const char *name) {
+    for (size_t i = 0; i < a->n_params; i++)
+        if (strcmp(a->params[i].name, name) == 0) return &a->params[i];
+    return NULL;
+}
+
+static float *read_whole(const peft_adapter *a, const st_tensor *t, char *err, size_t errsize) {
+    float *p = malloc((size_t)st_numel(t) * sizeof *p);
+    if (!p) { cv_fail(err, errsize, "out of memory"); return NULL; }
+    if (st_read_f32(&a->st, t, p, err, errsize) < 0) { free(p); return NULL; }
+    return p;
+}
+
+/* peft: delta = (B @ A) * scaling in float32; LoRA: W += delta;
+ * DoRA: V = W + delta, norm = ||V|| over the input dimension of each output row (dora.py
+ * get_weight_norm: torch.linalg.norm(weight, dim=1) on the [out, in] weight), W = (m / norm) * V.
+ * The matrix product is accumulated in double and rounded once (float32 BLAS differs by at most
+ * an ulp or so); every later step is a float32 operation in peft's order. */
+int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t out, int64_t in, char *err, size_t errsize) {
+    if (m->B->shape[0] != out || m->A->shape[1] != in)
+        return cv_fail(err, errsize, "%s: %s: lora_B is [%lld, %lld] and lora_A [%lld, %lld], which does not fit the weight [%lld, %lld]", a->dir,
+                       m->module, (long long)m->B->shape[0], (long long)m->B->shape[1], (long long)m->A->shape[0], (long long)m->A->shape[1],
+                       (long long)out, (long long)in);
+    int rc = -1;
+    float *A = read_whole(a, m->A, err, errsize);
+    float *B = A ? read_whole(a, m->B, err, errsize) : NULL;
+    float *mag = B && m->magnitude ? read_whole(a, m->magnitude, err, errsize) : NULL;
+    double *acc = malloc((size_t)in * sizeof *acc);
+    if (!A || !B || (m->magnitude && !mag)) goto done;
+    if (!acc) { cv_fail(err, errsize, "out of memory"); goto done; }
+    const float scale = (float)m->scale;
+    const int64_t r = m->rank;
+    for (int64_t o = 0; o < out; o++) {
+        float *row = W + o * in;
+        for (int64_t i = 0; i < in; i++) acc[i] = 0.0;
+        for (int64_t k = 0; k < r; k++) {
+            const double b = B[o * r + k];
+            const float *arow = A + k * in;
+            for (int64_t i = 0; i < in; i++) acc[i] += b * (double)arow[i];
+        }
+        if (!mag) {
+            for (int64_t i = 0; i < in; i++) row[i] = row[i] + (float)acc[i] * scale;
+            continue;
+        }
+        double sumsq = 0.0;
+        for (int64_t i = 0; i < in; i++) {
+            row[i] = row[i] + (float)acc[i] * scale;
+            sumsq += (double)row[i] * (double)row[i];
+        }
+        const float norm = (float)sqrt(sumsq);
+        if (!(norm > 0.0f)) { cv_fail(err, errsize, "%s: %s: DoRA weight row %lld has zero norm", a->dir, m->module, (long long)o); goto done; }
+        const float factor = mag[o] / norm;
+        for (int64_t i = 0; i < in; i++) row[i] = factor * row[i];
+    }
+    rc = 0;
+done:
+    free(A);
+    free(B);
+    free(mag);
+    free(acc);
+    return rc;
+}

@@ -1,0 +1,29 @@
+/* Builds a `.abc` weight file (FORMAT.md): collect metadata and tensors, then write them all at
+ * once. Large tensors are produced on demand by a fill callback while the file is written, so the
+ * converter never holds a whole model in memory. */
+#ifndef ABC_CONVERT_WRITER_H
+#define ABC_CONVERT_WRITER_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum { ABC_DTYPE_F32 = 0, ABC_DTYPE_F16 = 1, ABC_DTYPE_BF16 = 2, ABC_DTYPE_I32 = 3, ABC_DTYPE_U8 = 4, ABC_DTYPE_Q8 = 5 };
+
+typedef struct abc_writer abc_writer;
+abc_writer *writer_new(void);
+/* copies data (small tensors) */
+int writer_add_tensor(abc_writer *w, const char *name, uint32_t dtype, int ndim, const int64_t *shape, const void *data, size_t nbytes);
+/* large tensors: data produced at write time by fill(ctx, dst) into a buffer of nbytes (streaming, so a 7B model is never held in memory twice) */
+int writer_add_tensor_fn(abc_writer *w, const char *name, uint32_t dtype, int ndim, const int64_t *shape, size_t nbytes, int (*fill)(void *ctx, void *dst, char *err, size_t errsize), void *ctx, void (*free_ctx)(void *ctx));
+int writer_add_i64(abc_writer *w, const char *key, const int64_t *v, size_t count);
+int writer_add_f64(abc_writer *w, const char *key, const double *v, size_t count);
+int writer_add_str(abc_writer *w, const char *key, const char *s);
+int writer_write(abc_writer *w, const char *path, char *err, size_t errsize); /* writes atomically: temp file + rename */
+void writer_free(abc_writer *w);
+
+/* All functions return 0 on success, -1 on error. After a failed writer_add_*, this says why
+ * (duplicate name, bad shape, size mismatch, out of memory). Never NULL. */
+const char *writer_error(const abc_writer *w);
+/* Element size of a dtype (0 for q8 or unknown codes). */
+size_t writer_dtype_size(uint32_t dtype);
+
+#endif

@@ -1,0 +1,350 @@
+
+/* ================================================================================================
+ * 7b. Kernels for x86-64: AVX2+FMA(+F16C) and AVX-512 (F/BW/VL)
+ *
+ * Every function carries its own target attribute, so the file compiles with the baseline flags and
+ * the dispatch in section 7 calls these only when cpu_features says the CPU (and OS) support them.
+ * ================================================================================================ */
+
+#if defined(__x86_64__)
+
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
+
+/* ---- conversions ---- */
+
+/* Eight elements of a weight row as f32 (dtype is a constant after inlining). */
+static inline AVX2_TARGET __m256 load8_as_f32_avx2(const void *w, uint32_t dtype, int64_t at) {
+    if (dtype == DT_F32) return _mm256_loadu_ps((const float *)w + at);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + at));
+    if (dtype == DT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+static AVX2_TARGET void convert_f16_avx2(float *dst, const void *src, int64_t count) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load8_as_f32_avx2(src, DT_F16, i));
+    for (; i < count; i++) dst[i] = f16_to_f32(((const uint16_t *)src)[i]);
+}
+
+static AVX2_TARGET void convert_bf16_avx2(float *dst, const void *src, int64_t count) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load8_as_f32_avx2(src, DT_BF16, i));
+    for (; i < count; i++) dst[i] = bf16_to_f32(((const uint16_t *)src)[i]);
+}
+
+/* ---- weight packing: 8×8 transposes ---- */
+
+/* Transposes eight named __m256 in place (named variables, not an array: at -O2 an array of vectors
+ * would stay in memory). */
+#define TRANSPOSE8_AVX2(r0, r1, r2, r3, r4, r5, r6, r7)                                           \
+    do {                                                                                          \
+        __m256 t0_ = _mm256_unpacklo_ps(r0, r1), t1_ = _mm256_unpackhi_ps(r0, r1);                \
+        __m256 t2_ = _mm256_unpacklo_ps(r2, r3), t3_ = _mm256_unpackhi_ps(r2, r3);                \
+        __m256 t4_ = _mm256_unpacklo_ps(r4, r5), t5_ = _mm256_unpackhi_ps(r4, r5);                \
+        __m256 t6_ = _mm256_unpacklo_ps(r6, r7), t7_ = _mm256_unpackhi_ps(r6, r7);                \
+        __m256 s0_ = _mm256_shuffle_ps(t0_, t2_, 0x44), s1_ = _mm256_shuffle_ps(t0_, t2_, 0xee);  \
+        __m256 s2_ = _mm256_shuffle_ps(t1_, t3_, 0x44), s3_ = _mm256_shuffle_ps(t1_, t3_, 0xee);  \
+        __m256 s4_ = _mm256_shuffle_ps(t4_, t6_, 0x44), s5_ = _mm256_shuffle_ps(t4_, t6_, 0xee);  \
+        __m256 s6_ = _mm256_shuffle_ps(t5_, t7_, 0x44), s7_ = _mm256_shuffle_ps(t5_, t7_, 0xee);  \
+        r0 = _mm256_permute2f128_ps(s0_, s4_, 0x20), r1 = _mm256_permute2f128_ps(s1_, s5_, 0x20); \
+        r2 = _mm256_permute2f128_ps(s2_, s6_, 0x20), r3 = _mm256_permute2f128_ps(s3_, s7_, 0x20); \
+        r4 = _mm256_permute2f128_ps(s0_, s4_, 0x31), r5 = _mm256_permute2f128_ps(s1_, s5_, 0x31); \
+        r6 = _mm256_permute2f128_ps(s2_, s6_, 0x31), r7 = _mm256_permute2f128_ps(s3_, s7_, 0x31); \
+    } while (0)
+
+/* Eight full rows (row0 .. row0+7) of the strip, columns [k0, k0 + kc), into strip columns j0..j0+7. */
+static inline AVX2_TARGET void pack_rows8_avx2(float *strip, int nr, int j0, const void *w, uint32_t dtype, int64_t ld,
+                                               int64_t row0, int64_t k0, int64_t kc) {
+    const int64_t at = row0 * ld + k0;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 r0 = load8_as_f32_avx2(w, dtype, at + k), r1 = load8_as_f32_avx2(w, dtype, at + ld + k);
+        __m256 r2 = load8_as_f32_avx2(w, dtype, at + 2 * ld + k), r3 = load8_as_f32_avx2(w, dtype, at + 3 * ld + k);
+        __m256 r4 = load8_as_f32_avx2(w, dtype, at + 4 * ld + k), r5 = load8_as_f32_avx2(w, dtype, at + 5 * ld + k);
+        __m256 r6 = load8_as_f32_avx2(w, dtype, at + 6 * ld + k), r7 = load8_as_f32_avx2(w, dtype, at + 7 * ld + k);
+        TRANSPOSE8_AVX2(r0, r1, r2, r3, r4, r5, r6, r7);
+        float *dst = strip + k * nr + j0;
+        _mm256_storeu_ps(dst, r0), _mm256_storeu_ps(dst + nr, r1);
+        _mm256_storeu_ps(dst + 2 * nr, r2), _mm256_storeu_ps(dst + 3 * nr, r3);
+        _mm256_storeu_ps(dst + 4 * nr, r4), _mm256_storeu_ps(dst + 5 * nr, r5);
+        _mm256_storeu_ps(dst + 6 * nr, r6), _mm256_storeu_ps(dst + 7 * nr, r7);
+    }
+    for (; k < kc; k++)
+        for (int j = 0; j < 8; j++) strip[k * nr + j0 + j] = weight_element(w, dtype, at + j * ld + k);
+}
+
+static AVX2_TARGET void pack_strip_avx2(float *strip, int nr, const void *w, uint32_t dtype, int64_t ld, int64_t row0,
+                                        int rows, int64_t k0, int64_t kc) {
+    for (int j0 = 0; j0 < nr; j0 += 8) {
+        if (j0 + 8 <= rows) {
+            bool packed = true;
+            switch (dtype) { /* constant dtype per copy: the loads inline without a branch */
+            case DT_F32: pack_rows8_avx2(strip, nr, j0, w, DT_F32, ld, row0 + j0, k0, kc); break;
+            case DT_F16: pack_rows8_avx2(strip, nr, j0, w, DT_F16, ld, row0 + j0, k0, kc); break;
+            case DT_BF16: pack_rows8_avx2(strip, nr, j0, w, DT_BF16, ld, row0 + j0, k0, kc); break;
+            default: packed = false; break;
+            }
+            if (packed) continue;
+        }
+        for (int j = j0; j < j0 + 8; j++) {
+            if (j >= rows) {
+                for (int64_t k = 0; k < kc; k++) strip[k * nr + j] = 0.0f;
+            } else {
+                for (int64_t k = 0; k < kc; k++) strip[k * nr + j] = weight_element(w, dtype, (row0 + j) * ld + k0 + k);
+            }
+        }
+    }
+}
+
+/* Rows of x into the micro-kernel's [kc][mr] layout, eight rows × eight columns per transpose. Each
+ * k writes 8 floats per group of 8 rows, in increasing address order, so the part of a store beyond
+ * row mr is overwritten by the next k (and the last one lands in the slack). */
+/* mr ≤ 16 (both x86 micro-kernels). */
+static AVX2_TARGET void pack_rows_avx2(float *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t kc) {
+    rows = MIN(rows, mr);
+#define ROW_OR_ZERO(row) ((row) < rows ? _mm256_loadu_ps(x + (row) * ldx + k) : _mm256_setzero_ps())
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 p0 = ROW_OR_ZERO(0), p1 = ROW_OR_ZERO(1), p2 = ROW_OR_ZERO(2), p3 = ROW_OR_ZERO(3);
+        __m256 p4 = ROW_OR_ZERO(4), p5 = ROW_OR_ZERO(5), p6 = ROW_OR_ZERO(6), p7 = ROW_OR_ZERO(7);
+        TRANSPOSE8_AVX2(p0, p1, p2, p3, p4, p5, p6, p7);
+        float *dst = a_pack + k * mr;
+        if (mr <= 8) {
+            _mm256_storeu_ps(dst, p0), _mm256_storeu_ps(dst + mr, p1);
+            _mm256_storeu_ps(dst + 2 * mr, p2), _mm256_storeu_ps(dst + 3 * mr, p3);
+            _mm256_storeu_ps(dst + 4 * mr, p4), _mm256_storeu_ps(dst + 5 * mr, p5);
+            _mm256_storeu_ps(dst + 6 * mr, p6), _mm256_storeu_ps(dst + 7 * mr, p7);
+            continue;
+        }
+        __m256 q0 = ROW_OR_ZERO(8), q1 = ROW_OR_ZERO(9), q2 = ROW_OR_ZERO(10), q3 = ROW_OR_ZERO(11);
+        __m256 q4 = ROW_OR_ZERO(12), q5 = ROW_OR_ZERO(13), q6 = ROW_OR_ZERO(14), q7 = ROW_OR_ZERO(15);
+        TRANSPOSE8_AVX2(q0, q1, q2, q3, q4, q5, q6, q7);
+        _mm256_storeu_ps(dst, p0), _mm256_storeu_ps(dst + 8, q0);
+        _mm256_storeu_ps(dst + mr, p1), _mm256_storeu_ps(dst + mr + 8, q1);
+        _mm256_storeu_ps(dst + 2 * mr, p2), _mm256_storeu_ps(dst + 2 * mr + 8, q2);
+        _mm256_storeu_ps(dst + 3 * mr, p3), _mm256_storeu_ps(dst + 3 * mr + 8, q3);
+        _mm256_storeu_ps(dst + 4 * mr, p4), _mm256_storeu_ps(dst + 4 * mr + 8, q4);
+        _mm256_storeu_ps(dst + 5 * mr, p5), _mm256_storeu_ps(dst + 5 * mr + 8, q5);
+        _mm256_storeu_ps(dst + 6 * mr, p6), _mm256_storeu_ps(dst + 6 * mr + 8, q6);
+        _mm256_storeu_ps(dst + 7 * mr, p7), _mm256_storeu_ps(dst + 7 * mr + 8, q7);
+    }
+#undef ROW_OR_ZERO
+    for (; k < kc; k++)
+        for (int row = 0; row < mr; row++) a_pack[k * mr + row] = row < rows ? x[row * ldx + k] : 0.0f;
+}
+
+/* ---- AVX2 micro-kernel: 6 rows × 16 columns, 12 accumulators ---- */
+
+#define AVX2_MR 6
+#define AVX2_NR 16
+
+static AVX2_TARGET void gemm_micro_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                                        bool accumulate) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    for (int i = 0; i < AVX2_MR; i++) /* y is read only after the loop: fetch it meanwhile */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    for (int64_t k = 0; k < kc; k++, a += AVX2_MR, b += AVX2_NR) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), t;
+        t = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(t, b0, c00), c01 = _mm256_fmadd_ps(t, b1, c01);
+        t = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(t, b0, c10), c11 = _mm256_fmadd_ps(t, b1, c11);
+        t = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(t, b0, c20), c21 = _mm256_fmadd_ps(t, b1, c21);
+        t = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(t, b0, c30), c31 = _mm256_fmadd_ps(t, b1, c31);
+        t = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(t, b0, c40), c41 = _mm256_fmadd_ps(t, b1, c41);
+        t = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(t, b0, c50), c51 = _mm256_fmadd_ps(t, b1, c51);
+    }
+    if (accumulate) {
+        c00 = _mm256_add_ps(_mm256_loadu_ps(c), c00), c01 = _mm256_add_ps(_mm256_loadu_ps(c + 8), c01);
+        c10 = _mm256_add_ps(_mm256_loadu_ps(c + ldc), c10), c11 = _mm256_add_ps(_mm256_loadu_ps(c + ldc + 8), c11);
+        c20 = _mm256_add_ps(_mm256_loadu_ps(c + 2 * ldc), c20);
+        c21 = _mm256_add_ps(_mm256_loadu_ps(c + 2 * ldc + 8), c21);
+        c30 = _mm256_add_ps(_mm256_loadu_ps(c + 3 * ldc), c30);
+        c31 = _mm256_add_ps(_mm256_loadu_ps(c + 3 * ldc + 8), c31);
+        c40 = _mm256_add_ps(_mm256_loadu_ps(c + 4 * ldc), c40);
+        c41 = _mm256_add_ps(_mm256_loadu_ps(c + 4 * ldc + 8), c41);
+        c50 = _mm256_add_ps(_mm256_loadu_ps(c + 5 * ldc), c50);
+        c51 = _mm256_add_ps(_mm256_loadu_ps(c + 5 * ldc + 8), c51);
+    }
+    _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01);
+    _mm256_storeu_ps(c + ldc, c10), _mm256_storeu_ps(c + ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
+    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
+    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+}
+
+/* ---- vector helpers for attention and the dot-product path ---- */
+
+static inline AVX2_TARGET float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static AVX2_TARGET float dot_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    if (i + 8 <= n) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        i += 8;
+    }
+    float sum = hsum_avx2(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+/* Four dot_avx2s sharing the loads of w (same arithmetic per row as dot_avx2). */
+static AVX2_TARGET void dot4_avx2(const float *w, const float *const x[4], int64_t n, float out[4]) {
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 wl = _mm256_loadu_ps(w + i), wh = _mm256_loadu_ps(w + i + 8);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + i), wl, a0), b0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + i + 8), wh, b0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + i), wl, a1), b1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + i + 8), wh, b1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + i), wl, a2), b2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + i + 8), wh, b2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + i), wl, a3), b3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + i + 8), wh, b3);
+    }
+    if (i + 8 <= n) {
+        __m256 wl = _mm256_loadu_ps(w + i);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x0 + i), wl, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x1 + i), wl, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + i), wl, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + i), wl, a3);
+        i += 8;
+    }
+    float s0 = hsum_avx2(_mm256_add_ps(a0, b0)), s1 = hsum_avx2(_mm256_add_ps(a1, b1));
+    float s2 = hsum_avx2(_mm256_add_ps(a2, b2)), s3 = hsum_avx2(_mm256_add_ps(a3, b3));
+    for (; i < n; i++) {
+        s0 += x0[i] * w[i];
+        s1 += x1[i] * w[i];
+        s2 += x2[i] * w[i];
+        s3 += x3[i] * w[i];
+    }
+    out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+}
+
+static AVX2_TARGET void scale_add_avx2(float *y, float alpha, const float *x, float beta, int64_t n) {
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vb, _mm256_loadu_ps(x + i), _mm256_mul_ps(va, _mm256_loadu_ps(y + i))));
+    for (; i < n; i++) y[i] = alpha * y[i] + beta * x[i];
+}
+
+static AVX2_TARGET float row_max_avx2(const float *x, int64_t n) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float r = _mm_cvtss_f32(h);
+    for (; i < n; i++) r = MAX(r, x[i]);
+    return r;
+}
+
+/* e^x for x ≤ 88.37 (the softmax calls it with x ≤ 0): 2^n · e^r with |r| ≤ ln2/2 and a degree-7 polynomial
+ * for e^r (about 1 ulp); results below e^−87.3 come out as ~1e−38 instead of 0 (harmless next to the
+ * row maximum's 1). */
+static inline AVX2_TARGET __m256 exp_avx2(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static AVX2_TARGET float exp_sum_avx2(float *s, int64_t n, float scale, float max) {
+    __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(max), sum = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp_avx2(_mm256_fmsub_ps(_mm256_loadu_ps(s + i), vs, vm));
+        _mm256_storeu_ps(s + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (i < n) { /* the tail through a padded copy keeps one code path for the exponential */
+        float tail[8] = {0};
+        int64_t rest = n - i;
+        memcpy(tail, s + i, (size_t)rest * sizeof(float));
+        __m256 e = exp_avx2(_mm256_fmsub_ps(_mm256_loadu_ps(tail), vs, vm));
+        __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)rest), lanes));
+        e = _mm256_and_ps(e, keep);
+        _mm256_storeu_ps(tail, e);
+        memcpy(s + i, tail, (size_t)rest * sizeof(float));
+        sum = _mm256_add_ps(sum, e);
+    }
+    return hsum_avx2(sum);
+}
+
+static const kernel_ops kernel_ops_avx2_table = {
+    KERNEL_AVX2, AVX2_MR, AVX2_NR, 192, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2,
+};
+
+/* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
+
+#define AVX512_MR 12
+#define AVX512_NR 32
+
+/* Written out row by row (no arrays of vectors): at -O2 compilers do not fully unroll loops over
+ * accumulator arrays, and the accumulators would live in memory. */
+#define AVX512_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+static AVX512_TARGET void gemm_micro_avx512(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                                            bool accumulate) {
+#define AVX512_DECLARE(i) __m512 c##i##l = _mm512_setzero_ps(), c##i##h = _mm512_setzero_ps();
+#define AVX512_STEP(i)                             \
+    t = _mm512_set1_ps(a[i]);                      \
+    c##i##l = _mm512_fmadd_ps(t, b0, c##i##l);     \
+    c##i##h = _mm512_fmadd_ps(t, b1, c##i##h);
+#define AVX512_STORE(i)                                                                   \
+    if (accumulate) {                                                                     \
+        c##i##l = _mm512_add_ps(_mm512_loadu_ps(c + (i) * ldc), c##i##l);                  \
+        c##i##h = _mm512_add_ps(_mm512_loadu_ps(c + (i) * ldc + 16), c##i##h);             \
+    }                                                                                     \
+    _mm512_storeu_ps(c + (i) * ldc, c##i##l);                                             \
+    _mm512_storeu_ps(c + (i) * ldc + 16, c##i##h);
+    AVX512_ROWS(AVX512_DECLARE)
+    for (int i = 0; i < AVX512_MR; i++) { /* y is read only after the loop: fetch it meanwhile */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+    }
+    for (int64_t k = 0; k < kc; k++, a += AVX512_MR, b += AVX512_NR) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), t;
+        AVX512_ROWS(AVX512_STEP)
+    }
+    AVX512_ROWS(AVX512_STORE)
+#undef AVX512_DECLARE
+#undef AVX512_STEP
+#undef AVX512_STORE
+}
+
+static const kernel_ops kernel_ops_avx512_table = {
+    KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2,
+};
+
+static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
+static const kernel_ops *kernel_ops_avx512(void) { return &kernel_ops_avx512_table; }
+
+#else /* not x86-64 */
+static const kernel_ops *kernel_ops_avx2(void) { return NULL; }
+static const kernel_ops *kernel_ops_avx512(void) { return NULL; }
+#endif

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# build/abc-synth (tools/synth.c) on a small configuration: its files must be byte-identical to those
+# shared/tools/synth_weights.py writes for the same config (SHA-256s recorded from the Python writer),
+# independent of the thread count; bad invocations must fail with a clear message.
+# (The full-size 2B check, against hashes from the Python writer too, is in tests/full/test_full_2b.sh.)
+set -u
+cd "$(dirname "$0")/.."
+SYNTH=build/abc-synth
+CONFIG=tests/fixtures/qwen2vl-tiny/base/config.json
+TOKENIZER=tests/fixtures/qwen2vl-tiny/base/tokenizer.json
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0; failed=0
+ok()  { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL $*"; }
+expect() { # DESCRIPTION COMMAND... : the command must succeed
+    local what=$1; shift
+    if "$@"; then ok; else bad "$what"; fi
+}
+
+# SHA-256s of synth_weights.write(cfg) / write_head_adapter(cfg) for the tiny fixture's config.json.
+cat > "$TMP/expected.sha256" <<'EOF'
+c54095f1cace7290f503fb3d6d9248495957b61436dd4a990c52c3aacc7e8139  base/model-00001-of-00001.safetensors
+b0091cea84cfb3db517a6d6b6cea969fefcc68aa2a6abe19c7e5cdba3423c83a  base/model.safetensors.index.json
+e5bc13f94ce6e9eb2e2ae5f746e81c5390a4f3adc5547d35b2f01f058c51d8c8  head/adapter_model.safetensors
+13125df3ce8d8065fd41cd3e8a906a995f24a45d2d8a59f8dc79e2717f8d937d  head/adapter_config.json
+EOF
+
+if [ ! -x "$SYNTH" ]; then bad "missing $SYNTH"; echo "RESULT $passed $failed"; exit 1; fi
+
+for threads in 1 3; do
+    out=$TMP/t$threads
+    if "$SYNTH" "$CONFIG" "$out/base" --head-adapter "$out/head" --threads "$threads" >/dev/null; then
+        ok
+        expect "threads=$threads: files match the Python writer" \
+            sh -c "cd '$out' && sha256sum --quiet -c '$TMP/expected.sha256'"
+        expect "threads=$threads: config.json copied verbatim" cmp -s "$CONFIG" "$out/base/config.json"
+        expect "threads=$threads: tokenizer.json copied" cmp -s "$TOKENIZER" "$out/base/tokenizer.json"
+        expect "threads=$threads: preprocessor_config.json is valid" \
+            grep -q '"image_processor_type": "Qwen2VLImageProcessor"' "$out/base/preprocessor_config.json"
+    else
+        bad "abc-synth --threads $threads failed"
+    fi
+done
+
+fails_with() { # MESSAGE-PATTERN EXPECTED-STATUS COMMAND...
+    local pattern=$1 status=$2; shift 2
+    local err rc
+    err=$("$@" 2>&1 >/dev/null); rc=$?
+    if [ "$rc" -eq "$status" ] && printf '%s' "$err" | grep -q -- "$pattern"; then ok
+    else bad "'$*' gave status $rc and '$err' (want $status, /$pattern/)"; fi
+}
+fails_with "usage" 2 "$SYNTH"
+fails_with "usage" 2 "$SYNTH" qwen2vl-2b
+fails_with "unknown option" 1 "$SYNTH" qwen2vl-2b "$TMP/x" --frobnicate
+fails_with "threads" 1 "$SYNTH" qwen2vl-2b "$TMP/x" --threads 0
+fails_with "cannot open" 1 "$SYNTH" "$TMP/no-such-config.json" "$TMP/x"
+fails_with "cannot open.*no-such-tokenizer" 1 "$SYNTH" "$CONFIG" "$TMP/x" --tokenizer "$TMP/no-such-tokenizer.json"
+printf '{"hidden_size": 32.5, "vision_config": {}}' > "$TMP/bad.json"
+fails_with '"hidden_size" must be a positive integer' 1 "$SYNTH" "$TMP/bad.json" "$TMP/x"
+printf '{"hidden_size": ' > "$TMP/broken.json"
+fails_with "broken.json" 1 "$SYNTH" "$TMP/broken.json" "$TMP/x"
+: > "$TMP/file"
+fails_with "cannot create" 1 "$SYNTH" "$CONFIG" "$TMP/file/sub"
+
+echo "RESULT $passed $failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,183 @@
+/* Weight-file loader: a real converted file loads; every kind of corruption gives a specific error. */
+#include "../abc.c"
+#include "test.h"
+
+#define MODEL_PATH "build/tiny-abc.abc"
+
+static uint8_t *original;
+static size_t original_size;
+
+static bool load_original(void) {
+    FILE *f = fopen(MODEL_PATH, "rb");
+    if (!f) return false;
+    fseek(f, 0, SEEK_END);
+    original_size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    original = malloc(original_size);
+    bool ok = original && fread(original, 1, original_size, f) == original_size;
+    fclose(f);
+    return ok;
+}
+
+static void put_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+
+/* Parses a (possibly mutated) copy of the first `size` bytes of the original file. */
+static abc_status parse_copy(const uint8_t *bytes, size_t size, abc_error *err) {
+    weight_file wf;
+    memset(&wf, 0, sizeof wf);
+    uint8_t *copy = malloc(size ? size : 1);
+    memcpy(copy, bytes, size);
+    wf.base = copy;
+    wf.size = size;
+    wf.mapped = false;
+    abc_status st = weight_file_parse(&wf, err);
+    weight_file_close(&wf); /* frees copy too */
+    return st;
+}
+
+static uint8_t *mutable_copy(void) {
+    uint8_t *c = malloc(original_size);
+    memcpy(c, original, original_size);
+    return c;
+}
+
+static void test_real_file_loads(void) {
+    weight_file wf;
+    abc_error err = {0};
+    abc_status st = weight_file_open(MODEL_PATH, &wf, &err);
+    CHECK(st == ABC_OK, "open failed: %s", err.message);
+    if (st != ABC_OK) return;
+    CHECK(wf.n_tensors > 50, "only %u tensors", wf.n_tensors);
+    const tensor *t = wf_tensor(&wf, "model.embed_tokens.weight");
+    CHECK(t && t->ndim == 2 && t->shape[1] == 32, "embed_tokens missing or misshaped");
+    int64_t hidden = 0;
+    CHECK(wf_int(&wf, "text.hidden_size", &hidden, &err) && hidden == 32, "hidden_size %lld", (long long)hidden);
+    const char *s;
+    size_t len;
+    CHECK(wf_str(&wf, "general.preset", &s, &len, &err) && len == 3 && !memcmp(s, "abc", 3), "preset");
+    CHECK(!wf_int(&wf, "no.such.key", &hidden, &err) && err.code == ABC_ERR_FORMAT, "missing key accepted");
+    CHECK(!wf_str(&wf, "text.hidden_size", &s, &len, &err), "int read as string");
+    CHECK(((uintptr_t)t->data % 64) == 0, "tensor data not 64-byte aligned");
+    weight_file_close(&wf);
+}
+
+static void test_missing_and_bad_path(void) {
+    weight_file wf;
+    abc_error err = {0};
+    CHECK(weight_file_open("build/does-not-exist.abc", &wf, &err) == ABC_ERR_IO, "missing file: %s", err.message);
+    CHECK(weight_file_open(NULL, &wf, &err) == ABC_ERR_INVALID_ARG, "NULL path");
+    CHECK(weight_file_open("build", &wf, &err) == ABC_ERR_IO, "directory accepted");
+}
+
+static void test_truncations(void) {
+    abc_error err = {0};
+    /* Every truncation point in the header and directories, and some in the data, must be refused. */
+    size_t cuts[] = {0, 1, 7, 8, 63, 64, 100, 1000, 4096, original_size / 2, original_size - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        if (cuts[i] >= original_size) continue;
+        abc_status st = parse_copy(original, cuts[i], &err);
+        CHECK(st == ABC_ERR_FORMAT, "truncated at %zu: status %d (%s)", cuts[i], st, err.message);
+    }
+}
+
+static void test_header_fields(void) {
+    abc_error err = {0};
+    uint8_t *c = mutable_copy();
+    c[0] = 'X';
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "magic"), "bad magic: %s", err.message);
+    memcpy(c, original, 64);
+    put_u32(c + 8, 99);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_VERSION, "bad version: %s", err.message);
+    memcpy(c, original, 64);
+    put_u64(c + 24, original_size + 8);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "metadata"), "meta offset past end: %s", err.message);
+    memcpy(c, original, 64);
+    put_u64(c + 48, UINT64_MAX - 10);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT, "huge directory size: %s", err.message);
+    memcpy(c, original, 64);
+    put_u32(c + 60, 0xFFFFFFFFu);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT, "huge tensor count: %s", err.message);
+    memcpy(c, original, 64);
+    put_u32(c + 56, 0xFFFFFFFFu);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT, "huge metadata count: %s", err.message);
+    free(c);
+}
+
+static void test_tensor_entries(void) {
+    abc_error err = {0};
+    uint64_t dir = read_u64le(original + 40);
+    uint8_t *c = mutable_copy();
+    /* data offset past the end */
+    put_u64(c + dir + 48, (original_size + 64) & ~(uint64_t)63);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "outside"), "offset past end: %s", err.message);
+    memcpy(c, original, original_size);
+    put_u64(c + dir + 48, read_u64le(original + dir + 48) + 4);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "aligned"), "misaligned: %s", err.message);
+    memcpy(c, original, original_size);
+    put_u64(c + dir + 16, read_u64le(original + dir + 16) + 1); /* shape no longer matches byte size */
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "do not match"), "shape/bytes: %s", err.message);
+    memcpy(c, original, original_size);
+    put_u32(c + dir + 4, 77);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "dtype"), "dtype: %s", err.message);
+    memcpy(c, original, original_size);
+    put_u32(c + dir + 8, 9);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "rank"), "rank: %s", err.message);
+    memcpy(c, original, original_size);
+    put_u32(c + dir, 0xFFFFFF);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "name"), "name length: %s", err.message);
+    free(c);
+}
+
+/* Random byte flips anywhere in the header and directories: never a crash (ASan), always a status. */
+static void test_mutation_fuzz(void) {
+    uint64_t dir_end = read_u64le(original + 40) + read_u64le(original + 48);
+    uint8_t *c = mutable_copy();
+    uint64_t state = 12345;
+    int refused = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        memcpy(c, original, dir_end);
+        for (int k = 0; k < 3; k++) {
+            state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+            c[(state >> 33) % dir_end] ^= (uint8_t)(1u << ((state >> 20) & 7));
+        }
+        abc_error err = {0};
+        abc_status st = parse_copy(c, original_size, &err);
+        if (st != ABC_OK) {
+            refused++;
+            CHECK(err.message[0] != 0, "error without message (status %d)", st);
+        }
+    }
+    CHECK(refused > 100, "only %d of 3000 mutations refused", refused);
+    free(c);
+}
+
+static void test_allocation_failures(void) {
+    /* Each allocation in the loader failing in turn gives ABC_ERR_NOMEM, never a crash or leak. */
+    for (long n = 0; n < 4; n++) {
+        weight_file wf;
+        abc_error err = {0};
+        atomic_store(&abc_test_fail_after, n);
+        abc_status st = weight_file_open(MODEL_PATH, &wf, &err);
+        atomic_store(&abc_test_fail_after, -1);
+        if (st == ABC_OK) weight_file_close(&wf);
+        else CHECK(st == ABC_ERR_NOMEM, "allocation %ld failing gave %d: %s", n, st, err.message);
+    }
+}
+
+int main(void) {
+    if (!load_original()) {
+        printf("cannot read %s (run make test)\n", MODEL_PATH);
+        printf("RESULT 0 1\n");
+        return 1;
+    }
+    RUN_TEST(test_real_file_loads);
+    RUN_TEST(test_missing_and_bad_path);
+    RUN_TEST(test_truncations);
+    RUN_TEST(test_header_fields);
+    RUN_TEST(test_tensor_entries);
+    RUN_TEST(test_mutation_fuzz);
+    RUN_TEST(test_allocation_failures);
+    free(original);
+    return test_summary();
+}
