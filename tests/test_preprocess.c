@@ -8,17 +8,6 @@
 #include "test.h"
 #include "sha256.h"
 
-/* Until section 5 (src/40_image_decode.c) is in the tree, the fixture images cannot be decoded: the
- * image-case test then fails with this message while the others still run. */
-#if defined(__has_include)
-#if !__has_include("../src/40_image_decode.c")
-static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out,
-                               abc_error *err) {
-    (void)data, (void)size, (void)max_pixels, (void)out;
-    return fail(err, ABC_ERR_UNSUPPORTED, "src/40_image_decode.c is missing: no PNG decoder built");
-}
-#endif
-#endif
 
 #define FIXTURE_DIR "tests/fixtures/preprocess/"
 #define IMAGE_DIR "tests/fixtures/images/"
