@@ -37,6 +37,27 @@ static void run_named_test(const char *name, void (*fn)(void)) {
     fflush(stdout);
 }
 
+/* Whole file, NUL-terminated (so text fixtures can be parsed in place); *len gets its size. NULL when
+ * it cannot be opened or read. */
+static inline char *test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = 0;
+        *len = (size_t)n;
+    }
+    return buf;
+}
+
 /* Last line of every test binary; exit status 1 when anything failed. */
 static int test_summary(void) {
     printf("RESULT %d %d\n", test_passed, test_failed);

@@ -139,22 +139,10 @@ static void test_json_fuzz(void) {
     CHECK(parsed > 0 && rejected > 10000, "mutations: %d parsed, %d rejected", parsed, rejected);
 }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
 
 static void test_json_tokenizer_file(void) {
     size_t len;
-    char *text = read_all("tests/fixtures/qwen2vl-tiny/base/tokenizer.json", &len);
+    char *text = test_read_file("tests/fixtures/qwen2vl-tiny/base/tokenizer.json", &len);
     CHECK(text != NULL, "fixture tokenizer.json");
     if (!text) return;
     char err[256];
@@ -208,7 +196,7 @@ static void test_safetensors_valid(void) {
 
 static void test_safetensors_fuzz(void) {
     size_t len;
-    unsigned char *orig = (unsigned char *)read_all("tests/fixtures/qwen2vl-tiny/abc_instruct_adapter/adapter_model.safetensors", &len);
+    unsigned char *orig = (unsigned char *)test_read_file("tests/fixtures/qwen2vl-tiny/abc_instruct_adapter/adapter_model.safetensors", &len);
     CHECK(orig != NULL, "fixture");
     if (!orig) return;
     uint64_t hl = rd64(orig);
@@ -345,7 +333,7 @@ static void test_writer_layout(void) {
     writer_free(w);
     CHECK(fills == 1 && frees == 1, "fill called once (%d), ctx freed once (%d)", fills, frees);
     size_t len;
-    unsigned char *b = (unsigned char *)read_all("build/test_convert_json.abc", &len);
+    unsigned char *b = (unsigned char *)test_read_file("build/test_convert_json.abc", &len);
     CHECK(b != NULL, "output exists");
     if (!b) return;
     CHECK(memcmp(b, "ABCMODEL", 8) == 0 && rd32(b + 8) == 1 && rd32(b + 12) == 64 && rd64(b + 16) == len, "header");
@@ -390,7 +378,7 @@ static void test_writer_errors(void) {
     char err[256] = "";
     CHECK(writer_write(w, "build/test_convert_json.abc", err, sizeof err) == -1 && strstr(err, "tensor z: source vanished"), "fill error: %s", err);
     size_t len;
-    char *old = read_all("build/test_convert_json.abc", &len);
+    char *old = test_read_file("build/test_convert_json.abc", &len);
     CHECK(old && len == 3 && memcmp(old, "old", 3) == 0, "old file kept");
     free(old);
     CHECK(temp_files_in_build() == 0, "no temp file left");

@@ -11,21 +11,7 @@
 
 #define IMG_DIR "tests/fixtures/images/"
 
-static uint8_t *read_all(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
+static uint8_t *read_all(const char *path, size_t *size) { return (uint8_t *)test_read_file(path, size); }
 
 static abc_status decode_buf(const uint8_t *data, size_t size, abc_image *img, abc_error *err) {
     return abc_image_decode(data, size, 0, img, err);

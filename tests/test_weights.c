@@ -8,15 +8,8 @@ static uint8_t *original;
 static size_t original_size;
 
 static bool load_original(void) {
-    FILE *f = fopen(MODEL_PATH, "rb");
-    if (!f) return false;
-    fseek(f, 0, SEEK_END);
-    original_size = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    original = malloc(original_size);
-    bool ok = original && fread(original, 1, original_size, f) == original_size;
-    fclose(f);
-    return ok;
+    original = (uint8_t *)test_read_file(MODEL_PATH, &original_size);
+    return original != NULL;
 }
 
 static void put_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
