@@ -37,7 +37,7 @@ TEST_SRCS  = $(wildcard tests/test_*.c)
 TEST_BINS  = $(patsubst tests/%.c,build/%,$(TEST_SRCS))
 TEST_SH    = $(wildcard tests/test_*.sh)
 
-build/test_%: tests/test_%.c abc.c abc.h $(wildcard tests/*.h)
+build/test_%: tests/test_%.c abc.c abc.h $(wildcard tests/*.h) $(wildcard model_convert/*.c model_convert/*.h)
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -DABC_FAULT_INJECTION -o $@ $< $(LDLIBS)
 
@@ -96,6 +96,15 @@ build/test_convert_parsers: model_convert/json.c model_convert/writer.c model_co
 
 test: build/abc-convert-asan build/tool_relayout build/tool_abccheck
 
+# ---- phi3_v (Phi-3.5-vision, VLM2Vec-Full): the tiny fixture converted (issue #6) ----
+PHI3_TINY = tests/fixtures/phi35v-tiny
+
+build/tiny-phi3v.abc: abc-convert $(PHI3_TINY)/config.json $(PHI3_TINY)/preprocessor_config.json $(PHI3_TINY)/model.safetensors $(PHI3_TINY)/tokenizer.json
+	@mkdir -p build
+	./abc-convert $(PHI3_TINY) -o $@ --preset vlm2vec-phi3v
+
+test: build/tiny-phi3v.abc
+
 # ---- synthetic checkpoints / test-full ----
 # build/abc-synth writes the synthetic Qwen2-VL checkpoints of SPEC 10 (bit-identical to
 # shared/tools/synth_weights.py); test-full runs the full-size 2B parity cases (slow, several GB of
@@ -152,3 +161,19 @@ bench: bench-kernels
 
 FORCE:
 .PHONY: bench-kernels FORCE
+
+# ---- bench-model-phi3v and bench-model-q8 (bench/bench_model.c; README "Benchmarks") ----
+# bench-model-phi3v: one full-size Phi-3.5-V embedding (architecture phi3_v, preset vlm2vec-phi3v) on the
+# synthetic checkpoint of `build/abc-synth phi35v`, stored in PHI3V_DTYPE (bf16 8.3 GB; f32 would be 16.6 GB).
+# bench-model-q8: the 2B ABC model of bench-model with q8 weights. Any other file: build/bench_model -m FILE.
+PHI3V_DTYPE ?= bf16
+bench-model-phi3v: all build/abc-synth build/bench_model
+	model=$$(tools/synth_abc.sh phi35v vlm2vec-phi3v $(PHI3V_DTYPE)) && build/bench_model -m "$$model" --threads $(BENCH_THREADS) $(BENCH_ARGS)
+
+bench-model-q8: all build/abc-synth build/bench_model
+	model=$$(tools/synth_abc.sh 2b abc q8) && build/bench_model -m "$$model" --threads $(BENCH_THREADS) $(BENCH_ARGS)
+
+# tests/test_bench_model.sh runs build/bench_model on the tiny models
+test: build/bench_model
+
+.PHONY: bench-model-phi3v bench-model-q8

@@ -196,6 +196,9 @@ static void tokenizer_free(tokenizer *tok);
 static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int_vec *ids,
                                    abc_error *err);
 static const char *tokenizer_token_bytes(const tokenizer *tok, int32_t id, size_t *len);
+/* The id the tokenizer's post-processor puts before every encoded text (SentencePiece models: <s>),
+ * or -1 when it adds none (Qwen2). tokenizer_encode never adds it; callers that need it do. */
+static int32_t tokenizer_bos_id(const tokenizer *tok);
 /* The model's tokenizer (section 11 owns struct abc_model). */
 static const tokenizer *model_tokenizer(const abc_model *m);
 
@@ -218,6 +221,19 @@ typedef struct {
 static abc_status preprocess_image(const abc_image *src, const preprocess_config *cfg,
                                    abc_image *resized, float **pixel_values, int64_t *n_patches,
                                    int grid_thw[3], abc_error *err);
+
+/* Phi-3.5-V HD transform (SPEC 11): the image is resized (Pillow bilinear, portrait images transposed
+ * first) so that s·ceil(s/ratio) ≤ num_crops crops of crop_size fit, padded with white to whole crops,
+ * normalised, then cut into slots: slot 0 the crop_size² bicubic global view, then the h_crop × w_crop
+ * crops row-major. pixel_values (caller frees) is [1 + h_crop·w_crop][3][crop_size][crop_size];
+ * *hd_image (caller frees .rgb; may be NULL) receives the padded HD image before normalisation. */
+typedef struct {
+    int num_crops;   /* 4 for VLM2Vec's evaluation, 16 in its demo */
+    int crop_size;   /* 336 */
+    float mean[3], std[3];
+} hd_preprocess_config;
+static abc_status preprocess_hd_image(const abc_image *src, const hd_preprocess_config *cfg, abc_image *hd_image,
+                                      float **pixel_values, int *h_crop, int *w_crop, abc_error *err);
 
 /* ---- section 2: threads ---- */
 typedef struct thread_pool thread_pool;
@@ -566,6 +582,19 @@ static size_t dtype_size(uint32_t dtype) {
     }
 }
 
+/* DT_Q8 (FORMAT.md): a 2-D [out][in] tensor with `in` a multiple of Q8_BLOCK, stored as int8 [out][in]
+ * followed by f32 scales [out][in / Q8_BLOCK]; element (j, k) is q[j][k] · scale[j][k / Q8_BLOCK]. */
+#define Q8_BLOCK 32
+
+/* Bytes of a q8 [out][in] tensor; false when `in` is not a multiple of Q8_BLOCK or the size overflows. */
+static bool q8_nbytes(uint64_t out, uint64_t in, uint64_t *nbytes) {
+    if (in % Q8_BLOCK != 0 || out == 0 || in == 0) return false;
+    uint64_t per_row = in + in / Q8_BLOCK * 4; /* in ≤ INT64_MAX: no overflow */
+    if (per_row > UINT64_MAX / out) return false;
+    *nbytes = per_row * out;
+    return true;
+}
+
 static const char *dtype_name(uint32_t dtype) {
     static const char *names[] = {"f32", "f16", "bf16", "i32", "u8", "q8"};
     return dtype < sizeof names / sizeof names[0] ? names[dtype] : "unknown";
@@ -646,6 +675,15 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
         if (esize && (elements > UINT64_MAX / esize || elements * esize != nbytes))
             return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %llu bytes do not match its shape and dtype %s", nl, t->name,
                         (unsigned long long)nbytes, dtype_name(t->dtype));
+        if (t->dtype == DT_Q8) {
+            uint64_t want = 0;
+            if (t->ndim != 2 || t->shape[1] % Q8_BLOCK != 0)
+                return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': q8 needs 2 dimensions with the second a multiple of %d",
+                            nl, t->name, Q8_BLOCK);
+            if (!q8_nbytes((uint64_t)t->shape[0], (uint64_t)t->shape[1], &want) || want != nbytes)
+                return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %llu bytes do not match its shape and dtype q8", nl, t->name,
+                            (unsigned long long)nbytes);
+        }
         if (data_off % ABC_TENSOR_ALIGN) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': data offset not 64-byte aligned", nl, t->name);
         if (!range_inside(data_off, nbytes, data_start, wf->size - data_start))
             return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': data [%llu, +%llu) lies outside the file's data section", nl, t->name,
@@ -3513,12 +3551,19 @@ static inline unsigned uc_ccc(uint32_t cp) {
 }
 
 /* ================================================================================================
- * 4b. Tokenizer: Qwen2 byte-level BPE, identical to Hugging Face tokenizers on tokenizer.json.
+ * 4b. Tokenizer: BPE identical to Hugging Face tokenizers on tokenizer.json, two flavours.
  *
- * encode(text) = for each piece of text between added tokens (matched first in the raw text,
- * leftmost-longest): NFC, split by the Qwen2 pre-tokenizer regex (a hand-written scanner below),
- * then BPE on each pre-token's raw bytes (byte-level: every byte is an initial symbol), merges by
- * rank. The tables live in the weight file (model_convert/FORMAT.md, "Tokenizer tensors").
+ * Both: the text is first split on added tokens (matched in the raw text, leftmost-longest; a token
+ * with rstrip/lstrip also swallows the whitespace after/before it); each piece between them is then
+ * encoded on its own, and merges apply by rank.
+ * - bpe_byte_level (Qwen2): NFC, split by the Qwen2 pre-tokenizer regex (a hand-written scanner
+ *   below), then BPE on each pre-token's raw bytes (every byte is an initial symbol).
+ * - bpe_sentencepiece (Llama-2 / Phi-3): the normalizer Prepend("▁") + Replace(" " → "▁") runs on
+ *   EACH non-empty piece (HF normalizes every split separately, so text right after an added token
+ *   gets its own "▁" too: the "legacy" Llama behaviour); no pre-tokenizer, so the whole piece is one
+ *   BPE word; its initial symbols are its characters, a character missing from the vocabulary falls
+ *   back to its UTF-8 bytes as <0xNN> tokens.
+ * The tables live in the weight file (model_convert/FORMAT.md, "Tokenizer tensors").
  * ================================================================================================ */
 
 /* Provided by the public API section: the tokenizer of a loaded model. */
@@ -3533,11 +3578,18 @@ typedef struct {
     int32_t merged;
 } merge_slot;
 
+enum { ADDED_LSTRIP = 1, ADDED_RSTRIP = 2 };
+
 typedef struct {
     const uint8_t *text;
     uint32_t len;
     int32_t id;
+    int32_t strip; /* ADDED_LSTRIP | ADDED_RSTRIP */
 } added_token;
+
+enum { TOK_BYTE_LEVEL, TOK_SENTENCEPIECE };
+
+#define SP_SPACE 0x2581u /* ▁, SentencePiece's visible space */
 
 struct tokenizer {
     const uint8_t *vocab_bytes;   /* inside the weight file mapping */
@@ -3551,6 +3603,13 @@ struct tokenizer {
     size_t n_added;
     uint32_t added_first[257];    /* added[added_first[b] .. added_first[b+1]) start with byte b */
     bool nfc;
+    int kind;                     /* TOK_BYTE_LEVEL or TOK_SENTENCEPIECE */
+    int32_t bos_id;               /* added before every text by the post-processor, or -1 */
+    /* SentencePiece: the single-character vocabulary tokens (BPE's initial symbols). */
+    const int32_t *sp_chars;      /* [n_sp_chars][2] = (code point, id), sorted by code point */
+    size_t n_sp_chars;
+    int32_t sp_ascii[128];        /* the same for ASCII, -1 when absent */
+    int32_t sp_space_id;          /* the token of "▁", or -1 */
 };
 
 /* ---- UTF-8 ---- */
@@ -3956,14 +4015,9 @@ static void queue_pair(const tokenizer *tok, encode_scratch *s, int32_t pos) {
     if (m) heap_push(s, (bpe_candidate){m->rank, (uint32_t)pos, m->merged});
 }
 
-/* BPE of one pre-token, as HF tokenizers' Word::merge_all: repeatedly apply the lowest-ranked merge
- * (leftmost among equals) using a heap of candidate pairs, so long words cost O(n log n). */
-static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint8_t *bytes, size_t n,
-                             int_vec *ids, abc_error *err) {
-    if (n == 1) {
-        if (!int_vec_push(ids, tok->byte_id[bytes[0]])) return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
-        return ABC_OK;
-    }
+/* Room for a word of n initial symbols: the symbol list and the heap (n - 1 initial pairs plus at
+ * most two new pairs per merge stay below 3n). */
+static abc_status bpe_reserve(encode_scratch *s, size_t n, abc_error *err) {
     if (n > INT32_MAX / 3) return fail(err, ABC_ERR_TOO_LARGE, "a single word of %zu bytes is too long to tokenize", n);
     if (!grow_buffer((void **)&s->heap, &s->heap_cap, 3 * n, sizeof *s->heap)) goto nomem;
     if (n > s->sym_cap) {
@@ -3977,8 +4031,16 @@ static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint
         s->next = next;
         s->sym_cap = cap;
     }
+    return ABC_OK;
+nomem:
+    return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+}
+
+/* BPE of one word whose n >= 1 initial symbols are in s->sym, as HF tokenizers' Word::merge_all:
+ * repeatedly apply the lowest-ranked merge (leftmost among equals) using a heap of candidate pairs,
+ * so long words cost O(n log n). Appends the resulting ids. */
+static abc_status bpe_merge_symbols(const tokenizer *tok, encode_scratch *s, size_t n, int_vec *ids, abc_error *err) {
     for (size_t i = 0; i < n; i++) {
-        s->sym[i] = tok->byte_id[bytes[i]];
         s->prev[i] = (int32_t)i - 1;
         s->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
@@ -3999,10 +4061,68 @@ static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint
         queue_pair(tok, s, pos);
     }
     for (int32_t i = 0; i >= 0; i = s->next[i])
-        if (!int_vec_push(ids, s->sym[i])) goto nomem;
+        if (!int_vec_push(ids, s->sym[i])) return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
     return ABC_OK;
-nomem:
-    return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+}
+
+/* Byte-level BPE of one pre-token: every byte is an initial symbol. */
+static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint8_t *bytes, size_t n,
+                             int_vec *ids, abc_error *err) {
+    if (n == 1) {
+        if (!int_vec_push(ids, tok->byte_id[bytes[0]])) return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+        return ABC_OK;
+    }
+    abc_status st = bpe_reserve(s, n, err);
+    if (st != ABC_OK) return st;
+    for (size_t i = 0; i < n; i++) s->sym[i] = tok->byte_id[bytes[i]];
+    return bpe_merge_symbols(tok, s, n, ids, err);
+}
+
+/* ---- SentencePiece BPE ---- */
+
+/* The single-character token of code point cp, or -1. */
+static int32_t sp_char_id(const tokenizer *tok, uint32_t cp) {
+    if (cp < 128) return tok->sp_ascii[cp];
+    if (cp == SP_SPACE) return tok->sp_space_id;
+    size_t lo = 0, hi = tok->n_sp_chars;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((uint32_t)tok->sp_chars[2 * mid] < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < tok->n_sp_chars && (uint32_t)tok->sp_chars[2 * lo] == cp ? tok->sp_chars[2 * lo + 1] : -1;
+}
+
+/* Appends the initial symbol(s) of character cp: its token, or its UTF-8 bytes' <0xNN> tokens. */
+static size_t sp_push_char(const tokenizer *tok, encode_scratch *s, size_t n, uint32_t cp) {
+    int32_t id = sp_char_id(tok, cp);
+    if (id >= 0) {
+        s->sym[n] = id;
+        return n + 1;
+    }
+    uint8_t buf[4];
+    size_t k = utf8_encode(cp, buf);
+    for (size_t i = 0; i < k; i++) s->sym[n++] = tok->byte_id[buf[i]];
+    return n;
+}
+
+/* Encodes one piece of valid UTF-8 text between added tokens: "▁" + the text with every space
+ * replaced by "▁" (nothing for an empty piece), as one BPE word. */
+static abc_status sp_encode_piece(const tokenizer *tok, encode_scratch *s, const uint8_t *text, size_t n,
+                                  int_vec *ids, abc_error *err) {
+    if (n == 0) return ABC_OK;
+    if (n > SIZE_MAX - 4) return fail(err, ABC_ERR_TOO_LARGE, "text too long");
+    /* A character yields at most as many symbols as it has bytes; the leading "▁" at most 3. */
+    abc_status st = bpe_reserve(s, n + 3, err);
+    if (st != ABC_OK) return st;
+    size_t n_sym = sp_push_char(tok, s, 0, SP_SPACE);
+    for (size_t i = 0; i < n;) {
+        size_t k;
+        uint32_t cp = utf8_decode(text + i, &k);
+        i += k;
+        n_sym = sp_push_char(tok, s, n_sym, cp == ' ' ? SP_SPACE : cp);
+    }
+    return bpe_merge_symbols(tok, s, n_sym, ids, err);
 }
 
 /* Pre-tokenizes and encodes a piece of normalized text that holds no added token. */
@@ -4020,12 +4140,42 @@ static abc_status encode_piece(const tokenizer *tok, encode_scratch *s, const ui
 static abc_status encode_segment(const tokenizer *tok, encode_scratch *s, const uint8_t *text, size_t n,
                                  int_vec *ids, abc_error *err) {
     if (n == 0) return ABC_OK;
+    if (tok->kind == TOK_SENTENCEPIECE) return sp_encode_piece(tok, s, text, n, ids, err);
     if (tok->nfc && !nfc_quick_check(text, n)) {
         size_t len;
         if (!nfc_normalize(s, text, n, &len)) return fail(err, ABC_ERR_NOMEM, "out of memory normalizing text");
         return encode_piece(tok, s, s->nfc, len, ids, err);
     }
     return encode_piece(tok, s, text, n, ids, err);
+}
+
+/* Rust's char::is_whitespace (the White_Space property), which HF uses to strip around added tokens. */
+static bool is_white_space(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/* End of the whitespace run starting at pos (rstrip). */
+static size_t white_space_end(const uint8_t *text, size_t pos, size_t end) {
+    while (pos < end) {
+        size_t k;
+        if (!is_white_space(utf8_decode(text + pos, &k))) break;
+        pos += k;
+    }
+    return pos;
+}
+
+/* Start of the whitespace run that ends at `end`, not before `from` (lstrip). */
+static size_t white_space_start(const uint8_t *text, size_t from, size_t end) {
+    size_t start = from;
+    for (size_t pos = from; pos < end;) {
+        size_t k;
+        bool white = is_white_space(utf8_decode(text + pos, &k));
+        pos += k;
+        if (!white) start = pos;
+    }
+    return start;
 }
 
 /* The leftmost-longest added token at or after `pos`: returns its start (n when there is none). */
@@ -4055,12 +4205,20 @@ static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_
     size_t start_len = ids->len;
     encode_scratch scratch = {0};
     abc_status st = ABC_OK;
-    for (size_t pos = 0; pos < len && st == ABC_OK;) {
+    /* As HF's AddedVocabulary::find_matches: `piece` is where the text not yet consumed starts. */
+    for (size_t piece = 0; st == ABC_OK;) {
         const added_token *a;
-        size_t at = find_added_token(tok, s, len, pos, &a);
-        st = encode_segment(tok, &scratch, s + pos, at - pos, ids, err);
-        if (st == ABC_OK && a && !int_vec_push(ids, a->id)) st = fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
-        pos = a ? at + a->len : len;
+        size_t at = find_added_token(tok, s, len, piece, &a);
+        if (!a) {
+            if (piece < len) st = encode_segment(tok, &scratch, s + piece, len - piece, ids, err);
+            break;
+        }
+        size_t start = a->strip & ADDED_LSTRIP ? white_space_start(s, piece, at) : at;
+        size_t stop = at + a->len;
+        if (a->strip & ADDED_RSTRIP) stop = white_space_end(s, stop, len);
+        st = encode_segment(tok, &scratch, s + piece, start - piece, ids, err);
+        if (st == ABC_OK && !int_vec_push(ids, a->id)) st = fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+        piece = stop;
     }
     encode_scratch_free(&scratch);
     if (st != ABC_OK) ids->len = start_len;
@@ -4200,17 +4358,29 @@ static abc_status load_added(tokenizer *tok, const weight_file *wf, abc_error *e
     size_t n = (size_t)ids->shape[0];
     tok->added = xcalloc(n, sizeof *tok->added);
     if (!tok->added) return fail(err, ABC_ERR_NOMEM, "out of memory loading the added tokens");
+    /* Optional: absent when no added token strips whitespace. */
+    const int32_t *strip = NULL;
+    if (wf_tensor(wf, "tokenizer.added.strip")) {
+        const tensor *t;
+        st = tok_tensor(wf, "tokenizer.added.strip", DT_I32, 1, &t, err);
+        if (st != ABC_OK) return st;
+        if (t->shape[0] != ids->shape[0])
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.added.strip and tokenizer.added.ids disagree in length");
+        strip = t->data;
+    }
     const int32_t *id = ids->data, *sp = special->data;
     for (size_t i = 0; i < n; i++) {
         if (id[i] < 0 || id[i] >= tok->n_vocab || (sp[i] != 0 && sp[i] != 1))
             return fail(err, ABC_ERR_FORMAT, "tokenizer.added entry %zu: bad id %d or flag %d", i, id[i], sp[i]);
+        if (strip && (strip[i] & ~(ADDED_LSTRIP | ADDED_RSTRIP)))
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.added.strip entry %zu: bad flags %d", i, strip[i]);
         int32_t a = tok->vocab_offsets[id[i]], b = tok->vocab_offsets[id[i] + 1];
         if (a == b) return fail(err, ABC_ERR_FORMAT, "added token %d has no text", id[i]);
         /* Valid UTF-8 text can only match at character boundaries of (valid) input text. */
         size_t bad;
         if (!utf8_validate(tok->vocab_bytes + a, (size_t)(b - a), &bad))
             return fail(err, ABC_ERR_FORMAT, "added token %d is not valid UTF-8", id[i]);
-        tok->added[i] = (added_token){tok->vocab_bytes + a, (uint32_t)(b - a), id[i]};
+        tok->added[i] = (added_token){tok->vocab_bytes + a, (uint32_t)(b - a), id[i], strip ? strip[i] : 0};
     }
     tok->n_added = n;
     if (n) qsort(tok->added, n, sizeof *tok->added, compare_added);
@@ -4223,21 +4393,84 @@ static abc_status load_added(tokenizer *tok, const weight_file *wf, abc_error *e
     return ABC_OK;
 }
 
+/* SentencePiece: the <0xNN> token of every byte (its stored bytes are that byte). */
+static abc_status load_byte_fallback(tokenizer *tok, const weight_file *wf, abc_error *err) {
+    const tensor *t;
+    abc_status st = tok_tensor(wf, "tokenizer.byte_fallback", DT_I32, 1, &t, err);
+    if (st != ABC_OK) return st;
+    if (t->shape[0] != 256) return fail(err, ABC_ERR_FORMAT, "tokenizer.byte_fallback must have 256 entries");
+    const int32_t *id = t->data, *o = tok->vocab_offsets;
+    for (int b = 0; b < 256; b++) {
+        if (id[b] < 0 || id[b] >= tok->n_vocab || o[id[b] + 1] - o[id[b]] != 1 || tok->vocab_bytes[o[id[b]]] != b)
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.byte_fallback: entry %d (id %d) is not the token of byte 0x%02X", b, id[b], b);
+        tok->byte_id[b] = id[b];
+    }
+    return ABC_OK;
+}
+
+/* SentencePiece: the single-character tokens, (code point, id) sorted by code point. Their stored
+ * bytes are the character's UTF-8, except "▁" which is stored as a space. */
+static abc_status load_sp_chars(tokenizer *tok, const weight_file *wf, abc_error *err) {
+    const tensor *t;
+    abc_status st = tok_tensor(wf, "tokenizer.sp.chars", DT_I32, 2, &t, err);
+    if (st != ABC_OK) return st;
+    if (t->shape[1] != 2 || t->shape[0] < 1 || t->shape[0] > tok->n_vocab)
+        return fail(err, ABC_ERR_FORMAT, "tokenizer.sp.chars must be [n, 2] with n <= the vocabulary size");
+    const int32_t *c = t->data, *o = tok->vocab_offsets;
+    size_t n = (size_t)t->shape[0];
+    for (int i = 0; i < 128; i++) tok->sp_ascii[i] = -1;
+    tok->sp_space_id = -1;
+    for (size_t i = 0; i < n; i++) {
+        int32_t cp = c[2 * i], id = c[2 * i + 1];
+        if (cp < 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (i && cp <= c[2 * i - 2]))
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.sp.chars row %zu: code point %d out of range or order", i, cp);
+        if (id < 0 || id >= tok->n_vocab) return fail(err, ABC_ERR_FORMAT, "tokenizer.sp.chars row %zu: bad id %d", i, id);
+        uint8_t buf[4];
+        size_t k = utf8_encode((uint32_t)cp == SP_SPACE ? ' ' : (uint32_t)cp, buf);
+        if ((size_t)(o[id + 1] - o[id]) != k || memcmp(tok->vocab_bytes + o[id], buf, k))
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.sp.chars row %zu: token %d is not U+%04X", i, id, (unsigned)cp);
+        if (cp < 128) tok->sp_ascii[cp] = id;
+        if ((uint32_t)cp == SP_SPACE) tok->sp_space_id = id;
+    }
+    tok->sp_chars = c;
+    tok->n_sp_chars = n;
+    return ABC_OK;
+}
+
+/* The id the post-processor puts first (metadata tokenizer.bos_id; -1: none). */
+static abc_status load_bos(tokenizer *tok, const weight_file *wf, abc_error *err) {
+    int64_t bos;
+    if (!wf_int(wf, "tokenizer.bos_id", &bos, err)) return ABC_ERR_FORMAT;
+    if (bos < -1 || bos >= tok->n_vocab) return fail(err, ABC_ERR_FORMAT, "tokenizer.bos_id %lld is out of range", (long long)bos);
+    tok->bos_id = (int32_t)bos;
+    return ABC_OK;
+}
+
 static abc_status tokenizer_load(const weight_file *wf, tokenizer **out, abc_error *err) {
     if (!wf || !out) return fail(err, ABC_ERR_INVALID_ARG, "tokenizer_load: NULL argument");
     *out = NULL;
-    static const char *const models[] = {"bpe_byte_level"}, *const pretokenizers[] = {"qwen2"};
-    static const char *const normalizers[] = {"nfc", "none"};
+    /* Indexed alike: model i goes with pre-tokenizer i and the normalizers of row i. */
+    static const char *const models[] = {"bpe_byte_level", "bpe_sentencepiece"};
+    static const char *const pretokenizers[] = {"qwen2", "none"};
+    static const char *const normalizers[] = {"nfc", "none", "prepend_replace"};
     int model, pretokenizer, normalizer;
-    abc_status st = tok_meta_choice(wf, "tokenizer.model", models, 1, &model, err);
-    if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.pretokenizer", pretokenizers, 1, &pretokenizer, err);
-    if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.normalizer", normalizers, 2, &normalizer, err);
+    abc_status st = tok_meta_choice(wf, "tokenizer.model", models, 2, &model, err);
+    if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.pretokenizer", pretokenizers, 2, &pretokenizer, err);
+    if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.normalizer", normalizers, 3, &normalizer, err);
     if (st != ABC_OK) return st;
+    bool sp = model == 1;
+    if (pretokenizer != model || (normalizer == 2) != sp)
+        return fail(err, ABC_ERR_UNSUPPORTED, "tokenizer.model %s does not go with tokenizer.pretokenizer %s and normalizer %s",
+                    models[model], pretokenizers[pretokenizer], normalizers[normalizer]);
     tokenizer *tok = xcalloc(1, sizeof *tok);
     if (!tok) return fail(err, ABC_ERR_NOMEM, "out of memory loading the tokenizer");
     tok->nfc = normalizer == 0;
+    tok->kind = sp ? TOK_SENTENCEPIECE : TOK_BYTE_LEVEL;
+    tok->bos_id = -1;
     st = load_vocab(tok, wf, err);
-    if (st == ABC_OK) st = find_byte_tokens(tok, err);
+    if (st == ABC_OK) st = sp ? load_byte_fallback(tok, wf, err) : find_byte_tokens(tok, err);
+    if (st == ABC_OK && sp) st = load_sp_chars(tok, wf, err);
+    if (st == ABC_OK && sp) st = load_bos(tok, wf, err);
     if (st == ABC_OK) st = load_merges(tok, wf, err);
     if (st == ABC_OK) st = load_added(tok, wf, err);
     if (st != ABC_OK) {
@@ -4271,6 +4504,8 @@ const char *abc_token_bytes(const abc_model *model, int32_t id, size_t *len) {
     if (!model) return NULL;
     return tokenizer_token_bytes(model_tokenizer(model), id, len);
 }
+
+static int32_t tokenizer_bos_id(const tokenizer *tok) { return tok ? tok->bos_id : -1; }
 
 /* ================================================================================================
  * 5. Image decode: PNG, JPEG, PPM/PGM → 8-bit RGB, byte for byte as Pillow's Image.open(f).convert("RGB")
@@ -6158,7 +6393,7 @@ static abc_status smart_resize_qwen_vl_utils(int64_t height, int64_t width, int6
     return ABC_OK;
 }
 
-/* ---- Pillow bicubic resampling on 8-bit RGB ------------------------------------------------------ */
+/* ---- Pillow resampling on 8-bit RGB (bicubic for Qwen2-VL, bilinear for Phi-3.5-V) ------------- */
 
 /* Keys' cubic convolution kernel with a = -0.5 (Pillow's BICUBIC, support 2), written with the same
  * operations as Pillow so the doubles agree bit for bit. */
@@ -6169,6 +6404,22 @@ static double bicubic_kernel(double x) {
     if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
     return 0.0;
 }
+
+/* The triangle kernel (Pillow's BILINEAR, support 1). */
+static double bilinear_kernel(double x) {
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return 1.0 - x;
+    return 0.0;
+}
+
+/* A Pillow resampling filter: the kernel and its support at scale 1 (Pillow's struct filter). */
+typedef struct {
+    double (*kernel)(double x);
+    double support;
+} resample_filter;
+
+static const resample_filter RESAMPLE_BICUBIC = {bicubic_kernel, 2.0};
+static const resample_filter RESAMPLE_BILINEAR = {bilinear_kernel, 1.0};
 
 /* The taps of a 1-D resampling from in_size to out_size: output i reads inputs
  * first[i] .. first[i] + count[i] - 1 with fixed-point weights coeffs[i·ksize ..]. */
@@ -6192,14 +6443,15 @@ static int32_t weight_to_fixed(double w) {
 }
 
 /* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the full-image box (0, in_size). */
-static abc_status resample_taps_init(resample_taps *t, int in_size, int out_size, abc_error *err) {
+static abc_status resample_taps_init(resample_taps *t, int in_size, int out_size,
+                                     const resample_filter *filter, abc_error *err) {
     memset(t, 0, sizeof *t);
     if (in_size <= 0 || out_size <= 0 || in_size > PREPROCESS_MAX_SIDE || out_size > PREPROCESS_MAX_SIDE)
         return fail(err, ABC_ERR_INTERNAL, "resample: bad sizes %d -> %d", in_size, out_size);
     /* Pillow takes the box edges as float: (double)(in1 - in0), exact below 2^24. */
     const double scale = (double)(float)in_size / out_size;
     const double filterscale = scale < 1.0 ? 1.0 : scale;
-    const double support = 2.0 * filterscale;
+    const double support = filter->support * filterscale;
     const double inv_filterscale = 1.0 / filterscale;
     const double ksize_d = ceil(support) * 2 + 1;
     if (ksize_d > 4.0 * in_size + 5.0 || ksize_d > INT_MAX / 2) /* support <= 2·in_size */
@@ -6235,7 +6487,7 @@ static abc_status resample_taps_init(resample_taps *t, int in_size, int out_size
         }
         double sum = 0.0;
         for (int j = 0; j < n; j++) {
-            w[j] = bicubic_kernel(((double)(j + lo) - center + 0.5) * inv_filterscale);
+            w[j] = filter->kernel(((double)(j + lo) - center + 0.5) * inv_filterscale);
             sum += w[j];
         }
         int32_t *k = t->coeffs + (size_t)i * ksize;
@@ -6314,12 +6566,12 @@ static void resample_rows_vertical(const uint8_t *src, int width, int row_shift,
     }
 }
 
-/* Resizes 8-bit RGB `src` to out_w × out_h exactly as Pillow's Image.resize(size, BICUBIC) with the
+/* Resizes 8-bit RGB `src` to out_w × out_h exactly as Pillow's Image.resize(size, filter) with the
  * default box: a plain copy when the size is unchanged; otherwise a horizontal pass (only when the
  * width changes, over only the rows the vertical pass reads) into an 8-bit intermediate, then a
  * vertical pass (only when the height changes). out->rgb is allocated; the caller frees it. */
-static abc_status resize_bicubic_rgb8(const abc_image *src, int out_w, int out_h, abc_image *out,
-                                      abc_error *err) {
+static abc_status resize_rgb8(const abc_image *src, int out_w, int out_h, const resample_filter *filter,
+                              abc_image *out, abc_error *err) {
     if (!src || !out || !src->rgb)
         return fail(err, ABC_ERR_INVALID_ARG, "resize: NULL image");
     out->rgb = NULL;
@@ -6357,14 +6609,14 @@ static abc_status resize_bicubic_rgb8(const abc_image *src, int out_w, int out_h
     const uint8_t *vsrc = src->rgb; /* what the vertical pass reads */
     int row0 = 0;                   /* first source row the vertical pass reads */
     if (need_vertical) {
-        st = resample_taps_init(&vtaps, src->height, out_h, err);
+        st = resample_taps_init(&vtaps, src->height, out_h, filter, err);
         if (st != ABC_OK) goto done;
         row0 = vtaps.first[0];
     }
     if (need_horizontal) {
         int row_end = src->height;
         if (need_vertical) row_end = vtaps.first[out_h - 1] + vtaps.count[out_h - 1];
-        st = resample_taps_init(&htaps, src->width, out_w, err);
+        st = resample_taps_init(&htaps, src->width, out_w, filter, err);
         if (st != ABC_OK) goto done;
         if (need_vertical) {
             tmp = xmalloc((size_t)out_w * 3 * (size_t)(row_end - row0));
@@ -6391,6 +6643,12 @@ done:
     out->width = out_w;
     out->height = out_h;
     return ABC_OK;
+}
+
+/* Pillow's Image.resize(size, BICUBIC), the Qwen2-VL presets' resampler. */
+static abc_status resize_bicubic_rgb8(const abc_image *src, int out_w, int out_h, abc_image *out,
+                                      abc_error *err) {
+    return resize_rgb8(src, out_w, out_h, &RESAMPLE_BICUBIC, out, err);
 }
 
 /* ---- the preset pipeline -------------------------------------------------------------------------- */
@@ -6533,6 +6791,303 @@ static abc_status preprocess_image(const abc_image *src, const preprocess_config
 }
 
 /* ================================================================================================
+ * 6b. Preprocessing for Phi-3.5-V: the HD transform (SPEC section 11)
+ *
+ * Phi3VImageProcessor in C: Pillow's bilinear resize (section 6's resampler, bit-exact) of the image,
+ * transposed first when portrait, white padding of the height to whole crops, torchvision's ToTensor
+ * and Normalize in float32 (bit-exact, a lookup table), the crops, and a 336×336 global view made
+ * with torch's float32 bicubic interpolate (a = −0.75, align_corners=False, clamped borders), whose
+ * arithmetic we repeat operation by operation.
+ * ================================================================================================ */
+
+/* num_crops beyond this is a configuration error (VLM2Vec uses 4 or 16; 256 crops are 350 MB). */
+#define HD_MAX_CROPS 256
+#define HD_MAX_CROP_SIZE 4096
+
+typedef struct {
+    bool transposed;  /* portrait: the resize works on the transposed image */
+    int new_w, new_h; /* the resize target, in the (possibly transposed) working orientation */
+    int padded_h;     /* new_h padded up to whole crops, in the working orientation */
+    int top;          /* white rows above the resized image, in the working orientation */
+    int out_w, out_h; /* the padded HD image in the original orientation */
+} hd_geometry;
+
+static abc_status hd_config_check(const hd_preprocess_config *cfg, abc_error *err) {
+    if (cfg->num_crops < 1 || cfg->num_crops > HD_MAX_CROPS)
+        return fail(err, ABC_ERR_INVALID_ARG, "HD preprocessing: num_crops %d is outside 1..%d", cfg->num_crops,
+                    HD_MAX_CROPS);
+    if (cfg->crop_size < 1 || cfg->crop_size > HD_MAX_CROP_SIZE)
+        return fail(err, ABC_ERR_INVALID_ARG, "HD preprocessing: crop size %d is outside 1..%d", cfg->crop_size,
+                    HD_MAX_CROP_SIZE);
+    for (int c = 0; c < 3; c++)
+        if (!isfinite(cfg->mean[c]) || !isfinite(cfg->std[c]) || cfg->std[c] == 0.0f)
+            return fail(err, ABC_ERR_INVALID_ARG, "HD preprocessing: bad mean/std for channel %d", c);
+    return ABC_OK;
+}
+
+/* HD_transform's sizes with Python's arithmetic: ratio = w / h (double), the scale loop
+ * `while scale * np.ceil(scale / ratio) <= num_crops: scale += 1` (it ends because ratio ≥ 1 makes
+ * the ceiling at least 1), new_w = scale·crop, new_h = int(new_w / ratio) (truncation). */
+static abc_status hd_compute_geometry(int width, int height, const hd_preprocess_config *cfg, hd_geometry *g,
+                                      abc_error *err) {
+    memset(g, 0, sizeof *g);
+    g->transposed = width < height;
+    const int w = g->transposed ? height : width, h = g->transposed ? width : height;
+    const double ratio = (double)w / (double)h;
+    const int crop = cfg->crop_size;
+    int scale = 1;
+    while ((double)scale * ceil((double)scale / ratio) <= (double)cfg->num_crops) scale++;
+    scale--;
+    g->new_w = scale * crop;
+    const double new_h = floor((double)g->new_w / ratio);
+    if (new_h < 1.0)
+        return fail(err, ABC_ERR_UNSUPPORTED,
+                    "HD preprocessing: a %dx%d image is too elongated (its short side would resize to 0 pixels)",
+                    width, height);
+    g->new_h = (int)new_h; /* ≤ new_w since ratio ≥ 1 */
+    g->padded_h = (g->new_h + crop - 1) / crop * crop;
+    g->top = (g->padded_h - g->new_h) / 2;
+    g->out_w = g->transposed ? g->padded_h : g->new_w;
+    g->out_h = g->transposed ? g->new_w : g->padded_h;
+    return ABC_OK;
+}
+
+/* PIL's Image.TRANSPOSE: out[x][y] = in[y][x], out is height × width. */
+static abc_status transpose_rgb8(const abc_image *src, abc_image *out, abc_error *err) {
+    size_t bytes;
+    if (!mul_size((size_t)src->width * 3, (size_t)src->height, &bytes))
+        return fail(err, ABC_ERR_TOO_LARGE, "HD preprocessing: a %dx%d image is too large", src->width, src->height);
+    out->rgb = xmalloc(bytes);
+    if (!out->rgb) return fail(err, ABC_ERR_NOMEM, "out of memory transposing a %dx%d image", src->width, src->height);
+    out->width = src->height;
+    out->height = src->width;
+    /* Blocks keep both the reads and the writes cache-friendly on large images. */
+    enum { B = 32 };
+    for (int y0 = 0; y0 < src->height; y0 += B)
+        for (int x0 = 0; x0 < src->width; x0 += B)
+            for (int y = y0; y < MIN(y0 + B, src->height); y++)
+                for (int x = x0; x < MIN(x0 + B, src->width); x++) {
+                    const uint8_t *p = src->rgb + ((size_t)y * src->width + x) * 3;
+                    uint8_t *q = out->rgb + ((size_t)x * out->width + y) * 3;
+                    q[0] = p[0], q[1] = p[1], q[2] = p[2];
+                }
+    return ABC_OK;
+}
+
+/* padding_336 then the transpose back, in one step: `resized` (new_w × new_h in the working
+ * orientation) lands at row offset `top` of a white padded_h-high canvas, which is written in the
+ * original orientation. */
+static abc_status hd_pad(const abc_image *resized, const hd_geometry *g, abc_image *out, abc_error *err) {
+    size_t bytes;
+    if (!mul_size((size_t)g->out_w * 3, (size_t)g->out_h, &bytes))
+        return fail(err, ABC_ERR_TOO_LARGE, "HD preprocessing: a %dx%d HD image is too large", g->out_w, g->out_h);
+    out->rgb = xmalloc(bytes);
+    if (!out->rgb) return fail(err, ABC_ERR_NOMEM, "out of memory for a %dx%d HD image", g->out_w, g->out_h);
+    out->width = g->out_w;
+    out->height = g->out_h;
+    memset(out->rgb, 255, bytes);
+    const size_t row = (size_t)resized->width * 3;
+    if (!g->transposed) {
+        memcpy(out->rgb + (size_t)g->top * row, resized->rgb, row * (size_t)resized->height);
+        return ABC_OK;
+    }
+    /* resized row r (working orientation) becomes column top + r of the output. */
+    for (int r = 0; r < resized->height; r++)
+        for (int x = 0; x < resized->width; x++) {
+            const uint8_t *p = resized->rgb + (size_t)r * row + (size_t)x * 3;
+            uint8_t *q = out->rgb + ((size_t)x * out->width + (size_t)(g->top + r)) * 3;
+            q[0] = p[0], q[1] = p[1], q[2] = p[2];
+        }
+    return ABC_OK;
+}
+
+/* The padded HD image (8-bit RGB, original orientation) of `src`. */
+static abc_status hd_transform(const abc_image *src, const hd_geometry *g, abc_image *out, abc_error *err) {
+    abc_image work = *src, transposed = {0}, resized = {0};
+    abc_status st = ABC_OK;
+    if (g->transposed) {
+        st = transpose_rgb8(src, &transposed, err);
+        if (st != ABC_OK) return st;
+        work = transposed;
+    }
+    st = resize_rgb8(&work, g->new_w, g->new_h, &RESAMPLE_BILINEAR, &resized, err);
+    free(transposed.rgb);
+    if (st != ABC_OK) return st;
+    st = hd_pad(&resized, g, out, err);
+    free(resized.rgb);
+    return st;
+}
+
+/* ToTensor then Normalize for every (channel, byte): torch divides the float32 tensor by 255 and then
+ * subtracts and divides by float32 mean and std, one rounding each. */
+static void hd_pixel_value_table(const hd_preprocess_config *cfg, float table[3][256]) {
+    for (int c = 0; c < 3; c++)
+        for (int x = 0; x < 256; x++) {
+            const float v = (float)x / 255.0f;
+            const float centred = v - cfg->mean[c];
+            table[c][x] = centred / cfg->std[c];
+        }
+}
+
+/* The normalised HD image as planes [3][h][w]. */
+static void hd_normalise(const abc_image *hd, const float table[3][256], float *planes) {
+    const size_t plane = (size_t)hd->width * hd->height;
+    for (size_t i = 0; i < plane; i++) {
+        const uint8_t *p = hd->rgb + i * 3;
+        planes[i] = table[0][p[0]];
+        planes[plane + i] = table[1][p[1]];
+        planes[2 * plane + i] = table[2][p[2]];
+    }
+}
+
+/* torch's cubic convolution with A = −0.75 in float: |x| ≤ 1 and 1 < |x| < 2. */
+static float torch_cubic1(float x) {
+    const float A = -0.75f;
+    return ((A + 2) * x - (A + 3)) * x * x + 1;
+}
+static float torch_cubic2(float x) {
+    const float A = -0.75f;
+    return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+}
+
+/* One axis of torch's upsample_bicubic2d (align_corners=False): for output i, four clamped input
+ * indices and float weights, computed as ATen does (scale = (float)in / out, the source coordinate
+ * scale·(i + 0.5) − 0.5 in double rounded to float, floorf, lambda clamped to [0, 1]). */
+typedef struct {
+    int index[4];
+    float weight[4];
+} cubic_taps;
+
+static void torch_bicubic_taps(int in_size, int out_size, cubic_taps *taps) {
+    const float scale = (float)in_size / (float)out_size;
+    for (int i = 0; i < out_size; i++) {
+        const float real = (float)((double)scale * ((double)i + 0.5) - 0.5);
+        int64_t index = (int64_t)floorf(real);
+        if (index > in_size - 1) index = in_size - 1;
+        float t = real - (float)index;
+        t = t < 0.0f ? 0.0f : t;
+        t = t > 1.0f ? 1.0f : t;
+        const float t_plus_1 = (float)((double)t + 1.0), one_minus_t = (float)(1.0 - (double)t);
+        taps[i].weight[0] = torch_cubic2(t_plus_1);
+        taps[i].weight[1] = torch_cubic1(t);
+        taps[i].weight[2] = torch_cubic1(one_minus_t);
+        taps[i].weight[3] = torch_cubic2((float)((double)one_minus_t + 1.0));
+        for (int j = 0; j < 4; j++) {
+            int64_t k = index + j - 1;
+            k = k < 0 ? 0 : k;
+            taps[i].index[j] = (int)(k > in_size - 1 ? in_size - 1 : k);
+        }
+    }
+}
+
+/* The global view: every output is Σ_rows w_row · (Σ_cols w_col · x), each sum left to right in
+ * float, as ATen's separable interpolation loop evaluates it. */
+static abc_status hd_global_view(const float *planes, int in_w, int in_h, int size, float *out, abc_error *err) {
+    cubic_taps *tx = xmalloc((size_t)size * sizeof *tx), *ty = xmalloc((size_t)size * sizeof *ty);
+    if (!tx || !ty) {
+        free(tx);
+        free(ty);
+        return fail(err, ABC_ERR_NOMEM, "out of memory for the global view");
+    }
+    torch_bicubic_taps(in_w, size, tx);
+    torch_bicubic_taps(in_h, size, ty);
+    const size_t plane = (size_t)in_w * in_h;
+    for (int c = 0; c < 3; c++) {
+        const float *src = planes + c * plane;
+        float *dst = out + (size_t)c * size * size;
+        for (int y = 0; y < size; y++) {
+            const cubic_taps *vy = &ty[y];
+            for (int x = 0; x < size; x++) {
+                const cubic_taps *vx = &tx[x];
+                float acc = 0.0f;
+                for (int j = 0; j < 4; j++) {
+                    const float *row = src + (size_t)vy->index[j] * in_w;
+                    float t = row[vx->index[0]] * vx->weight[0];
+                    t += row[vx->index[1]] * vx->weight[1];
+                    t += row[vx->index[2]] * vx->weight[2];
+                    t += row[vx->index[3]] * vx->weight[3];
+                    acc = j == 0 ? t * vy->weight[0] : acc + t * vy->weight[j];
+                }
+                dst[(size_t)y * size + x] = acc;
+            }
+        }
+    }
+    free(tx);
+    free(ty);
+    return ABC_OK;
+}
+
+/* Crops of crop×crop from the planes, row-major, each [3][crop][crop]. */
+static void hd_cut_crops(const float *planes, int w, int h, int crop, float *out) {
+    const size_t plane = (size_t)w * h, crop_len = (size_t)crop * crop;
+    for (int cy = 0; cy < h / crop; cy++)
+        for (int cx = 0; cx < w / crop; cx++)
+            for (int c = 0; c < 3; c++) {
+                for (int y = 0; y < crop; y++)
+                    memcpy(out + (size_t)y * crop, planes + c * plane + (size_t)(cy * crop + y) * w + (size_t)cx * crop,
+                           (size_t)crop * sizeof *out);
+                out += crop_len;
+            }
+}
+
+static abc_status preprocess_hd_image(const abc_image *src, const hd_preprocess_config *cfg, abc_image *hd_image,
+                                      float **pixel_values, int *h_crop, int *w_crop, abc_error *err) {
+    if (pixel_values) *pixel_values = NULL;
+    if (hd_image) {
+        hd_image->rgb = NULL;
+        hd_image->width = hd_image->height = 0;
+    }
+    if (!src || !cfg || !pixel_values || !h_crop || !w_crop)
+        return fail(err, ABC_ERR_INVALID_ARG, "HD preprocessing: NULL argument");
+    if (!src->rgb || src->width <= 0 || src->height <= 0)
+        return fail(err, ABC_ERR_INVALID_ARG, "HD preprocessing: empty image (%dx%d)", src->width, src->height);
+    if (src->width > PREPROCESS_MAX_SIDE || src->height > PREPROCESS_MAX_SIDE ||
+        (int64_t)src->width * src->height > PREPROCESS_MAX_SOURCE_PIXELS)
+        return fail(err, ABC_ERR_TOO_LARGE, "HD preprocessing: a %dx%d image is too large", src->width,
+                    src->height);
+    abc_status st = hd_config_check(cfg, err);
+    if (st != ABC_OK) return st;
+    hd_geometry g;
+    st = hd_compute_geometry(src->width, src->height, cfg, &g, err);
+    if (st != ABC_OK) return st;
+
+    const int crop = cfg->crop_size, rows = g.out_h / crop, cols = g.out_w / crop;
+    const size_t plane = (size_t)g.out_w * g.out_h, slot = 3 * (size_t)crop * crop;
+    const size_t n_slots = 1 + (size_t)rows * cols; /* ≤ 1 + num_crops */
+    size_t planes_bytes, pv_bytes;
+    if (!mul_size(plane, 3 * sizeof(float), &planes_bytes) || !mul_size(n_slots, slot * sizeof(float), &pv_bytes))
+        return fail(err, ABC_ERR_TOO_LARGE, "HD preprocessing: a %dx%d HD image is too large", g.out_w, g.out_h);
+    abc_image hd = {0};
+    st = hd_transform(src, &g, &hd, err);
+    if (st != ABC_OK) return st;
+    float *planes = xmalloc(planes_bytes);
+    float *pv = xmalloc_aligned(pv_bytes);
+    if (!planes || !pv) {
+        free(planes);
+        free(pv);
+        free(hd.rgb);
+        return fail(err, ABC_ERR_NOMEM, "out of memory for %zu image slots", n_slots);
+    }
+    float table[3][256];
+    hd_pixel_value_table(cfg, table);
+    hd_normalise(&hd, table, planes);
+    st = hd_global_view(planes, g.out_w, g.out_h, crop, pv, err);
+    if (st == ABC_OK) hd_cut_crops(planes, g.out_w, g.out_h, crop, pv + slot);
+    free(planes);
+    if (st != ABC_OK) {
+        free(pv);
+        free(hd.rgb);
+        return st;
+    }
+    if (hd_image) *hd_image = hd;
+    else free(hd.rgb);
+    *pixel_values = pv;
+    *h_crop = rows;
+    *w_crop = cols;
+    return ABC_OK;
+}
+
+/* ================================================================================================
  * 7. Kernels: matmul, attention, norms
  *
  * One portable driver per operation, parameterised by a small table of ISA-specific pieces
@@ -6550,8 +7105,7 @@ static abc_status preprocess_image(const abc_image *src, const preprocess_config
  * [nr-wide strips][kc][nr] (f16/bf16 become f32 here; the panel stays in L2), then for each group of mr
  * rows packs x as [kc][mr] and runs the mr×nr micro-kernel over the strips, adding each slice into y.
  * Up to GEMV_MAX_ROWS rows of x take a dot-product path that streams W once instead.
- * Attention: see its section below. Weights of dtype DT_Q8 have no kernels yet (the quantization work
- * plugs them into matmul_any and weights_to_f32).
+ * Attention: see its section below. Weights of dtype DT_Q8 take the integer GEMM of the q8 part below.
  * ================================================================================================ */
 
 #define GEMM_KC 256          /* `in` slice per packed panel */
@@ -6630,7 +7184,7 @@ static float weight_element(const void *w, uint32_t dtype, int64_t i) {
     case DT_F32: return ((const float *)w)[i];
     case DT_F16: return f16_to_f32(((const uint16_t *)w)[i]);
     case DT_BF16: return bf16_to_f32(((const uint16_t *)w)[i]);
-    default: return 0.0f; /* DT_Q8: see weights_to_f32 */
+    default: return 0.0f; /* DT_Q8 never comes here: matmul_q8, tensor_row_f32 */
     }
 }
 
@@ -6756,13 +7310,22 @@ static void weights_to_f32(const kernel_ops *ops, const void *data, uint32_t dty
     case DT_F32: memcpy(out, (const float *)data + at, (size_t)count * sizeof(float)); break;
     case DT_F16: ops->from_f16(out, (const uint16_t *)data + at, count); break;
     case DT_BF16: ops->from_bf16(out, (const uint16_t *)data + at, count); break;
-    /* DT_Q8: int8 blocks, defined by the quantization work; section 3 refuses them until then. */
-    default: memset(out, 0, (size_t)count * sizeof(float)); break;
+    default: memset(out, 0, (size_t)count * sizeof(float)); break; /* DT_Q8: see tensor_row_f32 */
     }
 }
 
 static void tensor_row_f32(const tensor *t, int64_t row, float *out) {
     int64_t cols = t->ndim >= 2 ? t->shape[1] : t->shape[0];
+    if (t->dtype == DT_Q8) { /* q[k] · scale of k's block (section 3 checked the layout) */
+        const int8_t *q = (const int8_t *)t->data + row * cols;
+        const uint8_t *scales = (const uint8_t *)t->data + t->shape[0] * cols + row * (cols / Q8_BLOCK) * 4;
+        for (int64_t b = 0; b < cols / Q8_BLOCK; b++) {
+            float scale;
+            memcpy(&scale, scales + b * 4, sizeof scale);
+            for (int k = 0; k < Q8_BLOCK; k++) out[b * Q8_BLOCK + k] = (float)q[b * Q8_BLOCK + k] * scale;
+        }
+        return;
+    }
     weights_to_f32(&kernel_ops_scalar, t->data, t->dtype, row * cols, cols, out);
 }
 
@@ -6905,33 +7468,54 @@ static void matmul_gemv_task(void *arg, int task, int thread) {
 /* Cuts the output into tasks: column blocks first (each packs its panel once for all its rows), then
  * row blocks when there are too few columns to keep the threads busy. The partition never changes
  * the numerics, only the balance. */
-static int matmul_plan(matmul_job *job, int threads) {
-    int mr = job->ops->mr, nr = job->ops->nr;
-    int64_t col_blocks = ceil_div(job->out, job->ops->nc), row_blocks = 1;
+/* The partition of an n × out product for a micro-kernel of mr × nr and column blocks of at most nc. */
+typedef struct {
+    int64_t rows_per_task, cols_per_task;
+    int n_row_blocks, n_tasks;
+} task_plan;
+
+static task_plan plan_tasks(int64_t n, int64_t out, int mr, int nr, int nc, int threads) {
+    int64_t col_blocks = ceil_div(out, nc), row_blocks = 1;
     if (threads > 1) {
         if (col_blocks < 2 * threads)
-            row_blocks = MAX((int64_t)1, MIN(ceil_div(2 * threads, col_blocks), job->n / GEMM_MIN_ROWS_PER_TASK));
+            row_blocks = MAX((int64_t)1, MIN(ceil_div(2 * threads, col_blocks), n / GEMM_MIN_ROWS_PER_TASK));
         /* balance: a multiple of the thread count when the columns allow it */
         int64_t tasks = col_blocks * row_blocks;
         if (tasks % threads != 0) {
             int64_t want = ceil_div(round_up(tasks, threads), row_blocks);
-            if (want <= ceil_div(job->out, nr)) col_blocks = want;
+            if (want <= ceil_div(out, nr)) col_blocks = want;
         }
     }
-    job->cols_per_task = round_up(ceil_div(job->out, col_blocks), nr);
-    col_blocks = ceil_div(job->out, job->cols_per_task);
-    job->rows_per_task = round_up(ceil_div(job->n, row_blocks), mr);
-    row_blocks = ceil_div(job->n, job->rows_per_task);
-    job->n_row_blocks = (int)row_blocks;
-    return (int)(row_blocks * col_blocks);
+    task_plan p;
+    p.cols_per_task = round_up(ceil_div(out, col_blocks), nr);
+    col_blocks = ceil_div(out, p.cols_per_task);
+    p.rows_per_task = round_up(ceil_div(n, row_blocks), mr);
+    row_blocks = ceil_div(n, p.rows_per_task);
+    p.n_row_blocks = (int)row_blocks;
+    p.n_tasks = (int)(row_blocks * col_blocks);
+    return p;
 }
+
+static int matmul_plan(matmul_job *job, int threads) {
+    task_plan p = plan_tasks(job->n, job->out, job->ops->mr, job->ops->nr, job->ops->nc, threads);
+    job->rows_per_task = p.rows_per_task;
+    job->cols_per_task = p.cols_per_task;
+    job->n_row_blocks = p.n_row_blocks;
+    return p.n_tasks;
+}
+
+static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, int64_t out_dim,
+                      int64_t in_dim, const float *bias);
 
 static void matmul_any(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, uint32_t dtype,
                        int64_t out_dim, int64_t in_dim, const float *bias) {
     if (n <= 0 || out_dim <= 0) return;
+    if (dtype == DT_Q8 && in_dim > 0 && in_dim % Q8_BLOCK == 0) {
+        matmul_q8(pool, y, x, n, w, out_dim, in_dim, bias);
+        return;
+    }
     if (in_dim <= 0 || !(dtype == DT_F32 || dtype == DT_F16 || dtype == DT_BF16)) {
-        /* empty sum; or DT_Q8, whose block layout the quantization work defines (its kernels plug in
-         * here): never read a layout we do not know */
+        /* empty sum, or a layout section 3 would have refused: never read what we do not know */
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < out_dim; j++) y[i * out_dim + j] = bias ? bias[j] : 0.0f;
         return;
@@ -6959,6 +7543,358 @@ static void matmul(thread_pool *pool, float *y, const float *x, int64_t n, const
 static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, const float *W, int64_t out_dim,
                        int64_t in_dim, const float *bias) {
     matmul_any(pool, y, x, n, W, DT_F32, out_dim, in_dim, bias);
+}
+
+/* ---- q8: int8 weights × int8 activations, exact int32 block sums ----
+ *
+ * Weights are DT_Q8 (section 3): int8 q[out][in] and one f32 scale per Q8_BLOCK elements of a row.
+ * Activations are quantized on the fly the same way, per row and per block of Q8_BLOCK: scale =
+ * amax/127, q = round(x·127/amax), ties to even. Outlier channels (a norm weight 25× the others makes
+ * a few channels of every row dominate their block, and would leave the rest of the block 4 or 5 bits)
+ * are taken out: when at most Q8_OUTLIERS_MAX elements of a block exceed amax/4 and the smallest of them
+ * stands more than Q8_OUTLIER_GAP times above every other element, they are set aside in float, the
+ * block is quantized without them, and their products are added in float with the dequantized weights.
+ * Each block's Σ qx·qw is an exact int32 (|Σ| ≤ 32·127·127), so every path computes the same integers
+ * whatever its instructions; the float part is fixed too. Per slice of Q8_KC columns of `in`:
+ *
+ *     y[i][j] ← fma((float)isum_b, scale_x[i][b] · scale_w[j][b], y[i][j])     for each block b in order
+ *     y[i][j] ← y[i][j] + x[i][k] · ((float)qw[j][k] · scale_w[j][k/32])        for each outlier k in order
+ *
+ * starting from y = 0, then y + bias[j]; the fma is fused (one rounding) on every path, nothing else
+ * is. Results are bit-identical across paths, thread counts and partitions.
+ *
+ * A task packs, per slice of Q8_KC columns of `in`, its weight rows into strips of nr rows; each strip
+ * block is [Q8_BLOCK/4][nr][4] int8 (four consecutive k of one row are one 32-bit lane: what VNNI's
+ * vpdpbusd, AVX2's vpmaddubsw+vpmaddwd and NEON's sdot consume), then nr int32 compensations −128·Σq
+ * (VNNI feeds activations as unsigned q + 128 and starts each block sum there) and nr f32 scales.
+ * Activation rows are quantized per group of mr into [Q8_BLOCK/4][mr][4] per block, then mr scales. */
+
+#define Q8_KC 512                           /* `in` slice per packed panel (a multiple of Q8_BLOCK) */
+#define Q8_KC_BLOCKS (Q8_KC / Q8_BLOCK)
+#define Q8_MR_MAX 8
+#define Q8_NR_MAX 32
+#define Q8_TINY 1e-30f                      /* blocks with amax below this quantize to 0 */
+#define Q8_FLT_MAX 0x1.fffffep+127f         /* FLT_MAX (no <float.h> here) */
+#define Q8_OUTLIERS_MAX 8                   /* per block of activations */
+#define Q8_OUTLIER_GAP 4.0f
+#define Q8_STRIP_BLOCK_BYTES(nr) ((size_t)(nr) * (Q8_BLOCK + 8))   /* quads, compensations, scales */
+#define Q8_ROWS_BLOCK_BYTES(mr) ((size_t)(mr) * (Q8_BLOCK + 4))    /* quads, scales */
+
+/* An activation set aside from its block (row of the group, block of the slice, column in the block). */
+typedef struct {
+    uint16_t row, block, k;
+    float value;
+} q8_outlier;
+
+/* c[mr][nr] (row stride ldc) = (accumulate ? c : 0) + the blocks' terms, in block order. */
+typedef void (*q8_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate);
+/* Quantizes `rows` rows of x (row stride ldx) × blocks·Q8_BLOCK columns into the packed layout; rows
+ * rows..mr−1 are zero. Outliers are appended to outliers[*n_outliers] (block by block, row by row). */
+typedef void (*q8_pack_rows_fn)(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                q8_outlier *outliers, int *n_outliers);
+
+typedef struct {
+    const char *name;
+    int mr, nr, nc;
+    bool unsigned_x; /* activations stored as q + 128 (VNNI) */
+    q8_micro_fn micro;
+    q8_pack_rows_fn pack_rows;
+} q8_kernels;
+
+/* The outlier rule of a block with `large` elements above amax/4 (at most Q8_OUTLIERS_MAX): they are
+ * set aside when the smallest of them stands more than Q8_OUTLIER_GAP times above the largest of the
+ * others (`rest`). Max and min are exact, so SIMD quantizers evaluate the same rule bit for bit. */
+static bool q8_outliers_apart(float smallest_large, float rest) { return smallest_large > Q8_OUTLIER_GAP * rest; }
+
+/* Quantizes one block of activations into q[0..Q8_BLOCK) and returns its scale; *outliers gets the
+ * bit mask of the elements set aside (their q is 0). A block holding a non-finite value gets scale NaN
+ * and zeros (its outputs become NaN, as in float math). This is the definition every SIMD quantizer
+ * reproduces bit for bit. */
+static float q8_quantize_block(const float *x, int8_t *q, uint32_t *outliers) {
+    float amax = 0.0f;
+    bool finite = true;
+    *outliers = 0;
+    for (int k = 0; k < Q8_BLOCK; k++) {
+        float a = fabsf(x[k]);
+        if (!(a <= Q8_FLT_MAX)) finite = false;
+        else if (a > amax) amax = a;
+    }
+    if (!finite || amax < Q8_TINY) {
+        memset(q, 0, Q8_BLOCK);
+        return finite ? 0.0f : NAN;
+    }
+    const float quarter = amax * 0.25f;
+    uint32_t large = 0;
+    int n_large = 0;
+    float smallest_large = amax, rest = 0.0f;
+    for (int k = 0; k < Q8_BLOCK; k++) {
+        float a = fabsf(x[k]);
+        if (a > quarter) {
+            large |= 1u << k;
+            n_large++;
+            smallest_large = MIN(smallest_large, a);
+        } else {
+            rest = MAX(rest, a);
+        }
+    }
+    if (n_large <= Q8_OUTLIERS_MAX && q8_outliers_apart(smallest_large, rest)) {
+        *outliers = large;
+        amax = rest;
+        if (amax < Q8_TINY) {
+            memset(q, 0, Q8_BLOCK);
+            return 0.0f;
+        }
+    }
+    float inv = 127.0f / amax;
+    for (int k = 0; k < Q8_BLOCK; k++) /* |x·inv| ≤ 127.00002 */
+        q[k] = *outliers >> k & 1 ? 0 : (int8_t)lrintf(x[k] * inv);
+    return amax / 127.0f;
+}
+
+/* Appends a block's outliers (mask from q8_quantize_block) to the list. */
+static void q8_add_outliers(q8_outlier *list, int *n, int row, int64_t block, const float *x, uint32_t mask) {
+    for (int k = 0; mask; k++, mask >>= 1)
+        if (mask & 1) list[(*n)++] = (q8_outlier){(uint16_t)row, (uint16_t)block, (uint16_t)k, x[k]};
+}
+
+/* Stores a block's quads (32-bit lanes of four k) for row r of an mr-row group, and its scale. */
+static void q8_store_row_block(uint8_t *block, int mr, int r, const int8_t *q, float scale, bool unsigned_x) {
+    for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
+        for (int t = 0; t < 4; t++) {
+            int8_t v = q[k4 * 4 + t];
+            block[((size_t)k4 * mr + r) * 4 + t] = unsigned_x ? (uint8_t)(v + 128) : (uint8_t)v;
+        }
+    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+}
+
+/* One row's block through the scalar definition, outliers included. */
+static void q8_pack_row_block_scalar(uint8_t *block, int mr, int r, const float *xb, int64_t b, bool unsigned_x,
+                                     q8_outlier *outliers, int *n_outliers) {
+    int8_t q[Q8_BLOCK];
+    uint32_t mask;
+    float scale = q8_quantize_block(xb, q, &mask);
+    q8_store_row_block(block, mr, r, q, scale, unsigned_x);
+    q8_add_outliers(outliers, n_outliers, r, b, xb, mask);
+}
+
+static void q8_pack_rows_generic(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                 bool unsigned_x, q8_outlier *outliers, int *n_outliers) {
+    static const int8_t zeros[Q8_BLOCK];
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
+        for (int r = 0; r < mr; r++) {
+            if (r < rows) {
+                q8_pack_row_block_scalar(block, mr, r, x + r * ldx + b * Q8_BLOCK, b, unsigned_x, outliers, n_outliers);
+            } else {
+                q8_store_row_block(block, mr, r, zeros, 0.0f, unsigned_x);
+            }
+        }
+    }
+}
+
+static void q8_pack_rows_scalar(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                q8_outlier *outliers, int *n_outliers) {
+    q8_pack_rows_generic(a_pack, mr, x, ldx, rows, blocks, false, outliers, n_outliers);
+}
+
+/* Weight rows row0..row0+rows−1 (of `in` columns), blocks [b0, b0 + blocks), into one strip of nr
+ * rows (rows ≥ `rows` are zero). Shared by every path: the layout is the same everywhere. */
+static void q8_pack_strip(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in, int64_t row0,
+                          int rows, int64_t b0, int64_t blocks) {
+    const int64_t blocks_per_row = in / Q8_BLOCK;
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = strip + b * Q8_STRIP_BLOCK_BYTES(nr);
+        uint8_t *comp = block + (size_t)nr * Q8_BLOCK, *scales = comp + (size_t)nr * 4;
+        for (int j = 0; j < nr; j++) {
+            int32_t sum = 0;
+            if (j < rows) {
+                const int8_t *src = wq + (row0 + j) * in + (b0 + b) * Q8_BLOCK;
+                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * nr + j) * 4, src + k4 * 4, 4);
+                for (int k = 0; k < Q8_BLOCK; k++) sum += src[k];
+                memcpy(scales + (size_t)j * 4, w_scales + ((row0 + j) * blocks_per_row + b0 + b) * 4, 4);
+            } else {
+                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memset(block + ((size_t)k4 * nr + j) * 4, 0, 4);
+                memset(scales + (size_t)j * 4, 0, 4);
+            }
+            int32_t c = -128 * sum;
+            memcpy(comp + (size_t)j * 4, &c, sizeof c);
+        }
+    }
+}
+
+#define Q8_SCALAR_MR 4
+#define Q8_SCALAR_NR 8
+
+static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_SCALAR_MR, NR = Q8_SCALAR_NR };
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        float sa[MR], sb[NR];
+        memcpy(sa, ab + MR * Q8_BLOCK, sizeof sa);
+        memcpy(sb, bb + NR * (Q8_BLOCK + 4), sizeof sb);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) {
+                int32_t sum = 0;
+                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
+                    for (int t = 0; t < 4; t++)
+                        sum += (int8_t)ab[(k4 * MR + i) * 4 + t] * (int8_t)bb[(k4 * NR + j) * 4 + t];
+                acc[i][j] = fmaf((float)sum, sa[i] * sb[j], acc[i][j]);
+            }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
+}
+
+static const q8_kernels q8_kernels_scalar = {
+    "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, false, q8_micro_scalar, q8_pack_rows_scalar,
+};
+
+/* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
+static const q8_kernels *q8_kernels_avx2(void);
+static const q8_kernels *q8_kernels_avx512vnni(void);
+static const q8_kernels *q8_kernels_neon(bool dotprod);
+
+/* The q8 kernels for the pool's path and CPU features (VNNI within AVX-512, dotprod within NEON). */
+static const q8_kernels *q8_kernels_for(const thread_pool *pool) {
+    const q8_kernels *k = NULL;
+    int path = pool ? pool->kernel_path : KERNEL_SCALAR;
+    if (path == KERNEL_AVX512 && pool->features.avx512vnni) k = q8_kernels_avx512vnni();
+    if (!k && (path == KERNEL_AVX512 || path == KERNEL_AVX2)) k = q8_kernels_avx2();
+    if (path == KERNEL_NEON) k = q8_kernels_neon(pool->features.neon_dot);
+    return k ? k : &q8_kernels_scalar;
+}
+
+typedef struct {
+    const q8_kernels *k;
+    float *y;
+    const float *x;
+    const int8_t *wq;
+    const uint8_t *w_scales;
+    const float *bias;
+    int64_t n, in, out;
+    task_plan plan;
+    float *const *scratch; /* NULL: the task works in one strip at a time on its stack */
+} q8_job;
+
+#define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
+
+/* Bytes of per-task buffers: the panel (cols columns × Q8_KC), a row group, an edge tile. */
+static size_t q8_task_bytes(const q8_kernels *k, int64_t cols) {
+    return (size_t)ceil_div(cols, k->nr) * Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(k->nr) +
+           Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(k->mr) + (size_t)k->mr * k->nr * sizeof(float) + 64;
+}
+
+/* y rows of the group += the outliers' products with the dequantized weight columns j0..j0+nc−1. */
+static void q8_add_outlier_products(const q8_job *job, const q8_outlier *outliers, int n_outliers, int64_t row0,
+                                    int64_t j0, int64_t nc, int64_t b0) {
+    const int64_t blocks_per_row = job->in / Q8_BLOCK;
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const int64_t b = b0 + out->block, col = b * Q8_BLOCK + out->k;
+        float *yr = job->y + (row0 + out->row) * job->out;
+        for (int64_t j = j0; j < j0 + nc; j++) {
+            float scale;
+            memcpy(&scale, job->w_scales + (j * blocks_per_row + b) * 4, sizeof scale);
+            yr[j] = yr[j] + out->value * ((float)job->wq[j * job->in + col] * scale);
+        }
+    }
+}
+
+/* Lines [from, to) of the weight slice rows [j0, j0 + nc) × blocks [b0, b0 + nb) towards the cache: its
+ * int8 pieces (Q8_KC bytes of rows far apart, too short for the hardware prefetchers), then its scales.
+ * The lines are numbered quads first, row by row, then the scale pieces row by row. */
+static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t nc, int64_t b0, int64_t nb, int64_t from, int64_t to) {
+#if defined(__GNUC__)
+    const int64_t quad_lines = ceil_div(nb * Q8_BLOCK, 64), blocks_per_row = job->in / Q8_BLOCK;
+    for (int64_t line = from; line < to; line++) {
+        if (line < nc * quad_lines) {
+            int64_t row = j0 + line / quad_lines, part = line % quad_lines;
+            __builtin_prefetch(job->wq + row * job->in + b0 * Q8_BLOCK + part * 64, 0, 2);
+        } else {
+            int64_t row = j0 + (line - nc * quad_lines);
+            __builtin_prefetch(job->w_scales + (row * blocks_per_row + b0) * 4, 0, 2);
+        }
+    }
+#else
+    (void)job, (void)j0, (void)nc, (void)b0, (void)nb, (void)from, (void)to;
+#endif
+}
+
+static void matmul_q8_task(void *arg, int task, int thread) {
+    const q8_job *job = arg;
+    const q8_kernels *k = job->k;
+    const int mr = k->mr, nr = k->nr;
+    const int64_t i0 = (int64_t)(task % job->plan.n_row_blocks) * job->plan.rows_per_task;
+    const int64_t j0 = (int64_t)(task / job->plan.n_row_blocks) * job->plan.cols_per_task;
+    const int64_t rows = MIN(job->plan.rows_per_task, job->n - i0), nc = MIN(job->plan.cols_per_task, job->out - j0);
+    if (rows <= 0 || nc <= 0) return;
+    /* without a pool's scratch, columns are planned one strip per task and fit here */
+    _Alignas(64) uint8_t local[Q8_KC_BLOCKS * (Q8_NR_MAX * (Q8_BLOCK + 8) + Q8_MR_MAX * (Q8_BLOCK + 4)) +
+                               Q8_MR_MAX * Q8_NR_MAX * 4 + 64];
+    uint8_t *panel = job->scratch ? (uint8_t *)job->scratch[thread] : local;
+    const size_t strip_bytes = Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(nr);
+    uint8_t *a_pack = panel + (size_t)ceil_div(nc, nr) * strip_bytes;
+    float *tail_c = (float *)(void *)(a_pack + ((Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(mr) + 63) & ~(size_t)63));
+    q8_outlier outliers[Q8_GROUP_OUTLIERS];
+    const int64_t ldy = job->out, total_blocks = job->in / Q8_BLOCK, row_groups = ceil_div(rows, mr);
+    for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
+        const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
+        const bool accumulate = b0 > 0, last = b0 + nb == total_blocks;
+        for (int64_t jr = 0; jr < nc; jr += nr)
+            q8_pack_strip(panel + (jr / nr) * strip_bytes, nr, job->wq, job->w_scales, job->in, j0 + jr,
+                          (int)MIN((int64_t)nr, nc - jr), b0, nb);
+        /* the next slice of this task (or the next task's first, when the tasks are columns only) is
+         * fetched meanwhile, spread over the row groups */
+        int64_t next_j0 = j0, next_nc = nc, next_b0 = b0 + nb;
+        if (last) {
+            next_j0 = j0 + nc, next_b0 = 0;
+            next_nc = job->plan.n_row_blocks > 1 ? 0 : MIN(nc, job->out - next_j0);
+        }
+        const int64_t next_nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - next_b0);
+        const int64_t next_lines = next_nc > 0 ? next_nc * (ceil_div(next_nb * Q8_BLOCK, 64) + 1) : 0;
+        for (int64_t i = 0; i < rows; i += mr) {
+            const int64_t mi = MIN((int64_t)mr, rows - i), group = i / mr;
+            q8_prefetch_slice(job, next_j0, next_nc, next_b0, next_nb, next_lines * group / row_groups,
+                              next_lines * (group + 1) / row_groups);
+            int n_outliers = 0;
+            k->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers,
+                         &n_outliers);
+            for (int64_t jr = 0; jr < nc; jr += nr) {
+                const int64_t nj = MIN((int64_t)nr, nc - jr);
+                const uint8_t *strip = panel + (jr / nr) * strip_bytes;
+                float *c = job->y + (i0 + i) * ldy + j0 + jr;
+                if (mi == mr && nj == nr) {
+                    k->micro(nb, a_pack, strip, c, ldy, accumulate);
+                    continue;
+                }
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t j = 0; j < nr; j++)
+                        tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
+                k->micro(nb, a_pack, strip, tail_c, nr, accumulate);
+                for (int64_t r = 0; r < mi; r++)
+                    for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
+            }
+            q8_add_outlier_products(job, outliers, n_outliers, i0 + i, j0, nc, b0);
+            if (last && job->bias) add_bias_block(job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
+        }
+    }
+}
+
+/* y = x · Wᵀ (+ bias) for a q8 W [out_dim][in_dim] (in_dim a multiple of Q8_BLOCK). */
+static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, int64_t out_dim,
+                      int64_t in_dim, const float *bias) {
+    const q8_kernels *k = q8_kernels_for(pool);
+    q8_job job = {
+        .k = k, .y = y, .x = x, .wq = w, .w_scales = (const uint8_t *)w + out_dim * in_dim, .bias = bias,
+        .n = n, .in = in_dim, .out = out_dim,
+    };
+    bool scratch = pool && pool->scratch_floats * sizeof(float) >= q8_task_bytes(k, k->nc);
+    job.scratch = scratch ? pool->scratch : NULL;
+    job.plan = plan_tasks(n, out_dim, k->mr, k->nr, scratch ? k->nc : k->nr, thread_pool_size(pool));
+    thread_pool_run(pool, job.plan.n_tasks, matmul_q8_task, &job);
 }
 
 /* ---- attention (online softmax: at most one ATTN_BQ × ATTN_BK block of scores at a time) ----
@@ -7129,62 +8065,6 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
     job.query_blocks = (int)ceil_div(n, job.query_block);
     job.scratch = pool ? pool->scratch : NULL;
     thread_pool_run(pool, n_heads * job.query_blocks, blocked ? attention_block_task : attention_rows_task, &job);
-}
-
-/* ---- norms (double accumulation: outlier channels make float sums drift) ---- */
-
-/* Σ x[i] and Σ (x[i] − shift)² in double, four interleaved partial sums each (independent add chains
- * run four times faster than one; the order is fixed, so results are too). */
-static double sum_f64(const float *x, int64_t n) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i];
-        s1 += x[i + 1];
-        s2 += x[i + 2];
-        s3 += x[i + 3];
-    }
-    for (; i < n; i++) s0 += x[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-static double sum_sq_f64(const float *x, int64_t n, double shift) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        double d0 = x[i] - shift, d1 = x[i + 1] - shift, d2 = x[i + 2] - shift, d3 = x[i + 3] - shift;
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-        s2 += d2 * d2;
-        s3 += d3 * d3;
-    }
-    for (; i < n; i++) s0 += (x[i] - shift) * (x[i] - shift);
-    return (s0 + s1) + (s2 + s3);
-}
-
-/* Qwen2 RMSNorm: x · rsqrt(mean(x²) + eps), then · w. */
-static void rms_norm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * dim;
-        float *yr = out + r * dim;
-        double mean_sq = sum_sq_f64(xr, dim, 0.0) / (double)dim;
-        float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)eps));
-        for (int64_t i = 0; i < dim; i++) yr[i] = w[i] * (xr[i] * inv);
-    }
-}
-
-/* LayerNorm: (x − mean) · rsqrt(var + eps) · w + b, biased variance. */
-static void layer_norm(float *out, const float *x, const float *w, const float *b, int64_t n, int64_t dim,
-                       float eps) {
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * dim;
-        float *yr = out + r * dim;
-        double mean = sum_f64(xr, dim) / (double)dim;
-        double var = sum_sq_f64(xr, dim, mean) / (double)dim;
-        float inv = (float)(1.0 / sqrt(var + (double)eps));
-        float mean_f = (float)mean;
-        for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] - mean_f) * inv * w[i] + b[i];
-    }
 }
 
 /* ================================================================================================
@@ -7532,9 +8412,276 @@ static const kernel_ops kernel_ops_avx512_table = {
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
 static const kernel_ops *kernel_ops_avx512(void) { return &kernel_ops_avx512_table; }
 
+/* ---- q8 (section 7's q8 part): AVX2 sign trick, AVX-512 VNNI ---- */
+
+/* Row r's 32 quants (bytes in k order, as int8 or already offset) into the group's [k4][mr][4] layout. */
+static inline void q8_scatter_quads(uint8_t *block, int mr, int r, const uint32_t quads[Q8_BLOCK / 4]) {
+    for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
+}
+
+static inline void q8_store_zero_row(uint8_t *block, int mr, int r, bool unsigned_x) {
+    static const int8_t zeros[Q8_BLOCK];
+    q8_store_row_block(block, mr, r, zeros, 0.0f, unsigned_x);
+}
+
+/* Appends the outliers of row r's block b (bit mask over k) and stores the block's scale. */
+static inline void q8_finish_row_block(uint8_t *block, int mr, int r, int64_t b, const float *xb, uint32_t outlier_mask,
+                                       float scale, q8_outlier *outliers, int *n_outliers) {
+    q8_add_outliers(outliers, n_outliers, r, b, xb, outlier_mask);
+    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+}
+
+static inline AVX2_TARGET float hmax_avx2(__m256 m) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+static inline AVX2_TARGET float hmin_avx2(__m256 m) {
+    __m128 h = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_min_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_min_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* AVX2 quantizer: the arithmetic and the outlier rule of q8_quantize_block (max, min, counts, 127/amax,
+ * one multiply, round to nearest even); non-finite and tiny blocks go through the definition itself. */
+static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                          q8_outlier *outliers, int *n_outliers) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), big = _mm256_set1_ps(Q8_FLT_MAX);
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
+        for (int r = 0; r < mr; r++) {
+            if (r >= rows) {
+                q8_store_zero_row(block, mr, r, false);
+                continue;
+            }
+            const float *xb = x + r * ldx + b * Q8_BLOCK;
+            __m256 v[4], a[4], large[4];
+            for (int i = 0; i < 4; i++) {
+                v[i] = _mm256_loadu_ps(xb + 8 * i);
+                a[i] = _mm256_and_ps(v[i], abs_mask);
+            }
+            __m256 bad = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(a[0], big, _CMP_NLE_UQ), _mm256_cmp_ps(a[1], big, _CMP_NLE_UQ)),
+                                      _mm256_or_ps(_mm256_cmp_ps(a[2], big, _CMP_NLE_UQ), _mm256_cmp_ps(a[3], big, _CMP_NLE_UQ)));
+            float amax = hmax_avx2(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+            if (_mm256_movemask_ps(bad) || amax < Q8_TINY) { /* rare: the definition */
+                q8_pack_row_block_scalar(block, mr, r, xb, b, false, outliers, n_outliers);
+                continue;
+            }
+            __m256 quarter = _mm256_set1_ps(amax * 0.25f);
+            uint32_t large_mask = 0;
+            for (int i = 0; i < 4; i++) {
+                large[i] = _mm256_cmp_ps(a[i], quarter, _CMP_GT_OQ);
+                large_mask |= (uint32_t)_mm256_movemask_ps(large[i]) << (8 * i);
+            }
+            uint32_t outlier_mask = 0;
+            float qmax = amax;
+            if (__builtin_popcount(large_mask) <= Q8_OUTLIERS_MAX) {
+                __m256 rest = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(large[0], a[0]), _mm256_andnot_ps(large[1], a[1])),
+                                            _mm256_max_ps(_mm256_andnot_ps(large[2], a[2]), _mm256_andnot_ps(large[3], a[3])));
+                __m256 low = _mm256_min_ps(_mm256_min_ps(_mm256_blendv_ps(inf, a[0], large[0]), _mm256_blendv_ps(inf, a[1], large[1])),
+                                           _mm256_min_ps(_mm256_blendv_ps(inf, a[2], large[2]), _mm256_blendv_ps(inf, a[3], large[3])));
+                float rest_max = hmax_avx2(rest);
+                if (q8_outliers_apart(hmin_avx2(low), rest_max)) {
+                    outlier_mask = large_mask;
+                    qmax = rest_max;
+                    for (int i = 0; i < 4; i++) v[i] = _mm256_andnot_ps(large[i], v[i]);
+                }
+            }
+            if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
+                q8_store_zero_row(block, mr, r, false);
+                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0.0f, outliers, n_outliers);
+                continue;
+            }
+            __m256 inv = _mm256_set1_ps(127.0f / qmax);
+            __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], inv)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], inv));
+            __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], inv)), q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], inv));
+            __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+            bytes = _mm256_permutevar8x32_epi32(bytes, order);
+            uint32_t quads[Q8_BLOCK / 4];
+            _mm256_storeu_si256((__m256i *)quads, bytes);
+            q8_scatter_quads(block, mr, r, quads);
+            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, qmax / 127.0f, outliers, n_outliers);
+        }
+    }
+}
+
+#define Q8_AVX2_MR 4
+#define Q8_AVX2_NR 8
+
+/* 4 rows × 8 columns. Per four k: |x| as unsigned bytes times w with x's sign (vpsignb) in vpmaddubsw
+ * (pairs ≤ 2·127·127, no saturation), vpmaddwd with ones into int32. */
+static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
+                                      bool accumulate) {
+    enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR };
+    __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
+    if (accumulate) {
+        f0 = _mm256_loadu_ps(c), f1 = _mm256_loadu_ps(c + ldc);
+        f2 = _mm256_loadu_ps(c + 2 * ldc), f3 = _mm256_loadu_ps(c + 3 * ldc);
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+            __m256i w = _mm256_load_si256((const __m256i *)(bb + k4 * NR * 4));
+            int32_t q[MR];
+            memcpy(q, ab + k4 * MR * 4, sizeof q);
+#define Q8_AVX2_ROW(r)                                                                                  \
+    {                                                                                                   \
+        __m256i xv = _mm256_set1_epi32(q[r]);                                                           \
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(w, xv));                 \
+        i##r = _mm256_add_epi32(i##r, _mm256_madd_epi16(p, ones));                                      \
+    }
+            Q8_AVX2_ROW(0) Q8_AVX2_ROW(1) Q8_AVX2_ROW(2) Q8_AVX2_ROW(3)
+#undef Q8_AVX2_ROW
+        }
+        __m256 sw = _mm256_loadu_ps((const float *)(const void *)(bb + NR * (Q8_BLOCK + 4)));
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        f0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_mul_ps(_mm256_set1_ps(sx[0]), sw), f0);
+        f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_mul_ps(_mm256_set1_ps(sx[1]), sw), f1);
+        f2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i2), _mm256_mul_ps(_mm256_set1_ps(sx[2]), sw), f2);
+        f3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i3), _mm256_mul_ps(_mm256_set1_ps(sx[3]), sw), f3);
+    }
+    _mm256_storeu_ps(c, f0), _mm256_storeu_ps(c + ldc, f1);
+    _mm256_storeu_ps(c + 2 * ldc, f2), _mm256_storeu_ps(c + 3 * ldc, f3);
+}
+
+static const q8_kernels q8_kernels_avx2_table = {
+    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2,
+};
+
+#define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* AVX-512 quantizer: as q8_pack_rows_avx2, storing q + 128 as unsigned bytes (vpdpbusd's first operand). */
+static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                          q8_outlier *outliers, int *n_outliers) {
+    const __m512 big = _mm512_set1_ps(Q8_FLT_MAX), inf = _mm512_set1_ps(INFINITY);
+    const __m256i offset = _mm256_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
+        for (int r = 0; r < mr; r++) {
+            if (r >= rows) {
+                q8_store_zero_row(block, mr, r, true);
+                continue;
+            }
+            const float *xb = x + r * ldx + b * Q8_BLOCK;
+            __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+            __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+            __mmask16 bad = _mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+            if (bad || amax < Q8_TINY) { /* rare: the definition */
+                q8_pack_row_block_scalar(block, mr, r, xb, b, true, outliers, n_outliers);
+                continue;
+            }
+            __m512 quarter = _mm512_set1_ps(amax * 0.25f);
+            __mmask16 l0 = _mm512_cmp_ps_mask(a0, quarter, _CMP_GT_OQ), l1 = _mm512_cmp_ps_mask(a1, quarter, _CMP_GT_OQ);
+            uint32_t outlier_mask = 0;
+            float qmax = amax;
+            if (__builtin_popcount((unsigned)l0) + __builtin_popcount((unsigned)l1) <= Q8_OUTLIERS_MAX) {
+                float rest = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_maskz_mov_ps((__mmask16)~l0, a0),
+                                                                _mm512_maskz_mov_ps((__mmask16)~l1, a1)));
+                float low = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_mask_mov_ps(inf, l0, a0), _mm512_mask_mov_ps(inf, l1, a1)));
+                if (q8_outliers_apart(low, rest)) {
+                    outlier_mask = (uint32_t)l0 | (uint32_t)l1 << 16;
+                    qmax = rest;
+                    v0 = _mm512_maskz_mov_ps((__mmask16)~l0, v0);
+                    v1 = _mm512_maskz_mov_ps((__mmask16)~l1, v1);
+                }
+            }
+            if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
+                q8_store_zero_row(block, mr, r, true);
+                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0.0f, outliers, n_outliers);
+                continue;
+            }
+            __m512 inv = _mm512_set1_ps(127.0f / qmax);
+            __m128i b0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
+            __m128i b1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));
+            __m256i bytes = _mm256_xor_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1), offset);
+            uint32_t quads[Q8_BLOCK / 4];
+            _mm256_storeu_si256((__m256i *)quads, bytes);
+            q8_scatter_quads(block, mr, r, quads);
+            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, qmax / 127.0f, outliers, n_outliers);
+        }
+    }
+}
+
+#define Q8_VNNI_MR 6
+#define Q8_VNNI_NR 32
+#define Q8_VNNI_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+/* 6 rows × 32 columns: 12 int32 block accumulators started at the strip's −128·Σw, 12 float
+ * accumulators. vpdpbusd adds (q+128)·w over four k per lane: the block sum is exact. */
+static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
+                                      bool accumulate) {
+    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR };
+#define VNNI_DECLARE(r)                                                                     \
+    __m512 f##r##l = accumulate ? _mm512_loadu_ps(c + (r) * ldc) : _mm512_setzero_ps();     \
+    __m512 f##r##h = accumulate ? _mm512_loadu_ps(c + (r) * ldc + 16) : _mm512_setzero_ps(); \
+    __m512i s##r##l, s##r##h;
+#define VNNI_START(r) s##r##l = comp_l, s##r##h = comp_h;
+#define VNNI_STEP(r)                                                                        \
+    {                                                                                       \
+        int32_t q;                                                                          \
+        memcpy(&q, ab + (k4 * MR + (r)) * 4, 4);                                            \
+        __m512i xv = _mm512_set1_epi32(q);                                                  \
+        s##r##l = _mm512_dpbusd_epi32(s##r##l, xv, w0);                                     \
+        s##r##h = _mm512_dpbusd_epi32(s##r##h, xv, w1);                                     \
+    }
+#define VNNI_SCALE(r)                                                                       \
+    {                                                                                       \
+        __m512 sx = _mm512_set1_ps(sxs[r]);                                                 \
+        f##r##l = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##l), _mm512_mul_ps(sx, sw_l), f##r##l);          \
+        f##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##h), _mm512_mul_ps(sx, sw_h), f##r##h);          \
+    }
+#define VNNI_STORE(r) _mm512_storeu_ps(c + (r) * ldc, f##r##l), _mm512_storeu_ps(c + (r) * ldc + 16, f##r##h);
+    Q8_VNNI_ROWS(VNNI_DECLARE)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const __m512i comp_l = _mm512_load_si512((const void *)(bb + NR * Q8_BLOCK));
+        const __m512i comp_h = _mm512_load_si512((const void *)(bb + NR * Q8_BLOCK + 64));
+        Q8_VNNI_ROWS(VNNI_START)
+        /* written out: with a loop GCC copies every accumulator twice per step */
+#define VNNI_K4(step)                                                                       \
+    {                                                                                       \
+        const int k4 = (step);                                                              \
+        const __m512i w0 = _mm512_load_si512((const void *)(bb + k4 * NR * 4));            \
+        const __m512i w1 = _mm512_load_si512((const void *)(bb + k4 * NR * 4 + 64));       \
+        Q8_VNNI_ROWS(VNNI_STEP)                                                             \
+    }
+        VNNI_K4(0) VNNI_K4(1) VNNI_K4(2) VNNI_K4(3) VNNI_K4(4) VNNI_K4(5) VNNI_K4(6) VNNI_K4(7)
+#undef VNNI_K4
+        const __m512 sw_l = _mm512_load_ps((const void *)(bb + NR * (Q8_BLOCK + 4)));
+        const __m512 sw_h = _mm512_load_ps((const void *)(bb + NR * (Q8_BLOCK + 4) + 64));
+        float sxs[MR];
+        memcpy(sxs, ab + MR * Q8_BLOCK, sizeof sxs);
+        Q8_VNNI_ROWS(VNNI_SCALE)
+    }
+    Q8_VNNI_ROWS(VNNI_STORE)
+#undef VNNI_DECLARE
+#undef VNNI_START
+#undef VNNI_STEP
+#undef VNNI_SCALE
+#undef VNNI_STORE
+}
+
+static const q8_kernels q8_kernels_vnni_table = {
+    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni,
+};
+
+static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
+static const q8_kernels *q8_kernels_avx512vnni(void) { return &q8_kernels_vnni_table; }
+
 #else /* not x86-64 */
 static const kernel_ops *kernel_ops_avx2(void) { return NULL; }
 static const kernel_ops *kernel_ops_avx512(void) { return NULL; }
+static const q8_kernels *q8_kernels_avx2(void) { return NULL; }
+static const q8_kernels *q8_kernels_avx512vnni(void) { return NULL; }
 #endif
 
 /* ================================================================================================
@@ -7766,9 +8913,237 @@ static const kernel_ops kernel_ops_neon_table = {
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }
 
+/* ---- q8 (section 7's q8 part): sdot when the CPU has it (HWCAP asimddp), else smull + sadalp ---- */
+
+#define Q8_NEON_MR 4
+#define Q8_NEON_NR 8
+
+/* acc.4s += b.16b · a.4b[lane] (SDOT by element). Inline assembly: this file is built for baseline
+ * aarch64, and clang's intrinsic exists only when the whole unit targets dotprod. The instruction is
+ * allowed by the function's target (clang) or by an .arch directive (GCC's assembler). */
+#if defined(__clang__)
+#define Q8_DOTPROD_TARGET __attribute__((target("dotprod")))
+#define Q8_SDOT_ARCH ""
+#else
+#define Q8_DOTPROD_TARGET
+#define Q8_SDOT_ARCH ".arch armv8.2-a+dotprod\n\t"
+#endif
+#define Q8_SDOT_LANE(acc, b, a, lane)                                                                   \
+    __asm__(Q8_SDOT_ARCH "sdot %0.4s, %1.16b, %2.4b[" #lane "]" : "+w"(acc) : "w"(b), "w"(a))
+
+/* The float step of one block for a row: fma((float)isum, sx · sw, acc), as in the scalar kernel. */
+static inline float32x4_t q8_neon_scale(float32x4_t acc, int32x4_t isum, float sx, float32x4_t sw) {
+    return vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(sw, sx));
+}
+
+static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    float32x4_t f00, f01, f10, f11, f20, f21, f30, f31;
+    if (accumulate) {
+        f00 = vld1q_f32(c), f01 = vld1q_f32(c + 4), f10 = vld1q_f32(c + ldc), f11 = vld1q_f32(c + ldc + 4);
+        f20 = vld1q_f32(c + 2 * ldc), f21 = vld1q_f32(c + 2 * ldc + 4);
+        f30 = vld1q_f32(c + 3 * ldc), f31 = vld1q_f32(c + 3 * ldc + 4);
+    } else {
+        f00 = f01 = f10 = f11 = f20 = f21 = f30 = f31 = vdupq_n_f32(0.0f);
+    }
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        int32x4_t s00 = vdupq_n_s32(0), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+            int8x16_t av = vld1q_s8((const int8_t *)ab + k4 * MR * 4);
+            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * NR * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * NR * 4 + 16);
+            Q8_SDOT_LANE(s00, b0, av, 0);
+            Q8_SDOT_LANE(s01, b1, av, 0);
+            Q8_SDOT_LANE(s10, b0, av, 1);
+            Q8_SDOT_LANE(s11, b1, av, 1);
+            Q8_SDOT_LANE(s20, b0, av, 2);
+            Q8_SDOT_LANE(s21, b1, av, 2);
+            Q8_SDOT_LANE(s30, b0, av, 3);
+            Q8_SDOT_LANE(s31, b1, av, 3);
+        }
+        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        f00 = q8_neon_scale(f00, s00, sx[0], sw0), f01 = q8_neon_scale(f01, s01, sx[0], sw1);
+        f10 = q8_neon_scale(f10, s10, sx[1], sw0), f11 = q8_neon_scale(f11, s11, sx[1], sw1);
+        f20 = q8_neon_scale(f20, s20, sx[2], sw0), f21 = q8_neon_scale(f21, s21, sx[2], sw1);
+        f30 = q8_neon_scale(f30, s30, sx[3], sw0), f31 = q8_neon_scale(f31, s31, sx[3], sw1);
+    }
+    vst1q_f32(c, f00), vst1q_f32(c + 4, f01), vst1q_f32(c + ldc, f10), vst1q_f32(c + ldc + 4, f11);
+    vst1q_f32(c + 2 * ldc, f20), vst1q_f32(c + 2 * ldc + 4, f21);
+    vst1q_f32(c + 3 * ldc, f30), vst1q_f32(c + 3 * ldc + 4, f31);
+}
+
+/* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
+ * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
+ * one pairwise add gives each column's sum. */
+static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    float32x4_t f[MR][2];
+    for (int r = 0; r < MR; r++) {
+        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
+        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
+    }
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        int32x4_t pairs[MR][4];
+        for (int r = 0; r < MR; r++)
+            for (int p = 0; p < 4; p++) pairs[r][p] = vdupq_n_s32(0);
+        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * NR * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * NR * 4 + 16);
+            for (int r = 0; r < MR; r++) {
+                int32_t quad;
+                memcpy(&quad, ab + (k4 * MR + r) * 4, 4);
+                int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
+                pairs[r][0] = vpadalq_s16(pairs[r][0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
+                pairs[r][1] = vpadalq_s16(pairs[r][1], vmull_high_s8(b0, xv));
+                pairs[r][2] = vpadalq_s16(pairs[r][2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
+                pairs[r][3] = vpadalq_s16(pairs[r][3], vmull_high_s8(b1, xv));
+            }
+        }
+        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        for (int r = 0; r < MR; r++) {
+            f[r][0] = q8_neon_scale(f[r][0], vpaddq_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
+            f[r][1] = q8_neon_scale(f[r][1], vpaddq_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        vst1q_f32(c + r * ldc, f[r][0]);
+        vst1q_f32(c + r * ldc + 4, f[r][1]);
+    }
+}
+
+static const q8_kernels q8_kernels_neon_dot_table = {
+    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_scalar,
+};
+static const q8_kernels q8_kernels_neon_mull_table = {
+    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_scalar,
+};
+
+static const q8_kernels *q8_kernels_neon(bool dotprod) {
+    return dotprod ? &q8_kernels_neon_dot_table : &q8_kernels_neon_mull_table;
+}
+
 #else
 static const kernel_ops *kernel_ops_neon(void) { return NULL; }
+static const q8_kernels *q8_kernels_neon(bool dotprod) { (void)dotprod; return NULL; }
 #endif
+
+/* ================================================================================================
+ * 7d. Elementwise kernels: norms, activations, rotary embeddings
+ *
+ * Row-wise and elementwise operations between the matrix products. Norms accumulate in double
+ * (outlier channels make float sums drift).
+ * ================================================================================================ */
+
+/* ---- norms (double accumulation: outlier channels make float sums drift) ---- */
+
+/* Σ x[i] and Σ (x[i] − shift)² in double, four interleaved partial sums each (independent add chains
+ * run four times faster than one; the order is fixed, so results are too). */
+static double sum_f64(const float *x, int64_t n) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i];
+        s1 += x[i + 1];
+        s2 += x[i + 2];
+        s3 += x[i + 3];
+    }
+    for (; i < n; i++) s0 += x[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static double sum_sq_f64(const float *x, int64_t n, double shift) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        double d0 = x[i] - shift, d1 = x[i + 1] - shift, d2 = x[i + 2] - shift, d3 = x[i + 3] - shift;
+        s0 += d0 * d0;
+        s1 += d1 * d1;
+        s2 += d2 * d2;
+        s3 += d3 * d3;
+    }
+    for (; i < n; i++) s0 += (x[i] - shift) * (x[i] - shift);
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Qwen2 RMSNorm: x · rsqrt(mean(x²) + eps), then · w. */
+static void rms_norm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * dim;
+        float *yr = out + r * dim;
+        double mean_sq = sum_sq_f64(xr, dim, 0.0) / (double)dim;
+        float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)eps));
+        for (int64_t i = 0; i < dim; i++) yr[i] = w[i] * (xr[i] * inv);
+    }
+}
+
+/* LayerNorm: (x − mean) · rsqrt(var + eps) · w + b, biased variance. */
+static void layer_norm(float *out, const float *x, const float *w, const float *b, int64_t n, int64_t dim,
+                       float eps) {
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * dim;
+        float *yr = out + r * dim;
+        double mean = sum_f64(xr, dim) / (double)dim;
+        double var = sum_sq_f64(xr, dim, mean) / (double)dim;
+        float inv = (float)(1.0 / sqrt(var + (double)eps));
+        float mean_f = (float)mean;
+        for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] - mean_f) * inv * w[i] + b[i];
+    }
+}
+
+/* ---- elementwise pieces ---- */
+
+static void add_in_place(float *x, const float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) x[i] += y[i];
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* QuickGELU (the ViT MLP): x·σ(1.702·x). */
+static void quick_gelu_in_place(float *x, size_t count) {
+    for (size_t i = 0; i < count; i++) x[i] = x[i] * sigmoidf(1.702f * x[i]);
+}
+
+/* Exact GELU (the merger): x/2·(1 + erf(x/√2)). */
+static void gelu_erf_in_place(float *x, size_t count) {
+    for (size_t i = 0; i < count; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+/* gate ← silu(gate) · up, silu(x) = x·σ(x). */
+static void swiglu_in_place(float *gate, const float *up, size_t count) {
+    for (size_t i = 0; i < count; i++) gate[i] = gate[i] * sigmoidf(gate[i]) * up[i];
+}
+
+/* ---- rotary embeddings (rotate-half layout) ---- */
+
+/* inv_freq[j] = 1 / theta^(2j/dim) for j < dim/2, in float32 as torch computes it. */
+static void rope_inverse_frequencies(double theta, int dim, float *inv_freq) {
+    for (int j = 0; j < dim / 2; j++) {
+        float exponent = (float)(2 * j) / (float)dim;
+        inv_freq[j] = 1.0f / powf((float)theta, exponent);
+    }
+}
+
+/* Rotates each of `n_heads` heads (head_dim floats, consecutive from x) by the angles whose cos/sin
+ * are given (head_dim/2 values; dims i and i + head_dim/2 share angle i):
+ *   out[i] = x[i]·cos − x[i+half]·sin,   out[i+half] = x[i+half]·cos + x[i]·sin. */
+static void rope_rotate_heads(float *x, int n_heads, int head_dim, const float *cos_a,
+                              const float *sin_a) {
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            float a = v[i], b = v[i + half];
+            v[i] = a * cos_a[i] - b * sin_a[i];
+            v[i + half] = b * cos_a[i] + a * sin_a[i];
+        }
+    }
+}
 
 /* ================================================================================================
  * 8. Vision encoder: the Qwen2-VL ViT and its 2×2 patch merger (SPEC section 5)
@@ -7855,50 +9230,6 @@ static void linear_forward(thread_pool *pool, const linear_layer *l, const float
     matmul_f32(pool, adapter->delta, adapter->low_rank, n, l->lora_b, l->out, l->rank, NULL);
     size_t count = (size_t)n * (size_t)l->out;
     for (size_t i = 0; i < count; i++) y[i] += adapter->delta[i];
-}
-
-/* ---- elementwise pieces ---- */
-
-static void add_in_place(float *x, const float *y, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] += y[i];
-}
-
-static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-/* QuickGELU (the ViT MLP): x·σ(1.702·x). */
-static void quick_gelu_in_place(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] = x[i] * sigmoidf(1.702f * x[i]);
-}
-
-/* Exact GELU (the merger): x/2·(1 + erf(x/√2)). */
-static void gelu_erf_in_place(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-}
-
-/* ---- rotary embeddings (rotate-half layout) ---- */
-
-/* inv_freq[j] = 1 / theta^(2j/dim) for j < dim/2, in float32 as torch computes it. */
-static void rope_inverse_frequencies(double theta, int dim, float *inv_freq) {
-    for (int j = 0; j < dim / 2; j++) {
-        float exponent = (float)(2 * j) / (float)dim;
-        inv_freq[j] = 1.0f / powf((float)theta, exponent);
-    }
-}
-
-/* Rotates each of `n_heads` heads (head_dim floats, consecutive from x) by the angles whose cos/sin
- * are given (head_dim/2 values; dims i and i + head_dim/2 share angle i):
- *   out[i] = x[i]·cos − x[i+half]·sin,   out[i+half] = x[i+half]·cos + x[i]·sin. */
-static void rope_rotate_heads(float *x, int n_heads, int head_dim, const float *cos_a,
-                              const float *sin_a) {
-    const int half = head_dim / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (size_t)h * head_dim;
-        for (int i = 0; i < half; i++) {
-            float a = v[i], b = v[i + half];
-            v[i] = a * cos_a[i] - b * sin_a[i];
-            v[i + half] = b * cos_a[i] + a * sin_a[i];
-        }
-    }
 }
 
 /* ---- the vision tower ---- */
@@ -8026,6 +9357,176 @@ static abc_status vision_forward(thread_pool *pool, const vision_config *c, cons
 }
 
 /* ================================================================================================
+ * 8b. Vision encoder for Phi-3.5-V: the CLIP ViT, the HD token layout and the projection (SPEC 11)
+ *
+ * Each 336×336 slot (slot 0 the global view, then the crops row-major) goes through CLIP: patch
+ * embedding + class token + learned positions, pre-LayerNorm, pre-norm encoder layers with quick-GELU;
+ * the features are the output of the second-to-last layer (the converter stores only the layers that
+ * run), class token dropped. 2×2 patch groups are concatenated into 4·C-wide tokens, laid out as the
+ * crops stitched into one grid whose rows each end with sub_GN, then glb_GN, then the global view's
+ * rows each ending with sub_GN; Linear–GELU(erf)–Linear projects every token to the decoder's width.
+ * ================================================================================================ */
+
+typedef struct {
+    int hidden, intermediate, n_heads, head_dim, n_layers;
+    int image_size, patch_size;
+    int grid;        /* patches per side of a slot: image_size / patch_size (24) */
+    int patch_dim;   /* 3 · patch_size² (588), the conv kernel flattened (channel, ky, kx) */
+    int out_dim;     /* the decoder's width */
+    float norm_eps;
+} clip_config;
+
+typedef struct {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    linear_layer q, k, v, out, fc1, fc2;
+} clip_layer;
+
+typedef struct {
+    linear_layer patch_embed;           /* [C][patch_dim], no bias */
+    const float *class_embedding;       /* [C] */
+    const tensor *position_embedding;   /* [grid² + 1][C], any weight dtype */
+    const float *pre_ln_w, *pre_ln_b;
+    clip_layer *layers;                 /* n_layers of them */
+    const float *glb_gn, *sub_gn;       /* [4C] separators */
+    linear_layer proj0, proj2;          /* img_projection.0 [H][4C] and .2 [H][H] */
+} clip_weights;
+
+/* Tokens one image takes with an h_crop × w_crop crop grid: every view is (grid/2)² merged tokens, the
+ * stitched crop grid has h_crop·grid/2 rows ending in sub_GN, the global view grid/2 rows; + glb_GN. */
+static int64_t hd_image_token_count(const clip_config *c, int h_crop, int w_crop) {
+    const int64_t side = c->grid / 2;
+    return ((int64_t)h_crop * w_crop + 1) * side * side + 1 + ((int64_t)h_crop + 1) * side;
+}
+
+/* One slot [3][S][S] → patches [grid²][3·p·p], patches row-major, each in (channel, ky, kx) order. */
+static void clip_extract_patches(const clip_config *c, const float *slot, float *patches) {
+    const int S = c->image_size, p = c->patch_size, g = c->grid;
+    for (int py = 0; py < g; py++)
+        for (int px = 0; px < g; px++) {
+            float *dst = patches + ((size_t)py * g + px) * c->patch_dim;
+            for (int ch = 0; ch < 3; ch++)
+                for (int ky = 0; ky < p; ky++) {
+                    const float *src = slot + ((size_t)ch * S + (size_t)py * p + ky) * S + (size_t)px * p;
+                    memcpy(dst, src, (size_t)p * sizeof *dst);
+                    dst += p;
+                }
+        }
+}
+
+typedef struct {
+    float *x, *h, *q, *k, *v, *att, *mlp;
+} clip_state;
+
+/* One pre-norm encoder layer on x [n_slots·T][C] (T = grid² + 1 tokens per slot, attention within a slot):
+ *   x += out(attention(q(n), k(n), v(n))), n = LN1(x);   x += fc2(quick_gelu(fc1(LN2(x)))). */
+static void clip_layer_forward(thread_pool *pool, const clip_config *c, const clip_layer *l, clip_state *s,
+                               int n_slots) {
+    const int64_t T = (int64_t)c->grid * c->grid + 1, n = T * n_slots;
+    const int C = c->hidden;
+    layer_norm(s->h, s->x, l->ln1_w, l->ln1_b, n, C, c->norm_eps);
+    linear_forward(pool, &l->q, s->h, n, s->q, NULL);
+    linear_forward(pool, &l->k, s->h, n, s->k, NULL);
+    linear_forward(pool, &l->v, s->h, n, s->v, NULL);
+    for (int slot = 0; slot < n_slots; slot++) {
+        const size_t at = (size_t)slot * T * C;
+        attention(pool, s->att + at, s->q + at, s->k + at, s->v + at, T, c->n_heads, c->n_heads, c->head_dim, C, C,
+                  false);
+    }
+    linear_forward(pool, &l->out, s->att, n, s->h, NULL);
+    add_in_place(s->x, s->h, (size_t)n * C);
+
+    layer_norm(s->h, s->x, l->ln2_w, l->ln2_b, n, C, c->norm_eps);
+    linear_forward(pool, &l->fc1, s->h, n, s->mlp, NULL);
+    quick_gelu_in_place(s->mlp, (size_t)n * c->intermediate);
+    linear_forward(pool, &l->fc2, s->mlp, n, s->h, NULL);
+    add_in_place(s->x, s->h, (size_t)n * C);
+}
+
+/* pixels [n_slots][3][S][S] → features [n_slots][grid²][C]: the patch features of every slot. */
+static abc_status clip_forward(thread_pool *pool, const clip_config *c, const clip_weights *w, const float *pixels,
+                               int n_slots, workspace *ws, float *features, abc_error *err) {
+    const int64_t P = (int64_t)c->grid * c->grid, T = P + 1, n = T * n_slots;
+    const int C = c->hidden;
+    clip_state s;
+    float *patches, *embedded;
+    const size_t sizes[] = {floats_for(n, C), floats_for(n, C), floats_for(n, C), floats_for(n, C),
+                            floats_for(n, C), floats_for(n, C), floats_for(n, c->intermediate),
+                            floats_for(P * n_slots, c->patch_dim), floats_for(P * n_slots, C)};
+    float **arrays[] = {&s.x, &s.h, &s.q, &s.k, &s.v, &s.att, &s.mlp, &patches, &embedded};
+    if (!workspace_carve(ws, (int)(sizeof sizes / sizeof sizes[0]), sizes, arrays))
+        return fail(err, ABC_ERR_NOMEM, "out of memory for the CLIP encoder (%d image slots)", n_slots);
+
+    const size_t slot_floats = (size_t)3 * c->image_size * c->image_size;
+    for (int slot = 0; slot < n_slots; slot++)
+        clip_extract_patches(c, pixels + slot * slot_floats, patches + (size_t)slot * P * c->patch_dim);
+    linear_forward(pool, &w->patch_embed, patches, P * n_slots, embedded, NULL);
+    float *position = s.h; /* one row at a time */
+    for (int slot = 0; slot < n_slots; slot++) {
+        float *x = s.x + (size_t)slot * T * C;
+        for (int64_t t = 0; t < T; t++) {
+            const float *token = t == 0 ? w->class_embedding : embedded + ((size_t)slot * P + (size_t)t - 1) * C;
+            tensor_row_f32(w->position_embedding, t, position);
+            for (int j = 0; j < C; j++) x[t * C + j] = token[j] + position[j];
+        }
+    }
+    layer_norm(s.x, s.x, w->pre_ln_w, w->pre_ln_b, n, C, c->norm_eps);
+    for (int i = 0; i < c->n_layers; i++) clip_layer_forward(pool, c, &w->layers[i], &s, n_slots);
+    for (int slot = 0; slot < n_slots; slot++) /* drop the class token */
+        memcpy(features + (size_t)slot * P * C, s.x + ((size_t)slot * T + 1) * C, (size_t)P * C * sizeof *features);
+    return ABC_OK;
+}
+
+/* The 4·C-wide token of the 2×2 patch group at merged (row, col) of one slot's features [grid²][C]:
+ * patches (dy, dx) = (0,0), (0,1), (1,0), (1,1) side by side. */
+static void hd_merged_token(const clip_config *c, const float *slot_features, int row, int col, float *out) {
+    const int C = c->hidden;
+    for (int dy = 0; dy < 2; dy++)
+        for (int dx = 0; dx < 2; dx++) {
+            const int64_t patch = (int64_t)(2 * row + dy) * c->grid + 2 * col + dx;
+            memcpy(out + (size_t)(2 * dy + dx) * C, slot_features + patch * C, (size_t)C * sizeof *out);
+        }
+}
+
+/* features [1 + h·w][grid²][C] (slot 0 global) → tokens [hd_image_token_count][4C] in the layout above. */
+static void hd_layout(const clip_config *c, const float *features, int h_crop, int w_crop, const float *sub_gn,
+                      const float *glb_gn, float *tokens) {
+    const int side = c->grid / 2;
+    const size_t width = (size_t)4 * c->hidden, slot_floats = (size_t)c->grid * c->grid * c->hidden;
+    float *out = tokens;
+    for (int row = 0; row < h_crop * side; row++) {
+        for (int col = 0; col < w_crop * side; col++, out += width) {
+            const int crop = (row / side) * w_crop + col / side;
+            hd_merged_token(c, features + (size_t)(1 + crop) * slot_floats, row % side, col % side, out);
+        }
+        memcpy(out, sub_gn, width * sizeof *out);
+        out += width;
+    }
+    memcpy(out, glb_gn, width * sizeof *out);
+    out += width;
+    for (int row = 0; row < side; row++) {
+        for (int col = 0; col < side; col++, out += width) hd_merged_token(c, features, row, col, out);
+        memcpy(out, sub_gn, width * sizeof *out);
+        out += width;
+    }
+}
+
+/* CLIP features of the 1 + h·w slots → image features [hd_image_token_count][out_dim]. */
+static abc_status hd_project(thread_pool *pool, const clip_config *c, const clip_weights *w, const float *features,
+                             int h_crop, int w_crop, workspace *ws, float *image_features, abc_error *err) {
+    const int64_t n = hd_image_token_count(c, h_crop, w_crop);
+    float *tokens, *inner;
+    const size_t sizes[] = {floats_for(n, 4 * (int64_t)c->hidden), floats_for(n, c->out_dim)};
+    float **arrays[] = {&tokens, &inner};
+    if (!workspace_carve(ws, 2, sizes, arrays))
+        return fail(err, ABC_ERR_NOMEM, "out of memory for the image projection (%lld tokens)", (long long)n);
+    hd_layout(c, features, h_crop, w_crop, w->sub_gn, w->glb_gn, tokens);
+    linear_forward(pool, &w->proj0, tokens, n, inner, NULL);
+    gelu_erf_in_place(inner, (size_t)n * c->out_dim);
+    linear_forward(pool, &w->proj2, inner, n, image_features, NULL);
+    return ABC_OK;
+}
+
+/* ================================================================================================
  * 9. Language model: multimodal position ids and the Qwen2 decoder (SPEC section 5)
  * ================================================================================================ */
 
@@ -8039,6 +9540,11 @@ typedef struct {
     bool mrope_token_type; /* transformers ≥ 5: every image run gets 3-D ids (else only announced ones) */
     int32_t image_token, vision_start_token;
     int merge_size;        /* the vision tower's: merged grid = patch grid / merge_size */
+    /* Phi-3 "su" (longrope) scaling: inv_freq[j] / factor[j] with the short factors while the sequence
+     * fits original_max_positions, the long ones beyond; cos/sin scaled by attention_factor. NULL
+     * factors: plain RoPE (Qwen2-VL, whose mrope_section then spreads the frequencies over t, h, w). */
+    const float *rope_short_factor, *rope_long_factor; /* head_dim/2 each */
+    int64_t rope_original_max_positions, rope_max_positions;
 } text_config;
 
 typedef struct {
@@ -8117,28 +9623,44 @@ static abc_status mrope_position_ids(const text_config *c, const int32_t *ids, i
 
 /* ---- the decoder ---- */
 
-/* cos/sin [L][head_dim/2]: frequency j = theta^(−2j/head_dim) uses position component k for the j in
- * the k-th block of mrope_section (contiguous blocks t, h, w). */
+/* su/longrope: the factor set a sequence of L tokens uses (NULL without su scaling). */
+static const float *rope_su_factors(const text_config *c, int64_t L) {
+    if (!c->rope_short_factor) return NULL;
+    return L > c->rope_original_max_positions ? c->rope_long_factor : c->rope_short_factor;
+}
+
+/* su/longrope scales cos and sin by sqrt(1 + ln(max/orig)/ln(orig)) when the context was extended
+ * (computed in double as Python does, applied in float32); 1 otherwise. */
+static float rope_su_attention_factor(const text_config *c) {
+    if (!c->rope_short_factor || c->rope_max_positions <= c->rope_original_max_positions) return 1.0f;
+    const double scale = (double)c->rope_max_positions / (double)c->rope_original_max_positions;
+    return (float)sqrt(1.0 + log(scale) / log((double)c->rope_original_max_positions));
+}
+
+/* cos/sin [L][head_dim/2]: frequency j = theta^(−2j/head_dim) (divided by the su factor j when the
+ * model has su scaling) uses position component k for the j in the k-th block of mrope_section
+ * (contiguous blocks t, h, w); 1-D positions (Phi-3) have mrope_section {head_dim/2, 0, 0}. */
 static void text_rotary_tables(const text_config *c, const int32_t *pos, int64_t L, float *cos_t,
                                float *sin_t) {
     const int half = c->head_dim / 2;
     float inv_freq[1024]; /* head_dim ≤ 2048 is checked at load */
-    int component[1024];
-    rope_inverse_frequencies(c->rope_theta, c->head_dim, inv_freq);
+    int component[1024] = {0}; /* every frequency has a component even if mrope_section falls short */
+    const float *factors = rope_su_factors(c, L);
+    if (factors) /* torch: 1 / (factor · theta^e), every step in float32 */
+        for (int j = 0; j < half; j++)
+            inv_freq[j] = 1.0f / (factors[j] * powf((float)c->rope_theta, (float)(2 * j) / (float)c->head_dim));
+    else
+        rope_inverse_frequencies(c->rope_theta, c->head_dim, inv_freq);
+    const float scale = rope_su_attention_factor(c);
     for (int k = 0, j = 0; k < 3; k++)
         for (int r = 0; r < c->mrope_section[k]; r++) component[j++] = k;
     for (int64_t i = 0; i < L; i++) {
         for (int j = 0; j < half; j++) {
             float angle = (float)pos[component[j] * L + i] * inv_freq[j];
-            cos_t[i * half + j] = cosf(angle);
-            sin_t[i * half + j] = sinf(angle);
+            cos_t[i * half + j] = cosf(angle) * scale;
+            sin_t[i * half + j] = sinf(angle) * scale;
         }
     }
-}
-
-/* gate ← silu(gate) · up, silu(x) = x·σ(x). */
-static void swiglu_in_place(float *gate, const float *up, size_t count) {
-    for (size_t i = 0; i < count; i++) gate[i] = gate[i] * sigmoidf(gate[i]) * up[i];
 }
 
 typedef struct {
@@ -8175,13 +9697,27 @@ static void text_layer_forward(thread_pool *pool, const text_config *c, const te
     add_in_place(x, s->h, (size_t)L * H);
 }
 
-/* Token embeddings (image tokens take the rows of image_embeds in order, repeating for every run)
- * → decoder layers → final RMSNorm, into x [L][H] (the last hidden states). The caller has
- * validated ids (< vocab) and the image-token count. */
-static abc_status language_forward(thread_pool *pool, const text_config *c, const text_weights *w,
-                                   const int32_t *ids, int64_t L, const int32_t *pos,
-                                   const float *image_embeds, int64_t n_image_rows, bool adapter_on,
-                                   workspace *ws, float *x, abc_error *err) {
+/* The decoder's input x [L][H]: token embeddings, image tokens (id c->image_token) taking the rows of
+ * image_embeds in order, repeating for every run. The caller has validated ids (< vocab, and image
+ * tokens only with image_embeds). */
+static void language_embed_inputs(const text_config *c, const text_weights *w, const int32_t *ids, int64_t L,
+                                  const float *image_embeds, int64_t n_image_rows, float *x) {
+    const int H = c->hidden;
+    int64_t image_row = 0;
+    for (int64_t i = 0; i < L; i++) {
+        if (ids[i] == c->image_token && image_embeds) {
+            memcpy(x + i * H, image_embeds + (image_row % n_image_rows) * H, (size_t)H * sizeof *x);
+            image_row++;
+        } else {
+            tensor_row_f32(w->embed_tokens, ids[i], x + i * H);
+        }
+    }
+}
+
+/* Decoder layers → final RMSNorm on x [L][H] in place (the inputs embeddings in, the last hidden
+ * states out). */
+static abc_status language_decode(thread_pool *pool, const text_config *c, const text_weights *w, int64_t L,
+                                  const int32_t *pos, bool adapter_on, workspace *ws, float *x, abc_error *err) {
     const int H = c->hidden, half = c->head_dim / 2;
     const int64_t q_width = (int64_t)c->n_heads * c->head_dim,
                   kv_width = (int64_t)c->n_kv_heads * c->head_dim;
@@ -8204,15 +9740,6 @@ static abc_status language_forward(thread_pool *pool, const text_config *c, cons
         return fail(err, ABC_ERR_NOMEM, "out of memory for the language model (%lld tokens)", (long long)L);
     const adapter_scratch *adapter = use_adapter ? &s.adapter : NULL;
 
-    int64_t image_row = 0;
-    for (int64_t i = 0; i < L; i++) {
-        if (ids[i] == c->image_token && image_embeds) {
-            memcpy(x + i * H, image_embeds + (image_row % n_image_rows) * H, (size_t)H * sizeof *x);
-            image_row++;
-        } else {
-            tensor_row_f32(w->embed_tokens, ids[i], x + i * H);
-        }
-    }
     text_rotary_tables(c, pos, L, s.cos_t, s.sin_t);
     for (int i = 0; i < c->n_layers; i++) text_layer_forward(pool, c, &w->layers[i], x, &s, L, adapter);
     rms_norm(x, x, w->final_norm, L, H, c->rms_eps);
@@ -8287,11 +9814,19 @@ static void l2_normalize(float *x, int n) {
 #define MODEL_MAX_HEAD_DIM 2048     /* the rotary tables' local arrays depend on it */
 #define MODEL_MAX_VOCAB (1 << 24)
 
+typedef enum { ARCH_QWEN2_VL, ARCH_PHI3_V } model_arch;
+
 struct abc_model {
     weight_file wf;
     abc_model_params params;
-    vision_config vision;
+    model_arch arch;
+    vision_config vision;     /* qwen2_vl */
     vision_weights vision_w;
+    clip_config clip;         /* phi3_v */
+    clip_weights clip_w;
+    hd_preprocess_config hd;
+    int32_t bos_token;        /* phi3_v: <s> before every text chunk */
+    float *rope_factors;      /* phi3_v su scaling: short then long factors, head_dim/2 each */
     text_config text;
     text_weights text_w;
     pooling_kind pooling;
@@ -8395,7 +9930,48 @@ static bool meta_token_id(const weight_file *wf, const char *key, int64_t vocab,
     return true;
 }
 
-static abc_status read_text_config(const weight_file *wf, text_config *c, abc_error *err) {
+/* Phi-3's RoPE: 1-D positions (all frequencies on component 0) and optional su/longrope factors,
+ * stored in *factors (allocated here, short then long). */
+static abc_status read_phi3_rope(const weight_file *wf, text_config *c, float **factors, abc_error *err) {
+    static const char *const kinds[] = {"none", "su", "longrope"}; /* longrope: the same scheme renamed */
+    const int half = c->head_dim / 2;
+    int kind = 0;
+    c->mrope_section[0] = half;
+    c->mrope_section[1] = c->mrope_section[2] = 0;
+    if (wf_meta(wf, "text.rope_scaling") && !meta_choice(wf, "text.rope_scaling", kinds, 3, &kind, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    if (kind == 0) return ABC_OK;
+    int64_t original, longest;
+    if (!meta_int_in(wf, "text.original_max_position_embeddings", 1, INT64_C(1) << 40, &original, err) ||
+        !meta_int_in(wf, "text.max_position_embeddings", 1, INT64_C(1) << 40, &longest, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    double *values = xmalloc(2 * (size_t)half * sizeof *values);
+    *factors = xmalloc(2 * (size_t)half * sizeof **factors);
+    if (!values || !*factors) {
+        free(values);
+        return fail(err, ABC_ERR_NOMEM, "out of memory reading the rope factors");
+    }
+    abc_status st = ABC_OK;
+    if (!wf_f64_array(wf, "text.rope_short_factor", values, (size_t)half, err) ||
+        !wf_f64_array(wf, "text.rope_long_factor", values + half, (size_t)half, err))
+        st = err ? err->code : ABC_ERR_FORMAT;
+    for (int j = 0; j < 2 * half && st == ABC_OK; j++) {
+        if (!(values[j] > 0.0 && values[j] < 1e30))
+            st = fail(err, ABC_ERR_FORMAT, "metadata 'text.rope_%s_factor' entry %d = %g is not a positive number",
+                      j < half ? "short" : "long", j % half, values[j]);
+        (*factors)[j] = (float)values[j];
+    }
+    free(values);
+    if (st != ABC_OK) return st;
+    c->rope_short_factor = *factors;
+    c->rope_long_factor = *factors + half;
+    c->rope_original_max_positions = original;
+    c->rope_max_positions = longest;
+    return ABC_OK;
+}
+
+static abc_status read_text_config(const weight_file *wf, model_arch arch, text_config *c, float **rope_factors,
+                                   abc_error *err) {
     int64_t vocab;
     double eps;
     if (!meta_dim(wf, "text.hidden_size", MODEL_MAX_DIM, &c->hidden, err) ||
@@ -8418,6 +9994,7 @@ static abc_status read_text_config(const weight_file *wf, text_config *c, abc_er
                     c->n_heads, c->n_kv_heads);
     if (c->head_dim % 2 != 0)
         return fail(err, ABC_ERR_FORMAT, "text.head_dim %d is odd", c->head_dim);
+    if (arch == ARCH_PHI3_V) return read_phi3_rope(wf, c, rope_factors, err);
     int64_t section[3];
     if (!wf_int_array(wf, "text.mrope_section", section, 3, err)) return err ? err->code : ABC_ERR_FORMAT;
     int64_t sum = 0;
@@ -8465,6 +10042,49 @@ static abc_status read_vision_config(const weight_file *wf, vision_config *c, in
                     c->head_dim, MODEL_MAX_HEAD_DIM);
     if (c->out_dim != text_hidden)
         return fail(err, ABC_ERR_FORMAT, "vision.out_dim %d != text.hidden_size %d", c->out_dim, text_hidden);
+    return ABC_OK;
+}
+
+/* Phi-3.5-V's CLIP tower and HD transform. */
+static abc_status read_clip_config(const weight_file *wf, clip_config *c, hd_preprocess_config *hd, int text_hidden,
+                                   int num_crops_override, abc_error *err) {
+    int64_t layers, crops, view_tokens;
+    double eps, mean[3], std[3];
+    if (!meta_dim(wf, "clip.hidden_size", MODEL_MAX_DIM, &c->hidden, err) ||
+        !meta_dim(wf, "clip.intermediate_size", MODEL_MAX_DIM, &c->intermediate, err) ||
+        !meta_dim(wf, "clip.num_heads", MODEL_MAX_DIM, &c->n_heads, err) ||
+        !meta_int_in(wf, "clip.num_layers", 0, MODEL_MAX_LAYERS, &layers, err) ||
+        !meta_dim(wf, "clip.image_size", 4096, &c->image_size, err) ||
+        !meta_dim(wf, "clip.patch_size", 256, &c->patch_size, err) ||
+        !meta_positive(wf, "clip.layer_norm_eps", 1.0, &eps, err) ||
+        !meta_int_in(wf, "hd.num_crops", 1, 4096, &crops, err) ||
+        !meta_int_in(wf, "hd.num_img_tokens", 1, MODEL_MAX_DIM, &view_tokens, err) ||
+        !wf_f64_array(wf, "image.mean", mean, 3, err) || !wf_f64_array(wf, "image.std", std, 3, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    c->n_layers = (int)layers;
+    c->norm_eps = (float)eps;
+    c->out_dim = text_hidden;
+    if (c->hidden % c->n_heads != 0)
+        return fail(err, ABC_ERR_FORMAT, "clip.hidden_size %d is not a multiple of clip.num_heads %d", c->hidden,
+                    c->n_heads);
+    c->head_dim = c->hidden / c->n_heads;
+    if (c->image_size % c->patch_size != 0 || (c->image_size / c->patch_size) % 2 != 0)
+        return fail(err, ABC_ERR_FORMAT, "clip.image_size %d is not an even number of clip.patch_size %d patches",
+                    c->image_size, c->patch_size);
+    c->grid = c->image_size / c->patch_size;
+    c->patch_dim = 3 * c->patch_size * c->patch_size;
+    if ((int64_t)(c->grid / 2) * (c->grid / 2) != view_tokens)
+        return fail(err, ABC_ERR_FORMAT, "hd.num_img_tokens %lld != (clip.image_size / clip.patch_size / 2)² = %d",
+                    (long long)view_tokens, (c->grid / 2) * (c->grid / 2));
+    memset(hd, 0, sizeof *hd);
+    hd->num_crops = num_crops_override > 0 ? num_crops_override : (int)crops;
+    hd->crop_size = c->image_size;
+    for (int ch = 0; ch < 3; ch++) {
+        if (!isfinite(mean[ch]) || !isfinite(std[ch]) || !(fabs(std[ch]) > 1e-12))
+            return fail(err, ABC_ERR_FORMAT, "image.mean/image.std channel %d is not usable", ch);
+        hd->mean[ch] = (float)mean[ch];
+        hd->std[ch] = (float)std[ch];
+    }
     return ABC_OK;
 }
 
@@ -8539,20 +10159,26 @@ static abc_status read_config(abc_model *m, abc_error *err) {
     const char *arch;
     size_t arch_len;
     if (!wf_str(wf, "general.architecture", &arch, &arch_len, err)) return err ? err->code : ABC_ERR_FORMAT;
-    if (arch_len != 8 || memcmp(arch, "qwen2_vl", 8) != 0)
-        return fail(err, ABC_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (only qwen2_vl)",
+    if (arch_len == 8 && memcmp(arch, "qwen2_vl", 8) == 0) m->arch = ARCH_QWEN2_VL;
+    else if (arch_len == 6 && memcmp(arch, "phi3_v", 6) == 0) m->arch = ARCH_PHI3_V;
+    else
+        return fail(err, ABC_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (qwen2_vl or phi3_v)",
                     (int)MIN(arch_len, 64), arch);
     if (!meta_string_copy(wf, "general.preset", &m->preset, err)) return err ? err->code : ABC_ERR_FORMAT;
     if (wf_meta(wf, "general.dtype") && !meta_string_copy(wf, "general.dtype", &m->dtype, err))
         return err ? err->code : ABC_ERR_FORMAT;
-    abc_status st = read_text_config(wf, &m->text, err);
-    if (st != ABC_OK) return st;
-    st = read_vision_config(wf, &m->vision, m->text.hidden, err);
+    abc_status st = read_text_config(wf, m->arch, &m->text, &m->rope_factors, err);
     if (st != ABC_OK) return st;
     int64_t patch, temporal, normalize, dim;
-    wf_int(wf, "vision.patch_size", &patch, NULL);
-    wf_int(wf, "vision.temporal_patch_size", &temporal, NULL);
-    st = read_preprocess_config(wf, &m->vision, (int)patch, (int)temporal, &m->preprocess, err);
+    if (m->arch == ARCH_QWEN2_VL) {
+        st = read_vision_config(wf, &m->vision, m->text.hidden, err);
+        if (st != ABC_OK) return st;
+        wf_int(wf, "vision.patch_size", &patch, NULL);
+        wf_int(wf, "vision.temporal_patch_size", &temporal, NULL);
+        st = read_preprocess_config(wf, &m->vision, (int)patch, (int)temporal, &m->preprocess, err);
+    } else {
+        st = read_clip_config(wf, &m->clip, &m->hd, m->text.hidden, m->params.num_crops, err);
+    }
     if (st != ABC_OK) return st;
 
     if (!meta_choice(wf, "model.attention", attentions, 2, &attn, err) ||
@@ -8575,6 +10201,13 @@ static abc_status read_config(abc_model *m, abc_error *err) {
         return fail(err, ABC_ERR_FORMAT, "model.embedding_dim %lld != text.hidden_size %d", (long long)dim,
                     m->text.hidden);
 
+    if (m->arch == ARCH_PHI3_V) {
+        /* image tokens are the processor's -1 marker; every text chunk starts with <s> */
+        m->text.image_token = m->text.vision_start_token = m->vision_end_token = -1;
+        m->text.merge_size = 1;
+        if (!meta_token_id(wf, "tokens.bos", m->text.vocab, &m->bos_token, err)) return err ? err->code : ABC_ERR_FORMAT;
+        return read_prompts(wf, m, err);
+    }
     if (!meta_token_id(wf, "tokens.image_pad", m->text.vocab, &m->text.image_token, err) ||
         !meta_token_id(wf, "tokens.vision_start", m->text.vocab, &m->text.vision_start_token, err) ||
         !meta_token_id(wf, "tokens.vision_end", m->text.vocab, &m->vision_end_token, err))
@@ -8710,7 +10343,7 @@ static abc_status bind_vision(binder *b, const vision_config *c, vision_weights 
     return b->status;
 }
 
-static abc_status bind_text(binder *b, const text_config *c, text_weights *w) {
+static abc_status bind_text(binder *b, const text_config *c, bool qkv_bias, text_weights *w) {
     const int64_t H = c->hidden, I = c->intermediate, Q = (int64_t)c->n_heads * c->head_dim,
                   KV = (int64_t)c->n_kv_heads * c->head_dim;
     char p[128];
@@ -8722,9 +10355,9 @@ static abc_status bind_text(binder *b, const text_config *c, text_weights *w) {
 #define TNAME(s) (snprintf(p, sizeof p, "model.layers.%d.%s", i, s), p)
         l->input_norm = bind_vector(b, H, TNAME("input_layernorm.weight"));
         l->post_attn_norm = bind_vector(b, H, TNAME("post_attention_layernorm.weight"));
-        bind_linear(b, &l->q, TNAME("self_attn.q_proj"), Q, H, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &l->k, TNAME("self_attn.k_proj"), KV, H, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &l->v, TNAME("self_attn.v_proj"), KV, H, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &l->q, TNAME("self_attn.q_proj"), Q, H, qkv_bias, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &l->k, TNAME("self_attn.k_proj"), KV, H, qkv_bias, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &l->v, TNAME("self_attn.v_proj"), KV, H, qkv_bias, &w->adapter_rank, &w->adapter_width);
         bind_linear(b, &l->o, TNAME("self_attn.o_proj"), H, Q, false, &w->adapter_rank, &w->adapter_width);
         bind_linear(b, &l->gate, TNAME("mlp.gate_proj"), I, H, false, &w->adapter_rank, &w->adapter_width);
         bind_linear(b, &l->up, TNAME("mlp.up_proj"), I, H, false, &w->adapter_rank, &w->adapter_width);
@@ -8732,6 +10365,42 @@ static abc_status bind_text(binder *b, const text_config *c, text_weights *w) {
 #undef TNAME
     }
     w->final_norm = bind_vector(b, H, "model.norm.weight");
+    return b->status;
+}
+
+static abc_status bind_clip(binder *b, const clip_config *c, clip_weights *w) {
+    const int64_t C = c->hidden, I = c->intermediate, wide = 4 * C, H = c->out_dim;
+    char p[128];
+    int rank = 0, width = 0; /* phi3_v has no query adapter; bind_linear still checks there is none */
+    w->layers = xcalloc((size_t)MAX(c->n_layers, 1), sizeof *w->layers);
+    if (!w->layers) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the CLIP encoder");
+    bind_linear(b, &w->patch_embed, "clip.embeddings.patch_embedding", C, c->patch_dim, false, &rank, &width);
+    w->class_embedding = bind_vector(b, C, "clip.embeddings.class_embedding");
+    w->position_embedding = bind_tensor(b, true, (int64_t)c->grid * c->grid + 1, C,
+                                        "clip.embeddings.position_embedding.weight");
+    w->pre_ln_w = bind_vector(b, C, "clip.pre_layrnorm.weight");
+    w->pre_ln_b = bind_vector(b, C, "clip.pre_layrnorm.bias");
+    for (int i = 0; i < c->n_layers && b->status == ABC_OK; i++) {
+        clip_layer *l = &w->layers[i];
+#define CNAME(s) (snprintf(p, sizeof p, "clip.layers.%d.%s", i, s), p)
+        l->ln1_w = bind_vector(b, C, CNAME("layer_norm1.weight"));
+        l->ln1_b = bind_vector(b, C, CNAME("layer_norm1.bias"));
+        l->ln2_w = bind_vector(b, C, CNAME("layer_norm2.weight"));
+        l->ln2_b = bind_vector(b, C, CNAME("layer_norm2.bias"));
+        bind_linear(b, &l->q, CNAME("self_attn.q_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->k, CNAME("self_attn.k_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->v, CNAME("self_attn.v_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->out, CNAME("self_attn.out_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->fc1, CNAME("mlp.fc1"), I, C, true, &rank, &width);
+        bind_linear(b, &l->fc2, CNAME("mlp.fc2"), C, I, true, &rank, &width);
+#undef CNAME
+    }
+    w->glb_gn = bind_vector(b, wide, "hd.glb_GN");
+    w->sub_gn = bind_vector(b, wide, "hd.sub_GN");
+    bind_linear(b, &w->proj0, "hd.img_projection.0", H, wide, true, &rank, &width);
+    bind_linear(b, &w->proj2, "hd.img_projection.2", H, H, true, &rank, &width);
+    if (b->status == ABC_OK && rank > 0)
+        return fail(b->err, ABC_ERR_FORMAT, "phi3_v files carry no query adapter on the vision side");
     return b->status;
 }
 
@@ -8779,8 +10448,9 @@ static abc_status bind_weights(abc_model *m, abc_error *err) {
     binder b = {&m->wf, err, ABC_OK, NULL, 0};
     b.claimed = xcalloc(m->wf.n_tensors, sizeof *b.claimed);
     if (!b.claimed) return fail(err, ABC_ERR_NOMEM, "out of memory binding tensors");
-    abc_status st = bind_vision(&b, &m->vision, &m->vision_w);
-    if (st == ABC_OK) st = bind_text(&b, &m->text, &m->text_w);
+    const bool phi3 = m->arch == ARCH_PHI3_V;
+    abc_status st = phi3 ? bind_clip(&b, &m->clip, &m->clip_w) : bind_vision(&b, &m->vision, &m->vision_w);
+    if (st == ABC_OK) st = bind_text(&b, &m->text, !phi3, &m->text_w);
     if (st == ABC_OK && m->has_head) st = bind_head(&b, m->text.hidden, &m->head);
     if (st == ABC_OK) st = check_adapter_complete(&b, m);
     m->adapter_modules = b.adapter_modules;
@@ -8796,6 +10466,25 @@ static abc_status build_description(abc_model *m, abc_error *err) {
     const size_t cap = 1024;
     m->description = xmalloc(cap);
     if (!m->description) return fail(err, ABC_ERR_NOMEM, "out of memory");
+    if (m->arch == ARCH_PHI3_V) {
+        const clip_config *c = &m->clip;
+        char rope[160] = "rope plain";
+        if (t->rope_short_factor)
+            snprintf(rope, sizeof rope, "rope su (long factors beyond %lld of %lld positions)",
+                     (long long)t->rope_original_max_positions, (long long)t->rope_max_positions);
+        snprintf(m->description, cap,
+                 "architecture: phi3_v (preset %s), weights %s\n"
+                 "vision: CLIP, %d layers run, width %d, %d heads, mlp %d, patch %d, image %d; HD transform with "
+                 "%d crops, 2x2 merge + separators, projection %d -> %d\n"
+                 "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d, vocab %lld, %s\n"
+                 "attention %s, pooling %s, head %s%s, embedding dim %d\n",
+                 m->preset, m->dtype ? m->dtype : "?", c->n_layers, c->hidden, c->n_heads, c->intermediate,
+                 c->patch_size, c->image_size, m->hd.num_crops, 4 * c->hidden, c->out_dim, t->n_layers, t->hidden,
+                 t->n_heads, t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab, rope,
+                 t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
+                 m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim);
+        return ABC_OK;
+    }
     snprintf(m->description, cap,
              "architecture: qwen2_vl (preset %s), weights %s\n"
              "vision: %d blocks, width %d, %d heads, mlp %d, patch %d, merge %dx%d\n"
@@ -8817,6 +10506,8 @@ static void model_free(abc_model *m) {
     if (!m) return;
     tokenizer_free(m->tok);
     free(m->vision_w.blocks);
+    free(m->clip_w.layers);
+    free(m->rope_factors);
     free(m->text_w.layers);
     free(m->preset);
     free(m->dtype);
@@ -8878,6 +10569,7 @@ abc_model_params abc_model_default_params(void) {
     abc_model_params p;
     p.max_image_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
     p.max_tokens = ABC_DEFAULT_MAX_TOKENS;
+    p.num_crops = 0;
     return p;
 }
 
@@ -8888,6 +10580,8 @@ abc_status abc_model_load(const char *path, const abc_model_params *params, abc_
     if (!path) return fail(err, ABC_ERR_INVALID_ARG, "abc_model_load: path is NULL");
     abc_model_params p = params ? *params : abc_model_default_params();
     if (p.max_tokens < 0) return fail(err, ABC_ERR_INVALID_ARG, "max_tokens %d is negative", p.max_tokens);
+    if (p.num_crops < 0 || p.num_crops > 4096)
+        return fail(err, ABC_ERR_INVALID_ARG, "num_crops %d is outside 0..4096", p.num_crops);
     if (p.max_image_pixels == 0) p.max_image_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
     if (p.max_tokens == 0) p.max_tokens = ABC_DEFAULT_MAX_TOKENS;
     return model_load(path, &p, out, err);
@@ -8960,6 +10654,31 @@ static abc_status emit_stage(abc_context *ctx, const char *name, abc_array_dtype
     return ABC_OK;
 }
 
+/* phi3_v: `n_slots` views of 3×S×S (slot 0 global, then the crops), grid = (1, h_crop, w_crop) with
+ * 1 + h·w = n_slots; the -1 image tokens must be whole images' worth, and only with an image. */
+static abc_status check_phi3_image(abc_context *ctx, size_t n_image_tokens, const float *pixels, size_t n_slots,
+                                   const int grid[3]) {
+    const abc_model *m = ctx->model;
+    abc_error *err = &ctx->err;
+    if (!pixels) {
+        if (n_image_tokens)
+            return fail(err, ABC_ERR_PROMPT, "the tokens contain %zu image tokens (-1) but there is no image",
+                        n_image_tokens);
+        return ABC_OK;
+    }
+    if (grid[0] != 1 || grid[1] < 1 || grid[2] < 1 || (int64_t)grid[1] * grid[2] > 4096)
+        return fail(err, ABC_ERR_INVALID_ARG, "image grid (%d, %d, %d) is not (1, h_crop, w_crop) with 1 to 4096 crops",
+                    grid[0], grid[1], grid[2]);
+    if ((uint64_t)grid[1] * (uint64_t)grid[2] + 1 != (uint64_t)n_slots)
+        return fail(err, ABC_ERR_INVALID_ARG, "a %dx%d crop grid needs %lld image slots (global view + crops), not %zu",
+                    grid[1], grid[2], (long long)grid[1] * grid[2] + 1, n_slots);
+    const int64_t per_image = hd_image_token_count(&m->clip, grid[1], grid[2]);
+    if (n_image_tokens == 0 || n_image_tokens % (uint64_t)per_image != 0)
+        return fail(err, ABC_ERR_PROMPT, "the image needs %lld image tokens (-1) per placeholder but the tokens contain %zu",
+                    (long long)per_image, n_image_tokens);
+    return ABC_OK;
+}
+
 /* Checks ids, image and grid against the model before any work. */
 static abc_status check_tokens_and_image(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixels,
                                          size_t n_patches, const int grid[3]) {
@@ -8969,10 +10688,17 @@ static abc_status check_tokens_and_image(abc_context *ctx, const int32_t *ids, s
     if (n_ids > (size_t)m->params.max_tokens)
         return fail(err, ABC_ERR_TOO_LARGE, "the sequence has %zu tokens, more than the limit of %d", n_ids,
                     m->params.max_tokens);
-    for (size_t i = 0; i < n_ids; i++)
+    size_t n_image_tokens = 0;
+    for (size_t i = 0; i < n_ids; i++) {
+        if (m->arch == ARCH_PHI3_V && ids[i] == m->text.image_token) {
+            n_image_tokens++;
+            continue;
+        }
         if (ids[i] < 0 || ids[i] >= m->text.vocab)
             return fail(err, ABC_ERR_INVALID_ARG, "token id %d at position %zu is outside the vocabulary (0..%lld)",
                         (int)ids[i], i, (long long)m->text.vocab - 1);
+    }
+    if (m->arch == ARCH_PHI3_V) return check_phi3_image(ctx, n_image_tokens, pixels, n_patches, grid);
     if (!pixels) return ABC_OK;
     const int merge = m->vision.merge_size;
     if (grid[0] < 1 || grid[1] < 1 || grid[2] < 1 || grid[1] % merge || grid[2] % merge)
@@ -9008,6 +10734,70 @@ static abc_status pool_and_head(abc_context *ctx, const int32_t *ids, int64_t L,
     return ABC_OK;
 }
 
+/* Position ids: qwen2_vl's multimodal [3][L] (emitted as "position_ids" [3, L]); phi3_v's plain
+ * 0..L-1 ([L]), which the rotary tables read as component 0. */
+static abc_status position_ids(abc_context *ctx, const int32_t *ids, int64_t L, const float *pixels,
+                               const int grid[3], int32_t **pos) {
+    const abc_model *m = ctx->model;
+    *pos = xmalloc(3 * (size_t)L * sizeof **pos);
+    if (!*pos) return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for position ids");
+    int64_t shape[2] = {3, L};
+    if (m->arch == ARCH_PHI3_V) {
+        for (int64_t i = 0; i < L; i++) (*pos)[i] = (int32_t)i;
+        shape[0] = L;
+        return emit_stage(ctx, "position_ids", ABC_DTYPE_I32, 1, shape, *pos);
+    }
+    abc_status st = mrope_position_ids(&m->text, ids, L, pixels ? grid : NULL, *pos, &ctx->err);
+    if (st != ABC_OK) return st;
+    return emit_stage(ctx, "position_ids", ABC_DTYPE_I32, 2, shape, *pos);
+}
+
+/* phi3_v: CLIP on the 1 + h·w slots ("clip_patch_features" [slots, grid², C]), then the HD layout and
+ * projection into *image [n][H] ("image_features"). */
+static abc_status run_clip(abc_context *ctx, const float *pixels, size_t n_slots, const int grid[3], float **image,
+                           int64_t *n_rows) {
+    const abc_model *m = ctx->model;
+    const clip_config *c = &m->clip;
+    abc_error *err = &ctx->err;
+    const int64_t P = (int64_t)c->grid * c->grid, n = hd_image_token_count(c, grid[1], grid[2]);
+    size_t feature_bytes, image_bytes;
+    float *features = NULL;
+    *image = NULL;
+    if (mul_size(floats_for((int64_t)n_slots * P, c->hidden), sizeof(float), &feature_bytes) &&
+        mul_size(floats_for(n, m->text.hidden), sizeof(float), &image_bytes)) {
+        features = xmalloc_aligned(feature_bytes);
+        *image = xmalloc_aligned(image_bytes);
+    }
+    abc_status st = ABC_OK;
+    if (!features || !*image) st = fail(err, ABC_ERR_NOMEM, "out of memory for the image features");
+    if (st == ABC_OK) st = clip_forward(ctx->pool, c, &m->clip_w, pixels, (int)n_slots, &ctx->ws, features, err);
+    int64_t shape[3] = {(int64_t)n_slots, P, c->hidden};
+    if (st == ABC_OK) st = emit_stage(ctx, "clip_patch_features", ABC_DTYPE_F32, 3, shape, features);
+    if (st == ABC_OK) st = hd_project(ctx->pool, c, &m->clip_w, features, grid[1], grid[2], &ctx->ws, *image, err);
+    shape[0] = n;
+    shape[1] = m->text.hidden;
+    if (st == ABC_OK) st = emit_stage(ctx, "image_features", ABC_DTYPE_F32, 2, shape, *image);
+    free(features);
+    *n_rows = n;
+    return st;
+}
+
+/* The image part: qwen2_vl's ViT + merger ("vision_embeds"), or phi3_v's CLIP + HD layout. */
+static abc_status run_vision(abc_context *ctx, const float *pixels, size_t n_patches, const int grid[3], bool query,
+                             float **image, int64_t *n_rows) {
+    const abc_model *m = ctx->model;
+    if (m->arch == ARCH_PHI3_V) return run_clip(ctx, pixels, n_patches, grid, image, n_rows);
+    const int64_t n_merged = (int64_t)n_patches / (m->vision.merge_size * m->vision.merge_size), H = m->text.hidden;
+    size_t n_bytes;
+    *n_rows = n_merged;
+    if (!mul_size((size_t)n_merged, (size_t)H * sizeof(float), &n_bytes) || !(*image = xmalloc_aligned(n_bytes)))
+        return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the image embeddings");
+    abc_status st = vision_forward(ctx->pool, &m->vision, &m->vision_w, pixels, grid, query, &ctx->ws, *image, &ctx->err);
+    int64_t shape[2] = {n_merged, H};
+    if (st == ABC_OK) st = emit_stage(ctx, "vision_embeds", ABC_DTYPE_F32, 2, shape, *image);
+    return st;
+}
+
 /* ids (image tokens already expanded) + pixel values → embedding, emitting every model stage. */
 static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixels,
                             size_t n_patches, const int grid[3], bool query, float *out) {
@@ -9015,52 +10805,27 @@ static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     abc_error *err = &ctx->err;
     abc_status st = check_tokens_and_image(ctx, ids, n_ids, pixels, n_patches, grid);
     if (st != ABC_OK) return st;
+    const bool phi3 = m->arch == ARCH_PHI3_V;
     const int64_t L = (int64_t)n_ids, H = m->text.hidden, D = m->embedding_dim;
-    const int64_t n_merged = pixels ? (int64_t)n_patches / (m->vision.merge_size * m->vision.merge_size) : 0;
+    int64_t n_image_rows = 0;
     int32_t *pos = NULL;
-    float *vision = NULL, *hidden = NULL, *embedding = NULL;
-    size_t n_hidden, n_vision;
+    float *image = NULL, *hidden = NULL, *embedding = NULL;
+    size_t n_hidden;
 
-    int64_t shape[2] = {L, 0};
+    int64_t shape[2] = {L, H};
     st = emit_stage(ctx, "input_ids", ABC_DTYPE_I32, 1, shape, ids);
+    if (st == ABC_OK) st = position_ids(ctx, ids, L, pixels, grid, &pos);
+    if (st == ABC_OK && pixels) st = run_vision(ctx, pixels, n_patches, grid, query, &image, &n_image_rows);
     if (st != ABC_OK) goto done;
-
-    pos = xmalloc(3 * (size_t)L * sizeof *pos);
-    if (!pos) {
-        st = fail(err, ABC_ERR_NOMEM, "out of memory for position ids");
-        goto done;
-    }
-    st = mrope_position_ids(&m->text, ids, L, pixels ? grid : NULL, pos, err);
-    if (st != ABC_OK) goto done;
-    shape[0] = 3;
-    shape[1] = L;
-    st = emit_stage(ctx, "position_ids", ABC_DTYPE_I32, 2, shape, pos);
-    if (st != ABC_OK) goto done;
-
-    if (pixels) {
-        if (!mul_size((size_t)n_merged, (size_t)H * sizeof(float), &n_vision) ||
-            !(vision = xmalloc_aligned(n_vision))) {
-            st = fail(err, ABC_ERR_NOMEM, "out of memory for the image embeddings");
-            goto done;
-        }
-        st = vision_forward(ctx->pool, &m->vision, &m->vision_w, pixels, grid, query, &ctx->ws, vision, err);
-        if (st != ABC_OK) goto done;
-        shape[0] = n_merged;
-        shape[1] = H;
-        st = emit_stage(ctx, "vision_embeds", ABC_DTYPE_F32, 2, shape, vision);
-        if (st != ABC_OK) goto done;
-    }
 
     if (!mul_size((size_t)L, (size_t)H * sizeof(float), &n_hidden) || !(hidden = xmalloc_aligned(n_hidden))) {
         st = fail(err, ABC_ERR_NOMEM, "out of memory for the hidden states of %lld tokens", (long long)L);
         goto done;
     }
-    st = language_forward(ctx->pool, &m->text, &m->text_w, ids, L, pos, vision, n_merged, query, &ctx->ws, hidden,
-                          err);
-    if (st != ABC_OK) goto done;
-    shape[0] = L;
-    shape[1] = H;
-    st = emit_stage(ctx, "last_hidden", ABC_DTYPE_F32, 2, shape, hidden);
+    language_embed_inputs(&m->text, &m->text_w, ids, L, image, n_image_rows, hidden);
+    if (phi3) st = emit_stage(ctx, "inputs_embeds", ABC_DTYPE_F32, 2, shape, hidden);
+    if (st == ABC_OK) st = language_decode(ctx->pool, &m->text, &m->text_w, L, pos, query, &ctx->ws, hidden, err);
+    if (st == ABC_OK) st = emit_stage(ctx, phi3 ? "last_hidden_state" : "last_hidden", ABC_DTYPE_F32, 2, shape, hidden);
     if (st != ABC_OK) goto done;
 
     embedding = xmalloc((size_t)D * sizeof *embedding);
@@ -9076,7 +10841,7 @@ static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     memcpy(out, embedding, (size_t)D * sizeof *out);
 done:
     free(pos);
-    free(vision);
+    free(image);
     free(hidden);
     free(embedding);
     return st;
@@ -9226,6 +10991,120 @@ static abc_status check_output(abc_context *ctx, const float *out, size_t out_le
     return ABC_OK;
 }
 
+/* ---- phi3_v: prompt assembly and the HD image ---- */
+
+/* The placeholders in a phi3_v prompt. The processor treats every <|image_N|> as image N; inputs carry
+ * one image, so any other N is an error rather than text. */
+static abc_status count_phi3_placeholders(abc_context *ctx, const char *prompt, size_t *n) {
+    static const char tag[] = "<|image_";
+    const char *placeholder = ctx->model->placeholder;
+    *n = 0;
+    for (const char *p = strstr(prompt, tag); p; p = strstr(p + 1, tag)) {
+        const char *q = p + sizeof tag - 1;
+        if (*q < '0' || *q > '9') continue;
+        while (*q >= '0' && *q <= '9') q++;
+        if (q[0] != '|' || q[1] != '>') continue;
+        if (strncmp(p, placeholder, strlen(placeholder)) != 0 || (size_t)(q + 2 - p) != strlen(placeholder))
+            return fail(&ctx->err, ABC_ERR_PROMPT, "the prompt refers to '%.*s' but an input has one image, %s",
+                        (int)MIN(q + 2 - p, 32), p, placeholder);
+        (*n)++;
+    }
+    return ABC_OK;
+}
+
+/* Phi-3-V's processor: the prompt split on the placeholder; every chunk (empty ones too) becomes
+ * [<s>] + its tokens, and each placeholder `per_image` image tokens (-1). */
+static abc_status phi3_prompt_ids(abc_context *ctx, const char *prompt, int64_t per_image, int_vec *ids) {
+    const abc_model *m = ctx->model;
+    const char *placeholder = m->placeholder;
+    const size_t placeholder_len = strlen(placeholder);
+    const int32_t bos = tokenizer_bos_id(m->tok) >= 0 ? tokenizer_bos_id(m->tok) : m->bos_token;
+    for (const char *chunk = prompt;;) {
+        const char *end = strstr(chunk, placeholder);
+        const size_t len = end ? (size_t)(end - chunk) : strlen(chunk);
+        if (!int_vec_push(ids, bos)) return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
+        abc_status st = tokenizer_encode(m->tok, chunk, len, ids, &ctx->err);
+        if (st != ABC_OK) return st;
+        if (!end) break;
+        if ((uint64_t)ids->len + (uint64_t)per_image > (uint64_t)m->params.max_tokens)
+            return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence would have more than %d tokens",
+                        m->params.max_tokens);
+        for (int64_t k = 0; k < per_image; k++)
+            if (!int_vec_push(ids, m->text.image_token))
+                return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
+        chunk = end + placeholder_len;
+    }
+    if (ids->len > (size_t)m->params.max_tokens)
+        return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence has %zu tokens, more than the limit of %d", ids->len,
+                    m->params.max_tokens);
+    return ABC_OK;
+}
+
+/* Decodes ("decoded"), applies the HD transform ("hd_image", "image_sizes" = the padded image's
+ * (height, width), "pixel_values" [slots, 3, S, S]); grid = (1, h_crop, w_crop). */
+static abc_status prepare_hd_image(abc_context *ctx, const abc_input *in, float **pixels, size_t *n_slots,
+                                   int grid[3]) {
+    const abc_model *m = ctx->model;
+    abc_image decoded = {0}, hd = {0};
+    int h_crop = 0, w_crop = 0;
+    abc_status st = load_input_image(ctx, in, &decoded);
+    if (st != ABC_OK) return st;
+    int64_t shape[4] = {decoded.height, decoded.width, 3, 0};
+    st = emit_stage(ctx, "decoded", ABC_DTYPE_U8, 3, shape, decoded.rgb);
+    if (st == ABC_OK) st = preprocess_hd_image(&decoded, &m->hd, &hd, pixels, &h_crop, &w_crop, &ctx->err);
+    free(decoded.rgb);
+    if (st == ABC_OK) {
+        shape[0] = hd.height;
+        shape[1] = hd.width;
+        st = emit_stage(ctx, "hd_image", ABC_DTYPE_U8, 3, shape, hd.rgb);
+    }
+    if (st == ABC_OK) {
+        const int32_t sizes[2] = {hd.height, hd.width};
+        shape[0] = 2;
+        st = emit_stage(ctx, "image_sizes", ABC_DTYPE_I32, 1, shape, sizes);
+    }
+    if (st == ABC_OK) {
+        *n_slots = 1 + (size_t)h_crop * (size_t)w_crop;
+        shape[0] = (int64_t)*n_slots;
+        shape[1] = 3;
+        shape[2] = shape[3] = m->hd.crop_size;
+        st = emit_stage(ctx, "pixel_values", ABC_DTYPE_F32, 4, shape, *pixels);
+    }
+    free(hd.rgb);
+    grid[0] = 1;
+    grid[1] = h_crop;
+    grid[2] = w_crop;
+    if (st != ABC_OK) {
+        free(*pixels);
+        *pixels = NULL;
+    }
+    return st;
+}
+
+static abc_status embed_phi3(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, float *out) {
+    const abc_model *m = ctx->model;
+    size_t n_placeholders;
+    abc_status st = count_phi3_placeholders(ctx, prompt, &n_placeholders);
+    if (st != ABC_OK) return st;
+    if (has_image && n_placeholders == 0)
+        return fail(&ctx->err, ABC_ERR_PROMPT, "an image was given but the prompt has no %s for it", m->placeholder);
+    if (!has_image && n_placeholders > 0)
+        return fail(&ctx->err, ABC_ERR_PROMPT, "the prompt has %s but no image was given", m->placeholder);
+    float *pixels = NULL;
+    size_t n_slots = 0;
+    int grid[3] = {0, 0, 0};
+    int_vec raw = {0}, ids = {0};
+    st = phi3_prompt_ids(ctx, prompt, 1, &raw); /* one -1 per placeholder: prompt errors before image work */
+    if (st == ABC_OK && has_image) st = prepare_hd_image(ctx, in, &pixels, &n_slots, grid);
+    if (st == ABC_OK)
+        st = expand_image_tokens(ctx, &raw, has_image ? hd_image_token_count(&m->clip, grid[1], grid[2]) : 1, &ids);
+    if (st == ABC_OK) st = run_model(ctx, ids.data, ids.len, pixels, n_slots, grid, false, out);
+    free(pixels);
+    int_vec_free(&raw);
+    int_vec_free(&ids);
+    return st;
+}
+
 static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out, size_t out_len) {
     const abc_model *m = ctx->model;
     abc_error *err = &ctx->err;
@@ -9243,6 +11122,11 @@ static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out,
 
     char *prompt = build_prompt(m, in, has_image);
     if (!prompt) return fail(err, ABC_ERR_NOMEM, "out of memory building the prompt");
+    if (m->arch == ARCH_PHI3_V) {
+        st = embed_phi3(ctx, in, prompt, has_image, out);
+        free(prompt);
+        return st;
+    }
     int_vec raw = {0}, ids = {0};
     st = tokenize_prompt(ctx, prompt, has_image, &raw); /* prompt errors come before any image work */
     free(prompt);
@@ -9305,7 +11189,7 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
         return fail(err, ABC_ERR_INVALID_ARG, "pixel_values and n_patches (%zu) disagree", n_patches);
     if (pixel_values && !grid_thw) return fail(err, ABC_ERR_INVALID_ARG, "pixel values need grid_thw");
     bool query = role == ABC_ROLE_QUERY;
-    if (role == ABC_ROLE_AUTO && n_ids) {
+    if (role == ABC_ROLE_AUTO && n_ids && ctx->model->arch != ARCH_PHI3_V) { /* phi3_v has no query adapter */
         st = tokens_are_query(ctx, ids, n_ids, pixel_values != NULL, &query);
         if (st != ABC_OK) return st;
     }

@@ -64,6 +64,7 @@ typedef struct abc_context abc_context;
 typedef struct {
     size_t max_image_pixels;  /* decoded images larger than this are refused (0: default, 4·12845056·4) */
     int max_tokens;           /* longest accepted sequence (0: default 32768) */
+    int num_crops;            /* phi3_v: most 336×336 crops per image (0: the model file's hd.num_crops) */
 } abc_model_params;
 
 abc_model_params abc_model_default_params(void);
@@ -109,7 +110,12 @@ typedef enum { ABC_DTYPE_F32 = 0, ABC_DTYPE_U8 = 1, ABC_DTYPE_I32 = 2 } abc_arra
 
 /* Called after each pipeline stage with its array (names as in SPEC section 7: "decoded",
  * "resized", "pixel_values", "input_ids", "position_ids", "vision_embeds", "last_hidden",
- * "embedding"). Return non-zero to stop: abc_embed then returns ABC_ERR_STOPPED. */
+ * "embedding"). Phi-3.5-V models (architecture phi3_v) use the names of their fixture: "decoded",
+ * "hd_image" (u8 [h,w,3], the padded HD image), "pixel_values" (f32 [slots,3,336,336]), "image_sizes"
+ * (i32 [2]), "input_ids" (i32 [L], -1 at image tokens), "position_ids" (i32 [L]),
+ * "clip_patch_features" (f32 [slots,576,C]), "image_features" (f32 [n,hidden]), "inputs_embeds",
+ * "last_hidden_state" (f32 [L,hidden]), "embedding". Return non-zero to stop: abc_embed then returns
+ * ABC_ERR_STOPPED. */
 typedef int (*abc_stage_callback)(void *user, const char *name, abc_array_dtype dtype, int ndim,
                                   const int64_t *shape, const void *data);
 
@@ -153,7 +159,11 @@ abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_
 
 /* Lower level: token ids and pixel values prepared by the caller. `pixel_values` is
  * [n_patches][1176] in the patch order of SPEC 4.5 (NULL when there is no image), `grid_thw` the
- * patch grid (t, h, w) with t·h·w == n_patches. Image tokens in `ids` must number n_patches/4. */
+ * patch grid (t, h, w) with t·h·w == n_patches. Image tokens in `ids` must number n_patches/4.
+ * phi3_v: `pixel_values` is [n_patches][3][336][336], the image slots (global view, then the crops
+ * row-major; no zero padding slots), `grid_thw` = (1, h_crop, w_crop) with n_patches = 1 + h·w;
+ * image tokens are -1 in `ids`, (h·w + 1)·144 + 1 + (h + 1)·12 of them per image run, and every text
+ * chunk starts with <s> as the Phi-3-V processor writes it. The role does not matter (no adapter). */
 abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids,
                             const float *pixel_values, size_t n_patches, const int grid_thw[3],
                             abc_role role, float *out, size_t out_len);

@@ -1,6 +1,7 @@
-/* Times the kernels (section 7) on the Qwen2-VL-2B shapes: matmul (f32 and bf16 weights) and
+/* Times the kernels (section 7) on the Qwen2-VL-2B shapes: matmul (f32, bf16 and q8 weights) and
  * attention, per thread count, against the machine's measured FMA peak and, when built with
- * OPENBLAS=1, against OpenBLAS cblas_sgemm on the same f32 data.
+ * OPENBLAS=1, against OpenBLAS cblas_sgemm on the same f32 data. q8 counts 2 operations per int8
+ * multiply-add like the float rows (its %peak is against the float FMA peak, so it can pass 100%).
  *
  *   make bench [OPENBLAS=1]
  *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon] [--quick] [--json]
@@ -230,7 +231,8 @@ int main(int argc, char **argv) {
     float *x = xmalloc_aligned(max_x * sizeof(float)), *w = xmalloc_aligned(max_w * sizeof(float));
     float *y = xmalloc_aligned(max_y * sizeof(float)), *y_blas = xmalloc_aligned(max_y * sizeof(float));
     uint16_t *w_bf16 = xmalloc_aligned(max_w * sizeof(uint16_t));
-    if (!x || !w || !y || !y_blas || !w_bf16) return 1;
+    uint8_t *w_q8 = xmalloc_aligned(max_w + max_w / Q8_BLOCK * 4);
+    if (!x || !w || !y || !y_blas || !w_bf16 || !w_q8) return 1;
     fill(x, max_x, 1);
     fill(w, max_w, 2);
     for (size_t i = 0; i < max_w; i++) {
@@ -240,6 +242,7 @@ int main(int argc, char **argv) {
     }
 
     double peak_per_thread = measure_peak_per_thread(path);
+    int64_t q8_quantized_in = 0; /* w_q8 holds the q8 image of w as [out][in] for this `in` */
     if (json)
         printf("{\n  \"cpu\": \"%s\",\n  \"path\": \"%s\",\n  \"online_cpus\": %d,\n  \"peak_gflops_per_thread\": %.2f,\n"
                "  \"openblas\": %s,\n  \"results\": [\n",
@@ -266,13 +269,28 @@ int main(int argc, char **argv) {
             /* ours f32 and bf16 in turns, then OpenBLAS, best of each. OpenBLAS's idle threads spin for a
              * while after each call and would steal the cores from ours, hence the separate phases and
              * the pause after them. */
-            tensor Ws[2] = {{.dtype = DT_F32, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w},
-                            {.dtype = DT_BF16, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w_bf16}};
-            double best[3] = {1e30, 1e30, 1e30};
+            if (q8_quantized_in != sh->in * 1000003 + sh->out) { /* per block: amax/127, round to nearest */
+                int64_t blocks = sh->in / Q8_BLOCK;
+                for (int64_t j = 0; j < sh->out; j++)
+                    for (int64_t b = 0; b < blocks; b++) {
+                        const float *src = w + j * sh->in + b * Q8_BLOCK;
+                        float amax = 0;
+                        for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabsf(src[k]));
+                        float d = amax / 127;
+                        for (int k = 0; k < Q8_BLOCK; k++)
+                            w_q8[j * sh->in + b * Q8_BLOCK + k] = (uint8_t)(int8_t)(d > 0 ? lrintf(src[k] / d) : 0);
+                        memcpy(w_q8 + sh->out * sh->in + (j * blocks + b) * 4, &d, 4);
+                    }
+                q8_quantized_in = sh->in * 1000003 + sh->out;
+            }
+            tensor Ws[3] = {{.dtype = DT_F32, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w},
+                            {.dtype = DT_BF16, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w_bf16},
+                            {.dtype = DT_Q8, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w_q8}};
+            double best[4] = {1e30, 1e30, 1e30, 1e30};
             for (int phase = have_blas ? 0 : 1; phase < 2; phase++) {
                 double spent = 0;
                 for (int r = -1; r < reps && (r < 2 || spent < 1.5); r++) { /* r = -1: warm-up */
-                    for (int which = phase ? 1 : 0; which < (phase ? 3 : 1); which++) {
+                    for (int which = phase ? 1 : 0; which < (phase ? 4 : 1); which++) {
                         double t0 = seconds_now();
                         if (which > 0) matmul(pool, y, x, sh->n, &Ws[which - 1], NULL);
 #ifdef BENCH_OPENBLAS
@@ -290,7 +308,8 @@ int main(int argc, char **argv) {
                 }
             }
             double t_blas = best[0];
-            for (int bf = 0; bf < 2; bf++) {
+            static const char *dtypes[3] = {"f32", "bf16", "q8"};
+            for (int bf = 0; bf < 3; bf++) {
                 double t = best[1 + bf];
                 double gf = flops / t * 1e-9, ratio = have_blas ? t_blas / t : 0;
                 if (json) {
@@ -298,13 +317,13 @@ int main(int argc, char **argv) {
                            "\"dtype\": \"%s\", \"threads\": %d, \"path\": \"%s\", \"ms\": %.3f, \"gflops\": %.2f, "
                            "\"peak_gflops\": %.2f, \"peak_fraction\": %.4f",
                            first ? "" : ",\n", sh->name, (long long)sh->n, (long long)sh->in, (long long)sh->out,
-                           bf ? "bf16" : "f32", threads[ti], kernel_path_name(path), t * 1e3, gf, peak, gf / peak);
+                           dtypes[bf], threads[ti], kernel_path_name(path), t * 1e3, gf, peak, gf / peak);
                     if (have_blas) printf(", \"openblas_ms\": %.3f, \"ratio_to_openblas\": %.4f", t_blas * 1e3, ratio);
                     printf("}");
                     first = false;
                 } else {
                     printf("%-20s %5lld %5lld %5lld %5s %9.2f %8.1f %5.1f%%", sh->name, (long long)sh->n,
-                           (long long)sh->in, (long long)sh->out, bf ? "bf16" : "f32", t * 1e3, gf, 100 * gf / peak);
+                           (long long)sh->in, (long long)sh->out, dtypes[bf], t * 1e3, gf, 100 * gf / peak);
                     if (have_blas) printf(" %9.2f %8.1f %6.1f%%", t_blas * 1e3, flops / t_blas * 1e-9, 100 * ratio);
                     printf("\n");
                 }
@@ -341,5 +360,6 @@ int main(int argc, char **argv) {
     free(y);
     free(y_blas);
     free(w_bf16);
+    free(w_q8);
     return 0;
 }

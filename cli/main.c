@@ -19,9 +19,12 @@
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
+/* qwen2_vl's stages, then those only phi3_v has (the names of its fixture). */
 static const char *const stage_names[] = {"decoded",      "resized",       "pixel_values",
                                           "input_ids",    "position_ids",  "vision_embeds",
-                                          "last_hidden",  "embedding"};
+                                          "last_hidden",  "embedding",     "hd_image",
+                                          "image_sizes",  "clip_patch_features", "image_features",
+                                          "inputs_embeds", "last_hidden_state"};
 
 static void print_main_usage(FILE *f) {
     fputs("usage: abc <command> [options]\n"
@@ -39,7 +42,7 @@ static void print_main_usage(FILE *f) {
 static void print_embed_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL [--image PATH] [--text TEXT] [--role query|candidate|auto]\n"
           "                 [--prompt RAW] [-o OUT.npy] [--threads N] [--dump DIR]\n"
-          "                 [--stop-after preprocess|STAGE]\n"
+          "                 [--stop-after preprocess|STAGE] [--num-crops N]\n"
           "       abc embed -m MODEL --input-ids IDS.npy [--pixel-values PV.npy --grid T,H,W]\n"
           "                 [--role query|candidate] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "\n"
@@ -48,19 +51,26 @@ static void print_embed_usage(FILE *f) {
           "  --text TEXT           instruction (with an image) or text to embed (UTF-8)\n"
           "  --role ROLE           query, candidate or auto (default auto: image+text is a query)\n"
           "  --prompt RAW          raw prompt replacing the model's template; each <|image_pad|>\n"
-          "                        takes the image's tokens\n"
+          "                        (phi3_v: <|image_1|>) takes the image's tokens\n"
           "  -o, --output OUT.npy  write the embedding as float32 .npy, shape [D]; without -o the\n"
           "                        vector is printed on stdout, one line, values as %.9g\n"
           "  --threads N           worker threads, 1..1024 (default: all online CPUs)\n"
           "  --dump DIR            write every stage that ran as DIR/<stage>.npy: decoded, resized,\n"
           "                        pixel_values, input_ids, position_ids, vision_embeds,\n"
-          "                        last_hidden, embedding\n"
+          "                        last_hidden, embedding; phi3_v: decoded, hd_image, pixel_values\n"
+          "                        [slots,3,336,336], image_sizes, input_ids (-1 = image token),\n"
+          "                        position_ids [L], clip_patch_features, image_features,\n"
+          "                        inputs_embeds, last_hidden_state, embedding\n"
           "  --stop-after STAGE    stop after STAGE (one of the names above, or 'preprocess' =\n"
           "                        pixel_values; position_ids when there is no image)\n"
+          "  --num-crops N         phi3_v: most 336x336 crops per image, 1..4096 (default: the\n"
+          "                        model file's, 4 for VLM2Vec)\n"
           "debugging (feeds abc_embed_tokens, bypassing tokenizer and image pipeline):\n"
-          "  --input-ids IDS.npy   int32/int64 token ids, shape [L]\n"
-          "  --pixel-values PV.npy float32 patches, shape [N,1176] (SPEC 4.5 order)\n"
-          "  --grid T,H,W          patch grid of --pixel-values (T*H*W == N)\n",
+          "  --input-ids IDS.npy   int32/int64 token ids, shape [L] or [1,L]\n"
+          "  --pixel-values PV.npy float32 patches, shape [N,1176] (SPEC 4.5 order); phi3_v: image\n"
+          "                        slots [S,3,336,336] or [1,S,3,336,336] (global view, then the crops;\n"
+          "                        slots beyond 1+H*W, the processor's zero padding, are ignored)\n"
+          "  --grid T,H,W          patch grid of --pixel-values (T*H*W == N); phi3_v: 1,H_CROP,W_CROP\n",
           f);
 }
 
@@ -203,9 +213,11 @@ static int make_dirs(const char *path, char *err, size_t errlen) {
 
 /* ---- model loading shared by the commands ---- */
 
-static int load_model(const char *path, abc_model **model) {
+static int load_model(const char *path, int num_crops, abc_model **model) {
     abc_error err = {0};
-    abc_status st = abc_model_load(path, NULL, model, &err);
+    abc_model_params params = abc_model_default_params();
+    params.num_crops = num_crops;
+    abc_status st = abc_model_load(path, &params, model, &err);
     if (st != ABC_OK) return report(st, err.message, path);
     return EXIT_OK;
 }
@@ -259,6 +271,7 @@ typedef struct {
     const char *input_ids, *pixel_values, *grid;
     abc_role role;
     int threads;
+    int num_crops; /* 0: the model's */
 } embed_options;
 
 static int parse_embed_args(int argc, char **argv, embed_options *o) {
@@ -286,6 +299,12 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
             else if (strcmp(v, "candidate") == 0) o->role = ABC_ROLE_CANDIDATE;
             else if (strcmp(v, "auto") == 0) o->role = ABC_ROLE_AUTO;
             else return usage_error("--role must be query, candidate or auto, not '%s'", v);
+        } else if (take_value(&c, "--num-crops", NULL, &v)) {
+            long n;
+            if (c.bad) return EXIT_USAGE;
+            if (!parse_int(v, 1, 4096, &n))
+                return usage_error("--num-crops must be an integer from 1 to 4096, not '%s'", v);
+            o->num_crops = (int)n;
         } else if (take_value(&c, "--threads", "-t", &v)) {
             long n;
             if (c.bad) return EXIT_USAGE;
@@ -344,16 +363,28 @@ static int read_ids(const char *path, int32_t **ids, size_t *n) {
     return EXIT_OK;
 }
 
-/* Reads --pixel-values (float32 [N,1176]). */
-static int read_pixel_values(const char *path, npy_array *pv) {
+/* Reads --pixel-values: float32 [N,1176] patches (qwen2_vl), or image slots [S,3,X,X] / [1,S,3,X,X]
+ * (phi3_v). *count receives N, or S cut to the 1 + h·w slots of the crop grid (the processor pads
+ * with zero slots up to num_crops + 1). */
+static int read_pixel_values(const char *path, const int grid[3], npy_array *pv, size_t *count) {
     char msg[512];
     if (npy_read(path, pv, msg, sizeof msg) != 0) return report_io(msg);
-    if (pv->dtype != NPY_F32 || pv->ndim != 2 || pv->shape[1] != 1176) {
-        npy_free(pv);
-        snprintf(msg, sizeof msg, "'%s': pixel values must be float32 of shape [N,1176]", path);
-        return report(ABC_ERR_INVALID_ARG, msg, NULL);
+    const int64_t *shape = pv->shape;
+    int ndim = pv->ndim;
+    if (ndim == 5 && shape[0] == 1) shape++, ndim--;
+    if (pv->dtype == NPY_F32 && ndim == 2 && shape[1] == 1176) {
+        *count = (size_t)shape[0];
+        return EXIT_OK;
     }
-    return EXIT_OK;
+    if (pv->dtype == NPY_F32 && ndim == 4 && shape[1] == 3 && shape[2] == shape[3] && shape[2] > 0) {
+        const uint64_t used = (uint64_t)grid[1] * (uint64_t)grid[2] + 1;
+        *count = (size_t)shape[0];
+        if (grid[0] == 1 && used < *count) *count = (size_t)used;
+        return EXIT_OK;
+    }
+    npy_free(pv);
+    snprintf(msg, sizeof msg, "'%s': pixel values must be float32 of shape [N,1176] or [S,3,336,336]", path);
+    return report(ABC_ERR_INVALID_ARG, msg, NULL);
 }
 
 static int print_vector(const float *v, int n) {
@@ -373,18 +404,17 @@ static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_
         return abc_embed(ctx, &in, vec, dim);
     }
     int32_t *ids = NULL;
-    size_t n_ids = 0;
+    size_t n_ids = 0, n_pixels = 0;
     npy_array pv = {0};
+    int grid[3] = {0, 0, 0};
+    if (o->grid) parse_grid(o->grid, grid); /* validated in cmd_embed */
     int rc = read_ids(o->input_ids, &ids, &n_ids);
-    if (rc == EXIT_OK && o->pixel_values) rc = read_pixel_values(o->pixel_values, &pv);
+    if (rc == EXIT_OK && o->pixel_values) rc = read_pixel_values(o->pixel_values, grid, &pv, &n_pixels);
     if (rc != EXIT_OK) {
         free(ids);
         return -1; /* already reported */
     }
-    int grid[3] = {0, 0, 0};
-    if (o->grid) parse_grid(o->grid, grid); /* validated in cmd_embed */
-    abc_status st = abc_embed_tokens(ctx, ids, n_ids, pv.data, pv.data ? (size_t)pv.shape[0] : 0,
-                                     o->grid ? grid : NULL, o->role, vec, dim);
+    abc_status st = abc_embed_tokens(ctx, ids, n_ids, pv.data, n_pixels, o->grid ? grid : NULL, o->role, vec, dim);
     free(ids);
     npy_free(&pv);
     return st;
@@ -413,7 +443,7 @@ static int cmd_embed(int argc, char **argv) {
     }
 
     abc_model *model = NULL;
-    if ((rc = load_model(o.model, &model)) != EXIT_OK) return rc;
+    if ((rc = load_model(o.model, o.num_crops, &model)) != EXIT_OK) return rc;
 
     abc_context_params cp = abc_context_default_params();
     cp.n_threads = o.threads;
@@ -545,7 +575,7 @@ static int cmd_tokenize(int argc, char **argv) {
     if (!text) return usage_error("tokenize: TEXT is required");
 
     abc_model *model = NULL;
-    int rc = load_model(model_path, &model);
+    int rc = load_model(model_path, 0, &model);
     if (rc != EXIT_OK) return rc;
     size_t len = strlen(text), cap = len + 16, n = 0;
     int32_t *ids = malloc(cap * sizeof *ids);
@@ -607,7 +637,7 @@ static int cmd_info(int argc, char **argv) {
     }
     if (!model_path) return usage_error("info: -m MODEL is required");
     abc_model *model = NULL;
-    int rc = load_model(model_path, &model);
+    int rc = load_model(model_path, 0, &model);
     if (rc != EXIT_OK) return rc;
     const char *desc = abc_model_description(model);
     struct stat st;

@@ -50,18 +50,21 @@ static int check_string(const cfg_reader *r, const json_value *v, const char *ke
     return 0;
 }
 
-static int check_architecture(const cfg_reader *r) {
+/* Which model this is: model_type first, else architectures[0]. */
+static int check_architecture(const cfg_reader *r, model_arch *arch) {
     const json_value *mt = json_get(r->root, "model_type");
-    const json_value *arch = json_get(r->root, "architectures");
+    const json_value *archs = json_get(r->root, "architectures");
     if (mt && mt->type == JSON_STRING) {
-        if (strcmp(mt->string, "qwen2_vl") != 0)
-            return cv_fail(r->err, r->errsize, "%s: unsupported architecture: model_type \"%.60s\" (supported: qwen2_vl)", r->path, mt->string);
+        if (strcmp(mt->string, "qwen2_vl") == 0) *arch = ARCH_QWEN2_VL;
+        else if (strcmp(mt->string, "phi3_v") == 0) *arch = ARCH_PHI3_V;
+        else return cv_fail(r->err, r->errsize, "%s: unsupported architecture: model_type \"%.60s\" (supported: qwen2_vl, phi3_v)", r->path, mt->string);
         return 0;
     }
-    if (arch && arch->type == JSON_ARRAY && arch->n_items > 0 && arch->items[0].type == JSON_STRING) {
-        if (strcmp(arch->items[0].string, "Qwen2VLForConditionalGeneration") != 0)
-            return cv_fail(r->err, r->errsize, "%s: unsupported architecture \"%.60s\" (supported: Qwen2VLForConditionalGeneration)", r->path,
-                           arch->items[0].string);
+    if (archs && archs->type == JSON_ARRAY && archs->n_items > 0 && archs->items[0].type == JSON_STRING) {
+        if (strcmp(archs->items[0].string, "Qwen2VLForConditionalGeneration") == 0) *arch = ARCH_QWEN2_VL;
+        else if (strcmp(archs->items[0].string, "Phi3VForCausalLM") == 0) *arch = ARCH_PHI3_V;
+        else return cv_fail(r->err, r->errsize, "%s: unsupported architecture \"%.60s\" (supported: Qwen2VLForConditionalGeneration, Phi3VForCausalLM)", r->path,
+                            archs->items[0].string);
         return 0;
     }
     return cv_fail(r->err, r->errsize, "%s: neither \"model_type\" nor \"architectures\" says which model this is", r->path);
@@ -114,7 +117,7 @@ static int read_text(const cfg_reader *r, model_config *c) {
         return cv_fail(r->err, r->errsize, "%s: use_sliding_window=true is not supported", r->path);
     const json_value *tie = text_field(r, "tie_word_embeddings");
     c->tie_embeddings = tie && tie->type == JSON_BOOL && tie->boolean;
-    return read_rope(r, c);
+    return 0;
 }
 
 static int read_vision(const cfg_reader *r, model_config *c) {
@@ -201,6 +204,191 @@ done:
     return rc;
 }
 
+/* ---- phi3_v (microsoft/Phi-3.5-vision-instruct) ---- */
+
+/* A config string that must have one value, when present (absent = the modeling code's default). */
+static int phi3_require_string(const cfg_reader *r, const json_value *obj, const char *key, const char *want) {
+    const json_value *v = json_get(obj, key);
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type != JSON_STRING || strcmp(v->string, want) != 0)
+        return cv_fail(r->err, r->errsize, "%s: %s \"%.40s\" is not supported (the runtime implements \"%s\")", r->path, key,
+                       v->type == JSON_STRING ? v->string : "?", want);
+    return 0;
+}
+
+static int phi3_require_true(const cfg_reader *r, const json_value *obj, const char *where, const char *key) {
+    const json_value *v = json_get(obj, key);
+    if (!v || v->type != JSON_BOOL || !v->boolean)
+        return cv_fail(r->err, r->errsize, "%s: %s.%s must be true (the runtime implements Phi-3.5-V's HD transform with learnable separators)", r->path, where, key);
+    return 0;
+}
+
+/* short_factor / long_factor: head_dim/2 positive numbers each. */
+static int phi3_read_factors(const cfg_reader *r, const json_value *rs, const char *key, int64_t n, double *dst) {
+    const json_value *a = json_get(rs, key);
+    if (!a || a->type != JSON_ARRAY)
+        return cv_fail(r->err, r->errsize, "%s: rope_scaling.%s is missing (su/longrope needs head_dim/2 = %lld factors)", r->path, key, (long long)n);
+    if ((int64_t)a->n_items != n)
+        return cv_fail(r->err, r->errsize, "%s: rope_scaling.%s has %zu entries, but head_dim/2 = %lld", r->path, key, a->n_items, (long long)n);
+    for (int64_t i = 0; i < n; i++) {
+        const json_value *v = &a->items[i];
+        if (v->type != JSON_NUMBER || !(v->number > 0) || !isfinite(v->number))
+            return cv_fail(r->err, r->errsize, "%s: rope_scaling.%s[%lld] is not a positive number", r->path, key, (long long)i);
+        dst[i] = v->number;
+    }
+    return 0;
+}
+
+/* rope_scaling: null (plain RoPE) or type "su"/"longrope" with per-frequency factors. */
+static int phi3_read_rope(const cfg_reader *r, model_config *c) {
+    const json_value *theta = json_get(r->root, "rope_theta");
+    c->rope_theta = 10000.0; /* Phi3Config's default */
+    if (theta && theta->type != JSON_NULL && req_positive(r, theta, "rope_theta", &c->rope_theta) < 0) return -1;
+    if (req_int(r, json_get(r->root, "max_position_embeddings"), "max_position_embeddings", 1, INT64_C(1) << 40, &c->max_position) < 0 ||
+        opt_int(r, json_get(r->root, "original_max_position_embeddings"), "original_max_position_embeddings", 1, INT64_C(1) << 40, c->max_position,
+                &c->original_max_position) < 0)
+        return -1;
+    const json_value *rs = json_get(r->root, "rope_scaling");
+    if (!rs || rs->type == JSON_NULL) { c->rope_su = 0; return 0; }
+    if (rs->type != JSON_OBJECT) return cv_fail(r->err, r->errsize, "%s: rope_scaling is not an object", r->path);
+    const json_value *ty = json_get(rs, "type");
+    if (!ty || ty->type != JSON_STRING) ty = json_get(rs, "rope_type");
+    if (!ty || ty->type != JSON_STRING || (strcmp(ty->string, "su") != 0 && strcmp(ty->string, "longrope") != 0))
+        return cv_fail(r->err, r->errsize, "%s: rope_scaling type \"%.40s\" is not supported (phi3_v: su or longrope)", r->path,
+                       ty && ty->type == JSON_STRING ? ty->string : "?");
+    const int64_t n = c->head_dim / 2;
+    if (n > PHI3_MAX_ROPE_FACTORS) return cv_fail(r->err, r->errsize, "%s: head_dim %lld is too large", r->path, (long long)c->head_dim);
+    if (!json_get(r->root, "original_max_position_embeddings"))
+        return cv_fail(r->err, r->errsize, "%s: \"original_max_position_embeddings\" is missing (needed by su/longrope RoPE)", r->path);
+    c->rope_su = 1;
+    return phi3_read_factors(r, rs, "short_factor", n, c->rope_short) < 0 || phi3_read_factors(r, rs, "long_factor", n, c->rope_long) < 0 ? -1 : 0;
+}
+
+/* The CLIP tower. Phi-3.5-V's config names the OpenAI ViT-L/14-336 checkpoint instead of listing its
+ * sizes (the modeling code hard-codes them); a config may list them in img_processor.tiny_clip_config
+ * (the test fixtures) or img_processor.clip_config. */
+static int phi3_read_clip(const cfg_reader *r, const json_value *ip, model_config *c) {
+    if (phi3_require_string(r, ip, "name", "clip_vision_model") < 0 || phi3_require_string(r, ip, "type_feature", "patch") < 0) return -1;
+    int64_t layer_idx;
+    if (opt_int(r, json_get(ip, "layer_idx"), "img_processor.layer_idx", -4096, 4096, -2, &layer_idx) < 0) return -1;
+    if (layer_idx != -2)
+        return cv_fail(r->err, r->errsize, "%s: img_processor.layer_idx %lld is not supported (the runtime takes CLIP's hidden_states[-2])", r->path, (long long)layer_idx);
+    const json_value *cc = json_get(ip, "tiny_clip_config");
+    if (!cc || cc->type != JSON_OBJECT) cc = json_get(ip, "clip_config");
+    if (cc && cc->type == JSON_OBJECT) {
+        const int64_t big = INT64_C(1) << 20;
+        int64_t channels;
+        if (req_int(r, json_get(cc, "hidden_size"), "clip hidden_size", 1, big, &c->clip_hidden) < 0 ||
+            req_int(r, json_get(cc, "intermediate_size"), "clip intermediate_size", 1, big, &c->clip_intermediate) < 0 ||
+            req_int(r, json_get(cc, "num_hidden_layers"), "clip num_hidden_layers", 1, 4096, &c->clip_layers) < 0 ||
+            req_int(r, json_get(cc, "num_attention_heads"), "clip num_attention_heads", 1, 4096, &c->clip_heads) < 0 ||
+            opt_int(r, json_get(cc, "image_size"), "clip image_size", 1, 1 << 16, 336, &c->clip_image) < 0 ||
+            opt_int(r, json_get(cc, "patch_size"), "clip patch_size", 1, 1 << 16, 14, &c->clip_patch) < 0 ||
+            opt_int(r, json_get(cc, "num_channels"), "clip num_channels", 1, 64, 3, &channels) < 0)
+            return -1;
+        c->clip_eps = 1e-5;
+        const json_value *eps = json_get(cc, "layer_norm_eps");
+        if (eps && req_positive(r, eps, "clip layer_norm_eps", &c->clip_eps) < 0) return -1;
+        if (phi3_require_string(r, cc, "hidden_act", "quick_gelu") < 0) return -1;
+        if (channels != 3) return cv_fail(r->err, r->errsize, "%s: CLIP num_channels %lld is not supported (RGB only)", r->path, (long long)channels);
+    } else {
+        const json_value *mn = json_get(ip, "model_name");
+        if (!mn || mn->type != JSON_STRING || strcmp(mn->string, "openai/clip-vit-large-patch14-336") != 0)
+            return cv_fail(r->err, r->errsize, "%s: img_processor.model_name \"%.60s\" is not supported (openai/clip-vit-large-patch14-336, or sizes in img_processor.clip_config)",
+                           r->path, mn && mn->type == JSON_STRING ? mn->string : "?");
+        /* CLIP_VIT_LARGE_PATCH14_336_CONFIG of the Phi-3-V modeling code */
+        c->clip_hidden = 1024;
+        c->clip_intermediate = 4096;
+        c->clip_layers = 24;
+        c->clip_heads = 16;
+        c->clip_image = 336;
+        c->clip_patch = 14;
+        c->clip_eps = 1e-5;
+    }
+    if (c->clip_hidden % c->clip_heads)
+        return cv_fail(r->err, r->errsize, "%s: CLIP hidden_size %lld is not a multiple of its num_attention_heads %lld", r->path, (long long)c->clip_hidden,
+                       (long long)c->clip_heads);
+    if (c->clip_layers < 2)
+        return cv_fail(r->err, r->errsize, "%s: CLIP needs at least 2 layers (its features are hidden_states[-2])", r->path);
+    if (c->clip_image != 336 || c->clip_patch != 14)
+        return cv_fail(r->err, r->errsize, "%s: CLIP image_size %lld / patch_size %lld are not supported (the HD transform works on 336x336 crops of 14x14 patches)",
+                       r->path, (long long)c->clip_image, (long long)c->clip_patch);
+    int64_t dim_out;
+    if (opt_int(r, json_get(ip, "image_dim_out"), "img_processor.image_dim_out", 1, INT64_C(1) << 20, c->clip_hidden, &dim_out) < 0) return -1;
+    if (dim_out != c->clip_hidden)
+        return cv_fail(r->err, r->errsize, "%s: img_processor.image_dim_out %lld differs from the CLIP hidden size %lld", r->path, (long long)dim_out, (long long)c->clip_hidden);
+    if (opt_int(r, json_get(ip, "num_img_tokens"), "img_processor.num_img_tokens", 1, 1 << 20, 144, &c->num_img_tokens) < 0) return -1;
+    const int64_t grid = c->clip_image / c->clip_patch / 2; /* 2x2 patches merged per token */
+    if (c->num_img_tokens != grid * grid)
+        return cv_fail(r->err, r->errsize, "%s: img_processor.num_img_tokens %lld must be %lld ((336/14/2)^2)", r->path, (long long)c->num_img_tokens, (long long)(grid * grid));
+    return 0;
+}
+
+static int phi3_read_embd_layer(const cfg_reader *r) {
+    const json_value *e = json_get(r->root, "embd_layer");
+    if (!e || e->type != JSON_OBJECT) return cv_fail(r->err, r->errsize, "%s: \"embd_layer\" is missing (a Phi-3-V config describes its image embedding there)", r->path);
+    if (phi3_require_string(r, e, "embedding_cls", "image") < 0 || phi3_require_string(r, e, "hd_transform_order", "sub_glb") < 0 ||
+        phi3_require_string(r, e, "projection_cls", "mlp") < 0 || phi3_require_true(r, e, "embd_layer", "use_hd_transform") < 0 ||
+        phi3_require_true(r, e, "embd_layer", "with_learnable_separator") < 0)
+        return -1;
+    return 0;
+}
+
+/* preprocessor_config.json (Phi3VImageProcessor): num_crops, num_img_tokens, image_mean/std. Optional:
+ * without it the processor's defaults (4 crops, OpenAI CLIP mean/std) apply. */
+static int phi3_read_preprocessor(const char *dir, model_config *c, char *err, size_t errsize) {
+    static const double clip_mean[3] = { 0.48145466, 0.4578275, 0.40821073 }, clip_std[3] = { 0.26862954, 0.26130258, 0.27577711 };
+    memcpy(c->image_mean, clip_mean, sizeof clip_mean);
+    memcpy(c->image_std, clip_std, sizeof clip_std);
+    char *path = cv_path_join(dir, "preprocessor_config.json");
+    if (!path) return cv_fail(err, errsize, "out of memory");
+    if (!cv_file_exists(path)) { free(path); return 0; }
+    json_value *root = cv_read_json(path, err, errsize);
+    if (!root) { free(path); return -1; }
+    cfg_reader r = { path, root, NULL, NULL, err, errsize };
+    int rc = -1;
+    int64_t tokens;
+    if (root->type != JSON_OBJECT) { cv_fail(err, errsize, "%s: not a JSON object", path); goto done; }
+    if (opt_int(&r, json_get(root, "num_crops"), "num_crops", 1, 4096, c->num_crops, &c->num_crops) < 0 ||
+        opt_int(&r, json_get(root, "num_img_tokens"), "num_img_tokens", 1, 1 << 20, c->num_img_tokens, &tokens) < 0)
+        goto done;
+    if (tokens != c->num_img_tokens) {
+        cv_fail(err, errsize, "%s: num_img_tokens %lld disagrees with config.json (%lld)", path, (long long)tokens, (long long)c->num_img_tokens);
+        goto done;
+    }
+    for (int k = 0; k < 2; k++) {
+        const json_value *a = json_get(root, k ? "image_std" : "image_mean");
+        double *dst = k ? c->image_std : c->image_mean;
+        const char *name = k ? "image_std" : "image_mean";
+        if (!a || a->type == JSON_NULL) continue;
+        if (a->type != JSON_ARRAY || a->n_items != 3) { cv_fail(err, errsize, "%s: \"%s\" must be an array of 3 numbers", path, name); goto done; }
+        for (int i = 0; i < 3; i++) {
+            if (a->items[i].type != JSON_NUMBER || !isfinite(a->items[i].number) || (k && !(a->items[i].number > 0))) {
+                cv_fail(err, errsize, "%s: \"%s\"[%d] is not a valid number", path, name, i);
+                goto done;
+            }
+            dst[i] = a->items[i].number;
+        }
+    }
+    rc = 0;
+done:
+    json_free(root);
+    free(path);
+    return rc;
+}
+
+static int phi3_load(cfg_reader *r, const char *dir, model_config *c) {
+    r->text = NULL;
+    if (read_text(r, c) < 0 || phi3_read_rope(r, c) < 0) return -1;
+    const json_value *ip = json_get(r->root, "img_processor");
+    if (!ip || ip->type != JSON_OBJECT)
+        return cv_fail(r->err, r->errsize, "%s: \"img_processor\" is missing (a Phi-3-V config describes its CLIP tower there)", r->path);
+    if (phi3_read_clip(r, ip, c) < 0 || phi3_read_embd_layer(r) < 0) return -1;
+    if (opt_int(r, json_get(r->root, "bos_token_id"), "bos_token_id", 0, INT32_MAX, 1, &c->bos_token) < 0) return -1;
+    if (opt_int(r, json_get(r->root, "num_crops"), "num_crops", 1, 4096, 4, &c->num_crops) < 0) return -1;
+    return phi3_read_preprocessor(dir, c, r->err, r->errsize);
+}
+
 int config_load(const char *dir, model_config *c, char *err, size_t errsize) {
     memset(c, 0, sizeof *c);
     char *path = cv_path_join(dir, "config.json");
@@ -210,12 +398,16 @@ int config_load(const char *dir, model_config *c, char *err, size_t errsize) {
     cfg_reader r = { path, root, NULL, NULL, err, errsize };
     int rc = -1;
     if (root->type != JSON_OBJECT) { cv_fail(err, errsize, "%s: not a JSON object", path); goto done; }
-    if (check_architecture(&r) < 0) goto done;
+    if (check_architecture(&r, &c->arch) < 0) goto done;
+    if (c->arch == ARCH_PHI3_V) {
+        rc = phi3_load(&r, dir, c);
+        goto done;
+    }
     r.text = json_get(root, "text_config");
     if (r.text && r.text->type != JSON_OBJECT) r.text = NULL;
     r.vision = json_get(root, "vision_config");
     if (!r.vision || r.vision->type != JSON_OBJECT) { cv_fail(err, errsize, "%s: \"vision_config\" is missing", path); goto done; }
-    if (read_text(&r, c) < 0 || read_vision(&r, c) < 0) goto done;
+    if (read_text(&r, c) < 0 || read_rope(&r, c) < 0 || read_vision(&r, c) < 0) goto done;
     if (read_token_id(&r, "image_token_id", &c->image_token) < 0 ||
         read_token_id(&r, "vision_start_token_id", &c->vision_start_token) < 0 ||
         read_token_id(&r, "vision_end_token_id", &c->vision_end_token) < 0)

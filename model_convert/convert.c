@@ -14,9 +14,14 @@
 #define MAX_NAME 192
 
 typedef struct {
-    char name[MAX_NAME];   /* hub name */
+    char name[MAX_NAME];   /* name in the .abc file (qwen2_vl: the hub name) */
     int ndim;
     int64_t shape[4];
+    /* phi3_v renames, splits and reshapes checkpoint tensors: */
+    char hub[MAX_NAME];    /* the checkpoint's name when it differs from name; "" = name */
+    int src_ndim;          /* the checkpoint's shape when it differs (fused, conv, [1,1,N]); 0 = shape */
+    int64_t src_shape[4];
+    int64_t row0;          /* split: the first row of the fused checkpoint tensor that lands here */
 } expected_tensor;
 
 typedef struct {
@@ -137,10 +142,151 @@ static int build_expected(const model_config *c, int64_t head_dim, expected_list
     return rc ? -1 : 0;
 }
 
+/* ---- phi3_v: the .abc names of FORMAT.md, made from the hub checkpoint's tensors ---- */
+
+#define PHI3_VISION "model.vision_embed_tokens."
+#define PHI3_CLIP PHI3_VISION "img_processor.vision_model."
+
+/* One output tensor `name` [d0(, d1)] made from checkpoint tensor `hub` (src_ndim 0: same shape;
+ * else the checkpoint's shape, of which rows row0.. are taken when it is a fused matrix). */
+static int expect_from(expected_list *l, const char *name, int ndim, int64_t d0, int64_t d1, const char *hub, int src_ndim,
+                       const int64_t *src_shape, int64_t row0) {
+    if (expect(l, ndim, d0, d1, "%s", name) < 0) return -1;
+    expected_tensor *e = &l->items[l->n - 1];
+    if (strcmp(hub, name) != 0) snprintf(e->hub, sizeof e->hub, "%s", hub);
+    e->src_ndim = src_ndim;
+    for (int i = 0; i < src_ndim; i++) e->src_shape[i] = src_shape[i];
+    e->row0 = row0;
+    return 0;
+}
+
+/* Same shape, new name: out_prefix + suffix, from hub_prefix + suffix. */
+static int expect_renamed(expected_list *l, const char *out_prefix, const char *hub_prefix, const char *suffix, int ndim, int64_t d0, int64_t d1) {
+    char name[MAX_NAME], hub[MAX_NAME];
+    snprintf(name, sizeof name, "%s%s", out_prefix, suffix);
+    snprintf(hub, sizeof hub, "%s%s", hub_prefix, suffix);
+    return expect_from(l, name, ndim, d0, d1, hub, 0, NULL, 0);
+}
+
+/* Rows [row0, row0 + rows) of the fused [total, in] checkpoint matrix `hub`. */
+static int expect_split(expected_list *l, const char *name, const char *hub, int64_t row0, int64_t rows, int64_t total, int64_t in) {
+    const int64_t src[2] = { total, in };
+    return expect_from(l, name, 2, rows, in, hub, 2, src, row0);
+}
+
+static int build_expected_phi3(const model_config *c, expected_list *l) {
+    const int64_t C = c->clip_hidden, CI = c->clip_intermediate, H = c->hidden, I = c->intermediate;
+    const int64_t kv = c->kv_heads * c->head_dim, patch_len = 3 * c->clip_patch * c->clip_patch;
+    const int64_t positions = (c->clip_image / c->clip_patch) * (c->clip_image / c->clip_patch) + 1;
+    const int64_t conv[4] = { C, 3, c->clip_patch, c->clip_patch }, glb[3] = { 1, 1, 4 * C }, sub[4] = { 1, 1, 1, 4 * C };
+    int rc = 0;
+    rc |= expect_renamed(l, "clip.", PHI3_CLIP, "embeddings.class_embedding", 1, C, 0);
+    /* the Conv2d kernel [C, 3, P, P] flattened per output channel in (channel, ky, kx) order */
+    rc |= expect_from(l, "clip.embeddings.patch_embedding.weight", 2, C, patch_len, PHI3_CLIP "embeddings.patch_embedding.weight", 4, conv, 0);
+    rc |= expect_renamed(l, "clip.", PHI3_CLIP, "embeddings.position_embedding.weight", 2, positions, C);
+    rc |= expect_renamed(l, "clip.", PHI3_CLIP, "pre_layrnorm.weight", 1, C, 0);
+    rc |= expect_renamed(l, "clip.", PHI3_CLIP, "pre_layrnorm.bias", 1, C, 0);
+    /* the features are hidden_states[-2]: the last layer (and post_layernorm) never runs */
+    for (int64_t b = 0; b + 1 < c->clip_layers && rc == 0; b++) {
+        char out[MAX_NAME], hub[MAX_NAME];
+        snprintf(out, sizeof out, "clip.layers.%lld.", (long long)b);
+        snprintf(hub, sizeof hub, PHI3_CLIP "encoder.layers.%lld.", (long long)b);
+        static const char *const norms[] = { "layer_norm1.weight", "layer_norm1.bias", "layer_norm2.weight", "layer_norm2.bias" };
+        for (int k = 0; k < 4; k++) rc |= expect_renamed(l, out, hub, norms[k], 1, C, 0);
+        static const char *const attn[] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj" };
+        for (int k = 0; k < 4; k++) {
+            char w[64], bias[64];
+            snprintf(w, sizeof w, "%s.weight", attn[k]);
+            snprintf(bias, sizeof bias, "%s.bias", attn[k]);
+            rc |= expect_renamed(l, out, hub, w, 2, C, C);
+            rc |= expect_renamed(l, out, hub, bias, 1, C, 0);
+        }
+        rc |= expect_renamed(l, out, hub, "mlp.fc1.weight", 2, CI, C);
+        rc |= expect_renamed(l, out, hub, "mlp.fc1.bias", 1, CI, 0);
+        rc |= expect_renamed(l, out, hub, "mlp.fc2.weight", 2, C, CI);
+        rc |= expect_renamed(l, out, hub, "mlp.fc2.bias", 1, C, 0);
+    }
+    rc |= expect_from(l, "hd.glb_GN", 1, 4 * C, 0, PHI3_VISION "glb_GN", 3, glb, 0);
+    rc |= expect_from(l, "hd.sub_GN", 1, 4 * C, 0, PHI3_VISION "sub_GN", 4, sub, 0);
+    rc |= expect_renamed(l, "hd.", PHI3_VISION, "img_projection.0.weight", 2, H, 4 * C);
+    rc |= expect_renamed(l, "hd.", PHI3_VISION, "img_projection.0.bias", 1, H, 0);
+    rc |= expect_renamed(l, "hd.", PHI3_VISION, "img_projection.2.weight", 2, H, H);
+    rc |= expect_renamed(l, "hd.", PHI3_VISION, "img_projection.2.bias", 1, H, 0);
+    rc |= expect(l, 2, c->vocab, H, "model.embed_tokens.weight");
+    for (int64_t b = 0; b < c->layers && rc == 0; b++) {
+        char p[48], name[MAX_NAME], hub[MAX_NAME];
+        snprintf(p, sizeof p, "model.layers.%lld.", (long long)b);
+        rc |= expect(l, 1, H, 0, "%sinput_layernorm.weight", p);
+        rc |= expect(l, 1, H, 0, "%spost_attention_layernorm.weight", p);
+        snprintf(hub, sizeof hub, "%sself_attn.qkv_proj.weight", p);
+        static const char *const qkv[] = { "q_proj", "k_proj", "v_proj" };
+        const int64_t rows[3] = { H, kv, kv }, first[3] = { 0, H, H + kv };
+        for (int k = 0; k < 3; k++) {
+            snprintf(name, sizeof name, "%sself_attn.%s.weight", p, qkv[k]);
+            rc |= expect_split(l, name, hub, first[k], rows[k], H + 2 * kv, H);
+        }
+        rc |= expect(l, 2, H, H, "%sself_attn.o_proj.weight", p);
+        snprintf(hub, sizeof hub, "%smlp.gate_up_proj.weight", p);
+        snprintf(name, sizeof name, "%smlp.gate_proj.weight", p);
+        rc |= expect_split(l, name, hub, 0, I, 2 * I, H);
+        snprintf(name, sizeof name, "%smlp.up_proj.weight", p);
+        rc |= expect_split(l, name, hub, I, I, 2 * I, H);
+        rc |= expect(l, 2, H, I, "%smlp.down_proj.weight", p);
+    }
+    rc |= expect(l, 1, H, 0, "model.norm.weight");
+    return rc ? -1 : 0;
+}
+
+/* Checkpoint tensors phi3_v leaves out on purpose: CLIP's last layer and post_layernorm (the
+ * features are hidden_states[-2]), the language-model head, the image embedding's copy of wte. */
+static int phi3_dropped(const model_config *c, const char *hub) {
+    char last[MAX_NAME];
+    snprintf(last, sizeof last, PHI3_CLIP "encoder.layers.%lld.", (long long)(c->clip_layers - 1));
+    return strncmp(hub, last, strlen(last)) == 0 || strncmp(hub, PHI3_CLIP "post_layernorm.", strlen(PHI3_CLIP "post_layernorm.")) == 0 ||
+           strcmp(hub, "lm_head.weight") == 0 || strcmp(hub, PHI3_VISION "wte.weight") == 0;
+}
+
+/* transformers 5 saves the CLIP tower without the `vision_model.` level; both spellings map to the
+ * hub's (with it). Returns a new string. */
+static char *phi3_canonical_name(const char *name) {
+    static const char ip[] = PHI3_VISION "img_processor.";
+    if (strncmp(name, ip, sizeof ip - 1) != 0 || strncmp(name + sizeof ip - 1, "vision_model.", 13) == 0) return cv_strdup(name);
+    size_t n = strlen(name) + 14;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%svision_model.%s", ip, name + sizeof ip - 1);
+    return out;
+}
+
 static const expected_tensor *find_expected(const expected_list *l, const char *name) {
     for (size_t i = 0; i < l->n; i++)
         if (strcmp(l->items[i].name, name) == 0) return &l->items[i];
     return NULL;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static const char *hub_name(const expected_tensor *e) { return e->hub[0] ? e->hub : e->name; }
+
+/* The first output made from checkpoint tensor `hub` (a fused phi3_v tensor makes several). */
+static const expected_tensor *find_by_hub(const expected_list *l, const char *hub) {
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(hub_name(&l->items[i]), hub) == 0) return &l->items[i];
+    return NULL;
+}
+
+/* The checkpoint's shape of e's source: [out, in] of the Linear an adapter module must fit. */
+static const int64_t *source_shape(const expected_tensor *e, int *ndim) {
+    *ndim = e->src_ndim ? e->src_ndim : e->ndim;
+    return e->src_ndim ? e->src_shape : e->shape;
+}
+
+static uint64_t expected_numel(const expected_tensor *e) {
+    uint64_t n = 1;
+    for (int i = 0; i < e->ndim; i++) n *= (uint64_t)e->shape[i];
+    return n;
 }
 
 static void format_dims(int ndim, const int64_t *shape, char *buf, size_t size) {
@@ -152,6 +298,12 @@ static void format_dims(int ndim, const int64_t *shape, char *buf, size_t size) 
 /* The checkpoint stores the patch embedding as the Conv3d kernel [E, C, T, P, P]; flattened per
  * output channel it is exactly the [E, C*T*P*P] matrix of FORMAT.md (row-major, [c][t][y][x]). */
 static int shape_fits(const model_config *c, const expected_tensor *e, const st_tensor *t) {
+    if (e->src_ndim) {
+        if (t->ndim != e->src_ndim) return 0;
+        for (int i = 0; i < e->src_ndim; i++)
+            if (t->shape[i] != e->src_shape[i]) return 0;
+        return 1;
+    }
     if (strcmp(e->name, "visual.patch_embed.proj.weight") == 0 && t->ndim == 5)
         return t->shape[0] == e->shape[0] && t->shape[1] == c->v_in_channels && t->shape[2] == c->v_temporal_patch &&
                t->shape[3] == c->v_patch && t->shape[4] == c->v_patch;
@@ -163,9 +315,14 @@ static int shape_fits(const model_config *c, const expected_tensor *e, const st_
 
 static int shape_error(const char *where, const expected_tensor *e, const st_tensor *t, char *err, size_t errsize) {
     char have[128], want[128];
+    int ndim;
+    const int64_t *shape = source_shape(e, &ndim);
     format_dims(t->ndim, t->shape, have, sizeof have);
-    format_dims(e->ndim, e->shape, want, sizeof want);
-    return cv_fail(err, errsize, "%s: tensor %s has shape %s, but config.json implies %s", where, e->name, have, want);
+    format_dims(ndim, shape, want, sizeof want);
+    const char *n = hub_name(e), *hint = "";
+    if (ends_with(n, ".self_attn.qkv_proj.weight")) hint = " (qkv_proj stacks q, k and v: hidden_size + 2 * num_key_value_heads * head_dim rows)";
+    if (ends_with(n, ".mlp.gate_up_proj.weight")) hint = " (gate_up_proj stacks gate and up: 2 * intermediate_size rows)";
+    return cv_fail(err, errsize, "%s: tensor %s has shape %s, but config.json implies %s%s", where, n, have, want, hint);
 }
 
 /* ---- number formats ---- */
@@ -186,6 +343,24 @@ static int narrow(const float *src, size_t n, uint32_t dtype, void *dst, uint64_
     return 0;
 }
 
+/* q8: `rows` whole rows of e (the first is row0) from src into dst, the tensor's full q8 image
+ * (int8 [out][in], then float32 scales [out][in / 32]). */
+static int narrow_q8(const float *src, int64_t row0, int64_t rows, const expected_tensor *e, void *dst, char *err, size_t errsize) {
+    const int64_t in = e->shape[1], out = e->shape[0], blocks = in / CV_Q8_BLOCK;
+    if (narrow(src, (size_t)(rows * in), ABC_DTYPE_F32, NULL, (uint64_t)(row0 * in), e->name, err, errsize) < 0) return -1;
+    float scales[256];
+    for (int64_t r = 0; r < rows; r++) {
+        int8_t *q = (int8_t *)dst + (row0 + r) * in;
+        unsigned char *s = (unsigned char *)dst + out * in + (row0 + r) * blocks * 4;
+        for (int64_t b0 = 0; b0 < blocks; b0 += 256) { /* the host is little-endian (main.c checks) */
+            int64_t nb = blocks - b0 < 256 ? blocks - b0 : 256;
+            cv_quantize_q8_row(src + r * in + b0 * CV_Q8_BLOCK, nb * CV_Q8_BLOCK, q + b0 * CV_Q8_BLOCK, scales);
+            memcpy(s + b0 * 4, scales, (size_t)nb * 4);
+        }
+    }
+    return 0;
+}
+
 /* ---- fill callbacks (run while the file is written) ---- */
 
 static void free_fill_ctx(void *p) {
@@ -201,14 +376,31 @@ static void free_fill_ctx(void *p) {
 static int fill_tensor(void *p, void *dst, char *err, size_t errsize) {
     const fill_ctx *c = p;
     const tensor_source *s = &c->source;
-    uint64_t n = st_numel(s->src);
+    /* a split phi3_v tensor is rows row0.. of its fused source: every read starts at `first` */
+    const uint64_t n = expected_numel(&c->exp), first = (uint64_t)c->exp.row0 * (uint64_t)c->exp.shape[1];
+    /* q8 without merges or scale: whole rows at a time */
+    if (c->dtype == ABC_DTYPE_Q8 && s->n_merges == 0 && c->post_scale == 1.0f) {
+        const int64_t in = c->exp.shape[1], step = in >= NARROW_CHUNK ? 1 : NARROW_CHUNK / in;
+        float *tmp = malloc((size_t)(step * in) * sizeof *tmp);
+        if (!tmp) return cv_fail(err, errsize, "out of memory");
+        for (int64_t r = 0; r < c->exp.shape[0]; r += step) {
+            int64_t k = c->exp.shape[0] - r < step ? c->exp.shape[0] - r : step;
+            if (st_read_f32_range(s->set, s->src, first + (uint64_t)(r * in), (uint64_t)(k * in), tmp, err, errsize) < 0 ||
+                narrow_q8(tmp, r, k, &c->exp, dst, err, errsize) < 0) {
+                free(tmp);
+                return -1;
+            }
+        }
+        free(tmp);
+        return 0;
+    }
     /* without merges, stream in chunks so that narrowing needs no full-size float32 copy */
-    if (s->n_merges == 0 && c->dtype != ABC_DTYPE_F32) {
+    if (s->n_merges == 0 && c->dtype != ABC_DTYPE_F32 && c->dtype != ABC_DTYPE_Q8) {
         float *tmp = malloc((n < NARROW_CHUNK ? (size_t)n : NARROW_CHUNK) * sizeof *tmp);
         if (!tmp) return cv_fail(err, errsize, "out of memory");
         for (uint64_t done = 0; done < n;) {
             size_t k = n - done < NARROW_CHUNK ? (size_t)(n - done) : NARROW_CHUNK;
-            if (st_read_f32_range(s->set, s->src, done, k, tmp, err, errsize) < 0 ||
+            if (st_read_f32_range(s->set, s->src, first + done, k, tmp, err, errsize) < 0 ||
                 narrow(tmp, k, c->dtype, (unsigned char *)dst + done * 2, done, c->exp.name, err, errsize) < 0) {
                 free(tmp);
                 return -1;
@@ -220,12 +412,14 @@ static int fill_tensor(void *p, void *dst, char *err, size_t errsize) {
     }
     float *w = c->dtype == ABC_DTYPE_F32 ? dst : malloc((size_t)n * sizeof *w);
     if (!w) return cv_fail(err, errsize, "out of memory");
-    int rc = st_read_f32(s->set, s->src, w, err, errsize);
+    int rc = st_read_f32_range(s->set, s->src, first, n, w, err, errsize);
     for (size_t i = 0; rc == 0 && i < s->n_merges; i++)
-        rc = peft_merge(s->merge_adapters[i], s->merge_modules[i], w, c->exp.shape[0], c->exp.shape[1], err, errsize);
+        rc = peft_merge(s->merge_adapters[i], s->merge_modules[i], w, c->exp.row0, c->exp.shape[0], c->exp.shape[1], err, errsize);
     if (rc == 0 && c->post_scale != 1.0f)
         for (uint64_t i = 0; i < n; i++) w[i] = w[i] * c->post_scale;
-    if (rc == 0) rc = narrow(w, (size_t)n, c->dtype, dst, 0, c->exp.name, err, errsize);
+    if (rc == 0)
+        rc = c->dtype == ABC_DTYPE_Q8 ? narrow_q8(w, 0, c->exp.shape[0], &c->exp, dst, err, errsize)
+                                      : narrow(w, (size_t)n, c->dtype, dst, 0, c->exp.name, err, errsize);
     if (w != dst) free(w);
     return rc;
 }
@@ -238,6 +432,8 @@ static int queue_tensor(abc_writer *w, const expected_tensor *e, const tensor_so
     c->source = *s;
     c->source.merge_adapters = NULL;
     c->source.merge_modules = NULL;
+    /* q8 only for matrices whose rows are whole blocks (the patch embedding's 1176 is not): f32 otherwise */
+    if (dtype == ABC_DTYPE_Q8 && !(e->ndim == 2 && e->shape[1] % CV_Q8_BLOCK == 0)) dtype = ABC_DTYPE_F32;
     c->dtype = dtype;
     c->post_scale = post_scale;
     if (s->n_merges) {
@@ -252,7 +448,8 @@ static int queue_tensor(abc_writer *w, const expected_tensor *e, const tensor_so
     }
     uint64_t numel = 1;
     for (int i = 0; i < e->ndim; i++) numel *= (uint64_t)e->shape[i];
-    size_t nbytes = (size_t)numel * writer_dtype_size(dtype);
+    size_t nbytes = dtype == ABC_DTYPE_Q8 ? (size_t)numel + (size_t)(numel / CV_Q8_BLOCK) * 4
+                                          : (size_t)numel * writer_dtype_size(dtype);
     if (writer_add_tensor_fn(w, e->name, dtype, e->ndim, e->shape, nbytes, fill_tensor, c, free_fill_ctx) < 0)
         return cv_fail(err, errsize, "%s", writer_error(w));
     return 0;
@@ -264,9 +461,9 @@ static int is_head_param(const char *name) { return strncmp(name, "mlp_head.", 9
 
 /* Base tensor names are mapped to the hub layout; a checkpoint holding both spellings of one
  * tensor is ambiguous. */
-static int normalize_base_names(st_set *set, char *err, size_t errsize) {
+static int normalize_base_names(st_set *set, model_arch arch, char *err, size_t errsize) {
     for (size_t i = 0; i < set->n_tensors; i++) {
-        char *n = cv_normalize_name(set->tensors[i].name);
+        char *n = arch == ARCH_PHI3_V ? phi3_canonical_name(set->tensors[i].name) : cv_normalize_name(set->tensors[i].name);
         if (!n) return cv_fail(err, errsize, "out of memory");
         free(set->tensors[i].name);
         set->tensors[i].name = n;
@@ -274,17 +471,24 @@ static int normalize_base_names(st_set *set, char *err, size_t errsize) {
     for (size_t i = 0; i < set->n_tensors; i++)
         for (size_t j = i + 1; j < set->n_tensors; j++)
             if (strcmp(set->tensors[i].name, set->tensors[j].name) == 0)
-                return cv_fail(err, errsize, "checkpoint has tensor %s twice (under both the hub and the transformers>=4.52 names)", set->tensors[i].name);
+                return cv_fail(err, errsize, "checkpoint has tensor %s twice (under both the hub and the newer transformers names)", set->tensors[i].name);
     return 0;
 }
 
 /* The tensors of the checkpoint that no output uses: lm_head (tied or not) is expected; anything
  * else under the model's own prefixes means the config and the weights disagree. */
 static int check_unused_base(const conv_state *s, char *err, size_t errsize) {
+    const int phi3 = s->cfg.arch == ARCH_PHI3_V;
+    int noted_drop = 0;
     for (size_t i = 0; i < s->base.n_tensors; i++) {
         const char *n = s->base.tensors[i].name;
-        if (find_expected(&s->exp, n) || strcmp(n, "lm_head.weight") == 0) continue;
-        if (strncmp(n, "model.layers.", 13) == 0 || strncmp(n, "visual.", 7) == 0)
+        if (find_by_hub(&s->exp, n) || strcmp(n, "lm_head.weight") == 0) continue;
+        if (phi3 && phi3_dropped(&s->cfg, n)) {
+            if (!s->opt->quiet && !noted_drop++)
+                fprintf(stderr, "abc-convert: note: dropping CLIP's last layer and post_layernorm (the image features are hidden_states[-2])\n");
+            continue;
+        }
+        if (strncmp(n, "model.layers.", 13) == 0 || strncmp(n, "visual.", 7) == 0 || (phi3 && strncmp(n, PHI3_VISION, strlen(PHI3_VISION)) == 0))
             return cv_fail(err, errsize, "checkpoint tensor %s is not part of the model described by config.json (wrong config?)", n);
         if (!s->opt->quiet) fprintf(stderr, "abc-convert: note: ignoring checkpoint tensor %s (unused by the runtime)\n", n);
     }
@@ -313,21 +517,28 @@ static int resolve_head(conv_state *s, char *err, size_t errsize) {
 /* Checks, before anything is written, that every adapter entry lands on a tensor of the model. */
 static int check_merge_adapter(const conv_state *s, const peft_adapter *a, char *err, size_t errsize) {
     int abc = strcmp(s->opt->preset, "abc") == 0;
+    const int phi3 = s->cfg.arch == ARCH_PHI3_V;
     for (size_t i = 0; i < a->n_modules; i++) {
         const lora_module *m = &a->modules[i];
         char wname[MAX_NAME + 16];
         snprintf(wname, sizeof wname, "%s.weight", m->module);
-        const expected_tensor *e = find_expected(&s->exp, wname);
-        if (!e || e->ndim != 2 || strcmp(wname, "visual.patch_embed.proj.weight") == 0 || strcmp(wname, "model.embed_tokens.weight") == 0)
+        const expected_tensor *e = find_by_hub(&s->exp, wname);
+        if (!e && phi3 && phi3_dropped(&s->cfg, wname)) {
+            if (!s->opt->quiet) fprintf(stderr, "abc-convert: note: %s: skipping LoRA on %s (not part of the converted model)\n", a->dir, m->module);
+            continue;
+        }
+        int ndim;
+        const int64_t *shape = e ? source_shape(e, &ndim) : NULL;
+        if (!e || ndim != 2 || strcmp(wname, "visual.patch_embed.proj.weight") == 0 || strcmp(wname, "model.embed_tokens.weight") == 0)
             return cv_fail(err, errsize, "adapter %s targets module %s, which does not exist in the model (or is not a Linear layer)", a->dir, m->module);
-        if (m->B->shape[0] != e->shape[0] || m->A->shape[1] != e->shape[1])
+        if (m->B->shape[0] != shape[0] || m->A->shape[1] != shape[1])
             return cv_fail(err, errsize, "adapter %s: %s: lora_A [%lld, %lld] / lora_B [%lld, %lld] do not fit the weight [%lld, %lld]", a->dir, m->module,
                            (long long)m->A->shape[0], (long long)m->A->shape[1], (long long)m->B->shape[0], (long long)m->B->shape[1],
-                           (long long)e->shape[0], (long long)e->shape[1]);
+                           (long long)shape[0], (long long)shape[1]);
     }
     for (size_t i = 0; i < a->n_params; i++) {
         const adapter_param *p = &a->params[i];
-        const expected_tensor *e = find_expected(&s->exp, p->name);
+        const expected_tensor *e = find_by_hub(&s->exp, p->name);
         if (e) {
             if (!shape_fits(&s->cfg, e, p->t)) return shape_error(a->dir, e, p->t, err, errsize);
             continue;
@@ -365,14 +576,18 @@ static int resolve_source(const conv_state *s, const expected_tensor *e, tensor_
     memset(src, 0, sizeof *src);
     src->merge_adapters = adapters;
     src->merge_modules = modules;
-    const st_tensor *t = st_find(&s->base, e->name);
+    const char *hub = hub_name(e);
+    const st_tensor *t = st_find(&s->base, hub);
+    /* Phi-3-V's image embedding shares the token embedding (vision_embed_tokens.wte); a checkpoint
+     * saved with shared tensors deduplicated may keep it under that name only */
+    if (!t && s->cfg.arch == ARCH_PHI3_V && strcmp(hub, "model.embed_tokens.weight") == 0) t = st_find(&s->base, PHI3_VISION "wte.weight");
     if (t) { src->set = &s->base; src->src = t; }
     char module[MAX_NAME];
-    size_t len = strlen(e->name);
-    int is_weight = len > 7 && strcmp(e->name + len - 7, ".weight") == 0;
-    snprintf(module, sizeof module, "%.*s", (int)(is_weight ? len - 7 : len), e->name);
+    size_t len = strlen(hub);
+    int is_weight = len > 7 && strcmp(hub + len - 7, ".weight") == 0;
+    snprintf(module, sizeof module, "%.*s", (int)(is_weight ? len - 7 : len), hub);
     for (size_t a = 0; a < s->n_merges; a++) {
-        const adapter_param *p = peft_find_param(&s->merges[a], e->name);
+        const adapter_param *p = peft_find_param(&s->merges[a], hub);
         if (p) {
             src->set = &s->merges[a].st;
             src->src = p->t;
@@ -381,14 +596,34 @@ static int resolve_source(const conv_state *s, const expected_tensor *e, tensor_
         const lora_module *m = is_weight ? peft_find_module(&s->merges[a], module) : NULL;
         if (m) {
             if (!src->src)
-                return cv_fail(err, errsize, "adapter %s merges into %s, which is missing from the checkpoint", s->merges[a].dir, e->name);
+                return cv_fail(err, errsize, "adapter %s merges into %s, which is missing from the checkpoint", s->merges[a].dir, hub);
             adapters[src->n_merges] = &s->merges[a];
             modules[src->n_merges] = m;
             src->n_merges++;
         }
     }
-    if (!src->src) return cv_fail(err, errsize, "tensor %s is missing from the checkpoint %s", e->name, s->opt->hf_dir);
+    if (!src->src) return cv_fail(err, errsize, "tensor %s is missing from the checkpoint %s", hub, s->opt->hf_dir);
     if (!shape_fits(&s->cfg, e, src->src)) return shape_error(src->set == &s->base ? s->opt->hf_dir : "adapter", e, src->src, err, errsize);
+    return 0;
+}
+
+/* The adapter's CLIP module and parameter names in the hub spelling (phi3_canonical_name). */
+static int phi3_canonical_adapter(peft_adapter *a, char *err, size_t errsize) {
+    for (size_t i = 0; i < a->n_modules + a->n_params; i++) {
+        char **name = i < a->n_modules ? &a->modules[i].module : &a->params[i - a->n_modules].name;
+        char *c = phi3_canonical_name(*name);
+        if (!c) return cv_fail(err, errsize, "out of memory");
+        free(*name);
+        *name = c;
+    }
+    for (size_t i = 0; i < a->n_modules; i++)
+        for (size_t j = i + 1; j < a->n_modules; j++)
+            if (strcmp(a->modules[i].module, a->modules[j].module) == 0)
+                return cv_fail(err, errsize, "%s: module %s is stored twice (with and without the vision_model. level)", a->dir, a->modules[i].module);
+    for (size_t i = 0; i < a->n_params; i++)
+        for (size_t j = i + 1; j < a->n_params; j++)
+            if (strcmp(a->params[i].name, a->params[j].name) == 0)
+                return cv_fail(err, errsize, "%s: parameter %s is stored twice (with and without the vision_model. level)", a->dir, a->params[i].name);
     return 0;
 }
 
@@ -468,10 +703,67 @@ static int describe_source(const conv_state *s, char *out, size_t size) {
 static int add_i(abc_writer *w, const char *key, int64_t v) { return writer_add_i64(w, key, &v, 1); }
 static int add_f(abc_writer *w, const char *key, double v) { return writer_add_f64(w, key, &v, 1); }
 
+/* phi3_v (FORMAT.md, "Architecture phi3_v"); preset vlm2vec-phi3v: VLM2Vec-Full's causal
+ * last-token embedding, prompts "<|image_1|> {text}" / "{text}". */
+static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
+    const model_config *c = &s->cfg;
+    const uint32_t dt = s->opt->dtype;
+    const char *dtype = dt == ABC_DTYPE_F16 ? "f16" : dt == ABC_DTYPE_BF16 ? "bf16" : dt == ABC_DTYPE_Q8 ? "q8" : "f32";
+    char source[2048];
+    if (describe_source(s, source, sizeof source) < 0) return cv_fail(err, errsize, "input paths too long");
+    int rc = 0;
+    rc |= writer_add_str(w, "general.architecture", "phi3_v");
+    rc |= writer_add_str(w, "general.preset", s->opt->preset);
+    rc |= writer_add_str(w, "general.dtype", dtype);
+    rc |= writer_add_str(w, "general.source", source);
+    rc |= add_i(w, "text.hidden_size", c->hidden);
+    rc |= add_i(w, "text.intermediate_size", c->intermediate);
+    rc |= add_i(w, "text.num_layers", c->layers);
+    rc |= add_i(w, "text.num_heads", c->heads);
+    rc |= add_i(w, "text.num_kv_heads", c->kv_heads);
+    rc |= add_i(w, "text.head_dim", c->head_dim);
+    rc |= add_i(w, "text.vocab_size", c->vocab);
+    rc |= add_f(w, "text.rms_norm_eps", c->rms_eps);
+    rc |= add_f(w, "text.rope_theta", c->rope_theta);
+    rc |= writer_add_str(w, "text.rope_scaling", c->rope_su ? "su" : "none");
+    if (c->rope_su) {
+        rc |= writer_add_f64(w, "text.rope_short_factor", c->rope_short, (size_t)(c->head_dim / 2));
+        rc |= writer_add_f64(w, "text.rope_long_factor", c->rope_long, (size_t)(c->head_dim / 2));
+        rc |= add_i(w, "text.original_max_position_embeddings", c->original_max_position);
+        rc |= add_i(w, "text.max_position_embeddings", c->max_position);
+    }
+    rc |= add_i(w, "clip.hidden_size", c->clip_hidden);
+    rc |= add_i(w, "clip.intermediate_size", c->clip_intermediate);
+    rc |= add_i(w, "clip.num_heads", c->clip_heads);
+    rc |= add_i(w, "clip.num_layers", c->clip_layers - 1); /* stored and run: hidden_states[-2] */
+    rc |= add_i(w, "clip.image_size", c->clip_image);
+    rc |= add_i(w, "clip.patch_size", c->clip_patch);
+    rc |= add_f(w, "clip.layer_norm_eps", c->clip_eps);
+    rc |= add_i(w, "hd.num_crops", s->opt->num_crops > 0 ? s->opt->num_crops : c->num_crops);
+    rc |= add_i(w, "hd.num_img_tokens", c->num_img_tokens);
+    rc |= writer_add_f64(w, "image.mean", c->image_mean, 3);
+    rc |= writer_add_f64(w, "image.std", c->image_std, 3);
+    rc |= add_i(w, "tokens.bos", c->bos_token);
+    rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_1|>");
+    rc |= writer_add_str(w, "prompt.image_text", "<|image_1|> {text}");
+    rc |= writer_add_str(w, "prompt.image", "<|image_1|>");
+    rc |= writer_add_str(w, "prompt.text", "{text}");
+    rc |= writer_add_str(w, "model.attention", "causal");
+    rc |= writer_add_str(w, "model.pooling", "last");
+    rc |= writer_add_str(w, "model.head", "none");
+    rc |= add_i(w, "model.normalize", 1);
+    rc |= add_i(w, "model.embedding_dim", c->hidden);
+    rc |= add_i(w, "query_adapter.rank", 0);
+    if (rc) return cv_fail(err, errsize, "metadata: %s", writer_error(w));
+    return 0;
+}
+
 static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
+    if (s->cfg.arch == ARCH_PHI3_V) return add_metadata_phi3(s, w, err, errsize);
     const model_config *c = &s->cfg;
     int abc = strcmp(s->opt->preset, "abc") == 0;
-    const char *dtype = s->opt->dtype == ABC_DTYPE_F16 ? "f16" : s->opt->dtype == ABC_DTYPE_BF16 ? "bf16" : "f32";
+    const char *dtype = s->opt->dtype == ABC_DTYPE_F16 ? "f16" : s->opt->dtype == ABC_DTYPE_BF16 ? "bf16"
+                      : s->opt->dtype == ABC_DTYPE_Q8 ? "q8" : "f32";
     char source[2048];
     if (describe_source(s, source, sizeof source) < 0) return cv_fail(err, errsize, "input paths too long");
     int rc = 0;
@@ -578,27 +870,36 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     char *tok_path = cv_path_join(opt->hf_dir, "tokenizer.json");
     int rc = -1;
     if (!tok_path) { cv_fail(err, errsize, "out of memory"); goto done; }
-    if (strcmp(opt->preset, "abc") != 0 && strcmp(opt->preset, "vlm2vec") != 0) {
-        cv_fail(err, errsize, "unknown preset \"%s\" (abc or vlm2vec)", opt->preset);
+    if (strcmp(opt->preset, "abc") != 0 && strcmp(opt->preset, "vlm2vec") != 0 && strcmp(opt->preset, "vlm2vec-phi3v") != 0) {
+        cv_fail(err, errsize, "unknown preset \"%s\" (abc, vlm2vec or vlm2vec-phi3v)", opt->preset);
         goto done;
     }
     if (config_load(opt->hf_dir, &s.cfg, err, errsize) < 0) goto done;
+    const int phi3 = s.cfg.arch == ARCH_PHI3_V;
+    if (phi3 != (strcmp(opt->preset, "vlm2vec-phi3v") == 0)) {
+        cv_fail(err, errsize, phi3 ? "%s is a Phi-3-V (phi3_v) checkpoint: use --preset vlm2vec-phi3v" : "%s is a Qwen2-VL checkpoint: --preset vlm2vec-phi3v needs a phi3_v one",
+                opt->hf_dir);
+        goto done;
+    }
+    if (phi3 && opt->query_adapter) { cv_fail(err, errsize, "--query-adapter is not supported for phi3_v (merge LoRA adapters with --merge-adapter)"); goto done; }
+    if (!phi3 && opt->num_crops) { cv_fail(err, errsize, "--num-crops applies to phi3_v checkpoints only"); goto done; }
     if (!cv_file_exists(tok_path)) { cv_fail(err, errsize, "%s not found", tok_path); goto done; }
-    if (fill_token_ids(&s, tok_path, err, errsize) < 0) goto done;
-    if (st_open_checkpoint(&s.base, opt->hf_dir, err, errsize) < 0 || normalize_base_names(&s.base, err, errsize) < 0) goto done;
+    if (!phi3 && fill_token_ids(&s, tok_path, err, errsize) < 0) goto done;
+    if (st_open_checkpoint(&s.base, opt->hf_dir, err, errsize) < 0 || normalize_base_names(&s.base, s.cfg.arch, err, errsize) < 0) goto done;
 
     s.merges = calloc(opt->n_merge_adapters + 1, sizeof *s.merges);
     if (!s.merges) { cv_fail(err, errsize, "out of memory"); goto done; }
     for (size_t i = 0; i < opt->n_merge_adapters; i++) {
         if (peft_load(opt->merge_adapters[i], &s.merges[i], err, errsize) < 0) { s.n_merges = i + 1; goto done; }
         s.n_merges = i + 1;
+        if (phi3 && phi3_canonical_adapter(&s.merges[i], err, errsize) < 0) goto done;
     }
     if (opt->query_adapter) {
         s.has_query = 1;
         if (peft_load(opt->query_adapter, &s.query, err, errsize) < 0) goto done;
     }
     if (resolve_head(&s, err, errsize) < 0) goto done;
-    if (build_expected(&s.cfg, s.head_dim, &s.exp) < 0) { cv_fail(err, errsize, "out of memory"); goto done; }
+    if ((phi3 ? build_expected_phi3(&s.cfg, &s.exp) : build_expected(&s.cfg, s.head_dim, &s.exp)) < 0) { cv_fail(err, errsize, "out of memory"); goto done; }
     if (check_unused_base(&s, err, errsize) < 0) goto done;
     for (size_t i = 0; i < s.n_merges; i++)
         if (check_merge_adapter(&s, &s.merges[i], err, errsize) < 0) goto done;

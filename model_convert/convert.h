@@ -35,6 +35,9 @@ float cv_bf16_to_f32(uint16_t h);
  * inf/nan): f16 for |x| >= 65520, bf16 above the largest finite bfloat16. */
 int cv_f32_to_f16(float f, uint16_t *out);
 int cv_f32_to_bf16(float f, uint16_t *out);
+/* q8: blocks of CV_Q8_BLOCK elements along a row, int8 and one float32 scale each (FORMAT.md). */
+#define CV_Q8_BLOCK 32
+void cv_quantize_q8_row(const float *src, int64_t in, int8_t *q, float *scales);
 
 /* ---- safetensors.c ---- */
 typedef enum { ST_F32, ST_F16, ST_BF16 } st_dtype;
@@ -76,7 +79,11 @@ int st_read_f32_range(const st_set *set, const st_tensor *t, uint64_t first, uin
 void st_close(st_set *set);
 
 /* ---- config.c ---- */
+typedef enum { ARCH_QWEN2_VL, ARCH_PHI3_V } model_arch;
+#define PHI3_MAX_ROPE_FACTORS 1024   /* head_dim / 2 entries each */
+
 typedef struct {
+    model_arch arch;
     /* language model */
     int64_t hidden, intermediate, layers, heads, kv_heads, head_dim, vocab;
     double rms_eps, rope_theta;
@@ -89,6 +96,15 @@ typedef struct {
     /* preprocessor_config.json */
     int64_t min_pixels, max_pixels;
     double image_mean[3], image_std[3];
+    /* phi3_v (Phi-3.5-vision): su/longrope RoPE (rope_su = 0: no rope_scaling), the CLIP tower as
+     * configured (clip_layers counts every layer of the checkpoint; the runtime stores and runs
+     * clip_layers - 1 of them), the HD transform's crop count, <s> */
+    int rope_su;
+    double rope_short[PHI3_MAX_ROPE_FACTORS], rope_long[PHI3_MAX_ROPE_FACTORS];
+    int64_t max_position, original_max_position;
+    int64_t clip_hidden, clip_intermediate, clip_heads, clip_layers, clip_image, clip_patch;
+    double clip_eps;
+    int64_t num_crops, num_img_tokens, bos_token;
 } model_config;
 
 int config_load(const char *dir, model_config *c, char *err, size_t errsize);
@@ -122,8 +138,11 @@ int peft_load(const char *dir, peft_adapter *a, char *err, size_t errsize);
 void peft_free(peft_adapter *a);
 const lora_module *peft_find_module(const peft_adapter *a, const char *module);
 const adapter_param *peft_find_param(const peft_adapter *a, const char *name);
-/* W [out, in] += scale·B·A (LoRA), or the DoRA merge, exactly in peft's float32 operation order. */
-int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t out, int64_t in, char *err, size_t errsize);
+/* W += scale·B·A (LoRA), or the DoRA merge, exactly in peft's float32 operation order, on rows
+ * [row0, row0 + rows) of the module's [out, in] weight, held in W [rows, in]. Both merges treat every
+ * output row on its own, so merging a row range equals merging the whole matrix and then taking
+ * those rows (how fused phi3_v qkv_proj / gate_up_proj weights are merged, then split). */
+int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t row0, int64_t rows, int64_t in, char *err, size_t errsize);
 
 /* ---- convert.c ---- */
 typedef struct {
@@ -133,8 +152,9 @@ typedef struct {
     const char **merge_adapters;
     size_t n_merge_adapters;
     const char *query_adapter;      /* NULL when none */
-    uint32_t dtype;                 /* ABC_DTYPE_F32, _F16 or _BF16 */
+    uint32_t dtype;                 /* ABC_DTYPE_F32, _F16, _BF16 or _Q8 */
     int quiet;
+    int64_t num_crops;              /* phi3_v: overrides the checkpoint's num_crops; 0 = keep it */
 } convert_options;
 
 int convert_model(const convert_options *opt, char *err, size_t errsize);

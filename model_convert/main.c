@@ -1,6 +1,6 @@
 /* abc-convert: Hugging Face Qwen2-VL checkpoint (+ PEFT adapters) -> .abc weight file.
- *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec [--merge-adapter DIR]... [--query-adapter DIR]
- *               [--dtype f32|f16|bf16|q8] */
+ *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|vlm2vec-phi3v [--merge-adapter DIR]... [--query-adapter DIR]
+ *               [--dtype f32|f16|bf16|q8] [--num-crops N] */
 #include "convert.h"
 
 #include <stdio.h>
@@ -9,14 +9,18 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec [--merge-adapter DIR]... [--query-adapter DIR]\n"
-            "                   [--dtype f32|f16|bf16|q8] [--quiet]\n"
-            "  HF_DIR            Qwen2-VL checkpoint (config.json, safetensors, tokenizer.json, preprocessor_config.json)\n"
-            "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token)\n"
+            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|vlm2vec-phi3v [--merge-adapter DIR]... [--query-adapter DIR]\n"
+            "                   [--dtype f32|f16|bf16|q8] [--num-crops N] [--quiet]\n"
+            "  HF_DIR            Qwen2-VL or Phi-3.5-vision checkpoint (config.json, safetensors, tokenizer.json,\n"
+            "                    preprocessor_config.json)\n"
+            "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token);\n"
+            "                    vlm2vec-phi3v: VLM2Vec-Full on Phi-3.5-vision (causal, last token)\n"
             "  --merge-adapter   PEFT LoRA/DoRA adapter merged into the weights (repeatable, applied in order);\n"
             "                    its modules_to_save (e.g. ABC's mlp_head) replace or add tensors\n"
             "  --query-adapter   PEFT LoRA kept apart and applied at run time for role=query (ABC instruct adapter)\n"
-            "  --dtype           storage of the large matrices (default f32; norms and biases are always f32)\n");
+            "  --num-crops       phi3_v: HD crops per image stored in the file (default: the checkpoint's num_crops, else 4)\n"
+            "  --dtype           storage of the large matrices (default f32; norms and biases are always f32;\n"
+            "                    q8: int8 blocks of 32 with a scale each, for matrices whose rows are a multiple of 32)\n");
 }
 
 static int host_is_little_endian(void) {
@@ -39,7 +43,7 @@ int main(int argc, char **argv) {
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); status = 0; goto done; }
         else if (strcmp(a, "--quiet") == 0) opt.quiet = 1;
         else if (strcmp(a, "-o") == 0 || strcmp(a, "--preset") == 0 || strcmp(a, "--merge-adapter") == 0 ||
-                 strcmp(a, "--query-adapter") == 0 || strcmp(a, "--dtype") == 0) {
+                 strcmp(a, "--query-adapter") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--num-crops") == 0) {
             if (!has_value) { fprintf(stderr, "abc-convert: %s needs a value\n", a); goto done; }
             const char *v = argv[++i];
             if (strcmp(a, "-o") == 0) {
@@ -50,6 +54,11 @@ int main(int argc, char **argv) {
                 opt.preset = v;
             } else if (strcmp(a, "--merge-adapter") == 0) {
                 opt.merge_adapters[opt.n_merge_adapters++] = v;
+            } else if (strcmp(a, "--num-crops") == 0) {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (end == v || *end || n < 1 || n > 4096) { fprintf(stderr, "abc-convert: --num-crops needs an integer in [1, 4096], got \"%s\"\n", v); goto done; }
+                opt.num_crops = n;
             } else if (strcmp(a, "--query-adapter") == 0) {
                 if (opt.query_adapter) { fprintf(stderr, "abc-convert: only one --query-adapter is supported\n"); goto done; }
                 opt.query_adapter = v;
@@ -57,11 +66,8 @@ int main(int argc, char **argv) {
                 if (strcmp(v, "f32") == 0) opt.dtype = ABC_DTYPE_F32;
                 else if (strcmp(v, "f16") == 0) opt.dtype = ABC_DTYPE_F16;
                 else if (strcmp(v, "bf16") == 0) opt.dtype = ABC_DTYPE_BF16;
-                else if (strcmp(v, "q8") == 0) {
-                    fprintf(stderr, "abc-convert: error: --dtype q8 is not supported yet (use f32, f16 or bf16)\n");
-                    status = 1;
-                    goto done;
-                } else { fprintf(stderr, "abc-convert: unknown --dtype \"%s\" (f32, f16, bf16 or q8)\n", v); goto done; }
+                else if (strcmp(v, "q8") == 0) opt.dtype = ABC_DTYPE_Q8;
+                else { fprintf(stderr, "abc-convert: unknown --dtype \"%s\" (f32, f16, bf16 or q8)\n", v); goto done; }
             }
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "abc-convert: unknown option %s\n", a);
@@ -77,8 +83,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         goto done;
     }
-    if (strcmp(opt.preset, "abc") != 0 && strcmp(opt.preset, "vlm2vec") != 0) {
-        fprintf(stderr, "abc-convert: unknown --preset \"%s\" (abc or vlm2vec)\n", opt.preset);
+    if (strcmp(opt.preset, "abc") != 0 && strcmp(opt.preset, "vlm2vec") != 0 && strcmp(opt.preset, "vlm2vec-phi3v") != 0) {
+        fprintf(stderr, "abc-convert: unknown --preset \"%s\" (abc, vlm2vec or vlm2vec-phi3v)\n", opt.preset);
         goto done;
     }
     if (!host_is_little_endian()) { fprintf(stderr, "abc-convert: error: needs a little-endian host\n"); status = 1; goto done; }

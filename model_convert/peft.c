@@ -266,10 +266,11 @@ const adapter_param *peft_find_param(const peft_adapter *a, const char *name) {
     return NULL;
 }
 
-static float *read_whole(const peft_adapter *a, const st_tensor *t, char *err, size_t errsize) {
-    float *p = malloc((size_t)st_numel(t) * sizeof *p);
+/* Elements [first, first + count) of t as float32. */
+static float *read_part(const peft_adapter *a, const st_tensor *t, uint64_t first, uint64_t count, char *err, size_t errsize) {
+    float *p = malloc((size_t)(count ? count : 1) * sizeof *p);
     if (!p) { cv_fail(err, errsize, "out of memory"); return NULL; }
-    if (st_read_f32(&a->st, t, p, err, errsize) < 0) { free(p); return NULL; }
+    if (st_read_f32_range(&a->st, t, first, count, p, err, errsize) < 0) { free(p); return NULL; }
     return p;
 }
 
@@ -277,22 +278,23 @@ static float *read_whole(const peft_adapter *a, const st_tensor *t, char *err, s
  * DoRA: V = W + delta, norm = ||V|| over the input dimension of each output row (dora.py
  * get_weight_norm: torch.linalg.norm(weight, dim=1) on the [out, in] weight), W = (m / norm) * V.
  * The matrix product is accumulated in double and rounded once (float32 BLAS differs by at most
- * an ulp or so); every later step is a float32 operation in peft's order. */
-int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t out, int64_t in, char *err, size_t errsize) {
-    if (m->B->shape[0] != out || m->A->shape[1] != in)
-        return cv_fail(err, errsize, "%s: %s: lora_B is [%lld, %lld] and lora_A [%lld, %lld], which does not fit the weight [%lld, %lld]", a->dir,
-                       m->module, (long long)m->B->shape[0], (long long)m->B->shape[1], (long long)m->A->shape[0], (long long)m->A->shape[1],
-                       (long long)out, (long long)in);
+ * an ulp or so); every later step is a float32 operation in peft's order. Only the rows asked for
+ * are read from lora_B and the magnitude vector. */
+int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t row0, int64_t rows, int64_t in, char *err, size_t errsize) {
+    if (m->A->shape[1] != in || row0 < 0 || rows < 0 || row0 + rows > m->B->shape[0])
+        return cv_fail(err, errsize, "%s: %s: lora_B is [%lld, %lld] and lora_A [%lld, %lld], which does not fit rows %lld..%lld of a weight with %lld columns",
+                       a->dir, m->module, (long long)m->B->shape[0], (long long)m->B->shape[1], (long long)m->A->shape[0], (long long)m->A->shape[1],
+                       (long long)row0, (long long)(row0 + rows), (long long)in);
     int rc = -1;
-    float *A = read_whole(a, m->A, err, errsize);
-    float *B = A ? read_whole(a, m->B, err, errsize) : NULL;
-    float *mag = B && m->magnitude ? read_whole(a, m->magnitude, err, errsize) : NULL;
-    double *acc = malloc((size_t)in * sizeof *acc);
+    const int64_t r = m->rank;
+    float *A = read_part(a, m->A, 0, st_numel(m->A), err, errsize);
+    float *B = A ? read_part(a, m->B, (uint64_t)(row0 * r), (uint64_t)(rows * r), err, errsize) : NULL;
+    float *mag = B && m->magnitude ? read_part(a, m->magnitude, (uint64_t)row0, (uint64_t)rows, err, errsize) : NULL;
+    double *acc = malloc((size_t)(in ? in : 1) * sizeof *acc);
     if (!A || !B || (m->magnitude && !mag)) goto done;
     if (!acc) { cv_fail(err, errsize, "out of memory"); goto done; }
     const float scale = (float)m->scale;
-    const int64_t r = m->rank;
-    for (int64_t o = 0; o < out; o++) {
+    for (int64_t o = 0; o < rows; o++) {
         float *row = W + o * in;
         for (int64_t i = 0; i < in; i++) acc[i] = 0.0;
         for (int64_t k = 0; k < r; k++) {
@@ -310,7 +312,7 @@ int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t ou
             sumsq += (double)row[i] * (double)row[i];
         }
         const float norm = (float)sqrt(sumsq);
-        if (!(norm > 0.0f)) { cv_fail(err, errsize, "%s: %s: DoRA weight row %lld has zero norm", a->dir, m->module, (long long)o); goto done; }
+        if (!(norm > 0.0f)) { cv_fail(err, errsize, "%s: %s: DoRA weight row %lld has zero norm", a->dir, m->module, (long long)(row0 + o)); goto done; }
         const float factor = mag[o] / norm;
         for (int64_t i = 0; i < in; i++) row[i] = factor * row[i];
     }

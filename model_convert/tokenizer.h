@@ -1,4 +1,5 @@
-/* Tokenizer conversion: tokenizer.json (Qwen2 byte-level BPE) → the tokenizer tensors and
+/* Tokenizer conversion: tokenizer.json (Qwen2 byte-level BPE or Llama/Phi-3 SentencePiece BPE,
+ * detected from the file) → the tokenizer tensors and
  * `tokenizer.*` metadata of a .abc file (FORMAT.md, "Tokenizer tensors"). */
 #ifndef ABC_CONVERT_TOKENIZER_H
 #define ABC_CONVERT_TOKENIZER_H

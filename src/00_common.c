@@ -196,6 +196,9 @@ static void tokenizer_free(tokenizer *tok);
 static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int_vec *ids,
                                    abc_error *err);
 static const char *tokenizer_token_bytes(const tokenizer *tok, int32_t id, size_t *len);
+/* The id the tokenizer's post-processor puts before every encoded text (SentencePiece models: <s>),
+ * or -1 when it adds none (Qwen2). tokenizer_encode never adds it; callers that need it do. */
+static int32_t tokenizer_bos_id(const tokenizer *tok);
 /* The model's tokenizer (section 11 owns struct abc_model). */
 static const tokenizer *model_tokenizer(const abc_model *m);
 
@@ -218,6 +221,19 @@ typedef struct {
 static abc_status preprocess_image(const abc_image *src, const preprocess_config *cfg,
                                    abc_image *resized, float **pixel_values, int64_t *n_patches,
                                    int grid_thw[3], abc_error *err);
+
+/* Phi-3.5-V HD transform (SPEC 11): the image is resized (Pillow bilinear, portrait images transposed
+ * first) so that s·ceil(s/ratio) ≤ num_crops crops of crop_size fit, padded with white to whole crops,
+ * normalised, then cut into slots: slot 0 the crop_size² bicubic global view, then the h_crop × w_crop
+ * crops row-major. pixel_values (caller frees) is [1 + h_crop·w_crop][3][crop_size][crop_size];
+ * *hd_image (caller frees .rgb; may be NULL) receives the padded HD image before normalisation. */
+typedef struct {
+    int num_crops;   /* 4 for VLM2Vec's evaluation, 16 in its demo */
+    int crop_size;   /* 336 */
+    float mean[3], std[3];
+} hd_preprocess_config;
+static abc_status preprocess_hd_image(const abc_image *src, const hd_preprocess_config *cfg, abc_image *hd_image,
+                                      float **pixel_values, int *h_crop, int *w_crop, abc_error *err);
 
 /* ---- section 2: threads ---- */
 typedef struct thread_pool thread_pool;

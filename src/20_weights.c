@@ -26,6 +26,19 @@ static size_t dtype_size(uint32_t dtype) {
     }
 }
 
+/* DT_Q8 (FORMAT.md): a 2-D [out][in] tensor with `in` a multiple of Q8_BLOCK, stored as int8 [out][in]
+ * followed by f32 scales [out][in / Q8_BLOCK]; element (j, k) is q[j][k] · scale[j][k / Q8_BLOCK]. */
+#define Q8_BLOCK 32
+
+/* Bytes of a q8 [out][in] tensor; false when `in` is not a multiple of Q8_BLOCK or the size overflows. */
+static bool q8_nbytes(uint64_t out, uint64_t in, uint64_t *nbytes) {
+    if (in % Q8_BLOCK != 0 || out == 0 || in == 0) return false;
+    uint64_t per_row = in + in / Q8_BLOCK * 4; /* in ≤ INT64_MAX: no overflow */
+    if (per_row > UINT64_MAX / out) return false;
+    *nbytes = per_row * out;
+    return true;
+}
+
 static const char *dtype_name(uint32_t dtype) {
     static const char *names[] = {"f32", "f16", "bf16", "i32", "u8", "q8"};
     return dtype < sizeof names / sizeof names[0] ? names[dtype] : "unknown";
@@ -106,6 +119,15 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
         if (esize && (elements > UINT64_MAX / esize || elements * esize != nbytes))
             return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %llu bytes do not match its shape and dtype %s", nl, t->name,
                         (unsigned long long)nbytes, dtype_name(t->dtype));
+        if (t->dtype == DT_Q8) {
+            uint64_t want = 0;
+            if (t->ndim != 2 || t->shape[1] % Q8_BLOCK != 0)
+                return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': q8 needs 2 dimensions with the second a multiple of %d",
+                            nl, t->name, Q8_BLOCK);
+            if (!q8_nbytes((uint64_t)t->shape[0], (uint64_t)t->shape[1], &want) || want != nbytes)
+                return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %llu bytes do not match its shape and dtype q8", nl, t->name,
+                            (unsigned long long)nbytes);
+        }
         if (data_off % ABC_TENSOR_ALIGN) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': data offset not 64-byte aligned", nl, t->name);
         if (!range_inside(data_off, nbytes, data_start, wf->size - data_start))
             return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': data [%llu, +%llu) lies outside the file's data section", nl, t->name,

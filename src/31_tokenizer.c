@@ -1,10 +1,17 @@
 /* ================================================================================================
- * 4b. Tokenizer: Qwen2 byte-level BPE, identical to Hugging Face tokenizers on tokenizer.json.
+ * 4b. Tokenizer: BPE identical to Hugging Face tokenizers on tokenizer.json, two flavours.
  *
- * encode(text) = for each piece of text between added tokens (matched first in the raw text,
- * leftmost-longest): NFC, split by the Qwen2 pre-tokenizer regex (a hand-written scanner below),
- * then BPE on each pre-token's raw bytes (byte-level: every byte is an initial symbol), merges by
- * rank. The tables live in the weight file (model_convert/FORMAT.md, "Tokenizer tensors").
+ * Both: the text is first split on added tokens (matched in the raw text, leftmost-longest; a token
+ * with rstrip/lstrip also swallows the whitespace after/before it); each piece between them is then
+ * encoded on its own, and merges apply by rank.
+ * - bpe_byte_level (Qwen2): NFC, split by the Qwen2 pre-tokenizer regex (a hand-written scanner
+ *   below), then BPE on each pre-token's raw bytes (every byte is an initial symbol).
+ * - bpe_sentencepiece (Llama-2 / Phi-3): the normalizer Prepend("▁") + Replace(" " → "▁") runs on
+ *   EACH non-empty piece (HF normalizes every split separately, so text right after an added token
+ *   gets its own "▁" too: the "legacy" Llama behaviour); no pre-tokenizer, so the whole piece is one
+ *   BPE word; its initial symbols are its characters, a character missing from the vocabulary falls
+ *   back to its UTF-8 bytes as <0xNN> tokens.
+ * The tables live in the weight file (model_convert/FORMAT.md, "Tokenizer tensors").
  * ================================================================================================ */
 
 /* Provided by the public API section: the tokenizer of a loaded model. */
@@ -19,11 +26,18 @@ typedef struct {
     int32_t merged;
 } merge_slot;
 
+enum { ADDED_LSTRIP = 1, ADDED_RSTRIP = 2 };
+
 typedef struct {
     const uint8_t *text;
     uint32_t len;
     int32_t id;
+    int32_t strip; /* ADDED_LSTRIP | ADDED_RSTRIP */
 } added_token;
+
+enum { TOK_BYTE_LEVEL, TOK_SENTENCEPIECE };
+
+#define SP_SPACE 0x2581u /* ▁, SentencePiece's visible space */
 
 struct tokenizer {
     const uint8_t *vocab_bytes;   /* inside the weight file mapping */
@@ -37,6 +51,13 @@ struct tokenizer {
     size_t n_added;
     uint32_t added_first[257];    /* added[added_first[b] .. added_first[b+1]) start with byte b */
     bool nfc;
+    int kind;                     /* TOK_BYTE_LEVEL or TOK_SENTENCEPIECE */
+    int32_t bos_id;               /* added before every text by the post-processor, or -1 */
+    /* SentencePiece: the single-character vocabulary tokens (BPE's initial symbols). */
+    const int32_t *sp_chars;      /* [n_sp_chars][2] = (code point, id), sorted by code point */
+    size_t n_sp_chars;
+    int32_t sp_ascii[128];        /* the same for ASCII, -1 when absent */
+    int32_t sp_space_id;          /* the token of "▁", or -1 */
 };
 
 /* ---- UTF-8 ---- */
@@ -442,14 +463,9 @@ static void queue_pair(const tokenizer *tok, encode_scratch *s, int32_t pos) {
     if (m) heap_push(s, (bpe_candidate){m->rank, (uint32_t)pos, m->merged});
 }
 
-/* BPE of one pre-token, as HF tokenizers' Word::merge_all: repeatedly apply the lowest-ranked merge
- * (leftmost among equals) using a heap of candidate pairs, so long words cost O(n log n). */
-static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint8_t *bytes, size_t n,
-                             int_vec *ids, abc_error *err) {
-    if (n == 1) {
-        if (!int_vec_push(ids, tok->byte_id[bytes[0]])) return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
-        return ABC_OK;
-    }
+/* Room for a word of n initial symbols: the symbol list and the heap (n - 1 initial pairs plus at
+ * most two new pairs per merge stay below 3n). */
+static abc_status bpe_reserve(encode_scratch *s, size_t n, abc_error *err) {
     if (n > INT32_MAX / 3) return fail(err, ABC_ERR_TOO_LARGE, "a single word of %zu bytes is too long to tokenize", n);
     if (!grow_buffer((void **)&s->heap, &s->heap_cap, 3 * n, sizeof *s->heap)) goto nomem;
     if (n > s->sym_cap) {
@@ -463,8 +479,16 @@ static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint
         s->next = next;
         s->sym_cap = cap;
     }
+    return ABC_OK;
+nomem:
+    return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+}
+
+/* BPE of one word whose n >= 1 initial symbols are in s->sym, as HF tokenizers' Word::merge_all:
+ * repeatedly apply the lowest-ranked merge (leftmost among equals) using a heap of candidate pairs,
+ * so long words cost O(n log n). Appends the resulting ids. */
+static abc_status bpe_merge_symbols(const tokenizer *tok, encode_scratch *s, size_t n, int_vec *ids, abc_error *err) {
     for (size_t i = 0; i < n; i++) {
-        s->sym[i] = tok->byte_id[bytes[i]];
         s->prev[i] = (int32_t)i - 1;
         s->next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
@@ -485,10 +509,68 @@ static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint
         queue_pair(tok, s, pos);
     }
     for (int32_t i = 0; i >= 0; i = s->next[i])
-        if (!int_vec_push(ids, s->sym[i])) goto nomem;
+        if (!int_vec_push(ids, s->sym[i])) return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
     return ABC_OK;
-nomem:
-    return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+}
+
+/* Byte-level BPE of one pre-token: every byte is an initial symbol. */
+static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint8_t *bytes, size_t n,
+                             int_vec *ids, abc_error *err) {
+    if (n == 1) {
+        if (!int_vec_push(ids, tok->byte_id[bytes[0]])) return fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+        return ABC_OK;
+    }
+    abc_status st = bpe_reserve(s, n, err);
+    if (st != ABC_OK) return st;
+    for (size_t i = 0; i < n; i++) s->sym[i] = tok->byte_id[bytes[i]];
+    return bpe_merge_symbols(tok, s, n, ids, err);
+}
+
+/* ---- SentencePiece BPE ---- */
+
+/* The single-character token of code point cp, or -1. */
+static int32_t sp_char_id(const tokenizer *tok, uint32_t cp) {
+    if (cp < 128) return tok->sp_ascii[cp];
+    if (cp == SP_SPACE) return tok->sp_space_id;
+    size_t lo = 0, hi = tok->n_sp_chars;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((uint32_t)tok->sp_chars[2 * mid] < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < tok->n_sp_chars && (uint32_t)tok->sp_chars[2 * lo] == cp ? tok->sp_chars[2 * lo + 1] : -1;
+}
+
+/* Appends the initial symbol(s) of character cp: its token, or its UTF-8 bytes' <0xNN> tokens. */
+static size_t sp_push_char(const tokenizer *tok, encode_scratch *s, size_t n, uint32_t cp) {
+    int32_t id = sp_char_id(tok, cp);
+    if (id >= 0) {
+        s->sym[n] = id;
+        return n + 1;
+    }
+    uint8_t buf[4];
+    size_t k = utf8_encode(cp, buf);
+    for (size_t i = 0; i < k; i++) s->sym[n++] = tok->byte_id[buf[i]];
+    return n;
+}
+
+/* Encodes one piece of valid UTF-8 text between added tokens: "▁" + the text with every space
+ * replaced by "▁" (nothing for an empty piece), as one BPE word. */
+static abc_status sp_encode_piece(const tokenizer *tok, encode_scratch *s, const uint8_t *text, size_t n,
+                                  int_vec *ids, abc_error *err) {
+    if (n == 0) return ABC_OK;
+    if (n > SIZE_MAX - 4) return fail(err, ABC_ERR_TOO_LARGE, "text too long");
+    /* A character yields at most as many symbols as it has bytes; the leading "▁" at most 3. */
+    abc_status st = bpe_reserve(s, n + 3, err);
+    if (st != ABC_OK) return st;
+    size_t n_sym = sp_push_char(tok, s, 0, SP_SPACE);
+    for (size_t i = 0; i < n;) {
+        size_t k;
+        uint32_t cp = utf8_decode(text + i, &k);
+        i += k;
+        n_sym = sp_push_char(tok, s, n_sym, cp == ' ' ? SP_SPACE : cp);
+    }
+    return bpe_merge_symbols(tok, s, n_sym, ids, err);
 }
 
 /* Pre-tokenizes and encodes a piece of normalized text that holds no added token. */
@@ -506,12 +588,42 @@ static abc_status encode_piece(const tokenizer *tok, encode_scratch *s, const ui
 static abc_status encode_segment(const tokenizer *tok, encode_scratch *s, const uint8_t *text, size_t n,
                                  int_vec *ids, abc_error *err) {
     if (n == 0) return ABC_OK;
+    if (tok->kind == TOK_SENTENCEPIECE) return sp_encode_piece(tok, s, text, n, ids, err);
     if (tok->nfc && !nfc_quick_check(text, n)) {
         size_t len;
         if (!nfc_normalize(s, text, n, &len)) return fail(err, ABC_ERR_NOMEM, "out of memory normalizing text");
         return encode_piece(tok, s, s->nfc, len, ids, err);
     }
     return encode_piece(tok, s, text, n, ids, err);
+}
+
+/* Rust's char::is_whitespace (the White_Space property), which HF uses to strip around added tokens. */
+static bool is_white_space(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/* End of the whitespace run starting at pos (rstrip). */
+static size_t white_space_end(const uint8_t *text, size_t pos, size_t end) {
+    while (pos < end) {
+        size_t k;
+        if (!is_white_space(utf8_decode(text + pos, &k))) break;
+        pos += k;
+    }
+    return pos;
+}
+
+/* Start of the whitespace run that ends at `end`, not before `from` (lstrip). */
+static size_t white_space_start(const uint8_t *text, size_t from, size_t end) {
+    size_t start = from;
+    for (size_t pos = from; pos < end;) {
+        size_t k;
+        bool white = is_white_space(utf8_decode(text + pos, &k));
+        pos += k;
+        if (!white) start = pos;
+    }
+    return start;
 }
 
 /* The leftmost-longest added token at or after `pos`: returns its start (n when there is none). */
@@ -541,12 +653,20 @@ static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_
     size_t start_len = ids->len;
     encode_scratch scratch = {0};
     abc_status st = ABC_OK;
-    for (size_t pos = 0; pos < len && st == ABC_OK;) {
+    /* As HF's AddedVocabulary::find_matches: `piece` is where the text not yet consumed starts. */
+    for (size_t piece = 0; st == ABC_OK;) {
         const added_token *a;
-        size_t at = find_added_token(tok, s, len, pos, &a);
-        st = encode_segment(tok, &scratch, s + pos, at - pos, ids, err);
-        if (st == ABC_OK && a && !int_vec_push(ids, a->id)) st = fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
-        pos = a ? at + a->len : len;
+        size_t at = find_added_token(tok, s, len, piece, &a);
+        if (!a) {
+            if (piece < len) st = encode_segment(tok, &scratch, s + piece, len - piece, ids, err);
+            break;
+        }
+        size_t start = a->strip & ADDED_LSTRIP ? white_space_start(s, piece, at) : at;
+        size_t stop = at + a->len;
+        if (a->strip & ADDED_RSTRIP) stop = white_space_end(s, stop, len);
+        st = encode_segment(tok, &scratch, s + piece, start - piece, ids, err);
+        if (st == ABC_OK && !int_vec_push(ids, a->id)) st = fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+        piece = stop;
     }
     encode_scratch_free(&scratch);
     if (st != ABC_OK) ids->len = start_len;
@@ -686,17 +806,29 @@ static abc_status load_added(tokenizer *tok, const weight_file *wf, abc_error *e
     size_t n = (size_t)ids->shape[0];
     tok->added = xcalloc(n, sizeof *tok->added);
     if (!tok->added) return fail(err, ABC_ERR_NOMEM, "out of memory loading the added tokens");
+    /* Optional: absent when no added token strips whitespace. */
+    const int32_t *strip = NULL;
+    if (wf_tensor(wf, "tokenizer.added.strip")) {
+        const tensor *t;
+        st = tok_tensor(wf, "tokenizer.added.strip", DT_I32, 1, &t, err);
+        if (st != ABC_OK) return st;
+        if (t->shape[0] != ids->shape[0])
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.added.strip and tokenizer.added.ids disagree in length");
+        strip = t->data;
+    }
     const int32_t *id = ids->data, *sp = special->data;
     for (size_t i = 0; i < n; i++) {
         if (id[i] < 0 || id[i] >= tok->n_vocab || (sp[i] != 0 && sp[i] != 1))
             return fail(err, ABC_ERR_FORMAT, "tokenizer.added entry %zu: bad id %d or flag %d", i, id[i], sp[i]);
+        if (strip && (strip[i] & ~(ADDED_LSTRIP | ADDED_RSTRIP)))
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.added.strip entry %zu: bad flags %d", i, strip[i]);
         int32_t a = tok->vocab_offsets[id[i]], b = tok->vocab_offsets[id[i] + 1];
         if (a == b) return fail(err, ABC_ERR_FORMAT, "added token %d has no text", id[i]);
         /* Valid UTF-8 text can only match at character boundaries of (valid) input text. */
         size_t bad;
         if (!utf8_validate(tok->vocab_bytes + a, (size_t)(b - a), &bad))
             return fail(err, ABC_ERR_FORMAT, "added token %d is not valid UTF-8", id[i]);
-        tok->added[i] = (added_token){tok->vocab_bytes + a, (uint32_t)(b - a), id[i]};
+        tok->added[i] = (added_token){tok->vocab_bytes + a, (uint32_t)(b - a), id[i], strip ? strip[i] : 0};
     }
     tok->n_added = n;
     if (n) qsort(tok->added, n, sizeof *tok->added, compare_added);
@@ -709,21 +841,84 @@ static abc_status load_added(tokenizer *tok, const weight_file *wf, abc_error *e
     return ABC_OK;
 }
 
+/* SentencePiece: the <0xNN> token of every byte (its stored bytes are that byte). */
+static abc_status load_byte_fallback(tokenizer *tok, const weight_file *wf, abc_error *err) {
+    const tensor *t;
+    abc_status st = tok_tensor(wf, "tokenizer.byte_fallback", DT_I32, 1, &t, err);
+    if (st != ABC_OK) return st;
+    if (t->shape[0] != 256) return fail(err, ABC_ERR_FORMAT, "tokenizer.byte_fallback must have 256 entries");
+    const int32_t *id = t->data, *o = tok->vocab_offsets;
+    for (int b = 0; b < 256; b++) {
+        if (id[b] < 0 || id[b] >= tok->n_vocab || o[id[b] + 1] - o[id[b]] != 1 || tok->vocab_bytes[o[id[b]]] != b)
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.byte_fallback: entry %d (id %d) is not the token of byte 0x%02X", b, id[b], b);
+        tok->byte_id[b] = id[b];
+    }
+    return ABC_OK;
+}
+
+/* SentencePiece: the single-character tokens, (code point, id) sorted by code point. Their stored
+ * bytes are the character's UTF-8, except "▁" which is stored as a space. */
+static abc_status load_sp_chars(tokenizer *tok, const weight_file *wf, abc_error *err) {
+    const tensor *t;
+    abc_status st = tok_tensor(wf, "tokenizer.sp.chars", DT_I32, 2, &t, err);
+    if (st != ABC_OK) return st;
+    if (t->shape[1] != 2 || t->shape[0] < 1 || t->shape[0] > tok->n_vocab)
+        return fail(err, ABC_ERR_FORMAT, "tokenizer.sp.chars must be [n, 2] with n <= the vocabulary size");
+    const int32_t *c = t->data, *o = tok->vocab_offsets;
+    size_t n = (size_t)t->shape[0];
+    for (int i = 0; i < 128; i++) tok->sp_ascii[i] = -1;
+    tok->sp_space_id = -1;
+    for (size_t i = 0; i < n; i++) {
+        int32_t cp = c[2 * i], id = c[2 * i + 1];
+        if (cp < 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (i && cp <= c[2 * i - 2]))
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.sp.chars row %zu: code point %d out of range or order", i, cp);
+        if (id < 0 || id >= tok->n_vocab) return fail(err, ABC_ERR_FORMAT, "tokenizer.sp.chars row %zu: bad id %d", i, id);
+        uint8_t buf[4];
+        size_t k = utf8_encode((uint32_t)cp == SP_SPACE ? ' ' : (uint32_t)cp, buf);
+        if ((size_t)(o[id + 1] - o[id]) != k || memcmp(tok->vocab_bytes + o[id], buf, k))
+            return fail(err, ABC_ERR_FORMAT, "tokenizer.sp.chars row %zu: token %d is not U+%04X", i, id, (unsigned)cp);
+        if (cp < 128) tok->sp_ascii[cp] = id;
+        if ((uint32_t)cp == SP_SPACE) tok->sp_space_id = id;
+    }
+    tok->sp_chars = c;
+    tok->n_sp_chars = n;
+    return ABC_OK;
+}
+
+/* The id the post-processor puts first (metadata tokenizer.bos_id; -1: none). */
+static abc_status load_bos(tokenizer *tok, const weight_file *wf, abc_error *err) {
+    int64_t bos;
+    if (!wf_int(wf, "tokenizer.bos_id", &bos, err)) return ABC_ERR_FORMAT;
+    if (bos < -1 || bos >= tok->n_vocab) return fail(err, ABC_ERR_FORMAT, "tokenizer.bos_id %lld is out of range", (long long)bos);
+    tok->bos_id = (int32_t)bos;
+    return ABC_OK;
+}
+
 static abc_status tokenizer_load(const weight_file *wf, tokenizer **out, abc_error *err) {
     if (!wf || !out) return fail(err, ABC_ERR_INVALID_ARG, "tokenizer_load: NULL argument");
     *out = NULL;
-    static const char *const models[] = {"bpe_byte_level"}, *const pretokenizers[] = {"qwen2"};
-    static const char *const normalizers[] = {"nfc", "none"};
+    /* Indexed alike: model i goes with pre-tokenizer i and the normalizers of row i. */
+    static const char *const models[] = {"bpe_byte_level", "bpe_sentencepiece"};
+    static const char *const pretokenizers[] = {"qwen2", "none"};
+    static const char *const normalizers[] = {"nfc", "none", "prepend_replace"};
     int model, pretokenizer, normalizer;
-    abc_status st = tok_meta_choice(wf, "tokenizer.model", models, 1, &model, err);
-    if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.pretokenizer", pretokenizers, 1, &pretokenizer, err);
-    if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.normalizer", normalizers, 2, &normalizer, err);
+    abc_status st = tok_meta_choice(wf, "tokenizer.model", models, 2, &model, err);
+    if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.pretokenizer", pretokenizers, 2, &pretokenizer, err);
+    if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.normalizer", normalizers, 3, &normalizer, err);
     if (st != ABC_OK) return st;
+    bool sp = model == 1;
+    if (pretokenizer != model || (normalizer == 2) != sp)
+        return fail(err, ABC_ERR_UNSUPPORTED, "tokenizer.model %s does not go with tokenizer.pretokenizer %s and normalizer %s",
+                    models[model], pretokenizers[pretokenizer], normalizers[normalizer]);
     tokenizer *tok = xcalloc(1, sizeof *tok);
     if (!tok) return fail(err, ABC_ERR_NOMEM, "out of memory loading the tokenizer");
     tok->nfc = normalizer == 0;
+    tok->kind = sp ? TOK_SENTENCEPIECE : TOK_BYTE_LEVEL;
+    tok->bos_id = -1;
     st = load_vocab(tok, wf, err);
-    if (st == ABC_OK) st = find_byte_tokens(tok, err);
+    if (st == ABC_OK) st = sp ? load_byte_fallback(tok, wf, err) : find_byte_tokens(tok, err);
+    if (st == ABC_OK && sp) st = load_sp_chars(tok, wf, err);
+    if (st == ABC_OK && sp) st = load_bos(tok, wf, err);
     if (st == ABC_OK) st = load_merges(tok, wf, err);
     if (st == ABC_OK) st = load_added(tok, wf, err);
     if (st != ABC_OK) {
@@ -757,3 +952,5 @@ const char *abc_token_bytes(const abc_model *model, int32_t id, size_t *len) {
     if (!model) return NULL;
     return tokenizer_token_bytes(model_tokenizer(model), id, len);
 }
+
+static int32_t tokenizer_bos_id(const tokenizer *tok) { return tok ? tok->bos_id : -1; }

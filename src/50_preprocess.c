@@ -137,7 +137,7 @@ static abc_status smart_resize_qwen_vl_utils(int64_t height, int64_t width, int6
     return ABC_OK;
 }
 
-/* ---- Pillow bicubic resampling on 8-bit RGB ------------------------------------------------------ */
+/* ---- Pillow resampling on 8-bit RGB (bicubic for Qwen2-VL, bilinear for Phi-3.5-V) ------------- */
 
 /* Keys' cubic convolution kernel with a = -0.5 (Pillow's BICUBIC, support 2), written with the same
  * operations as Pillow so the doubles agree bit for bit. */
@@ -148,6 +148,22 @@ static double bicubic_kernel(double x) {
     if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
     return 0.0;
 }
+
+/* The triangle kernel (Pillow's BILINEAR, support 1). */
+static double bilinear_kernel(double x) {
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return 1.0 - x;
+    return 0.0;
+}
+
+/* A Pillow resampling filter: the kernel and its support at scale 1 (Pillow's struct filter). */
+typedef struct {
+    double (*kernel)(double x);
+    double support;
+} resample_filter;
+
+static const resample_filter RESAMPLE_BICUBIC = {bicubic_kernel, 2.0};
+static const resample_filter RESAMPLE_BILINEAR = {bilinear_kernel, 1.0};
 
 /* The taps of a 1-D resampling from in_size to out_size: output i reads inputs
  * first[i] .. first[i] + count[i] - 1 with fixed-point weights coeffs[i·ksize ..]. */
@@ -171,14 +187,15 @@ static int32_t weight_to_fixed(double w) {
 }
 
 /* Pillow's precompute_coeffs + normalize_coeffs_8bpc for the full-image box (0, in_size). */
-static abc_status resample_taps_init(resample_taps *t, int in_size, int out_size, abc_error *err) {
+static abc_status resample_taps_init(resample_taps *t, int in_size, int out_size,
+                                     const resample_filter *filter, abc_error *err) {
     memset(t, 0, sizeof *t);
     if (in_size <= 0 || out_size <= 0 || in_size > PREPROCESS_MAX_SIDE || out_size > PREPROCESS_MAX_SIDE)
         return fail(err, ABC_ERR_INTERNAL, "resample: bad sizes %d -> %d", in_size, out_size);
     /* Pillow takes the box edges as float: (double)(in1 - in0), exact below 2^24. */
     const double scale = (double)(float)in_size / out_size;
     const double filterscale = scale < 1.0 ? 1.0 : scale;
-    const double support = 2.0 * filterscale;
+    const double support = filter->support * filterscale;
     const double inv_filterscale = 1.0 / filterscale;
     const double ksize_d = ceil(support) * 2 + 1;
     if (ksize_d > 4.0 * in_size + 5.0 || ksize_d > INT_MAX / 2) /* support <= 2·in_size */
@@ -214,7 +231,7 @@ static abc_status resample_taps_init(resample_taps *t, int in_size, int out_size
         }
         double sum = 0.0;
         for (int j = 0; j < n; j++) {
-            w[j] = bicubic_kernel(((double)(j + lo) - center + 0.5) * inv_filterscale);
+            w[j] = filter->kernel(((double)(j + lo) - center + 0.5) * inv_filterscale);
             sum += w[j];
         }
         int32_t *k = t->coeffs + (size_t)i * ksize;
@@ -293,12 +310,12 @@ static void resample_rows_vertical(const uint8_t *src, int width, int row_shift,
     }
 }
 
-/* Resizes 8-bit RGB `src` to out_w × out_h exactly as Pillow's Image.resize(size, BICUBIC) with the
+/* Resizes 8-bit RGB `src` to out_w × out_h exactly as Pillow's Image.resize(size, filter) with the
  * default box: a plain copy when the size is unchanged; otherwise a horizontal pass (only when the
  * width changes, over only the rows the vertical pass reads) into an 8-bit intermediate, then a
  * vertical pass (only when the height changes). out->rgb is allocated; the caller frees it. */
-static abc_status resize_bicubic_rgb8(const abc_image *src, int out_w, int out_h, abc_image *out,
-                                      abc_error *err) {
+static abc_status resize_rgb8(const abc_image *src, int out_w, int out_h, const resample_filter *filter,
+                              abc_image *out, abc_error *err) {
     if (!src || !out || !src->rgb)
         return fail(err, ABC_ERR_INVALID_ARG, "resize: NULL image");
     out->rgb = NULL;
@@ -336,14 +353,14 @@ static abc_status resize_bicubic_rgb8(const abc_image *src, int out_w, int out_h
     const uint8_t *vsrc = src->rgb; /* what the vertical pass reads */
     int row0 = 0;                   /* first source row the vertical pass reads */
     if (need_vertical) {
-        st = resample_taps_init(&vtaps, src->height, out_h, err);
+        st = resample_taps_init(&vtaps, src->height, out_h, filter, err);
         if (st != ABC_OK) goto done;
         row0 = vtaps.first[0];
     }
     if (need_horizontal) {
         int row_end = src->height;
         if (need_vertical) row_end = vtaps.first[out_h - 1] + vtaps.count[out_h - 1];
-        st = resample_taps_init(&htaps, src->width, out_w, err);
+        st = resample_taps_init(&htaps, src->width, out_w, filter, err);
         if (st != ABC_OK) goto done;
         if (need_vertical) {
             tmp = xmalloc((size_t)out_w * 3 * (size_t)(row_end - row0));
@@ -370,6 +387,12 @@ done:
     out->width = out_w;
     out->height = out_h;
     return ABC_OK;
+}
+
+/* Pillow's Image.resize(size, BICUBIC), the Qwen2-VL presets' resampler. */
+static abc_status resize_bicubic_rgb8(const abc_image *src, int out_w, int out_h, abc_image *out,
+                                      abc_error *err) {
+    return resize_rgb8(src, out_w, out_h, &RESAMPLE_BICUBIC, out, err);
 }
 
 /* ---- the preset pipeline -------------------------------------------------------------------------- */

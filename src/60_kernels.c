@@ -17,8 +17,7 @@
  * [nr-wide strips][kc][nr] (f16/bf16 become f32 here; the panel stays in L2), then for each group of mr
  * rows packs x as [kc][mr] and runs the mr×nr micro-kernel over the strips, adding each slice into y.
  * Up to GEMV_MAX_ROWS rows of x take a dot-product path that streams W once instead.
- * Attention: see its section below. Weights of dtype DT_Q8 have no kernels yet (the quantization work
- * plugs them into matmul_any and weights_to_f32).
+ * Attention: see its section below. Weights of dtype DT_Q8 take the integer GEMM of the q8 part below.
  * ================================================================================================ */
 
 #define GEMM_KC 256          /* `in` slice per packed panel */
@@ -97,7 +96,7 @@ static float weight_element(const void *w, uint32_t dtype, int64_t i) {
     case DT_F32: return ((const float *)w)[i];
     case DT_F16: return f16_to_f32(((const uint16_t *)w)[i]);
     case DT_BF16: return bf16_to_f32(((const uint16_t *)w)[i]);
-    default: return 0.0f; /* DT_Q8: see weights_to_f32 */
+    default: return 0.0f; /* DT_Q8 never comes here: matmul_q8, tensor_row_f32 */
     }
 }
 
@@ -223,13 +222,22 @@ static void weights_to_f32(const kernel_ops *ops, const void *data, uint32_t dty
     case DT_F32: memcpy(out, (const float *)data + at, (size_t)count * sizeof(float)); break;
     case DT_F16: ops->from_f16(out, (const uint16_t *)data + at, count); break;
     case DT_BF16: ops->from_bf16(out, (const uint16_t *)data + at, count); break;
-    /* DT_Q8: int8 blocks, defined by the quantization work; section 3 refuses them until then. */
-    default: memset(out, 0, (size_t)count * sizeof(float)); break;
+    default: memset(out, 0, (size_t)count * sizeof(float)); break; /* DT_Q8: see tensor_row_f32 */
     }
 }
 
 static void tensor_row_f32(const tensor *t, int64_t row, float *out) {
     int64_t cols = t->ndim >= 2 ? t->shape[1] : t->shape[0];
+    if (t->dtype == DT_Q8) { /* q[k] · scale of k's block (section 3 checked the layout) */
+        const int8_t *q = (const int8_t *)t->data + row * cols;
+        const uint8_t *scales = (const uint8_t *)t->data + t->shape[0] * cols + row * (cols / Q8_BLOCK) * 4;
+        for (int64_t b = 0; b < cols / Q8_BLOCK; b++) {
+            float scale;
+            memcpy(&scale, scales + b * 4, sizeof scale);
+            for (int k = 0; k < Q8_BLOCK; k++) out[b * Q8_BLOCK + k] = (float)q[b * Q8_BLOCK + k] * scale;
+        }
+        return;
+    }
     weights_to_f32(&kernel_ops_scalar, t->data, t->dtype, row * cols, cols, out);
 }
 
@@ -372,33 +380,54 @@ static void matmul_gemv_task(void *arg, int task, int thread) {
 /* Cuts the output into tasks: column blocks first (each packs its panel once for all its rows), then
  * row blocks when there are too few columns to keep the threads busy. The partition never changes
  * the numerics, only the balance. */
-static int matmul_plan(matmul_job *job, int threads) {
-    int mr = job->ops->mr, nr = job->ops->nr;
-    int64_t col_blocks = ceil_div(job->out, job->ops->nc), row_blocks = 1;
+/* The partition of an n × out product for a micro-kernel of mr × nr and column blocks of at most nc. */
+typedef struct {
+    int64_t rows_per_task, cols_per_task;
+    int n_row_blocks, n_tasks;
+} task_plan;
+
+static task_plan plan_tasks(int64_t n, int64_t out, int mr, int nr, int nc, int threads) {
+    int64_t col_blocks = ceil_div(out, nc), row_blocks = 1;
     if (threads > 1) {
         if (col_blocks < 2 * threads)
-            row_blocks = MAX((int64_t)1, MIN(ceil_div(2 * threads, col_blocks), job->n / GEMM_MIN_ROWS_PER_TASK));
+            row_blocks = MAX((int64_t)1, MIN(ceil_div(2 * threads, col_blocks), n / GEMM_MIN_ROWS_PER_TASK));
         /* balance: a multiple of the thread count when the columns allow it */
         int64_t tasks = col_blocks * row_blocks;
         if (tasks % threads != 0) {
             int64_t want = ceil_div(round_up(tasks, threads), row_blocks);
-            if (want <= ceil_div(job->out, nr)) col_blocks = want;
+            if (want <= ceil_div(out, nr)) col_blocks = want;
         }
     }
-    job->cols_per_task = round_up(ceil_div(job->out, col_blocks), nr);
-    col_blocks = ceil_div(job->out, job->cols_per_task);
-    job->rows_per_task = round_up(ceil_div(job->n, row_blocks), mr);
-    row_blocks = ceil_div(job->n, job->rows_per_task);
-    job->n_row_blocks = (int)row_blocks;
-    return (int)(row_blocks * col_blocks);
+    task_plan p;
+    p.cols_per_task = round_up(ceil_div(out, col_blocks), nr);
+    col_blocks = ceil_div(out, p.cols_per_task);
+    p.rows_per_task = round_up(ceil_div(n, row_blocks), mr);
+    row_blocks = ceil_div(n, p.rows_per_task);
+    p.n_row_blocks = (int)row_blocks;
+    p.n_tasks = (int)(row_blocks * col_blocks);
+    return p;
 }
+
+static int matmul_plan(matmul_job *job, int threads) {
+    task_plan p = plan_tasks(job->n, job->out, job->ops->mr, job->ops->nr, job->ops->nc, threads);
+    job->rows_per_task = p.rows_per_task;
+    job->cols_per_task = p.cols_per_task;
+    job->n_row_blocks = p.n_row_blocks;
+    return p.n_tasks;
+}
+
+static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, int64_t out_dim,
+                      int64_t in_dim, const float *bias);
 
 static void matmul_any(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, uint32_t dtype,
                        int64_t out_dim, int64_t in_dim, const float *bias) {
     if (n <= 0 || out_dim <= 0) return;
+    if (dtype == DT_Q8 && in_dim > 0 && in_dim % Q8_BLOCK == 0) {
+        matmul_q8(pool, y, x, n, w, out_dim, in_dim, bias);
+        return;
+    }
     if (in_dim <= 0 || !(dtype == DT_F32 || dtype == DT_F16 || dtype == DT_BF16)) {
-        /* empty sum; or DT_Q8, whose block layout the quantization work defines (its kernels plug in
-         * here): never read a layout we do not know */
+        /* empty sum, or a layout section 3 would have refused: never read what we do not know */
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < out_dim; j++) y[i * out_dim + j] = bias ? bias[j] : 0.0f;
         return;
@@ -426,6 +455,358 @@ static void matmul(thread_pool *pool, float *y, const float *x, int64_t n, const
 static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, const float *W, int64_t out_dim,
                        int64_t in_dim, const float *bias) {
     matmul_any(pool, y, x, n, W, DT_F32, out_dim, in_dim, bias);
+}
+
+/* ---- q8: int8 weights × int8 activations, exact int32 block sums ----
+ *
+ * Weights are DT_Q8 (section 3): int8 q[out][in] and one f32 scale per Q8_BLOCK elements of a row.
+ * Activations are quantized on the fly the same way, per row and per block of Q8_BLOCK: scale =
+ * amax/127, q = round(x·127/amax), ties to even. Outlier channels (a norm weight 25× the others makes
+ * a few channels of every row dominate their block, and would leave the rest of the block 4 or 5 bits)
+ * are taken out: when at most Q8_OUTLIERS_MAX elements of a block exceed amax/4 and the smallest of them
+ * stands more than Q8_OUTLIER_GAP times above every other element, they are set aside in float, the
+ * block is quantized without them, and their products are added in float with the dequantized weights.
+ * Each block's Σ qx·qw is an exact int32 (|Σ| ≤ 32·127·127), so every path computes the same integers
+ * whatever its instructions; the float part is fixed too. Per slice of Q8_KC columns of `in`:
+ *
+ *     y[i][j] ← fma((float)isum_b, scale_x[i][b] · scale_w[j][b], y[i][j])     for each block b in order
+ *     y[i][j] ← y[i][j] + x[i][k] · ((float)qw[j][k] · scale_w[j][k/32])        for each outlier k in order
+ *
+ * starting from y = 0, then y + bias[j]; the fma is fused (one rounding) on every path, nothing else
+ * is. Results are bit-identical across paths, thread counts and partitions.
+ *
+ * A task packs, per slice of Q8_KC columns of `in`, its weight rows into strips of nr rows; each strip
+ * block is [Q8_BLOCK/4][nr][4] int8 (four consecutive k of one row are one 32-bit lane: what VNNI's
+ * vpdpbusd, AVX2's vpmaddubsw+vpmaddwd and NEON's sdot consume), then nr int32 compensations −128·Σq
+ * (VNNI feeds activations as unsigned q + 128 and starts each block sum there) and nr f32 scales.
+ * Activation rows are quantized per group of mr into [Q8_BLOCK/4][mr][4] per block, then mr scales. */
+
+#define Q8_KC 512                           /* `in` slice per packed panel (a multiple of Q8_BLOCK) */
+#define Q8_KC_BLOCKS (Q8_KC / Q8_BLOCK)
+#define Q8_MR_MAX 8
+#define Q8_NR_MAX 32
+#define Q8_TINY 1e-30f                      /* blocks with amax below this quantize to 0 */
+#define Q8_FLT_MAX 0x1.fffffep+127f         /* FLT_MAX (no <float.h> here) */
+#define Q8_OUTLIERS_MAX 8                   /* per block of activations */
+#define Q8_OUTLIER_GAP 4.0f
+#define Q8_STRIP_BLOCK_BYTES(nr) ((size_t)(nr) * (Q8_BLOCK + 8))   /* quads, compensations, scales */
+#define Q8_ROWS_BLOCK_BYTES(mr) ((size_t)(mr) * (Q8_BLOCK + 4))    /* quads, scales */
+
+/* An activation set aside from its block (row of the group, block of the slice, column in the block). */
+typedef struct {
+    uint16_t row, block, k;
+    float value;
+} q8_outlier;
+
+/* c[mr][nr] (row stride ldc) = (accumulate ? c : 0) + the blocks' terms, in block order. */
+typedef void (*q8_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate);
+/* Quantizes `rows` rows of x (row stride ldx) × blocks·Q8_BLOCK columns into the packed layout; rows
+ * rows..mr−1 are zero. Outliers are appended to outliers[*n_outliers] (block by block, row by row). */
+typedef void (*q8_pack_rows_fn)(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                q8_outlier *outliers, int *n_outliers);
+
+typedef struct {
+    const char *name;
+    int mr, nr, nc;
+    bool unsigned_x; /* activations stored as q + 128 (VNNI) */
+    q8_micro_fn micro;
+    q8_pack_rows_fn pack_rows;
+} q8_kernels;
+
+/* The outlier rule of a block with `large` elements above amax/4 (at most Q8_OUTLIERS_MAX): they are
+ * set aside when the smallest of them stands more than Q8_OUTLIER_GAP times above the largest of the
+ * others (`rest`). Max and min are exact, so SIMD quantizers evaluate the same rule bit for bit. */
+static bool q8_outliers_apart(float smallest_large, float rest) { return smallest_large > Q8_OUTLIER_GAP * rest; }
+
+/* Quantizes one block of activations into q[0..Q8_BLOCK) and returns its scale; *outliers gets the
+ * bit mask of the elements set aside (their q is 0). A block holding a non-finite value gets scale NaN
+ * and zeros (its outputs become NaN, as in float math). This is the definition every SIMD quantizer
+ * reproduces bit for bit. */
+static float q8_quantize_block(const float *x, int8_t *q, uint32_t *outliers) {
+    float amax = 0.0f;
+    bool finite = true;
+    *outliers = 0;
+    for (int k = 0; k < Q8_BLOCK; k++) {
+        float a = fabsf(x[k]);
+        if (!(a <= Q8_FLT_MAX)) finite = false;
+        else if (a > amax) amax = a;
+    }
+    if (!finite || amax < Q8_TINY) {
+        memset(q, 0, Q8_BLOCK);
+        return finite ? 0.0f : NAN;
+    }
+    const float quarter = amax * 0.25f;
+    uint32_t large = 0;
+    int n_large = 0;
+    float smallest_large = amax, rest = 0.0f;
+    for (int k = 0; k < Q8_BLOCK; k++) {
+        float a = fabsf(x[k]);
+        if (a > quarter) {
+            large |= 1u << k;
+            n_large++;
+            smallest_large = MIN(smallest_large, a);
+        } else {
+            rest = MAX(rest, a);
+        }
+    }
+    if (n_large <= Q8_OUTLIERS_MAX && q8_outliers_apart(smallest_large, rest)) {
+        *outliers = large;
+        amax = rest;
+        if (amax < Q8_TINY) {
+            memset(q, 0, Q8_BLOCK);
+            return 0.0f;
+        }
+    }
+    float inv = 127.0f / amax;
+    for (int k = 0; k < Q8_BLOCK; k++) /* |x·inv| ≤ 127.00002 */
+        q[k] = *outliers >> k & 1 ? 0 : (int8_t)lrintf(x[k] * inv);
+    return amax / 127.0f;
+}
+
+/* Appends a block's outliers (mask from q8_quantize_block) to the list. */
+static void q8_add_outliers(q8_outlier *list, int *n, int row, int64_t block, const float *x, uint32_t mask) {
+    for (int k = 0; mask; k++, mask >>= 1)
+        if (mask & 1) list[(*n)++] = (q8_outlier){(uint16_t)row, (uint16_t)block, (uint16_t)k, x[k]};
+}
+
+/* Stores a block's quads (32-bit lanes of four k) for row r of an mr-row group, and its scale. */
+static void q8_store_row_block(uint8_t *block, int mr, int r, const int8_t *q, float scale, bool unsigned_x) {
+    for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
+        for (int t = 0; t < 4; t++) {
+            int8_t v = q[k4 * 4 + t];
+            block[((size_t)k4 * mr + r) * 4 + t] = unsigned_x ? (uint8_t)(v + 128) : (uint8_t)v;
+        }
+    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+}
+
+/* One row's block through the scalar definition, outliers included. */
+static void q8_pack_row_block_scalar(uint8_t *block, int mr, int r, const float *xb, int64_t b, bool unsigned_x,
+                                     q8_outlier *outliers, int *n_outliers) {
+    int8_t q[Q8_BLOCK];
+    uint32_t mask;
+    float scale = q8_quantize_block(xb, q, &mask);
+    q8_store_row_block(block, mr, r, q, scale, unsigned_x);
+    q8_add_outliers(outliers, n_outliers, r, b, xb, mask);
+}
+
+static void q8_pack_rows_generic(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                 bool unsigned_x, q8_outlier *outliers, int *n_outliers) {
+    static const int8_t zeros[Q8_BLOCK];
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
+        for (int r = 0; r < mr; r++) {
+            if (r < rows) {
+                q8_pack_row_block_scalar(block, mr, r, x + r * ldx + b * Q8_BLOCK, b, unsigned_x, outliers, n_outliers);
+            } else {
+                q8_store_row_block(block, mr, r, zeros, 0.0f, unsigned_x);
+            }
+        }
+    }
+}
+
+static void q8_pack_rows_scalar(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                q8_outlier *outliers, int *n_outliers) {
+    q8_pack_rows_generic(a_pack, mr, x, ldx, rows, blocks, false, outliers, n_outliers);
+}
+
+/* Weight rows row0..row0+rows−1 (of `in` columns), blocks [b0, b0 + blocks), into one strip of nr
+ * rows (rows ≥ `rows` are zero). Shared by every path: the layout is the same everywhere. */
+static void q8_pack_strip(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in, int64_t row0,
+                          int rows, int64_t b0, int64_t blocks) {
+    const int64_t blocks_per_row = in / Q8_BLOCK;
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = strip + b * Q8_STRIP_BLOCK_BYTES(nr);
+        uint8_t *comp = block + (size_t)nr * Q8_BLOCK, *scales = comp + (size_t)nr * 4;
+        for (int j = 0; j < nr; j++) {
+            int32_t sum = 0;
+            if (j < rows) {
+                const int8_t *src = wq + (row0 + j) * in + (b0 + b) * Q8_BLOCK;
+                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * nr + j) * 4, src + k4 * 4, 4);
+                for (int k = 0; k < Q8_BLOCK; k++) sum += src[k];
+                memcpy(scales + (size_t)j * 4, w_scales + ((row0 + j) * blocks_per_row + b0 + b) * 4, 4);
+            } else {
+                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memset(block + ((size_t)k4 * nr + j) * 4, 0, 4);
+                memset(scales + (size_t)j * 4, 0, 4);
+            }
+            int32_t c = -128 * sum;
+            memcpy(comp + (size_t)j * 4, &c, sizeof c);
+        }
+    }
+}
+
+#define Q8_SCALAR_MR 4
+#define Q8_SCALAR_NR 8
+
+static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_SCALAR_MR, NR = Q8_SCALAR_NR };
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        float sa[MR], sb[NR];
+        memcpy(sa, ab + MR * Q8_BLOCK, sizeof sa);
+        memcpy(sb, bb + NR * (Q8_BLOCK + 4), sizeof sb);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) {
+                int32_t sum = 0;
+                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
+                    for (int t = 0; t < 4; t++)
+                        sum += (int8_t)ab[(k4 * MR + i) * 4 + t] * (int8_t)bb[(k4 * NR + j) * 4 + t];
+                acc[i][j] = fmaf((float)sum, sa[i] * sb[j], acc[i][j]);
+            }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
+}
+
+static const q8_kernels q8_kernels_scalar = {
+    "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, false, q8_micro_scalar, q8_pack_rows_scalar,
+};
+
+/* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
+static const q8_kernels *q8_kernels_avx2(void);
+static const q8_kernels *q8_kernels_avx512vnni(void);
+static const q8_kernels *q8_kernels_neon(bool dotprod);
+
+/* The q8 kernels for the pool's path and CPU features (VNNI within AVX-512, dotprod within NEON). */
+static const q8_kernels *q8_kernels_for(const thread_pool *pool) {
+    const q8_kernels *k = NULL;
+    int path = pool ? pool->kernel_path : KERNEL_SCALAR;
+    if (path == KERNEL_AVX512 && pool->features.avx512vnni) k = q8_kernels_avx512vnni();
+    if (!k && (path == KERNEL_AVX512 || path == KERNEL_AVX2)) k = q8_kernels_avx2();
+    if (path == KERNEL_NEON) k = q8_kernels_neon(pool->features.neon_dot);
+    return k ? k : &q8_kernels_scalar;
+}
+
+typedef struct {
+    const q8_kernels *k;
+    float *y;
+    const float *x;
+    const int8_t *wq;
+    const uint8_t *w_scales;
+    const float *bias;
+    int64_t n, in, out;
+    task_plan plan;
+    float *const *scratch; /* NULL: the task works in one strip at a time on its stack */
+} q8_job;
+
+#define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
+
+/* Bytes of per-task buffers: the panel (cols columns × Q8_KC), a row group, an edge tile. */
+static size_t q8_task_bytes(const q8_kernels *k, int64_t cols) {
+    return (size_t)ceil_div(cols, k->nr) * Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(k->nr) +
+           Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(k->mr) + (size_t)k->mr * k->nr * sizeof(float) + 64;
+}
+
+/* y rows of the group += the outliers' products with the dequantized weight columns j0..j0+nc−1. */
+static void q8_add_outlier_products(const q8_job *job, const q8_outlier *outliers, int n_outliers, int64_t row0,
+                                    int64_t j0, int64_t nc, int64_t b0) {
+    const int64_t blocks_per_row = job->in / Q8_BLOCK;
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const int64_t b = b0 + out->block, col = b * Q8_BLOCK + out->k;
+        float *yr = job->y + (row0 + out->row) * job->out;
+        for (int64_t j = j0; j < j0 + nc; j++) {
+            float scale;
+            memcpy(&scale, job->w_scales + (j * blocks_per_row + b) * 4, sizeof scale);
+            yr[j] = yr[j] + out->value * ((float)job->wq[j * job->in + col] * scale);
+        }
+    }
+}
+
+/* Lines [from, to) of the weight slice rows [j0, j0 + nc) × blocks [b0, b0 + nb) towards the cache: its
+ * int8 pieces (Q8_KC bytes of rows far apart, too short for the hardware prefetchers), then its scales.
+ * The lines are numbered quads first, row by row, then the scale pieces row by row. */
+static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t nc, int64_t b0, int64_t nb, int64_t from, int64_t to) {
+#if defined(__GNUC__)
+    const int64_t quad_lines = ceil_div(nb * Q8_BLOCK, 64), blocks_per_row = job->in / Q8_BLOCK;
+    for (int64_t line = from; line < to; line++) {
+        if (line < nc * quad_lines) {
+            int64_t row = j0 + line / quad_lines, part = line % quad_lines;
+            __builtin_prefetch(job->wq + row * job->in + b0 * Q8_BLOCK + part * 64, 0, 2);
+        } else {
+            int64_t row = j0 + (line - nc * quad_lines);
+            __builtin_prefetch(job->w_scales + (row * blocks_per_row + b0) * 4, 0, 2);
+        }
+    }
+#else
+    (void)job, (void)j0, (void)nc, (void)b0, (void)nb, (void)from, (void)to;
+#endif
+}
+
+static void matmul_q8_task(void *arg, int task, int thread) {
+    const q8_job *job = arg;
+    const q8_kernels *k = job->k;
+    const int mr = k->mr, nr = k->nr;
+    const int64_t i0 = (int64_t)(task % job->plan.n_row_blocks) * job->plan.rows_per_task;
+    const int64_t j0 = (int64_t)(task / job->plan.n_row_blocks) * job->plan.cols_per_task;
+    const int64_t rows = MIN(job->plan.rows_per_task, job->n - i0), nc = MIN(job->plan.cols_per_task, job->out - j0);
+    if (rows <= 0 || nc <= 0) return;
+    /* without a pool's scratch, columns are planned one strip per task and fit here */
+    _Alignas(64) uint8_t local[Q8_KC_BLOCKS * (Q8_NR_MAX * (Q8_BLOCK + 8) + Q8_MR_MAX * (Q8_BLOCK + 4)) +
+                               Q8_MR_MAX * Q8_NR_MAX * 4 + 64];
+    uint8_t *panel = job->scratch ? (uint8_t *)job->scratch[thread] : local;
+    const size_t strip_bytes = Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(nr);
+    uint8_t *a_pack = panel + (size_t)ceil_div(nc, nr) * strip_bytes;
+    float *tail_c = (float *)(void *)(a_pack + ((Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(mr) + 63) & ~(size_t)63));
+    q8_outlier outliers[Q8_GROUP_OUTLIERS];
+    const int64_t ldy = job->out, total_blocks = job->in / Q8_BLOCK, row_groups = ceil_div(rows, mr);
+    for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
+        const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
+        const bool accumulate = b0 > 0, last = b0 + nb == total_blocks;
+        for (int64_t jr = 0; jr < nc; jr += nr)
+            q8_pack_strip(panel + (jr / nr) * strip_bytes, nr, job->wq, job->w_scales, job->in, j0 + jr,
+                          (int)MIN((int64_t)nr, nc - jr), b0, nb);
+        /* the next slice of this task (or the next task's first, when the tasks are columns only) is
+         * fetched meanwhile, spread over the row groups */
+        int64_t next_j0 = j0, next_nc = nc, next_b0 = b0 + nb;
+        if (last) {
+            next_j0 = j0 + nc, next_b0 = 0;
+            next_nc = job->plan.n_row_blocks > 1 ? 0 : MIN(nc, job->out - next_j0);
+        }
+        const int64_t next_nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - next_b0);
+        const int64_t next_lines = next_nc > 0 ? next_nc * (ceil_div(next_nb * Q8_BLOCK, 64) + 1) : 0;
+        for (int64_t i = 0; i < rows; i += mr) {
+            const int64_t mi = MIN((int64_t)mr, rows - i), group = i / mr;
+            q8_prefetch_slice(job, next_j0, next_nc, next_b0, next_nb, next_lines * group / row_groups,
+                              next_lines * (group + 1) / row_groups);
+            int n_outliers = 0;
+            k->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers,
+                         &n_outliers);
+            for (int64_t jr = 0; jr < nc; jr += nr) {
+                const int64_t nj = MIN((int64_t)nr, nc - jr);
+                const uint8_t *strip = panel + (jr / nr) * strip_bytes;
+                float *c = job->y + (i0 + i) * ldy + j0 + jr;
+                if (mi == mr && nj == nr) {
+                    k->micro(nb, a_pack, strip, c, ldy, accumulate);
+                    continue;
+                }
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t j = 0; j < nr; j++)
+                        tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
+                k->micro(nb, a_pack, strip, tail_c, nr, accumulate);
+                for (int64_t r = 0; r < mi; r++)
+                    for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
+            }
+            q8_add_outlier_products(job, outliers, n_outliers, i0 + i, j0, nc, b0);
+            if (last && job->bias) add_bias_block(job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
+        }
+    }
+}
+
+/* y = x · Wᵀ (+ bias) for a q8 W [out_dim][in_dim] (in_dim a multiple of Q8_BLOCK). */
+static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, int64_t out_dim,
+                      int64_t in_dim, const float *bias) {
+    const q8_kernels *k = q8_kernels_for(pool);
+    q8_job job = {
+        .k = k, .y = y, .x = x, .wq = w, .w_scales = (const uint8_t *)w + out_dim * in_dim, .bias = bias,
+        .n = n, .in = in_dim, .out = out_dim,
+    };
+    bool scratch = pool && pool->scratch_floats * sizeof(float) >= q8_task_bytes(k, k->nc);
+    job.scratch = scratch ? pool->scratch : NULL;
+    job.plan = plan_tasks(n, out_dim, k->mr, k->nr, scratch ? k->nc : k->nr, thread_pool_size(pool));
+    thread_pool_run(pool, job.plan.n_tasks, matmul_q8_task, &job);
 }
 
 /* ---- attention (online softmax: at most one ATTN_BQ × ATTN_BK block of scores at a time) ----
@@ -596,60 +977,4 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
     job.query_blocks = (int)ceil_div(n, job.query_block);
     job.scratch = pool ? pool->scratch : NULL;
     thread_pool_run(pool, n_heads * job.query_blocks, blocked ? attention_block_task : attention_rows_task, &job);
-}
-
-/* ---- norms (double accumulation: outlier channels make float sums drift) ---- */
-
-/* Σ x[i] and Σ (x[i] − shift)² in double, four interleaved partial sums each (independent add chains
- * run four times faster than one; the order is fixed, so results are too). */
-static double sum_f64(const float *x, int64_t n) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i];
-        s1 += x[i + 1];
-        s2 += x[i + 2];
-        s3 += x[i + 3];
-    }
-    for (; i < n; i++) s0 += x[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-static double sum_sq_f64(const float *x, int64_t n, double shift) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        double d0 = x[i] - shift, d1 = x[i + 1] - shift, d2 = x[i + 2] - shift, d3 = x[i + 3] - shift;
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-        s2 += d2 * d2;
-        s3 += d3 * d3;
-    }
-    for (; i < n; i++) s0 += (x[i] - shift) * (x[i] - shift);
-    return (s0 + s1) + (s2 + s3);
-}
-
-/* Qwen2 RMSNorm: x · rsqrt(mean(x²) + eps), then · w. */
-static void rms_norm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * dim;
-        float *yr = out + r * dim;
-        double mean_sq = sum_sq_f64(xr, dim, 0.0) / (double)dim;
-        float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)eps));
-        for (int64_t i = 0; i < dim; i++) yr[i] = w[i] * (xr[i] * inv);
-    }
-}
-
-/* LayerNorm: (x − mean) · rsqrt(var + eps) · w + b, biased variance. */
-static void layer_norm(float *out, const float *x, const float *w, const float *b, int64_t n, int64_t dim,
-                       float eps) {
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * dim;
-        float *yr = out + r * dim;
-        double mean = sum_f64(xr, dim) / (double)dim;
-        double var = sum_sq_f64(xr, dim, mean) / (double)dim;
-        float inv = (float)(1.0 / sqrt(var + (double)eps));
-        float mean_f = (float)mean;
-        for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] - mean_f) * inv * w[i] + b[i];
-    }
 }

@@ -344,7 +344,274 @@ static const kernel_ops kernel_ops_avx512_table = {
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
 static const kernel_ops *kernel_ops_avx512(void) { return &kernel_ops_avx512_table; }
 
+/* ---- q8 (section 7's q8 part): AVX2 sign trick, AVX-512 VNNI ---- */
+
+/* Row r's 32 quants (bytes in k order, as int8 or already offset) into the group's [k4][mr][4] layout. */
+static inline void q8_scatter_quads(uint8_t *block, int mr, int r, const uint32_t quads[Q8_BLOCK / 4]) {
+    for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
+}
+
+static inline void q8_store_zero_row(uint8_t *block, int mr, int r, bool unsigned_x) {
+    static const int8_t zeros[Q8_BLOCK];
+    q8_store_row_block(block, mr, r, zeros, 0.0f, unsigned_x);
+}
+
+/* Appends the outliers of row r's block b (bit mask over k) and stores the block's scale. */
+static inline void q8_finish_row_block(uint8_t *block, int mr, int r, int64_t b, const float *xb, uint32_t outlier_mask,
+                                       float scale, q8_outlier *outliers, int *n_outliers) {
+    q8_add_outliers(outliers, n_outliers, r, b, xb, outlier_mask);
+    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+}
+
+static inline AVX2_TARGET float hmax_avx2(__m256 m) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+static inline AVX2_TARGET float hmin_avx2(__m256 m) {
+    __m128 h = _mm_min_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_min_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_min_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* AVX2 quantizer: the arithmetic and the outlier rule of q8_quantize_block (max, min, counts, 127/amax,
+ * one multiply, round to nearest even); non-finite and tiny blocks go through the definition itself. */
+static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                          q8_outlier *outliers, int *n_outliers) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), big = _mm256_set1_ps(Q8_FLT_MAX);
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
+        for (int r = 0; r < mr; r++) {
+            if (r >= rows) {
+                q8_store_zero_row(block, mr, r, false);
+                continue;
+            }
+            const float *xb = x + r * ldx + b * Q8_BLOCK;
+            __m256 v[4], a[4], large[4];
+            for (int i = 0; i < 4; i++) {
+                v[i] = _mm256_loadu_ps(xb + 8 * i);
+                a[i] = _mm256_and_ps(v[i], abs_mask);
+            }
+            __m256 bad = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(a[0], big, _CMP_NLE_UQ), _mm256_cmp_ps(a[1], big, _CMP_NLE_UQ)),
+                                      _mm256_or_ps(_mm256_cmp_ps(a[2], big, _CMP_NLE_UQ), _mm256_cmp_ps(a[3], big, _CMP_NLE_UQ)));
+            float amax = hmax_avx2(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+            if (_mm256_movemask_ps(bad) || amax < Q8_TINY) { /* rare: the definition */
+                q8_pack_row_block_scalar(block, mr, r, xb, b, false, outliers, n_outliers);
+                continue;
+            }
+            __m256 quarter = _mm256_set1_ps(amax * 0.25f);
+            uint32_t large_mask = 0;
+            for (int i = 0; i < 4; i++) {
+                large[i] = _mm256_cmp_ps(a[i], quarter, _CMP_GT_OQ);
+                large_mask |= (uint32_t)_mm256_movemask_ps(large[i]) << (8 * i);
+            }
+            uint32_t outlier_mask = 0;
+            float qmax = amax;
+            if (__builtin_popcount(large_mask) <= Q8_OUTLIERS_MAX) {
+                __m256 rest = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(large[0], a[0]), _mm256_andnot_ps(large[1], a[1])),
+                                            _mm256_max_ps(_mm256_andnot_ps(large[2], a[2]), _mm256_andnot_ps(large[3], a[3])));
+                __m256 low = _mm256_min_ps(_mm256_min_ps(_mm256_blendv_ps(inf, a[0], large[0]), _mm256_blendv_ps(inf, a[1], large[1])),
+                                           _mm256_min_ps(_mm256_blendv_ps(inf, a[2], large[2]), _mm256_blendv_ps(inf, a[3], large[3])));
+                float rest_max = hmax_avx2(rest);
+                if (q8_outliers_apart(hmin_avx2(low), rest_max)) {
+                    outlier_mask = large_mask;
+                    qmax = rest_max;
+                    for (int i = 0; i < 4; i++) v[i] = _mm256_andnot_ps(large[i], v[i]);
+                }
+            }
+            if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
+                q8_store_zero_row(block, mr, r, false);
+                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0.0f, outliers, n_outliers);
+                continue;
+            }
+            __m256 inv = _mm256_set1_ps(127.0f / qmax);
+            __m256i q0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], inv)), q1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], inv));
+            __m256i q2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], inv)), q3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], inv));
+            __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+            bytes = _mm256_permutevar8x32_epi32(bytes, order);
+            uint32_t quads[Q8_BLOCK / 4];
+            _mm256_storeu_si256((__m256i *)quads, bytes);
+            q8_scatter_quads(block, mr, r, quads);
+            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, qmax / 127.0f, outliers, n_outliers);
+        }
+    }
+}
+
+#define Q8_AVX2_MR 4
+#define Q8_AVX2_NR 8
+
+/* 4 rows × 8 columns. Per four k: |x| as unsigned bytes times w with x's sign (vpsignb) in vpmaddubsw
+ * (pairs ≤ 2·127·127, no saturation), vpmaddwd with ones into int32. */
+static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
+                                      bool accumulate) {
+    enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR };
+    __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
+    if (accumulate) {
+        f0 = _mm256_loadu_ps(c), f1 = _mm256_loadu_ps(c + ldc);
+        f2 = _mm256_loadu_ps(c + 2 * ldc), f3 = _mm256_loadu_ps(c + 3 * ldc);
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+            __m256i w = _mm256_load_si256((const __m256i *)(bb + k4 * NR * 4));
+            int32_t q[MR];
+            memcpy(q, ab + k4 * MR * 4, sizeof q);
+#define Q8_AVX2_ROW(r)                                                                                  \
+    {                                                                                                   \
+        __m256i xv = _mm256_set1_epi32(q[r]);                                                           \
+        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(w, xv));                 \
+        i##r = _mm256_add_epi32(i##r, _mm256_madd_epi16(p, ones));                                      \
+    }
+            Q8_AVX2_ROW(0) Q8_AVX2_ROW(1) Q8_AVX2_ROW(2) Q8_AVX2_ROW(3)
+#undef Q8_AVX2_ROW
+        }
+        __m256 sw = _mm256_loadu_ps((const float *)(const void *)(bb + NR * (Q8_BLOCK + 4)));
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        f0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_mul_ps(_mm256_set1_ps(sx[0]), sw), f0);
+        f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_mul_ps(_mm256_set1_ps(sx[1]), sw), f1);
+        f2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i2), _mm256_mul_ps(_mm256_set1_ps(sx[2]), sw), f2);
+        f3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i3), _mm256_mul_ps(_mm256_set1_ps(sx[3]), sw), f3);
+    }
+    _mm256_storeu_ps(c, f0), _mm256_storeu_ps(c + ldc, f1);
+    _mm256_storeu_ps(c + 2 * ldc, f2), _mm256_storeu_ps(c + 3 * ldc, f3);
+}
+
+static const q8_kernels q8_kernels_avx2_table = {
+    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2,
+};
+
+#define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* AVX-512 quantizer: as q8_pack_rows_avx2, storing q + 128 as unsigned bytes (vpdpbusd's first operand). */
+static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                          q8_outlier *outliers, int *n_outliers) {
+    const __m512 big = _mm512_set1_ps(Q8_FLT_MAX), inf = _mm512_set1_ps(INFINITY);
+    const __m256i offset = _mm256_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
+        for (int r = 0; r < mr; r++) {
+            if (r >= rows) {
+                q8_store_zero_row(block, mr, r, true);
+                continue;
+            }
+            const float *xb = x + r * ldx + b * Q8_BLOCK;
+            __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+            __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+            __mmask16 bad = _mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+            if (bad || amax < Q8_TINY) { /* rare: the definition */
+                q8_pack_row_block_scalar(block, mr, r, xb, b, true, outliers, n_outliers);
+                continue;
+            }
+            __m512 quarter = _mm512_set1_ps(amax * 0.25f);
+            __mmask16 l0 = _mm512_cmp_ps_mask(a0, quarter, _CMP_GT_OQ), l1 = _mm512_cmp_ps_mask(a1, quarter, _CMP_GT_OQ);
+            uint32_t outlier_mask = 0;
+            float qmax = amax;
+            if (__builtin_popcount((unsigned)l0) + __builtin_popcount((unsigned)l1) <= Q8_OUTLIERS_MAX) {
+                float rest = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_maskz_mov_ps((__mmask16)~l0, a0),
+                                                                _mm512_maskz_mov_ps((__mmask16)~l1, a1)));
+                float low = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_mask_mov_ps(inf, l0, a0), _mm512_mask_mov_ps(inf, l1, a1)));
+                if (q8_outliers_apart(low, rest)) {
+                    outlier_mask = (uint32_t)l0 | (uint32_t)l1 << 16;
+                    qmax = rest;
+                    v0 = _mm512_maskz_mov_ps((__mmask16)~l0, v0);
+                    v1 = _mm512_maskz_mov_ps((__mmask16)~l1, v1);
+                }
+            }
+            if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
+                q8_store_zero_row(block, mr, r, true);
+                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0.0f, outliers, n_outliers);
+                continue;
+            }
+            __m512 inv = _mm512_set1_ps(127.0f / qmax);
+            __m128i b0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
+            __m128i b1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));
+            __m256i bytes = _mm256_xor_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1), offset);
+            uint32_t quads[Q8_BLOCK / 4];
+            _mm256_storeu_si256((__m256i *)quads, bytes);
+            q8_scatter_quads(block, mr, r, quads);
+            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, qmax / 127.0f, outliers, n_outliers);
+        }
+    }
+}
+
+#define Q8_VNNI_MR 6
+#define Q8_VNNI_NR 32
+#define Q8_VNNI_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+/* 6 rows × 32 columns: 12 int32 block accumulators started at the strip's −128·Σw, 12 float
+ * accumulators. vpdpbusd adds (q+128)·w over four k per lane: the block sum is exact. */
+static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
+                                      bool accumulate) {
+    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR };
+#define VNNI_DECLARE(r)                                                                     \
+    __m512 f##r##l = accumulate ? _mm512_loadu_ps(c + (r) * ldc) : _mm512_setzero_ps();     \
+    __m512 f##r##h = accumulate ? _mm512_loadu_ps(c + (r) * ldc + 16) : _mm512_setzero_ps(); \
+    __m512i s##r##l, s##r##h;
+#define VNNI_START(r) s##r##l = comp_l, s##r##h = comp_h;
+#define VNNI_STEP(r)                                                                        \
+    {                                                                                       \
+        int32_t q;                                                                          \
+        memcpy(&q, ab + (k4 * MR + (r)) * 4, 4);                                            \
+        __m512i xv = _mm512_set1_epi32(q);                                                  \
+        s##r##l = _mm512_dpbusd_epi32(s##r##l, xv, w0);                                     \
+        s##r##h = _mm512_dpbusd_epi32(s##r##h, xv, w1);                                     \
+    }
+#define VNNI_SCALE(r)                                                                       \
+    {                                                                                       \
+        __m512 sx = _mm512_set1_ps(sxs[r]);                                                 \
+        f##r##l = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##l), _mm512_mul_ps(sx, sw_l), f##r##l);          \
+        f##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##h), _mm512_mul_ps(sx, sw_h), f##r##h);          \
+    }
+#define VNNI_STORE(r) _mm512_storeu_ps(c + (r) * ldc, f##r##l), _mm512_storeu_ps(c + (r) * ldc + 16, f##r##h);
+    Q8_VNNI_ROWS(VNNI_DECLARE)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const __m512i comp_l = _mm512_load_si512((const void *)(bb + NR * Q8_BLOCK));
+        const __m512i comp_h = _mm512_load_si512((const void *)(bb + NR * Q8_BLOCK + 64));
+        Q8_VNNI_ROWS(VNNI_START)
+        /* written out: with a loop GCC copies every accumulator twice per step */
+#define VNNI_K4(step)                                                                       \
+    {                                                                                       \
+        const int k4 = (step);                                                              \
+        const __m512i w0 = _mm512_load_si512((const void *)(bb + k4 * NR * 4));            \
+        const __m512i w1 = _mm512_load_si512((const void *)(bb + k4 * NR * 4 + 64));       \
+        Q8_VNNI_ROWS(VNNI_STEP)                                                             \
+    }
+        VNNI_K4(0) VNNI_K4(1) VNNI_K4(2) VNNI_K4(3) VNNI_K4(4) VNNI_K4(5) VNNI_K4(6) VNNI_K4(7)
+#undef VNNI_K4
+        const __m512 sw_l = _mm512_load_ps((const void *)(bb + NR * (Q8_BLOCK + 4)));
+        const __m512 sw_h = _mm512_load_ps((const void *)(bb + NR * (Q8_BLOCK + 4) + 64));
+        float sxs[MR];
+        memcpy(sxs, ab + MR * Q8_BLOCK, sizeof sxs);
+        Q8_VNNI_ROWS(VNNI_SCALE)
+    }
+    Q8_VNNI_ROWS(VNNI_STORE)
+#undef VNNI_DECLARE
+#undef VNNI_START
+#undef VNNI_STEP
+#undef VNNI_SCALE
+#undef VNNI_STORE
+}
+
+static const q8_kernels q8_kernels_vnni_table = {
+    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni,
+};
+
+static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
+static const q8_kernels *q8_kernels_avx512vnni(void) { return &q8_kernels_vnni_table; }
+
 #else /* not x86-64 */
 static const kernel_ops *kernel_ops_avx2(void) { return NULL; }
 static const kernel_ops *kernel_ops_avx512(void) { return NULL; }
+static const q8_kernels *q8_kernels_avx2(void) { return NULL; }
+static const q8_kernels *q8_kernels_avx512vnni(void) { return NULL; }
 #endif

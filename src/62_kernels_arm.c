@@ -228,6 +228,122 @@ static const kernel_ops kernel_ops_neon_table = {
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }
 
+/* ---- q8 (section 7's q8 part): sdot when the CPU has it (HWCAP asimddp), else smull + sadalp ---- */
+
+#define Q8_NEON_MR 4
+#define Q8_NEON_NR 8
+
+/* acc.4s += b.16b · a.4b[lane] (SDOT by element). Inline assembly: this file is built for baseline
+ * aarch64, and clang's intrinsic exists only when the whole unit targets dotprod. The instruction is
+ * allowed by the function's target (clang) or by an .arch directive (GCC's assembler). */
+#if defined(__clang__)
+#define Q8_DOTPROD_TARGET __attribute__((target("dotprod")))
+#define Q8_SDOT_ARCH ""
+#else
+#define Q8_DOTPROD_TARGET
+#define Q8_SDOT_ARCH ".arch armv8.2-a+dotprod\n\t"
+#endif
+#define Q8_SDOT_LANE(acc, b, a, lane)                                                                   \
+    __asm__(Q8_SDOT_ARCH "sdot %0.4s, %1.16b, %2.4b[" #lane "]" : "+w"(acc) : "w"(b), "w"(a))
+
+/* The float step of one block for a row: fma((float)isum, sx · sw, acc), as in the scalar kernel. */
+static inline float32x4_t q8_neon_scale(float32x4_t acc, int32x4_t isum, float sx, float32x4_t sw) {
+    return vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(sw, sx));
+}
+
+static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    float32x4_t f00, f01, f10, f11, f20, f21, f30, f31;
+    if (accumulate) {
+        f00 = vld1q_f32(c), f01 = vld1q_f32(c + 4), f10 = vld1q_f32(c + ldc), f11 = vld1q_f32(c + ldc + 4);
+        f20 = vld1q_f32(c + 2 * ldc), f21 = vld1q_f32(c + 2 * ldc + 4);
+        f30 = vld1q_f32(c + 3 * ldc), f31 = vld1q_f32(c + 3 * ldc + 4);
+    } else {
+        f00 = f01 = f10 = f11 = f20 = f21 = f30 = f31 = vdupq_n_f32(0.0f);
+    }
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        int32x4_t s00 = vdupq_n_s32(0), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+            int8x16_t av = vld1q_s8((const int8_t *)ab + k4 * MR * 4);
+            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * NR * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * NR * 4 + 16);
+            Q8_SDOT_LANE(s00, b0, av, 0);
+            Q8_SDOT_LANE(s01, b1, av, 0);
+            Q8_SDOT_LANE(s10, b0, av, 1);
+            Q8_SDOT_LANE(s11, b1, av, 1);
+            Q8_SDOT_LANE(s20, b0, av, 2);
+            Q8_SDOT_LANE(s21, b1, av, 2);
+            Q8_SDOT_LANE(s30, b0, av, 3);
+            Q8_SDOT_LANE(s31, b1, av, 3);
+        }
+        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        f00 = q8_neon_scale(f00, s00, sx[0], sw0), f01 = q8_neon_scale(f01, s01, sx[0], sw1);
+        f10 = q8_neon_scale(f10, s10, sx[1], sw0), f11 = q8_neon_scale(f11, s11, sx[1], sw1);
+        f20 = q8_neon_scale(f20, s20, sx[2], sw0), f21 = q8_neon_scale(f21, s21, sx[2], sw1);
+        f30 = q8_neon_scale(f30, s30, sx[3], sw0), f31 = q8_neon_scale(f31, s31, sx[3], sw1);
+    }
+    vst1q_f32(c, f00), vst1q_f32(c + 4, f01), vst1q_f32(c + ldc, f10), vst1q_f32(c + ldc + 4, f11);
+    vst1q_f32(c + 2 * ldc, f20), vst1q_f32(c + 2 * ldc + 4, f21);
+    vst1q_f32(c + 3 * ldc, f30), vst1q_f32(c + 3 * ldc + 4, f31);
+}
+
+/* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
+ * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
+ * one pairwise add gives each column's sum. */
+static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    float32x4_t f[MR][2];
+    for (int r = 0; r < MR; r++) {
+        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
+        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
+    }
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        int32x4_t pairs[MR][4];
+        for (int r = 0; r < MR; r++)
+            for (int p = 0; p < 4; p++) pairs[r][p] = vdupq_n_s32(0);
+        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * NR * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * NR * 4 + 16);
+            for (int r = 0; r < MR; r++) {
+                int32_t quad;
+                memcpy(&quad, ab + (k4 * MR + r) * 4, 4);
+                int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
+                pairs[r][0] = vpadalq_s16(pairs[r][0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
+                pairs[r][1] = vpadalq_s16(pairs[r][1], vmull_high_s8(b0, xv));
+                pairs[r][2] = vpadalq_s16(pairs[r][2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
+                pairs[r][3] = vpadalq_s16(pairs[r][3], vmull_high_s8(b1, xv));
+            }
+        }
+        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        for (int r = 0; r < MR; r++) {
+            f[r][0] = q8_neon_scale(f[r][0], vpaddq_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
+            f[r][1] = q8_neon_scale(f[r][1], vpaddq_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        vst1q_f32(c + r * ldc, f[r][0]);
+        vst1q_f32(c + r * ldc + 4, f[r][1]);
+    }
+}
+
+static const q8_kernels q8_kernels_neon_dot_table = {
+    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_scalar,
+};
+static const q8_kernels q8_kernels_neon_mull_table = {
+    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_scalar,
+};
+
+static const q8_kernels *q8_kernels_neon(bool dotprod) {
+    return dotprod ? &q8_kernels_neon_dot_table : &q8_kernels_neon_mull_table;
+}
+
 #else
 static const kernel_ops *kernel_ops_neon(void) { return NULL; }
+static const q8_kernels *q8_kernels_neon(bool dotprod) { (void)dotprod; return NULL; }
 #endif

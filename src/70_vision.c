@@ -86,50 +86,6 @@ static void linear_forward(thread_pool *pool, const linear_layer *l, const float
     for (size_t i = 0; i < count; i++) y[i] += adapter->delta[i];
 }
 
-/* ---- elementwise pieces ---- */
-
-static void add_in_place(float *x, const float *y, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] += y[i];
-}
-
-static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-/* QuickGELU (the ViT MLP): x·σ(1.702·x). */
-static void quick_gelu_in_place(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] = x[i] * sigmoidf(1.702f * x[i]);
-}
-
-/* Exact GELU (the merger): x/2·(1 + erf(x/√2)). */
-static void gelu_erf_in_place(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-}
-
-/* ---- rotary embeddings (rotate-half layout) ---- */
-
-/* inv_freq[j] = 1 / theta^(2j/dim) for j < dim/2, in float32 as torch computes it. */
-static void rope_inverse_frequencies(double theta, int dim, float *inv_freq) {
-    for (int j = 0; j < dim / 2; j++) {
-        float exponent = (float)(2 * j) / (float)dim;
-        inv_freq[j] = 1.0f / powf((float)theta, exponent);
-    }
-}
-
-/* Rotates each of `n_heads` heads (head_dim floats, consecutive from x) by the angles whose cos/sin
- * are given (head_dim/2 values; dims i and i + head_dim/2 share angle i):
- *   out[i] = x[i]·cos − x[i+half]·sin,   out[i+half] = x[i+half]·cos + x[i]·sin. */
-static void rope_rotate_heads(float *x, int n_heads, int head_dim, const float *cos_a,
-                              const float *sin_a) {
-    const int half = head_dim / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (size_t)h * head_dim;
-        for (int i = 0; i < half; i++) {
-            float a = v[i], b = v[i + half];
-            v[i] = a * cos_a[i] - b * sin_a[i];
-            v[i + half] = b * cos_a[i] + a * sin_a[i];
-        }
-    }
-}
-
 /* ---- the vision tower ---- */
 
 typedef struct {

@@ -13,6 +13,11 @@ typedef struct {
     bool mrope_token_type; /* transformers ≥ 5: every image run gets 3-D ids (else only announced ones) */
     int32_t image_token, vision_start_token;
     int merge_size;        /* the vision tower's: merged grid = patch grid / merge_size */
+    /* Phi-3 "su" (longrope) scaling: inv_freq[j] / factor[j] with the short factors while the sequence
+     * fits original_max_positions, the long ones beyond; cos/sin scaled by attention_factor. NULL
+     * factors: plain RoPE (Qwen2-VL, whose mrope_section then spreads the frequencies over t, h, w). */
+    const float *rope_short_factor, *rope_long_factor; /* head_dim/2 each */
+    int64_t rope_original_max_positions, rope_max_positions;
 } text_config;
 
 typedef struct {
@@ -91,28 +96,44 @@ static abc_status mrope_position_ids(const text_config *c, const int32_t *ids, i
 
 /* ---- the decoder ---- */
 
-/* cos/sin [L][head_dim/2]: frequency j = theta^(−2j/head_dim) uses position component k for the j in
- * the k-th block of mrope_section (contiguous blocks t, h, w). */
+/* su/longrope: the factor set a sequence of L tokens uses (NULL without su scaling). */
+static const float *rope_su_factors(const text_config *c, int64_t L) {
+    if (!c->rope_short_factor) return NULL;
+    return L > c->rope_original_max_positions ? c->rope_long_factor : c->rope_short_factor;
+}
+
+/* su/longrope scales cos and sin by sqrt(1 + ln(max/orig)/ln(orig)) when the context was extended
+ * (computed in double as Python does, applied in float32); 1 otherwise. */
+static float rope_su_attention_factor(const text_config *c) {
+    if (!c->rope_short_factor || c->rope_max_positions <= c->rope_original_max_positions) return 1.0f;
+    const double scale = (double)c->rope_max_positions / (double)c->rope_original_max_positions;
+    return (float)sqrt(1.0 + log(scale) / log((double)c->rope_original_max_positions));
+}
+
+/* cos/sin [L][head_dim/2]: frequency j = theta^(−2j/head_dim) (divided by the su factor j when the
+ * model has su scaling) uses position component k for the j in the k-th block of mrope_section
+ * (contiguous blocks t, h, w); 1-D positions (Phi-3) have mrope_section {head_dim/2, 0, 0}. */
 static void text_rotary_tables(const text_config *c, const int32_t *pos, int64_t L, float *cos_t,
                                float *sin_t) {
     const int half = c->head_dim / 2;
     float inv_freq[1024]; /* head_dim ≤ 2048 is checked at load */
-    int component[1024];
-    rope_inverse_frequencies(c->rope_theta, c->head_dim, inv_freq);
+    int component[1024] = {0}; /* every frequency has a component even if mrope_section falls short */
+    const float *factors = rope_su_factors(c, L);
+    if (factors) /* torch: 1 / (factor · theta^e), every step in float32 */
+        for (int j = 0; j < half; j++)
+            inv_freq[j] = 1.0f / (factors[j] * powf((float)c->rope_theta, (float)(2 * j) / (float)c->head_dim));
+    else
+        rope_inverse_frequencies(c->rope_theta, c->head_dim, inv_freq);
+    const float scale = rope_su_attention_factor(c);
     for (int k = 0, j = 0; k < 3; k++)
         for (int r = 0; r < c->mrope_section[k]; r++) component[j++] = k;
     for (int64_t i = 0; i < L; i++) {
         for (int j = 0; j < half; j++) {
             float angle = (float)pos[component[j] * L + i] * inv_freq[j];
-            cos_t[i * half + j] = cosf(angle);
-            sin_t[i * half + j] = sinf(angle);
+            cos_t[i * half + j] = cosf(angle) * scale;
+            sin_t[i * half + j] = sinf(angle) * scale;
         }
     }
-}
-
-/* gate ← silu(gate) · up, silu(x) = x·σ(x). */
-static void swiglu_in_place(float *gate, const float *up, size_t count) {
-    for (size_t i = 0; i < count; i++) gate[i] = gate[i] * sigmoidf(gate[i]) * up[i];
 }
 
 typedef struct {
@@ -149,13 +170,27 @@ static void text_layer_forward(thread_pool *pool, const text_config *c, const te
     add_in_place(x, s->h, (size_t)L * H);
 }
 
-/* Token embeddings (image tokens take the rows of image_embeds in order, repeating for every run)
- * → decoder layers → final RMSNorm, into x [L][H] (the last hidden states). The caller has
- * validated ids (< vocab) and the image-token count. */
-static abc_status language_forward(thread_pool *pool, const text_config *c, const text_weights *w,
-                                   const int32_t *ids, int64_t L, const int32_t *pos,
-                                   const float *image_embeds, int64_t n_image_rows, bool adapter_on,
-                                   workspace *ws, float *x, abc_error *err) {
+/* The decoder's input x [L][H]: token embeddings, image tokens (id c->image_token) taking the rows of
+ * image_embeds in order, repeating for every run. The caller has validated ids (< vocab, and image
+ * tokens only with image_embeds). */
+static void language_embed_inputs(const text_config *c, const text_weights *w, const int32_t *ids, int64_t L,
+                                  const float *image_embeds, int64_t n_image_rows, float *x) {
+    const int H = c->hidden;
+    int64_t image_row = 0;
+    for (int64_t i = 0; i < L; i++) {
+        if (ids[i] == c->image_token && image_embeds) {
+            memcpy(x + i * H, image_embeds + (image_row % n_image_rows) * H, (size_t)H * sizeof *x);
+            image_row++;
+        } else {
+            tensor_row_f32(w->embed_tokens, ids[i], x + i * H);
+        }
+    }
+}
+
+/* Decoder layers → final RMSNorm on x [L][H] in place (the inputs embeddings in, the last hidden
+ * states out). */
+static abc_status language_decode(thread_pool *pool, const text_config *c, const text_weights *w, int64_t L,
+                                  const int32_t *pos, bool adapter_on, workspace *ws, float *x, abc_error *err) {
     const int H = c->hidden, half = c->head_dim / 2;
     const int64_t q_width = (int64_t)c->n_heads * c->head_dim,
                   kv_width = (int64_t)c->n_kv_heads * c->head_dim;
@@ -178,15 +213,6 @@ static abc_status language_forward(thread_pool *pool, const text_config *c, cons
         return fail(err, ABC_ERR_NOMEM, "out of memory for the language model (%lld tokens)", (long long)L);
     const adapter_scratch *adapter = use_adapter ? &s.adapter : NULL;
 
-    int64_t image_row = 0;
-    for (int64_t i = 0; i < L; i++) {
-        if (ids[i] == c->image_token && image_embeds) {
-            memcpy(x + i * H, image_embeds + (image_row % n_image_rows) * H, (size_t)H * sizeof *x);
-            image_row++;
-        } else {
-            tensor_row_f32(w->embed_tokens, ids[i], x + i * H);
-        }
-    }
     text_rotary_tables(c, pos, L, s.cos_t, s.sin_t);
     for (int i = 0; i < c->n_layers; i++) text_layer_forward(pool, c, &w->layers[i], x, &s, L, adapter);
     rms_norm(x, x, w->final_norm, L, H, c->rms_eps);

@@ -13,11 +13,19 @@
 #define MODEL_MAX_HEAD_DIM 2048     /* the rotary tables' local arrays depend on it */
 #define MODEL_MAX_VOCAB (1 << 24)
 
+typedef enum { ARCH_QWEN2_VL, ARCH_PHI3_V } model_arch;
+
 struct abc_model {
     weight_file wf;
     abc_model_params params;
-    vision_config vision;
+    model_arch arch;
+    vision_config vision;     /* qwen2_vl */
     vision_weights vision_w;
+    clip_config clip;         /* phi3_v */
+    clip_weights clip_w;
+    hd_preprocess_config hd;
+    int32_t bos_token;        /* phi3_v: <s> before every text chunk */
+    float *rope_factors;      /* phi3_v su scaling: short then long factors, head_dim/2 each */
     text_config text;
     text_weights text_w;
     pooling_kind pooling;
@@ -121,7 +129,48 @@ static bool meta_token_id(const weight_file *wf, const char *key, int64_t vocab,
     return true;
 }
 
-static abc_status read_text_config(const weight_file *wf, text_config *c, abc_error *err) {
+/* Phi-3's RoPE: 1-D positions (all frequencies on component 0) and optional su/longrope factors,
+ * stored in *factors (allocated here, short then long). */
+static abc_status read_phi3_rope(const weight_file *wf, text_config *c, float **factors, abc_error *err) {
+    static const char *const kinds[] = {"none", "su", "longrope"}; /* longrope: the same scheme renamed */
+    const int half = c->head_dim / 2;
+    int kind = 0;
+    c->mrope_section[0] = half;
+    c->mrope_section[1] = c->mrope_section[2] = 0;
+    if (wf_meta(wf, "text.rope_scaling") && !meta_choice(wf, "text.rope_scaling", kinds, 3, &kind, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    if (kind == 0) return ABC_OK;
+    int64_t original, longest;
+    if (!meta_int_in(wf, "text.original_max_position_embeddings", 1, INT64_C(1) << 40, &original, err) ||
+        !meta_int_in(wf, "text.max_position_embeddings", 1, INT64_C(1) << 40, &longest, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    double *values = xmalloc(2 * (size_t)half * sizeof *values);
+    *factors = xmalloc(2 * (size_t)half * sizeof **factors);
+    if (!values || !*factors) {
+        free(values);
+        return fail(err, ABC_ERR_NOMEM, "out of memory reading the rope factors");
+    }
+    abc_status st = ABC_OK;
+    if (!wf_f64_array(wf, "text.rope_short_factor", values, (size_t)half, err) ||
+        !wf_f64_array(wf, "text.rope_long_factor", values + half, (size_t)half, err))
+        st = err ? err->code : ABC_ERR_FORMAT;
+    for (int j = 0; j < 2 * half && st == ABC_OK; j++) {
+        if (!(values[j] > 0.0 && values[j] < 1e30))
+            st = fail(err, ABC_ERR_FORMAT, "metadata 'text.rope_%s_factor' entry %d = %g is not a positive number",
+                      j < half ? "short" : "long", j % half, values[j]);
+        (*factors)[j] = (float)values[j];
+    }
+    free(values);
+    if (st != ABC_OK) return st;
+    c->rope_short_factor = *factors;
+    c->rope_long_factor = *factors + half;
+    c->rope_original_max_positions = original;
+    c->rope_max_positions = longest;
+    return ABC_OK;
+}
+
+static abc_status read_text_config(const weight_file *wf, model_arch arch, text_config *c, float **rope_factors,
+                                   abc_error *err) {
     int64_t vocab;
     double eps;
     if (!meta_dim(wf, "text.hidden_size", MODEL_MAX_DIM, &c->hidden, err) ||
@@ -144,6 +193,7 @@ static abc_status read_text_config(const weight_file *wf, text_config *c, abc_er
                     c->n_heads, c->n_kv_heads);
     if (c->head_dim % 2 != 0)
         return fail(err, ABC_ERR_FORMAT, "text.head_dim %d is odd", c->head_dim);
+    if (arch == ARCH_PHI3_V) return read_phi3_rope(wf, c, rope_factors, err);
     int64_t section[3];
     if (!wf_int_array(wf, "text.mrope_section", section, 3, err)) return err ? err->code : ABC_ERR_FORMAT;
     int64_t sum = 0;
@@ -191,6 +241,49 @@ static abc_status read_vision_config(const weight_file *wf, vision_config *c, in
                     c->head_dim, MODEL_MAX_HEAD_DIM);
     if (c->out_dim != text_hidden)
         return fail(err, ABC_ERR_FORMAT, "vision.out_dim %d != text.hidden_size %d", c->out_dim, text_hidden);
+    return ABC_OK;
+}
+
+/* Phi-3.5-V's CLIP tower and HD transform. */
+static abc_status read_clip_config(const weight_file *wf, clip_config *c, hd_preprocess_config *hd, int text_hidden,
+                                   int num_crops_override, abc_error *err) {
+    int64_t layers, crops, view_tokens;
+    double eps, mean[3], std[3];
+    if (!meta_dim(wf, "clip.hidden_size", MODEL_MAX_DIM, &c->hidden, err) ||
+        !meta_dim(wf, "clip.intermediate_size", MODEL_MAX_DIM, &c->intermediate, err) ||
+        !meta_dim(wf, "clip.num_heads", MODEL_MAX_DIM, &c->n_heads, err) ||
+        !meta_int_in(wf, "clip.num_layers", 0, MODEL_MAX_LAYERS, &layers, err) ||
+        !meta_dim(wf, "clip.image_size", 4096, &c->image_size, err) ||
+        !meta_dim(wf, "clip.patch_size", 256, &c->patch_size, err) ||
+        !meta_positive(wf, "clip.layer_norm_eps", 1.0, &eps, err) ||
+        !meta_int_in(wf, "hd.num_crops", 1, 4096, &crops, err) ||
+        !meta_int_in(wf, "hd.num_img_tokens", 1, MODEL_MAX_DIM, &view_tokens, err) ||
+        !wf_f64_array(wf, "image.mean", mean, 3, err) || !wf_f64_array(wf, "image.std", std, 3, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    c->n_layers = (int)layers;
+    c->norm_eps = (float)eps;
+    c->out_dim = text_hidden;
+    if (c->hidden % c->n_heads != 0)
+        return fail(err, ABC_ERR_FORMAT, "clip.hidden_size %d is not a multiple of clip.num_heads %d", c->hidden,
+                    c->n_heads);
+    c->head_dim = c->hidden / c->n_heads;
+    if (c->image_size % c->patch_size != 0 || (c->image_size / c->patch_size) % 2 != 0)
+        return fail(err, ABC_ERR_FORMAT, "clip.image_size %d is not an even number of clip.patch_size %d patches",
+                    c->image_size, c->patch_size);
+    c->grid = c->image_size / c->patch_size;
+    c->patch_dim = 3 * c->patch_size * c->patch_size;
+    if ((int64_t)(c->grid / 2) * (c->grid / 2) != view_tokens)
+        return fail(err, ABC_ERR_FORMAT, "hd.num_img_tokens %lld != (clip.image_size / clip.patch_size / 2)² = %d",
+                    (long long)view_tokens, (c->grid / 2) * (c->grid / 2));
+    memset(hd, 0, sizeof *hd);
+    hd->num_crops = num_crops_override > 0 ? num_crops_override : (int)crops;
+    hd->crop_size = c->image_size;
+    for (int ch = 0; ch < 3; ch++) {
+        if (!isfinite(mean[ch]) || !isfinite(std[ch]) || !(fabs(std[ch]) > 1e-12))
+            return fail(err, ABC_ERR_FORMAT, "image.mean/image.std channel %d is not usable", ch);
+        hd->mean[ch] = (float)mean[ch];
+        hd->std[ch] = (float)std[ch];
+    }
     return ABC_OK;
 }
 
@@ -265,20 +358,26 @@ static abc_status read_config(abc_model *m, abc_error *err) {
     const char *arch;
     size_t arch_len;
     if (!wf_str(wf, "general.architecture", &arch, &arch_len, err)) return err ? err->code : ABC_ERR_FORMAT;
-    if (arch_len != 8 || memcmp(arch, "qwen2_vl", 8) != 0)
-        return fail(err, ABC_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (only qwen2_vl)",
+    if (arch_len == 8 && memcmp(arch, "qwen2_vl", 8) == 0) m->arch = ARCH_QWEN2_VL;
+    else if (arch_len == 6 && memcmp(arch, "phi3_v", 6) == 0) m->arch = ARCH_PHI3_V;
+    else
+        return fail(err, ABC_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (qwen2_vl or phi3_v)",
                     (int)MIN(arch_len, 64), arch);
     if (!meta_string_copy(wf, "general.preset", &m->preset, err)) return err ? err->code : ABC_ERR_FORMAT;
     if (wf_meta(wf, "general.dtype") && !meta_string_copy(wf, "general.dtype", &m->dtype, err))
         return err ? err->code : ABC_ERR_FORMAT;
-    abc_status st = read_text_config(wf, &m->text, err);
-    if (st != ABC_OK) return st;
-    st = read_vision_config(wf, &m->vision, m->text.hidden, err);
+    abc_status st = read_text_config(wf, m->arch, &m->text, &m->rope_factors, err);
     if (st != ABC_OK) return st;
     int64_t patch, temporal, normalize, dim;
-    wf_int(wf, "vision.patch_size", &patch, NULL);
-    wf_int(wf, "vision.temporal_patch_size", &temporal, NULL);
-    st = read_preprocess_config(wf, &m->vision, (int)patch, (int)temporal, &m->preprocess, err);
+    if (m->arch == ARCH_QWEN2_VL) {
+        st = read_vision_config(wf, &m->vision, m->text.hidden, err);
+        if (st != ABC_OK) return st;
+        wf_int(wf, "vision.patch_size", &patch, NULL);
+        wf_int(wf, "vision.temporal_patch_size", &temporal, NULL);
+        st = read_preprocess_config(wf, &m->vision, (int)patch, (int)temporal, &m->preprocess, err);
+    } else {
+        st = read_clip_config(wf, &m->clip, &m->hd, m->text.hidden, m->params.num_crops, err);
+    }
     if (st != ABC_OK) return st;
 
     if (!meta_choice(wf, "model.attention", attentions, 2, &attn, err) ||
@@ -301,6 +400,13 @@ static abc_status read_config(abc_model *m, abc_error *err) {
         return fail(err, ABC_ERR_FORMAT, "model.embedding_dim %lld != text.hidden_size %d", (long long)dim,
                     m->text.hidden);
 
+    if (m->arch == ARCH_PHI3_V) {
+        /* image tokens are the processor's -1 marker; every text chunk starts with <s> */
+        m->text.image_token = m->text.vision_start_token = m->vision_end_token = -1;
+        m->text.merge_size = 1;
+        if (!meta_token_id(wf, "tokens.bos", m->text.vocab, &m->bos_token, err)) return err ? err->code : ABC_ERR_FORMAT;
+        return read_prompts(wf, m, err);
+    }
     if (!meta_token_id(wf, "tokens.image_pad", m->text.vocab, &m->text.image_token, err) ||
         !meta_token_id(wf, "tokens.vision_start", m->text.vocab, &m->text.vision_start_token, err) ||
         !meta_token_id(wf, "tokens.vision_end", m->text.vocab, &m->vision_end_token, err))
@@ -436,7 +542,7 @@ static abc_status bind_vision(binder *b, const vision_config *c, vision_weights 
     return b->status;
 }
 
-static abc_status bind_text(binder *b, const text_config *c, text_weights *w) {
+static abc_status bind_text(binder *b, const text_config *c, bool qkv_bias, text_weights *w) {
     const int64_t H = c->hidden, I = c->intermediate, Q = (int64_t)c->n_heads * c->head_dim,
                   KV = (int64_t)c->n_kv_heads * c->head_dim;
     char p[128];
@@ -448,9 +554,9 @@ static abc_status bind_text(binder *b, const text_config *c, text_weights *w) {
 #define TNAME(s) (snprintf(p, sizeof p, "model.layers.%d.%s", i, s), p)
         l->input_norm = bind_vector(b, H, TNAME("input_layernorm.weight"));
         l->post_attn_norm = bind_vector(b, H, TNAME("post_attention_layernorm.weight"));
-        bind_linear(b, &l->q, TNAME("self_attn.q_proj"), Q, H, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &l->k, TNAME("self_attn.k_proj"), KV, H, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &l->v, TNAME("self_attn.v_proj"), KV, H, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &l->q, TNAME("self_attn.q_proj"), Q, H, qkv_bias, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &l->k, TNAME("self_attn.k_proj"), KV, H, qkv_bias, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &l->v, TNAME("self_attn.v_proj"), KV, H, qkv_bias, &w->adapter_rank, &w->adapter_width);
         bind_linear(b, &l->o, TNAME("self_attn.o_proj"), H, Q, false, &w->adapter_rank, &w->adapter_width);
         bind_linear(b, &l->gate, TNAME("mlp.gate_proj"), I, H, false, &w->adapter_rank, &w->adapter_width);
         bind_linear(b, &l->up, TNAME("mlp.up_proj"), I, H, false, &w->adapter_rank, &w->adapter_width);
@@ -458,6 +564,42 @@ static abc_status bind_text(binder *b, const text_config *c, text_weights *w) {
 #undef TNAME
     }
     w->final_norm = bind_vector(b, H, "model.norm.weight");
+    return b->status;
+}
+
+static abc_status bind_clip(binder *b, const clip_config *c, clip_weights *w) {
+    const int64_t C = c->hidden, I = c->intermediate, wide = 4 * C, H = c->out_dim;
+    char p[128];
+    int rank = 0, width = 0; /* phi3_v has no query adapter; bind_linear still checks there is none */
+    w->layers = xcalloc((size_t)MAX(c->n_layers, 1), sizeof *w->layers);
+    if (!w->layers) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the CLIP encoder");
+    bind_linear(b, &w->patch_embed, "clip.embeddings.patch_embedding", C, c->patch_dim, false, &rank, &width);
+    w->class_embedding = bind_vector(b, C, "clip.embeddings.class_embedding");
+    w->position_embedding = bind_tensor(b, true, (int64_t)c->grid * c->grid + 1, C,
+                                        "clip.embeddings.position_embedding.weight");
+    w->pre_ln_w = bind_vector(b, C, "clip.pre_layrnorm.weight");
+    w->pre_ln_b = bind_vector(b, C, "clip.pre_layrnorm.bias");
+    for (int i = 0; i < c->n_layers && b->status == ABC_OK; i++) {
+        clip_layer *l = &w->layers[i];
+#define CNAME(s) (snprintf(p, sizeof p, "clip.layers.%d.%s", i, s), p)
+        l->ln1_w = bind_vector(b, C, CNAME("layer_norm1.weight"));
+        l->ln1_b = bind_vector(b, C, CNAME("layer_norm1.bias"));
+        l->ln2_w = bind_vector(b, C, CNAME("layer_norm2.weight"));
+        l->ln2_b = bind_vector(b, C, CNAME("layer_norm2.bias"));
+        bind_linear(b, &l->q, CNAME("self_attn.q_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->k, CNAME("self_attn.k_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->v, CNAME("self_attn.v_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->out, CNAME("self_attn.out_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->fc1, CNAME("mlp.fc1"), I, C, true, &rank, &width);
+        bind_linear(b, &l->fc2, CNAME("mlp.fc2"), C, I, true, &rank, &width);
+#undef CNAME
+    }
+    w->glb_gn = bind_vector(b, wide, "hd.glb_GN");
+    w->sub_gn = bind_vector(b, wide, "hd.sub_GN");
+    bind_linear(b, &w->proj0, "hd.img_projection.0", H, wide, true, &rank, &width);
+    bind_linear(b, &w->proj2, "hd.img_projection.2", H, H, true, &rank, &width);
+    if (b->status == ABC_OK && rank > 0)
+        return fail(b->err, ABC_ERR_FORMAT, "phi3_v files carry no query adapter on the vision side");
     return b->status;
 }
 
@@ -505,8 +647,9 @@ static abc_status bind_weights(abc_model *m, abc_error *err) {
     binder b = {&m->wf, err, ABC_OK, NULL, 0};
     b.claimed = xcalloc(m->wf.n_tensors, sizeof *b.claimed);
     if (!b.claimed) return fail(err, ABC_ERR_NOMEM, "out of memory binding tensors");
-    abc_status st = bind_vision(&b, &m->vision, &m->vision_w);
-    if (st == ABC_OK) st = bind_text(&b, &m->text, &m->text_w);
+    const bool phi3 = m->arch == ARCH_PHI3_V;
+    abc_status st = phi3 ? bind_clip(&b, &m->clip, &m->clip_w) : bind_vision(&b, &m->vision, &m->vision_w);
+    if (st == ABC_OK) st = bind_text(&b, &m->text, !phi3, &m->text_w);
     if (st == ABC_OK && m->has_head) st = bind_head(&b, m->text.hidden, &m->head);
     if (st == ABC_OK) st = check_adapter_complete(&b, m);
     m->adapter_modules = b.adapter_modules;
@@ -522,6 +665,25 @@ static abc_status build_description(abc_model *m, abc_error *err) {
     const size_t cap = 1024;
     m->description = xmalloc(cap);
     if (!m->description) return fail(err, ABC_ERR_NOMEM, "out of memory");
+    if (m->arch == ARCH_PHI3_V) {
+        const clip_config *c = &m->clip;
+        char rope[160] = "rope plain";
+        if (t->rope_short_factor)
+            snprintf(rope, sizeof rope, "rope su (long factors beyond %lld of %lld positions)",
+                     (long long)t->rope_original_max_positions, (long long)t->rope_max_positions);
+        snprintf(m->description, cap,
+                 "architecture: phi3_v (preset %s), weights %s\n"
+                 "vision: CLIP, %d layers run, width %d, %d heads, mlp %d, patch %d, image %d; HD transform with "
+                 "%d crops, 2x2 merge + separators, projection %d -> %d\n"
+                 "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d, vocab %lld, %s\n"
+                 "attention %s, pooling %s, head %s%s, embedding dim %d\n",
+                 m->preset, m->dtype ? m->dtype : "?", c->n_layers, c->hidden, c->n_heads, c->intermediate,
+                 c->patch_size, c->image_size, m->hd.num_crops, 4 * c->hidden, c->out_dim, t->n_layers, t->hidden,
+                 t->n_heads, t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab, rope,
+                 t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
+                 m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim);
+        return ABC_OK;
+    }
     snprintf(m->description, cap,
              "architecture: qwen2_vl (preset %s), weights %s\n"
              "vision: %d blocks, width %d, %d heads, mlp %d, patch %d, merge %dx%d\n"
@@ -543,6 +705,8 @@ static void model_free(abc_model *m) {
     if (!m) return;
     tokenizer_free(m->tok);
     free(m->vision_w.blocks);
+    free(m->clip_w.layers);
+    free(m->rope_factors);
     free(m->text_w.layers);
     free(m->preset);
     free(m->dtype);

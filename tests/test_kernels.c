@@ -364,16 +364,313 @@ static void test_exp_sum_and_row_max(void) {
     }
 }
 
-/* DT_Q8's layout is not defined yet: matmul must not read it (ASan would see a 1-byte buffer overrun). */
-static void test_matmul_q8_slot_reads_nothing(void) {
-    uint8_t tiny[1] = {0};
-    tensor w = {.dtype = DT_Q8, .ndim = 2, .shape = {5, 300, 1, 1}, .data = tiny, .nbytes = 1};
-    float bias[5] = {1, 2, 3, 4, 5}, x[2 * 300] = {0}, y[2 * 5];
-    tensor b = {.dtype = DT_F32, .ndim = 1, .shape = {5, 1, 1, 1}, .data = bias};
+/* ---- q8 ---- */
+
+/* A q8 weight matrix as the converter writes it (int8 [out][in], then f32 scales [out][in/32]) and the
+ * values it stands for. Every `outlier_every`-th column (0: none) is 40× larger. */
+typedef struct {
+    tensor t;
+    uint8_t *storage;
+    float *values; /* dequantized [out][in] */
+} q8_weights;
+
+static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t outlier_every) {
+    q8_weights w;
+    memset(&w, 0, sizeof w);
+    int64_t blocks = in / Q8_BLOCK;
+    size_t bytes = (size_t)(out * in + out * blocks * 4);
+    w.storage = malloc(bytes);
+    w.values = malloc((size_t)(out * in) * sizeof(float));
+    float *raw = malloc((size_t)in * sizeof(float));
+    for (int64_t j = 0; j < out; j++) {
+        fill_random(raw, (size_t)in, scale);
+        if (outlier_every)
+            for (int64_t k = j % outlier_every; k < in; k += outlier_every) raw[k] *= 40.0f;
+        for (int64_t b = 0; b < blocks; b++) {
+            double amax = 0;
+            for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabs(raw[b * Q8_BLOCK + k]));
+            float d = (float)(amax / 127.0);
+            for (int k = 0; k < Q8_BLOCK; k++) {
+                int64_t at = j * in + b * Q8_BLOCK + k;
+                long q = d > 0 ? lround(raw[b * Q8_BLOCK + k] / d) : 0;
+                q = MAX(-127L, MIN(127L, q));
+                w.storage[at] = (uint8_t)(int8_t)q;
+                w.values[at] = (float)q * d;
+            }
+            memcpy(w.storage + out * in + (j * blocks + b) * 4, &d, 4);
+        }
+    }
+    free(raw);
+    w.t.dtype = DT_Q8;
+    w.t.ndim = 2;
+    w.t.shape[0] = out;
+    w.t.shape[1] = in;
+    w.t.shape[2] = w.t.shape[3] = 1;
+    w.t.data = w.storage;
+    w.t.nbytes = bytes;
+    return w;
+}
+static void free_q8_weights(q8_weights *w) {
+    free(w->storage);
+    free(w->values);
+}
+
+/* The definition of the q8 product (section 7), written out naively: quantize x per block
+ * (q8_quantize_block), exact integer block sums, the fused float steps in block order, then per slice
+ * of Q8_KC columns the outliers' products in column order. */
+static void q8_matmul_naive(float *y, const float *x, const q8_weights *w, const float *bias, int64_t n) {
+    int64_t in = w->t.shape[1], out = w->t.shape[0], blocks = in / Q8_BLOCK;
+    const int8_t *wq = (const int8_t *)w->storage;
+    int8_t *xq = malloc((size_t)in);
+    float *xs = malloc((size_t)blocks * sizeof(float));
+    uint32_t *masks = malloc((size_t)blocks * sizeof(uint32_t));
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t b = 0; b < blocks; b++) xs[b] = q8_quantize_block(x + i * in + b * Q8_BLOCK, xq + b * Q8_BLOCK, &masks[b]);
+        for (int64_t j = 0; j < out; j++) {
+            float acc = 0.0f;
+            for (int64_t s0 = 0; s0 < blocks; s0 += Q8_KC_BLOCKS) {
+                int64_t s1 = MIN(blocks, s0 + Q8_KC_BLOCKS);
+                for (int64_t b = s0; b < s1; b++) {
+                    int32_t sum = 0;
+                    for (int k = 0; k < Q8_BLOCK; k++) sum += xq[b * Q8_BLOCK + k] * wq[j * in + b * Q8_BLOCK + k];
+                    float ws;
+                    memcpy(&ws, w->storage + out * in + (j * blocks + b) * 4, 4);
+                    acc = fmaf((float)sum, xs[b] * ws, acc);
+                }
+                for (int64_t b = s0; b < s1; b++)
+                    for (int k = 0; k < Q8_BLOCK; k++)
+                        if (masks[b] >> k & 1) {
+                            float ws;
+                            memcpy(&ws, w->storage + out * in + (j * blocks + b) * 4, 4);
+                            acc = acc + x[i * in + b * Q8_BLOCK + k] * ((float)wq[j * in + b * Q8_BLOCK + k] * ws);
+                        }
+            }
+            y[i * out + j] = bias ? acc + bias[j] : acc;
+        }
+    }
+    free(xq);
+    free(xs);
+    free(masks);
+}
+
+/* Bound of |q8 − exact| from quantizing x (half a step per element) plus float rounding. */
+static double q8_error_bound(const float *x, const float *w, int64_t in, double mag) {
+    double bound = 0;
+    for (int64_t b = 0; b < in / Q8_BLOCK; b++) {
+        double amax = 0, wsum = 0;
+        for (int k = 0; k < Q8_BLOCK; k++) {
+            amax = MAX(amax, fabs(x[b * Q8_BLOCK + k]));
+            wsum += fabs(w[b * Q8_BLOCK + k]);
+        }
+        bound += amax / 127.0 / 2.0 * wsum;
+    }
+    return bound * 1.001 + 1e-6 * mag + 1e-30;
+}
+
+static void test_q8_quantize_block(void) {
+    float x[Q8_BLOCK];
+    int8_t q[Q8_BLOCK];
+    for (int round = 0; round < 200; round++) {
+        fill_random(x, Q8_BLOCK, round % 2 ? 1e-3f : 50.0f);
+        if (round % 5 == 0) x[round % Q8_BLOCK] = (round % 3 ? 1 : -1) * 900.0f; /* an outlier */
+        uint32_t mask;
+        float d = q8_quantize_block(x, q, &mask);
+        double amax = 0;
+        int qmax = 0;
+        for (int k = 0; k < Q8_BLOCK; k++) {
+            if (mask >> k & 1) { /* set aside */
+                CHECK(q[k] == 0 && fabs(x[k]) == 900.0f, "round %d: outlier %d is %g", round, k, x[k]);
+                continue;
+            }
+            amax = MAX(amax, fabs(x[k]));
+            qmax = MAX(qmax, abs(q[k]));
+            CHECK(fabs(q[k] * (double)d - x[k]) <= d * 0.5001, "round %d k %d: %d·%g vs %g", round, k, q[k], d, x[k]);
+        }
+        CHECK(qmax == 127 && fabs(d - amax / 127) <= 1e-6 * d && (mask != 0) == (round % 5 == 0),
+              "round %d: qmax %d, scale %g for amax %g, outliers %#x", round, qmax, d, amax, mask);
+    }
+    uint32_t mask;
+    memset(x, 0, sizeof x);
+    CHECK(q8_quantize_block(x, q, &mask) == 0.0f && q[0] == 0 && mask == 0, "zero block");
+    x[3] = 1e-35f;
+    CHECK(q8_quantize_block(x, q, &mask) == 0.0f && q[3] == 0, "tiny block quantizes to 0");
+    x[3] = 2.5f, x[7] = INFINITY;
+    CHECK(isnan(q8_quantize_block(x, q, &mask)) && q[3] == 0, "inf gives a NaN scale");
+    x[7] = NAN;
+    CHECK(isnan(q8_quantize_block(x, q, &mask)) && q[3] == 0, "NaN gives a NaN scale");
+    /* outlier channels (the fixture's layer-1 norm: 25 and −18 among ~1): set aside, the rest at full precision */
+    fill_random(x, Q8_BLOCK, 1.0f);
+    x[3] = 25.0f, x[27] = -18.0f;
+    float d = q8_quantize_block(x, q, &mask);
+    CHECK(mask == (1u << 3 | 1u << 27) && q[3] == 0 && q[27] == 0, "outliers %#x", mask);
+    double rest = 0;
+    for (int k = 0; k < Q8_BLOCK; k++)
+        if (k != 3 && k != 27) rest = MAX(rest, fabs(x[k]));
+    CHECK(fabs(d - rest / 127) <= 1e-6 * d, "scale %g without the outliers (%g)", d, rest / 127);
+    /* no gap: nothing set aside */
+    for (int k = 0; k < Q8_BLOCK; k++) x[k] = k < 6 ? 10.0f - k : 2.0f;
+    CHECK(q8_quantize_block(x, q, &mask) == 10.0f / 127 && mask == 0, "no gap, mask %#x", mask);
+    /* one outlier above a gap; ties keep the lower index first */
+    for (int k = 0; k < Q8_BLOCK; k++) x[k] = 1.0f;
+    x[9] = -5.0f;
+    CHECK(q8_quantize_block(x, q, &mask) == 1.0f / 127 && mask == 1u << 9 && q[0] == 127, "one outlier, mask %#x", mask);
+    x[5] = 5.0f; /* nine above amax/4 would be too many; two are fine */
+    CHECK(q8_quantize_block(x, q, &mask) == 1.0f / 127 && mask == (1u << 5 | 1u << 9), "two outliers, mask %#x", mask);
+    for (int k = 0; k < 9; k++) x[k] = 5.0f;
+    CHECK(q8_quantize_block(x, q, &mask) == 5.0f / 127 && mask == 0, "nine large values are no outliers, mask %#x", mask);
+}
+
+/* The q8 kernel variants this machine runs: each path's, plus AVX-512 with VNNI switched off. */
+typedef struct {
+    int path;
+    bool vnni_off;
+} q8_variant;
+
+static int q8_variants(q8_variant v[KERNEL_PATH_COUNT + 1]) {
+    int paths[KERNEL_PATH_COUNT], count = available_paths(paths), n = 0;
+    cpu_features f = cpu_features_detect();
+    for (int p = 0; p < count; p++) {
+        v[n++] = (q8_variant){paths[p], false};
+        if ((paths[p] == KERNEL_AVX512 && f.avx512vnni) || (paths[p] == KERNEL_NEON && f.neon_dot))
+            v[n++] = (q8_variant){paths[p], true};
+    }
+    return n;
+}
+
+static thread_pool *make_q8_pool(int threads, q8_variant v) {
+    thread_pool *pool = make_pool(threads, v.path);
+    if (pool && v.vnni_off) pool->features.avx512vnni = pool->features.neon_dot = false;
+    return pool;
+}
+
+/* Each variant's quantizer writes the same packed rows as the scalar definition. */
+static void test_q8_pack_rows_all_paths(void) {
+    q8_variant v[KERNEL_PATH_COUNT + 1];
+    int count = q8_variants(v);
+    int64_t blocks = 5, ld = blocks * Q8_BLOCK + 3;
+    float *x = malloc((size_t)(Q8_MR_MAX * ld) * sizeof(float));
+    size_t bytes = (size_t)blocks * Q8_ROWS_BLOCK_BYTES(Q8_MR_MAX);
+    uint8_t *want = malloc(bytes), *got = malloc(bytes);
+    q8_outlier want_out[Q8_GROUP_OUTLIERS], got_out[Q8_GROUP_OUTLIERS];
+    for (int p = 0; p < count; p++) {
+        thread_pool *pool = make_q8_pool(1, v[p]);
+        if (!pool) return;
+        const q8_kernels *k = q8_kernels_for(pool);
+        printf("     q8 kernels for %s%s: %s (%dx%d)\n", kernel_path_name(v[p].path), v[p].vnni_off ? " without int8 dot" : "",
+               k->name, k->mr, k->nr);
+        for (int rows = 1; rows <= k->mr; rows++) {
+            fill_random(x, (size_t)(Q8_MR_MAX * ld), 3.0f);
+            x[ld + 40] = 200.0f;                                   /* outlier */
+            x[2 * Q8_BLOCK] = INFINITY;                            /* row 0, block 2: non-finite */
+            for (int kk = 0; kk < Q8_BLOCK; kk++) x[3 * Q8_BLOCK + kk] = 1e-36f; /* row 0, block 3: tiny */
+            for (int kk = 0; kk < Q8_BLOCK; kk++) x[4 * Q8_BLOCK + kk] = (float)(kk - 16) * 0.5f; /* ties */
+            x[(rows - 1) * ld + Q8_BLOCK + 5] = -90.0f, x[(rows - 1) * ld + Q8_BLOCK + 20] = 70.0f; /* outliers */
+            int n_want = 0, n_got = 0;
+            q8_pack_rows_generic(want, k->mr, x, ld, rows, blocks, k->unsigned_x, want_out, &n_want);
+            memset(got, 0xA5, bytes);
+            k->pack_rows(got, k->mr, x, ld, rows, blocks, got_out, &n_got);
+            size_t used = (size_t)blocks * Q8_ROWS_BLOCK_BYTES(k->mr);
+            CHECK(memcmp(want, got, used) == 0, "%s rows %d: packed rows differ", k->name, rows);
+            CHECK(n_want >= 2 && n_want == n_got && memcmp(want_out, got_out, (size_t)n_want * sizeof *want_out) == 0,
+                  "%s rows %d: outliers %d vs %d", k->name, rows, n_got, n_want);
+        }
+        thread_pool_free(pool);
+    }
+    free(x);
+    free(want);
+    free(got);
+}
+
+/* One shape on one variant: bit-identical to the naive definition for 1..4 threads, within the
+ * quantization bound of the double-precision product, with and without bias. */
+static void check_q8_shape(thread_pool *pools[4], int64_t n, int64_t in, int64_t out, int64_t outliers) {
+    float *x = malloc((size_t)(n * in) * sizeof(float)), *bias = malloc((size_t)out * sizeof(float));
+    float *want = malloc((size_t)(n * out) * sizeof(float)), *y = malloc((size_t)(n * out) * sizeof(float));
+    fill_random(x, (size_t)(n * in), 1.0f);
+    if (outliers) /* activation outlier channels, as after the fixture's layer-1 norm */
+        for (int64_t i = 0; i < n; i++) {
+            x[i * in + 3] *= 25.0f;
+            x[i * in + in - 5] *= -18.0f;
+        }
+    fill_random(bias, (size_t)out, 0.5f);
+    q8_weights w = make_q8_weights(out, in, 0.1f, outliers);
+    const char *name = q8_kernels_for(pools[0])->name;
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+        tensor b = {.dtype = DT_F32, .ndim = 1, .shape = {out, 1, 1, 1}, .data = bias};
+        q8_matmul_naive(want, x, &w, with_bias ? bias : NULL, n);
+        for (int t = 0; t < 4; t++) {
+            for (int64_t i = 0; i < n * out; i++) y[i] = NAN;
+            matmul(pools[t], y, x, n, &w.t, with_bias ? &b : NULL);
+            int bad = 0;
+            for (int64_t i = 0; i < n * out; i++) bad += memcmp(&y[i], &want[i], 4) != 0;
+            CHECK(bad == 0, "%s n=%lld in=%lld out=%lld bias=%d threads=%d: %d outputs differ from the definition",
+                  name, (long long)n, (long long)in, (long long)out, with_bias, t + 1, bad);
+        }
+        double worst = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < out; j++) {
+                double s = with_bias ? bias[j] : 0, mag = 0;
+                for (int64_t kk = 0; kk < in; kk++) {
+                    s += (double)x[i * in + kk] * w.values[j * in + kk];
+                    mag += fabs((double)x[i * in + kk] * w.values[j * in + kk]);
+                }
+                double e = fabs(y[i * out + j] - s) / q8_error_bound(x + i * in, w.values + j * in, in, mag);
+                if (!(e <= worst)) worst = e;
+            }
+        CHECK(worst <= 1.0, "%s n=%lld in=%lld out=%lld: error %.3g of the quantization bound", name, (long long)n,
+              (long long)in, (long long)out, worst);
+    }
+    free_q8_weights(&w);
+    free(x);
+    free(bias);
+    free(want);
+    free(y);
+}
+
+static void test_q8_matmul_all_paths(void) {
+    static const int64_t shapes[][3] = {
+        {1, 32, 1},   {1, 64, 33},  {2, 32, 17},   {3, 96, 5},    {5, 160, 7},   {6, 32, 64},   {7, 256, 31},
+        {8, 512, 40}, {9, 544, 49}, {13, 1056, 9}, {17, 32, 127}, {31, 320, 65}, {50, 64, 300}, {64, 512, 96},
+        {97, 128, 200}, {127, 96, 385}, {12, 1600, 24},
+    };
+    q8_variant v[KERNEL_PATH_COUNT + 1];
+    int count = q8_variants(v);
+    for (int p = 0; p < count; p++) {
+        thread_pool *pools[4];
+        for (int t = 0; t < 4; t++) pools[t] = make_q8_pool(t + 1, v[p]);
+        if (!pools[0] || !pools[1] || !pools[2] || !pools[3]) return;
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            check_q8_shape(pools, shapes[s][0], shapes[s][1], shapes[s][2], s % 3 == 0 ? 5 : 0);
+        for (int t = 0; t < 4; t++) thread_pool_free(pools[t]);
+    }
+    /* without a pool: the single-threaded one-strip tasks */
+    thread_pool *none[4] = {NULL, NULL, NULL, NULL};
+    check_q8_shape(none, 9, 96, 70, 0);
+    check_q8_shape(none, 1, 1024, 3, 7);
+}
+
+/* Non-finite activations make their outputs NaN; nothing else is disturbed. */
+static void test_q8_non_finite(void) {
+    q8_weights w = make_q8_weights(20, 64, 0.1f, 0);
+    float x[3 * 64], y[3 * 20];
+    fill_random(x, 3 * 64, 1.0f);
+    x[64 + 40] = INFINITY;
     thread_pool *pool = make_pool(2, KERNEL_SCALAR);
-    matmul(pool, y, x, 2, &w, &b);
-    for (int i = 0; i < 10; i++) CHECK(y[i] == bias[i % 5], "y[%d] = %g", i, y[i]);
+    matmul(pool, y, x, 3, &w.t, NULL);
+    for (int j = 0; j < 20; j++)
+        CHECK(isfinite(y[j]) && isnan(y[20 + j]) && isfinite(y[40 + j]), "column %d: %g %g %g", j, y[j], y[20 + j], y[40 + j]);
     thread_pool_free(pool);
+    free_q8_weights(&w);
+}
+
+static void test_q8_tensor_row(void) {
+    q8_weights w = make_q8_weights(5, 96, 1.0f, 0);
+    float row[96];
+    for (int r = 0; r < 5; r++) {
+        tensor_row_f32(&w.t, r, row);
+        CHECK(memcmp(row, w.values + r * 96, sizeof row) == 0, "q8 row %d", r);
+    }
+    free_q8_weights(&w);
 }
 
 /* ---- attention ---- */
@@ -548,7 +845,11 @@ int main(void) {
     RUN_TEST(test_tensor_row);
     RUN_TEST(test_matmul_all_paths);
     RUN_TEST(test_matmul_without_pool);
-    RUN_TEST(test_matmul_q8_slot_reads_nothing);
+    RUN_TEST(test_q8_quantize_block);
+    RUN_TEST(test_q8_tensor_row);
+    RUN_TEST(test_q8_pack_rows_all_paths);
+    RUN_TEST(test_q8_matmul_all_paths);
+    RUN_TEST(test_q8_non_finite);
     RUN_TEST(test_attention_row_path);
     RUN_TEST(test_exp_sum_and_row_max);
     RUN_TEST(test_attention_all_paths);

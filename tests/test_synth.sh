@@ -43,6 +43,30 @@ for threads in 1 3; do
     fi
 done
 
+# phi3_v: the same rule over the tensors of Phi-3.5-vision's hub layout, at the tiny fixture's sizes.
+# SHA-256s from an independent NumPy writer (synth_weights.py's stream and bf16 rounding, the rule's
+# cases by hub name, the embed_tokens case for model.embed_tokens / lm_head only).
+PHI_CONFIG=tests/fixtures/phi35v-tiny/config.json
+PHI_TOKENIZER=tests/fixtures/phi35v-tiny/tokenizer.json
+[ -f "$PHI_TOKENIZER" ] || PHI_TOKENIZER=$TOKENIZER   # only copied; the tensors are what is checked
+cat > "$TMP/phi.sha256" <<'EOF'
+1ac93bf0ae30944943a0e3279e32d148f557a6ad840553a08c10c659bf63d429  model-00001-of-00001.safetensors
+857b22454456e75a34c3402929c8ee0989dba6d80748a51515c656b2c7081858  model.safetensors.index.json
+EOF
+for threads in 1 3; do
+    out=$TMP/phi$threads
+    if "$SYNTH" "$PHI_CONFIG" "$out" --tokenizer "$PHI_TOKENIZER" --threads "$threads" >/dev/null; then
+        ok
+        expect "phi3_v threads=$threads: files match the NumPy writer" sh -c "cd '$out' && sha256sum --quiet -c '$TMP/phi.sha256'"
+        expect "phi3_v threads=$threads: Phi3VImageProcessor preprocessor_config.json" \
+            grep -q '"image_processor_type": "Phi3VImageProcessor"' "$out/preprocessor_config.json"
+    else
+        bad "abc-synth phi3_v --threads $threads failed"
+    fi
+done
+# the synthetic phi3_v checkpoint converts
+expect "phi3_v synthetic checkpoint converts" sh -c "make -s abc-convert >/dev/null && ./abc-convert '$TMP/phi1' -o '$TMP/phi.abc' --preset vlm2vec-phi3v --quiet"
+
 fails_with() { # MESSAGE-PATTERN EXPECTED-STATUS COMMAND...
     local pattern=$1 status=$2; shift 2
     local err rc
@@ -51,6 +75,7 @@ fails_with() { # MESSAGE-PATTERN EXPECTED-STATUS COMMAND...
     else bad "'$*' gave status $rc and '$err' (want $status, /$pattern/)"; fi
 }
 fails_with "usage" 2 "$SYNTH"
+fails_with "head-adapter is for the Qwen2-VL" 1 "$SYNTH" phi35v "$TMP/x" --head-adapter "$TMP/h"
 fails_with "usage" 2 "$SYNTH" qwen2vl-2b
 fails_with "unknown option" 1 "$SYNTH" qwen2vl-2b "$TMP/x" --frobnicate
 fails_with "threads" 1 "$SYNTH" qwen2vl-2b "$TMP/x" --threads 0

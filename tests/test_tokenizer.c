@@ -972,6 +972,295 @@ static void test_public_api(void) {
     model_free(model);
 }
 
+/* ---- SentencePiece BPE: Phi-3.5-V's Llama-2 tokenizer ---- */
+
+/* Written by tests/test_tokenizer_convert.c's converter check from tests/fixtures/phi35v-tiny/tokenizer.json. */
+#define PHI_DIR "tests/fixtures/phi35v-tiny"
+static weight_file g_phi_wf;
+static tokenizer *g_phi;
+
+static abc_status phi_encode(const char *text, size_t len, int_vec *ids, abc_error *err) {
+    ids->len = 0;
+    return tokenizer_encode(g_phi, text, len, ids, err);
+}
+
+static bool ids_are(const int_vec *got, const int32_t *want, size_t n) {
+    return got->len == n && (n == 0 || !memcmp(got->data, want, n * sizeof *want));
+}
+
+/* The reference manifest's prompts by the contract's prompt rule: split on <|image_1|>, every chunk
+ * is [<s>] + encode(chunk), image tokens in between (left out here, as in tokens_nonimage). */
+static void test_sp_manifest_prompts(void) {
+    static const struct { const char *prompt; int32_t ids[24]; size_t n; } cases[] = {
+        {"<|image_1|> Represent the given image with the following question: What is in the image",
+         {1, 1, 29871, 16314, 278, 2183, 1967, 411, 278, 1494, 1139, 29901, 1724, 338, 297, 278, 1967}, 17},
+        {"<|image_1|> Represent the given image.", {1, 1, 29871, 16314, 278, 2183, 1967, 29889}, 8},
+        {"A cat and a dog", {1, 319, 6635, 322, 263, 11203}, 6},
+        {"Find me an everyday image that matches the given caption: A cat and a tiger.",
+         {1, 10987, 592, 385, 1432, 3250, 1967, 393, 7087, 278, 2183, 5777, 683, 29901, 319, 6635, 322, 263, 260, 4087, 29889}, 21},
+    };
+    CHECK(tokenizer_bos_id(g_phi) == 1 && tokenizer_bos_id(g_tok) == -1 && tokenizer_bos_id(NULL) == -1, "bos ids");
+    const char *image = "<|image_1|>";
+    int_vec ids = {0}, all = {0};
+    abc_error err;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        all.len = 0;
+        const char *p = cases[c].prompt, *end = p + strlen(p);
+        for (;;) {
+            const char *at = strstr(p, image);
+            const char *chunk_end = at ? at : end;
+            CHECK(phi_encode(p, (size_t)(chunk_end - p), &ids, &err) == ABC_OK, "%s", err.message);
+            int_vec_push(&all, tokenizer_bos_id(g_phi));
+            for (size_t i = 0; i < ids.len; i++) int_vec_push(&all, ids.data[i]);
+            if (!at) break;
+            p = at + strlen(image);
+        }
+        bool ok = ids_are(&all, cases[c].ids, cases[c].n);
+        CHECK(ok, "manifest prompt %zu", c);
+        if (!ok) print_ids("got", all.data, all.len);
+    }
+    int_vec_free(&ids);
+    int_vec_free(&all);
+}
+
+/* ~680 strings with ids from transformers.js (tests/gen_sp_tokenizer_cases.js). */
+static void test_sp_cases(void) {
+    tj_value root;
+    CHECK(tj_load(PHI_DIR "/tokenizer_cases.json", &root) == 0, "tokenizer_cases.json");
+    const tj_value *cases = tj_get(&root, "cases");
+    CHECK(cases && cases->type == 'a' && cases->n >= 500, "cases");
+    int_vec ids = {0};
+    abc_error err;
+    size_t bad = 0;
+    for (size_t i = 0; cases && i < cases->n; i++) {
+        const tj_value *text = tj_get(&cases->items[i], "text"), *want = tj_get(&cases->items[i], "ids");
+        CHECK(text && want, "case %zu malformed", i);
+        if (!text || !want) continue;
+        CHECK(phi_encode(text->str, text->len, &ids, &err) == ABC_OK, "%s", err.message);
+        if (!ids_equal(&ids, want) && bad++ < 10) {
+            CHECK(false, "case %zu \"%.60s\"", i, text->str);
+            print_ids("got", ids.data, ids.len);
+        }
+    }
+    CHECK(bad == 0, "%zu cases differ", bad);
+    int_vec_free(&ids);
+    tj_free(&root);
+}
+
+/* Concatenated token bytes of ids under the Phi tokenizer. */
+static size_t phi_detokenize(const int_vec *ids, char *out, size_t cap) {
+    size_t o = 0, n;
+    for (size_t i = 0; i < ids->len; i++) {
+        const char *b = tokenizer_token_bytes(g_phi, ids->data[i], &n);
+        if (b && o + n <= cap) memcpy(out + o, b, n);
+        o += b ? n : 0;
+    }
+    return o;
+}
+
+static void test_sp_token_bytes(void) {
+    static const struct { int32_t id; const char *bytes; size_t len; } want[] = {
+        {29871, " ", 1}, {278, " the", 4}, {13, "\n", 1}, {3, "\0", 1}, {258, "\xff", 1}, {1, "<s>", 3},
+        {0, "<unk>", 5}, {32010, "<|user|>", 8}, {32007, "<|end|>", 7}, {29889, ".", 1},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        size_t len = 0;
+        const char *b = tokenizer_token_bytes(g_phi, want[i].id, &len);
+        CHECK(b && len == want[i].len && !memcmp(b, want[i].bytes, len), "token %d", want[i].id);
+    }
+    size_t len;
+    CHECK(!tokenizer_token_bytes(g_phi, 32011, &len) && !tokenizer_token_bytes(g_phi, -1, &len), "out of range");
+    /* Round trip (the decoder's work): the bytes are " " + the text, spaces and byte fallbacks included. */
+    const char *texts[] = {"Hello  world", "\xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\xa6\x80\n\ttabs", "\xe2\x96\x81x", "a\302\240b"};
+    int_vec ids = {0};
+    abc_error err;
+    for (size_t i = 0; i < 4; i++) {
+        char out[128];
+        CHECK(phi_encode(texts[i], strlen(texts[i]), &ids, &err) == ABC_OK, "%s", err.message);
+        size_t n = phi_detokenize(&ids, out, sizeof out);
+        /* A literal ▁ in the text is the same token as a space, so it comes back as a space. */
+        char want_text[128];
+        snprintf(want_text, sizeof want_text, " %s", i == 2 ? " x" : texts[i]);
+        CHECK(n == strlen(want_text) && !memcmp(out, want_text, n), "round trip %zu", i);
+    }
+    int_vec_free(&ids);
+}
+
+/* Where transformers.js (the corpus generator) and HF differ: rstrip swallows Rust's whitespace
+ * (char::is_whitespace: U+0085 yes, U+FEFF no). Also the HF rules the corpus shows, by hand. */
+static void test_sp_added_tokens(void) {
+    int_vec ids = {0}, rest = {0};
+    abc_error err;
+    /* <|end|> has rstrip: "\xc2\x85" (U+0085 NEL) is swallowed, so "x" starts a new piece: ▁x. */
+    const char *nel = "<|end|>\xc2\x85x";
+    static const int32_t want_nel[] = {32007, 921};
+    CHECK(phi_encode(nel, strlen(nel), &ids, &err) == ABC_OK && ids_are(&ids, want_nel, 2), "U+0085 stripped");
+    const char *bom = "<|end|>\xef\xbb\xbfx";
+    CHECK(phi_encode(bom, strlen(bom), &ids, &err) == ABC_OK, "%s", err.message);
+    CHECK(tokenizer_encode(g_phi, bom + 7, strlen(bom) - 7, &rest, &err) == ABC_OK, "%s", err.message);
+    CHECK(ids.len == rest.len + 1 && ids.data[0] == 32007 && !memcmp(ids.data + 1, rest.data, rest.len * 4), "U+FEFF kept");
+    /* <s> has no rstrip: the space after it is a piece of its own, "▁▁". Each piece gets "▁". */
+    const char *s = "<s> a<s>b";
+    static const int32_t want_s[] = {1, 29871, 263, 1, 289};
+    CHECK(phi_encode(s, strlen(s), &ids, &err) == ABC_OK && ids.len == 5, "<s> pieces");
+    CHECK(ids.len >= 1 && ids.data[0] == 1 && ids.data[3] == 1 && ids.data[4] == want_s[4], "<s> pieces ids");
+    int_vec_free(&ids);
+    int_vec_free(&rest);
+}
+
+static void test_sp_invalid_and_long(void) {
+    int_vec ids = {0};
+    abc_error err;
+    CHECK(phi_encode("ab\xff", 3, &ids, &err) == ABC_ERR_UTF8 && strstr(err.message, "offset 2"), "invalid UTF-8");
+    CHECK(phi_encode("\xed\xa0\x80", 3, &ids, &err) == ABC_ERR_UTF8, "surrogate");
+    CHECK(phi_encode(NULL, 0, &ids, &err) == ABC_OK && ids.len == 0, "empty");
+    /* 200 kB without a space is one BPE word: must stay O(n log n). */
+    size_t n = 200000;
+    char *word = malloc(n + 1);
+    const char *kinds[] = {"a", "ab", "\xe4\xb8\xad", "\xf0\x9f\xa6\x80", "\xe9\xbe\x98z"};
+    for (size_t k = 0; k < 5; k++) {
+        size_t kl = strlen(kinds[k]), len = 0;
+        while (len + kl <= n) {
+            memcpy(word + len, kinds[k], kl);
+            len += kl;
+        }
+        double t = now_seconds();
+        CHECK(phi_encode(word, len, &ids, &err) == ABC_OK, "%s", err.message);
+        t = now_seconds() - t;
+        CHECK(t < 2.0, "%zu bytes of \"%s\" took %.3f s", len, kinds[k], t);
+        printf("     %zu bytes of \"%s\" repeated: %zu tokens in %.3f s (sanitized build)\n", len, kinds[k], ids.len, t);
+        char *out = malloc(len + 8);
+        size_t m = phi_detokenize(&ids, out, len + 8);
+        CHECK(m == len + 1 && out[0] == ' ' && !memcmp(out + 1, word, len), "round trip of %s", kinds[k]);
+        free(out);
+    }
+    free(word);
+    int_vec_free(&ids);
+}
+
+/* A copy of the Phi tokenizer's weight file in which tensor `name` has other data or shape. */
+static void expect_phi_error(const char *name, const void *data, int64_t shape0, const char *fragment) {
+    weight_file wf = g_phi_wf;
+    tensor *ts = malloc(wf.n_tensors * sizeof *ts);
+    memcpy(ts, wf.tensors, wf.n_tensors * sizeof *ts);
+    for (uint32_t i = 0; i < wf.n_tensors; i++)
+        if (ts[i].name_len == strlen(name) && !memcmp(ts[i].name, name, ts[i].name_len)) {
+            if (data) ts[i].data = data;
+            if (shape0) ts[i].shape[0] = shape0;
+        }
+    wf.tensors = ts;
+    tokenizer *tok = (tokenizer *)1;
+    abc_error err = {0};
+    abc_status st = tokenizer_load(&wf, &tok, &err);
+    CHECK(st != ABC_OK && tok == NULL, "%s: accepted", fragment);
+    CHECK(strstr(err.message, fragment) != NULL, "message '%s' lacks '%s'", err.message, fragment);
+    if (st == ABC_OK) tokenizer_free(tok);
+    free(ts);
+}
+
+static void test_sp_load_validation(void) {
+    const tensor *bf = wf_tensor(&g_phi_wf, "tokenizer.byte_fallback"), *ch = wf_tensor(&g_phi_wf, "tokenizer.sp.chars");
+    CHECK(bf && ch, "tensors");
+    if (!bf || !ch) return;
+    int32_t fb[256];
+    memcpy(fb, bf->data, sizeof fb);
+    fb[65] = 66;
+    expect_phi_error("tokenizer.byte_fallback", fb, 0, "byte_fallback: entry 65");
+    fb[65] = 99999;
+    expect_phi_error("tokenizer.byte_fallback", fb, 0, "byte_fallback: entry 65");
+    expect_phi_error("tokenizer.byte_fallback", NULL, 255, "256 entries");
+    size_t n = (size_t)ch->shape[0];
+    int32_t *c = malloc(n * 2 * sizeof *c);
+    memcpy(c, ch->data, n * 2 * sizeof *c);
+    for (int k = 0; k < 2; k++) { /* swap rows 10 and 11 */
+        int32_t t = c[20 + k];
+        c[20 + k] = c[22 + k];
+        c[22 + k] = t;
+    }
+    expect_phi_error("tokenizer.sp.chars", c, 0, "order");
+    memcpy(c, ch->data, n * 2 * sizeof *c);
+    c[21] = c[23];
+    expect_phi_error("tokenizer.sp.chars", c, 0, "is not U+");
+    memcpy(c, ch->data, n * 2 * sizeof *c);
+    c[2 * (n - 1)] = 0x110000;
+    expect_phi_error("tokenizer.sp.chars", c, 0, "out of range");
+    c[2 * (n - 1) + 1] = -4;
+    c[2 * (n - 1)] = 0x10FFFF;
+    expect_phi_error("tokenizer.sp.chars", c, 0, "bad id");
+    free(c);
+    expect_phi_error("tokenizer.sp.chars", NULL, 40000, "n <= the vocabulary size");
+    const tensor *strip = wf_tensor(&g_phi_wf, "tokenizer.added.strip");
+    CHECK(strip != NULL, "strip tensor");
+    if (strip) {
+        int32_t s[14];
+        memcpy(s, strip->data, sizeof s);
+        s[3] = 4;
+        expect_phi_error("tokenizer.added.strip", s, 0, "bad flags");
+        expect_phi_error("tokenizer.added.strip", NULL, 13, "disagree");
+    }
+    /* Metadata that does not go together, and a bad BOS id. */
+    weight_file wf = g_phi_wf;
+    meta_entry *m = malloc(wf.n_meta * sizeof *m);
+    memcpy(m, wf.meta, wf.n_meta * sizeof *m);
+    wf.meta = m;
+    int64_t bos = 40000;
+    for (uint32_t i = 0; i < wf.n_meta; i++) {
+        if (m[i].key_len == 16 && !memcmp(m[i].key, "tokenizer.bos_id", 16)) m[i].payload = &bos;
+        if (m[i].key_len == 22 && !memcmp(m[i].key, "tokenizer.pretokenizer", 22)) m[i].payload = "qwen2", m[i].count = 5;
+    }
+    tokenizer *tok = NULL;
+    abc_error err = {0};
+    CHECK(tokenizer_load(&wf, &tok, &err) == ABC_ERR_UNSUPPORTED && strstr(err.message, "does not go with"), "%s", err.message);
+    for (uint32_t i = 0; i < wf.n_meta; i++)
+        if (m[i].key_len == 22 && !memcmp(m[i].key, "tokenizer.pretokenizer", 22)) m[i].payload = "none", m[i].count = 4;
+    CHECK(tokenizer_load(&wf, &tok, &err) == ABC_ERR_FORMAT && strstr(err.message, "bos_id"), "%s", err.message);
+    free(m);
+}
+
+static void test_sp_allocation_failures(void) {
+    const char *text = "Hello <|user|> caf\xc3\xa9 \xf0\x9f\xa6\x80 world 123   \n x<|end|>";
+    int failures = 0;
+    for (long k = 0; k < 200; k++) {
+        tokenizer *tok = NULL;
+        abc_error err;
+        int_vec ids = {0};
+        atomic_store(&abc_test_fail_after, k);
+        abc_status st = tokenizer_load(&g_phi_wf, &tok, &err);
+        if (st == ABC_OK) st = tokenizer_encode(tok, text, strlen(text), &ids, &err);
+        long left = atomic_load(&abc_test_fail_after);
+        atomic_store(&abc_test_fail_after, -1);
+        if (st != ABC_OK) {
+            failures++;
+            CHECK(st == ABC_ERR_NOMEM, "k=%ld: status %d (%s)", k, st, err.message);
+            CHECK(ids.len == 0, "k=%ld: partial ids", k);
+        }
+        int_vec_free(&ids);
+        tokenizer_free(tok);
+        if (left >= 0) break;
+    }
+    CHECK(failures >= 3, "only %d allocation points", failures);
+}
+
+static void test_sentencepiece(void) {
+    abc_error err;
+    abc_status st = weight_file_open(PHI_DIR "/tokenizer.abc", &g_phi_wf, &err);
+    CHECK(st == ABC_OK, "%s", err.message);
+    if (st != ABC_OK) return;
+    st = tokenizer_load(&g_phi_wf, &g_phi, &err);
+    CHECK(st == ABC_OK, "%s", err.message);
+    if (st == ABC_OK) {
+        test_sp_manifest_prompts();
+        test_sp_cases();
+        test_sp_token_bytes();
+        test_sp_added_tokens();
+        test_sp_invalid_and_long();
+        test_sp_load_validation();
+        test_sp_allocation_failures();
+        tokenizer_free(g_phi);
+    }
+    weight_file_close(&g_phi_wf);
+}
+
 int main(void) {
     abc_error err;
     abc_status st = weight_file_open(TINY_MODEL, &g_wf, &err);
@@ -1004,6 +1293,7 @@ int main(void) {
     RUN_TEST(test_allocation_failures);
     RUN_TEST(test_threads);
     RUN_TEST(test_public_api);
+    RUN_TEST(test_sentencepiece);
     tokenizer_free(g_tok);
     weight_file_close(&g_wf);
     return test_summary();

@@ -230,6 +230,107 @@ static void test_refused(void) {
     writer_free(w);
 }
 
+/* ---- SentencePiece BPE (Phi-3.5-V's Llama-2 tokenizer) ---- */
+
+#define PHI_JSON "tests/fixtures/phi35v-tiny/tokenizer.json"
+/* The converted tokenizer tensors alone, which tests/test_tokenizer.c loads; this test checks that
+ * the converter still writes exactly this file (ABC_REGEN=1 rewrites it). */
+#define PHI_ABC "tests/fixtures/phi35v-tiny/tokenizer.abc"
+
+static uint8_t *read_all(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *p = malloc(n > 0 ? (size_t)n : 1);
+    *size = p ? fread(p, 1, (size_t)n, f) : 0;
+    fclose(f);
+    return p;
+}
+
+static void test_sentencepiece(void) {
+    char err[512] = "";
+    abc_writer *w = writer_new();
+    CHECK(tokenizer_convert(PHI_JSON, w, err, sizeof err) == 0, "%s", err);
+    CHECK(writer_write(w, tmp_abc, err, sizeof err) == 0, "%s", err);
+    writer_free(w);
+    size_t size = 0, want_size = 0;
+    uint8_t *file = read_all(tmp_abc, &size);
+    CHECK(file != NULL && size > 100000, "written file");
+    if (!file) return;
+    uint64_t shape[4];
+    uint32_t dtype;
+    const int32_t *bf = (const int32_t *)find_tensor(file, size, "tokenizer.byte_fallback", shape, &dtype);
+    CHECK(bf && dtype == ABC_DTYPE_I32 && shape[0] == 256 && bf[0] == 3 && bf[0x0A] == 13 && bf[0xFF] == 258, "byte fallback ids");
+    const int32_t *chars = (const int32_t *)find_tensor(file, size, "tokenizer.sp.chars", shape, &dtype);
+    CHECK(chars && shape[1] == 2 && shape[0] > 1000, "single-character tokens");
+    bool found_space = false, sorted = true;
+    for (uint64_t i = 0; chars && i < shape[0]; i++) {
+        if (chars[2 * i] == 0x2581) found_space = chars[2 * i + 1] == 29871;
+        if (i && chars[2 * i] <= chars[2 * i - 2]) sorted = false;
+    }
+    CHECK(found_space && sorted, "▁ is 29871, code points sorted");
+    const int32_t *strip = (const int32_t *)find_tensor(file, size, "tokenizer.added.strip", shape, &dtype);
+    const int32_t *ids = (const int32_t *)find_tensor(file, size, "tokenizer.added.ids", shape, &dtype);
+    CHECK(strip && ids && shape[0] == 14, "added tokens with strip flags");
+    for (uint64_t i = 0; strip && ids && i < shape[0]; i++)
+        CHECK(strip[i] == (ids[i] >= 32001 ? 2 : 0), "token %d strip %d", ids[i], strip[i]);
+    const int32_t *off = (const int32_t *)find_tensor(file, size, "tokenizer.vocab.offsets", shape, &dtype);
+    const uint8_t *bytes = find_tensor(file, size, "tokenizer.vocab.bytes", shape, &dtype);
+    /* 278 = "▁the" is stored decoded as " the"; 13 = <0x0A> as "\n". */
+    CHECK(off && bytes && off[279] - off[278] == 4 && !memcmp(bytes + off[278], " the", 4), "decoded ▁the");
+    CHECK(off && bytes && off[14] - off[13] == 1 && bytes[off[13]] == '\n', "decoded <0x0A>");
+    CHECK(contains(file, size, "bpe_sentencepiece") && contains(file, size, "prepend_replace") &&
+          contains(file, size, "tokenizer.bos_id"), "metadata");
+    if (getenv("ABC_REGEN")) {
+        FILE *f = fopen(PHI_ABC, "wb");
+        CHECK(f && fwrite(file, 1, size, f) == size, "regenerating " PHI_ABC);
+        if (f) fclose(f);
+    }
+    uint8_t *want = read_all(PHI_ABC, &want_size);
+    CHECK(want && want_size == size && !memcmp(want, file, size), PHI_ABC " is what the converter writes (ABC_REGEN=1 updates it)");
+    free(want);
+    free(file);
+    unlink(tmp_abc);
+}
+
+/* The real file with one part replaced: `from` (which must occur) → `to`. */
+static char *phi_json_with(const char *from, const char *to) {
+    size_t n;
+    char *src = (char *)read_all(PHI_JSON, &n);
+    if (!src) return NULL;
+    src = realloc(src, n + 1);
+    src[n] = 0;
+    char *p = strstr(src, from);
+    CHECK(p != NULL, "'%s' occurs in the fixture", from);
+    if (!p) { free(src); return NULL; }
+    size_t a = strlen(from), b = strlen(to);
+    char *out = malloc(n - a + b + 1);
+    memcpy(out, src, (size_t)(p - src));
+    memcpy(out + (p - src), to, b);
+    memcpy(out + (p - src) + b, p + a, n - (size_t)(p - src) - a + 1);
+    free(src);
+    return out;
+}
+
+static void test_sentencepiece_refused(void) {
+    char *j;
+#define SP_REFUSE(from, to, fragment) (j = phi_json_with(from, to), j ? (expect_error(j, fragment), free(j)) : (void)0)
+    SP_REFUSE("\"byte_fallback\": true", "\"byte_fallback\": false", "byte_fallback=false");
+    SP_REFUSE("\"byte_fallback\": true", "\"byte_fallback\": true, \"ignore_merges\": true", "ignore_merges");
+    SP_REFUSE("{\"type\": \"Prepend\", \"prepend\": \"\xe2\x96\x81\"}", "{\"type\": \"Prepend\", \"prepend\": \"x\"}", "normalizer");
+    SP_REFUSE("\"pattern\": {\"String\": \" \"}", "\"pattern\": {\"Regex\": \" \"}", "normalizer");
+    SP_REFUSE("\"normalizer\": {", "\"normalizer\": null, \"x\": {", "normalizer \"null\"");
+    SP_REFUSE("\"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}]",
+              "\"single\": [{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": \"</s>\", \"type_id\": 0}}]",
+              "post_processor");
+    SP_REFUSE("\"<0x41>\": 68", "\"<0x4l>\": 68", "<0x41>");
+    SP_REFUSE("\"content\": \"<|user|>\", \"single_word\": false", "\"content\": \"<|user|>\", \"single_word\": true", "single_word");
+    SP_REFUSE("\"content\": \"<|user|>\"", "\"content\": \" <|user|>\"", "starts with whitespace");
+#undef SP_REFUSE
+}
+
 int main(void) {
     int fd = mkstemp(tmp_json);
     if (fd < 0) return 1;
@@ -237,6 +338,8 @@ int main(void) {
     snprintf(tmp_abc, sizeof tmp_abc, "%s.abc", tmp_json);
     RUN_TEST(test_valid);
     RUN_TEST(test_refused);
+    RUN_TEST(test_sentencepiece);
+    RUN_TEST(test_sentencepiece_refused);
     unlink(tmp_json);
     return test_summary();
 }

@@ -145,6 +145,102 @@ static void test_mutation_fuzz(void) {
     free(c);
 }
 
+/* ---- q8 tensors (FORMAT.md): a one-tensor file built here ---- */
+
+/* A file holding one tensor "w" of the given dtype, rank, shape and declared byte size; the data
+ * section holds `data_bytes` bytes (a copy of `data` when given, else zeros). Caller frees. */
+static uint8_t *one_tensor_file(uint32_t dtype, uint32_t ndim, const uint64_t shape[4], uint64_t nbytes,
+                                const void *data, size_t data_bytes, size_t *size) {
+    const uint64_t dir_off = 64, dir_size = 64 + 8, data_off = 192;
+    *size = (size_t)data_off + data_bytes;
+    uint8_t *f = calloc(1, *size);
+    memcpy(f, "ABCMODEL", 8);
+    put_u32(f + 8, 1);
+    put_u32(f + 12, 64);
+    put_u64(f + 16, *size);
+    put_u64(f + 24, 64); /* empty metadata */
+    put_u64(f + 32, 0);
+    put_u64(f + 40, dir_off);
+    put_u64(f + 48, dir_size);
+    put_u32(f + 56, 0);
+    put_u32(f + 60, 1);
+    uint8_t *e = f + dir_off;
+    put_u32(e, 1);
+    put_u32(e + 4, dtype);
+    put_u32(e + 8, ndim);
+    for (int d = 0; d < 4; d++) put_u64(e + 16 + 8 * d, shape[d]);
+    put_u64(e + 48, data_off);
+    put_u64(e + 56, nbytes);
+    e[64] = 'w';
+    if (data) memcpy(f + data_off, data, data_bytes);
+    return f;
+}
+
+static abc_status parse_one_tensor(uint32_t dtype, uint32_t ndim, uint64_t d0, uint64_t d1, uint64_t d2, uint64_t nbytes,
+                                   abc_error *err) {
+    const uint64_t shape[4] = {d0, d1, d2, 1};
+    size_t size;
+    size_t data_bytes = nbytes < (1u << 20) ? (size_t)nbytes : 64;
+    uint8_t *f = one_tensor_file(dtype, ndim, shape, nbytes, NULL, data_bytes, &size);
+    abc_status st = parse_copy(f, size, err);
+    free(f);
+    return st;
+}
+
+static void test_q8_tensors(void) {
+    abc_error err = {0};
+    /* [3, 64]: int8 [3][64], then 3 × 2 f32 scales */
+    enum { OUT = 3, IN = 64, BYTES = OUT * IN + OUT * (IN / 32) * 4 };
+    uint8_t data[BYTES];
+    for (int i = 0; i < OUT * IN; i++) data[i] = (uint8_t)(int8_t)(i % 255 - 127);
+    for (int j = 0; j < OUT * IN / 32; j++) {
+        float s = 0.5f * (float)(j + 1);
+        memcpy(data + OUT * IN + 4 * j, &s, 4);
+    }
+    const uint64_t shape[4] = {OUT, IN, 1, 1};
+    size_t size;
+    uint8_t *f = one_tensor_file(DT_Q8, 2, shape, BYTES, data, BYTES, &size);
+    weight_file wf;
+    memset(&wf, 0, sizeof wf);
+    wf.base = f;
+    wf.size = size;
+    abc_status st = weight_file_parse(&wf, &err);
+    CHECK(st == ABC_OK, "valid q8 tensor refused: %s", err.message);
+    if (st == ABC_OK) {
+        const tensor *t = wf_tensor(&wf, "w");
+        float row[IN];
+        tensor_row_f32(t, 2, row);
+        for (int k = 0; k < IN; k++) {
+            float want = (float)(int8_t)data[2 * IN + k] * (0.5f * (float)(2 * 2 + k / 32 + 1));
+            CHECK(row[k] == want, "row 2 [%d] = %g, want %g", k, row[k], want);
+        }
+    }
+    weight_file_close(&wf); /* frees f */
+
+    /* sizes off by one either way, a byte size counting the scales as f32 elements */
+    CHECK(parse_one_tensor(DT_Q8, 2, OUT, IN, 1, BYTES - 1, &err) == ABC_ERR_FORMAT && strstr(err.message, "q8"),
+          "short q8: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q8, 2, OUT, IN, 1, BYTES + 1, &err) == ABC_ERR_FORMAT && strstr(err.message, "q8"),
+          "long q8: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q8, 2, OUT, IN, 1, OUT * IN, &err) == ABC_ERR_FORMAT, "q8 without scales: %s", err.message);
+    /* rows that are not whole blocks, other ranks */
+    CHECK(parse_one_tensor(DT_Q8, 2, 3, 48, 1, 3 * 48 + 3 * 2 * 4, &err) == ABC_ERR_FORMAT && strstr(err.message, "multiple of 32"),
+          "48 columns: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q8, 2, 3, 1, 1, 3 + 4, &err) == ABC_ERR_FORMAT, "1 column: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q8, 1, 64, 1, 1, 64 + 8, &err) == ABC_ERR_FORMAT && strstr(err.message, "2 dimensions"),
+          "1-D q8: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q8, 3, 2, 3, 64, 2 * 3 * 64 + 2 * 3 * 2 * 4, &err) == ABC_ERR_FORMAT && strstr(err.message, "2 dimensions"),
+          "3-D q8: %s", err.message);
+    /* huge shapes whose byte count would overflow or cannot be in the file */
+    CHECK(parse_one_tensor(DT_Q8, 2, 1ull << 58, 32, 1, 36, &err) == ABC_ERR_FORMAT, "2^58 rows: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q8, 2, 1ull << 58, 32, 1, 36ull << 58, &err) == ABC_ERR_FORMAT, "2^58 rows, exact size: %s",
+          err.message);
+    CHECK(parse_one_tensor(DT_Q8, 2, 3, 1ull << 62, 1, 3, &err) == ABC_ERR_FORMAT, "2^62 columns: %s", err.message);
+    /* the q8 dtype code one past the last is unknown */
+    CHECK(parse_one_tensor(DT_Q8 + 1, 2, OUT, IN, 1, BYTES, &err) == ABC_ERR_FORMAT && strstr(err.message, "dtype"),
+          "dtype 6: %s", err.message);
+}
+
 static void test_allocation_failures(void) {
     /* Each allocation in the loader failing in turn gives ABC_ERR_NOMEM, never a crash or leak. */
     for (long n = 0; n < 4; n++) {
@@ -171,6 +267,7 @@ int main(void) {
     RUN_TEST(test_tensor_entries);
     RUN_TEST(test_mutation_fuzz);
     RUN_TEST(test_allocation_failures);
+    RUN_TEST(test_q8_tensors);
     free(original);
     return test_summary();
 }

@@ -5,6 +5,8 @@
  *   vs-npy FILE TENSOR REF.npy RELTOL   max|a - ref| <= RELTOL * max|ref| (float32 .npy)
  *   vs-st FILE TENSOR ST_FILE ST_NAME   the tensor equals the safetensors one as its dtype allows:
  *                                       f32 exactly, f16/bf16 within half a unit in the last place
+ *   vs-st-rows FILE TENSOR ST_FILE ST_NAME ROW0   the same against rows ROW0.. of a fused (2-D) safetensors
+ *                                       tensor with as many columns (phi3_v's qkv_proj / gate_up_proj split)
  * Exit status 0 when the check holds, 1 when it does not, 2 on usage errors. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -94,9 +96,11 @@ static int parse(abc_file *a, const char *path) {
         d->off = u64(b + p + 48);
         d->size = u64(b + p + 56);
         d->name = (const char *)b + p + 64;
-        if (d->ndim < 1 || d->ndim > 4 || d->dtype > 4) return bad("ndim/dtype");
+        if (d->ndim < 1 || d->ndim > 4 || d->dtype > 5) return bad("ndim/dtype");
         static const uint64_t esize[] = { 4, 2, 2, 4, 1 };
-        if (d->size != numel * esize[d->dtype]) return bad("tensor size != shape x element size");
+        if (d->dtype == 5) { /* q8: int8 [out][in] then f32 scales [out][in/32] (FORMAT.md) */
+            if (d->ndim != 2 || d->shape[1] % 32 || d->size != numel + numel / 32 * 4) return bad("q8 tensor shape or size");
+        } else if (d->size != numel * esize[d->dtype]) return bad("tensor size != shape x element size");
         if (d->off % 64 || d->off < prev_end || d->off + d->size > size) return bad("tensor data offset (alignment, order, range)");
         prev_end = d->off + d->size;
         for (uint32_t j = 0; j < i; j++)
@@ -181,9 +185,10 @@ static int vs_npy(const abc_file *a, const char *name, const char *npy, double t
     return ok ? 0 : 1;
 }
 
-static int vs_st(const abc_file *a, const char *name, const char *st_path, const char *st_name) {
+static int vs_st(const abc_file *a, const char *name, const char *st_path, const char *st_name, long long row0) {
     const dir_entry *d = find_tensor(a, name);
     if (!d) { fprintf(stderr, "no tensor %s\n", name); return 1; }
+    if (d->dtype == 5) { fprintf(stderr, "%s is q8: not comparable element by element\n", name); return 1; }
     blob s = load(st_path);
     uint64_t hl = u64(s.b);
     char err[200];
@@ -196,6 +201,14 @@ static int vs_st(const abc_file *a, const char *name, const char *st_path, const
     uint64_t n = ((uint64_t)o->items[1].number - (uint64_t)o->items[0].number) / (strcmp(dt, "F32") == 0 ? 4 : 2);
     uint32_t sdt = strcmp(dt, "F32") == 0 ? 0 : strcmp(dt, "F16") == 0 ? 1 : 2;
     int ok = n == numel(d);
+    if (row0 >= 0) {
+        /* rows row0 .. row0 + d->shape[0] of a [rows, d->shape[1]] source */
+        const json_value *sh = json_get(e, "shape");
+        ok = d->ndim == 2 && sh && sh->n_items == 2 && (uint64_t)sh->items[1].number == d->shape[1] &&
+             (uint64_t)row0 + d->shape[0] <= (uint64_t)sh->items[0].number;
+        src += (uint64_t)row0 * d->shape[1] * (sdt == 0 ? 4 : 2);
+        n = numel(d);
+    }
     uint64_t bad_at = 0;
     for (uint64_t i = 0; ok && i < n; i++) {
         double want = element(src, sdt, i), got = element(a->f.b + d->off, d->dtype, i);
@@ -224,7 +237,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "check") == 0) printf("ok %u metadata, %u tensors\n", a.n_meta, a.n_dir);
     else if (strcmp(cmd, "info") == 0) {
-        static const char *names[] = { "f32", "f16", "bf16", "i32", "u8" };
+        static const char *names[] = { "f32", "f16", "bf16", "i32", "u8", "q8" };
         for (uint32_t i = 0; i < a.n_dir; i++) {
             printf("%.*s %s [", (int)a.dir[i].len, a.dir[i].name, names[a.dir[i].dtype]);
             for (uint32_t k = 0; k < a.dir[i].ndim; k++) printf(k ? ",%llu" : "%llu", (unsigned long long)a.dir[i].shape[k]);
@@ -243,7 +256,8 @@ int main(int argc, char **argv) {
             printf("\n");
         }
     } else if (strcmp(cmd, "vs-npy") == 0 && argc == 6) rc = vs_npy(&a, argv[3], argv[4], atof(argv[5]));
-    else if (strcmp(cmd, "vs-st") == 0 && argc == 6) rc = vs_st(&a, argv[3], argv[4], argv[5]);
+    else if (strcmp(cmd, "vs-st") == 0 && argc == 6) rc = vs_st(&a, argv[3], argv[4], argv[5], -1);
+    else if (strcmp(cmd, "vs-st-rows") == 0 && argc == 7) rc = vs_st(&a, argv[3], argv[4], argv[5], atoll(argv[6]));
     else { fprintf(stderr, "bad command\n"); rc = 2; }
     free(a.meta);
     free(a.dir);

@@ -4,6 +4,7 @@
  *                                    rope_parameters), preprocessor_config.json with size{shortest,longest}_edge
  *   relayout-adapter AD_IN AD_OUT    the same renaming for a PEFT adapter
  *   st-edit IN OUT [--drop NAME] [--shape NAME d0,d1,...] [--rename OLD NEW] [--copy OLD NEW]   valid file, edited
+ *           [--rename-prefix OLD NEW]   every tensor whose name starts with OLD: that part becomes NEW
  *   st-lie IN OUT offsets-past-end|size-mismatch|bad-json|header-length|overlap  header that lies
  * It reuses the converter's JSON parser to read; everything it writes is produced here. */
 #define _POSIX_C_SOURCE 200809L
@@ -348,6 +349,18 @@ int main(int argc, char **argv) {
                 c->data = malloc(t->nbytes + 1);
                 memcpy(c->data, t->data, t->nbytes);
                 snprintf(c->name, sizeof c->name, "%s", argv[i + 2]);
+                i += 2;
+            } else if (strcmp(argv[i], "--rename-prefix") == 0 && i + 2 < argc) {
+                const char *old = argv[i + 1], *repl = argv[i + 2];
+                size_t n = strlen(old), hits = 0;
+                for (size_t k = 0; k < tf.n; k++) {
+                    if (strncmp(tf.t[k].name, old, n) != 0) continue;
+                    char renamed[sizeof tf.t[k].name];
+                    snprintf(renamed, sizeof renamed, "%s%s", repl, tf.t[k].name + n);
+                    snprintf(tf.t[k].name, sizeof tf.t[k].name, "%s", renamed);
+                    hits++;
+                }
+                if (!hits) die("no tensor starts with %s", old);
                 i += 2;
             } else if (strcmp(argv[i], "--rename") == 0 && i + 2 < argc) {
                 tensor *t = find(&tf, argv[i + 1]);

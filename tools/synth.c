@@ -1,6 +1,6 @@
 /* abc-synth — writes the synthetic Qwen2-VL checkpoints of SPEC section 10, natively and streaming.
  *
- *   abc-synth qwen2vl-2b|qwen2vl-7b|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]
+ *   abc-synth qwen2vl-2b|qwen2vl-7b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]
  *             [--threads N] [--head-hidden N]
  *
  * Every value of every tensor follows a rule (a counter-based splitmix64 stream seeded by the tensor's
@@ -13,6 +13,15 @@
  * With CONFIG.json the config is copied verbatim (the Python writer re-serialises it, which only
  * changes whitespace). --head-adapter DIR also writes ABC's PEFT head adapter (write_head_adapter):
  * an inert rank-1 LoRA on every q_proj (lora_B = 0) and mlp_head as modules_to_save.
+ *
+ * phi35v (or a CONFIG.json with model_type phi3_v) applies the same rule to the tensors of
+ * microsoft/Phi-3.5-vision-instruct's hub layout (fused qkv_proj / gate_up_proj, the whole CLIP
+ * ViT-L/14-336 tower incl. its last layer and post_layernorm, glb_GN [1,1,4C], sub_GN [1,1,1,4C],
+ * img_projection, an untied lm_head), by hub name. One reading of the rule is fixed here: its
+ * `embed_tokens` case is the token embedding only; the image tower's names, which all start with
+ * model.vision_embed_tokens., follow the other cases (norm, bias, fan-in). No Qwen2-VL name is
+ * affected. Alongside: Phi-3.5-V's config.json (real rope factors), its preprocessor_config.json
+ * (num_crops 4) and tokenizer.json (copied; default tests/fixtures/phi35v-tiny/tokenizer.json).
  *
  * The model is never held in memory: each tensor is generated in chunks by a few threads and written
  * straight to its shard.
@@ -37,6 +46,7 @@
 #define MAX_DIMS 5
 #define MAX_THREADS 64
 #define DEFAULT_TOKENIZER "tests/fixtures/qwen2vl-tiny/base/tokenizer.json"
+#define DEFAULT_PHI3_TOKENIZER "tests/fixtures/phi35v-tiny/tokenizer.json" /* Llama-2 vocabulary + Phi-3's added tokens */
 
 /* ---- errors: every failure prints one message naming what went wrong and exits 1 ---- */
 
@@ -169,7 +179,9 @@ static void rule_for(const char *value_name, const int64_t *shape, int ndim, dou
     } else if (ends_with(value_name, "bias")) {
         int attn = strstr(value_name, "q_proj") || strstr(value_name, "k_proj") || strstr(value_name, "qkv");
         *scale = (attn ? 0.3 : 0.1) * sqrt(3.0);
-    } else if (strstr(value_name, "embed_tokens") || strcmp(value_name, "lm_head.weight") == 0) {
+    } else if ((strstr(value_name, "embed_tokens") && !strstr(value_name, "vision_embed_tokens")) || strcmp(value_name, "lm_head.weight") == 0) {
+        /* the token embedding; Phi-3-V's image tower lives under model.vision_embed_tokens.* and
+         * follows the other cases (no Qwen2-VL name contains vision_embed_tokens) */
         *scale = sqrt(3.0);
     } else {
         int64_t fan_in = 1;
@@ -230,6 +242,10 @@ typedef struct {
     int64_t hidden, intermediate, layers, heads, kv_heads, vocab;
     int64_t v_embed, v_depth, v_mlp, v_patch, v_temporal, v_merge;
     int tie_embeddings;
+    /* phi3_v: fused qkv_proj / gate_up_proj, no biases; CLIP tower (every configured layer is
+     * written, as in the hub checkpoint) + HD separators + projection */
+    int phi3;
+    int64_t clip_hidden, clip_mlp, clip_layers, clip_image, clip_patch;
 } synth_config;
 
 /* The hub layout of Qwen2-VL, in the Python writer's order (it decides which shard a tensor lands in). */
@@ -280,6 +296,61 @@ static void model_tensors(const synth_config *c, tensor_list *l) {
     add_rule(l, "visual.merger.mlp.0.bias", 1, M, 0, 0, 0, 0);
     add_rule(l, "visual.merger.mlp.2.weight", 2, H, M, 0, 0, 0);
     add_rule(l, "visual.merger.mlp.2.bias", 1, H, 0, 0, 0, 0);
+}
+
+/* The hub layout of microsoft/Phi-3.5-vision-instruct (Phi3VForCausalLM), in state_dict order. */
+static void phi3_tensors(const synth_config *c, tensor_list *l) {
+    const int64_t H = c->hidden, I = c->intermediate, hd = c->hidden / c->heads, kv = c->kv_heads * hd;
+    const int64_t C = c->clip_hidden, CI = c->clip_mlp, P = c->clip_patch, grid = c->clip_image / c->clip_patch;
+    char name[256];
+#define CLIP "model.vision_embed_tokens.img_processor.vision_model."
+    add_rule(l, "model.embed_tokens.weight", 2, c->vocab, H, 0, 0, 0);
+    add_rule(l, "model.vision_embed_tokens.glb_GN", 3, 1, 1, 4 * C, 0, 0);
+    add_rule(l, "model.vision_embed_tokens.sub_GN", 4, 1, 1, 1, 4 * C, 0);
+    add_rule(l, CLIP "embeddings.class_embedding", 1, C, 0, 0, 0, 0);
+    add_rule(l, CLIP "embeddings.patch_embedding.weight", 4, C, 3, P, P, 0);
+    add_rule(l, CLIP "embeddings.position_embedding.weight", 2, grid * grid + 1, C, 0, 0, 0);
+    add_rule(l, CLIP "pre_layrnorm.weight", 1, C, 0, 0, 0, 0);
+    add_rule(l, CLIP "pre_layrnorm.bias", 1, C, 0, 0, 0, 0);
+    for (int64_t i = 0; i < c->clip_layers; i++) {
+#define CLAYER(suffix, ...) (snprintf(name, sizeof name, CLIP "encoder.layers.%lld." suffix, (long long)i), add_rule(l, name, __VA_ARGS__))
+        CLAYER("self_attn.k_proj.weight", 2, C, C, 0, 0, 0);
+        CLAYER("self_attn.k_proj.bias", 1, C, 0, 0, 0, 0);
+        CLAYER("self_attn.v_proj.weight", 2, C, C, 0, 0, 0);
+        CLAYER("self_attn.v_proj.bias", 1, C, 0, 0, 0, 0);
+        CLAYER("self_attn.q_proj.weight", 2, C, C, 0, 0, 0);
+        CLAYER("self_attn.q_proj.bias", 1, C, 0, 0, 0, 0);
+        CLAYER("self_attn.out_proj.weight", 2, C, C, 0, 0, 0);
+        CLAYER("self_attn.out_proj.bias", 1, C, 0, 0, 0, 0);
+        CLAYER("layer_norm1.weight", 1, C, 0, 0, 0, 0);
+        CLAYER("layer_norm1.bias", 1, C, 0, 0, 0, 0);
+        CLAYER("mlp.fc1.weight", 2, CI, C, 0, 0, 0);
+        CLAYER("mlp.fc1.bias", 1, CI, 0, 0, 0, 0);
+        CLAYER("mlp.fc2.weight", 2, C, CI, 0, 0, 0);
+        CLAYER("mlp.fc2.bias", 1, C, 0, 0, 0, 0);
+        CLAYER("layer_norm2.weight", 1, C, 0, 0, 0, 0);
+        CLAYER("layer_norm2.bias", 1, C, 0, 0, 0, 0);
+#undef CLAYER
+    }
+    add_rule(l, CLIP "post_layernorm.weight", 1, C, 0, 0, 0, 0);
+    add_rule(l, CLIP "post_layernorm.bias", 1, C, 0, 0, 0, 0);
+#undef CLIP
+    add_rule(l, "model.vision_embed_tokens.img_projection.0.weight", 2, H, 4 * C, 0, 0, 0);
+    add_rule(l, "model.vision_embed_tokens.img_projection.0.bias", 1, H, 0, 0, 0, 0);
+    add_rule(l, "model.vision_embed_tokens.img_projection.2.weight", 2, H, H, 0, 0, 0);
+    add_rule(l, "model.vision_embed_tokens.img_projection.2.bias", 1, H, 0, 0, 0, 0);
+    for (int64_t i = 0; i < c->layers; i++) {
+#define LAYER(suffix, ...) (snprintf(name, sizeof name, "model.layers.%lld." suffix, (long long)i), add_rule(l, name, __VA_ARGS__))
+        LAYER("self_attn.o_proj.weight", 2, H, H, 0, 0, 0);
+        LAYER("self_attn.qkv_proj.weight", 2, H + 2 * kv, H, 0, 0, 0);
+        LAYER("mlp.gate_up_proj.weight", 2, 2 * I, H, 0, 0, 0);
+        LAYER("mlp.down_proj.weight", 2, H, I, 0, 0, 0);
+        LAYER("input_layernorm.weight", 1, H, 0, 0, 0, 0);
+        LAYER("post_attention_layernorm.weight", 1, H, 0, 0, 0, 0);
+#undef LAYER
+    }
+    add_rule(l, "model.norm.weight", 1, H, 0, 0, 0, 0);
+    if (!c->tie_embeddings) add_rule(l, "lm_head.weight", 2, c->vocab, H, 0, 0, 0);
 }
 
 /* ABC's head adapter (write_head_adapter): values follow the rule under short names of their own. */
@@ -505,6 +576,167 @@ static const synth_config QWEN2VL_7B = {.hidden = 3584, .intermediate = 18944, .
                                         .vocab = 152064, .v_embed = 1280, .v_depth = 32, .v_mlp = 5120, .v_patch = 14,
                                         .v_temporal = 2, .v_merge = 2, .tie_embeddings = 0};
 
+/* microsoft/Phi-3.5-vision-instruct's config.json (the rope factors as published there; copied from
+ * the copy of that config in sdpython/experimental-experiment, torch_models/llm_model_helper.py,
+ * get_phi_3_5_vision_instruct, as the hub cannot be reached from here), re-printed with indent=2.
+ * CLIP is ViT-L/14-336: the config names it, the modeling code hard-codes its sizes. */
+static const char PHI35V_CONFIG[] =
+    "{\n"
+    "  \"architectures\": [\n"
+    "    \"Phi3VForCausalLM\"\n"
+    "  ],\n"
+    "  \"attention_dropout\": 0.0,\n"
+    "  \"bos_token_id\": 1,\n"
+    "  \"embd_layer\": {\n"
+    "    \"embedding_cls\": \"image\",\n"
+    "    \"hd_transform_order\": \"sub_glb\",\n"
+    "    \"projection_cls\": \"mlp\",\n"
+    "    \"use_hd_transform\": true,\n"
+    "    \"with_learnable_separator\": true\n"
+    "  },\n"
+    "  \"embd_pdrop\": 0.0,\n"
+    "  \"eos_token_id\": 2,\n"
+    "  \"hidden_act\": \"silu\",\n"
+    "  \"hidden_size\": 3072,\n"
+    "  \"img_processor\": {\n"
+    "    \"image_dim_out\": 1024,\n"
+    "    \"model_name\": \"openai/clip-vit-large-patch14-336\",\n"
+    "    \"name\": \"clip_vision_model\",\n"
+    "    \"num_img_tokens\": 144\n"
+    "  },\n"
+    "  \"initializer_range\": 0.02,\n"
+    "  \"intermediate_size\": 8192,\n"
+    "  \"max_position_embeddings\": 131072,\n"
+    "  \"model_type\": \"phi3_v\",\n"
+    "  \"num_attention_heads\": 32,\n"
+    "  \"num_hidden_layers\": 32,\n"
+    "  \"num_key_value_heads\": 32,\n"
+    "  \"original_max_position_embeddings\": 4096,\n"
+    "  \"pad_token_id\": 32000,\n"
+    "  \"resid_pdrop\": 0.0,\n"
+    "  \"rms_norm_eps\": 1e-05,\n"
+    "  \"rope_scaling\": {\n"
+    "    \"long_factor\": [\n"
+    "      1.0800000429153442,\n"
+    "      1.1100000143051147,\n"
+    "      1.1399999856948853,\n"
+    "      1.340000033378601,\n"
+    "      1.5899999141693115,\n"
+    "      1.600000023841858,\n"
+    "      1.6200000047683716,\n"
+    "      2.620000123977661,\n"
+    "      3.2300000190734863,\n"
+    "      3.2300000190734863,\n"
+    "      4.789999961853027,\n"
+    "      7.400000095367432,\n"
+    "      7.700000286102295,\n"
+    "      9.09000015258789,\n"
+    "      12.199999809265137,\n"
+    "      17.670000076293945,\n"
+    "      24.46000099182129,\n"
+    "      28.57000160217285,\n"
+    "      30.420001983642578,\n"
+    "      30.840002059936523,\n"
+    "      32.590003967285156,\n"
+    "      32.93000411987305,\n"
+    "      42.320003509521484,\n"
+    "      44.96000289916992,\n"
+    "      50.340003967285156,\n"
+    "      50.45000457763672,\n"
+    "      57.55000305175781,\n"
+    "      57.93000411987305,\n"
+    "      58.21000289916992,\n"
+    "      60.1400032043457,\n"
+    "      62.61000442504883,\n"
+    "      62.62000274658203,\n"
+    "      62.71000289916992,\n"
+    "      63.1400032043457,\n"
+    "      63.1400032043457,\n"
+    "      63.77000427246094,\n"
+    "      63.93000411987305,\n"
+    "      63.96000289916992,\n"
+    "      63.970001220703125,\n"
+    "      64.02999877929688,\n"
+    "      64.06999969482422,\n"
+    "      64.08000183105469,\n"
+    "      64.12000274658203,\n"
+    "      64.41000366210938,\n"
+    "      64.4800033569336,\n"
+    "      64.51000213623047,\n"
+    "      64.52999877929688,\n"
+    "      64.83999633789062\n"
+    "    ],\n"
+    "    \"short_factor\": [\n"
+    "      1.08,\n"
+    "      1.1,\n"
+    "      1.1300000000000001,\n"
+    "      1.2800000000000002,\n"
+    "      1.3100000000000003,\n"
+    "      1.4500000000000004,\n"
+    "      1.4500000000000004,\n"
+    "      1.9500000000000008,\n"
+    "      2.030000000000001,\n"
+    "      2.4299999999999926,\n"
+    "      2.5699999999999896,\n"
+    "      2.9499999999999815,\n"
+    "      3.729999999999965,\n"
+    "      3.869999999999962,\n"
+    "      4.189999999999955,\n"
+    "      4.43999999999995,\n"
+    "      4.6399999999999455,\n"
+    "      4.979999999999938,\n"
+    "      5.159999999999934,\n"
+    "      5.279999999999932,\n"
+    "      5.759999999999922,\n"
+    "      5.889999999999919,\n"
+    "      5.889999999999919,\n"
+    "      5.969999999999917,\n"
+    "      6.089999999999915,\n"
+    "      6.2799999999999105,\n"
+    "      6.7699999999999,\n"
+    "      6.8899999999998975,\n"
+    "      7.109999999999893,\n"
+    "      7.129999999999892,\n"
+    "      7.179999999999891,\n"
+    "      7.289999999999889,\n"
+    "      7.339999999999888,\n"
+    "      7.559999999999883,\n"
+    "      7.619999999999882,\n"
+    "      7.69999999999988,\n"
+    "      7.879999999999876,\n"
+    "      7.879999999999876,\n"
+    "      7.879999999999876,\n"
+    "      7.939999999999875,\n"
+    "      7.949999999999875,\n"
+    "      7.979999999999874,\n"
+    "      8.19999999999987,\n"
+    "      8.439999999999864,\n"
+    "      8.469999999999864,\n"
+    "      8.589999999999861,\n"
+    "      8.809999999999857,\n"
+    "      8.999999999999853\n"
+    "    ],\n"
+    "    \"type\": \"su\"\n"
+    "  },\n"
+    "  \"rope_theta\": 10000.0,\n"
+    "  \"sliding_window\": 262144,\n"
+    "  \"tie_word_embeddings\": false,\n"
+    "  \"torch_dtype\": \"bfloat16\",\n"
+    "  \"transformers_version\": \"4.38.1\",\n"
+    "  \"use_cache\": true,\n"
+    "  \"vocab_size\": 32064\n"
+    "}";
+
+/* Phi3VImageProcessor's preprocessor_config.json as the hub ships it (num_crops 4: VLM2Vec's setting). */
+static const char PHI3V_PREPROCESSOR_CONFIG[] =
+    "{\n  \"do_convert_rgb\": true,\n  \"image_mean\": [\n    0.48145466,\n    0.4578275,\n    0.40821073\n  ],\n"
+    "  \"image_processor_type\": \"Phi3VImageProcessor\",\n  \"image_std\": [\n    0.26862954,\n    0.26130258,\n    0.27577711\n  ],\n"
+    "  \"num_crops\": 4,\n  \"num_img_tokens\": 144,\n  \"processor_class\": \"Phi3VProcessor\"\n}";
+
+static const synth_config PHI35V = {.hidden = 3072, .intermediate = 8192, .layers = 32, .heads = 32, .kv_heads = 32, .vocab = 32064,
+                                    .tie_embeddings = 0, .phi3 = 1, .clip_hidden = 1024, .clip_mlp = 4096, .clip_layers = 24,
+                                    .clip_image = 336, .clip_patch = 14};
+
 /* ---- CONFIG.json: the fields the Python writer reads ---- */
 
 static int64_t json_int_field(const json_value *obj, const char *key, const char *where) {
@@ -514,6 +746,38 @@ static int64_t json_int_field(const json_value *obj, const char *key, const char
     return (int64_t)v->number;
 }
 
+/* phi3_v: the decoder sizes, and CLIP's from img_processor.tiny_clip_config / clip_config when the
+ * config lists them (the test fixtures), ViT-L/14-336's otherwise. */
+static void phi3_config_from_json(const json_value *root, const char *path, synth_config *c) {
+    memset(c, 0, sizeof *c);
+    c->phi3 = 1;
+    c->hidden = json_int_field(root, "hidden_size", path);
+    c->intermediate = json_int_field(root, "intermediate_size", path);
+    c->layers = json_int_field(root, "num_hidden_layers", path);
+    c->heads = json_int_field(root, "num_attention_heads", path);
+    c->kv_heads = json_get(root, "num_key_value_heads") ? json_int_field(root, "num_key_value_heads", path) : c->heads;
+    c->vocab = json_int_field(root, "vocab_size", path);
+    const json_value *tie = json_get(root, "tie_word_embeddings");
+    c->tie_embeddings = tie && tie->type == JSON_BOOL && tie->boolean;
+    if (c->hidden % c->heads) die("%s: hidden_size is not a multiple of num_attention_heads", path);
+    const json_value *ip = json_get(root, "img_processor");
+    if (!ip || ip->type != JSON_OBJECT) die("%s: no \"img_processor\" object", path);
+    const json_value *cc = json_get(ip, "tiny_clip_config");
+    if (!cc || cc->type != JSON_OBJECT) cc = json_get(ip, "clip_config");
+    c->clip_hidden = PHI35V.clip_hidden;
+    c->clip_mlp = PHI35V.clip_mlp;
+    c->clip_layers = PHI35V.clip_layers;
+    c->clip_image = PHI35V.clip_image;
+    c->clip_patch = PHI35V.clip_patch;
+    if (cc && cc->type == JSON_OBJECT) {
+        c->clip_hidden = json_int_field(cc, "hidden_size", path);
+        c->clip_mlp = json_int_field(cc, "intermediate_size", path);
+        c->clip_layers = json_int_field(cc, "num_hidden_layers", path);
+        if (json_get(cc, "image_size")) c->clip_image = json_int_field(cc, "image_size", path);
+        if (json_get(cc, "patch_size")) c->clip_patch = json_int_field(cc, "patch_size", path);
+    }
+}
+
 static void config_from_json(const char *path, synth_config *c) {
     size_t len;
     char *text = read_file(path, &len);
@@ -521,6 +785,13 @@ static void config_from_json(const char *path, synth_config *c) {
     json_value *root = json_parse(text, len, err, sizeof err);
     if (!root) die("%s: %s", path, err);
     if (root->type != JSON_OBJECT) die("%s: not a JSON object", path);
+    const json_value *mt = json_get(root, "model_type");
+    if (mt && mt->type == JSON_STRING && strcmp(mt->string, "phi3_v") == 0) {
+        phi3_config_from_json(root, path, c);
+        json_free(root);
+        free(text);
+        return;
+    }
     const json_value *v = json_get(root, "vision_config");
     if (!v || v->type != JSON_OBJECT) die("%s: no \"vision_config\" object", path);
     c->hidden = json_int_field(root, "hidden_size", path);
@@ -560,11 +831,13 @@ static int default_threads(void) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: abc-synth qwen2vl-2b|qwen2vl-7b|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]\n"
+            "usage: abc-synth qwen2vl-2b|qwen2vl-7b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]\n"
             "                 [--threads N] [--head-hidden N]\n"
             "Writes the synthetic Qwen2-VL checkpoint of SPEC section 10 (bf16 safetensors shards in the hub\n"
-            "layout, byte-identical to shared/tools/synth_weights.py) and, with --head-adapter, ABC's head adapter.\n"
-            "The tokenizer is copied from --tokenizer (default " DEFAULT_TOKENIZER ").\n");
+            "layout, byte-identical to shared/tools/synth_weights.py) and, with --head-adapter, ABC's head adapter;\n"
+            "phi35v (or a phi3_v CONFIG.json): the same rule over microsoft/Phi-3.5-vision-instruct's tensors.\n"
+            "The tokenizer is copied from --tokenizer (default " DEFAULT_TOKENIZER ",\n"
+            "for phi3_v " DEFAULT_PHI3_TOKENIZER ").\n");
     exit(2);
 }
 
@@ -578,7 +851,8 @@ static int parse_count(const char *s, const char *flag, long lo, long hi) {
 
 static void write_model(const synth_config *c, const char *outdir, uint16_t *buf, int n_threads) {
     tensor_list all = {0};
-    model_tensors(c, &all);
+    if (c->phi3) phi3_tensors(c, &all);
+    else model_tensors(c, &all);
     /* shards: consecutive tensors in writer order until the next one would pass SHARD_BYTES */
     size_t *shard_start = xmalloc((all.count + 1) * sizeof *shard_start);
     size_t n_shards = 0;
@@ -641,7 +915,7 @@ static void write_head_adapter(const synth_config *c, int64_t head_hidden, const
 }
 
 int main(int argc, char **argv) {
-    const char *which = NULL, *outdir = NULL, *head_dir = NULL, *tokenizer = DEFAULT_TOKENIZER;
+    const char *which = NULL, *outdir = NULL, *head_dir = NULL, *tokenizer = NULL;
     int n_threads = default_threads();
     int64_t head_hidden = 4096;
     for (int i = 1; i < argc; i++) {
@@ -665,10 +939,16 @@ int main(int argc, char **argv) {
     if (strcmp(which, "qwen2vl-2b") == 0 || strcmp(which, "qwen2vl-7b") == 0) {
         c = which[8] == '2' ? QWEN2VL_2B : QWEN2VL_7B;
         preset_config_json(&c, c.hidden, mrope, &config);
+    } else if (strcmp(which, "phi35v") == 0) {
+        c = PHI35V;
+        config.data = xstrdup(PHI35V_CONFIG);
+        config.len = strlen(PHI35V_CONFIG);
     } else {
         config_from_json(which, &c);
         config.data = read_file(which, &config.len);
     }
+    if (c.phi3 && head_dir) die("--head-adapter is for the Qwen2-VL (ABC) checkpoints only");
+    if (!tokenizer) tokenizer = c.phi3 ? DEFAULT_PHI3_TOKENIZER : DEFAULT_TOKENIZER;
     /* read the tokenizer before writing gigabytes, so a wrong path fails at once */
     size_t tok_len;
     char *tok = read_file(tokenizer, &tok_len);
@@ -678,7 +958,8 @@ int main(int argc, char **argv) {
     uint16_t *buf = xmalloc(CHUNK_VALUES * sizeof *buf);
     write_model(&c, outdir, buf, n_threads);
     write_text(outdir, "config.json", config.data, config.len);
-    write_text(outdir, "preprocessor_config.json", PREPROCESSOR_CONFIG, sizeof PREPROCESSOR_CONFIG - 1);
+    if (c.phi3) write_text(outdir, "preprocessor_config.json", PHI3V_PREPROCESSOR_CONFIG, sizeof PHI3V_PREPROCESSOR_CONFIG - 1);
+    else write_text(outdir, "preprocessor_config.json", PREPROCESSOR_CONFIG, sizeof PREPROCESSOR_CONFIG - 1);
     write_text(outdir, "tokenizer.json", tok, tok_len);
     if (head_dir) write_head_adapter(&c, head_hidden, head_dir, buf, n_threads);
     printf("done in %.1f s (%d threads)\n", now_s() - t0, n_threads);
