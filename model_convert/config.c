@@ -158,6 +158,19 @@ static int read_token_id(const cfg_reader *r, const char *key, int64_t *out) {
     return req_int(r, v, key, 0, INT32_MAX, out);
 }
 
+/* image_mean / image_std: an array of 3 finite numbers (std: positive). */
+static int read_normalisation(const json_value *a, const char *name, int positive, double dst[3], const char *path,
+                              char *err, size_t errsize) {
+    if (!a || a->type != JSON_ARRAY || a->n_items != 3)
+        return cv_fail(err, errsize, "%s: \"%s\" must be an array of 3 numbers", path, name);
+    for (int i = 0; i < 3; i++) {
+        if (a->items[i].type != JSON_NUMBER || !isfinite(a->items[i].number) || (positive && !(a->items[i].number > 0)))
+            return cv_fail(err, errsize, "%s: \"%s\"[%d] is not a valid number", path, name, i);
+        dst[i] = a->items[i].number;
+    }
+    return 0;
+}
+
 static int read_preprocessor(const char *dir, model_config *c, char *err, size_t errsize) {
     char *path = cv_path_join(dir, "preprocessor_config.json");
     if (!path) return cv_fail(err, errsize, "out of memory");
@@ -184,19 +197,9 @@ static int read_preprocessor(const char *dir, model_config *c, char *err, size_t
                 (long long)patch, (long long)tpatch, (long long)merge, (long long)c->v_patch, (long long)c->v_temporal_patch, (long long)c->v_merge);
         goto done;
     }
-    for (int k = 0; k < 2; k++) {
-        const json_value *a = k ? std : mean;
-        double *dst = k ? c->image_std : c->image_mean;
-        const char *name = k ? "image_std" : "image_mean";
-        if (!a || a->type != JSON_ARRAY || a->n_items != 3) { cv_fail(err, errsize, "%s: \"%s\" must be an array of 3 numbers", path, name); goto done; }
-        for (int i = 0; i < 3; i++) {
-            if (a->items[i].type != JSON_NUMBER || !isfinite(a->items[i].number) || (k && !(a->items[i].number > 0))) {
-                cv_fail(err, errsize, "%s: \"%s\"[%d] is not a valid number", path, name, i);
-                goto done;
-            }
-            dst[i] = a->items[i].number;
-        }
-    }
+    if (read_normalisation(mean, "image_mean", 0, c->image_mean, path, err, errsize) < 0 ||
+        read_normalisation(std, "image_std", 1, c->image_std, path, err, errsize) < 0)
+        goto done;
     rc = 0;
 done:
     json_free(root);
@@ -356,19 +359,12 @@ static int phi3_read_preprocessor(const char *dir, model_config *c, char *err, s
         cv_fail(err, errsize, "%s: num_img_tokens %lld disagrees with config.json (%lld)", path, (long long)tokens, (long long)c->num_img_tokens);
         goto done;
     }
+    /* absent or null: the CLIP defaults already in c */
     for (int k = 0; k < 2; k++) {
-        const json_value *a = json_get(root, k ? "image_std" : "image_mean");
-        double *dst = k ? c->image_std : c->image_mean;
         const char *name = k ? "image_std" : "image_mean";
+        const json_value *a = json_get(root, name);
         if (!a || a->type == JSON_NULL) continue;
-        if (a->type != JSON_ARRAY || a->n_items != 3) { cv_fail(err, errsize, "%s: \"%s\" must be an array of 3 numbers", path, name); goto done; }
-        for (int i = 0; i < 3; i++) {
-            if (a->items[i].type != JSON_NUMBER || !isfinite(a->items[i].number) || (k && !(a->items[i].number > 0))) {
-                cv_fail(err, errsize, "%s: \"%s\"[%d] is not a valid number", path, name, i);
-                goto done;
-            }
-            dst[i] = a->items[i].number;
-        }
+        if (read_normalisation(a, name, k == 1, k ? c->image_std : c->image_mean, path, err, errsize) < 0) goto done;
     }
     rc = 0;
 done:

@@ -703,16 +703,16 @@ static int describe_source(const conv_state *s, char *out, size_t size) {
 static int add_i(abc_writer *w, const char *key, int64_t v) { return writer_add_i64(w, key, &v, 1); }
 static int add_f(abc_writer *w, const char *key, double v) { return writer_add_f64(w, key, &v, 1); }
 
-/* phi3_v (FORMAT.md, "Architecture phi3_v"); preset vlm2vec-phi3v: VLM2Vec-Full's causal
- * last-token embedding, prompts "<|image_1|> {text}" / "{text}". */
-static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
+/* The general.* entries and the decoder's text.* entries both architectures share. */
+static int add_metadata_general(const conv_state *s, abc_writer *w, const char *architecture, char *err,
+                                size_t errsize) {
     const model_config *c = &s->cfg;
     const uint32_t dt = s->opt->dtype;
     const char *dtype = dt == ABC_DTYPE_F16 ? "f16" : dt == ABC_DTYPE_BF16 ? "bf16" : dt == ABC_DTYPE_Q8 ? "q8" : "f32";
     char source[2048];
     if (describe_source(s, source, sizeof source) < 0) return cv_fail(err, errsize, "input paths too long");
     int rc = 0;
-    rc |= writer_add_str(w, "general.architecture", "phi3_v");
+    rc |= writer_add_str(w, "general.architecture", architecture);
     rc |= writer_add_str(w, "general.preset", s->opt->preset);
     rc |= writer_add_str(w, "general.dtype", dtype);
     rc |= writer_add_str(w, "general.source", source);
@@ -725,6 +725,16 @@ static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size
     rc |= add_i(w, "text.vocab_size", c->vocab);
     rc |= add_f(w, "text.rms_norm_eps", c->rms_eps);
     rc |= add_f(w, "text.rope_theta", c->rope_theta);
+    if (rc) return cv_fail(err, errsize, "metadata: %s", writer_error(w));
+    return 0;
+}
+
+/* phi3_v (FORMAT.md, "Architecture phi3_v"); preset vlm2vec-phi3v: VLM2Vec-Full's causal
+ * last-token embedding, prompts "<|image_1|> {text}" / "{text}". */
+static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
+    const model_config *c = &s->cfg;
+    int rc = 0;
+    if (add_metadata_general(s, w, "phi3_v", err, errsize) < 0) return -1;
     rc |= writer_add_str(w, "text.rope_scaling", c->rope_su ? "su" : "none");
     if (c->rope_su) {
         rc |= writer_add_f64(w, "text.rope_short_factor", c->rope_short, (size_t)(c->head_dim / 2));
@@ -762,24 +772,8 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
     if (s->cfg.arch == ARCH_PHI3_V) return add_metadata_phi3(s, w, err, errsize);
     const model_config *c = &s->cfg;
     int abc = strcmp(s->opt->preset, "abc") == 0;
-    const char *dtype = s->opt->dtype == ABC_DTYPE_F16 ? "f16" : s->opt->dtype == ABC_DTYPE_BF16 ? "bf16"
-                      : s->opt->dtype == ABC_DTYPE_Q8 ? "q8" : "f32";
-    char source[2048];
-    if (describe_source(s, source, sizeof source) < 0) return cv_fail(err, errsize, "input paths too long");
     int rc = 0;
-    rc |= writer_add_str(w, "general.architecture", "qwen2_vl");
-    rc |= writer_add_str(w, "general.preset", s->opt->preset);
-    rc |= writer_add_str(w, "general.dtype", dtype);
-    rc |= writer_add_str(w, "general.source", source);
-    rc |= add_i(w, "text.hidden_size", c->hidden);
-    rc |= add_i(w, "text.intermediate_size", c->intermediate);
-    rc |= add_i(w, "text.num_layers", c->layers);
-    rc |= add_i(w, "text.num_heads", c->heads);
-    rc |= add_i(w, "text.num_kv_heads", c->kv_heads);
-    rc |= add_i(w, "text.head_dim", c->head_dim);
-    rc |= add_i(w, "text.vocab_size", c->vocab);
-    rc |= add_f(w, "text.rms_norm_eps", c->rms_eps);
-    rc |= add_f(w, "text.rope_theta", c->rope_theta);
+    if (add_metadata_general(s, w, "qwen2_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
     rc |= add_i(w, "vision.depth", c->v_depth);
     rc |= add_i(w, "vision.embed_dim", c->v_embed);

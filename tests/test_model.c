@@ -11,6 +11,7 @@
 
 #include "npy.h"
 #include "test.h"
+#include "abc_file_patch.h"
 
 #define MODEL_ABC "build/tiny-abc.abc"
 #define MODEL_VLM2VEC "build/tiny-vlm2vec.abc"
@@ -557,76 +558,9 @@ static void test_position_rules(void) {
 
 /* ---- malformed model files ---- */
 
-typedef struct {
-    uint8_t *data;
-    size_t size;
-} file_bytes;
-
-static file_bytes read_whole(const char *path) {
-    file_bytes fb = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return fb;
-    fseek(f, 0, SEEK_END);
-    fb.size = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    fb.data = malloc(fb.size);
-    if (fread(fb.data, 1, fb.size, f) != fb.size) fb.size = 0;
-    fclose(f);
-    return fb;
-}
-
-static uint64_t rd64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-static uint32_t rd32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* Offset of a metadata entry's payload (FORMAT.md), or 0. */
-static size_t find_meta(const file_bytes *fb, const char *key) {
-    size_t off = rd64(fb->data + 24);
-    uint32_t n = rd32(fb->data + 56);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t klen = rd32(fb->data + off), type = rd32(fb->data + off + 4);
-        uint64_t count = rd64(fb->data + off + 8);
-        size_t payload = off + 16 + ((klen + 7) & ~7u);
-        if (klen == strlen(key) && !memcmp(fb->data + off + 16, key, klen)) return payload;
-        size_t plen = type == 3 ? count : count * 8;
-        off = payload + ((plen + 7) & ~(size_t)7);
-    }
-    return 0;
-}
-
-/* Offset of a tensor directory entry, or 0. */
-static size_t find_tensor(const file_bytes *fb, const char *name) {
-    size_t off = rd64(fb->data + 40);
-    uint32_t n = rd32(fb->data + 60);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t nlen = rd32(fb->data + off);
-        if (nlen == strlen(name) && !memcmp(fb->data + off + 64, name, nlen)) return off;
-        off += 64 + ((nlen + 7) & ~7u);
-    }
-    return 0;
-}
-
 /* Writes the patched bytes, loads them and expects `status` with `needle` in the message. */
 static void expect_load_failure(const file_bytes *fb, const char *what, abc_status status, const char *needle) {
-    const char *path = "build/test_model_corrupt.abc";
-    FILE *f = fopen(path, "wb");
-    CHECK(f && fwrite(fb->data, 1, fb->size, f) == fb->size, "write %s", path);
-    if (f) fclose(f);
-    abc_model *m = (abc_model *)1;
-    abc_error err = {0};
-    abc_status st = abc_model_load(path, NULL, &m, &err);
-    CHECK(st == status && (m == NULL) == (status != ABC_OK), "%s: got %s (%s)", what, abc_status_string(st),
-          err.message);
-    CHECK(strstr(err.message, needle) != NULL, "%s: message '%s' lacks '%s'", what, err.message, needle);
-    if (st == ABC_OK) abc_model_free(m);
-    remove(path);
+    expect_load_status(fb, "build/test_model_corrupt.abc", what, status, needle);
 }
 
 static void patch_i64(file_bytes *fb, const char *key, int index, int64_t value, int64_t *old) {
@@ -638,7 +572,7 @@ static void patch_i64(file_bytes *fb, const char *key, int index, int64_t value,
 }
 
 static void test_malformed_models(void) {
-    file_bytes fb = read_whole(MODEL_ABC);
+    file_bytes fb = file_bytes_read(MODEL_ABC);
     CHECK(fb.size > 0, "read %s", MODEL_ABC);
     if (!fb.size) return;
     int64_t old;
