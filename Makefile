@@ -177,3 +177,24 @@ bench-model-q8: all build/abc-synth build/bench_model
 test: build/bench_model
 
 .PHONY: bench-model-phi3v bench-model-q8
+
+# ---- the whole suite on other targets (tests/cross/run_cross.sh; CI runs `make test-cross`) ----
+# aarch64 with and without the dot-product extension and armv7 (armhf) under qemu-user, and the
+# scalar-only build (NO_SIMD) natively. Needs Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross,
+# gcc-arm-linux-gnueabihf, libc6-dev-armhf-cross and qemu-user (.ci/run installs them).
+# NO_SIMD=1 (`make NO_SIMD=1 ...`): the scalar-only build, no AVX2/AVX-512/NEON kernels compiled in (every
+# kernel path but the scalar reference is reported unsupported). Appended here, it still applies to every
+# rule above: make expands BASEFLAGS when a recipe runs.
+ifeq ($(NO_SIMD),1)
+BASEFLAGS += -DABC_NO_SIMD
+endif
+
+CROSS_TARGETS = aarch64-dotprod aarch64-nodot armv7 scalar
+
+test-cross: all
+	@status=0; for t in $(CROSS_TARGETS); do tests/cross/run_cross.sh $$t || status=1; done; exit $$status
+
+test-scalar: all
+	tests/cross/run_cross.sh scalar
+
+.PHONY: test-cross test-scalar

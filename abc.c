@@ -263,9 +263,9 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
 static void attention(thread_pool *pool, float *out, const float *q, const float *k, const float *v,
                       int64_t n, int n_heads, int n_kv_heads, int head_dim, int64_t q_stride,
                       int64_t kv_stride, bool causal);
-/* Row-wise norms over `dim` (n rows, in place allowed). Weights/biases are f32 1-D tensors. */
-static void rms_norm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps);
-static void layer_norm(float *out, const float *x, const float *w, const float *b, int64_t n,
+/* Row-wise norms over `dim` (n rows split over the pool, in place allowed). Weights/biases are f32 1-D tensors. */
+static void rms_norm(thread_pool *pool, float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps);
+static void layer_norm(thread_pool *pool, float *out, const float *x, const float *w, const float *b, int64_t n,
                        int64_t dim, float eps);
 
 /* ================================================================================================
@@ -339,6 +339,9 @@ static cpu_features cpu_features_detect(void) {
 }
 
 static bool kernel_path_supported(const cpu_features *f, int path) {
+#if defined(ABC_NO_SIMD) /* the scalar-only build: no SIMD kernels are compiled in */
+    if (path != KERNEL_SCALAR) return false;
+#endif
     switch (path) {
     case KERNEL_SCALAR: return true;
     case KERNEL_AVX2: return f->avx2_fma;
@@ -7147,6 +7150,8 @@ typedef struct {
     float (*row_max)(const float *x, int64_t n);
     /* s[j] = exp(s[j]·scale − max) for j < n; returns their sum */
     float (*exp_sum)(float *s, int64_t n, float scale, float max);
+    /* x[i] ← x[i]·σ(α·x[i]) (· up[i] when up is not NULL): QuickGELU (α = 1.702) and SwiGLU (α = 1) */
+    void (*sigmoid_gate)(float *x, const float *up, int64_t n, float alpha);
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -7281,9 +7286,16 @@ static float exp_sum_scalar(float *s, int64_t n, float scale, float max) {
     return sum;
 }
 
+static void sigmoid_gate_scalar(float *x, const float *up, int64_t n, float alpha) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = x[i] * (1.0f / (1.0f + expf(-alpha * x[i])));
+        x[i] = up ? g * up[i] : g;
+    }
+}
+
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
-    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar,
+    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */
@@ -8074,7 +8086,7 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
  * the dispatch in section 7 calls these only when cpu_features says the CPU (and OS) support them.
  * ================================================================================================ */
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(ABC_NO_SIMD) /* ABC_NO_SIMD: the scalar-only build */
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
@@ -8361,9 +8373,22 @@ static AVX2_TARGET float exp_sum_avx2(float *s, int64_t n, float scale, float ma
     return hsum_avx2(sum);
 }
 
+/* x·σ(α·x) = x / (1 + e^(−α·x)) (· up); the tail through the scalar definition. */
+static AVX2_TARGET void sigmoid_gate_avx2(float *x, const float *up, int64_t n, float alpha) {
+    const __m256 one = _mm256_set1_ps(1.0f), neg_alpha = _mm256_set1_ps(-alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 g = _mm256_div_ps(v, _mm256_add_ps(one, exp_avx2(_mm256_mul_ps(neg_alpha, v))));
+        if (up) g = _mm256_mul_ps(g, _mm256_loadu_ps(up + i));
+        _mm256_storeu_ps(x + i, g);
+    }
+    sigmoid_gate_scalar(x + i, up ? up + i : NULL, n - i, alpha);
+}
+
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 192, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -8406,7 +8431,7 @@ static AVX512_TARGET void gemm_micro_avx512(int64_t kc, const float *a, const fl
 
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
@@ -8677,7 +8702,7 @@ static const q8_kernels q8_kernels_vnni_table = {
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
 static const q8_kernels *q8_kernels_avx512vnni(void) { return &q8_kernels_vnni_table; }
 
-#else /* not x86-64 */
+#else /* not x86-64, or a scalar-only build */
 static const kernel_ops *kernel_ops_avx2(void) { return NULL; }
 static const kernel_ops *kernel_ops_avx512(void) { return NULL; }
 static const q8_kernels *q8_kernels_avx2(void) { return NULL; }
@@ -8688,7 +8713,7 @@ static const q8_kernels *q8_kernels_avx512vnni(void) { return NULL; }
  * 7c. Kernels for Arm: NEON on aarch64 (always present there). 32-bit Arm uses the scalar path.
  * ================================================================================================ */
 
-#if defined(__aarch64__) && defined(__ARM_NEON)
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(ABC_NO_SIMD)
 
 #define NEON_MR 6
 #define NEON_NR 16
@@ -8906,9 +8931,22 @@ static float exp_sum_neon(float *s, int64_t n, float scale, float max) {
     return vaddvq_f32(sum);
 }
 
+/* x·σ(α·x) = x / (1 + e^(−α·x)) (· up), as sigmoid_gate_avx2; the tail through the scalar definition. */
+static void sigmoid_gate_neon(float *x, const float *up, int64_t n, float alpha) {
+    const float32x4_t one = vdupq_n_f32(1.0f), neg_alpha = vdupq_n_f32(-alpha);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        float32x4_t g = vdivq_f32(v, vaddq_f32(one, exp_neon(vmulq_f32(neg_alpha, v))));
+        if (up) g = vmulq_f32(g, vld1q_f32(up + i));
+        vst1q_f32(x + i, g);
+    }
+    sigmoid_gate_scalar(x + i, up ? up + i : NULL, n - i, alpha);
+}
+
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
-    convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon,
+    convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, sigmoid_gate_neon,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }
@@ -9071,52 +9109,128 @@ static double sum_sq_f64(const float *x, int64_t n, double shift) {
     return (s0 + s1) + (s2 + s3);
 }
 
+/* ---- splitting rows or elements over the pool ---- */
+
+/* fn(arg, begin, end) over [0, count) in chunks of at least `grain`, about four per thread. Every element
+ * is computed the same way whatever the split, so results do not depend on the thread count. */
+typedef void (*range_fn)(void *arg, int64_t begin, int64_t end);
+
+typedef struct {
+    range_fn fn;
+    void *arg;
+    int64_t count, chunk;
+} range_job;
+
+static void range_task(void *arg, int task, int thread) {
+    (void)thread;
+    const range_job *job = arg;
+    int64_t begin = task * job->chunk;
+    job->fn(job->arg, begin, MIN(job->count, begin + job->chunk));
+}
+
+static void parallel_for(thread_pool *pool, int64_t count, int64_t grain, range_fn fn, void *arg) {
+    if (count <= 0) return;
+    int64_t chunk = MAX(grain, ceil_div(count, 4 * (int64_t)thread_pool_size(pool)));
+    range_job job = {fn, arg, count, chunk};
+    thread_pool_run(pool, (int)ceil_div(count, chunk), range_task, &job);
+}
+
+/* ---- norms ---- */
+
+typedef struct {
+    float *out;
+    const float *x, *w, *b;
+    int64_t dim;
+    float eps;
+} norm_job;
+
 /* Qwen2 RMSNorm: x · rsqrt(mean(x²) + eps), then · w. */
-static void rms_norm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * dim;
-        float *yr = out + r * dim;
-        double mean_sq = sum_sq_f64(xr, dim, 0.0) / (double)dim;
-        float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)eps));
-        for (int64_t i = 0; i < dim; i++) yr[i] = w[i] * (xr[i] * inv);
+static void rms_norm_rows(void *arg, int64_t begin, int64_t end) {
+    const norm_job *j = arg;
+    for (int64_t r = begin; r < end; r++) {
+        const float *xr = j->x + r * j->dim;
+        float *yr = j->out + r * j->dim;
+        double mean_sq = sum_sq_f64(xr, j->dim, 0.0) / (double)j->dim;
+        float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)j->eps));
+        for (int64_t i = 0; i < j->dim; i++) yr[i] = j->w[i] * (xr[i] * inv);
     }
 }
 
 /* LayerNorm: (x − mean) · rsqrt(var + eps) · w + b, biased variance. */
-static void layer_norm(float *out, const float *x, const float *w, const float *b, int64_t n, int64_t dim,
-                       float eps) {
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * dim;
-        float *yr = out + r * dim;
-        double mean = sum_f64(xr, dim) / (double)dim;
-        double var = sum_sq_f64(xr, dim, mean) / (double)dim;
-        float inv = (float)(1.0 / sqrt(var + (double)eps));
+static void layer_norm_rows(void *arg, int64_t begin, int64_t end) {
+    const norm_job *j = arg;
+    for (int64_t r = begin; r < end; r++) {
+        const float *xr = j->x + r * j->dim;
+        float *yr = j->out + r * j->dim;
+        double mean = sum_f64(xr, j->dim) / (double)j->dim;
+        double var = sum_sq_f64(xr, j->dim, mean) / (double)j->dim;
+        float inv = (float)(1.0 / sqrt(var + (double)j->eps));
         float mean_f = (float)mean;
-        for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] - mean_f) * inv * w[i] + b[i];
+        for (int64_t i = 0; i < j->dim; i++) yr[i] = (xr[i] - mean_f) * inv * j->w[i] + j->b[i];
     }
+}
+
+#define NORM_ROWS_GRAIN 16
+
+/* out may be x (row by row in place). */
+static void rms_norm(thread_pool *pool, float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
+    norm_job job = {out, x, w, NULL, dim, eps};
+    parallel_for(pool, n, NORM_ROWS_GRAIN, rms_norm_rows, &job);
+}
+
+static void layer_norm(thread_pool *pool, float *out, const float *x, const float *w, const float *b, int64_t n,
+                       int64_t dim, float eps) {
+    norm_job job = {out, x, w, b, dim, eps};
+    parallel_for(pool, n, NORM_ROWS_GRAIN, layer_norm_rows, &job);
 }
 
 /* ---- elementwise pieces ---- */
 
-static void add_in_place(float *x, const float *y, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] += y[i];
+#define ELEMENTWISE_GRAIN 16384
+
+typedef struct {
+    float *x;
+    const float *y;
+    const kernel_ops *ops;
+    float alpha;
+} elementwise_job;
+
+static void add_range(void *arg, int64_t begin, int64_t end) {
+    const elementwise_job *j = arg;
+    for (int64_t i = begin; i < end; i++) j->x[i] += j->y[i];
 }
 
-static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-/* QuickGELU (the ViT MLP): x·σ(1.702·x). */
-static void quick_gelu_in_place(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] = x[i] * sigmoidf(1.702f * x[i]);
+static void add_in_place(thread_pool *pool, float *x, const float *y, size_t count) {
+    elementwise_job job = {x, y, NULL, 0.0f};
+    parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, add_range, &job);
 }
 
-/* Exact GELU (the merger): x/2·(1 + erf(x/√2)). */
-static void gelu_erf_in_place(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+static void sigmoid_gate_range(void *arg, int64_t begin, int64_t end) {
+    const elementwise_job *j = arg;
+    j->ops->sigmoid_gate(j->x + begin, j->y ? j->y + begin : NULL, end - begin, j->alpha);
+}
+
+/* QuickGELU (the ViT MLPs): x·σ(1.702·x). */
+static void quick_gelu_in_place(thread_pool *pool, float *x, size_t count) {
+    elementwise_job job = {x, NULL, kernel_ops_for(pool), 1.702f};
+    parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, sigmoid_gate_range, &job);
 }
 
 /* gate ← silu(gate) · up, silu(x) = x·σ(x). */
-static void swiglu_in_place(float *gate, const float *up, size_t count) {
-    for (size_t i = 0; i < count; i++) gate[i] = gate[i] * sigmoidf(gate[i]) * up[i];
+static void swiglu_in_place(thread_pool *pool, float *gate, const float *up, size_t count) {
+    elementwise_job job = {gate, up, kernel_ops_for(pool), 1.0f};
+    parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, sigmoid_gate_range, &job);
+}
+
+static void gelu_erf_range(void *arg, int64_t begin, int64_t end) {
+    const elementwise_job *j = arg;
+    for (int64_t i = begin; i < end; i++) j->x[i] = 0.5f * j->x[i] * (1.0f + erff(j->x[i] * (float)M_SQRT1_2));
+}
+
+/* Exact GELU (the merger and the Phi-3.5-V projection): x/2·(1 + erf(x/√2)). */
+static void gelu_erf_in_place(thread_pool *pool, float *x, size_t count) {
+    elementwise_job job = {x, NULL, NULL, 0.0f};
+    parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, gelu_erf_range, &job);
 }
 
 /* ---- rotary embeddings (rotate-half layout) ---- */
@@ -9298,7 +9412,7 @@ static void vision_block_forward(thread_pool *pool, const vision_config *c, cons
     const int64_t n = (int64_t)grid[0] * grid[1] * grid[2], per_frame = (int64_t)grid[1] * grid[2];
     const int E = c->embed_dim, hd = c->head_dim, half = hd / 2;
 
-    layer_norm(s->h, s->x, b->norm1_w, b->norm1_b, n, E, c->norm_eps);
+    layer_norm(pool, s->h, s->x, b->norm1_w, b->norm1_b, n, E, c->norm_eps);
     linear_forward(pool, &b->qkv, s->h, n, s->qkv, adapter);
     for (int64_t p = 0; p < n; p++) { /* each row is [q | k | v], each [heads][head_dim] */
         float *row = s->qkv + p * 3 * E;
@@ -9311,13 +9425,13 @@ static void vision_block_forward(thread_pool *pool, const vision_config *c, cons
                   c->n_heads, hd, 3 * (int64_t)E, 3 * (int64_t)E, false);
     }
     linear_forward(pool, &b->proj, s->att, n, s->h, adapter);
-    add_in_place(s->x, s->h, (size_t)n * E);
+    add_in_place(pool, s->x, s->h, (size_t)n * E);
 
-    layer_norm(s->h, s->x, b->norm2_w, b->norm2_b, n, E, c->norm_eps);
+    layer_norm(pool, s->h, s->x, b->norm2_w, b->norm2_b, n, E, c->norm_eps);
     linear_forward(pool, &b->fc1, s->h, n, s->mlp, adapter);
-    quick_gelu_in_place(s->mlp, (size_t)n * c->mlp_dim);
+    quick_gelu_in_place(pool, s->mlp, (size_t)n * c->mlp_dim);
     linear_forward(pool, &b->fc2, s->mlp, n, s->h, adapter);
-    add_in_place(s->x, s->h, (size_t)n * E);
+    add_in_place(pool, s->x, s->h, (size_t)n * E);
 }
 
 /* pixels [n][patch_dim] in the patch order of SPEC 4.5 → out [n/merge²][out_dim], the embeddings that
@@ -9349,9 +9463,9 @@ static abc_status vision_forward(thread_pool *pool, const vision_config *c, cons
 
     /* Merger: LayerNorm per patch; the `group` consecutive patches of a 2×2 group, side by side, are
      * one row of [n_merged][group·E] — the same memory, so no copy. */
-    layer_norm(s.h, s.x, w->ln_q_w, w->ln_q_b, n, E, c->norm_eps);
+    layer_norm(pool, s.h, s.x, w->ln_q_w, w->ln_q_b, n, E, c->norm_eps);
     linear_forward(pool, &w->merger_fc1, s.h, n_merged, s.att, adapter);
-    gelu_erf_in_place(s.att, (size_t)n_merged * group * E);
+    gelu_erf_in_place(pool, s.att, (size_t)n_merged * group * E);
     linear_forward(pool, &w->merger_fc2, s.att, n_merged, out, adapter);
     return ABC_OK;
 }
@@ -9423,7 +9537,7 @@ static void clip_layer_forward(thread_pool *pool, const clip_config *c, const cl
                                int n_slots) {
     const int64_t T = (int64_t)c->grid * c->grid + 1, n = T * n_slots;
     const int C = c->hidden;
-    layer_norm(s->h, s->x, l->ln1_w, l->ln1_b, n, C, c->norm_eps);
+    layer_norm(pool, s->h, s->x, l->ln1_w, l->ln1_b, n, C, c->norm_eps);
     linear_forward(pool, &l->q, s->h, n, s->q, NULL);
     linear_forward(pool, &l->k, s->h, n, s->k, NULL);
     linear_forward(pool, &l->v, s->h, n, s->v, NULL);
@@ -9433,13 +9547,13 @@ static void clip_layer_forward(thread_pool *pool, const clip_config *c, const cl
                   false);
     }
     linear_forward(pool, &l->out, s->att, n, s->h, NULL);
-    add_in_place(s->x, s->h, (size_t)n * C);
+    add_in_place(pool, s->x, s->h, (size_t)n * C);
 
-    layer_norm(s->h, s->x, l->ln2_w, l->ln2_b, n, C, c->norm_eps);
+    layer_norm(pool, s->h, s->x, l->ln2_w, l->ln2_b, n, C, c->norm_eps);
     linear_forward(pool, &l->fc1, s->h, n, s->mlp, NULL);
-    quick_gelu_in_place(s->mlp, (size_t)n * c->intermediate);
+    quick_gelu_in_place(pool, s->mlp, (size_t)n * c->intermediate);
     linear_forward(pool, &l->fc2, s->mlp, n, s->h, NULL);
-    add_in_place(s->x, s->h, (size_t)n * C);
+    add_in_place(pool, s->x, s->h, (size_t)n * C);
 }
 
 /* pixels [n_slots][3][S][S] → features [n_slots][grid²][C]: the patch features of every slot. */
@@ -9469,7 +9583,7 @@ static abc_status clip_forward(thread_pool *pool, const clip_config *c, const cl
             for (int j = 0; j < C; j++) x[t * C + j] = token[j] + position[j];
         }
     }
-    layer_norm(s.x, s.x, w->pre_ln_w, w->pre_ln_b, n, C, c->norm_eps);
+    layer_norm(pool, s.x, s.x, w->pre_ln_w, w->pre_ln_b, n, C, c->norm_eps);
     for (int i = 0; i < c->n_layers; i++) clip_layer_forward(pool, c, &w->layers[i], &s, n_slots);
     for (int slot = 0; slot < n_slots; slot++) /* drop the class token */
         memcpy(features + (size_t)slot * P * C, s.x + ((size_t)slot * T + 1) * C, (size_t)P * C * sizeof *features);
@@ -9521,7 +9635,7 @@ static abc_status hd_project(thread_pool *pool, const clip_config *c, const clip
         return fail(err, ABC_ERR_NOMEM, "out of memory for the image projection (%lld tokens)", (long long)n);
     hd_layout(c, features, h_crop, w_crop, w->sub_gn, w->glb_gn, tokens);
     linear_forward(pool, &w->proj0, tokens, n, inner, NULL);
-    gelu_erf_in_place(inner, (size_t)n * c->out_dim);
+    gelu_erf_in_place(pool, inner, (size_t)n * c->out_dim);
     linear_forward(pool, &w->proj2, inner, n, image_features, NULL);
     return ABC_OK;
 }
@@ -9676,7 +9790,7 @@ static void text_layer_forward(thread_pool *pool, const text_config *c, const te
     const int H = c->hidden, hd = c->head_dim, half = hd / 2;
     const int64_t q_width = (int64_t)c->n_heads * hd, kv_width = (int64_t)c->n_kv_heads * hd;
 
-    rms_norm(s->h, x, l->input_norm, L, H, c->rms_eps);
+    rms_norm(pool, s->h, x, l->input_norm, L, H, c->rms_eps);
     linear_forward(pool, &l->q, s->h, L, s->q, adapter);
     linear_forward(pool, &l->k, s->h, L, s->k, adapter);
     linear_forward(pool, &l->v, s->h, L, s->v, adapter);
@@ -9687,14 +9801,14 @@ static void text_layer_forward(thread_pool *pool, const text_config *c, const te
     attention(pool, s->att, s->q, s->k, s->v, L, c->n_heads, c->n_kv_heads, hd, q_width, kv_width,
               c->causal);
     linear_forward(pool, &l->o, s->att, L, s->h, adapter);
-    add_in_place(x, s->h, (size_t)L * H);
+    add_in_place(pool, x, s->h, (size_t)L * H);
 
-    rms_norm(s->h, x, l->post_attn_norm, L, H, c->rms_eps);
+    rms_norm(pool, s->h, x, l->post_attn_norm, L, H, c->rms_eps);
     linear_forward(pool, &l->gate, s->h, L, s->gate, adapter);
     linear_forward(pool, &l->up, s->h, L, s->up, adapter);
-    swiglu_in_place(s->gate, s->up, (size_t)L * c->intermediate);
+    swiglu_in_place(pool, s->gate, s->up, (size_t)L * c->intermediate);
     linear_forward(pool, &l->down, s->gate, L, s->h, adapter);
-    add_in_place(x, s->h, (size_t)L * H);
+    add_in_place(pool, x, s->h, (size_t)L * H);
 }
 
 /* The decoder's input x [L][H]: token embeddings, image tokens (id c->image_token) taking the rows of
@@ -9742,7 +9856,7 @@ static abc_status language_decode(thread_pool *pool, const text_config *c, const
 
     text_rotary_tables(c, pos, L, s.cos_t, s.sin_t);
     for (int i = 0; i < c->n_layers; i++) text_layer_forward(pool, c, &w->layers[i], x, &s, L, adapter);
-    rms_norm(x, x, w->final_norm, L, H, c->rms_eps);
+    rms_norm(pool, x, x, w->final_norm, L, H, c->rms_eps);
     return ABC_OK;
 }
 

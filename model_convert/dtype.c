@@ -86,7 +86,10 @@ void cv_quantize_q8_row(const float *src, int64_t in, int8_t *q, float *scales) 
         const float *w = src + b * CV_Q8_BLOCK;
         int8_t *qb = q + b * CV_Q8_BLOCK, trial[CV_Q8_BLOCK];
         double amax = 0;
-        for (int k = 0; k < CV_Q8_BLOCK; k++) amax = fmax(amax, fabs((double)w[k]));
+        for (int k = 0; k < CV_Q8_BLOCK; k++) { /* not fmax(): gcc 12 for aarch64 crashes vectorising that reduction */
+            double a = fabs((double)w[k]);
+            if (a > amax) amax = a;
+        }
         float best = (float)(amax / 127.0);
         double best_err = q8_block_error(w, best, qb);
         for (int t = -8; t <= 24 && amax > 0; t += 2) {

@@ -263,7 +263,7 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
 static void attention(thread_pool *pool, float *out, const float *q, const float *k, const float *v,
                       int64_t n, int n_heads, int n_kv_heads, int head_dim, int64_t q_stride,
                       int64_t kv_stride, bool causal);
-/* Row-wise norms over `dim` (n rows, in place allowed). Weights/biases are f32 1-D tensors. */
-static void rms_norm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps);
-static void layer_norm(float *out, const float *x, const float *w, const float *b, int64_t n,
+/* Row-wise norms over `dim` (n rows split over the pool, in place allowed). Weights/biases are f32 1-D tensors. */
+static void rms_norm(thread_pool *pool, float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps);
+static void layer_norm(thread_pool *pool, float *out, const float *x, const float *w, const float *b, int64_t n,
                        int64_t dim, float eps);

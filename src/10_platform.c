@@ -70,6 +70,9 @@ static cpu_features cpu_features_detect(void) {
 }
 
 static bool kernel_path_supported(const cpu_features *f, int path) {
+#if defined(ABC_NO_SIMD) /* the scalar-only build: no SIMD kernels are compiled in */
+    if (path != KERNEL_SCALAR) return false;
+#endif
     switch (path) {
     case KERNEL_SCALAR: return true;
     case KERNEL_AVX2: return f->avx2_fma;

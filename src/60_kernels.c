@@ -59,6 +59,8 @@ typedef struct {
     float (*row_max)(const float *x, int64_t n);
     /* s[j] = exp(s[j]·scale − max) for j < n; returns their sum */
     float (*exp_sum)(float *s, int64_t n, float scale, float max);
+    /* x[i] ← x[i]·σ(α·x[i]) (· up[i] when up is not NULL): QuickGELU (α = 1.702) and SwiGLU (α = 1) */
+    void (*sigmoid_gate)(float *x, const float *up, int64_t n, float alpha);
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -193,9 +195,16 @@ static float exp_sum_scalar(float *s, int64_t n, float scale, float max) {
     return sum;
 }
 
+static void sigmoid_gate_scalar(float *x, const float *up, int64_t n, float alpha) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = x[i] * (1.0f / (1.0f + expf(-alpha * x[i])));
+        x[i] = up ? g * up[i] : g;
+    }
+}
+
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
-    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar,
+    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */

@@ -6,7 +6,7 @@
  * the dispatch in section 7 calls these only when cpu_features says the CPU (and OS) support them.
  * ================================================================================================ */
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(ABC_NO_SIMD) /* ABC_NO_SIMD: the scalar-only build */
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define AVX512_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")))
@@ -293,9 +293,22 @@ static AVX2_TARGET float exp_sum_avx2(float *s, int64_t n, float scale, float ma
     return hsum_avx2(sum);
 }
 
+/* x·σ(α·x) = x / (1 + e^(−α·x)) (· up); the tail through the scalar definition. */
+static AVX2_TARGET void sigmoid_gate_avx2(float *x, const float *up, int64_t n, float alpha) {
+    const __m256 one = _mm256_set1_ps(1.0f), neg_alpha = _mm256_set1_ps(-alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 g = _mm256_div_ps(v, _mm256_add_ps(one, exp_avx2(_mm256_mul_ps(neg_alpha, v))));
+        if (up) g = _mm256_mul_ps(g, _mm256_loadu_ps(up + i));
+        _mm256_storeu_ps(x + i, g);
+    }
+    sigmoid_gate_scalar(x + i, up ? up + i : NULL, n - i, alpha);
+}
+
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 192, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -338,7 +351,7 @@ static AVX512_TARGET void gemm_micro_avx512(int64_t kc, const float *a, const fl
 
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
@@ -609,7 +622,7 @@ static const q8_kernels q8_kernels_vnni_table = {
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
 static const q8_kernels *q8_kernels_avx512vnni(void) { return &q8_kernels_vnni_table; }
 
-#else /* not x86-64 */
+#else /* not x86-64, or a scalar-only build */
 static const kernel_ops *kernel_ops_avx2(void) { return NULL; }
 static const kernel_ops *kernel_ops_avx512(void) { return NULL; }
 static const q8_kernels *q8_kernels_avx2(void) { return NULL; }

@@ -3,7 +3,7 @@
  * 7c. Kernels for Arm: NEON on aarch64 (always present there). 32-bit Arm uses the scalar path.
  * ================================================================================================ */
 
-#if defined(__aarch64__) && defined(__ARM_NEON)
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(ABC_NO_SIMD)
 
 #define NEON_MR 6
 #define NEON_NR 16
@@ -221,9 +221,22 @@ static float exp_sum_neon(float *s, int64_t n, float scale, float max) {
     return vaddvq_f32(sum);
 }
 
+/* x·σ(α·x) = x / (1 + e^(−α·x)) (· up), as sigmoid_gate_avx2; the tail through the scalar definition. */
+static void sigmoid_gate_neon(float *x, const float *up, int64_t n, float alpha) {
+    const float32x4_t one = vdupq_n_f32(1.0f), neg_alpha = vdupq_n_f32(-alpha);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        float32x4_t g = vdivq_f32(v, vaddq_f32(one, exp_neon(vmulq_f32(neg_alpha, v))));
+        if (up) g = vmulq_f32(g, vld1q_f32(up + i));
+        vst1q_f32(x + i, g);
+    }
+    sigmoid_gate_scalar(x + i, up ? up + i : NULL, n - i, alpha);
+}
+
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
-    convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon,
+    convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, sigmoid_gate_neon,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }

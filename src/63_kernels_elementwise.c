@@ -37,52 +37,128 @@ static double sum_sq_f64(const float *x, int64_t n, double shift) {
     return (s0 + s1) + (s2 + s3);
 }
 
+/* ---- splitting rows or elements over the pool ---- */
+
+/* fn(arg, begin, end) over [0, count) in chunks of at least `grain`, about four per thread. Every element
+ * is computed the same way whatever the split, so results do not depend on the thread count. */
+typedef void (*range_fn)(void *arg, int64_t begin, int64_t end);
+
+typedef struct {
+    range_fn fn;
+    void *arg;
+    int64_t count, chunk;
+} range_job;
+
+static void range_task(void *arg, int task, int thread) {
+    (void)thread;
+    const range_job *job = arg;
+    int64_t begin = task * job->chunk;
+    job->fn(job->arg, begin, MIN(job->count, begin + job->chunk));
+}
+
+static void parallel_for(thread_pool *pool, int64_t count, int64_t grain, range_fn fn, void *arg) {
+    if (count <= 0) return;
+    int64_t chunk = MAX(grain, ceil_div(count, 4 * (int64_t)thread_pool_size(pool)));
+    range_job job = {fn, arg, count, chunk};
+    thread_pool_run(pool, (int)ceil_div(count, chunk), range_task, &job);
+}
+
+/* ---- norms ---- */
+
+typedef struct {
+    float *out;
+    const float *x, *w, *b;
+    int64_t dim;
+    float eps;
+} norm_job;
+
 /* Qwen2 RMSNorm: x · rsqrt(mean(x²) + eps), then · w. */
-static void rms_norm(float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * dim;
-        float *yr = out + r * dim;
-        double mean_sq = sum_sq_f64(xr, dim, 0.0) / (double)dim;
-        float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)eps));
-        for (int64_t i = 0; i < dim; i++) yr[i] = w[i] * (xr[i] * inv);
+static void rms_norm_rows(void *arg, int64_t begin, int64_t end) {
+    const norm_job *j = arg;
+    for (int64_t r = begin; r < end; r++) {
+        const float *xr = j->x + r * j->dim;
+        float *yr = j->out + r * j->dim;
+        double mean_sq = sum_sq_f64(xr, j->dim, 0.0) / (double)j->dim;
+        float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)j->eps));
+        for (int64_t i = 0; i < j->dim; i++) yr[i] = j->w[i] * (xr[i] * inv);
     }
 }
 
 /* LayerNorm: (x − mean) · rsqrt(var + eps) · w + b, biased variance. */
-static void layer_norm(float *out, const float *x, const float *w, const float *b, int64_t n, int64_t dim,
-                       float eps) {
-    for (int64_t r = 0; r < n; r++) {
-        const float *xr = x + r * dim;
-        float *yr = out + r * dim;
-        double mean = sum_f64(xr, dim) / (double)dim;
-        double var = sum_sq_f64(xr, dim, mean) / (double)dim;
-        float inv = (float)(1.0 / sqrt(var + (double)eps));
+static void layer_norm_rows(void *arg, int64_t begin, int64_t end) {
+    const norm_job *j = arg;
+    for (int64_t r = begin; r < end; r++) {
+        const float *xr = j->x + r * j->dim;
+        float *yr = j->out + r * j->dim;
+        double mean = sum_f64(xr, j->dim) / (double)j->dim;
+        double var = sum_sq_f64(xr, j->dim, mean) / (double)j->dim;
+        float inv = (float)(1.0 / sqrt(var + (double)j->eps));
         float mean_f = (float)mean;
-        for (int64_t i = 0; i < dim; i++) yr[i] = (xr[i] - mean_f) * inv * w[i] + b[i];
+        for (int64_t i = 0; i < j->dim; i++) yr[i] = (xr[i] - mean_f) * inv * j->w[i] + j->b[i];
     }
+}
+
+#define NORM_ROWS_GRAIN 16
+
+/* out may be x (row by row in place). */
+static void rms_norm(thread_pool *pool, float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
+    norm_job job = {out, x, w, NULL, dim, eps};
+    parallel_for(pool, n, NORM_ROWS_GRAIN, rms_norm_rows, &job);
+}
+
+static void layer_norm(thread_pool *pool, float *out, const float *x, const float *w, const float *b, int64_t n,
+                       int64_t dim, float eps) {
+    norm_job job = {out, x, w, b, dim, eps};
+    parallel_for(pool, n, NORM_ROWS_GRAIN, layer_norm_rows, &job);
 }
 
 /* ---- elementwise pieces ---- */
 
-static void add_in_place(float *x, const float *y, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] += y[i];
+#define ELEMENTWISE_GRAIN 16384
+
+typedef struct {
+    float *x;
+    const float *y;
+    const kernel_ops *ops;
+    float alpha;
+} elementwise_job;
+
+static void add_range(void *arg, int64_t begin, int64_t end) {
+    const elementwise_job *j = arg;
+    for (int64_t i = begin; i < end; i++) j->x[i] += j->y[i];
 }
 
-static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-/* QuickGELU (the ViT MLP): x·σ(1.702·x). */
-static void quick_gelu_in_place(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] = x[i] * sigmoidf(1.702f * x[i]);
+static void add_in_place(thread_pool *pool, float *x, const float *y, size_t count) {
+    elementwise_job job = {x, y, NULL, 0.0f};
+    parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, add_range, &job);
 }
 
-/* Exact GELU (the merger): x/2·(1 + erf(x/√2)). */
-static void gelu_erf_in_place(float *x, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+static void sigmoid_gate_range(void *arg, int64_t begin, int64_t end) {
+    const elementwise_job *j = arg;
+    j->ops->sigmoid_gate(j->x + begin, j->y ? j->y + begin : NULL, end - begin, j->alpha);
+}
+
+/* QuickGELU (the ViT MLPs): x·σ(1.702·x). */
+static void quick_gelu_in_place(thread_pool *pool, float *x, size_t count) {
+    elementwise_job job = {x, NULL, kernel_ops_for(pool), 1.702f};
+    parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, sigmoid_gate_range, &job);
 }
 
 /* gate ← silu(gate) · up, silu(x) = x·σ(x). */
-static void swiglu_in_place(float *gate, const float *up, size_t count) {
-    for (size_t i = 0; i < count; i++) gate[i] = gate[i] * sigmoidf(gate[i]) * up[i];
+static void swiglu_in_place(thread_pool *pool, float *gate, const float *up, size_t count) {
+    elementwise_job job = {gate, up, kernel_ops_for(pool), 1.0f};
+    parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, sigmoid_gate_range, &job);
+}
+
+static void gelu_erf_range(void *arg, int64_t begin, int64_t end) {
+    const elementwise_job *j = arg;
+    for (int64_t i = begin; i < end; i++) j->x[i] = 0.5f * j->x[i] * (1.0f + erff(j->x[i] * (float)M_SQRT1_2));
+}
+
+/* Exact GELU (the merger and the Phi-3.5-V projection): x/2·(1 + erf(x/√2)). */
+static void gelu_erf_in_place(thread_pool *pool, float *x, size_t count) {
+    elementwise_job job = {x, NULL, NULL, 0.0f};
+    parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, gelu_erf_range, &job);
 }
 
 /* ---- rotary embeddings (rotate-half layout) ---- */

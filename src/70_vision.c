@@ -152,7 +152,7 @@ static void vision_block_forward(thread_pool *pool, const vision_config *c, cons
     const int64_t n = (int64_t)grid[0] * grid[1] * grid[2], per_frame = (int64_t)grid[1] * grid[2];
     const int E = c->embed_dim, hd = c->head_dim, half = hd / 2;
 
-    layer_norm(s->h, s->x, b->norm1_w, b->norm1_b, n, E, c->norm_eps);
+    layer_norm(pool, s->h, s->x, b->norm1_w, b->norm1_b, n, E, c->norm_eps);
     linear_forward(pool, &b->qkv, s->h, n, s->qkv, adapter);
     for (int64_t p = 0; p < n; p++) { /* each row is [q | k | v], each [heads][head_dim] */
         float *row = s->qkv + p * 3 * E;
@@ -165,13 +165,13 @@ static void vision_block_forward(thread_pool *pool, const vision_config *c, cons
                   c->n_heads, hd, 3 * (int64_t)E, 3 * (int64_t)E, false);
     }
     linear_forward(pool, &b->proj, s->att, n, s->h, adapter);
-    add_in_place(s->x, s->h, (size_t)n * E);
+    add_in_place(pool, s->x, s->h, (size_t)n * E);
 
-    layer_norm(s->h, s->x, b->norm2_w, b->norm2_b, n, E, c->norm_eps);
+    layer_norm(pool, s->h, s->x, b->norm2_w, b->norm2_b, n, E, c->norm_eps);
     linear_forward(pool, &b->fc1, s->h, n, s->mlp, adapter);
-    quick_gelu_in_place(s->mlp, (size_t)n * c->mlp_dim);
+    quick_gelu_in_place(pool, s->mlp, (size_t)n * c->mlp_dim);
     linear_forward(pool, &b->fc2, s->mlp, n, s->h, adapter);
-    add_in_place(s->x, s->h, (size_t)n * E);
+    add_in_place(pool, s->x, s->h, (size_t)n * E);
 }
 
 /* pixels [n][patch_dim] in the patch order of SPEC 4.5 → out [n/merge²][out_dim], the embeddings that
@@ -203,9 +203,9 @@ static abc_status vision_forward(thread_pool *pool, const vision_config *c, cons
 
     /* Merger: LayerNorm per patch; the `group` consecutive patches of a 2×2 group, side by side, are
      * one row of [n_merged][group·E] — the same memory, so no copy. */
-    layer_norm(s.h, s.x, w->ln_q_w, w->ln_q_b, n, E, c->norm_eps);
+    layer_norm(pool, s.h, s.x, w->ln_q_w, w->ln_q_b, n, E, c->norm_eps);
     linear_forward(pool, &w->merger_fc1, s.h, n_merged, s.att, adapter);
-    gelu_erf_in_place(s.att, (size_t)n_merged * group * E);
+    gelu_erf_in_place(pool, s.att, (size_t)n_merged * group * E);
     linear_forward(pool, &w->merger_fc2, s.att, n_merged, out, adapter);
     return ABC_OK;
 }

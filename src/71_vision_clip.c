@@ -66,7 +66,7 @@ static void clip_layer_forward(thread_pool *pool, const clip_config *c, const cl
                                int n_slots) {
     const int64_t T = (int64_t)c->grid * c->grid + 1, n = T * n_slots;
     const int C = c->hidden;
-    layer_norm(s->h, s->x, l->ln1_w, l->ln1_b, n, C, c->norm_eps);
+    layer_norm(pool, s->h, s->x, l->ln1_w, l->ln1_b, n, C, c->norm_eps);
     linear_forward(pool, &l->q, s->h, n, s->q, NULL);
     linear_forward(pool, &l->k, s->h, n, s->k, NULL);
     linear_forward(pool, &l->v, s->h, n, s->v, NULL);
@@ -76,13 +76,13 @@ static void clip_layer_forward(thread_pool *pool, const clip_config *c, const cl
                   false);
     }
     linear_forward(pool, &l->out, s->att, n, s->h, NULL);
-    add_in_place(s->x, s->h, (size_t)n * C);
+    add_in_place(pool, s->x, s->h, (size_t)n * C);
 
-    layer_norm(s->h, s->x, l->ln2_w, l->ln2_b, n, C, c->norm_eps);
+    layer_norm(pool, s->h, s->x, l->ln2_w, l->ln2_b, n, C, c->norm_eps);
     linear_forward(pool, &l->fc1, s->h, n, s->mlp, NULL);
-    quick_gelu_in_place(s->mlp, (size_t)n * c->intermediate);
+    quick_gelu_in_place(pool, s->mlp, (size_t)n * c->intermediate);
     linear_forward(pool, &l->fc2, s->mlp, n, s->h, NULL);
-    add_in_place(s->x, s->h, (size_t)n * C);
+    add_in_place(pool, s->x, s->h, (size_t)n * C);
 }
 
 /* pixels [n_slots][3][S][S] → features [n_slots][grid²][C]: the patch features of every slot. */
@@ -112,7 +112,7 @@ static abc_status clip_forward(thread_pool *pool, const clip_config *c, const cl
             for (int j = 0; j < C; j++) x[t * C + j] = token[j] + position[j];
         }
     }
-    layer_norm(s.x, s.x, w->pre_ln_w, w->pre_ln_b, n, C, c->norm_eps);
+    layer_norm(pool, s.x, s.x, w->pre_ln_w, w->pre_ln_b, n, C, c->norm_eps);
     for (int i = 0; i < c->n_layers; i++) clip_layer_forward(pool, c, &w->layers[i], &s, n_slots);
     for (int slot = 0; slot < n_slots; slot++) /* drop the class token */
         memcpy(features + (size_t)slot * P * C, s.x + ((size_t)slot * T + 1) * C, (size_t)P * C * sizeof *features);
@@ -164,7 +164,7 @@ static abc_status hd_project(thread_pool *pool, const clip_config *c, const clip
         return fail(err, ABC_ERR_NOMEM, "out of memory for the image projection (%lld tokens)", (long long)n);
     hd_layout(c, features, h_crop, w_crop, w->sub_gn, w->glb_gn, tokens);
     linear_forward(pool, &w->proj0, tokens, n, inner, NULL);
-    gelu_erf_in_place(inner, (size_t)n * c->out_dim);
+    gelu_erf_in_place(pool, inner, (size_t)n * c->out_dim);
     linear_forward(pool, &w->proj2, inner, n, image_features, NULL);
     return ABC_OK;
 }

@@ -149,7 +149,7 @@ static void text_layer_forward(thread_pool *pool, const text_config *c, const te
     const int H = c->hidden, hd = c->head_dim, half = hd / 2;
     const int64_t q_width = (int64_t)c->n_heads * hd, kv_width = (int64_t)c->n_kv_heads * hd;
 
-    rms_norm(s->h, x, l->input_norm, L, H, c->rms_eps);
+    rms_norm(pool, s->h, x, l->input_norm, L, H, c->rms_eps);
     linear_forward(pool, &l->q, s->h, L, s->q, adapter);
     linear_forward(pool, &l->k, s->h, L, s->k, adapter);
     linear_forward(pool, &l->v, s->h, L, s->v, adapter);
@@ -160,14 +160,14 @@ static void text_layer_forward(thread_pool *pool, const text_config *c, const te
     attention(pool, s->att, s->q, s->k, s->v, L, c->n_heads, c->n_kv_heads, hd, q_width, kv_width,
               c->causal);
     linear_forward(pool, &l->o, s->att, L, s->h, adapter);
-    add_in_place(x, s->h, (size_t)L * H);
+    add_in_place(pool, x, s->h, (size_t)L * H);
 
-    rms_norm(s->h, x, l->post_attn_norm, L, H, c->rms_eps);
+    rms_norm(pool, s->h, x, l->post_attn_norm, L, H, c->rms_eps);
     linear_forward(pool, &l->gate, s->h, L, s->gate, adapter);
     linear_forward(pool, &l->up, s->h, L, s->up, adapter);
-    swiglu_in_place(s->gate, s->up, (size_t)L * c->intermediate);
+    swiglu_in_place(pool, s->gate, s->up, (size_t)L * c->intermediate);
     linear_forward(pool, &l->down, s->gate, L, s->h, adapter);
-    add_in_place(x, s->h, (size_t)L * H);
+    add_in_place(pool, x, s->h, (size_t)L * H);
 }
 
 /* The decoder's input x [L][H]: token embeddings, image tokens (id c->image_token) taking the rows of
@@ -215,6 +215,6 @@ static abc_status language_decode(thread_pool *pool, const text_config *c, const
 
     text_rotary_tables(c, pos, L, s.cos_t, s.sin_t);
     for (int i = 0; i < c->n_layers; i++) text_layer_forward(pool, c, &w->layers[i], x, &s, L, adapter);
-    rms_norm(x, x, w->final_norm, L, H, c->rms_eps);
+    rms_norm(pool, x, x, w->final_norm, L, H, c->rms_eps);
     return ABC_OK;
 }

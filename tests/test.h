@@ -58,6 +58,10 @@ static inline char *test_read_file(const char *path, size_t *len) {
     return buf;
 }
 
+/* max(a, b) for running maxima of finite values (not fmax: gcc 12 for aarch64 crashes at -O2 when it
+ * vectorises an fmax reduction, tests/cross/run_cross.sh). */
+static inline double test_max(double a, double b) { return a > b ? a : b; }
+
 /* Last line of every test binary; exit status 1 when anything failed. */
 static int test_summary(void) {
     printf("RESULT %d %d\n", test_passed, test_failed);

@@ -10,8 +10,8 @@ make -s abc-convert build/abc-convert-asan build/tool_relayout build/tool_abcche
 FX=tests/fixtures/qwen2vl-tiny
 REF=$FX/convert_ref
 OUT=build/test_convert
-CONV=./abc-convert
-ASAN=build/abc-convert-asan
+CONV=${ABC_CONVERT:-./abc-convert}
+ASAN=${ABC_CONVERT_UNDER_TEST:-build/abc-convert-asan}  # the converter under test (cross runs: a wrapper)
 CHECK=build/tool_abccheck
 RELAYOUT=build/tool_relayout
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0

@@ -179,6 +179,9 @@ static void test_cpu_features(void) {
     int count = available_paths(paths);
     printf("     kernel paths on this machine:");
     for (int i = 0; i < count; i++) printf(" %s", kernel_path_name(paths[i]));
+    /* the int8 variants within those paths (tests/cross/run_cross.sh checks them under qemu) */
+    if (f.avx512vnni && kernel_path_supported(&f, KERNEL_AVX512)) printf(" (avx512-vnni)");
+    if (f.neon_dot && kernel_path_supported(&f, KERNEL_NEON)) printf(" (dotprod)");
     printf("\n");
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
@@ -795,7 +798,7 @@ static void test_norms(void) {
         x[dim / 2] = 300.0f; /* an outlier channel */
         x[dim + dim - 1] = -250.0f;
         double worst_rms = 0, worst_ln = 0;
-        rms_norm(y, x, w, n, dim, 1e-6f);
+        rms_norm(NULL, y, x, w, n, dim, 1e-6f);
         for (int64_t r = 0; r < n; r++) {
             double ss = 0;
             for (int64_t i = 0; i < dim; i++) ss += (double)x[r * dim + i] * x[r * dim + i];
@@ -805,7 +808,7 @@ static void test_norms(void) {
                 worst_rms = MAX(worst_rms, fabs(y[r * dim + i] - ref));
             }
         }
-        layer_norm(y, x, w, b, n, dim, 1e-6f);
+        layer_norm(NULL, y, x, w, b, n, dim, 1e-6f);
         for (int64_t r = 0; r < n; r++) {
             double mean = 0, var = 0;
             for (int64_t i = 0; i < dim; i++) mean += x[r * dim + i];
@@ -824,8 +827,8 @@ static void test_norms(void) {
         /* in place */
         float *copy = malloc((size_t)(n * dim) * sizeof(float));
         memcpy(copy, x, (size_t)(n * dim) * sizeof(float));
-        rms_norm(y, x, w, n, dim, 1e-6f);
-        rms_norm(copy, copy, w, n, dim, 1e-6f);
+        rms_norm(NULL, y, x, w, n, dim, 1e-6f);
+        rms_norm(NULL, copy, copy, w, n, dim, 1e-6f);
         CHECK(memcmp(copy, y, (size_t)(n * dim) * sizeof(float)) == 0, "rms_norm in place");
         free(copy);
         free(x);
@@ -833,6 +836,94 @@ static void test_norms(void) {
         free(b);
         free(y);
     }
+}
+
+/* ---- activations: x·σ(α·x)(·up) on every path, against double ---- */
+
+static void test_sigmoid_gate_all_paths(void) {
+    int paths[KERNEL_PATH_COUNT];
+    int count = available_paths(paths);
+    enum { N = 203 };
+    float x[N + 1], up[N], got[N + 1];
+    for (int i = 0; i < N; i++) {
+        x[i] = (rand_uniform() - 0.5f) * 40.0f; /* [-20, 20]: both tails of the sigmoid */
+        up[i] = rand_uniform() * 4.0f - 2.0f;
+    }
+    x[0] = 0.0f;
+    x[1] = -90.0f; /* e^(α·90) beyond the exponential's clamp: the result is ~0, not NaN */
+    x[2] = 95.0f;
+    for (int p = 0; p < count; p++) {
+        thread_pool probe = {.kernel_path = paths[p]};
+        const kernel_ops *ops = kernel_ops_for(&probe);
+        for (int with_up = 0; with_up < 2; with_up++) {
+            for (int a = 0; a < 2; a++) {
+                float alpha = a ? 1.702f : 1.0f;
+                for (int n = 1; n <= N; n += (n < 20 ? 1 : 61)) {
+                    memcpy(got, x, sizeof x);
+                    got[n] = 12345.0f;
+                    ops->sigmoid_gate(got, with_up ? up : NULL, n, alpha);
+                    double worst = 0;
+                    for (int i = 0; i < n; i++) {
+                        double v = x[i], g = v / (1.0 + exp(-(double)alpha * v)) * (with_up ? up[i] : 1.0);
+                        /* a few ulp of the result, plus the rounding of α·x in float inside e^(−α·x) */
+                        double allowed = fabs(g) * (6e-7 + fabs(alpha * v) * 1.2e-7) + 1e-35; /* ~0 beyond the clamp */
+                        worst = MAX(worst, fabs(got[i] - g) / allowed);
+                    }
+                    CHECK(worst <= 1.0, "%s sigmoid_gate n=%d alpha=%g up=%d: error %.3g of allowed",
+                          kernel_path_name(paths[p]), n, alpha, with_up, worst);
+                    CHECK(got[n] == 12345.0f, "%s sigmoid_gate wrote past n", kernel_path_name(paths[p]));
+                }
+            }
+        }
+    }
+}
+
+/* Norms and activations split over threads give the single-thread bytes (every element is computed the
+ * same way whatever the split). */
+static void test_elementwise_threads(void) {
+    const int64_t rows = 37, dim = 1291, count = rows * dim;
+    float *x = malloc((size_t)count * sizeof(float)), *y = malloc((size_t)count * sizeof(float));
+    float *w = malloc((size_t)dim * sizeof(float)), *b = malloc((size_t)dim * sizeof(float));
+    float *ref[5], *got[5];
+    for (int k = 0; k < 5; k++) {
+        ref[k] = malloc((size_t)count * sizeof(float));
+        got[k] = malloc((size_t)count * sizeof(float));
+    }
+    fill_random(x, (size_t)count, 3.0f);
+    fill_random(y, (size_t)count, 1.0f);
+    fill_random(w, (size_t)dim, 1.0f);
+    fill_random(b, (size_t)dim, 1.0f);
+    int paths[KERNEL_PATH_COUNT];
+    int n_paths = available_paths(paths);
+    for (int p = 0; p < n_paths; p++) {
+        for (int threads = 1; threads <= 3; threads++) {
+            thread_pool *pool = make_pool(threads, paths[p]);
+            if (!pool) break;
+            float **out = threads == 1 ? ref : got;
+            rms_norm(pool, out[0], x, w, rows, dim, 1e-6f);
+            layer_norm(pool, out[1], x, w, b, rows, dim, 1e-5f);
+            memcpy(out[2], x, (size_t)count * sizeof(float));
+            quick_gelu_in_place(pool, out[2], (size_t)count);
+            memcpy(out[3], x, (size_t)count * sizeof(float));
+            swiglu_in_place(pool, out[3], y, (size_t)count);
+            memcpy(out[4], x, (size_t)count * sizeof(float));
+            add_in_place(pool, out[4], y, (size_t)count);
+            gelu_erf_in_place(pool, out[4], (size_t)count);
+            if (threads > 1)
+                for (int k = 0; k < 5; k++)
+                    CHECK(memcmp(ref[k], got[k], (size_t)count * sizeof(float)) == 0, "%s: op %d with %d threads differs",
+                          kernel_path_name(paths[p]), k, threads);
+            thread_pool_free(pool);
+        }
+    }
+    for (int k = 0; k < 5; k++) {
+        free(ref[k]);
+        free(got[k]);
+    }
+    free(x);
+    free(y);
+    free(w);
+    free(b);
 }
 
 int main(void) {
@@ -854,5 +945,7 @@ int main(void) {
     RUN_TEST(test_exp_sum_and_row_max);
     RUN_TEST(test_attention_all_paths);
     RUN_TEST(test_norms);
+    RUN_TEST(test_sigmoid_gate_all_paths);
+    RUN_TEST(test_elementwise_threads);
     return test_summary();
 }

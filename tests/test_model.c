@@ -114,8 +114,8 @@ static diff compare_f32(const float *got, const float *ref, size_t n) {
     diff d = {0, 0, 0};
     double dot = 0, ng = 0, nr = 0;
     for (size_t i = 0; i < n; i++) {
-        d.max_abs = fmax(d.max_abs, fabs((double)got[i] - ref[i]));
-        d.max_ref = fmax(d.max_ref, fabs((double)ref[i]));
+        d.max_abs = test_max(d.max_abs, fabs((double)got[i] - ref[i]));
+        d.max_ref = test_max(d.max_ref, fabs((double)ref[i]));
         dot += (double)got[i] * ref[i];
         ng += (double)got[i] * got[i];
         nr += (double)ref[i] * ref[i];
@@ -575,7 +575,7 @@ static void test_malformed_models(void) {
     file_bytes fb = file_bytes_read(MODEL_ABC);
     CHECK(fb.size > 0, "read %s", MODEL_ABC);
     if (!fb.size) return;
-    int64_t old;
+    int64_t old = 0;
     struct {
         const char *key;
         int index;

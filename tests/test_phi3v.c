@@ -41,8 +41,8 @@ static diff compare_f32(const float *got, const float *ref, size_t n) {
     diff d = {0, 0, 0};
     double dot = 0, ng = 0, nr = 0;
     for (size_t i = 0; i < n; i++) {
-        d.max_abs = fmax(d.max_abs, fabs((double)got[i] - ref[i]));
-        d.max_ref = fmax(d.max_ref, fabs((double)ref[i]));
+        d.max_abs = test_max(d.max_abs, fabs((double)got[i] - ref[i]));
+        d.max_ref = test_max(d.max_ref, fabs((double)ref[i]));
         dot += (double)got[i] * ref[i];
         ng += (double)got[i] * got[i];
         nr += (double)ref[i] * ref[i];
@@ -223,7 +223,7 @@ static void check_tables(const text_config *c, int64_t L, const float *factors, 
             /* float32 angles carry ~2 ulp of relative error; allow for it */
             const double tol = 2e-6 + 4e-7 * angle * scale;
             const double dc = fabs(cs[p * half + j] - cos(angle) * scale), ds = fabs(sn[p * half + j] - sin(angle) * scale);
-            worst = fmax(worst, fmax(dc, ds) / tol);
+            worst = test_max(worst, test_max(dc, ds) / tol);
         }
     CHECK(worst <= 1.0, "L %lld: worst error %.3g of the tolerance", (long long)L, worst);
     free(pos);
@@ -346,7 +346,7 @@ static void naive_phi3_decoder(const text_config *c, const text_weights *w, cons
                     double s = 0;
                     for (int d = 0; d < hd; d++) s += q[i * H + head * hd + d] * k[j * H + head * hd + d];
                     score[j] = s / sqrt((double)hd);
-                    top = fmax(top, score[j]);
+                    top = test_max(top, score[j]);
                 }
                 for (int64_t j = 0; j <= i; j++) sum += (score[j] = exp(score[j] - top));
                 for (int d = 0; d < hd; d++) {

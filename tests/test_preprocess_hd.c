@@ -201,7 +201,7 @@ static void test_hd_image_vs_pillow(void) {
 static void check_global_view(const char *name, const float *got, const float *ref, const abc_image *hd,
                               const hd_preprocess_config *cfg) {
     double max_ref = 0, max_double = 0;
-    for (size_t i = 0; i < SLOT; i++) max_ref = fmax(max_ref, fabs((double)got[i] - ref[i]));
+    for (size_t i = 0; i < SLOT; i++) max_ref = test_max(max_ref, fabs((double)got[i] - ref[i]));
     /* The double version works on the same normalised planes. */
     float table[3][256];
     hd_pixel_value_table(cfg, table);
@@ -212,7 +212,7 @@ static void check_global_view(const char *name, const float *got, const float *r
             for (int x = 0; x < 336; x += 5) {
                 double d = bicubic_at_double(planes + (size_t)c * hd->width * hd->height, hd->width, hd->height,
                                              336, y, x);
-                max_double = fmax(max_double, fabs(d - got[(size_t)c * 336 * 336 + (size_t)y * 336 + x]));
+                max_double = test_max(max_double, fabs(d - got[(size_t)c * 336 * 336 + (size_t)y * 336 + x]));
             }
     free(planes);
     printf("     %s: global view max |Δ| %.3g vs torch, %.3g vs double\n", name, max_ref, max_double);

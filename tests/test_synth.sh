@@ -5,7 +5,7 @@
 # (The full-size 2B check, against hashes from the Python writer too, is in tests/full/test_full_2b.sh.)
 set -u
 cd "$(dirname "$0")/.."
-SYNTH=build/abc-synth
+SYNTH=${ABC_SYNTH:-build/abc-synth}
 CONFIG=tests/fixtures/qwen2vl-tiny/base/config.json
 TOKENIZER=tests/fixtures/qwen2vl-tiny/base/tokenizer.json
 TMP=$(mktemp -d)

@@ -729,7 +729,7 @@ static void fake_encode(const fake_file *f, const char *text, char *out, size_t 
     abc_error err;
     out[0] = 0;
     if (tokenizer_load(&f->wf, &tok, &err) != ABC_OK) {
-        snprintf(out, cap, "load error: %s", err.message);
+        snprintf(out, cap, "load error: %.240s", err.message);
         return;
     }
     int_vec ids = {0};
