@@ -7605,12 +7605,18 @@ typedef void (*q8_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, 
 typedef void (*q8_pack_rows_fn)(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
                                 q8_outlier *outliers, int *n_outliers);
 
+/* Weight rows row0..row0+rows−1 (of `in` columns), blocks [b0, b0 + blocks), into one strip of nr rows
+ * (rows ≥ `rows` zero): the same bytes on every path (q8_pack_strip is the definition). */
+typedef void (*q8_pack_strip_fn)(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
+                                 int64_t row0, int rows, int64_t b0, int64_t blocks);
+
 typedef struct {
     const char *name;
     int mr, nr, nc;
     bool unsigned_x; /* activations stored as q + 128 (VNNI) */
     q8_micro_fn micro;
     q8_pack_rows_fn pack_rows;
+    q8_pack_strip_fn pack_strip;
 } q8_kernels;
 
 /* The outlier rule of a block with `large` elements above amax/4 (at most Q8_OUTLIERS_MAX): they are
@@ -7709,8 +7715,7 @@ static void q8_pack_rows_scalar(uint8_t *a_pack, int mr, const float *x, int64_t
     q8_pack_rows_generic(a_pack, mr, x, ldx, rows, blocks, false, outliers, n_outliers);
 }
 
-/* Weight rows row0..row0+rows−1 (of `in` columns), blocks [b0, b0 + blocks), into one strip of nr
- * rows (rows ≥ `rows` are zero). Shared by every path: the layout is the same everywhere. */
+/* The definition of q8_pack_strip_fn (the layout is the same on every path). */
 static void q8_pack_strip(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in, int64_t row0,
                           int rows, int64_t b0, int64_t blocks) {
     const int64_t blocks_per_row = in / Q8_BLOCK;
@@ -7761,7 +7766,7 @@ static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, 
 }
 
 static const q8_kernels q8_kernels_scalar = {
-    "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, false, q8_micro_scalar, q8_pack_rows_scalar,
+    "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, false, q8_micro_scalar, q8_pack_rows_scalar, q8_pack_strip,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
@@ -7789,6 +7794,9 @@ typedef struct {
     int64_t n, in, out;
     task_plan plan;
     float *const *scratch; /* NULL: the task works in one strip at a time on its stack */
+    /* When not NULL: x already quantized for every column block (q8_prepack_activations). */
+    const uint8_t *x_packed; /* [row group][block] of Q8_ROWS_BLOCK_BYTES(mr) */
+    uint32_t *x_outlier_masks; /* [row][block]: the activations set aside (their values stay in x) */
 } q8_job;
 
 #define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
@@ -7835,6 +7843,35 @@ static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t nc, int64_t
 #endif
 }
 
+/* The outlier list pack_rows would give for rows row0..row0+mi−1, blocks b0..b0+nb−1 (same order:
+ * block by block, row by row), rebuilt from the prepacked masks and x. */
+static void q8_collect_outliers(const q8_job *job, int64_t row0, int64_t mi, int64_t b0, int64_t nb, q8_outlier *outliers,
+                                int *n_outliers) {
+    const int64_t total_blocks = job->in / Q8_BLOCK;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t r = 0; r < mi; r++) {
+            uint32_t mask = job->x_outlier_masks[(row0 + r) * total_blocks + b0 + b];
+            if (mask) q8_add_outliers(outliers, n_outliers, (int)r, b, job->x + (row0 + r) * job->in + (b0 + b) * Q8_BLOCK, mask);
+        }
+}
+
+/* One row group of x through pack_rows, slice by slice, into the prepacked layout. */
+static void q8_prepack_task(void *arg, int task, int thread) {
+    (void)thread;
+    const q8_job *job = arg;
+    const int mr = job->k->mr;
+    const int64_t row0 = (int64_t)task * mr, mi = MIN((int64_t)mr, job->n - row0), total_blocks = job->in / Q8_BLOCK;
+    q8_outlier outliers[Q8_GROUP_OUTLIERS];
+    for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
+        const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
+        int n_outliers = 0;
+        uint8_t *dst = (uint8_t *)job->x_packed + (size_t)(task * total_blocks + b0) * Q8_ROWS_BLOCK_BYTES(mr);
+        job->k->pack_rows(dst, mr, job->x + row0 * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers, &n_outliers);
+        for (int o = 0; o < n_outliers; o++)
+            job->x_outlier_masks[(row0 + outliers[o].row) * total_blocks + b0 + outliers[o].block] |= 1u << outliers[o].k;
+    }
+}
+
 static void matmul_q8_task(void *arg, int task, int thread) {
     const q8_job *job = arg;
     const q8_kernels *k = job->k;
@@ -7856,7 +7893,7 @@ static void matmul_q8_task(void *arg, int task, int thread) {
         const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
         const bool accumulate = b0 > 0, last = b0 + nb == total_blocks;
         for (int64_t jr = 0; jr < nc; jr += nr)
-            q8_pack_strip(panel + (jr / nr) * strip_bytes, nr, job->wq, job->w_scales, job->in, j0 + jr,
+            k->pack_strip(panel + (jr / nr) * strip_bytes, nr, job->wq, job->w_scales, job->in, j0 + jr,
                           (int)MIN((int64_t)nr, nc - jr), b0, nb);
         /* the next slice of this task (or the next task's first, when the tasks are columns only) is
          * fetched meanwhile, spread over the row groups */
@@ -7872,20 +7909,26 @@ static void matmul_q8_task(void *arg, int task, int thread) {
             q8_prefetch_slice(job, next_j0, next_nc, next_b0, next_nb, next_lines * group / row_groups,
                               next_lines * (group + 1) / row_groups);
             int n_outliers = 0;
-            k->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers,
-                         &n_outliers);
+            const uint8_t *x_pack = a_pack;
+            if (job->x_packed) {
+                x_pack = job->x_packed + (size_t)(((i0 + i) / mr) * total_blocks + b0) * Q8_ROWS_BLOCK_BYTES(mr);
+                q8_collect_outliers(job, i0 + i, mi, b0, nb, outliers, &n_outliers);
+            } else {
+                k->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers,
+                             &n_outliers);
+            }
             for (int64_t jr = 0; jr < nc; jr += nr) {
                 const int64_t nj = MIN((int64_t)nr, nc - jr);
                 const uint8_t *strip = panel + (jr / nr) * strip_bytes;
                 float *c = job->y + (i0 + i) * ldy + j0 + jr;
                 if (mi == mr && nj == nr) {
-                    k->micro(nb, a_pack, strip, c, ldy, accumulate);
+                    k->micro(nb, x_pack, strip, c, ldy, accumulate);
                     continue;
                 }
                 for (int64_t r = 0; r < mr; r++)
                     for (int64_t j = 0; j < nr; j++)
                         tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
-                k->micro(nb, a_pack, strip, tail_c, nr, accumulate);
+                k->micro(nb, x_pack, strip, tail_c, nr, accumulate);
                 for (int64_t r = 0; r < mi; r++)
                     for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
             }
@@ -7906,7 +7949,23 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
     bool scratch = pool && pool->scratch_floats * sizeof(float) >= q8_task_bytes(k, k->nc);
     job.scratch = scratch ? pool->scratch : NULL;
     job.plan = plan_tasks(n, out_dim, k->mr, k->nr, scratch ? k->nc : k->nr, thread_pool_size(pool));
+    /* With several column blocks, quantizing x once instead of once per block saves that many passes over
+     * it; without the memory, each task quantizes its rows itself (the same bytes either way). */
+    const int64_t col_blocks = job.plan.n_tasks / job.plan.n_row_blocks, groups = ceil_div(n, k->mr);
+    uint8_t *packed = NULL;
+    uint32_t *masks = NULL;
+    if (col_blocks > 1) {
+        packed = xmalloc((size_t)(groups * (in_dim / Q8_BLOCK)) * Q8_ROWS_BLOCK_BYTES(k->mr));
+        masks = xcalloc((size_t)(n * (in_dim / Q8_BLOCK)), sizeof *masks);
+        if (packed && masks) {
+            job.x_packed = packed;
+            job.x_outlier_masks = masks;
+            thread_pool_run(pool, (int)groups, q8_prepack_task, &job);
+        }
+    }
     thread_pool_run(pool, job.plan.n_tasks, matmul_q8_task, &job);
+    free(packed);
+    free(masks);
 }
 
 /* ---- attention (online softmax: at most one ATTN_BQ × ATTN_BK block of scores at a time) ----
@@ -8535,6 +8594,57 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
     }
 }
 
+/* Quads k4 = 0..7 of 8 rows (one __m256i of eight uint32 per row) → quad k4 of the 8 rows side by side. */
+static inline AVX2_TARGET void transpose8x8_epi32(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* q8_pack_strip for whole strips (nr a multiple of 8): a block of 8 rows is eight loads, a transpose and
+ * eight stores; Σw by vpsadbw on w + 128. Partial strips go through the definition. */
+static AVX2_TARGET void q8_pack_strip_avx2(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
+                                           int64_t row0, int rows, int64_t b0, int64_t blocks) {
+    if (rows != nr || nr % 8 != 0) {
+        q8_pack_strip(strip, nr, wq, w_scales, in, row0, rows, b0, blocks);
+        return;
+    }
+    const int64_t blocks_per_row = in / Q8_BLOCK;
+    const __m256i flip = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = strip + b * Q8_STRIP_BLOCK_BYTES(nr);
+        uint8_t *comp = block + (size_t)nr * Q8_BLOCK, *scales = comp + (size_t)nr * 4;
+        for (int j = 0; j < nr; j += 8) {
+            __m256i r[8];
+            for (int t = 0; t < 8; t++) {
+                const int64_t row = row0 + j + t;
+                r[t] = _mm256_loadu_si256((const __m256i *)(const void *)(wq + row * in + (b0 + b) * Q8_BLOCK));
+                __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(r[t], flip), zero); /* Σ (w + 128), four parts */
+                __m128i sum = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+                sum = _mm_add_epi64(sum, _mm_unpackhi_epi64(sum, sum));
+                int32_t c = -128 * (_mm_cvtsi128_si32(sum) - 128 * Q8_BLOCK);
+                memcpy(comp + (size_t)(j + t) * 4, &c, sizeof c);
+                memcpy(scales + (size_t)(j + t) * 4, w_scales + (row * blocks_per_row + b0 + b) * 4, 4);
+            }
+            transpose8x8_epi32(r);
+            for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
+                _mm256_storeu_si256((__m256i *)(void *)(block + ((size_t)k4 * nr + j) * 4), r[k4]);
+        }
+    }
+}
+
 #define Q8_AVX2_MR 4
 #define Q8_AVX2_NR 8
 
@@ -8578,7 +8688,7 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
 }
 
 static const q8_kernels q8_kernels_avx2_table = {
-    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2,
+    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2, q8_pack_strip_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -8696,7 +8806,7 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 }
 
 static const q8_kernels q8_kernels_vnni_table = {
-    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni,
+    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni, q8_pack_strip_avx2,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
@@ -9056,10 +9166,10 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
 }
 
 static const q8_kernels q8_kernels_neon_dot_table = {
-    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_scalar,
+    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_scalar, q8_pack_strip,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
-    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_scalar,
+    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_scalar, q8_pack_strip,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {

@@ -455,6 +455,57 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
     }
 }
 
+/* Quads k4 = 0..7 of 8 rows (one __m256i of eight uint32 per row) → quad k4 of the 8 rows side by side. */
+static inline AVX2_TARGET void transpose8x8_epi32(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* q8_pack_strip for whole strips (nr a multiple of 8): a block of 8 rows is eight loads, a transpose and
+ * eight stores; Σw by vpsadbw on w + 128. Partial strips go through the definition. */
+static AVX2_TARGET void q8_pack_strip_avx2(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
+                                           int64_t row0, int rows, int64_t b0, int64_t blocks) {
+    if (rows != nr || nr % 8 != 0) {
+        q8_pack_strip(strip, nr, wq, w_scales, in, row0, rows, b0, blocks);
+        return;
+    }
+    const int64_t blocks_per_row = in / Q8_BLOCK;
+    const __m256i flip = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = strip + b * Q8_STRIP_BLOCK_BYTES(nr);
+        uint8_t *comp = block + (size_t)nr * Q8_BLOCK, *scales = comp + (size_t)nr * 4;
+        for (int j = 0; j < nr; j += 8) {
+            __m256i r[8];
+            for (int t = 0; t < 8; t++) {
+                const int64_t row = row0 + j + t;
+                r[t] = _mm256_loadu_si256((const __m256i *)(const void *)(wq + row * in + (b0 + b) * Q8_BLOCK));
+                __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(r[t], flip), zero); /* Σ (w + 128), four parts */
+                __m128i sum = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+                sum = _mm_add_epi64(sum, _mm_unpackhi_epi64(sum, sum));
+                int32_t c = -128 * (_mm_cvtsi128_si32(sum) - 128 * Q8_BLOCK);
+                memcpy(comp + (size_t)(j + t) * 4, &c, sizeof c);
+                memcpy(scales + (size_t)(j + t) * 4, w_scales + (row * blocks_per_row + b0 + b) * 4, 4);
+            }
+            transpose8x8_epi32(r);
+            for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
+                _mm256_storeu_si256((__m256i *)(void *)(block + ((size_t)k4 * nr + j) * 4), r[k4]);
+        }
+    }
+}
+
 #define Q8_AVX2_MR 4
 #define Q8_AVX2_NR 8
 
@@ -498,7 +549,7 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
 }
 
 static const q8_kernels q8_kernels_avx2_table = {
-    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2,
+    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2, q8_pack_strip_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -616,7 +667,7 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 }
 
 static const q8_kernels q8_kernels_vnni_table = {
-    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni,
+    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni, q8_pack_strip_avx2,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }

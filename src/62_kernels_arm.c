@@ -346,10 +346,10 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
 }
 
 static const q8_kernels q8_kernels_neon_dot_table = {
-    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_scalar,
+    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_scalar, q8_pack_strip,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
-    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_scalar,
+    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_scalar, q8_pack_strip,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
