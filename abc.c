@@ -7152,6 +7152,9 @@ typedef struct {
     float (*exp_sum)(float *s, int64_t n, float scale, float max);
     /* x[i] ← x[i]·σ(α·x[i]) (· up[i] when up is not NULL): QuickGELU (α = 1.702) and SwiGLU (α = 1) */
     void (*sigmoid_gate)(float *x, const float *up, int64_t n, float alpha);
+    /* rotate-half rotary embedding of one head: v[i], v[i + half] ← v[i]·cos[i] − v[i + half]·sin[i],
+     * v[i + half]·cos[i] + v[i]·sin[i] for i < half (plain products and sums: bit-identical on every path) */
+    void (*rotate_half)(float *v, const float *cos_a, const float *sin_a, int64_t half);
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -7293,9 +7296,22 @@ static void sigmoid_gate_scalar(float *x, const float *up, int64_t n, float alph
     }
 }
 
+/* The rotation of pairs (v[i], v[i + half]) for i < count (SIMD kernels finish their tails here). */
+static void rotate_half_tail(float *v, const float *cos_a, const float *sin_a, int64_t count, int64_t half) {
+    for (int64_t i = 0; i < count; i++) {
+        float a = v[i], b = v[i + half];
+        v[i] = a * cos_a[i] - b * sin_a[i];
+        v[i + half] = b * cos_a[i] + a * sin_a[i];
+    }
+}
+
+static void rotate_half_scalar(float *v, const float *cos_a, const float *sin_a, int64_t half) {
+    rotate_half_tail(v, cos_a, sin_a, half, half);
+}
+
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
-    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar,
+    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar, rotate_half_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */
@@ -7385,9 +7401,10 @@ static void prefetch_weight_lines(const matmul_job *job, const weight_slice *sli
 #endif
 }
 
-static void add_bias_block(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t j0, int64_t nc) {
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < nc; j++) y[i * ldy + j0 + j] += bias[j0 + j];
+/* y rows += bias over columns [j0, j0 + nc): scale_add(1, 1) is y + bias exactly (no product rounds). */
+static void add_bias_block(const kernel_ops *ops, float *y, int64_t ldy, const float *bias, int64_t rows, int64_t j0,
+                           int64_t nc) {
+    for (int64_t i = 0; i < rows; i++) ops->scale_add(y + i * ldy + j0, 1.0f, bias + j0, 1.0f, nc);
 }
 
 static void matmul_gemm_task(void *arg, int task, int thread) {
@@ -7435,7 +7452,7 @@ static void matmul_gemm_task(void *arg, int task, int thread) {
             }
         }
     }
-    if (job->bias) add_bias_block(job->y + i0 * ldy, ldy, job->bias, rows, j0, nc);
+    if (job->bias) add_bias_block(job->ops, job->y + i0 * ldy, ldy, job->bias, rows, j0, nc);
 }
 
 /* Dot-product path (few rows, or no scratch): W streamed once, row after row, in GEMV_CHUNK slices
@@ -7610,6 +7627,11 @@ typedef void (*q8_pack_rows_fn)(uint8_t *a_pack, int mr, const float *x, int64_t
 typedef void (*q8_pack_strip_fn)(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
                                  int64_t row0, int rows, int64_t b0, int64_t blocks);
 
+/* c[row][j] (row stride ldc) += value · ((float)w[j][k] · scale_w[j][block]) for each outlier in list
+ * order, j < nj, the weights read from a packed strip of nr columns (blocks of the current slice). */
+typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                     const q8_outlier *outliers, int n_outliers);
+
 typedef struct {
     const char *name;
     int mr, nr, nc;
@@ -7617,6 +7639,7 @@ typedef struct {
     q8_micro_fn micro;
     q8_pack_rows_fn pack_rows;
     q8_pack_strip_fn pack_strip;
+    q8_strip_outliers_fn strip_outliers;
 } q8_kernels;
 
 /* The outlier rule of a block with `large` elements above amax/4 (at most Q8_OUTLIERS_MAX): they are
@@ -7765,8 +7788,32 @@ static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, 
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
+/* The weight of column j, element k of a strip block, and the block's scale of column j. */
+static int8_t q8_strip_weight(const uint8_t *block, int nr, int j, int k) {
+    return (int8_t)block[((size_t)(k / 4) * nr + j) * 4 + k % 4];
+}
+
+static float q8_strip_scale(const uint8_t *block, int nr, int j) {
+    float scale;
+    memcpy(&scale, block + (size_t)nr * (Q8_BLOCK + 4) + (size_t)j * 4, sizeof scale);
+    return scale;
+}
+
+/* The definition of q8_strip_outliers_fn. */
+static void q8_strip_outliers_scalar(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                     const q8_outlier *outliers, int n_outliers) {
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nj; j++)
+            row[j] = row[j] + out->value * ((float)q8_strip_weight(block, nr, j, out->k) * q8_strip_scale(block, nr, j));
+    }
+}
+
 static const q8_kernels q8_kernels_scalar = {
     "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, false, q8_micro_scalar, q8_pack_rows_scalar, q8_pack_strip,
+    q8_strip_outliers_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
@@ -7786,6 +7833,7 @@ static const q8_kernels *q8_kernels_for(const thread_pool *pool) {
 
 typedef struct {
     const q8_kernels *k;
+    const kernel_ops *ops; /* the pool's path, for the bias */
     float *y;
     const float *x;
     const int8_t *wq;
@@ -7805,22 +7853,6 @@ typedef struct {
 static size_t q8_task_bytes(const q8_kernels *k, int64_t cols) {
     return (size_t)ceil_div(cols, k->nr) * Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(k->nr) +
            Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(k->mr) + (size_t)k->mr * k->nr * sizeof(float) + 64;
-}
-
-/* y rows of the group += the outliers' products with the dequantized weight columns j0..j0+nc−1. */
-static void q8_add_outlier_products(const q8_job *job, const q8_outlier *outliers, int n_outliers, int64_t row0,
-                                    int64_t j0, int64_t nc, int64_t b0) {
-    const int64_t blocks_per_row = job->in / Q8_BLOCK;
-    for (int o = 0; o < n_outliers; o++) {
-        const q8_outlier *out = &outliers[o];
-        const int64_t b = b0 + out->block, col = b * Q8_BLOCK + out->k;
-        float *yr = job->y + (row0 + out->row) * job->out;
-        for (int64_t j = j0; j < j0 + nc; j++) {
-            float scale;
-            memcpy(&scale, job->w_scales + (j * blocks_per_row + b) * 4, sizeof scale);
-            yr[j] = yr[j] + out->value * ((float)job->wq[j * job->in + col] * scale);
-        }
-    }
 }
 
 /* Lines [from, to) of the weight slice rows [j0, j0 + nc) × blocks [b0, b0 + nb) towards the cache: its
@@ -7923,17 +7955,19 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                 float *c = job->y + (i0 + i) * ldy + j0 + jr;
                 if (mi == mr && nj == nr) {
                     k->micro(nb, x_pack, strip, c, ldy, accumulate);
-                    continue;
+                } else {
+                    for (int64_t r = 0; r < mr; r++)
+                        for (int64_t j = 0; j < nr; j++)
+                            tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
+                    k->micro(nb, x_pack, strip, tail_c, nr, accumulate);
+                    for (int64_t r = 0; r < mi; r++)
+                        for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
                 }
-                for (int64_t r = 0; r < mr; r++)
-                    for (int64_t j = 0; j < nr; j++)
-                        tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
-                k->micro(nb, x_pack, strip, tail_c, nr, accumulate);
-                for (int64_t r = 0; r < mi; r++)
-                    for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
+                /* the outliers' products after the slice's block sums, as in the definition; the
+                 * strip and the tile are still cached */
+                if (n_outliers) k->strip_outliers(c, ldy, strip, nr, (int)nj, outliers, n_outliers);
             }
-            q8_add_outlier_products(job, outliers, n_outliers, i0 + i, j0, nc, b0);
-            if (last && job->bias) add_bias_block(job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
+            if (last && job->bias) add_bias_block(job->ops, job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
         }
     }
 }
@@ -7943,7 +7977,7 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
                       int64_t in_dim, const float *bias) {
     const q8_kernels *k = q8_kernels_for(pool);
     q8_job job = {
-        .k = k, .y = y, .x = x, .wq = w, .w_scales = (const uint8_t *)w + out_dim * in_dim, .bias = bias,
+        .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .wq = w, .w_scales = (const uint8_t *)w + out_dim * in_dim, .bias = bias,
         .n = n, .in = in_dim, .out = out_dim,
     };
     bool scratch = pool && pool->scratch_floats * sizeof(float) >= q8_task_bytes(k, k->nc);
@@ -8445,9 +8479,20 @@ static AVX2_TARGET void sigmoid_gate_avx2(float *x, const float *up, int64_t n, 
     sigmoid_gate_scalar(x + i, up ? up + i : NULL, n - i, alpha);
 }
 
+static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const float *sin_a, int64_t half) {
+    int64_t i = 0;
+    for (; i + 8 <= half; i += 8) {
+        __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + half);
+        __m256 c = _mm256_loadu_ps(cos_a + i), s = _mm256_loadu_ps(sin_a + i);
+        _mm256_storeu_ps(v + i, _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, s)));
+        _mm256_storeu_ps(v + i + half, _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, s)));
+    }
+    rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
+}
+
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 192, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -8490,7 +8535,7 @@ static AVX512_TARGET void gemm_micro_avx512(int64_t kc, const float *a, const fl
 
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
@@ -8687,8 +8732,34 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
     _mm256_storeu_ps(c + 2 * ldc, f2), _mm256_storeu_ps(c + 3 * ldc, f3);
 }
 
+/* q8_strip_outliers_fn for whole strips (nr a multiple of 8): per outlier, byte k % 4 of each column's
+ * quad sign-extended by two shifts, then the definition's two products and sum, eight columns at once. */
+static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                               const q8_outlier *outliers, int n_outliers) {
+    if (nj != nr || nr % 8 != 0) {
+        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
+        return;
+    }
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
+        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const __m128i up = _mm_cvtsi32_si128(24 - 8 * (out->k % 4)), down = _mm_cvtsi32_si128(24);
+        const __m256 value = _mm256_set1_ps(out->value);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nr; j += 8) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(quads + (size_t)j * 4));
+            __m256 w = _mm256_cvtepi32_ps(_mm256_sra_epi32(_mm256_sll_epi32(q, up), down));
+            __m256 term = _mm256_mul_ps(value, _mm256_mul_ps(w, _mm256_loadu_ps(scales + j)));
+            _mm256_storeu_ps(row + j, _mm256_add_ps(_mm256_loadu_ps(row + j), term));
+        }
+    }
+}
+
 static const q8_kernels q8_kernels_avx2_table = {
     "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2, q8_pack_strip_avx2,
+    q8_strip_outliers_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -8805,8 +8876,33 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 #undef VNNI_STORE
 }
 
+/* q8_strip_outliers_avx2 sixteen columns at once. */
+static VNNI_TARGET void q8_strip_outliers_avx512(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                                 const q8_outlier *outliers, int n_outliers) {
+    if (nj != nr || nr % 16 != 0) {
+        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
+        return;
+    }
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
+        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const __m128i up = _mm_cvtsi32_si128(24 - 8 * (out->k % 4)), down = _mm_cvtsi32_si128(24);
+        const __m512 value = _mm512_set1_ps(out->value);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nr; j += 16) {
+            __m512i q = _mm512_loadu_si512((const void *)(quads + (size_t)j * 4));
+            __m512 w = _mm512_cvtepi32_ps(_mm512_sra_epi32(_mm512_sll_epi32(q, up), down));
+            __m512 term = _mm512_mul_ps(value, _mm512_mul_ps(w, _mm512_loadu_ps(scales + j)));
+            _mm512_storeu_ps(row + j, _mm512_add_ps(_mm512_loadu_ps(row + j), term));
+        }
+    }
+}
+
 static const q8_kernels q8_kernels_vnni_table = {
     "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni, q8_pack_strip_avx2,
+    q8_strip_outliers_avx512,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
@@ -9054,9 +9150,21 @@ static void sigmoid_gate_neon(float *x, const float *up, int64_t n, float alpha)
     sigmoid_gate_scalar(x + i, up ? up + i : NULL, n - i, alpha);
 }
 
+static void rotate_half_neon(float *v, const float *cos_a, const float *sin_a, int64_t half) {
+    int64_t i = 0;
+    for (; i + 4 <= half; i += 4) {
+        float32x4_t a = vld1q_f32(v + i), b = vld1q_f32(v + i + half);
+        float32x4_t c = vld1q_f32(cos_a + i), s = vld1q_f32(sin_a + i);
+        vst1q_f32(v + i, vsubq_f32(vmulq_f32(a, c), vmulq_f32(b, s)));
+        vst1q_f32(v + i + half, vaddq_f32(vmulq_f32(b, c), vmulq_f32(a, s)));
+    }
+    rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
+}
+
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
     convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, sigmoid_gate_neon,
+    rotate_half_neon,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }
@@ -9165,11 +9273,122 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
     }
 }
 
+/* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, and the block's scale. */
+static inline void q8_store_quads_neon(uint8_t *block, int mr, int r, int8x16_t lo, int8x16_t hi, float scale) {
+    uint32_t quads[Q8_BLOCK / 4];
+    vst1q_s8((int8_t *)(void *)quads, lo);
+    vst1q_s8((int8_t *)(void *)(quads + 4), hi);
+    for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
+    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+}
+
+/* The bit mask (bit k: element k) of eight lane masks of four elements each. */
+static inline uint32_t q8_mask_bits_neon(const uint32x4_t m[8]) {
+    static const uint32_t weights[4] = {1, 2, 4, 8};
+    const uint32x4_t w = vld1q_u32(weights);
+    uint32_t bits = 0;
+    for (int i = 0; i < 8; i++) bits |= vaddvq_u32(vandq_u32(m[i], w)) << (4 * i);
+    return bits;
+}
+
+/* NEON quantizer: the arithmetic and the outlier rule of q8_quantize_block (max, min, counts, 127/amax,
+ * one multiply, round to nearest even); non-finite and tiny blocks go through the definition itself. */
+static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                              q8_outlier *outliers, int *n_outliers) {
+    static const int8_t zeros[Q8_BLOCK];
+    const float32x4_t big = vdupq_n_f32(Q8_FLT_MAX), inf = vdupq_n_f32(INFINITY);
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
+        for (int r = 0; r < mr; r++) {
+            if (r >= rows) {
+                q8_store_row_block(block, mr, r, zeros, 0.0f, false);
+                continue;
+            }
+            const float *xb = x + r * ldx + b * Q8_BLOCK;
+            float32x4_t v[8], a[8];
+            uint32x4_t finite = vdupq_n_u32(~0u);
+            float32x4_t vmax = vdupq_n_f32(0.0f);
+            for (int i = 0; i < 8; i++) {
+                v[i] = vld1q_f32(xb + 4 * i);
+                a[i] = vabsq_f32(v[i]);
+                finite = vandq_u32(finite, vcleq_f32(a[i], big)); /* false for NaN too */
+                vmax = vmaxq_f32(vmax, a[i]);
+            }
+            float amax = vmaxvq_f32(vmax);
+            if (vminvq_u32(finite) == 0 || amax < Q8_TINY) { /* rare: the definition */
+                q8_pack_row_block_scalar(block, mr, r, xb, b, false, outliers, n_outliers);
+                continue;
+            }
+            const float32x4_t quarter = vdupq_n_f32(amax * 0.25f);
+            uint32x4_t large[8];
+            int32x4_t count = vdupq_n_s32(0);
+            for (int i = 0; i < 8; i++) {
+                large[i] = vcgtq_f32(a[i], quarter);
+                count = vsubq_s32(count, vreinterpretq_s32_u32(large[i])); /* lanes are 0 or −1 */
+            }
+            uint32_t outlier_mask = 0;
+            float qmax = amax;
+            if (vaddvq_s32(count) <= Q8_OUTLIERS_MAX) {
+                float32x4_t rest = vdupq_n_f32(0.0f), low = inf;
+                for (int i = 0; i < 8; i++) {
+                    rest = vmaxq_f32(rest, vbslq_f32(large[i], vdupq_n_f32(0.0f), a[i]));
+                    low = vminq_f32(low, vbslq_f32(large[i], a[i], inf));
+                }
+                float rest_max = vmaxvq_f32(rest);
+                if (q8_outliers_apart(vminvq_f32(low), rest_max)) {
+                    outlier_mask = q8_mask_bits_neon(large);
+                    qmax = rest_max;
+                    for (int i = 0; i < 8; i++) v[i] = vbslq_f32(large[i], vdupq_n_f32(0.0f), v[i]);
+                }
+            }
+            q8_add_outliers(outliers, n_outliers, r, b, xb, outlier_mask);
+            if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
+                q8_store_row_block(block, mr, r, zeros, 0.0f, false);
+                continue;
+            }
+            const float32x4_t inv = vdupq_n_f32(127.0f / qmax);
+            int16x8_t h[4];
+            for (int i = 0; i < 4; i++) /* |x·inv| ≤ 127.00002: the narrowing never saturates */
+                h[i] = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[2 * i], inv))),
+                                    vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[2 * i + 1], inv))));
+            q8_store_quads_neon(block, mr, r, vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])),
+                                vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3])), qmax / 127.0f);
+        }
+    }
+}
+
+/* q8_strip_outliers_fn for whole strips (nr a multiple of 4): per outlier, byte k % 4 of each column's
+ * quad sign-extended by two shifts, then the definition's two products and sum, four columns at once. */
+static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                   const q8_outlier *outliers, int n_outliers) {
+    if (nj != nr || nr % 4 != 0) {
+        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
+        return;
+    }
+    const int32x4_t down = vdupq_n_s32(-24);
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
+        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const int32x4_t up = vdupq_n_s32(24 - 8 * (out->k % 4));
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nr; j += 4) {
+            int32x4_t q = vreinterpretq_s32_u8(vld1q_u8(quads + (size_t)j * 4));
+            float32x4_t w = vcvtq_f32_s32(vshlq_s32(vshlq_s32(q, up), down));
+            float32x4_t term = vmulq_n_f32(vmulq_f32(w, vld1q_f32(scales + j)), out->value);
+            vst1q_f32(row + j, vaddq_f32(vld1q_f32(row + j), term));
+        }
+    }
+}
+
 static const q8_kernels q8_kernels_neon_dot_table = {
-    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_scalar, q8_pack_strip,
+    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_neon, q8_pack_strip,
+    q8_strip_outliers_neon,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
-    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_scalar, q8_pack_strip,
+    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_neon, q8_pack_strip,
+    q8_strip_outliers_neon,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
@@ -9305,13 +9524,14 @@ typedef struct {
     float alpha;
 } elementwise_job;
 
+/* x += y through scale_add(1, 1): no product rounds, so it is x + y exactly on every path. */
 static void add_range(void *arg, int64_t begin, int64_t end) {
     const elementwise_job *j = arg;
-    for (int64_t i = begin; i < end; i++) j->x[i] += j->y[i];
+    j->ops->scale_add(j->x + begin, 1.0f, j->y + begin, 1.0f, end - begin);
 }
 
 static void add_in_place(thread_pool *pool, float *x, const float *y, size_t count) {
-    elementwise_job job = {x, y, NULL, 0.0f};
+    elementwise_job job = {x, y, kernel_ops_for(pool), 0.0f};
     parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, add_range, &job);
 }
 
@@ -9353,20 +9573,34 @@ static void rope_inverse_frequencies(double theta, int dim, float *inv_freq) {
     }
 }
 
-/* Rotates each of `n_heads` heads (head_dim floats, consecutive from x) by the angles whose cos/sin
- * are given (head_dim/2 values; dims i and i + head_dim/2 share angle i):
- *   out[i] = x[i]·cos − x[i+half]·sin,   out[i+half] = x[i+half]·cos + x[i]·sin. */
-static void rope_rotate_heads(float *x, int n_heads, int head_dim, const float *cos_a,
-                              const float *sin_a) {
-    const int half = head_dim / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (size_t)h * head_dim;
-        for (int i = 0; i < half; i++) {
-            float a = v[i], b = v[i + half];
-            v[i] = a * cos_a[i] - b * sin_a[i];
-            v[i + half] = b * cos_a[i] + a * sin_a[i];
-        }
-    }
+/* Rotates, in each of n rows (row stride `stride`), `n_heads` heads of head_dim floats (consecutive from
+ * the row's start) by row r's angles, whose cos/sin are cos_t/sin_t + r·head_dim/2 (dims i and
+ * i + head_dim/2 share angle i):
+ *   out[i] = x[i]·cos − x[i+half]·sin,   out[i+half] = x[i+half]·cos + x[i]·sin.
+ * Rows are split over the pool; each element is computed the same way on every path. */
+typedef struct {
+    const kernel_ops *ops;
+    float *x;
+    int64_t stride;
+    int n_heads, head_dim;
+    const float *cos_t, *sin_t;
+} rope_job;
+
+static void rope_range(void *arg, int64_t begin, int64_t end) {
+    const rope_job *j = arg;
+    const int64_t half = j->head_dim / 2;
+    for (int64_t r = begin; r < end; r++)
+        for (int h = 0; h < j->n_heads; h++)
+            j->ops->rotate_half(j->x + r * j->stride + (int64_t)h * j->head_dim, j->cos_t + r * half,
+                                j->sin_t + r * half, half);
+}
+
+#define ROPE_ROWS_GRAIN 16
+
+static void rope_rows(thread_pool *pool, float *x, int64_t n, int64_t stride, int n_heads, int head_dim,
+                      const float *cos_t, const float *sin_t) {
+    rope_job job = {kernel_ops_for(pool), x, stride, n_heads, head_dim, cos_t, sin_t};
+    parallel_for(pool, n, ROPE_ROWS_GRAIN, rope_range, &job);
 }
 
 /* ================================================================================================
@@ -9520,15 +9754,13 @@ typedef struct {
 static void vision_block_forward(thread_pool *pool, const vision_config *c, const vision_block *b,
                                  vision_state *s, const int grid[3], const adapter_scratch *adapter) {
     const int64_t n = (int64_t)grid[0] * grid[1] * grid[2], per_frame = (int64_t)grid[1] * grid[2];
-    const int E = c->embed_dim, hd = c->head_dim, half = hd / 2;
+    const int E = c->embed_dim, hd = c->head_dim;
 
     layer_norm(pool, s->h, s->x, b->norm1_w, b->norm1_b, n, E, c->norm_eps);
     linear_forward(pool, &b->qkv, s->h, n, s->qkv, adapter);
-    for (int64_t p = 0; p < n; p++) { /* each row is [q | k | v], each [heads][head_dim] */
-        float *row = s->qkv + p * 3 * E;
-        rope_rotate_heads(row, c->n_heads, hd, s->cos_t + p * half, s->sin_t + p * half);
-        rope_rotate_heads(row + E, c->n_heads, hd, s->cos_t + p * half, s->sin_t + p * half);
-    }
+    /* each row is [q | k | v], each [heads][head_dim] */
+    rope_rows(pool, s->qkv, n, 3 * (int64_t)E, c->n_heads, hd, s->cos_t, s->sin_t);
+    rope_rows(pool, s->qkv + E, n, 3 * (int64_t)E, c->n_heads, hd, s->cos_t, s->sin_t);
     for (int t = 0; t < grid[0]; t++) {
         const float *q = s->qkv + (size_t)t * per_frame * 3 * E;
         attention(pool, s->att + (size_t)t * per_frame * E, q, q + E, q + 2 * E, per_frame, c->n_heads,
@@ -9897,17 +10129,15 @@ typedef struct {
  *   x += down(silu(gate(n)) · up(n)),                  n = RMSNorm(x)                                */
 static void text_layer_forward(thread_pool *pool, const text_config *c, const text_layer *l, float *x,
                                text_state *s, int64_t L, const adapter_scratch *adapter) {
-    const int H = c->hidden, hd = c->head_dim, half = hd / 2;
+    const int H = c->hidden, hd = c->head_dim;
     const int64_t q_width = (int64_t)c->n_heads * hd, kv_width = (int64_t)c->n_kv_heads * hd;
 
     rms_norm(pool, s->h, x, l->input_norm, L, H, c->rms_eps);
     linear_forward(pool, &l->q, s->h, L, s->q, adapter);
     linear_forward(pool, &l->k, s->h, L, s->k, adapter);
     linear_forward(pool, &l->v, s->h, L, s->v, adapter);
-    for (int64_t i = 0; i < L; i++) {
-        rope_rotate_heads(s->q + i * q_width, c->n_heads, hd, s->cos_t + i * half, s->sin_t + i * half);
-        rope_rotate_heads(s->k + i * kv_width, c->n_kv_heads, hd, s->cos_t + i * half, s->sin_t + i * half);
-    }
+    rope_rows(pool, s->q, L, q_width, c->n_heads, hd, s->cos_t, s->sin_t);
+    rope_rows(pool, s->k, L, kv_width, c->n_kv_heads, hd, s->cos_t, s->sin_t);
     attention(pool, s->att, s->q, s->k, s->v, L, c->n_heads, c->n_kv_heads, hd, q_width, kv_width,
               c->causal);
     linear_forward(pool, &l->o, s->att, L, s->h, adapter);

@@ -61,6 +61,9 @@ typedef struct {
     float (*exp_sum)(float *s, int64_t n, float scale, float max);
     /* x[i] ← x[i]·σ(α·x[i]) (· up[i] when up is not NULL): QuickGELU (α = 1.702) and SwiGLU (α = 1) */
     void (*sigmoid_gate)(float *x, const float *up, int64_t n, float alpha);
+    /* rotate-half rotary embedding of one head: v[i], v[i + half] ← v[i]·cos[i] − v[i + half]·sin[i],
+     * v[i + half]·cos[i] + v[i]·sin[i] for i < half (plain products and sums: bit-identical on every path) */
+    void (*rotate_half)(float *v, const float *cos_a, const float *sin_a, int64_t half);
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -202,9 +205,22 @@ static void sigmoid_gate_scalar(float *x, const float *up, int64_t n, float alph
     }
 }
 
+/* The rotation of pairs (v[i], v[i + half]) for i < count (SIMD kernels finish their tails here). */
+static void rotate_half_tail(float *v, const float *cos_a, const float *sin_a, int64_t count, int64_t half) {
+    for (int64_t i = 0; i < count; i++) {
+        float a = v[i], b = v[i + half];
+        v[i] = a * cos_a[i] - b * sin_a[i];
+        v[i + half] = b * cos_a[i] + a * sin_a[i];
+    }
+}
+
+static void rotate_half_scalar(float *v, const float *cos_a, const float *sin_a, int64_t half) {
+    rotate_half_tail(v, cos_a, sin_a, half, half);
+}
+
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
-    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar,
+    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar, rotate_half_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */
@@ -294,9 +310,10 @@ static void prefetch_weight_lines(const matmul_job *job, const weight_slice *sli
 #endif
 }
 
-static void add_bias_block(float *y, int64_t ldy, const float *bias, int64_t rows, int64_t j0, int64_t nc) {
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < nc; j++) y[i * ldy + j0 + j] += bias[j0 + j];
+/* y rows += bias over columns [j0, j0 + nc): scale_add(1, 1) is y + bias exactly (no product rounds). */
+static void add_bias_block(const kernel_ops *ops, float *y, int64_t ldy, const float *bias, int64_t rows, int64_t j0,
+                           int64_t nc) {
+    for (int64_t i = 0; i < rows; i++) ops->scale_add(y + i * ldy + j0, 1.0f, bias + j0, 1.0f, nc);
 }
 
 static void matmul_gemm_task(void *arg, int task, int thread) {
@@ -344,7 +361,7 @@ static void matmul_gemm_task(void *arg, int task, int thread) {
             }
         }
     }
-    if (job->bias) add_bias_block(job->y + i0 * ldy, ldy, job->bias, rows, j0, nc);
+    if (job->bias) add_bias_block(job->ops, job->y + i0 * ldy, ldy, job->bias, rows, j0, nc);
 }
 
 /* Dot-product path (few rows, or no scratch): W streamed once, row after row, in GEMV_CHUNK slices
@@ -519,6 +536,11 @@ typedef void (*q8_pack_rows_fn)(uint8_t *a_pack, int mr, const float *x, int64_t
 typedef void (*q8_pack_strip_fn)(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
                                  int64_t row0, int rows, int64_t b0, int64_t blocks);
 
+/* c[row][j] (row stride ldc) += value · ((float)w[j][k] · scale_w[j][block]) for each outlier in list
+ * order, j < nj, the weights read from a packed strip of nr columns (blocks of the current slice). */
+typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                     const q8_outlier *outliers, int n_outliers);
+
 typedef struct {
     const char *name;
     int mr, nr, nc;
@@ -526,6 +548,7 @@ typedef struct {
     q8_micro_fn micro;
     q8_pack_rows_fn pack_rows;
     q8_pack_strip_fn pack_strip;
+    q8_strip_outliers_fn strip_outliers;
 } q8_kernels;
 
 /* The outlier rule of a block with `large` elements above amax/4 (at most Q8_OUTLIERS_MAX): they are
@@ -674,8 +697,32 @@ static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, 
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
+/* The weight of column j, element k of a strip block, and the block's scale of column j. */
+static int8_t q8_strip_weight(const uint8_t *block, int nr, int j, int k) {
+    return (int8_t)block[((size_t)(k / 4) * nr + j) * 4 + k % 4];
+}
+
+static float q8_strip_scale(const uint8_t *block, int nr, int j) {
+    float scale;
+    memcpy(&scale, block + (size_t)nr * (Q8_BLOCK + 4) + (size_t)j * 4, sizeof scale);
+    return scale;
+}
+
+/* The definition of q8_strip_outliers_fn. */
+static void q8_strip_outliers_scalar(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                     const q8_outlier *outliers, int n_outliers) {
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nj; j++)
+            row[j] = row[j] + out->value * ((float)q8_strip_weight(block, nr, j, out->k) * q8_strip_scale(block, nr, j));
+    }
+}
+
 static const q8_kernels q8_kernels_scalar = {
     "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, false, q8_micro_scalar, q8_pack_rows_scalar, q8_pack_strip,
+    q8_strip_outliers_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
@@ -695,6 +742,7 @@ static const q8_kernels *q8_kernels_for(const thread_pool *pool) {
 
 typedef struct {
     const q8_kernels *k;
+    const kernel_ops *ops; /* the pool's path, for the bias */
     float *y;
     const float *x;
     const int8_t *wq;
@@ -714,22 +762,6 @@ typedef struct {
 static size_t q8_task_bytes(const q8_kernels *k, int64_t cols) {
     return (size_t)ceil_div(cols, k->nr) * Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(k->nr) +
            Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(k->mr) + (size_t)k->mr * k->nr * sizeof(float) + 64;
-}
-
-/* y rows of the group += the outliers' products with the dequantized weight columns j0..j0+nc−1. */
-static void q8_add_outlier_products(const q8_job *job, const q8_outlier *outliers, int n_outliers, int64_t row0,
-                                    int64_t j0, int64_t nc, int64_t b0) {
-    const int64_t blocks_per_row = job->in / Q8_BLOCK;
-    for (int o = 0; o < n_outliers; o++) {
-        const q8_outlier *out = &outliers[o];
-        const int64_t b = b0 + out->block, col = b * Q8_BLOCK + out->k;
-        float *yr = job->y + (row0 + out->row) * job->out;
-        for (int64_t j = j0; j < j0 + nc; j++) {
-            float scale;
-            memcpy(&scale, job->w_scales + (j * blocks_per_row + b) * 4, sizeof scale);
-            yr[j] = yr[j] + out->value * ((float)job->wq[j * job->in + col] * scale);
-        }
-    }
 }
 
 /* Lines [from, to) of the weight slice rows [j0, j0 + nc) × blocks [b0, b0 + nb) towards the cache: its
@@ -832,17 +864,19 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                 float *c = job->y + (i0 + i) * ldy + j0 + jr;
                 if (mi == mr && nj == nr) {
                     k->micro(nb, x_pack, strip, c, ldy, accumulate);
-                    continue;
+                } else {
+                    for (int64_t r = 0; r < mr; r++)
+                        for (int64_t j = 0; j < nr; j++)
+                            tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
+                    k->micro(nb, x_pack, strip, tail_c, nr, accumulate);
+                    for (int64_t r = 0; r < mi; r++)
+                        for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
                 }
-                for (int64_t r = 0; r < mr; r++)
-                    for (int64_t j = 0; j < nr; j++)
-                        tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
-                k->micro(nb, x_pack, strip, tail_c, nr, accumulate);
-                for (int64_t r = 0; r < mi; r++)
-                    for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
+                /* the outliers' products after the slice's block sums, as in the definition; the
+                 * strip and the tile are still cached */
+                if (n_outliers) k->strip_outliers(c, ldy, strip, nr, (int)nj, outliers, n_outliers);
             }
-            q8_add_outlier_products(job, outliers, n_outliers, i0 + i, j0, nc, b0);
-            if (last && job->bias) add_bias_block(job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
+            if (last && job->bias) add_bias_block(job->ops, job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
         }
     }
 }
@@ -852,7 +886,7 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
                       int64_t in_dim, const float *bias) {
     const q8_kernels *k = q8_kernels_for(pool);
     q8_job job = {
-        .k = k, .y = y, .x = x, .wq = w, .w_scales = (const uint8_t *)w + out_dim * in_dim, .bias = bias,
+        .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .wq = w, .w_scales = (const uint8_t *)w + out_dim * in_dim, .bias = bias,
         .n = n, .in = in_dim, .out = out_dim,
     };
     bool scratch = pool && pool->scratch_floats * sizeof(float) >= q8_task_bytes(k, k->nc);

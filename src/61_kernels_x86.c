@@ -306,9 +306,20 @@ static AVX2_TARGET void sigmoid_gate_avx2(float *x, const float *up, int64_t n, 
     sigmoid_gate_scalar(x + i, up ? up + i : NULL, n - i, alpha);
 }
 
+static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const float *sin_a, int64_t half) {
+    int64_t i = 0;
+    for (; i + 8 <= half; i += 8) {
+        __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + half);
+        __m256 c = _mm256_loadu_ps(cos_a + i), s = _mm256_loadu_ps(sin_a + i);
+        _mm256_storeu_ps(v + i, _mm256_sub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(b, s)));
+        _mm256_storeu_ps(v + i + half, _mm256_add_ps(_mm256_mul_ps(b, c), _mm256_mul_ps(a, s)));
+    }
+    rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
+}
+
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 192, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -351,7 +362,7 @@ static AVX512_TARGET void gemm_micro_avx512(int64_t kc, const float *a, const fl
 
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
@@ -548,8 +559,34 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
     _mm256_storeu_ps(c + 2 * ldc, f2), _mm256_storeu_ps(c + 3 * ldc, f3);
 }
 
+/* q8_strip_outliers_fn for whole strips (nr a multiple of 8): per outlier, byte k % 4 of each column's
+ * quad sign-extended by two shifts, then the definition's two products and sum, eight columns at once. */
+static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                               const q8_outlier *outliers, int n_outliers) {
+    if (nj != nr || nr % 8 != 0) {
+        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
+        return;
+    }
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
+        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const __m128i up = _mm_cvtsi32_si128(24 - 8 * (out->k % 4)), down = _mm_cvtsi32_si128(24);
+        const __m256 value = _mm256_set1_ps(out->value);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nr; j += 8) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(quads + (size_t)j * 4));
+            __m256 w = _mm256_cvtepi32_ps(_mm256_sra_epi32(_mm256_sll_epi32(q, up), down));
+            __m256 term = _mm256_mul_ps(value, _mm256_mul_ps(w, _mm256_loadu_ps(scales + j)));
+            _mm256_storeu_ps(row + j, _mm256_add_ps(_mm256_loadu_ps(row + j), term));
+        }
+    }
+}
+
 static const q8_kernels q8_kernels_avx2_table = {
     "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2, q8_pack_strip_avx2,
+    q8_strip_outliers_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -666,8 +703,33 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 #undef VNNI_STORE
 }
 
+/* q8_strip_outliers_avx2 sixteen columns at once. */
+static VNNI_TARGET void q8_strip_outliers_avx512(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                                 const q8_outlier *outliers, int n_outliers) {
+    if (nj != nr || nr % 16 != 0) {
+        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
+        return;
+    }
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
+        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const __m128i up = _mm_cvtsi32_si128(24 - 8 * (out->k % 4)), down = _mm_cvtsi32_si128(24);
+        const __m512 value = _mm512_set1_ps(out->value);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nr; j += 16) {
+            __m512i q = _mm512_loadu_si512((const void *)(quads + (size_t)j * 4));
+            __m512 w = _mm512_cvtepi32_ps(_mm512_sra_epi32(_mm512_sll_epi32(q, up), down));
+            __m512 term = _mm512_mul_ps(value, _mm512_mul_ps(w, _mm512_loadu_ps(scales + j)));
+            _mm512_storeu_ps(row + j, _mm512_add_ps(_mm512_loadu_ps(row + j), term));
+        }
+    }
+}
+
 static const q8_kernels q8_kernels_vnni_table = {
     "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni, q8_pack_strip_avx2,
+    q8_strip_outliers_avx512,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }

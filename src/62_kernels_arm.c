@@ -234,9 +234,21 @@ static void sigmoid_gate_neon(float *x, const float *up, int64_t n, float alpha)
     sigmoid_gate_scalar(x + i, up ? up + i : NULL, n - i, alpha);
 }
 
+static void rotate_half_neon(float *v, const float *cos_a, const float *sin_a, int64_t half) {
+    int64_t i = 0;
+    for (; i + 4 <= half; i += 4) {
+        float32x4_t a = vld1q_f32(v + i), b = vld1q_f32(v + i + half);
+        float32x4_t c = vld1q_f32(cos_a + i), s = vld1q_f32(sin_a + i);
+        vst1q_f32(v + i, vsubq_f32(vmulq_f32(a, c), vmulq_f32(b, s)));
+        vst1q_f32(v + i + half, vaddq_f32(vmulq_f32(b, c), vmulq_f32(a, s)));
+    }
+    rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
+}
+
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
     convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, sigmoid_gate_neon,
+    rotate_half_neon,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }
@@ -345,11 +357,122 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
     }
 }
 
+/* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, and the block's scale. */
+static inline void q8_store_quads_neon(uint8_t *block, int mr, int r, int8x16_t lo, int8x16_t hi, float scale) {
+    uint32_t quads[Q8_BLOCK / 4];
+    vst1q_s8((int8_t *)(void *)quads, lo);
+    vst1q_s8((int8_t *)(void *)(quads + 4), hi);
+    for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
+    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+}
+
+/* The bit mask (bit k: element k) of eight lane masks of four elements each. */
+static inline uint32_t q8_mask_bits_neon(const uint32x4_t m[8]) {
+    static const uint32_t weights[4] = {1, 2, 4, 8};
+    const uint32x4_t w = vld1q_u32(weights);
+    uint32_t bits = 0;
+    for (int i = 0; i < 8; i++) bits |= vaddvq_u32(vandq_u32(m[i], w)) << (4 * i);
+    return bits;
+}
+
+/* NEON quantizer: the arithmetic and the outlier rule of q8_quantize_block (max, min, counts, 127/amax,
+ * one multiply, round to nearest even); non-finite and tiny blocks go through the definition itself. */
+static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                              q8_outlier *outliers, int *n_outliers) {
+    static const int8_t zeros[Q8_BLOCK];
+    const float32x4_t big = vdupq_n_f32(Q8_FLT_MAX), inf = vdupq_n_f32(INFINITY);
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
+        for (int r = 0; r < mr; r++) {
+            if (r >= rows) {
+                q8_store_row_block(block, mr, r, zeros, 0.0f, false);
+                continue;
+            }
+            const float *xb = x + r * ldx + b * Q8_BLOCK;
+            float32x4_t v[8], a[8];
+            uint32x4_t finite = vdupq_n_u32(~0u);
+            float32x4_t vmax = vdupq_n_f32(0.0f);
+            for (int i = 0; i < 8; i++) {
+                v[i] = vld1q_f32(xb + 4 * i);
+                a[i] = vabsq_f32(v[i]);
+                finite = vandq_u32(finite, vcleq_f32(a[i], big)); /* false for NaN too */
+                vmax = vmaxq_f32(vmax, a[i]);
+            }
+            float amax = vmaxvq_f32(vmax);
+            if (vminvq_u32(finite) == 0 || amax < Q8_TINY) { /* rare: the definition */
+                q8_pack_row_block_scalar(block, mr, r, xb, b, false, outliers, n_outliers);
+                continue;
+            }
+            const float32x4_t quarter = vdupq_n_f32(amax * 0.25f);
+            uint32x4_t large[8];
+            int32x4_t count = vdupq_n_s32(0);
+            for (int i = 0; i < 8; i++) {
+                large[i] = vcgtq_f32(a[i], quarter);
+                count = vsubq_s32(count, vreinterpretq_s32_u32(large[i])); /* lanes are 0 or −1 */
+            }
+            uint32_t outlier_mask = 0;
+            float qmax = amax;
+            if (vaddvq_s32(count) <= Q8_OUTLIERS_MAX) {
+                float32x4_t rest = vdupq_n_f32(0.0f), low = inf;
+                for (int i = 0; i < 8; i++) {
+                    rest = vmaxq_f32(rest, vbslq_f32(large[i], vdupq_n_f32(0.0f), a[i]));
+                    low = vminq_f32(low, vbslq_f32(large[i], a[i], inf));
+                }
+                float rest_max = vmaxvq_f32(rest);
+                if (q8_outliers_apart(vminvq_f32(low), rest_max)) {
+                    outlier_mask = q8_mask_bits_neon(large);
+                    qmax = rest_max;
+                    for (int i = 0; i < 8; i++) v[i] = vbslq_f32(large[i], vdupq_n_f32(0.0f), v[i]);
+                }
+            }
+            q8_add_outliers(outliers, n_outliers, r, b, xb, outlier_mask);
+            if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
+                q8_store_row_block(block, mr, r, zeros, 0.0f, false);
+                continue;
+            }
+            const float32x4_t inv = vdupq_n_f32(127.0f / qmax);
+            int16x8_t h[4];
+            for (int i = 0; i < 4; i++) /* |x·inv| ≤ 127.00002: the narrowing never saturates */
+                h[i] = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[2 * i], inv))),
+                                    vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[2 * i + 1], inv))));
+            q8_store_quads_neon(block, mr, r, vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])),
+                                vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3])), qmax / 127.0f);
+        }
+    }
+}
+
+/* q8_strip_outliers_fn for whole strips (nr a multiple of 4): per outlier, byte k % 4 of each column's
+ * quad sign-extended by two shifts, then the definition's two products and sum, four columns at once. */
+static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+                                   const q8_outlier *outliers, int n_outliers) {
+    if (nj != nr || nr % 4 != 0) {
+        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
+        return;
+    }
+    const int32x4_t down = vdupq_n_s32(-24);
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
+        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const int32x4_t up = vdupq_n_s32(24 - 8 * (out->k % 4));
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nr; j += 4) {
+            int32x4_t q = vreinterpretq_s32_u8(vld1q_u8(quads + (size_t)j * 4));
+            float32x4_t w = vcvtq_f32_s32(vshlq_s32(vshlq_s32(q, up), down));
+            float32x4_t term = vmulq_n_f32(vmulq_f32(w, vld1q_f32(scales + j)), out->value);
+            vst1q_f32(row + j, vaddq_f32(vld1q_f32(row + j), term));
+        }
+    }
+}
+
 static const q8_kernels q8_kernels_neon_dot_table = {
-    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_scalar, q8_pack_strip,
+    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_neon, q8_pack_strip,
+    q8_strip_outliers_neon,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
-    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_scalar, q8_pack_strip,
+    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_neon, q8_pack_strip,
+    q8_strip_outliers_neon,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {

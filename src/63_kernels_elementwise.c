@@ -123,13 +123,14 @@ typedef struct {
     float alpha;
 } elementwise_job;
 
+/* x += y through scale_add(1, 1): no product rounds, so it is x + y exactly on every path. */
 static void add_range(void *arg, int64_t begin, int64_t end) {
     const elementwise_job *j = arg;
-    for (int64_t i = begin; i < end; i++) j->x[i] += j->y[i];
+    j->ops->scale_add(j->x + begin, 1.0f, j->y + begin, 1.0f, end - begin);
 }
 
 static void add_in_place(thread_pool *pool, float *x, const float *y, size_t count) {
-    elementwise_job job = {x, y, NULL, 0.0f};
+    elementwise_job job = {x, y, kernel_ops_for(pool), 0.0f};
     parallel_for(pool, (int64_t)count, ELEMENTWISE_GRAIN, add_range, &job);
 }
 
@@ -171,18 +172,32 @@ static void rope_inverse_frequencies(double theta, int dim, float *inv_freq) {
     }
 }
 
-/* Rotates each of `n_heads` heads (head_dim floats, consecutive from x) by the angles whose cos/sin
- * are given (head_dim/2 values; dims i and i + head_dim/2 share angle i):
- *   out[i] = x[i]·cos − x[i+half]·sin,   out[i+half] = x[i+half]·cos + x[i]·sin. */
-static void rope_rotate_heads(float *x, int n_heads, int head_dim, const float *cos_a,
-                              const float *sin_a) {
-    const int half = head_dim / 2;
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (size_t)h * head_dim;
-        for (int i = 0; i < half; i++) {
-            float a = v[i], b = v[i + half];
-            v[i] = a * cos_a[i] - b * sin_a[i];
-            v[i + half] = b * cos_a[i] + a * sin_a[i];
-        }
-    }
+/* Rotates, in each of n rows (row stride `stride`), `n_heads` heads of head_dim floats (consecutive from
+ * the row's start) by row r's angles, whose cos/sin are cos_t/sin_t + r·head_dim/2 (dims i and
+ * i + head_dim/2 share angle i):
+ *   out[i] = x[i]·cos − x[i+half]·sin,   out[i+half] = x[i+half]·cos + x[i]·sin.
+ * Rows are split over the pool; each element is computed the same way on every path. */
+typedef struct {
+    const kernel_ops *ops;
+    float *x;
+    int64_t stride;
+    int n_heads, head_dim;
+    const float *cos_t, *sin_t;
+} rope_job;
+
+static void rope_range(void *arg, int64_t begin, int64_t end) {
+    const rope_job *j = arg;
+    const int64_t half = j->head_dim / 2;
+    for (int64_t r = begin; r < end; r++)
+        for (int h = 0; h < j->n_heads; h++)
+            j->ops->rotate_half(j->x + r * j->stride + (int64_t)h * j->head_dim, j->cos_t + r * half,
+                                j->sin_t + r * half, half);
+}
+
+#define ROPE_ROWS_GRAIN 16
+
+static void rope_rows(thread_pool *pool, float *x, int64_t n, int64_t stride, int n_heads, int head_dim,
+                      const float *cos_t, const float *sin_t) {
+    rope_job job = {kernel_ops_for(pool), x, stride, n_heads, head_dim, cos_t, sin_t};
+    parallel_for(pool, n, ROPE_ROWS_GRAIN, rope_range, &job);
 }

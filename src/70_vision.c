@@ -150,15 +150,13 @@ typedef struct {
 static void vision_block_forward(thread_pool *pool, const vision_config *c, const vision_block *b,
                                  vision_state *s, const int grid[3], const adapter_scratch *adapter) {
     const int64_t n = (int64_t)grid[0] * grid[1] * grid[2], per_frame = (int64_t)grid[1] * grid[2];
-    const int E = c->embed_dim, hd = c->head_dim, half = hd / 2;
+    const int E = c->embed_dim, hd = c->head_dim;
 
     layer_norm(pool, s->h, s->x, b->norm1_w, b->norm1_b, n, E, c->norm_eps);
     linear_forward(pool, &b->qkv, s->h, n, s->qkv, adapter);
-    for (int64_t p = 0; p < n; p++) { /* each row is [q | k | v], each [heads][head_dim] */
-        float *row = s->qkv + p * 3 * E;
-        rope_rotate_heads(row, c->n_heads, hd, s->cos_t + p * half, s->sin_t + p * half);
-        rope_rotate_heads(row + E, c->n_heads, hd, s->cos_t + p * half, s->sin_t + p * half);
-    }
+    /* each row is [q | k | v], each [heads][head_dim] */
+    rope_rows(pool, s->qkv, n, 3 * (int64_t)E, c->n_heads, hd, s->cos_t, s->sin_t);
+    rope_rows(pool, s->qkv + E, n, 3 * (int64_t)E, c->n_heads, hd, s->cos_t, s->sin_t);
     for (int t = 0; t < grid[0]; t++) {
         const float *q = s->qkv + (size_t)t * per_frame * 3 * E;
         attention(pool, s->att + (size_t)t * per_frame * E, q, q + E, q + 2 * E, per_frame, c->n_heads,

@@ -146,17 +146,15 @@ typedef struct {
  *   x += down(silu(gate(n)) · up(n)),                  n = RMSNorm(x)                                */
 static void text_layer_forward(thread_pool *pool, const text_config *c, const text_layer *l, float *x,
                                text_state *s, int64_t L, const adapter_scratch *adapter) {
-    const int H = c->hidden, hd = c->head_dim, half = hd / 2;
+    const int H = c->hidden, hd = c->head_dim;
     const int64_t q_width = (int64_t)c->n_heads * hd, kv_width = (int64_t)c->n_kv_heads * hd;
 
     rms_norm(pool, s->h, x, l->input_norm, L, H, c->rms_eps);
     linear_forward(pool, &l->q, s->h, L, s->q, adapter);
     linear_forward(pool, &l->k, s->h, L, s->k, adapter);
     linear_forward(pool, &l->v, s->h, L, s->v, adapter);
-    for (int64_t i = 0; i < L; i++) {
-        rope_rotate_heads(s->q + i * q_width, c->n_heads, hd, s->cos_t + i * half, s->sin_t + i * half);
-        rope_rotate_heads(s->k + i * kv_width, c->n_kv_heads, hd, s->cos_t + i * half, s->sin_t + i * half);
-    }
+    rope_rows(pool, s->q, L, q_width, c->n_heads, hd, s->cos_t, s->sin_t);
+    rope_rows(pool, s->k, L, kv_width, c->n_kv_heads, hd, s->cos_t, s->sin_t);
     attention(pool, s->att, s->q, s->k, s->v, L, c->n_heads, c->n_kv_heads, hd, q_width, kv_width,
               c->causal);
     linear_forward(pool, &l->o, s->att, L, s->h, adapter);

@@ -584,6 +584,53 @@ static void test_q8_pack_rows_all_paths(void) {
     free(got);
 }
 
+/* Each variant's outlier products from a packed strip equal the scalar definition bit for bit, on whole
+ * and partial strips, and only columns < nj change. */
+static void test_q8_strip_outliers_all_paths(void) {
+    q8_variant v[KERNEL_PATH_COUNT + 1];
+    int count = q8_variants(v);
+    enum { BLOCKS = 3, LDC = Q8_NR_MAX + 5 };
+    uint8_t *strip = malloc(BLOCKS * Q8_STRIP_BLOCK_BYTES(Q8_NR_MAX));
+    float want[Q8_MR_MAX * LDC], got[Q8_MR_MAX * LDC];
+    q8_outlier outliers[40];
+    for (int p = 0; p < count; p++) {
+        thread_pool *pool = make_q8_pool(1, v[p]);
+        if (!pool) return;
+        const q8_kernels *k = q8_kernels_for(pool);
+        for (int nj = k->nr; nj >= k->nr - 3 && nj > 0; nj -= 3) {
+            for (size_t i = 0; i < BLOCKS * Q8_STRIP_BLOCK_BYTES(k->nr); i++) strip[i] = (uint8_t)(rand() & 0xff);
+            for (int b = 0; b < BLOCKS; b++) { /* the scales: random floats, not random bytes */
+                float scales[Q8_NR_MAX];
+                fill_random(scales, (size_t)k->nr, 0.02f);
+                memcpy(strip + b * Q8_STRIP_BLOCK_BYTES(k->nr) + (size_t)k->nr * (Q8_BLOCK + 4), scales,
+                       (size_t)k->nr * sizeof(float));
+            }
+            int n = 0;
+            for (int o = 0; o < 40; o++) /* rows and columns repeat: the order matters */
+                outliers[n++] = (q8_outlier){(uint16_t)(rand() % k->mr), (uint16_t)(rand() % BLOCKS),
+                                             (uint16_t)(rand() % Q8_BLOCK), (float)(rand() % 2001 - 1000) * 0.37f};
+            fill_random(want, Q8_MR_MAX * LDC, 3.0f);
+            memcpy(got, want, sizeof got);
+            float before[Q8_MR_MAX * LDC];
+            memcpy(before, want, sizeof before);
+            q8_strip_outliers_scalar(want, LDC, strip, k->nr, nj, outliers, n);
+            k->strip_outliers(got, LDC, strip, k->nr, nj, outliers, n);
+            CHECK(memcmp(want, got, sizeof got) == 0, "%s nj %d: outlier products differ", k->name, nj);
+            int changed_beyond = 0, changed = 0;
+            for (int r = 0; r < Q8_MR_MAX; r++)
+                for (int j = 0; j < LDC; j++) {
+                    bool differs = memcmp(&before[r * LDC + j], &got[r * LDC + j], sizeof(float)) != 0;
+                    changed += differs;
+                    changed_beyond += differs && j >= nj;
+                }
+            CHECK(changed > nj && changed_beyond == 0, "%s nj %d: %d changed, %d beyond the strip", k->name, nj,
+                  changed, changed_beyond);
+        }
+        thread_pool_free(pool);
+    }
+    free(strip);
+}
+
 /* One shape on one variant: bit-identical to the naive definition for 1..4 threads, within the
  * quantization bound of the double-precision product, with and without bias. */
 static void check_q8_shape(thread_pool *pools[4], int64_t n, int64_t in, int64_t out, int64_t outliers) {
@@ -840,6 +887,54 @@ static void test_norms(void) {
 
 /* ---- activations: x·σ(α·x)(·up) on every path, against double ---- */
 
+/* rotate_half on every path equals the rotation formula in float (plain products and sums) bit for bit,
+ * for halves with and without a SIMD tail; rope_rows rotates every head of every row, whatever the
+ * thread count. */
+static void test_rotate_half_all_paths(void) {
+    int paths[KERNEL_PATH_COUNT];
+    int count = available_paths(paths);
+    enum { HALF_MAX = 64 };
+    float v[2 * HALF_MAX], want[2 * HALF_MAX], got[2 * HALF_MAX + 1], c[HALF_MAX], sn[HALF_MAX];
+    fill_random(v, 2 * HALF_MAX, 5.0f);
+    for (int i = 0; i < HALF_MAX; i++) c[i] = cosf(0.3f * (float)i + 0.1f), sn[i] = sinf(0.3f * (float)i + 0.1f);
+    for (int p = 0; p < count; p++) {
+        thread_pool probe = {.kernel_path = paths[p]};
+        const kernel_ops *ops = kernel_ops_for(&probe);
+        for (int half = 1; half <= HALF_MAX; half += (half < 12 ? 1 : 13)) {
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                want[i] = a * c[i] - b * sn[i];
+                want[i + half] = b * c[i] + a * sn[i];
+            }
+            memcpy(got, v, sizeof v);
+            got[2 * half] = 12345.0f;
+            ops->rotate_half(got, c, sn, half);
+            CHECK(memcmp(got, want, (size_t)(2 * half) * sizeof(float)) == 0 && got[2 * half] == 12345.0f,
+                  "%s rotate_half half=%d differs", kernel_path_name(paths[p]), half);
+        }
+    }
+    /* rope_rows: 37 rows of 3 heads of 10 (stride 34: two floats between rows stay untouched) */
+    enum { ROWS = 37, HEADS = 3, HD = 10, STRIDE = HEADS * HD + 4 };
+    float *x = malloc(ROWS * STRIDE * sizeof(float)), *ref = malloc(ROWS * STRIDE * sizeof(float));
+    float *ct = malloc(ROWS * (HD / 2) * sizeof(float)), *st = malloc(ROWS * (HD / 2) * sizeof(float));
+    fill_random(ct, ROWS * (HD / 2), 1.0f);
+    fill_random(st, ROWS * (HD / 2), 1.0f);
+    fill_random(ref, ROWS * STRIDE, 2.0f);
+    float *orig = malloc(ROWS * STRIDE * sizeof(float));
+    memcpy(orig, ref, ROWS * STRIDE * sizeof(float));
+    for (int r = 0; r < ROWS; r++)
+        for (int h = 0; h < HEADS; h++) rotate_half_scalar(ref + r * STRIDE + 2 + h * HD, ct + r * (HD / 2), st + r * (HD / 2), HD / 2);
+    for (int threads = 1; threads <= 3; threads++) {
+        thread_pool *pool = make_pool(threads, paths[count - 1]);
+        if (!pool) break;
+        memcpy(x, orig, ROWS * STRIDE * sizeof(float));
+        rope_rows(pool, x + 2, ROWS, STRIDE, HEADS, HD, ct, st);
+        CHECK(memcmp(x, ref, ROWS * STRIDE * sizeof(float)) == 0, "rope_rows threads=%d differs", threads);
+        thread_pool_free(pool);
+    }
+    free(x), free(ref), free(ct), free(st), free(orig);
+}
+
 static void test_sigmoid_gate_all_paths(void) {
     int paths[KERNEL_PATH_COUNT];
     int count = available_paths(paths);
@@ -939,12 +1034,14 @@ int main(void) {
     RUN_TEST(test_q8_quantize_block);
     RUN_TEST(test_q8_tensor_row);
     RUN_TEST(test_q8_pack_rows_all_paths);
+    RUN_TEST(test_q8_strip_outliers_all_paths);
     RUN_TEST(test_q8_matmul_all_paths);
     RUN_TEST(test_q8_non_finite);
     RUN_TEST(test_attention_row_path);
     RUN_TEST(test_exp_sum_and_row_max);
     RUN_TEST(test_attention_all_paths);
     RUN_TEST(test_norms);
+    RUN_TEST(test_rotate_half_all_paths);
     RUN_TEST(test_sigmoid_gate_all_paths);
     RUN_TEST(test_elementwise_threads);
     return test_summary();

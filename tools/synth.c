@@ -933,7 +933,7 @@ int main(int argc, char **argv) {
     }
     if (!which || !outdir) usage();
 
-    synth_config c;
+    synth_config c = {0}; /* config_from_json sets only the fields of its architecture (phi3 stays 0 for Qwen2-VL) */
     strbuf config = {0};
     static const int64_t mrope[3] = {16, 24, 24};
     if (strcmp(which, "qwen2vl-2b") == 0 || strcmp(which, "qwen2vl-7b") == 0) {

@@ -8,14 +8,14 @@
 #   tests/cross/run_cross.sh armv7             # 32-bit Raspberry Pi OS (armhf), qemu-arm
 #   tests/cross/run_cross.sh scalar            # this machine, built with -DABC_NO_SIMD (no SIMD kernels)
 #
-# Cross builds have no sanitizers (the host `make test` runs everything under ASan/UBSan), so the shell
-# tests get ASAN_OPTIONS-free wrappers. Host-only checks are left out: test_amalgamation.sh (abc.c vs src/)
+# The cross builds are -O2 without sanitizers (qemu-user cannot run ASan); the scalar build is native and
+# keeps `make test`'s ASan/UBSan. Host-only checks are left out: test_amalgamation.sh (abc.c vs src/)
 # and test_kernels_aarch64.sh (the aarch64 kernel test, which these targets run in full). The tiny .abc
 # models are converted once on the host: the weight format is the same on every platform.
 # Needs (Debian): gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 # qemu-user. Ends with the "N passed, N failed" line of tests/run_tests.sh.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 TARGET=${1:-}
 # -Werror for the library, CLI and tools; the unit tests (written for -O1) only warn.
 CFLAGS_COMMON="-std=c11 -Wall -Wextra -ffp-contract=off -I. -O2 -g"
@@ -31,7 +31,10 @@ armv7)
     CC=arm-linux-gnueabihf-gcc; RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf"
     EXTRA="-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard -D_FILE_OFFSET_BITS=64"; WANT_PATH="scalar"; WANT_DOT=0 ;;
 scalar)
+    # Native, so with the sanitizers of `make test` (-O1): the whole models on the scalar kernels under
+    # ASan/UBSan, which the host suite (on its best SIMD path) does not cover.
     CC=${CC:-cc}; RUNNER=""
+    CFLAGS_COMMON="-std=c11 -Wall -Wextra -ffp-contract=off -I. -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
     EXTRA="-DABC_NO_SIMD"; WANT_PATH="scalar"; WANT_DOT=0 ;;
 *)
     echo "usage: $0 aarch64-dotprod|aarch64-nodot|armv7|scalar" >&2
@@ -52,12 +55,12 @@ done
 make -s abc.c all build/tool_npycmp build/tool_relayout build/tool_abccheck build/tiny-abc.abc \
     build/tiny-vlm2vec.abc build/tiny-phi3v.abc >/dev/null || fail_setup "host build failed"
 
-build() { # [-Werror] OUT SOURCES...
-    local werror=
-    if [ "$1" = -Werror ]; then werror=-Werror; shift; fi
-    local out=$1; shift
+build() { # unit|tool OUT SOURCES...: unit tests with fault injection (as in `make test`), tools -Werror
+    local flags=-DABC_FAULT_INJECTION
+    if [ "$1" = tool ]; then flags=-Werror; fi
+    local out=$2; shift 2
     # shellcheck disable=SC2086
-    $CC $CFLAGS_COMMON $werror $EXTRA -DABC_FAULT_INJECTION -o "$out" "$@" -lm -lpthread || fail_setup "cross build of $out failed"
+    $CC $CFLAGS_COMMON $flags $EXTRA -o "$out" "$@" -lm -lpthread || fail_setup "build of $out failed"
 }
 wrap() { # NAME BINARY: a script that runs BINARY under the emulator, for the shell tests and run_tests.sh
     printf '#!/bin/sh\nexec %s %s "$@"\n' "$RUNNER" "$PWD/$2" >"$B/run/$1"
@@ -68,20 +71,21 @@ echo "== $TARGET: building with $CC $EXTRA"
 units=()
 for src in tests/test_*.c; do
     name=$(basename "$src" .c)
-    build "$B/$name" "$src"
+    build unit "$B/$name" "$src"
     wrap "$name" "$B/$name"
     units+=("$B/run/$name")
 done
-build -Werror "$B/abc" cli/*.c abc.c
-build -Werror "$B/abc-convert" model_convert/*.c
-build -Werror "$B/tool_decode" tests/tool_decode.c abc.c
-build -Werror "$B/bench_model" bench/bench_model.c
-build -Werror "$B/abc-synth" tools/synth.c model_convert/json.c
+build tool "$B/abc" cli/*.c abc.c
+build tool "$B/abc-convert" model_convert/*.c
+build tool "$B/tool_decode" tests/tool_decode.c abc.c
+build tool "$B/bench_model" bench/bench_model.c
+build tool "$B/abc-synth" tools/synth.c model_convert/json.c
 for t in abc abc-convert tool_decode bench_model abc-synth; do wrap "$t" "$B/$t"; done
 
 # The kernel path the library picks must be the one this target is about.
 paths=$("$B/run/test_kernels" 2>&1 | grep 'kernel paths on this machine' || true)
 echo "     $paths"
+[ -n "$paths" ] || fail_setup "test_kernels did not report the kernel paths"
 case "$WANT_PATH" in
 neon) echo "$paths" | grep -q ' neon' || fail_setup "the NEON path was not detected" ;;
 scalar) echo "$paths" | grep -Eq 'avx|neon' && fail_setup "a SIMD path is compiled in: $paths" ;;
@@ -96,8 +100,13 @@ fi
 
 export ABC_CLI=$B/run/abc ABC_CONVERT=$B/run/abc-convert ABC_CONVERT_UNDER_TEST=$B/run/abc-convert \
     ABC_DECODE_TOOL=$B/run/tool_decode ABC_BENCH_MODEL=$B/run/bench_model ABC_SYNTH=$B/run/abc-synth
-shell_tests=(tests/test_cli.sh tests/test_phi3v.sh tests/test_q8.sh tests/test_convert.sh tests/test_jpeg_corpus.sh
-    tests/test_bench_model.sh tests/test_synth.sh)
+# Every shell test but the two host-only ones named at the top (a new test joins automatically; it must
+# take its binaries from the variables above to test this target's build rather than the host's).
+shell_tests=()
+for t in tests/test_*.sh; do
+    case "$t" in tests/test_amalgamation.sh | tests/test_kernels_aarch64.sh) continue ;; esac
+    shell_tests+=("$t")
+done
 # One tests/run_tests.sh per test, to print each one's wall time; the totals are added up here.
 start=$(date +%s)
 passed=0; failed=0; status=0
