@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 static int test_passed, test_failed, test_current_failures;
 static const char *test_current_name = "";
@@ -58,9 +59,56 @@ static inline char *test_read_file(const char *path, size_t *len) {
     return buf;
 }
 
+/* The lines of a text fixture table, without empty lines and '#' comments: their count (0 when the file
+ * cannot be read), the lines in *out (free with test_free_lines). */
+static inline int test_read_lines(const char *path, char ***out) {
+    size_t len;
+    char *text = test_read_file(path, &len);
+    int n = 0, cap = 0;
+    char **lines = NULL;
+    for (char *line = text; line && *line;) {
+        char *end = strchr(line, '\n');
+        size_t line_len = end ? (size_t)(end - line) : strlen(line);
+        if (line_len > 0 && line[0] != '#') {
+            if (n == cap) lines = realloc(lines, sizeof *lines * (size_t)(cap = cap ? 2 * cap : 256));
+            lines[n] = malloc(line_len + 1);
+            memcpy(lines[n], line, line_len);
+            lines[n++][line_len] = 0;
+        }
+        line = end ? end + 1 : line + line_len;
+    }
+    free(text);
+    *out = lines;
+    return n;
+}
+
+static inline void test_free_lines(char **lines, int n) {
+    for (int i = 0; i < n; i++) free(lines[i]);
+    free(lines);
+}
+
 /* max(a, b) for running maxima of finite values (not fmax: gcc 12 for aarch64 crashes at -O2 when it
  * vectorises an fmax reduction, tests/cross/run_cross.sh). */
 static inline double test_max(double a, double b) { return a > b ? a : b; }
+
+/* How n floats got compare with ref: max|got − ref|, max|ref| and their cosine (double sums). */
+typedef struct {
+    double max_abs, max_ref, cosine;
+} test_diff;
+
+static inline test_diff test_compare_f32(const float *got, const float *ref, size_t n) {
+    test_diff d = {0, 0, 0};
+    double dot = 0, ng = 0, nr = 0;
+    for (size_t i = 0; i < n; i++) {
+        d.max_abs = test_max(d.max_abs, fabs((double)got[i] - ref[i]));
+        d.max_ref = test_max(d.max_ref, fabs((double)ref[i]));
+        dot += (double)got[i] * ref[i];
+        ng += (double)got[i] * got[i];
+        nr += (double)ref[i] * ref[i];
+    }
+    d.cosine = dot / (sqrt(ng) * sqrt(nr) + 1e-300);
+    return d;
+}
 
 /* Last line of every test binary; exit status 1 when anything failed. */
 static int test_summary(void) {

@@ -106,24 +106,6 @@ static abc_context *new_context(const abc_model *m, int threads, capture *cap) {
 
 /* ---- comparisons ---- */
 
-typedef struct {
-    double max_abs, max_ref, cosine;
-} diff;
-
-static diff compare_f32(const float *got, const float *ref, size_t n) {
-    diff d = {0, 0, 0};
-    double dot = 0, ng = 0, nr = 0;
-    for (size_t i = 0; i < n; i++) {
-        d.max_abs = test_max(d.max_abs, fabs((double)got[i] - ref[i]));
-        d.max_ref = test_max(d.max_ref, fabs((double)ref[i]));
-        dot += (double)got[i] * ref[i];
-        ng += (double)got[i] * got[i];
-        nr += (double)ref[i] * ref[i];
-    }
-    d.cosine = dot / (sqrt(ng) * sqrt(nr) + 1e-300);
-    return d;
-}
-
 static bool same_shape(const captured *c, const test_npy *ref) {
     if (!c->data || c->ndim != ref->ndim) return false;
     for (int i = 0; i < ref->ndim; i++)
@@ -167,12 +149,12 @@ static void check_case_stages(const model_case *c, const capture *cap, const cha
         test_npy_free(&ref);
     } else CHECK(false, "missing reference");
     if (ids_only) return;
-    diff dv = {0, 1, 1}, dh = {0, 1, 1}, de = {0, 1, 1};
+    test_diff dv = {0, 1, 1}, dh = {0, 1, 1}, de = {0, 1, 1};
     if (c->image) {
         if (load_ref(c->name, "vision_embeds", &ref)) {
             CHECK(same_shape(&cap->vision_embeds, &ref), "%s: vision_embeds shape", c->name);
             if (same_shape(&cap->vision_embeds, &ref)) {
-                dv = compare_f32(cap->vision_embeds.data, ref.data, ref.count);
+                dv = test_compare_f32(cap->vision_embeds.data, ref.data, ref.count);
                 CHECK(dv.max_abs <= 1e-4 * dv.max_ref, "%s: vision_embeds max|d| %.3g > 1e-4 * %.3g", c->name,
                       dv.max_abs, dv.max_ref);
             }
@@ -184,7 +166,7 @@ static void check_case_stages(const model_case *c, const capture *cap, const cha
     if (load_ref(c->name, "last_hidden", &ref)) {
         CHECK(same_shape(&cap->last_hidden, &ref), "%s: last_hidden shape", c->name);
         if (same_shape(&cap->last_hidden, &ref)) {
-            dh = compare_f32(cap->last_hidden.data, ref.data, ref.count);
+            dh = test_compare_f32(cap->last_hidden.data, ref.data, ref.count);
             CHECK(dh.max_abs <= 5e-4 * dh.max_ref, "%s: last_hidden max|d| %.3g > 5e-4 * %.3g", c->name, dh.max_abs,
                   dh.max_ref);
         }
@@ -193,7 +175,7 @@ static void check_case_stages(const model_case *c, const capture *cap, const cha
     if (load_ref(c->name, "embedding", &ref)) {
         CHECK(same_shape(&cap->embedding, &ref), "%s: embedding shape", c->name);
         if (same_shape(&cap->embedding, &ref)) {
-            de = compare_f32(cap->embedding.data, ref.data, ref.count);
+            de = test_compare_f32(cap->embedding.data, ref.data, ref.count);
             CHECK(de.cosine >= 0.99999 && de.max_abs <= 1e-4, "%s: embedding cos %.9f max|d| %.3g", c->name, de.cosine,
                   de.max_abs);
         }
@@ -295,7 +277,7 @@ static void test_query_adapter_role(void) {
     in.role = ABC_ROLE_CANDIDATE;
     CHECK(abc_embed(ctx, &in, e_cand, 32) == ABC_OK, "%s", abc_context_errmsg(ctx));
     CHECK(!memcmp(e_auto, e_query, sizeof e_auto), "AUTO with image + text must be a query");
-    diff d = compare_f32(e_cand, e_query, 32);
+    test_diff d = test_compare_f32(e_cand, e_query, 32);
     CHECK(d.max_abs > 1e-3, "the adapter changed nothing (max|d| %.3g)", d.max_abs);
 
     /* abc_embed_tokens AUTO: the image-only prompt is a candidate, the instruction prompt a query */

@@ -32,25 +32,6 @@ static bool load(const char *case_name, const char *array, test_npy *out) {
     return test_npy_read(path, out) == 0;
 }
 
-/* max|got − ref| and max|ref| over n floats. */
-typedef struct {
-    double max_abs, max_ref, cosine;
-} diff;
-
-static diff compare_f32(const float *got, const float *ref, size_t n) {
-    diff d = {0, 0, 0};
-    double dot = 0, ng = 0, nr = 0;
-    for (size_t i = 0; i < n; i++) {
-        d.max_abs = test_max(d.max_abs, fabs((double)got[i] - ref[i]));
-        d.max_ref = test_max(d.max_ref, fabs((double)ref[i]));
-        dot += (double)got[i] * ref[i];
-        ng += (double)got[i] * got[i];
-        nr += (double)ref[i] * ref[i];
-    }
-    d.cosine = dot / (sqrt(ng) * sqrt(nr) + 1e-300);
-    return d;
-}
-
 /* The reference's int64 ids as int32. */
 static int32_t *ids_of(const test_npy *a) {
     int32_t *ids = malloc(a->count * sizeof *ids);
@@ -146,7 +127,7 @@ static void test_clip_global_view(void) {
     float *features = malloc(P * c->hidden * sizeof *features);
     abc_error err = {0};
     CHECK(clip_forward(pool, c, &g_model->clip_w, pv.data, 1, &ws, features, &err) == ABC_OK, "%s", err.message);
-    diff d = compare_f32(features, ref.data, P * c->hidden);
+    test_diff d = test_compare_f32(features, ref.data, P * c->hidden);
     printf("  clip_patch_features (rocket, global view): max|d| %.3g, max|ref| %.3g\n", d.max_abs, d.max_ref);
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "max|d| %.3g > 1e-4 * %.3g", d.max_abs, d.max_ref);
     free(features);
@@ -176,7 +157,7 @@ static void test_page_from_clip_features(void) {
     abc_error err = {0};
     float *image = malloc((size_t)n * H * sizeof *image), *x = malloc((size_t)L * H * sizeof *x);
     CHECK(hd_project(pool, &m->clip, &m->clip_w, clip.data, 1, 2, &ws, image, &err) == ABC_OK, "%s", err.message);
-    diff d = compare_f32(image, feats.data, (size_t)n * H);
+    test_diff d = test_compare_f32(image, feats.data, (size_t)n * H);
     printf("  image_features (page): max|d| %.3g, max|ref| %.3g\n", d.max_abs, d.max_ref);
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "image_features max|d| %.3g", d.max_abs);
 
@@ -184,16 +165,16 @@ static void test_page_from_clip_features(void) {
     int32_t *pos = malloc((size_t)L * sizeof *pos);
     for (int64_t i = 0; i < L; i++) pos[i] = (int32_t)i;
     language_embed_inputs(&m->text, &m->text_w, ids, L, image, n, x);
-    d = compare_f32(x, embeds.data, (size_t)L * H);
+    d = test_compare_f32(x, embeds.data, (size_t)L * H);
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "inputs_embeds max|d| %.3g", d.max_abs);
     CHECK(language_decode(pool, &m->text, &m->text_w, L, pos, false, &ws, x, &err) == ABC_OK, "%s", err.message);
-    d = compare_f32(x, hidden.data, (size_t)L * H);
+    d = test_compare_f32(x, hidden.data, (size_t)L * H);
     printf("  last_hidden_state (page): max|d| %.3g, max|ref| %.3g\n", d.max_abs, d.max_ref);
     CHECK(d.max_abs <= 5e-4 * d.max_ref, "last_hidden_state max|d| %.3g", d.max_abs);
     float out[64];
     memcpy(out, x + (L - 1) * H, sizeof out);
     l2_normalize(out, H);
-    d = compare_f32(out, emb.data, (size_t)H);
+    d = test_compare_f32(out, emb.data, (size_t)H);
     CHECK(d.cosine >= 0.99999 && d.max_abs <= 1e-4, "embedding cos %.9f max|d| %.3g", d.cosine, d.max_abs);
     free(ids);
     free(pos);
@@ -386,10 +367,10 @@ static float *runtime_decoder(const text_config *c, const int32_t *ids, int64_t 
     return x;
 }
 
-static diff compare_to_double(const float *got, const double *want, size_t n) {
+static test_diff compare_to_double(const float *got, const double *want, size_t n) {
     float *w = malloc(n * sizeof *w);
     for (size_t i = 0; i < n; i++) w[i] = (float)want[i];
-    diff d = compare_f32(got, w, n);
+    test_diff d = test_compare_f32(got, w, n);
     free(w);
     return d;
 }
@@ -410,7 +391,7 @@ static void test_long_factor_decoder(void) {
     double *naive = malloc((size_t)L * H * sizeof *naive);
 
     naive_phi3_decoder(&g_model->text, &g_model->text_w, ids, L, naive);
-    diff d = compare_to_double(hidden_ref.data, naive, (size_t)L * H);
+    test_diff d = compare_to_double(hidden_ref.data, naive, (size_t)L * H);
     printf("  naive decoder vs reference (short factors): max|d| %.3g, max|ref| %.3g\n", d.max_abs, d.max_ref);
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "the naive decoder does not reproduce the reference: %.3g", d.max_abs);
 
@@ -424,12 +405,12 @@ static void test_long_factor_decoder(void) {
     printf("  long factors (original_max 8, 21 tokens): runtime vs naive max|d| %.3g, max|ref| %.3g\n", d.max_abs,
            d.max_ref);
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "long-factor decoder max|d| %.3g > 1e-4 * %.3g", d.max_abs, d.max_ref);
-    diff apart = compare_f32(got, hidden_ref.data, (size_t)L * H);
+    test_diff apart = test_compare_f32(got, hidden_ref.data, (size_t)L * H);
     CHECK(apart.max_abs > 0.05 * apart.max_ref, "the long-factor result is too close to the short one (%.3g)",
           apart.max_abs);
     /* the plain model on the same ids: the short path, equal to the reference */
     float *short_run = runtime_decoder(&g_model->text, ids, L);
-    d = compare_f32(short_run, hidden_ref.data, (size_t)L * H);
+    d = test_compare_f32(short_run, hidden_ref.data, (size_t)L * H);
     CHECK(d.max_abs <= 5e-4 * d.max_ref, "short-factor decoder max|d| %.3g", d.max_abs);
     free(short_run);
     free(got);
@@ -477,7 +458,7 @@ static void test_embed_tokens_text(void) {
         float out[64];
         abc_status st = abc_embed_tokens(ctx, ids, ids_ref.count, NULL, 0, NULL, ABC_ROLE_AUTO, out, 64);
         CHECK(st == ABC_OK, "%s: %s", cases[k], abc_context_errmsg(ctx));
-        diff d = compare_f32(out, emb.data, 64);
+        test_diff d = test_compare_f32(out, emb.data, 64);
         printf("  %s via abc_embed_tokens: 1-cos %.2g max|d| %.3g\n", cases[k], 1 - d.cosine, d.max_abs);
         CHECK(d.cosine >= 0.99999 && d.max_abs <= 1e-4, "%s: cos %.9f max|d| %.3g", cases[k], d.cosine, d.max_abs);
         free(ids);

@@ -30,50 +30,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/abc_test_phi3v.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
-check() {
-    local name=$1; shift
-    if "$@"; then ok "$name"; else bad "$name"; fi
-}
-
-# run_cli EXPECTED_RC LABEL ARGS...: runs $ABC (stdout/stderr in $TMP/out, $TMP/err), checks the exit
-# status and that no sanitizer reported anything.
-run_cli() {
-    local want=$1 label=$2; shift 2
-    "$ABC" "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    if grep -q -e 'Sanitizer' -e 'runtime error:' "$TMP/err"; then
-        bad "$label: sanitizer report"; sed 's/^/    /' "$TMP/err" | head -40; return 1
-    fi
-    if [ "$rc" -ne "$want" ]; then
-        bad "$label: exit $rc, expected $want"; sed 's/^/    /' "$TMP/err" | head -20; return 1
-    fi
-    return 0
-}
-
-expect_error() { # EXPECTED_RC LABEL PATTERN ARGS...
-    local want=$1 label=$2 pattern=$3; shift 3
-    run_cli "$want" "$label" "$@" || return
-    if [ -s "$TMP/out" ]; then bad "$label: wrote to stdout"; return; fi
-    local prefix='^abc: error: '
-    [ "$want" -eq 2 ] && prefix='^abc: usage error: '
-    if ! grep -Eq "$prefix" "$TMP/err" || ! grep -Eiq -- "$pattern" "$TMP/err"; then
-        bad "$label: message does not match /$pattern/:"; sed 's/^/    /' "$TMP/err"; return
-    fi
-    ok "$label ($(head -n 1 "$TMP/err"))"
-}
-
-compare() { # LABEL ARGS... (build/tool_npycmp)
-    local label=$1; shift
-    local line
-    line=$("$CMP" --label "$label" "$@" 2>&1)
-    local rc=$?
-    echo "     $line"
-    if [ "$rc" -eq 0 ]; then ok "$label"; else bad "$label"; fi
-}
+. "$(dirname "$0")/cli_checks.sh"
 
 missing=0
 for f in "$ABC" "$CMP" "$MODEL" "$IMAGE" "$REF/txt_cat_dog__embedding.npy"; do

@@ -33,53 +33,12 @@ static preprocess_config preset_config(bool abc) {
     return cfg;
 }
 
-static uint8_t *read_file_bytes(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *buf = malloc(cap);
-    for (;;) {
-        if (n == cap) buf = realloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, cap - n, f);
-        if (got == 0) break;
-        n += got;
-    }
-    fclose(f);
-    *size = n;
-    return buf;
-}
-
-/* Non-comment lines of a fixture table; returns the count, lines in *out (free with free_lines). */
-static int read_lines(const char *path, char ***out) {
-    size_t size;
-    char *text = (char *)read_file_bytes(path, &size);
-    *out = NULL;
-    if (!text) return -1;
-    text = realloc(text, size + 1);
-    text[size] = 0;
-    int n = 0, cap = 0;
-    char **lines = NULL;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        if (line[0] == '#' || line[0] == 0) continue;
-        if (n == cap) lines = realloc(lines, sizeof *lines * (cap = cap ? cap * 2 : 256));
-        lines[n++] = strdup(line);
-    }
-    free(text);
-    *out = lines;
-    return n;
-}
-
-static void free_lines(char **lines, int n) {
-    for (int i = 0; i < n; i++) free(lines[i]);
-    free(lines);
-}
-
 /* ---- 1. every image_cases.json entry ------------------------------------------------------------- */
 
 /* Loads a .npy float32 array's data (little-endian '<f4'); NULL when absent or not float32. */
 static float *load_npy_f32(const char *path, size_t *count) {
     size_t size;
-    uint8_t *b = read_file_bytes(path, &size);
+    uint8_t *b = (uint8_t *)test_read_file(path, &size);
     if (!b) return NULL;
     float *data = NULL;
     if (size >= 10 && memcmp(b, "\x93NUMPY", 6) == 0) {
@@ -113,7 +72,7 @@ static void check_image_case(const char *line) {
     char path[512];
     snprintf(path, sizeof path, IMAGE_DIR "%s", name);
     size_t size;
-    uint8_t *png = read_file_bytes(path, &size);
+    uint8_t *png = (uint8_t *)test_read_file(path, &size);
     CHECK(png != NULL, "cannot read %s", path);
     if (!png) return;
     abc_error err = {0};
@@ -175,10 +134,10 @@ static void check_image_case(const char *line) {
 
 static void test_image_cases(void) {
     char **lines;
-    int n = read_lines(FIXTURE_DIR "image_cases.txt", &lines);
+    int n = test_read_lines(FIXTURE_DIR "image_cases.txt", &lines);
     CHECK(n >= 16, "image_cases.txt: %d cases", n);
     for (int i = 0; i < n; i++) check_image_case(lines[i]);
-    free_lines(lines, n);
+    test_free_lines(lines, n);
 }
 
 /* ---- 2. the resampler against Pillow ------------------------------------------------------------- */
@@ -207,7 +166,7 @@ static uint8_t *synthetic_image(uint64_t seed, int pattern, int w, int h) {
 
 static void test_resize_vs_pillow(void) {
     char **lines;
-    int n = read_lines(FIXTURE_DIR "resize_cases.txt", &lines), bad = 0;
+    int n = test_read_lines(FIXTURE_DIR "resize_cases.txt", &lines), bad = 0;
     CHECK(n >= 500, "resize_cases.txt: %d cases", n);
     for (int i = 0; i < n; i++) {
         unsigned long long seed;
@@ -235,14 +194,14 @@ static void test_resize_vs_pillow(void) {
         free(src.rgb);
     }
     CHECK(bad == 0, "%d of %d resizes differ from Pillow", bad, n);
-    free_lines(lines, n);
+    test_free_lines(lines, n);
 }
 
 /* ---- 3. smart_resize against the Python formulas ------------------------------------------------- */
 
 static void test_smart_resize_table(void) {
     char **lines;
-    int n = read_lines(FIXTURE_DIR "smart_resize_cases.txt", &lines), bad = 0, errors = 0;
+    int n = test_read_lines(FIXTURE_DIR "smart_resize_cases.txt", &lines), bad = 0, errors = 0;
     CHECK(n >= 5000, "smart_resize_cases.txt: %d cases", n);
     for (int i = 0; i < n; i++) {
         char variant[8], r1[32], r2[32] = "";
@@ -269,7 +228,7 @@ static void test_smart_resize_table(void) {
     }
     CHECK(bad == 0, "%d of %d smart_resize cases differ", bad, n);
     CHECK(errors > 100 && errors < n / 2, "%d error cases", errors);
-    free_lines(lines, n);
+    test_free_lines(lines, n);
 }
 
 /* Round-half-even on the exact .5 cases Python's round() meets. */

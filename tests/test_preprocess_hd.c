@@ -17,31 +17,6 @@ static hd_preprocess_config hd_test_config(int num_crops) {
     return cfg;
 }
 
-static int read_lines(const char *path, char ***out) {
-    size_t len;
-    char *text = test_read_file(path, &len);
-    *out = NULL;
-    if (!text) return 0;
-    int n = 0, cap = 0;
-    char **lines = NULL;
-    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (line[0] == '#' || line[0] == 0) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            lines = realloc(lines, (size_t)cap * sizeof *lines);
-        }
-        lines[n++] = strdup(line);
-    }
-    free(text);
-    *out = lines;
-    return n;
-}
-
-static void free_lines(char **lines, int n) {
-    for (int i = 0; i < n; i++) free(lines[i]);
-    free(lines);
-}
-
 static abc_image decode_file(const char *path) {
     abc_image img = {0};
     size_t size;
@@ -178,7 +153,7 @@ static void check_hd_case(const char *line, int *bad, int *n_fail_cases) {
 
 static void test_hd_image_vs_pillow(void) {
     char **lines;
-    int n = read_lines(HD_DIR "hd_cases.txt", &lines), bad = 0, n_hd = 0, n_fail = 0;
+    int n = test_read_lines(HD_DIR "hd_cases.txt", &lines), bad = 0, n_hd = 0, n_fail = 0;
     CHECK(n >= 200, "hd_cases.txt: %d cases", n);
     for (int i = 0; i < n; i++) {
         if (lines[i][0] == 'R') {
@@ -190,7 +165,7 @@ static void test_hd_image_vs_pillow(void) {
     }
     CHECK(n_hd >= 80 && n_fail >= 1, "%d HD cases, %d failing ones", n_hd, n_fail);
     CHECK(bad == 0, "%d of %d cases differ from Pillow", bad, n);
-    free_lines(lines, n);
+    test_free_lines(lines, n);
 }
 
 /* ---- 2. the reference pixel values (transformers + torch) ----------------------------------------- */
@@ -223,7 +198,7 @@ static void check_global_view(const char *name, const float *got, const float *r
 
 static void expected_crops(const char *name, int *hc, int *wc, char sha[65]) {
     char **lines;
-    int n = read_lines(PIX_DIR "pixel_cases.txt", &lines);
+    int n = test_read_lines(PIX_DIR "pixel_cases.txt", &lines);
     *hc = *wc = 0;
     sha[0] = 0;
     for (int i = 0; i < n; i++) {
@@ -235,7 +210,7 @@ static void expected_crops(const char *name, int *hc, int *wc, char sha[65]) {
             memcpy(sha, hex, 65);
         }
     }
-    free_lines(lines, n);
+    test_free_lines(lines, n);
     CHECK(*hc > 0, "%s missing from pixel_cases.txt", name);
 }
 

@@ -16,10 +16,7 @@ MIN_COS=0.999
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/abc_test_q8.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/cli_checks.sh"
 
 for f in "$ABC" "$CONVERT" "$CMP" "$FIX/manifest.json"; do
     if [ ! -e "$f" ]; then bad "prerequisite $f is missing (run 'make abc abc-convert build/tool_npycmp')"; fi

@@ -881,16 +881,16 @@ static void test_load_validation(void) {
     if (tok) tokenizer_free(tok);
 }
 
-/* Every allocation failure in load and encode is reported as ABC_ERR_NOMEM, without leaks. */
-static void test_allocation_failures(void) {
-    const char *text = "Hello <|im_start|> caf\xc3\xa9 cafe\xcc\x81 world 123   \n x";
+/* Every allocation failure in loading the tokenizer of `wf` and encoding `text` is reported as
+ * ABC_ERR_NOMEM, without leaks or partial ids. */
+static void check_allocation_failures(const weight_file *wf, const char *text) {
     int failures = 0;
     for (long k = 0; k < 200; k++) {
         tokenizer *tok = NULL;
         abc_error err;
         int_vec ids = {0};
         atomic_store(&abc_test_fail_after, k);
-        abc_status st = tokenizer_load(&g_wf, &tok, &err);
+        abc_status st = tokenizer_load(wf, &tok, &err);
         if (st == ABC_OK) st = tokenizer_encode(tok, text, strlen(text), &ids, &err);
         long left = atomic_load(&abc_test_fail_after);
         atomic_store(&abc_test_fail_after, -1);
@@ -904,6 +904,10 @@ static void test_allocation_failures(void) {
         if (left >= 0) break; /* no injected failure happened: all allocations were covered */
     }
     CHECK(failures >= 3, "only %d allocation points", failures);
+}
+
+static void test_allocation_failures(void) {
+    check_allocation_failures(&g_wf, "Hello <|im_start|> caf\xc3\xa9 cafe\xcc\x81 world 123   \n x");
 }
 
 typedef struct {
@@ -1218,27 +1222,7 @@ static void test_sp_load_validation(void) {
 }
 
 static void test_sp_allocation_failures(void) {
-    const char *text = "Hello <|user|> caf\xc3\xa9 \xf0\x9f\xa6\x80 world 123   \n x<|end|>";
-    int failures = 0;
-    for (long k = 0; k < 200; k++) {
-        tokenizer *tok = NULL;
-        abc_error err;
-        int_vec ids = {0};
-        atomic_store(&abc_test_fail_after, k);
-        abc_status st = tokenizer_load(&g_phi_wf, &tok, &err);
-        if (st == ABC_OK) st = tokenizer_encode(tok, text, strlen(text), &ids, &err);
-        long left = atomic_load(&abc_test_fail_after);
-        atomic_store(&abc_test_fail_after, -1);
-        if (st != ABC_OK) {
-            failures++;
-            CHECK(st == ABC_ERR_NOMEM, "k=%ld: status %d (%s)", k, st, err.message);
-            CHECK(ids.len == 0, "k=%ld: partial ids", k);
-        }
-        int_vec_free(&ids);
-        tokenizer_free(tok);
-        if (left >= 0) break;
-    }
-    CHECK(failures >= 3, "only %d allocation points", failures);
+    check_allocation_failures(&g_phi_wf, "Hello <|user|> caf\xc3\xa9 \xf0\x9f\xa6\x80 world 123   \n x<|end|>");
 }
 
 static void test_sentencepiece(void) {
