@@ -54,6 +54,19 @@ static size_t find_tensor(const file_bytes *fb, const char *name) {
     return 0;
 }
 
+/* Swaps the first two dimensions of the tensor directory entry at e (a matrix shape transposed; a second
+ * call restores it), and whether they are equal. */
+static void swap_matrix_dims(file_bytes *fb, size_t e) {
+    uint8_t d0[8];
+    memcpy(d0, fb->data + e + 16, 8);
+    memmove(fb->data + e + 16, fb->data + e + 24, 8);
+    memcpy(fb->data + e + 24, d0, 8);
+}
+
+static bool matrix_is_square(const file_bytes *fb, size_t e) {
+    return memcmp(fb->data + e + 16, fb->data + e + 24, 8) == 0;
+}
+
 /* Writes the patched bytes to `path`, loads them and expects `status` with `needle` in the message
  * (ABC_OK: the load succeeds). */
 static void expect_load_status(const file_bytes *fb, const char *path, const char *what, abc_status status,
