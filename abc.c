@@ -382,7 +382,7 @@ static const char *kernel_path_name(int path) {
 
 #define POOL_MAX_THREADS 256
 /* Per-thread scratch for the kernels (packed weight panels, attention tiles), allocated once. */
-#define POOL_SCRATCH_FLOATS ((size_t)160 * 1024)
+#define POOL_SCRATCH_FLOATS ((size_t)320 * 1024)
 /* Spin iterations before a waiting thread sleeps on the condition variable. */
 #define POOL_SPIN_ITERATIONS 20000
 
@@ -4456,7 +4456,7 @@ static abc_status tokenizer_load(const weight_file *wf, tokenizer **out, abc_err
     static const char *const models[] = {"bpe_byte_level", "bpe_sentencepiece"};
     static const char *const pretokenizers[] = {"qwen2", "none"};
     static const char *const normalizers[] = {"nfc", "none", "prepend_replace"};
-    int model, pretokenizer, normalizer;
+    int model = 0, pretokenizer = 0, normalizer = 0; /* set by tok_meta_choice when it succeeds */
     abc_status st = tok_meta_choice(wf, "tokenizer.model", models, 2, &model, err);
     if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.pretokenizer", pretokenizers, 2, &pretokenizer, err);
     if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.normalizer", normalizers, 3, &normalizer, err);
@@ -7112,8 +7112,10 @@ static abc_status preprocess_hd_image(const abc_image *src, const hd_preprocess_
  * ================================================================================================ */
 
 #define GEMM_KC 256          /* `in` slice per packed panel */
-#define GEMM_NC_MAX 384      /* widest column block of any path (packed panel: GEMM_KC × nc floats) */
+#define GEMM_NC_MAX 768      /* widest column block of any path (packed panel: GEMM_KC × nc floats) */
 #define GEMM_MR_MAX 16
+#define GEMM_MC_GROUPS 16    /* row groups of mr packed together (see matmul_gemm_task) */
+#define GEMM_MC_ROWS (GEMM_MC_GROUPS * GEMM_MR_MAX)
 #define GEMM_NR_MAX 64
 #define GEMM_MIN_ROWS_PER_TASK 48
 #define GEMM_PACK_SLACK 16
@@ -7417,7 +7419,7 @@ static void matmul_gemm_task(void *arg, int task, int thread) {
     if (rows <= 0 || nc <= 0) return;
     float *panel = job->scratch[thread];
     float *a_pack = panel + (size_t)GEMM_KC * GEMM_NC_MAX;
-    float *tail_c = a_pack + (size_t)GEMM_MR_MAX * GEMM_KC + GEMM_PACK_SLACK;
+    float *tail_c = a_pack + (size_t)GEMM_MC_ROWS * GEMM_KC + GEMM_PACK_SLACK;
     const int64_t ldy = job->out;
     const int64_t row_groups = ceil_div(rows, mr);
     for (int64_t k0 = 0; k0 < job->in; k0 += GEMM_KC) {
@@ -7431,24 +7433,33 @@ static void matmul_gemm_task(void *arg, int task, int thread) {
             if (job->n_row_blocks > 1) next.nc = 0; /* this thread's next task is not known */
         }
         int64_t next_lines = next.nc > 0 ? next.nc * ceil_div(next.kc * (int64_t)dtype_size(job->dtype), 64) : 0;
-        for (int64_t i = 0; i < rows; i += mr) {
-            int64_t mi = MIN((int64_t)mr, rows - i), group = i / mr;
-            prefetch_weight_lines(job, &next, next_lines * group / row_groups, next_lines * (group + 1) / row_groups);
-            ops->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + k0, job->in, (int)mi, kc);
+        /* GEMM_MC_GROUPS row groups packed at once: each kc × nr strip of the panel is then used for all of
+         * them while it sits in L1, and the packed rows stream from L2 */
+        for (int64_t g0 = 0; g0 < row_groups; g0 += GEMM_MC_GROUPS) {
+            int64_t groups = MIN((int64_t)GEMM_MC_GROUPS, row_groups - g0);
+            prefetch_weight_lines(job, &next, next_lines * g0 / row_groups, next_lines * (g0 + groups) / row_groups);
+            for (int64_t g = 0; g < groups; g++) {
+                int64_t i = (g0 + g) * mr, mi = MIN((int64_t)mr, rows - i);
+                ops->pack_rows(a_pack + g * mr * kc, mr, job->x + (i0 + i) * job->in + k0, job->in, (int)mi, kc);
+            }
             for (int64_t jr = 0; jr < nc; jr += nr) {
                 int64_t nj = MIN((int64_t)nr, nc - jr);
-                float *c = job->y + (i0 + i) * ldy + j0 + jr;
-                if (mi == mr && nj == nr) {
-                    ops->micro(kc, a_pack, panel + jr * kc, c, ldy, accumulate);
-                    continue;
+                for (int64_t g = 0; g < groups; g++) {
+                    int64_t i = (g0 + g) * mr, mi = MIN((int64_t)mr, rows - i);
+                    const float *a = a_pack + g * mr * kc;
+                    float *c = job->y + (i0 + i) * ldy + j0 + jr;
+                    if (mi == mr && nj == nr) {
+                        ops->micro(kc, a, panel + jr * kc, c, ldy, accumulate);
+                        continue;
+                    }
+                    /* edge tile: through a full-size copy so the micro-kernel never touches outside y */
+                    for (int64_t r = 0; r < mr; r++)
+                        for (int64_t j = 0; j < nr; j++)
+                            tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
+                    ops->micro(kc, a, panel + jr * kc, tail_c, nr, accumulate);
+                    for (int64_t r = 0; r < mi; r++)
+                        for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
                 }
-                /* edge tile: through a full-size copy so the micro-kernel never touches outside y */
-                for (int64_t r = 0; r < mr; r++)
-                    for (int64_t j = 0; j < nr; j++)
-                        tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
-                ops->micro(kc, a_pack, panel + jr * kc, tail_c, nr, accumulate);
-                for (int64_t r = 0; r < mi; r++)
-                    for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
             }
         }
     }
@@ -7554,7 +7565,7 @@ static void matmul_any(thread_pool *pool, float *y, const float *x, int64_t n, c
         .n = n, .in = in_dim, .out = out_dim,
     };
     int threads = thread_pool_size(pool);
-    if (n <= GEMV_MAX_ROWS || !pool || pool->scratch_floats < (size_t)GEMM_KC * (GEMM_NC_MAX + GEMM_MR_MAX) + GEMM_PACK_SLACK +
+    if (n <= GEMV_MAX_ROWS || !pool || pool->scratch_floats < (size_t)GEMM_KC * (GEMM_NC_MAX + GEMM_MC_ROWS) + GEMM_PACK_SLACK +
                                                              (size_t)GEMM_MR_MAX * GEMM_NR_MAX) {
         job.cols_per_task = GEMV_ROWS_PER_TASK;
         thread_pool_run(pool, (int)ceil_div(out_dim, GEMV_ROWS_PER_TASK), matmul_gemv_task, &job);
@@ -8491,7 +8502,7 @@ static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const flo
 }
 
 static const kernel_ops kernel_ops_avx2_table = {
-    KERNEL_AVX2, AVX2_MR, AVX2_NR, 192, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
+    KERNEL_AVX2, AVX2_MR, AVX2_NR, 768, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
     dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
 };
 
@@ -8691,45 +8702,47 @@ static AVX2_TARGET void q8_pack_strip_avx2(uint8_t *strip, int nr, const int8_t 
 }
 
 #define Q8_AVX2_MR 4
-#define Q8_AVX2_NR 8
+#define Q8_AVX2_NR 16
 
-/* 4 rows × 8 columns. Per four k: |x| as unsigned bytes times w with x's sign (vpsignb) in vpmaddubsw
- * (pairs ≤ 2·127·127, no saturation), vpmaddwd with ones into int32. */
+/* 4 rows × 16 columns (two vectors of 8 per row: each x quad's |x| serves both). Per four k: |x| as
+ * unsigned bytes times w with x's sign (vpsignb) in vpmaddubsw (pairs ≤ 2·127·127, no saturation),
+ * vpmaddwd with ones into int32. The 8 int32 sums fill half the registers, so the float tile lives in
+ * c (L1) and takes each block's fma there. */
 static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
                                       bool accumulate) {
     enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR };
-    __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
-    if (accumulate) {
-        f0 = _mm256_loadu_ps(c), f1 = _mm256_loadu_ps(c + ldc);
-        f2 = _mm256_loadu_ps(c + 2 * ldc), f3 = _mm256_loadu_ps(c + 3 * ldc);
-    }
+    if (!accumulate)
+        for (int r = 0; r < MR; r++) _mm256_storeu_ps(c + r * ldc, _mm256_setzero_ps()), _mm256_storeu_ps(c + r * ldc + 8, _mm256_setzero_ps());
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
-        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        __m256i i00 = _mm256_setzero_si256(), i01 = i00, i10 = i00, i11 = i00, i20 = i00, i21 = i00, i30 = i00, i31 = i00;
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
-            __m256i w = _mm256_load_si256((const __m256i *)(bb + k4 * NR * 4));
-            int32_t q[MR];
-            memcpy(q, ab + k4 * MR * 4, sizeof q);
-#define Q8_AVX2_ROW(r)                                                                                  \
-    {                                                                                                   \
-        __m256i xv = _mm256_set1_epi32(q[r]);                                                           \
-        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(w, xv));                 \
-        i##r = _mm256_add_epi32(i##r, _mm256_madd_epi16(p, ones));                                      \
+            const __m256i w0 = _mm256_load_si256((const __m256i *)(const void *)(bb + k4 * NR * 4));
+            const __m256i w1 = _mm256_load_si256((const __m256i *)(const void *)(bb + k4 * NR * 4 + 32));
+            const uint8_t *quads = ab + k4 * MR * 4;
+#define Q8_AVX2_ROW(r)                                                                                      \
+    {                                                                                                       \
+        const __m256i xv = _mm256_broadcastd_epi32(_mm_loadu_si32(quads + 4 * (r))), xa = _mm256_abs_epi8(xv); \
+        i##r##0 = _mm256_add_epi32(i##r##0, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, _mm256_sign_epi8(w0, xv)), ones)); \
+        i##r##1 = _mm256_add_epi32(i##r##1, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, _mm256_sign_epi8(w1, xv)), ones)); \
     }
             Q8_AVX2_ROW(0) Q8_AVX2_ROW(1) Q8_AVX2_ROW(2) Q8_AVX2_ROW(3)
 #undef Q8_AVX2_ROW
         }
-        __m256 sw = _mm256_loadu_ps((const float *)(const void *)(bb + NR * (Q8_BLOCK + 4)));
-        float sx[MR];
-        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        f0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_mul_ps(_mm256_set1_ps(sx[0]), sw), f0);
-        f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_mul_ps(_mm256_set1_ps(sx[1]), sw), f1);
-        f2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i2), _mm256_mul_ps(_mm256_set1_ps(sx[2]), sw), f2);
-        f3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i3), _mm256_mul_ps(_mm256_set1_ps(sx[3]), sw), f3);
+        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        const float *sx = (const float *)(const void *)(ab + MR * Q8_BLOCK);
+        const __m256 sw0 = _mm256_loadu_ps(sw), sw1 = _mm256_loadu_ps(sw + 8);
+#define Q8_AVX2_SCALE(r)                                                                                    \
+    {                                                                                                       \
+        const __m256 s = _mm256_broadcast_ss(sx + (r));                                                     \
+        float *cr = c + (r) * ldc;                                                                          \
+        _mm256_storeu_ps(cr, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i##r##0), _mm256_mul_ps(s, sw0), _mm256_loadu_ps(cr))); \
+        _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i##r##1), _mm256_mul_ps(s, sw1), _mm256_loadu_ps(cr + 8))); \
     }
-    _mm256_storeu_ps(c, f0), _mm256_storeu_ps(c + ldc, f1);
-    _mm256_storeu_ps(c + 2 * ldc, f2), _mm256_storeu_ps(c + 3 * ldc, f3);
+        Q8_AVX2_SCALE(0) Q8_AVX2_SCALE(1) Q8_AVX2_SCALE(2) Q8_AVX2_SCALE(3)
+#undef Q8_AVX2_SCALE
+    }
 }
 
 /* q8_strip_outliers_fn for whole strips (nr a multiple of 8): per outlier, byte k % 4 of each column's

@@ -113,7 +113,7 @@ static const char *kernel_path_name(int path) {
 
 #define POOL_MAX_THREADS 256
 /* Per-thread scratch for the kernels (packed weight panels, attention tiles), allocated once. */
-#define POOL_SCRATCH_FLOATS ((size_t)160 * 1024)
+#define POOL_SCRATCH_FLOATS ((size_t)320 * 1024)
 /* Spin iterations before a waiting thread sleeps on the condition variable. */
 #define POOL_SPIN_ITERATIONS 20000
 

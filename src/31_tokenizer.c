@@ -901,7 +901,7 @@ static abc_status tokenizer_load(const weight_file *wf, tokenizer **out, abc_err
     static const char *const models[] = {"bpe_byte_level", "bpe_sentencepiece"};
     static const char *const pretokenizers[] = {"qwen2", "none"};
     static const char *const normalizers[] = {"nfc", "none", "prepend_replace"};
-    int model, pretokenizer, normalizer;
+    int model = 0, pretokenizer = 0, normalizer = 0; /* set by tok_meta_choice when it succeeds */
     abc_status st = tok_meta_choice(wf, "tokenizer.model", models, 2, &model, err);
     if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.pretokenizer", pretokenizers, 2, &pretokenizer, err);
     if (st == ABC_OK) st = tok_meta_choice(wf, "tokenizer.normalizer", normalizers, 3, &normalizer, err);

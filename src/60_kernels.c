@@ -21,8 +21,10 @@
  * ================================================================================================ */
 
 #define GEMM_KC 256          /* `in` slice per packed panel */
-#define GEMM_NC_MAX 384      /* widest column block of any path (packed panel: GEMM_KC × nc floats) */
+#define GEMM_NC_MAX 768      /* widest column block of any path (packed panel: GEMM_KC × nc floats) */
 #define GEMM_MR_MAX 16
+#define GEMM_MC_GROUPS 16    /* row groups of mr packed together (see matmul_gemm_task) */
+#define GEMM_MC_ROWS (GEMM_MC_GROUPS * GEMM_MR_MAX)
 #define GEMM_NR_MAX 64
 #define GEMM_MIN_ROWS_PER_TASK 48
 #define GEMM_PACK_SLACK 16
@@ -326,7 +328,7 @@ static void matmul_gemm_task(void *arg, int task, int thread) {
     if (rows <= 0 || nc <= 0) return;
     float *panel = job->scratch[thread];
     float *a_pack = panel + (size_t)GEMM_KC * GEMM_NC_MAX;
-    float *tail_c = a_pack + (size_t)GEMM_MR_MAX * GEMM_KC + GEMM_PACK_SLACK;
+    float *tail_c = a_pack + (size_t)GEMM_MC_ROWS * GEMM_KC + GEMM_PACK_SLACK;
     const int64_t ldy = job->out;
     const int64_t row_groups = ceil_div(rows, mr);
     for (int64_t k0 = 0; k0 < job->in; k0 += GEMM_KC) {
@@ -340,24 +342,33 @@ static void matmul_gemm_task(void *arg, int task, int thread) {
             if (job->n_row_blocks > 1) next.nc = 0; /* this thread's next task is not known */
         }
         int64_t next_lines = next.nc > 0 ? next.nc * ceil_div(next.kc * (int64_t)dtype_size(job->dtype), 64) : 0;
-        for (int64_t i = 0; i < rows; i += mr) {
-            int64_t mi = MIN((int64_t)mr, rows - i), group = i / mr;
-            prefetch_weight_lines(job, &next, next_lines * group / row_groups, next_lines * (group + 1) / row_groups);
-            ops->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + k0, job->in, (int)mi, kc);
+        /* GEMM_MC_GROUPS row groups packed at once: each kc × nr strip of the panel is then used for all of
+         * them while it sits in L1, and the packed rows stream from L2 */
+        for (int64_t g0 = 0; g0 < row_groups; g0 += GEMM_MC_GROUPS) {
+            int64_t groups = MIN((int64_t)GEMM_MC_GROUPS, row_groups - g0);
+            prefetch_weight_lines(job, &next, next_lines * g0 / row_groups, next_lines * (g0 + groups) / row_groups);
+            for (int64_t g = 0; g < groups; g++) {
+                int64_t i = (g0 + g) * mr, mi = MIN((int64_t)mr, rows - i);
+                ops->pack_rows(a_pack + g * mr * kc, mr, job->x + (i0 + i) * job->in + k0, job->in, (int)mi, kc);
+            }
             for (int64_t jr = 0; jr < nc; jr += nr) {
                 int64_t nj = MIN((int64_t)nr, nc - jr);
-                float *c = job->y + (i0 + i) * ldy + j0 + jr;
-                if (mi == mr && nj == nr) {
-                    ops->micro(kc, a_pack, panel + jr * kc, c, ldy, accumulate);
-                    continue;
+                for (int64_t g = 0; g < groups; g++) {
+                    int64_t i = (g0 + g) * mr, mi = MIN((int64_t)mr, rows - i);
+                    const float *a = a_pack + g * mr * kc;
+                    float *c = job->y + (i0 + i) * ldy + j0 + jr;
+                    if (mi == mr && nj == nr) {
+                        ops->micro(kc, a, panel + jr * kc, c, ldy, accumulate);
+                        continue;
+                    }
+                    /* edge tile: through a full-size copy so the micro-kernel never touches outside y */
+                    for (int64_t r = 0; r < mr; r++)
+                        for (int64_t j = 0; j < nr; j++)
+                            tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
+                    ops->micro(kc, a, panel + jr * kc, tail_c, nr, accumulate);
+                    for (int64_t r = 0; r < mi; r++)
+                        for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
                 }
-                /* edge tile: through a full-size copy so the micro-kernel never touches outside y */
-                for (int64_t r = 0; r < mr; r++)
-                    for (int64_t j = 0; j < nr; j++)
-                        tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
-                ops->micro(kc, a_pack, panel + jr * kc, tail_c, nr, accumulate);
-                for (int64_t r = 0; r < mi; r++)
-                    for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
             }
         }
     }
@@ -463,7 +474,7 @@ static void matmul_any(thread_pool *pool, float *y, const float *x, int64_t n, c
         .n = n, .in = in_dim, .out = out_dim,
     };
     int threads = thread_pool_size(pool);
-    if (n <= GEMV_MAX_ROWS || !pool || pool->scratch_floats < (size_t)GEMM_KC * (GEMM_NC_MAX + GEMM_MR_MAX) + GEMM_PACK_SLACK +
+    if (n <= GEMV_MAX_ROWS || !pool || pool->scratch_floats < (size_t)GEMM_KC * (GEMM_NC_MAX + GEMM_MC_ROWS) + GEMM_PACK_SLACK +
                                                              (size_t)GEMM_MR_MAX * GEMM_NR_MAX) {
         job.cols_per_task = GEMV_ROWS_PER_TASK;
         thread_pool_run(pool, (int)ceil_div(out_dim, GEMV_ROWS_PER_TASK), matmul_gemv_task, &job);

@@ -318,7 +318,7 @@ static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const flo
 }
 
 static const kernel_ops kernel_ops_avx2_table = {
-    KERNEL_AVX2, AVX2_MR, AVX2_NR, 192, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
+    KERNEL_AVX2, AVX2_MR, AVX2_NR, 768, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
     dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
 };
 
@@ -518,45 +518,47 @@ static AVX2_TARGET void q8_pack_strip_avx2(uint8_t *strip, int nr, const int8_t 
 }
 
 #define Q8_AVX2_MR 4
-#define Q8_AVX2_NR 8
+#define Q8_AVX2_NR 16
 
-/* 4 rows × 8 columns. Per four k: |x| as unsigned bytes times w with x's sign (vpsignb) in vpmaddubsw
- * (pairs ≤ 2·127·127, no saturation), vpmaddwd with ones into int32. */
+/* 4 rows × 16 columns (two vectors of 8 per row: each x quad's |x| serves both). Per four k: |x| as
+ * unsigned bytes times w with x's sign (vpsignb) in vpmaddubsw (pairs ≤ 2·127·127, no saturation),
+ * vpmaddwd with ones into int32. The 8 int32 sums fill half the registers, so the float tile lives in
+ * c (L1) and takes each block's fma there. */
 static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
                                       bool accumulate) {
     enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR };
-    __m256 f0 = _mm256_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
-    if (accumulate) {
-        f0 = _mm256_loadu_ps(c), f1 = _mm256_loadu_ps(c + ldc);
-        f2 = _mm256_loadu_ps(c + 2 * ldc), f3 = _mm256_loadu_ps(c + 3 * ldc);
-    }
+    if (!accumulate)
+        for (int r = 0; r < MR; r++) _mm256_storeu_ps(c + r * ldc, _mm256_setzero_ps()), _mm256_storeu_ps(c + r * ldc + 8, _mm256_setzero_ps());
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
-        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+        __m256i i00 = _mm256_setzero_si256(), i01 = i00, i10 = i00, i11 = i00, i20 = i00, i21 = i00, i30 = i00, i31 = i00;
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
-            __m256i w = _mm256_load_si256((const __m256i *)(bb + k4 * NR * 4));
-            int32_t q[MR];
-            memcpy(q, ab + k4 * MR * 4, sizeof q);
-#define Q8_AVX2_ROW(r)                                                                                  \
-    {                                                                                                   \
-        __m256i xv = _mm256_set1_epi32(q[r]);                                                           \
-        __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(xv), _mm256_sign_epi8(w, xv));                 \
-        i##r = _mm256_add_epi32(i##r, _mm256_madd_epi16(p, ones));                                      \
+            const __m256i w0 = _mm256_load_si256((const __m256i *)(const void *)(bb + k4 * NR * 4));
+            const __m256i w1 = _mm256_load_si256((const __m256i *)(const void *)(bb + k4 * NR * 4 + 32));
+            const uint8_t *quads = ab + k4 * MR * 4;
+#define Q8_AVX2_ROW(r)                                                                                      \
+    {                                                                                                       \
+        const __m256i xv = _mm256_broadcastd_epi32(_mm_loadu_si32(quads + 4 * (r))), xa = _mm256_abs_epi8(xv); \
+        i##r##0 = _mm256_add_epi32(i##r##0, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, _mm256_sign_epi8(w0, xv)), ones)); \
+        i##r##1 = _mm256_add_epi32(i##r##1, _mm256_madd_epi16(_mm256_maddubs_epi16(xa, _mm256_sign_epi8(w1, xv)), ones)); \
     }
             Q8_AVX2_ROW(0) Q8_AVX2_ROW(1) Q8_AVX2_ROW(2) Q8_AVX2_ROW(3)
 #undef Q8_AVX2_ROW
         }
-        __m256 sw = _mm256_loadu_ps((const float *)(const void *)(bb + NR * (Q8_BLOCK + 4)));
-        float sx[MR];
-        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        f0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_mul_ps(_mm256_set1_ps(sx[0]), sw), f0);
-        f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_mul_ps(_mm256_set1_ps(sx[1]), sw), f1);
-        f2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i2), _mm256_mul_ps(_mm256_set1_ps(sx[2]), sw), f2);
-        f3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i3), _mm256_mul_ps(_mm256_set1_ps(sx[3]), sw), f3);
+        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        const float *sx = (const float *)(const void *)(ab + MR * Q8_BLOCK);
+        const __m256 sw0 = _mm256_loadu_ps(sw), sw1 = _mm256_loadu_ps(sw + 8);
+#define Q8_AVX2_SCALE(r)                                                                                    \
+    {                                                                                                       \
+        const __m256 s = _mm256_broadcast_ss(sx + (r));                                                     \
+        float *cr = c + (r) * ldc;                                                                          \
+        _mm256_storeu_ps(cr, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i##r##0), _mm256_mul_ps(s, sw0), _mm256_loadu_ps(cr))); \
+        _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i##r##1), _mm256_mul_ps(s, sw1), _mm256_loadu_ps(cr + 8))); \
     }
-    _mm256_storeu_ps(c, f0), _mm256_storeu_ps(c + ldc, f1);
-    _mm256_storeu_ps(c + 2 * ldc, f2), _mm256_storeu_ps(c + 3 * ldc, f3);
+        Q8_AVX2_SCALE(0) Q8_AVX2_SCALE(1) Q8_AVX2_SCALE(2) Q8_AVX2_SCALE(3)
+#undef Q8_AVX2_SCALE
+    }
 }
 
 /* q8_strip_outliers_fn for whole strips (nr a multiple of 8): per outlier, byte k % 4 of each column's
