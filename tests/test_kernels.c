@@ -287,6 +287,7 @@ static void test_matmul_all_paths(void) {
         {1, 1, 1},     {1, 17, 33},   {2, 33, 17},  {3, 127, 5},   {4, 3, 1},     {5, 1, 7},
         {6, 16, 16},   {7, 255, 31},  {13, 257, 49}, {17, 33, 127}, {31, 300, 65}, {33, 17, 3},
         {64, 512, 96}, {97, 129, 200}, {127, 64, 385}, {12, 600, 24}, {50, 1030, 40}, {3, 2100, 9},
+        {301, 33, 50}, {200, 260, 17}, /* several chunks of GEMM_MC_GROUPS row groups, a short last one */
     };
     int paths[KERNEL_PATH_COUNT];
     int count = available_paths(paths);
