@@ -318,6 +318,20 @@ static void add_bias_block(const kernel_ops *ops, float *y, int64_t ldy, const f
     for (int64_t i = 0; i < rows; i++) ops->scale_add(y + i * ldy + j0, 1.0f, bias + j0, 1.0f, nc);
 }
 
+/* Edge tiles (mi < mr rows or nj < nr columns of y) go through a full-size mr × nr copy, so that the
+ * micro-kernels never touch y outside the product: load it (y's values when accumulating, zeros
+ * elsewhere), run the micro-kernel on it, store its mi × nj corner back. */
+static void edge_tile_load(float *tile, int mr, int nr, const float *c, int64_t ldc, int64_t mi, int64_t nj,
+                           bool accumulate) {
+    for (int64_t r = 0; r < mr; r++)
+        for (int64_t j = 0; j < nr; j++) tile[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldc + j] : 0.0f;
+}
+
+static void edge_tile_store(const float *tile, int nr, float *c, int64_t ldc, int64_t mi, int64_t nj) {
+    for (int64_t r = 0; r < mi; r++)
+        for (int64_t j = 0; j < nj; j++) c[r * ldc + j] = tile[r * nr + j];
+}
+
 static void matmul_gemm_task(void *arg, int task, int thread) {
     const matmul_job *job = arg;
     const kernel_ops *ops = job->ops;
@@ -361,13 +375,9 @@ static void matmul_gemm_task(void *arg, int task, int thread) {
                         ops->micro(kc, a, panel + jr * kc, c, ldy, accumulate);
                         continue;
                     }
-                    /* edge tile: through a full-size copy so the micro-kernel never touches outside y */
-                    for (int64_t r = 0; r < mr; r++)
-                        for (int64_t j = 0; j < nr; j++)
-                            tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
+                    edge_tile_load(tail_c, mr, nr, c, ldy, mi, nj, accumulate);
                     ops->micro(kc, a, panel + jr * kc, tail_c, nr, accumulate);
-                    for (int64_t r = 0; r < mi; r++)
-                        for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
+                    edge_tile_store(tail_c, nr, c, ldy, mi, nj);
                 }
             }
         }
@@ -876,12 +886,9 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                 if (mi == mr && nj == nr) {
                     k->micro(nb, x_pack, strip, c, ldy, accumulate);
                 } else {
-                    for (int64_t r = 0; r < mr; r++)
-                        for (int64_t j = 0; j < nr; j++)
-                            tail_c[r * nr + j] = (accumulate && r < mi && j < nj) ? c[r * ldy + j] : 0.0f;
+                    edge_tile_load(tail_c, mr, nr, c, ldy, mi, nj, accumulate);
                     k->micro(nb, x_pack, strip, tail_c, nr, accumulate);
-                    for (int64_t r = 0; r < mi; r++)
-                        for (int64_t j = 0; j < nj; j++) c[r * ldy + j] = tail_c[r * nr + j];
+                    edge_tile_store(tail_c, nr, c, ldy, mi, nj);
                 }
                 /* the outliers' products after the slice's block sums, as in the definition; the
                  * strip and the tile are still cached */

@@ -528,7 +528,10 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
                                       bool accumulate) {
     enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR };
     if (!accumulate)
-        for (int r = 0; r < MR; r++) _mm256_storeu_ps(c + r * ldc, _mm256_setzero_ps()), _mm256_storeu_ps(c + r * ldc + 8, _mm256_setzero_ps());
+        for (int r = 0; r < MR; r++) {
+            _mm256_storeu_ps(c + r * ldc, _mm256_setzero_ps());
+            _mm256_storeu_ps(c + r * ldc + 8, _mm256_setzero_ps());
+        }
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
