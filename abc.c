@@ -7157,6 +7157,9 @@ typedef struct {
     /* rotate-half rotary embedding of one head: v[i], v[i + half] ← v[i]·cos[i] − v[i + half]·sin[i],
      * v[i + half]·cos[i] + v[i]·sin[i] for i < half (plain products and sums: bit-identical on every path) */
     void (*rotate_half)(float *v, const float *cos_a, const float *sin_a, int64_t half);
+    /* NULL, or micro for nr/2 columns (b strips of nr/2): attention's P·V on a head_dim that is an odd
+     * multiple of nr/2, which micro would pad by nr/2 zero columns */
+    gemm_micro_fn micro_half;
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -7314,6 +7317,7 @@ static void rotate_half_scalar(float *v, const float *cos_a, const float *sin_a,
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
     dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar, rotate_half_scalar,
+    NULL,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */
@@ -8085,6 +8089,13 @@ static size_t attention_scratch_floats(int64_t bq, int64_t hd, int64_t hd_padded
                     + 2 * bq);                     /* running max, sum */
 }
 
+/* O's row length: head_dim rounded up to the micro-kernel's columns, or to half of them where a
+ * half-width kernel takes the last strip. */
+static int64_t attention_padded_dim(const kernel_ops *ops, int64_t hd) {
+    if (ops->micro_half && hd % ops->nr != 0 && hd % ops->nr <= ops->nr / 2) return round_up(hd, ops->nr / 2);
+    return round_up(hd, ops->nr);
+}
+
 /* strip[key][j] = v[key][d0 + j] for key < keys and d0 + j < hd, else 0. */
 static void pack_value_strip(float *strip, int nr, const float *v, int64_t ld, int64_t keys, int64_t keys_padded,
                              int64_t d0, int64_t hd) {
@@ -8105,7 +8116,7 @@ static void attention_block_task(void *arg, int task, int thread) {
     const kernel_ops *ops = job->ops;
     const int mr = ops->mr, nr = ops->nr;
     const int h = task / job->query_blocks, kvh = h / job->group;
-    const int64_t hd = job->head_dim, hdp = round_up(hd, nr), bq_max = job->query_block;
+    const int64_t hd = job->head_dim, hdp = attention_padded_dim(ops, hd), bq_max = job->query_block;
     const int64_t i0 = (int64_t)(task % job->query_blocks) * bq_max, bq = MIN(bq_max, job->n - i0);
     const int64_t groups = ceil_div(bq, mr);
     float *q_pack = job->scratch[thread];
@@ -8152,12 +8163,12 @@ static void attention_block_task(void *arg, int task, int thread) {
         }
         /* O += P·V */
         for (int64_t d0 = 0; d0 < hdp; d0 += nr)
-            pack_value_strip(v_pack + d0 * bkp, nr, job->v + j0 * job->kv_stride + (int64_t)kvh * hd, job->kv_stride, bk,
-                             bkp, d0, hd);
+            pack_value_strip(v_pack + d0 * bkp, (int)MIN((int64_t)nr, hdp - d0),
+                             job->v + j0 * job->kv_stride + (int64_t)kvh * hd, job->kv_stride, bk, bkp, d0, hd);
         for (int64_t g = 0; g < groups; g++) {
             ops->pack_rows(p_pack, mr, scores + g * mr * ATTN_BK, ATTN_BK, (int)MIN((int64_t)mr, bq - g * mr), bkp);
             for (int64_t d0 = 0; d0 < hdp; d0 += nr)
-                ops->micro(bkp, p_pack, v_pack + d0 * bkp, o + g * mr * hdp + d0, hdp, true);
+                (hdp - d0 < nr ? ops->micro_half : ops->micro)(bkp, p_pack, v_pack + d0 * bkp, o + g * mr * hdp + d0, hdp, true);
         }
     }
     const int64_t out_stride = (int64_t)job->n_heads * hd;
@@ -8171,9 +8182,6 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
                       int n_heads, int n_kv_heads, int head_dim, int64_t q_stride, int64_t kv_stride, bool causal) {
     if (n <= 0 || n_heads <= 0 || head_dim <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0) return;
     const kernel_ops *ops = kernel_ops_for(pool);
-    /* A head_dim that is not a multiple of the AVX-512 kernel's 32 columns (the ViT's 80) would pad
-     * O·V by up to 31 columns; the 16-wide AVX2 kernel pads less. */
-    if (ops->path == KERNEL_AVX512 && head_dim % ops->nr != 0 && kernel_ops_avx2()) ops = kernel_ops_avx2();
     attention_job job = {
         .ops = ops, .out = out, .q = q, .k = k, .v = v, .n = n, .q_stride = q_stride, .kv_stride = kv_stride,
         .n_heads = n_heads, .group = n_heads / n_kv_heads, .head_dim = head_dim, .causal = causal,
@@ -8182,7 +8190,7 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
     /* query rows per task: a multiple of the micro-kernel's rows, about ATTN_BQ */
     int rows = causal ? ATTN_BQ_CAUSAL : ATTN_BQ;
     job.query_block = (int64_t)ops->mr * MAX(1, rows / ops->mr);
-    size_t need = attention_scratch_floats(job.query_block, head_dim, round_up(head_dim, ops->nr), ops->mr);
+    size_t need = attention_scratch_floats(job.query_block, head_dim, attention_padded_dim(ops, head_dim), ops->mr);
     bool blocked = pool && need <= pool->scratch_floats;
     if (!blocked) job.query_block = rows;
     job.query_blocks = (int)ceil_div(n, job.query_block);
@@ -8510,7 +8518,7 @@ static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const flo
 
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 768, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2, NULL,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -8551,9 +8559,83 @@ static AVX512_TARGET void gemm_micro_avx512(int64_t kc, const float *a, const fl
 #undef AVX512_STORE
 }
 
+/* 12 rows × 16 columns (one vector a row): attention's P·V on the last 16 columns of a head_dim that is
+ * an odd multiple of 16 (the ViT's 80), which the 32-wide kernel would pad by half. */
+static AVX512_TARGET void gemm_micro_avx512_half(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                                                 bool accumulate) {
+#define AVX512_HALF_DECLARE(i) __m512 c##i = _mm512_setzero_ps();
+#define AVX512_HALF_STEP(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c##i);
+#define AVX512_HALF_STORE(i)                                                        \
+    if (accumulate) c##i = _mm512_add_ps(_mm512_loadu_ps(c + (i) * ldc), c##i);     \
+    _mm512_storeu_ps(c + (i) * ldc, c##i);
+    AVX512_ROWS(AVX512_HALF_DECLARE)
+    for (int64_t k = 0; k < kc; k++, a += AVX512_MR, b += AVX512_NR / 2) {
+        __m512 b0 = _mm512_load_ps(b);
+        AVX512_ROWS(AVX512_HALF_STEP)
+    }
+    AVX512_ROWS(AVX512_HALF_STORE)
+#undef AVX512_HALF_DECLARE
+#undef AVX512_HALF_STEP
+#undef AVX512_HALF_STORE
+}
+
+/* ---- AVX-512 vector helpers for attention: the AVX2 ones' arithmetic on 16 lanes ---- */
+
+static AVX512_TARGET void scale_add_avx512(float *y, float alpha, const float *x, float beta, int64_t n) {
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(vb, _mm512_loadu_ps(x + i), _mm512_mul_ps(va, _mm512_loadu_ps(y + i))));
+    for (; i < n; i++) y[i] = alpha * y[i] + beta * x[i];
+}
+
+static AVX512_TARGET float row_max_avx512(const float *x, int64_t n) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+    if (i < n) m = _mm512_mask_max_ps(m, (__mmask16)((1u << (n - i)) - 1), m, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1), x + i));
+    return _mm512_reduce_max_ps(m);
+}
+
+/* exp_avx2's range reduction and polynomial on 16 lanes. */
+static inline AVX512_TARGET __m512 exp_avx512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.37f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+static AVX512_TARGET float exp_sum_avx512(float *s, int64_t n, float scale, float max) {
+    __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(max), sum = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = exp_avx512(_mm512_fmsub_ps(_mm512_loadu_ps(s + i), vs, vm));
+        _mm512_storeu_ps(s + i, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (i < n) { /* the tail under a mask: the same exponential, lanes past n neither read nor written */
+        __mmask16 keep = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = exp_avx512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(keep, s + i), vs, vm));
+        _mm512_mask_storeu_ps(s + i, keep, e);
+        sum = _mm512_mask_add_ps(sum, keep, sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx512, row_max_avx512, exp_sum_avx512, sigmoid_gate_avx2, rotate_half_avx2,
+    gemm_micro_avx512_half,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
@@ -9163,7 +9245,7 @@ static void rotate_half_neon(float *v, const float *cos_a, const float *sin_a, i
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
     convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, sigmoid_gate_neon,
-    rotate_half_neon,
+    rotate_half_neon, NULL,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }

@@ -66,6 +66,9 @@ typedef struct {
     /* rotate-half rotary embedding of one head: v[i], v[i + half] ← v[i]·cos[i] − v[i + half]·sin[i],
      * v[i + half]·cos[i] + v[i]·sin[i] for i < half (plain products and sums: bit-identical on every path) */
     void (*rotate_half)(float *v, const float *cos_a, const float *sin_a, int64_t half);
+    /* NULL, or micro for nr/2 columns (b strips of nr/2): attention's P·V on a head_dim that is an odd
+     * multiple of nr/2, which micro would pad by nr/2 zero columns */
+    gemm_micro_fn micro_half;
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -223,6 +226,7 @@ static void rotate_half_scalar(float *v, const float *cos_a, const float *sin_a,
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
     dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar, rotate_half_scalar,
+    NULL,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */
@@ -994,6 +998,13 @@ static size_t attention_scratch_floats(int64_t bq, int64_t hd, int64_t hd_padded
                     + 2 * bq);                     /* running max, sum */
 }
 
+/* O's row length: head_dim rounded up to the micro-kernel's columns, or to half of them where a
+ * half-width kernel takes the last strip. */
+static int64_t attention_padded_dim(const kernel_ops *ops, int64_t hd) {
+    if (ops->micro_half && hd % ops->nr != 0 && hd % ops->nr <= ops->nr / 2) return round_up(hd, ops->nr / 2);
+    return round_up(hd, ops->nr);
+}
+
 /* strip[key][j] = v[key][d0 + j] for key < keys and d0 + j < hd, else 0. */
 static void pack_value_strip(float *strip, int nr, const float *v, int64_t ld, int64_t keys, int64_t keys_padded,
                              int64_t d0, int64_t hd) {
@@ -1014,7 +1025,7 @@ static void attention_block_task(void *arg, int task, int thread) {
     const kernel_ops *ops = job->ops;
     const int mr = ops->mr, nr = ops->nr;
     const int h = task / job->query_blocks, kvh = h / job->group;
-    const int64_t hd = job->head_dim, hdp = round_up(hd, nr), bq_max = job->query_block;
+    const int64_t hd = job->head_dim, hdp = attention_padded_dim(ops, hd), bq_max = job->query_block;
     const int64_t i0 = (int64_t)(task % job->query_blocks) * bq_max, bq = MIN(bq_max, job->n - i0);
     const int64_t groups = ceil_div(bq, mr);
     float *q_pack = job->scratch[thread];
@@ -1061,12 +1072,12 @@ static void attention_block_task(void *arg, int task, int thread) {
         }
         /* O += P·V */
         for (int64_t d0 = 0; d0 < hdp; d0 += nr)
-            pack_value_strip(v_pack + d0 * bkp, nr, job->v + j0 * job->kv_stride + (int64_t)kvh * hd, job->kv_stride, bk,
-                             bkp, d0, hd);
+            pack_value_strip(v_pack + d0 * bkp, (int)MIN((int64_t)nr, hdp - d0),
+                             job->v + j0 * job->kv_stride + (int64_t)kvh * hd, job->kv_stride, bk, bkp, d0, hd);
         for (int64_t g = 0; g < groups; g++) {
             ops->pack_rows(p_pack, mr, scores + g * mr * ATTN_BK, ATTN_BK, (int)MIN((int64_t)mr, bq - g * mr), bkp);
             for (int64_t d0 = 0; d0 < hdp; d0 += nr)
-                ops->micro(bkp, p_pack, v_pack + d0 * bkp, o + g * mr * hdp + d0, hdp, true);
+                (hdp - d0 < nr ? ops->micro_half : ops->micro)(bkp, p_pack, v_pack + d0 * bkp, o + g * mr * hdp + d0, hdp, true);
         }
     }
     const int64_t out_stride = (int64_t)job->n_heads * hd;
@@ -1080,9 +1091,6 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
                       int n_heads, int n_kv_heads, int head_dim, int64_t q_stride, int64_t kv_stride, bool causal) {
     if (n <= 0 || n_heads <= 0 || head_dim <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0) return;
     const kernel_ops *ops = kernel_ops_for(pool);
-    /* A head_dim that is not a multiple of the AVX-512 kernel's 32 columns (the ViT's 80) would pad
-     * O·V by up to 31 columns; the 16-wide AVX2 kernel pads less. */
-    if (ops->path == KERNEL_AVX512 && head_dim % ops->nr != 0 && kernel_ops_avx2()) ops = kernel_ops_avx2();
     attention_job job = {
         .ops = ops, .out = out, .q = q, .k = k, .v = v, .n = n, .q_stride = q_stride, .kv_stride = kv_stride,
         .n_heads = n_heads, .group = n_heads / n_kv_heads, .head_dim = head_dim, .causal = causal,
@@ -1091,7 +1099,7 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
     /* query rows per task: a multiple of the micro-kernel's rows, about ATTN_BQ */
     int rows = causal ? ATTN_BQ_CAUSAL : ATTN_BQ;
     job.query_block = (int64_t)ops->mr * MAX(1, rows / ops->mr);
-    size_t need = attention_scratch_floats(job.query_block, head_dim, round_up(head_dim, ops->nr), ops->mr);
+    size_t need = attention_scratch_floats(job.query_block, head_dim, attention_padded_dim(ops, head_dim), ops->mr);
     bool blocked = pool && need <= pool->scratch_floats;
     if (!blocked) job.query_block = rows;
     job.query_blocks = (int)ceil_div(n, job.query_block);

@@ -319,7 +319,7 @@ static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const flo
 
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 768, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2, NULL,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -360,9 +360,83 @@ static AVX512_TARGET void gemm_micro_avx512(int64_t kc, const float *a, const fl
 #undef AVX512_STORE
 }
 
+/* 12 rows × 16 columns (one vector a row): attention's P·V on the last 16 columns of a head_dim that is
+ * an odd multiple of 16 (the ViT's 80), which the 32-wide kernel would pad by half. */
+static AVX512_TARGET void gemm_micro_avx512_half(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                                                 bool accumulate) {
+#define AVX512_HALF_DECLARE(i) __m512 c##i = _mm512_setzero_ps();
+#define AVX512_HALF_STEP(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c##i);
+#define AVX512_HALF_STORE(i)                                                        \
+    if (accumulate) c##i = _mm512_add_ps(_mm512_loadu_ps(c + (i) * ldc), c##i);     \
+    _mm512_storeu_ps(c + (i) * ldc, c##i);
+    AVX512_ROWS(AVX512_HALF_DECLARE)
+    for (int64_t k = 0; k < kc; k++, a += AVX512_MR, b += AVX512_NR / 2) {
+        __m512 b0 = _mm512_load_ps(b);
+        AVX512_ROWS(AVX512_HALF_STEP)
+    }
+    AVX512_ROWS(AVX512_HALF_STORE)
+#undef AVX512_HALF_DECLARE
+#undef AVX512_HALF_STEP
+#undef AVX512_HALF_STORE
+}
+
+/* ---- AVX-512 vector helpers for attention: the AVX2 ones' arithmetic on 16 lanes ---- */
+
+static AVX512_TARGET void scale_add_avx512(float *y, float alpha, const float *x, float beta, int64_t n) {
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(vb, _mm512_loadu_ps(x + i), _mm512_mul_ps(va, _mm512_loadu_ps(y + i))));
+    for (; i < n; i++) y[i] = alpha * y[i] + beta * x[i];
+}
+
+static AVX512_TARGET float row_max_avx512(const float *x, int64_t n) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+    if (i < n) m = _mm512_mask_max_ps(m, (__mmask16)((1u << (n - i)) - 1), m, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1), x + i));
+    return _mm512_reduce_max_ps(m);
+}
+
+/* exp_avx2's range reduction and polynomial on 16 lanes. */
+static inline AVX512_TARGET __m512 exp_avx512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.37f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+static AVX512_TARGET float exp_sum_avx512(float *s, int64_t n, float scale, float max) {
+    __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(max), sum = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = exp_avx512(_mm512_fmsub_ps(_mm512_loadu_ps(s + i), vs, vm));
+        _mm512_storeu_ps(s + i, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (i < n) { /* the tail under a mask: the same exponential, lanes past n neither read nor written */
+        __mmask16 keep = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = exp_avx512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(keep, s + i), vs, vm));
+        _mm512_mask_storeu_ps(s + i, keep, e);
+        sum = _mm512_mask_add_ps(sum, keep, sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx512, row_max_avx512, exp_sum_avx512, sigmoid_gate_avx2, rotate_half_avx2,
+    gemm_micro_avx512_half,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }

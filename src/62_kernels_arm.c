@@ -248,7 +248,7 @@ static void rotate_half_neon(float *v, const float *cos_a, const float *sin_a, i
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
     convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, sigmoid_gate_neon,
-    rotate_half_neon,
+    rotate_half_neon, NULL,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }
