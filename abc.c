@@ -143,7 +143,7 @@ static void int_vec_free(int_vec *v) {
 
 /* ---- weight-file tensors (section 3 fills them) ---- */
 
-enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3, DT_U8 = 4, DT_Q8 = 5 };
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3, DT_U8 = 4, DT_Q8_ROWS_RETIRED = 5, DT_Q8 = 6 };
 
 typedef struct {
     const char *name;  /* points into the mapping, not NUL-terminated */
@@ -585,21 +585,39 @@ static size_t dtype_size(uint32_t dtype) {
     }
 }
 
-/* DT_Q8 (FORMAT.md): a 2-D [out][in] tensor with `in` a multiple of Q8_BLOCK, stored as int8 [out][in]
- * followed by f32 scales [out][in / Q8_BLOCK]; element (j, k) is q[j][k] · scale[j][k / Q8_BLOCK]. */
+/* DT_Q8 (FORMAT.md): a 2-D [out][in] tensor with `in` a multiple of Q8_BLOCK; element (j, k) is
+ * q[j][k] · scale[j][k / Q8_BLOCK]. Stored in strips of Q8_STRIP rows (the last padded with zero rows),
+ * each strip block by block: int8 [Q8_BLOCK/4][Q8_STRIP][4] (row j's k..k+3 side by side), then f32
+ * scales [Q8_STRIP]. The kernels read it in place (section 7). */
 #define Q8_BLOCK 32
+#define Q8_STRIP 16
+#define Q8_STRIP_BLOCK_BYTES ((size_t)Q8_STRIP * (Q8_BLOCK + 4)) /* quads, scales */
+
+/* Column j's bytes in the strip block at b (j < 16) or b_hi (j ≥ 16): its quads at [k/4 · Q8_STRIP · 4
+ * + k % 4], its scale at [Q8_STRIP · Q8_BLOCK]. */
+static const uint8_t *q8_strip_column(const uint8_t *b, const uint8_t *b_hi, int j) {
+    return j < Q8_STRIP ? b + (size_t)j * 4 : b_hi + (size_t)(j - Q8_STRIP) * 4;
+}
+
+/* Element k of a column (as q8_strip_column gives it): (float)q · its block's scale. */
+static float q8_strip_weight_value(const uint8_t *column, int k) {
+    float scale;
+    memcpy(&scale, column + Q8_STRIP * Q8_BLOCK, sizeof scale);
+    return (float)(int8_t)column[(size_t)(k / 4) * Q8_STRIP * 4 + k % 4] * scale;
+}
 
 /* Bytes of a q8 [out][in] tensor; false when `in` is not a multiple of Q8_BLOCK or the size overflows. */
 static bool q8_nbytes(uint64_t out, uint64_t in, uint64_t *nbytes) {
     if (in % Q8_BLOCK != 0 || out == 0 || in == 0) return false;
-    uint64_t per_row = in + in / Q8_BLOCK * 4; /* in ≤ INT64_MAX: no overflow */
-    if (per_row > UINT64_MAX / out) return false;
-    *nbytes = per_row * out;
+    uint64_t strips = out / Q8_STRIP + (out % Q8_STRIP != 0);
+    uint64_t per_strip = in / Q8_BLOCK * (Q8_STRIP * (Q8_BLOCK + 4)); /* in ≤ INT64_MAX: no overflow */
+    if (per_strip > UINT64_MAX / strips) return false;
+    *nbytes = per_strip * strips;
     return true;
 }
 
 static const char *dtype_name(uint32_t dtype) {
-    static const char *names[] = {"f32", "f16", "bf16", "i32", "u8", "q8"};
+    static const char *names[] = {"f32", "f16", "bf16", "i32", "u8", "q8-rows", "q8"};
     return dtype < sizeof names / sizeof names[0] ? names[dtype] : "unknown";
 }
 
@@ -664,6 +682,9 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
         int nl = (int)t->name_len;
         if (ndim < 1 || ndim > 4) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': bad rank %u", nl, t->name, ndim);
         if (t->dtype > DT_Q8) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': unknown dtype %u", nl, t->name, t->dtype);
+        if (t->dtype == DT_Q8_ROWS_RETIRED)
+            return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': q8 in rows (dtype 5, converters before 2026-12-02) is no longer "
+                        "read: convert the checkpoint again", nl, t->name);
         t->ndim = (int)ndim;
         uint64_t elements = 1;
         for (int d = 0; d < 4; d++) {
@@ -7350,14 +7371,12 @@ static void weights_to_f32(const kernel_ops *ops, const void *data, uint32_t dty
 
 static void tensor_row_f32(const tensor *t, int64_t row, float *out) {
     int64_t cols = t->ndim >= 2 ? t->shape[1] : t->shape[0];
-    if (t->dtype == DT_Q8) { /* q[k] · scale of k's block (section 3 checked the layout) */
-        const int8_t *q = (const int8_t *)t->data + row * cols;
-        const uint8_t *scales = (const uint8_t *)t->data + t->shape[0] * cols + row * (cols / Q8_BLOCK) * 4;
-        for (int64_t b = 0; b < cols / Q8_BLOCK; b++) {
-            float scale;
-            memcpy(&scale, scales + b * 4, sizeof scale);
-            for (int k = 0; k < Q8_BLOCK; k++) out[b * Q8_BLOCK + k] = (float)q[b * Q8_BLOCK + k] * scale;
-        }
+    if (t->dtype == DT_Q8) { /* q[k] · scale of k's block, from the row's strip (section 3 checked the layout) */
+        const uint8_t *column = (const uint8_t *)t->data + (row / Q8_STRIP) * (cols / Q8_BLOCK) * (int64_t)Q8_STRIP_BLOCK_BYTES +
+                                (row % Q8_STRIP) * 4;
+        for (int64_t b = 0; b < cols / Q8_BLOCK; b++)
+            for (int k = 0; k < Q8_BLOCK; k++)
+                out[b * Q8_BLOCK + k] = q8_strip_weight_value(column + b * (int64_t)Q8_STRIP_BLOCK_BYTES, k);
         return;
     }
     weights_to_f32(&kernel_ops_scalar, t->data, t->dtype, row * cols, cols, out);
@@ -7601,7 +7620,8 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
 
 /* ---- q8: int8 weights × int8 activations, exact int32 block sums ----
  *
- * Weights are DT_Q8 (section 3): int8 q[out][in] and one f32 scale per Q8_BLOCK elements of a row.
+ * Weights are DT_Q8 (section 3): int8 quants with one f32 scale per Q8_BLOCK elements of a row, already
+ * in the kernels' layout (strips of Q8_STRIP rows, below), so they are used in place from the mmap.
  * Activations are quantized on the fly the same way, per row and per block of Q8_BLOCK: scale =
  * amax/127, q = round(x·127/amax), ties to even. Outlier channels (a norm weight 25× the others makes
  * a few channels of every row dominate their block, and would leave the rest of the block 4 or 5 bits)
@@ -7617,11 +7637,13 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
  * starting from y = 0, then y + bias[j]; the fma is fused (one rounding) on every path, nothing else
  * is. Results are bit-identical across paths, thread counts and partitions.
  *
- * A task packs, per slice of Q8_KC columns of `in`, its weight rows into strips of nr rows; each strip
- * block is [Q8_BLOCK/4][nr][4] int8 (four consecutive k of one row are one 32-bit lane: what VNNI's
- * vpdpbusd, AVX2's vpmaddubsw+vpmaddwd and NEON's sdot consume), then nr int32 compensations −128·Σq
- * (VNNI feeds activations as unsigned q + 128 and starts each block sum there) and nr f32 scales.
- * Activation rows are quantized per group of mr into [Q8_BLOCK/4][mr][4] per block, then mr scales. */
+ * A weight strip block (Q8_STRIP rows × one block, section 3) is [Q8_BLOCK/4][Q8_STRIP][4] int8 (four
+ * consecutive k of one row are one 32-bit lane: what VNNI's vpdpbusd, AVX2's vpmaddubsw+vpmaddwd and
+ * NEON's sdot consume), then Q8_STRIP f32 scales; a strip's blocks follow each other. Kernels of nr = 8
+ * columns read half a strip (the pointer moved by 4·column bytes), of 32 columns two strips (b, b_hi).
+ * Activation rows are quantized per group of mr into [Q8_BLOCK/4][mr][4] per block, then mr f32 scales
+ * and mr int32 compensations −128·Σq (VNNI feeds the weights as unsigned w + 128 and starts each block
+ * sum there). */
 
 #define Q8_KC 512                           /* `in` slice per packed panel (a multiple of Q8_BLOCK) */
 #define Q8_KC_BLOCKS (Q8_KC / Q8_BLOCK)
@@ -7631,8 +7653,7 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
 #define Q8_FLT_MAX 0x1.fffffep+127f         /* FLT_MAX (no <float.h> here) */
 #define Q8_OUTLIERS_MAX 8                   /* per block of activations */
 #define Q8_OUTLIER_GAP 4.0f
-#define Q8_STRIP_BLOCK_BYTES(nr) ((size_t)(nr) * (Q8_BLOCK + 8))   /* quads, compensations, scales */
-#define Q8_ROWS_BLOCK_BYTES(mr) ((size_t)(mr) * (Q8_BLOCK + 4))    /* quads, scales */
+#define Q8_ROWS_BLOCK_BYTES(mr) ((size_t)(mr) * (Q8_BLOCK + 8))    /* quads, scales, compensations */
 
 /* An activation set aside from its block (row of the group, block of the slice, column in the block). */
 typedef struct {
@@ -7640,30 +7661,26 @@ typedef struct {
     float value;
 } q8_outlier;
 
-/* c[mr][nr] (row stride ldc) = (accumulate ? c : 0) + the blocks' terms, in block order. */
-typedef void (*q8_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate);
+/* c[mr][nr] (row stride ldc) = (accumulate ? c : 0) + the blocks' terms, in block order. b: the weight
+ * strip's first block (columns 0..min(nr, 16)); b_hi: columns 16..31's strip (32-wide kernels only). */
+typedef void (*q8_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                            int64_t ldc, bool accumulate);
 /* Quantizes `rows` rows of x (row stride ldx) × blocks·Q8_BLOCK columns into the packed layout; rows
  * rows..mr−1 are zero. Outliers are appended to outliers[*n_outliers] (block by block, row by row). */
 typedef void (*q8_pack_rows_fn)(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
                                 q8_outlier *outliers, int *n_outliers);
 
-/* Weight rows row0..row0+rows−1 (of `in` columns), blocks [b0, b0 + blocks), into one strip of nr rows
- * (rows ≥ `rows` zero): the same bytes on every path (q8_pack_strip is the definition). */
-typedef void (*q8_pack_strip_fn)(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
-                                 int64_t row0, int rows, int64_t b0, int64_t blocks);
-
 /* c[row][j] (row stride ldc) += value · ((float)w[j][k] · scale_w[j][block]) for each outlier in list
- * order, j < nj, the weights read from a packed strip of nr columns (blocks of the current slice). */
-typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+ * order, j < nj, the weights read from the strips b (columns 0..15) and b_hi (16..31) as the micro-kernel
+ * gets them (blocks of the current slice). */
+typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                      const q8_outlier *outliers, int n_outliers);
 
 typedef struct {
     const char *name;
     int mr, nr, nc;
-    bool unsigned_x; /* activations stored as q + 128 (VNNI) */
     q8_micro_fn micro;
     q8_pack_rows_fn pack_rows;
-    q8_pack_strip_fn pack_strip;
     q8_strip_outliers_fn strip_outliers;
 } q8_kernels;
 
@@ -7723,66 +7740,46 @@ static void q8_add_outliers(q8_outlier *list, int *n, int row, int64_t block, co
         if (mask & 1) list[(*n)++] = (q8_outlier){(uint16_t)row, (uint16_t)block, (uint16_t)k, x[k]};
 }
 
-/* Stores a block's quads (32-bit lanes of four k) for row r of an mr-row group, and its scale. */
-static void q8_store_row_block(uint8_t *block, int mr, int r, const int8_t *q, float scale, bool unsigned_x) {
+/* Stores a block's scale and compensation −128·Σq for row r of an mr-row group. */
+static void q8_store_row_scale(uint8_t *block, int mr, int r, int32_t quant_sum, float scale) {
+    int32_t comp = -128 * quant_sum;
+    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+    memcpy(block + (size_t)mr * (Q8_BLOCK + 4) + (size_t)r * 4, &comp, sizeof comp);
+}
+
+/* Stores a block's quads (32-bit lanes of four k) for row r of an mr-row group, its scale and its
+ * compensation. */
+static void q8_store_row_block(uint8_t *block, int mr, int r, const int8_t *q, float scale) {
+    int32_t sum = 0;
     for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
         for (int t = 0; t < 4; t++) {
-            int8_t v = q[k4 * 4 + t];
-            block[((size_t)k4 * mr + r) * 4 + t] = unsigned_x ? (uint8_t)(v + 128) : (uint8_t)v;
+            block[((size_t)k4 * mr + r) * 4 + t] = (uint8_t)q[k4 * 4 + t];
+            sum += q[k4 * 4 + t];
         }
-    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+    q8_store_row_scale(block, mr, r, sum, scale);
 }
 
 /* One row's block through the scalar definition, outliers included. */
-static void q8_pack_row_block_scalar(uint8_t *block, int mr, int r, const float *xb, int64_t b, bool unsigned_x,
-                                     q8_outlier *outliers, int *n_outliers) {
+static void q8_pack_row_block_scalar(uint8_t *block, int mr, int r, const float *xb, int64_t b, q8_outlier *outliers,
+                                     int *n_outliers) {
     int8_t q[Q8_BLOCK];
     uint32_t mask;
     float scale = q8_quantize_block(xb, q, &mask);
-    q8_store_row_block(block, mr, r, q, scale, unsigned_x);
+    q8_store_row_block(block, mr, r, q, scale);
     q8_add_outliers(outliers, n_outliers, r, b, xb, mask);
 }
 
-static void q8_pack_rows_generic(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
-                                 bool unsigned_x, q8_outlier *outliers, int *n_outliers) {
+static void q8_pack_rows_scalar(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                q8_outlier *outliers, int *n_outliers) {
     static const int8_t zeros[Q8_BLOCK];
     for (int64_t b = 0; b < blocks; b++) {
         uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
         for (int r = 0; r < mr; r++) {
             if (r < rows) {
-                q8_pack_row_block_scalar(block, mr, r, x + r * ldx + b * Q8_BLOCK, b, unsigned_x, outliers, n_outliers);
+                q8_pack_row_block_scalar(block, mr, r, x + r * ldx + b * Q8_BLOCK, b, outliers, n_outliers);
             } else {
-                q8_store_row_block(block, mr, r, zeros, 0.0f, unsigned_x);
+                q8_store_row_block(block, mr, r, zeros, 0.0f);
             }
-        }
-    }
-}
-
-static void q8_pack_rows_scalar(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
-                                q8_outlier *outliers, int *n_outliers) {
-    q8_pack_rows_generic(a_pack, mr, x, ldx, rows, blocks, false, outliers, n_outliers);
-}
-
-/* The definition of q8_pack_strip_fn (the layout is the same on every path). */
-static void q8_pack_strip(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in, int64_t row0,
-                          int rows, int64_t b0, int64_t blocks) {
-    const int64_t blocks_per_row = in / Q8_BLOCK;
-    for (int64_t b = 0; b < blocks; b++) {
-        uint8_t *block = strip + b * Q8_STRIP_BLOCK_BYTES(nr);
-        uint8_t *comp = block + (size_t)nr * Q8_BLOCK, *scales = comp + (size_t)nr * 4;
-        for (int j = 0; j < nr; j++) {
-            int32_t sum = 0;
-            if (j < rows) {
-                const int8_t *src = wq + (row0 + j) * in + (b0 + b) * Q8_BLOCK;
-                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * nr + j) * 4, src + k4 * 4, 4);
-                for (int k = 0; k < Q8_BLOCK; k++) sum += src[k];
-                memcpy(scales + (size_t)j * 4, w_scales + ((row0 + j) * blocks_per_row + b0 + b) * 4, 4);
-            } else {
-                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memset(block + ((size_t)k4 * nr + j) * 4, 0, 4);
-                memset(scales + (size_t)j * 4, 0, 4);
-            }
-            int32_t c = -128 * sum;
-            memcpy(comp + (size_t)j * 4, &c, sizeof c);
         }
     }
 }
@@ -7790,22 +7787,24 @@ static void q8_pack_strip(uint8_t *strip, int nr, const int8_t *wq, const uint8_
 #define Q8_SCALAR_MR 4
 #define Q8_SCALAR_NR 8
 
-static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                            int64_t ldc, bool accumulate) {
     enum { MR = Q8_SCALAR_MR, NR = Q8_SCALAR_NR };
+    (void)b_hi;
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         float sa[MR], sb[NR];
         memcpy(sa, ab + MR * Q8_BLOCK, sizeof sa);
-        memcpy(sb, bb + NR * (Q8_BLOCK + 4), sizeof sb);
+        memcpy(sb, bb + Q8_STRIP * Q8_BLOCK, sizeof sb);
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) {
                 int32_t sum = 0;
                 for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
                     for (int t = 0; t < 4; t++)
-                        sum += (int8_t)ab[(k4 * MR + i) * 4 + t] * (int8_t)bb[(k4 * NR + j) * 4 + t];
+                        sum += (int8_t)ab[(k4 * MR + i) * 4 + t] * (int8_t)bb[(k4 * Q8_STRIP + j) * 4 + t];
                 acc[i][j] = fmaf((float)sum, sa[i] * sb[j], acc[i][j]);
             }
     }
@@ -7813,32 +7812,20 @@ static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, 
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
-/* The weight of column j, element k of a strip block, and the block's scale of column j. */
-static int8_t q8_strip_weight(const uint8_t *block, int nr, int j, int k) {
-    return (int8_t)block[((size_t)(k / 4) * nr + j) * 4 + k % 4];
-}
-
-static float q8_strip_scale(const uint8_t *block, int nr, int j) {
-    float scale;
-    memcpy(&scale, block + (size_t)nr * (Q8_BLOCK + 4) + (size_t)j * 4, sizeof scale);
-    return scale;
-}
-
 /* The definition of q8_strip_outliers_fn. */
-static void q8_strip_outliers_scalar(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+static void q8_strip_outliers_scalar(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                      const q8_outlier *outliers, int n_outliers) {
     for (int o = 0; o < n_outliers; o++) {
         const q8_outlier *out = &outliers[o];
-        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        const size_t block = (size_t)out->block * Q8_STRIP_BLOCK_BYTES;
         float *row = c + out->row * ldc;
         for (int j = 0; j < nj; j++)
-            row[j] = row[j] + out->value * ((float)q8_strip_weight(block, nr, j, out->k) * q8_strip_scale(block, nr, j));
+            row[j] = row[j] + out->value * q8_strip_weight_value(q8_strip_column(b + block, b_hi + block, j), out->k);
     }
 }
 
 static const q8_kernels q8_kernels_scalar = {
-    "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, false, q8_micro_scalar, q8_pack_rows_scalar, q8_pack_strip,
-    q8_strip_outliers_scalar,
+    "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, q8_micro_scalar, q8_pack_rows_scalar, q8_strip_outliers_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
@@ -7861,12 +7848,10 @@ typedef struct {
     const kernel_ops *ops; /* the pool's path, for the bias */
     float *y;
     const float *x;
-    const int8_t *wq;
-    const uint8_t *w_scales;
+    const uint8_t *w; /* strips (section 3) */
     const float *bias;
     int64_t n, in, out;
     task_plan plan;
-    float *const *scratch; /* NULL: the task works in one strip at a time on its stack */
     /* When not NULL: x already quantized for every column block (q8_prepack_activations). */
     const uint8_t *x_packed; /* [row group][block] of Q8_ROWS_BLOCK_BYTES(mr) */
     uint32_t *x_outlier_masks; /* [row][block]: the activations set aside (their values stay in x) */
@@ -7874,29 +7859,25 @@ typedef struct {
 
 #define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
 
-/* Bytes of per-task buffers: the panel (cols columns × Q8_KC), a row group, an edge tile. */
-static size_t q8_task_bytes(const q8_kernels *k, int64_t cols) {
-    return (size_t)ceil_div(cols, k->nr) * Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(k->nr) +
-           Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(k->mr) + (size_t)k->mr * k->nr * sizeof(float) + 64;
+/* A slice's worth of zero strip blocks: a 32-wide kernel's upper half past the last strip. */
+static _Alignas(64) const uint8_t q8_zero_strip[Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES];
+
+/* Block b of the strip that holds weight row `row` (a multiple of Q8_STRIP). */
+static const uint8_t *q8_strip_block(const q8_job *job, int64_t row, int64_t b) {
+    return job->w + ((row / Q8_STRIP) * (job->in / Q8_BLOCK) + b) * (int64_t)Q8_STRIP_BLOCK_BYTES;
 }
 
-/* Lines [from, to) of the weight slice rows [j0, j0 + nc) × blocks [b0, b0 + nb) towards the cache: its
- * int8 pieces (Q8_KC bytes of rows far apart, too short for the hardware prefetchers), then its scales.
- * The lines are numbered quads first, row by row, then the scale pieces row by row. */
-static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t nc, int64_t b0, int64_t nb, int64_t from, int64_t to) {
+/* Lines [from, to) of the weight slice from row j0, blocks [b0, b0 + nb), towards the cache: per strip
+ * one contiguous piece of nb strip blocks, numbered strip by strip. */
+static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t b0, int64_t nb, int64_t from, int64_t to) {
 #if defined(__GNUC__)
-    const int64_t quad_lines = ceil_div(nb * Q8_BLOCK, 64), blocks_per_row = job->in / Q8_BLOCK;
+    const int64_t strip_lines = (int64_t)(nb * Q8_STRIP_BLOCK_BYTES / 64);
     for (int64_t line = from; line < to; line++) {
-        if (line < nc * quad_lines) {
-            int64_t row = j0 + line / quad_lines, part = line % quad_lines;
-            __builtin_prefetch(job->wq + row * job->in + b0 * Q8_BLOCK + part * 64, 0, 2);
-        } else {
-            int64_t row = j0 + (line - nc * quad_lines);
-            __builtin_prefetch(job->w_scales + (row * blocks_per_row + b0) * 4, 0, 2);
-        }
+        int64_t strip = line / strip_lines, part = line % strip_lines;
+        __builtin_prefetch(q8_strip_block(job, j0 + strip * Q8_STRIP, b0) + part * 64, 0, 2);
     }
 #else
-    (void)job, (void)j0, (void)nc, (void)b0, (void)nb, (void)from, (void)to;
+    (void)job, (void)j0, (void)b0, (void)nb, (void)from, (void)to;
 #endif
 }
 
@@ -7930,6 +7911,7 @@ static void q8_prepack_task(void *arg, int task, int thread) {
 }
 
 static void matmul_q8_task(void *arg, int task, int thread) {
+    (void)thread;
     const q8_job *job = arg;
     const q8_kernels *k = job->k;
     const int mr = k->mr, nr = k->nr;
@@ -7937,21 +7919,13 @@ static void matmul_q8_task(void *arg, int task, int thread) {
     const int64_t j0 = (int64_t)(task / job->plan.n_row_blocks) * job->plan.cols_per_task;
     const int64_t rows = MIN(job->plan.rows_per_task, job->n - i0), nc = MIN(job->plan.cols_per_task, job->out - j0);
     if (rows <= 0 || nc <= 0) return;
-    /* without a pool's scratch, columns are planned one strip per task and fit here */
-    _Alignas(64) uint8_t local[Q8_KC_BLOCKS * (Q8_NR_MAX * (Q8_BLOCK + 8) + Q8_MR_MAX * (Q8_BLOCK + 4)) +
-                               Q8_MR_MAX * Q8_NR_MAX * 4 + 64];
-    uint8_t *panel = job->scratch ? (uint8_t *)job->scratch[thread] : local;
-    const size_t strip_bytes = Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(nr);
-    uint8_t *a_pack = panel + (size_t)ceil_div(nc, nr) * strip_bytes;
-    float *tail_c = (float *)(void *)(a_pack + ((Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(mr) + 63) & ~(size_t)63));
+    _Alignas(64) uint8_t a_pack[Q8_KC_BLOCKS * Q8_MR_MAX * (Q8_BLOCK + 8)];
+    _Alignas(64) float tail_c[Q8_MR_MAX * Q8_NR_MAX];
     q8_outlier outliers[Q8_GROUP_OUTLIERS];
     const int64_t ldy = job->out, total_blocks = job->in / Q8_BLOCK, row_groups = ceil_div(rows, mr);
     for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
         const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
         const bool accumulate = b0 > 0, last = b0 + nb == total_blocks;
-        for (int64_t jr = 0; jr < nc; jr += nr)
-            k->pack_strip(panel + (jr / nr) * strip_bytes, nr, job->wq, job->w_scales, job->in, j0 + jr,
-                          (int)MIN((int64_t)nr, nc - jr), b0, nb);
         /* the next slice of this task (or the next task's first, when the tasks are columns only) is
          * fetched meanwhile, spread over the row groups */
         int64_t next_j0 = j0, next_nc = nc, next_b0 = b0 + nb;
@@ -7960,10 +7934,10 @@ static void matmul_q8_task(void *arg, int task, int thread) {
             next_nc = job->plan.n_row_blocks > 1 ? 0 : MIN(nc, job->out - next_j0);
         }
         const int64_t next_nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - next_b0);
-        const int64_t next_lines = next_nc > 0 ? next_nc * (ceil_div(next_nb * Q8_BLOCK, 64) + 1) : 0;
+        const int64_t next_lines = next_nc > 0 ? ceil_div(next_nc, Q8_STRIP) * (int64_t)(next_nb * Q8_STRIP_BLOCK_BYTES / 64) : 0;
         for (int64_t i = 0; i < rows; i += mr) {
             const int64_t mi = MIN((int64_t)mr, rows - i), group = i / mr;
-            q8_prefetch_slice(job, next_j0, next_nc, next_b0, next_nb, next_lines * group / row_groups,
+            q8_prefetch_slice(job, next_j0, next_b0, next_nb, next_lines * group / row_groups,
                               next_lines * (group + 1) / row_groups);
             int n_outliers = 0;
             const uint8_t *x_pack = a_pack;
@@ -7975,19 +7949,21 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                              &n_outliers);
             }
             for (int64_t jr = 0; jr < nc; jr += nr) {
-                const int64_t nj = MIN((int64_t)nr, nc - jr);
-                const uint8_t *strip = panel + (jr / nr) * strip_bytes;
-                float *c = job->y + (i0 + i) * ldy + j0 + jr;
+                const int64_t nj = MIN((int64_t)nr, nc - jr), col = j0 + jr;
+                /* columns col.. are in strip col / 16, at column col % 16 (8-wide kernels take halves) */
+                const uint8_t *b = q8_strip_block(job, col - col % Q8_STRIP, b0) + (col % Q8_STRIP) * 4;
+                const uint8_t *b_hi = nj > Q8_STRIP ? q8_strip_block(job, col + Q8_STRIP, b0) : q8_zero_strip;
+                float *c = job->y + (i0 + i) * ldy + col;
                 if (mi == mr && nj == nr) {
-                    k->micro(nb, x_pack, strip, c, ldy, accumulate);
+                    k->micro(nb, x_pack, b, b_hi, c, ldy, accumulate);
                 } else {
                     edge_tile_load(tail_c, mr, nr, c, ldy, mi, nj, accumulate);
-                    k->micro(nb, x_pack, strip, tail_c, nr, accumulate);
+                    k->micro(nb, x_pack, b, b_hi, tail_c, nr, accumulate);
                     edge_tile_store(tail_c, nr, c, ldy, mi, nj);
                 }
                 /* the outliers' products after the slice's block sums, as in the definition; the
-                 * strip and the tile are still cached */
-                if (n_outliers) k->strip_outliers(c, ldy, strip, nr, (int)nj, outliers, n_outliers);
+                 * strips and the tile are still cached */
+                if (n_outliers) k->strip_outliers(c, ldy, b, b_hi, (int)nj, outliers, n_outliers);
             }
             if (last && job->bias) add_bias_block(job->ops, job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
         }
@@ -7999,12 +7975,9 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
                       int64_t in_dim, const float *bias) {
     const q8_kernels *k = q8_kernels_for(pool);
     q8_job job = {
-        .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .wq = w, .w_scales = (const uint8_t *)w + out_dim * in_dim, .bias = bias,
-        .n = n, .in = in_dim, .out = out_dim,
+        .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .w = w, .bias = bias, .n = n, .in = in_dim, .out = out_dim,
     };
-    bool scratch = pool && pool->scratch_floats * sizeof(float) >= q8_task_bytes(k, k->nc);
-    job.scratch = scratch ? pool->scratch : NULL;
-    job.plan = plan_tasks(n, out_dim, k->mr, k->nr, scratch ? k->nc : k->nr, thread_pool_size(pool));
+    job.plan = plan_tasks(n, out_dim, k->mr, k->nr, k->nc, thread_pool_size(pool));
     /* With several column blocks, quantizing x once instead of once per block saves that many passes over
      * it; without the memory, each task quantizes its rows itself (the same bytes either way). */
     const int64_t col_blocks = job.plan.n_tasks / job.plan.n_row_blocks, groups = ceil_div(n, k->mr);
@@ -8648,16 +8621,25 @@ static inline void q8_scatter_quads(uint8_t *block, int mr, int r, const uint32_
     for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
 }
 
-static inline void q8_store_zero_row(uint8_t *block, int mr, int r, bool unsigned_x) {
+static inline void q8_store_zero_row(uint8_t *block, int mr, int r) {
     static const int8_t zeros[Q8_BLOCK];
-    q8_store_row_block(block, mr, r, zeros, 0.0f, unsigned_x);
+    q8_store_row_block(block, mr, r, zeros, 0.0f);
 }
 
-/* Appends the outliers of row r's block b (bit mask over k) and stores the block's scale. */
+/* Appends the outliers of row r's block b (bit mask over k) and stores the block's scale and
+ * compensation (from the sum of its quants). */
 static inline void q8_finish_row_block(uint8_t *block, int mr, int r, int64_t b, const float *xb, uint32_t outlier_mask,
-                                       float scale, q8_outlier *outliers, int *n_outliers) {
+                                       int32_t quant_sum, float scale, q8_outlier *outliers, int *n_outliers) {
     q8_add_outliers(outliers, n_outliers, r, b, xb, outlier_mask);
-    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+    q8_store_row_scale(block, mr, r, quant_sum, scale);
+}
+
+/* Σ of 32 int8: vpsadbw on q + 128 (four partial sums) less 32·128. */
+static inline AVX2_TARGET int32_t q8_quant_sum_avx2(__m256i bytes) {
+    __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(bytes, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256());
+    __m128i sum = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+    sum = _mm_add_epi64(sum, _mm_unpackhi_epi64(sum, sum));
+    return _mm_cvtsi128_si32(sum) - 128 * Q8_BLOCK;
 }
 
 static inline AVX2_TARGET float hmax_avx2(__m256 m) {
@@ -8685,7 +8667,7 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
         uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
         for (int r = 0; r < mr; r++) {
             if (r >= rows) {
-                q8_store_zero_row(block, mr, r, false);
+                q8_store_zero_row(block, mr, r);
                 continue;
             }
             const float *xb = x + r * ldx + b * Q8_BLOCK;
@@ -8698,7 +8680,7 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
                                       _mm256_or_ps(_mm256_cmp_ps(a[2], big, _CMP_NLE_UQ), _mm256_cmp_ps(a[3], big, _CMP_NLE_UQ)));
             float amax = hmax_avx2(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
             if (_mm256_movemask_ps(bad) || amax < Q8_TINY) { /* rare: the definition */
-                q8_pack_row_block_scalar(block, mr, r, xb, b, false, outliers, n_outliers);
+                q8_pack_row_block_scalar(block, mr, r, xb, b, outliers, n_outliers);
                 continue;
             }
             __m256 quarter = _mm256_set1_ps(amax * 0.25f);
@@ -8722,8 +8704,8 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
                 }
             }
             if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
-                q8_store_zero_row(block, mr, r, false);
-                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0.0f, outliers, n_outliers);
+                q8_store_zero_row(block, mr, r);
+                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0, 0.0f, outliers, n_outliers);
                 continue;
             }
             __m256 inv = _mm256_set1_ps(127.0f / qmax);
@@ -8734,58 +8716,8 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
             uint32_t quads[Q8_BLOCK / 4];
             _mm256_storeu_si256((__m256i *)quads, bytes);
             q8_scatter_quads(block, mr, r, quads);
-            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, qmax / 127.0f, outliers, n_outliers);
-        }
-    }
-}
-
-/* Quads k4 = 0..7 of 8 rows (one __m256i of eight uint32 per row) → quad k4 of the 8 rows side by side. */
-static inline AVX2_TARGET void transpose8x8_epi32(__m256i r[8]) {
-    __m256i t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
-    }
-}
-
-/* q8_pack_strip for whole strips (nr a multiple of 8): a block of 8 rows is eight loads, a transpose and
- * eight stores; Σw by vpsadbw on w + 128. Partial strips go through the definition. */
-static AVX2_TARGET void q8_pack_strip_avx2(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
-                                           int64_t row0, int rows, int64_t b0, int64_t blocks) {
-    if (rows != nr || nr % 8 != 0) {
-        q8_pack_strip(strip, nr, wq, w_scales, in, row0, rows, b0, blocks);
-        return;
-    }
-    const int64_t blocks_per_row = in / Q8_BLOCK;
-    const __m256i flip = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
-    for (int64_t b = 0; b < blocks; b++) {
-        uint8_t *block = strip + b * Q8_STRIP_BLOCK_BYTES(nr);
-        uint8_t *comp = block + (size_t)nr * Q8_BLOCK, *scales = comp + (size_t)nr * 4;
-        for (int j = 0; j < nr; j += 8) {
-            __m256i r[8];
-            for (int t = 0; t < 8; t++) {
-                const int64_t row = row0 + j + t;
-                r[t] = _mm256_loadu_si256((const __m256i *)(const void *)(wq + row * in + (b0 + b) * Q8_BLOCK));
-                __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(r[t], flip), zero); /* Σ (w + 128), four parts */
-                __m128i sum = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
-                sum = _mm_add_epi64(sum, _mm_unpackhi_epi64(sum, sum));
-                int32_t c = -128 * (_mm_cvtsi128_si32(sum) - 128 * Q8_BLOCK);
-                memcpy(comp + (size_t)(j + t) * 4, &c, sizeof c);
-                memcpy(scales + (size_t)(j + t) * 4, w_scales + (row * blocks_per_row + b0 + b) * 4, 4);
-            }
-            transpose8x8_epi32(r);
-            for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
-                _mm256_storeu_si256((__m256i *)(void *)(block + ((size_t)k4 * nr + j) * 4), r[k4]);
+            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, q8_quant_sum_avx2(bytes), qmax / 127.0f, outliers,
+                                n_outliers);
         }
     }
 }
@@ -8797,9 +8729,10 @@ static AVX2_TARGET void q8_pack_strip_avx2(uint8_t *strip, int nr, const int8_t 
  * unsigned bytes times w with x's sign (vpsignb) in vpmaddubsw (pairs ≤ 2·127·127, no saturation),
  * vpmaddwd with ones into int32. The 8 int32 sums fill half the registers, so the float tile lives in
  * c (L1) and takes each block's fma there. */
-static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
-                                      bool accumulate) {
-    enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR };
+static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                                      int64_t ldc, bool accumulate) {
+    enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR }; /* NR = Q8_STRIP: one whole strip */
+    (void)b_hi;
     if (!accumulate)
         for (int r = 0; r < MR; r++) {
             _mm256_storeu_ps(c + r * ldc, _mm256_setzero_ps());
@@ -8807,7 +8740,7 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
         }
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         __m256i i00 = _mm256_setzero_si256(), i01 = i00, i10 = i00, i11 = i00, i20 = i00, i21 = i00, i30 = i00, i31 = i00;
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
             const __m256i w0 = _mm256_load_si256((const __m256i *)(const void *)(bb + k4 * NR * 4));
@@ -8822,7 +8755,7 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
             Q8_AVX2_ROW(0) Q8_AVX2_ROW(1) Q8_AVX2_ROW(2) Q8_AVX2_ROW(3)
 #undef Q8_AVX2_ROW
         }
-        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        const float *sw = (const float *)(const void *)(bb + NR * Q8_BLOCK);
         const float *sx = (const float *)(const void *)(ab + MR * Q8_BLOCK);
         const __m256 sw0 = _mm256_loadu_ps(sw), sw1 = _mm256_loadu_ps(sw + 8);
 #define Q8_AVX2_SCALE(r)                                                                                    \
@@ -8837,48 +8770,45 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
     }
 }
 
-/* q8_strip_outliers_fn for whole strips (nr a multiple of 8): per outlier, byte k % 4 of each column's
- * quad sign-extended by two shifts, then the definition's two products and sum, eight columns at once. */
-static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+/* q8_strip_outliers_fn: per outlier, byte k % 4 of each column's quad sign-extended by two shifts, then
+ * the definition's two products and sum, eight columns at once (a last part under eight through the
+ * definition). */
+static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                                const q8_outlier *outliers, int n_outliers) {
-    if (nj != nr || nr % 8 != 0) {
-        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
-        return;
-    }
+    const int whole = nj & ~7;
     for (int o = 0; o < n_outliers; o++) {
         const q8_outlier *out = &outliers[o];
-        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
-        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
-        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const size_t block = (size_t)out->block * Q8_STRIP_BLOCK_BYTES, quad = (size_t)(out->k / 4) * Q8_STRIP * 4;
         const __m128i up = _mm_cvtsi32_si128(24 - 8 * (out->k % 4)), down = _mm_cvtsi32_si128(24);
         const __m256 value = _mm256_set1_ps(out->value);
         float *row = c + out->row * ldc;
-        for (int j = 0; j < nr; j += 8) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(quads + (size_t)j * 4));
+        for (int j = 0; j < whole; j += 8) {
+            const uint8_t *column = q8_strip_column(b + block, b_hi + block, j); /* 8 | 16: never straddles */
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(column + quad));
             __m256 w = _mm256_cvtepi32_ps(_mm256_sra_epi32(_mm256_sll_epi32(q, up), down));
-            __m256 term = _mm256_mul_ps(value, _mm256_mul_ps(w, _mm256_loadu_ps(scales + j)));
+            __m256 term = _mm256_mul_ps(value, _mm256_mul_ps(w, _mm256_loadu_ps((const float *)(const void *)(column + Q8_STRIP * Q8_BLOCK))));
             _mm256_storeu_ps(row + j, _mm256_add_ps(_mm256_loadu_ps(row + j), term));
         }
+        for (int j = whole; j < nj; j++)
+            row[j] = row[j] + out->value * q8_strip_weight_value(q8_strip_column(b + block, b_hi + block, j), out->k);
     }
 }
 
 static const q8_kernels q8_kernels_avx2_table = {
-    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2, q8_pack_strip_avx2,
-    q8_strip_outliers_avx2,
+    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, q8_micro_avx2, q8_pack_rows_avx2, q8_strip_outliers_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/* AVX-512 quantizer: as q8_pack_rows_avx2, storing q + 128 as unsigned bytes (vpdpbusd's first operand). */
+/* AVX-512 quantizer: as q8_pack_rows_avx2. */
 static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
                                           q8_outlier *outliers, int *n_outliers) {
     const __m512 big = _mm512_set1_ps(Q8_FLT_MAX), inf = _mm512_set1_ps(INFINITY);
-    const __m256i offset = _mm256_set1_epi8((char)0x80);
     for (int64_t b = 0; b < blocks; b++) {
         uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
         for (int r = 0; r < mr; r++) {
             if (r >= rows) {
-                q8_store_zero_row(block, mr, r, true);
+                q8_store_zero_row(block, mr, r);
                 continue;
             }
             const float *xb = x + r * ldx + b * Q8_BLOCK;
@@ -8887,7 +8817,7 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
             __mmask16 bad = _mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ);
             float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
             if (bad || amax < Q8_TINY) { /* rare: the definition */
-                q8_pack_row_block_scalar(block, mr, r, xb, b, true, outliers, n_outliers);
+                q8_pack_row_block_scalar(block, mr, r, xb, b, outliers, n_outliers);
                 continue;
             }
             __m512 quarter = _mm512_set1_ps(amax * 0.25f);
@@ -8906,18 +8836,19 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
                 }
             }
             if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
-                q8_store_zero_row(block, mr, r, true);
-                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0.0f, outliers, n_outliers);
+                q8_store_zero_row(block, mr, r);
+                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0, 0.0f, outliers, n_outliers);
                 continue;
             }
             __m512 inv = _mm512_set1_ps(127.0f / qmax);
             __m128i b0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
             __m128i b1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));
-            __m256i bytes = _mm256_xor_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1), offset);
+            __m256i bytes = _mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1);
             uint32_t quads[Q8_BLOCK / 4];
             _mm256_storeu_si256((__m256i *)quads, bytes);
             q8_scatter_quads(block, mr, r, quads);
-            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, qmax / 127.0f, outliers, n_outliers);
+            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, q8_quant_sum_avx2(bytes), qmax / 127.0f, outliers,
+                                n_outliers);
         }
     }
 }
@@ -8926,23 +8857,24 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
 #define Q8_VNNI_NR 32
 #define Q8_VNNI_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
-/* 6 rows × 32 columns: 12 int32 block accumulators started at the strip's −128·Σw, 12 float
- * accumulators. vpdpbusd adds (q+128)·w over four k per lane: the block sum is exact. */
-static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
-                                      bool accumulate) {
+/* 6 rows × 32 columns (two strips): 12 int32 block accumulators started at each row's −128·Σqx, 12
+ * float accumulators. vpdpbusd adds (w+128)·qx over four k per lane (weights flipped to unsigned by
+ * one xor per vector): the block sum is exact. */
+static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                                      int64_t ldc, bool accumulate) {
     enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR };
 #define VNNI_DECLARE(r)                                                                     \
     __m512 f##r##l = accumulate ? _mm512_loadu_ps(c + (r) * ldc) : _mm512_setzero_ps();     \
     __m512 f##r##h = accumulate ? _mm512_loadu_ps(c + (r) * ldc + 16) : _mm512_setzero_ps(); \
     __m512i s##r##l, s##r##h;
-#define VNNI_START(r) s##r##l = comp_l, s##r##h = comp_h;
+#define VNNI_START(r) s##r##l = s##r##h = _mm512_set1_epi32(comps[r]);
 #define VNNI_STEP(r)                                                                        \
     {                                                                                       \
         int32_t q;                                                                          \
         memcpy(&q, ab + (k4 * MR + (r)) * 4, 4);                                            \
         __m512i xv = _mm512_set1_epi32(q);                                                  \
-        s##r##l = _mm512_dpbusd_epi32(s##r##l, xv, w0);                                     \
-        s##r##h = _mm512_dpbusd_epi32(s##r##h, xv, w1);                                     \
+        s##r##l = _mm512_dpbusd_epi32(s##r##l, w0, xv);                                     \
+        s##r##h = _mm512_dpbusd_epi32(s##r##h, w1, xv);                                     \
     }
 #define VNNI_SCALE(r)                                                                       \
     {                                                                                       \
@@ -8951,24 +8883,26 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
         f##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##h), _mm512_mul_ps(sx, sw_h), f##r##h);          \
     }
 #define VNNI_STORE(r) _mm512_storeu_ps(c + (r) * ldc, f##r##l), _mm512_storeu_ps(c + (r) * ldc + 16, f##r##h);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
     Q8_VNNI_ROWS(VNNI_DECLARE)
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
-        const __m512i comp_l = _mm512_load_si512((const void *)(bb + NR * Q8_BLOCK));
-        const __m512i comp_h = _mm512_load_si512((const void *)(bb + NR * Q8_BLOCK + 64));
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR);
+        const uint8_t *bl = b + blk * Q8_STRIP_BLOCK_BYTES, *bh = b_hi + blk * Q8_STRIP_BLOCK_BYTES;
+        int32_t comps[MR];
+        memcpy(comps, ab + MR * (Q8_BLOCK + 4), sizeof comps);
         Q8_VNNI_ROWS(VNNI_START)
         /* written out: with a loop GCC copies every accumulator twice per step */
 #define VNNI_K4(step)                                                                       \
     {                                                                                       \
         const int k4 = (step);                                                              \
-        const __m512i w0 = _mm512_load_si512((const void *)(bb + k4 * NR * 4));            \
-        const __m512i w1 = _mm512_load_si512((const void *)(bb + k4 * NR * 4 + 64));       \
+        const __m512i w0 = _mm512_xor_si512(_mm512_load_si512((const void *)(bl + k4 * Q8_STRIP * 4)), flip); \
+        const __m512i w1 = _mm512_xor_si512(_mm512_load_si512((const void *)(bh + k4 * Q8_STRIP * 4)), flip); \
         Q8_VNNI_ROWS(VNNI_STEP)                                                             \
     }
         VNNI_K4(0) VNNI_K4(1) VNNI_K4(2) VNNI_K4(3) VNNI_K4(4) VNNI_K4(5) VNNI_K4(6) VNNI_K4(7)
 #undef VNNI_K4
-        const __m512 sw_l = _mm512_load_ps((const void *)(bb + NR * (Q8_BLOCK + 4)));
-        const __m512 sw_h = _mm512_load_ps((const void *)(bb + NR * (Q8_BLOCK + 4) + 64));
+        const __m512 sw_l = _mm512_load_ps((const void *)(bl + Q8_STRIP * Q8_BLOCK));
+        const __m512 sw_h = _mm512_load_ps((const void *)(bh + Q8_STRIP * Q8_BLOCK));
         float sxs[MR];
         memcpy(sxs, ab + MR * Q8_BLOCK, sizeof sxs);
         Q8_VNNI_ROWS(VNNI_SCALE)
@@ -8982,8 +8916,8 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 }
 
 static const q8_kernels q8_kernels_vnni_table = {
-    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni, q8_pack_strip_avx2,
-    q8_strip_outliers_avx2, /* outliers are ~0.3 % of a q8 embedding: no 512-bit copy */
+    /* outliers are ~0.3 % of a q8 embedding: no 512-bit copy */
+    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, q8_micro_vnni, q8_pack_rows_vnni, q8_strip_outliers_avx2,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
@@ -9273,8 +9207,11 @@ static inline float32x4_t q8_neon_scale(float32x4_t acc, int32x4_t isum, float s
     return vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(sw, sx));
 }
 
-static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+/* Both kernels take half a strip: b is moved to the strip's column 0 or 8 (quads Q8_STRIP·4 bytes apart). */
+static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi,
+                                                float *c, int64_t ldc, bool accumulate) {
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    (void)b_hi;
     float32x4_t f00, f01, f10, f11, f20, f21, f30, f31;
     if (accumulate) {
         f00 = vld1q_f32(c), f01 = vld1q_f32(c + 4), f10 = vld1q_f32(c + ldc), f11 = vld1q_f32(c + ldc + 4);
@@ -9284,11 +9221,11 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
         f00 = f01 = f10 = f11 = f20 = f21 = f30 = f31 = vdupq_n_f32(0.0f);
     }
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         int32x4_t s00 = vdupq_n_s32(0), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
             int8x16_t av = vld1q_s8((const int8_t *)ab + k4 * MR * 4);
-            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * NR * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * NR * 4 + 16);
+            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
             Q8_SDOT_LANE(s00, b0, av, 0);
             Q8_SDOT_LANE(s01, b1, av, 0);
             Q8_SDOT_LANE(s10, b0, av, 1);
@@ -9298,7 +9235,7 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
             Q8_SDOT_LANE(s30, b0, av, 3);
             Q8_SDOT_LANE(s31, b1, av, 3);
         }
-        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
         float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
@@ -9315,20 +9252,22 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
 /* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
  * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
  * one pairwise add gives each column's sum. */
-static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                               int64_t ldc, bool accumulate) {
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    (void)b_hi;
     float32x4_t f[MR][2];
     for (int r = 0; r < MR; r++) {
         f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
         f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
     }
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         int32x4_t pairs[MR][4];
         for (int r = 0; r < MR; r++)
             for (int p = 0; p < 4; p++) pairs[r][p] = vdupq_n_s32(0);
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
-            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * NR * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * NR * 4 + 16);
+            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
             for (int r = 0; r < MR; r++) {
                 int32_t quad;
                 memcpy(&quad, ab + (k4 * MR + r) * 4, 4);
@@ -9339,7 +9278,7 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
                 pairs[r][3] = vpadalq_s16(pairs[r][3], vmull_high_s8(b1, xv));
             }
         }
-        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
         float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
@@ -9354,13 +9293,14 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
     }
 }
 
-/* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, and the block's scale. */
+/* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, the block's scale and its
+ * compensation. */
 static inline void q8_store_quads_neon(uint8_t *block, int mr, int r, int8x16_t lo, int8x16_t hi, float scale) {
     uint32_t quads[Q8_BLOCK / 4];
     vst1q_s8((int8_t *)(void *)quads, lo);
     vst1q_s8((int8_t *)(void *)(quads + 4), hi);
     for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
-    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+    q8_store_row_scale(block, mr, r, vaddlvq_s8(lo) + vaddlvq_s8(hi), scale);
 }
 
 /* The bit mask (bit k: element k) of eight lane masks of four elements each. */
@@ -9382,7 +9322,7 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
         uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
         for (int r = 0; r < mr; r++) {
             if (r >= rows) {
-                q8_store_row_block(block, mr, r, zeros, 0.0f, false);
+                q8_store_row_block(block, mr, r, zeros, 0.0f);
                 continue;
             }
             const float *xb = x + r * ldx + b * Q8_BLOCK;
@@ -9397,7 +9337,7 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
             }
             float amax = vmaxvq_f32(vmax);
             if (vminvq_u32(finite) == 0 || amax < Q8_TINY) { /* rare: the definition */
-                q8_pack_row_block_scalar(block, mr, r, xb, b, false, outliers, n_outliers);
+                q8_pack_row_block_scalar(block, mr, r, xb, b, outliers, n_outliers);
                 continue;
             }
             const float32x4_t quarter = vdupq_n_f32(amax * 0.25f);
@@ -9424,7 +9364,7 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
             }
             q8_add_outliers(outliers, n_outliers, r, b, xb, outlier_mask);
             if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
-                q8_store_row_block(block, mr, r, zeros, 0.0f, false);
+                q8_store_row_block(block, mr, r, zeros, 0.0f);
                 continue;
             }
             const float32x4_t inv = vdupq_n_f32(127.0f / qmax);
@@ -9438,38 +9378,35 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
     }
 }
 
-/* q8_strip_outliers_fn for whole strips (nr a multiple of 4): per outlier, byte k % 4 of each column's
- * quad sign-extended by two shifts, then the definition's two products and sum, four columns at once. */
-static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+/* q8_strip_outliers_fn: per outlier, byte k % 4 of each column's quad sign-extended by two shifts, then
+ * the definition's two products and sum, four columns at once (a last part under four through the
+ * definition). */
+static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                    const q8_outlier *outliers, int n_outliers) {
-    if (nj != nr || nr % 4 != 0) {
-        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
-        return;
-    }
+    const int whole = nj & ~3;
     const int32x4_t down = vdupq_n_s32(-24);
     for (int o = 0; o < n_outliers; o++) {
         const q8_outlier *out = &outliers[o];
-        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
-        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
-        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const size_t block = (size_t)out->block * Q8_STRIP_BLOCK_BYTES, quad = (size_t)(out->k / 4) * Q8_STRIP * 4;
         const int32x4_t up = vdupq_n_s32(24 - 8 * (out->k % 4));
         float *row = c + out->row * ldc;
-        for (int j = 0; j < nr; j += 4) {
-            int32x4_t q = vreinterpretq_s32_u8(vld1q_u8(quads + (size_t)j * 4));
+        for (int j = 0; j < whole; j += 4) {
+            const uint8_t *column = q8_strip_column(b + block, b_hi + block, j);
+            int32x4_t q = vreinterpretq_s32_u8(vld1q_u8(column + quad));
             float32x4_t w = vcvtq_f32_s32(vshlq_s32(vshlq_s32(q, up), down));
-            float32x4_t term = vmulq_n_f32(vmulq_f32(w, vld1q_f32(scales + j)), out->value);
+            float32x4_t term = vmulq_n_f32(vmulq_f32(w, vld1q_f32((const float *)(const void *)(column + Q8_STRIP * Q8_BLOCK))), out->value);
             vst1q_f32(row + j, vaddq_f32(vld1q_f32(row + j), term));
         }
+        for (int j = whole; j < nj; j++)
+            row[j] = row[j] + out->value * q8_strip_weight_value(q8_strip_column(b + block, b_hi + block, j), out->k);
     }
 }
 
 static const q8_kernels q8_kernels_neon_dot_table = {
-    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_neon, q8_pack_strip,
-    q8_strip_outliers_neon,
+    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_dot, q8_pack_rows_neon, q8_strip_outliers_neon,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
-    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_neon, q8_pack_strip,
-    q8_strip_outliers_neon,
+    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {

@@ -222,16 +222,17 @@ int main(int argc, char **argv) {
 #else
     const bool have_blas = false;
 #endif
-    size_t max_x = 0, max_w = 0, max_y = 0;
+    size_t max_x = 0, max_w = 0, max_y = 0, max_q8 = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         max_x = MAX(max_x, (size_t)(shapes[s].n * shapes[s].in));
         max_w = MAX(max_w, (size_t)(shapes[s].in * shapes[s].out));
+        max_q8 = MAX(max_q8, (size_t)(ceil_div(shapes[s].out, Q8_STRIP) * (shapes[s].in / Q8_BLOCK)) * Q8_STRIP_BLOCK_BYTES);
         max_y = MAX(max_y, (size_t)(shapes[s].n * shapes[s].out));
     }
     float *x = xmalloc_aligned(max_x * sizeof(float)), *w = xmalloc_aligned(max_w * sizeof(float));
     float *y = xmalloc_aligned(max_y * sizeof(float)), *y_blas = xmalloc_aligned(max_y * sizeof(float));
     uint16_t *w_bf16 = xmalloc_aligned(max_w * sizeof(uint16_t));
-    uint8_t *w_q8 = xmalloc_aligned(max_w + max_w / Q8_BLOCK * 4);
+    uint8_t *w_q8 = xmalloc_aligned(max_q8);
     if (!x || !w || !y || !y_blas || !w_bf16 || !w_q8) return 1;
     fill(x, max_x, 1);
     fill(w, max_w, 2);
@@ -242,7 +243,7 @@ int main(int argc, char **argv) {
     }
 
     double peak_per_thread = measure_peak_per_thread(path);
-    int64_t q8_quantized_in = 0; /* w_q8 holds the q8 image of w as [out][in] for this `in` */
+    int64_t q8_quantized_in = 0; /* w_q8 holds the q8 image of w (strips, section 3) for this shape */
     if (json)
         printf("{\n  \"cpu\": \"%s\",\n  \"path\": \"%s\",\n  \"online_cpus\": %d,\n  \"peak_gflops_per_thread\": %.2f,\n"
                "  \"openblas\": %s,\n  \"results\": [\n",
@@ -271,15 +272,17 @@ int main(int argc, char **argv) {
              * the pause after them. */
             if (q8_quantized_in != sh->in * 1000003 + sh->out) { /* per block: amax/127, round to nearest */
                 int64_t blocks = sh->in / Q8_BLOCK;
+                memset(w_q8, 0, max_q8);
                 for (int64_t j = 0; j < sh->out; j++)
                     for (int64_t b = 0; b < blocks; b++) {
                         const float *src = w + j * sh->in + b * Q8_BLOCK;
+                        uint8_t *block = w_q8 + ((j / Q8_STRIP) * blocks + b) * (int64_t)Q8_STRIP_BLOCK_BYTES;
                         float amax = 0;
                         for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabsf(src[k]));
                         float d = amax / 127;
                         for (int k = 0; k < Q8_BLOCK; k++)
-                            w_q8[j * sh->in + b * Q8_BLOCK + k] = (uint8_t)(int8_t)(d > 0 ? lrintf(src[k] / d) : 0);
-                        memcpy(w_q8 + sh->out * sh->in + (j * blocks + b) * 4, &d, 4);
+                            block[(k / 4 * Q8_STRIP + j % Q8_STRIP) * 4 + k % 4] = (uint8_t)(int8_t)(d > 0 ? lrintf(src[k] / d) : 0);
+                        memcpy(block + Q8_STRIP * Q8_BLOCK + (j % Q8_STRIP) * 4, &d, 4);
                     }
                 q8_quantized_in = sh->in * 1000003 + sh->out;
             }

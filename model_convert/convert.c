@@ -343,19 +343,30 @@ static int narrow(const float *src, size_t n, uint32_t dtype, void *dst, uint64_
     return 0;
 }
 
-/* q8: `rows` whole rows of e (the first is row0) from src into dst, the tensor's full q8 image
- * (int8 [out][in], then float32 scales [out][in / 32]). */
+/* q8: `rows` whole rows of e (the first is row0) from src into dst, the tensor's full q8 image in strips
+ * (FORMAT.md): row j's block b is quads at strip j/16, block b, [k/4][j%16][k%4], and its scale after
+ * them. The call that writes the last row also zeroes the last strip's padding rows. */
 static int narrow_q8(const float *src, int64_t row0, int64_t rows, const expected_tensor *e, void *dst, char *err, size_t errsize) {
     const int64_t in = e->shape[1], out = e->shape[0], blocks = in / CV_Q8_BLOCK;
     if (narrow(src, (size_t)(rows * in), ABC_DTYPE_F32, NULL, (uint64_t)(row0 * in), e->name, err, errsize) < 0) return -1;
+    int8_t q[256 * CV_Q8_BLOCK];
     float scales[256];
-    for (int64_t r = 0; r < rows; r++) {
-        int8_t *q = (int8_t *)dst + (row0 + r) * in;
-        unsigned char *s = (unsigned char *)dst + out * in + (row0 + r) * blocks * 4;
+    const int64_t last = row0 + rows == out ? (out + CV_Q8_STRIP - 1) / CV_Q8_STRIP * CV_Q8_STRIP : row0 + rows;
+    for (int64_t j = row0; j < last; j++) {
+        unsigned char *strip = (unsigned char *)dst + (j / CV_Q8_STRIP) * blocks * CV_Q8_STRIP_BLOCK_BYTES + (j % CV_Q8_STRIP) * 4;
         for (int64_t b0 = 0; b0 < blocks; b0 += 256) { /* the host is little-endian (main.c checks) */
             int64_t nb = blocks - b0 < 256 ? blocks - b0 : 256;
-            cv_quantize_q8_row(src + r * in + b0 * CV_Q8_BLOCK, nb * CV_Q8_BLOCK, q + b0 * CV_Q8_BLOCK, scales);
-            memcpy(s + b0 * 4, scales, (size_t)nb * 4);
+            if (j < out) {
+                cv_quantize_q8_row(src + (j - row0) * in + b0 * CV_Q8_BLOCK, nb * CV_Q8_BLOCK, q, scales);
+            } else { /* padding row */
+                memset(q, 0, sizeof q);
+                memset(scales, 0, sizeof scales);
+            }
+            for (int64_t b = 0; b < nb; b++) {
+                unsigned char *block = strip + (b0 + b) * CV_Q8_STRIP_BLOCK_BYTES;
+                for (int k4 = 0; k4 < CV_Q8_BLOCK / 4; k4++) memcpy(block + k4 * CV_Q8_STRIP * 4, q + b * CV_Q8_BLOCK + k4 * 4, 4);
+                memcpy(block + CV_Q8_STRIP * CV_Q8_BLOCK, &scales[b], 4);
+            }
         }
     }
     return 0;
@@ -448,7 +459,8 @@ static int queue_tensor(abc_writer *w, const expected_tensor *e, const tensor_so
     }
     uint64_t numel = 1;
     for (int i = 0; i < e->ndim; i++) numel *= (uint64_t)e->shape[i];
-    size_t nbytes = dtype == ABC_DTYPE_Q8 ? (size_t)numel + (size_t)(numel / CV_Q8_BLOCK) * 4
+    size_t nbytes = dtype == ABC_DTYPE_Q8 ? (size_t)((e->shape[0] + CV_Q8_STRIP - 1) / CV_Q8_STRIP) *
+                                                (size_t)(e->shape[1] / CV_Q8_BLOCK) * CV_Q8_STRIP_BLOCK_BYTES
                                           : (size_t)numel * writer_dtype_size(dtype);
     if (writer_add_tensor_fn(w, e->name, dtype, e->ndim, e->shape, nbytes, fill_tensor, c, free_fill_ctx) < 0)
         return cv_fail(err, errsize, "%s", writer_error(w));

@@ -35,8 +35,11 @@ float cv_bf16_to_f32(uint16_t h);
  * inf/nan): f16 for |x| >= 65520, bf16 above the largest finite bfloat16. */
 int cv_f32_to_f16(float f, uint16_t *out);
 int cv_f32_to_bf16(float f, uint16_t *out);
-/* q8: blocks of CV_Q8_BLOCK elements along a row, int8 and one float32 scale each (FORMAT.md). */
+/* q8: blocks of CV_Q8_BLOCK elements along a row, int8 and one float32 scale each, stored in strips of
+ * CV_Q8_STRIP rows (FORMAT.md). */
 #define CV_Q8_BLOCK 32
+#define CV_Q8_STRIP 16
+#define CV_Q8_STRIP_BLOCK_BYTES (CV_Q8_STRIP * (CV_Q8_BLOCK + 4))
 void cv_quantize_q8_row(const float *src, int64_t in, int8_t *q, float *scales);
 
 /* ---- safetensors.c ---- */

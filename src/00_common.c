@@ -143,7 +143,7 @@ static void int_vec_free(int_vec *v) {
 
 /* ---- weight-file tensors (section 3 fills them) ---- */
 
-enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3, DT_U8 = 4, DT_Q8 = 5 };
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3, DT_U8 = 4, DT_Q8_ROWS_RETIRED = 5, DT_Q8 = 6 };
 
 typedef struct {
     const char *name;  /* points into the mapping, not NUL-terminated */

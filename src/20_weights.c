@@ -26,21 +26,39 @@ static size_t dtype_size(uint32_t dtype) {
     }
 }
 
-/* DT_Q8 (FORMAT.md): a 2-D [out][in] tensor with `in` a multiple of Q8_BLOCK, stored as int8 [out][in]
- * followed by f32 scales [out][in / Q8_BLOCK]; element (j, k) is q[j][k] · scale[j][k / Q8_BLOCK]. */
+/* DT_Q8 (FORMAT.md): a 2-D [out][in] tensor with `in` a multiple of Q8_BLOCK; element (j, k) is
+ * q[j][k] · scale[j][k / Q8_BLOCK]. Stored in strips of Q8_STRIP rows (the last padded with zero rows),
+ * each strip block by block: int8 [Q8_BLOCK/4][Q8_STRIP][4] (row j's k..k+3 side by side), then f32
+ * scales [Q8_STRIP]. The kernels read it in place (section 7). */
 #define Q8_BLOCK 32
+#define Q8_STRIP 16
+#define Q8_STRIP_BLOCK_BYTES ((size_t)Q8_STRIP * (Q8_BLOCK + 4)) /* quads, scales */
+
+/* Column j's bytes in the strip block at b (j < 16) or b_hi (j ≥ 16): its quads at [k/4 · Q8_STRIP · 4
+ * + k % 4], its scale at [Q8_STRIP · Q8_BLOCK]. */
+static const uint8_t *q8_strip_column(const uint8_t *b, const uint8_t *b_hi, int j) {
+    return j < Q8_STRIP ? b + (size_t)j * 4 : b_hi + (size_t)(j - Q8_STRIP) * 4;
+}
+
+/* Element k of a column (as q8_strip_column gives it): (float)q · its block's scale. */
+static float q8_strip_weight_value(const uint8_t *column, int k) {
+    float scale;
+    memcpy(&scale, column + Q8_STRIP * Q8_BLOCK, sizeof scale);
+    return (float)(int8_t)column[(size_t)(k / 4) * Q8_STRIP * 4 + k % 4] * scale;
+}
 
 /* Bytes of a q8 [out][in] tensor; false when `in` is not a multiple of Q8_BLOCK or the size overflows. */
 static bool q8_nbytes(uint64_t out, uint64_t in, uint64_t *nbytes) {
     if (in % Q8_BLOCK != 0 || out == 0 || in == 0) return false;
-    uint64_t per_row = in + in / Q8_BLOCK * 4; /* in ≤ INT64_MAX: no overflow */
-    if (per_row > UINT64_MAX / out) return false;
-    *nbytes = per_row * out;
+    uint64_t strips = out / Q8_STRIP + (out % Q8_STRIP != 0);
+    uint64_t per_strip = in / Q8_BLOCK * (Q8_STRIP * (Q8_BLOCK + 4)); /* in ≤ INT64_MAX: no overflow */
+    if (per_strip > UINT64_MAX / strips) return false;
+    *nbytes = per_strip * strips;
     return true;
 }
 
 static const char *dtype_name(uint32_t dtype) {
-    static const char *names[] = {"f32", "f16", "bf16", "i32", "u8", "q8"};
+    static const char *names[] = {"f32", "f16", "bf16", "i32", "u8", "q8-rows", "q8"};
     return dtype < sizeof names / sizeof names[0] ? names[dtype] : "unknown";
 }
 
@@ -105,6 +123,9 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
         int nl = (int)t->name_len;
         if (ndim < 1 || ndim > 4) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': bad rank %u", nl, t->name, ndim);
         if (t->dtype > DT_Q8) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': unknown dtype %u", nl, t->name, t->dtype);
+        if (t->dtype == DT_Q8_ROWS_RETIRED)
+            return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': q8 in rows (dtype 5, converters before 2026-12-02) is no longer "
+                        "read: convert the checkpoint again", nl, t->name);
         t->ndim = (int)ndim;
         uint64_t elements = 1;
         for (int d = 0; d < 4; d++) {

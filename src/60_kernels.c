@@ -259,14 +259,12 @@ static void weights_to_f32(const kernel_ops *ops, const void *data, uint32_t dty
 
 static void tensor_row_f32(const tensor *t, int64_t row, float *out) {
     int64_t cols = t->ndim >= 2 ? t->shape[1] : t->shape[0];
-    if (t->dtype == DT_Q8) { /* q[k] · scale of k's block (section 3 checked the layout) */
-        const int8_t *q = (const int8_t *)t->data + row * cols;
-        const uint8_t *scales = (const uint8_t *)t->data + t->shape[0] * cols + row * (cols / Q8_BLOCK) * 4;
-        for (int64_t b = 0; b < cols / Q8_BLOCK; b++) {
-            float scale;
-            memcpy(&scale, scales + b * 4, sizeof scale);
-            for (int k = 0; k < Q8_BLOCK; k++) out[b * Q8_BLOCK + k] = (float)q[b * Q8_BLOCK + k] * scale;
-        }
+    if (t->dtype == DT_Q8) { /* q[k] · scale of k's block, from the row's strip (section 3 checked the layout) */
+        const uint8_t *column = (const uint8_t *)t->data + (row / Q8_STRIP) * (cols / Q8_BLOCK) * (int64_t)Q8_STRIP_BLOCK_BYTES +
+                                (row % Q8_STRIP) * 4;
+        for (int64_t b = 0; b < cols / Q8_BLOCK; b++)
+            for (int k = 0; k < Q8_BLOCK; k++)
+                out[b * Q8_BLOCK + k] = q8_strip_weight_value(column + b * (int64_t)Q8_STRIP_BLOCK_BYTES, k);
         return;
     }
     weights_to_f32(&kernel_ops_scalar, t->data, t->dtype, row * cols, cols, out);
@@ -510,7 +508,8 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
 
 /* ---- q8: int8 weights × int8 activations, exact int32 block sums ----
  *
- * Weights are DT_Q8 (section 3): int8 q[out][in] and one f32 scale per Q8_BLOCK elements of a row.
+ * Weights are DT_Q8 (section 3): int8 quants with one f32 scale per Q8_BLOCK elements of a row, already
+ * in the kernels' layout (strips of Q8_STRIP rows, below), so they are used in place from the mmap.
  * Activations are quantized on the fly the same way, per row and per block of Q8_BLOCK: scale =
  * amax/127, q = round(x·127/amax), ties to even. Outlier channels (a norm weight 25× the others makes
  * a few channels of every row dominate their block, and would leave the rest of the block 4 or 5 bits)
@@ -526,11 +525,13 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
  * starting from y = 0, then y + bias[j]; the fma is fused (one rounding) on every path, nothing else
  * is. Results are bit-identical across paths, thread counts and partitions.
  *
- * A task packs, per slice of Q8_KC columns of `in`, its weight rows into strips of nr rows; each strip
- * block is [Q8_BLOCK/4][nr][4] int8 (four consecutive k of one row are one 32-bit lane: what VNNI's
- * vpdpbusd, AVX2's vpmaddubsw+vpmaddwd and NEON's sdot consume), then nr int32 compensations −128·Σq
- * (VNNI feeds activations as unsigned q + 128 and starts each block sum there) and nr f32 scales.
- * Activation rows are quantized per group of mr into [Q8_BLOCK/4][mr][4] per block, then mr scales. */
+ * A weight strip block (Q8_STRIP rows × one block, section 3) is [Q8_BLOCK/4][Q8_STRIP][4] int8 (four
+ * consecutive k of one row are one 32-bit lane: what VNNI's vpdpbusd, AVX2's vpmaddubsw+vpmaddwd and
+ * NEON's sdot consume), then Q8_STRIP f32 scales; a strip's blocks follow each other. Kernels of nr = 8
+ * columns read half a strip (the pointer moved by 4·column bytes), of 32 columns two strips (b, b_hi).
+ * Activation rows are quantized per group of mr into [Q8_BLOCK/4][mr][4] per block, then mr f32 scales
+ * and mr int32 compensations −128·Σq (VNNI feeds the weights as unsigned w + 128 and starts each block
+ * sum there). */
 
 #define Q8_KC 512                           /* `in` slice per packed panel (a multiple of Q8_BLOCK) */
 #define Q8_KC_BLOCKS (Q8_KC / Q8_BLOCK)
@@ -540,8 +541,7 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
 #define Q8_FLT_MAX 0x1.fffffep+127f         /* FLT_MAX (no <float.h> here) */
 #define Q8_OUTLIERS_MAX 8                   /* per block of activations */
 #define Q8_OUTLIER_GAP 4.0f
-#define Q8_STRIP_BLOCK_BYTES(nr) ((size_t)(nr) * (Q8_BLOCK + 8))   /* quads, compensations, scales */
-#define Q8_ROWS_BLOCK_BYTES(mr) ((size_t)(mr) * (Q8_BLOCK + 4))    /* quads, scales */
+#define Q8_ROWS_BLOCK_BYTES(mr) ((size_t)(mr) * (Q8_BLOCK + 8))    /* quads, scales, compensations */
 
 /* An activation set aside from its block (row of the group, block of the slice, column in the block). */
 typedef struct {
@@ -549,30 +549,26 @@ typedef struct {
     float value;
 } q8_outlier;
 
-/* c[mr][nr] (row stride ldc) = (accumulate ? c : 0) + the blocks' terms, in block order. */
-typedef void (*q8_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate);
+/* c[mr][nr] (row stride ldc) = (accumulate ? c : 0) + the blocks' terms, in block order. b: the weight
+ * strip's first block (columns 0..min(nr, 16)); b_hi: columns 16..31's strip (32-wide kernels only). */
+typedef void (*q8_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                            int64_t ldc, bool accumulate);
 /* Quantizes `rows` rows of x (row stride ldx) × blocks·Q8_BLOCK columns into the packed layout; rows
  * rows..mr−1 are zero. Outliers are appended to outliers[*n_outliers] (block by block, row by row). */
 typedef void (*q8_pack_rows_fn)(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
                                 q8_outlier *outliers, int *n_outliers);
 
-/* Weight rows row0..row0+rows−1 (of `in` columns), blocks [b0, b0 + blocks), into one strip of nr rows
- * (rows ≥ `rows` zero): the same bytes on every path (q8_pack_strip is the definition). */
-typedef void (*q8_pack_strip_fn)(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
-                                 int64_t row0, int rows, int64_t b0, int64_t blocks);
-
 /* c[row][j] (row stride ldc) += value · ((float)w[j][k] · scale_w[j][block]) for each outlier in list
- * order, j < nj, the weights read from a packed strip of nr columns (blocks of the current slice). */
-typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+ * order, j < nj, the weights read from the strips b (columns 0..15) and b_hi (16..31) as the micro-kernel
+ * gets them (blocks of the current slice). */
+typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                      const q8_outlier *outliers, int n_outliers);
 
 typedef struct {
     const char *name;
     int mr, nr, nc;
-    bool unsigned_x; /* activations stored as q + 128 (VNNI) */
     q8_micro_fn micro;
     q8_pack_rows_fn pack_rows;
-    q8_pack_strip_fn pack_strip;
     q8_strip_outliers_fn strip_outliers;
 } q8_kernels;
 
@@ -632,66 +628,46 @@ static void q8_add_outliers(q8_outlier *list, int *n, int row, int64_t block, co
         if (mask & 1) list[(*n)++] = (q8_outlier){(uint16_t)row, (uint16_t)block, (uint16_t)k, x[k]};
 }
 
-/* Stores a block's quads (32-bit lanes of four k) for row r of an mr-row group, and its scale. */
-static void q8_store_row_block(uint8_t *block, int mr, int r, const int8_t *q, float scale, bool unsigned_x) {
+/* Stores a block's scale and compensation −128·Σq for row r of an mr-row group. */
+static void q8_store_row_scale(uint8_t *block, int mr, int r, int32_t quant_sum, float scale) {
+    int32_t comp = -128 * quant_sum;
+    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+    memcpy(block + (size_t)mr * (Q8_BLOCK + 4) + (size_t)r * 4, &comp, sizeof comp);
+}
+
+/* Stores a block's quads (32-bit lanes of four k) for row r of an mr-row group, its scale and its
+ * compensation. */
+static void q8_store_row_block(uint8_t *block, int mr, int r, const int8_t *q, float scale) {
+    int32_t sum = 0;
     for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
         for (int t = 0; t < 4; t++) {
-            int8_t v = q[k4 * 4 + t];
-            block[((size_t)k4 * mr + r) * 4 + t] = unsigned_x ? (uint8_t)(v + 128) : (uint8_t)v;
+            block[((size_t)k4 * mr + r) * 4 + t] = (uint8_t)q[k4 * 4 + t];
+            sum += q[k4 * 4 + t];
         }
-    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+    q8_store_row_scale(block, mr, r, sum, scale);
 }
 
 /* One row's block through the scalar definition, outliers included. */
-static void q8_pack_row_block_scalar(uint8_t *block, int mr, int r, const float *xb, int64_t b, bool unsigned_x,
-                                     q8_outlier *outliers, int *n_outliers) {
+static void q8_pack_row_block_scalar(uint8_t *block, int mr, int r, const float *xb, int64_t b, q8_outlier *outliers,
+                                     int *n_outliers) {
     int8_t q[Q8_BLOCK];
     uint32_t mask;
     float scale = q8_quantize_block(xb, q, &mask);
-    q8_store_row_block(block, mr, r, q, scale, unsigned_x);
+    q8_store_row_block(block, mr, r, q, scale);
     q8_add_outliers(outliers, n_outliers, r, b, xb, mask);
 }
 
-static void q8_pack_rows_generic(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
-                                 bool unsigned_x, q8_outlier *outliers, int *n_outliers) {
+static void q8_pack_rows_scalar(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
+                                q8_outlier *outliers, int *n_outliers) {
     static const int8_t zeros[Q8_BLOCK];
     for (int64_t b = 0; b < blocks; b++) {
         uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
         for (int r = 0; r < mr; r++) {
             if (r < rows) {
-                q8_pack_row_block_scalar(block, mr, r, x + r * ldx + b * Q8_BLOCK, b, unsigned_x, outliers, n_outliers);
+                q8_pack_row_block_scalar(block, mr, r, x + r * ldx + b * Q8_BLOCK, b, outliers, n_outliers);
             } else {
-                q8_store_row_block(block, mr, r, zeros, 0.0f, unsigned_x);
+                q8_store_row_block(block, mr, r, zeros, 0.0f);
             }
-        }
-    }
-}
-
-static void q8_pack_rows_scalar(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
-                                q8_outlier *outliers, int *n_outliers) {
-    q8_pack_rows_generic(a_pack, mr, x, ldx, rows, blocks, false, outliers, n_outliers);
-}
-
-/* The definition of q8_pack_strip_fn (the layout is the same on every path). */
-static void q8_pack_strip(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in, int64_t row0,
-                          int rows, int64_t b0, int64_t blocks) {
-    const int64_t blocks_per_row = in / Q8_BLOCK;
-    for (int64_t b = 0; b < blocks; b++) {
-        uint8_t *block = strip + b * Q8_STRIP_BLOCK_BYTES(nr);
-        uint8_t *comp = block + (size_t)nr * Q8_BLOCK, *scales = comp + (size_t)nr * 4;
-        for (int j = 0; j < nr; j++) {
-            int32_t sum = 0;
-            if (j < rows) {
-                const int8_t *src = wq + (row0 + j) * in + (b0 + b) * Q8_BLOCK;
-                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * nr + j) * 4, src + k4 * 4, 4);
-                for (int k = 0; k < Q8_BLOCK; k++) sum += src[k];
-                memcpy(scales + (size_t)j * 4, w_scales + ((row0 + j) * blocks_per_row + b0 + b) * 4, 4);
-            } else {
-                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memset(block + ((size_t)k4 * nr + j) * 4, 0, 4);
-                memset(scales + (size_t)j * 4, 0, 4);
-            }
-            int32_t c = -128 * sum;
-            memcpy(comp + (size_t)j * 4, &c, sizeof c);
         }
     }
 }
@@ -699,22 +675,24 @@ static void q8_pack_strip(uint8_t *strip, int nr, const int8_t *wq, const uint8_
 #define Q8_SCALAR_MR 4
 #define Q8_SCALAR_NR 8
 
-static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                            int64_t ldc, bool accumulate) {
     enum { MR = Q8_SCALAR_MR, NR = Q8_SCALAR_NR };
+    (void)b_hi;
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         float sa[MR], sb[NR];
         memcpy(sa, ab + MR * Q8_BLOCK, sizeof sa);
-        memcpy(sb, bb + NR * (Q8_BLOCK + 4), sizeof sb);
+        memcpy(sb, bb + Q8_STRIP * Q8_BLOCK, sizeof sb);
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) {
                 int32_t sum = 0;
                 for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
                     for (int t = 0; t < 4; t++)
-                        sum += (int8_t)ab[(k4 * MR + i) * 4 + t] * (int8_t)bb[(k4 * NR + j) * 4 + t];
+                        sum += (int8_t)ab[(k4 * MR + i) * 4 + t] * (int8_t)bb[(k4 * Q8_STRIP + j) * 4 + t];
                 acc[i][j] = fmaf((float)sum, sa[i] * sb[j], acc[i][j]);
             }
     }
@@ -722,32 +700,20 @@ static void q8_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, 
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
-/* The weight of column j, element k of a strip block, and the block's scale of column j. */
-static int8_t q8_strip_weight(const uint8_t *block, int nr, int j, int k) {
-    return (int8_t)block[((size_t)(k / 4) * nr + j) * 4 + k % 4];
-}
-
-static float q8_strip_scale(const uint8_t *block, int nr, int j) {
-    float scale;
-    memcpy(&scale, block + (size_t)nr * (Q8_BLOCK + 4) + (size_t)j * 4, sizeof scale);
-    return scale;
-}
-
 /* The definition of q8_strip_outliers_fn. */
-static void q8_strip_outliers_scalar(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+static void q8_strip_outliers_scalar(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                      const q8_outlier *outliers, int n_outliers) {
     for (int o = 0; o < n_outliers; o++) {
         const q8_outlier *out = &outliers[o];
-        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
+        const size_t block = (size_t)out->block * Q8_STRIP_BLOCK_BYTES;
         float *row = c + out->row * ldc;
         for (int j = 0; j < nj; j++)
-            row[j] = row[j] + out->value * ((float)q8_strip_weight(block, nr, j, out->k) * q8_strip_scale(block, nr, j));
+            row[j] = row[j] + out->value * q8_strip_weight_value(q8_strip_column(b + block, b_hi + block, j), out->k);
     }
 }
 
 static const q8_kernels q8_kernels_scalar = {
-    "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, false, q8_micro_scalar, q8_pack_rows_scalar, q8_pack_strip,
-    q8_strip_outliers_scalar,
+    "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, q8_micro_scalar, q8_pack_rows_scalar, q8_strip_outliers_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
@@ -770,12 +736,10 @@ typedef struct {
     const kernel_ops *ops; /* the pool's path, for the bias */
     float *y;
     const float *x;
-    const int8_t *wq;
-    const uint8_t *w_scales;
+    const uint8_t *w; /* strips (section 3) */
     const float *bias;
     int64_t n, in, out;
     task_plan plan;
-    float *const *scratch; /* NULL: the task works in one strip at a time on its stack */
     /* When not NULL: x already quantized for every column block (q8_prepack_activations). */
     const uint8_t *x_packed; /* [row group][block] of Q8_ROWS_BLOCK_BYTES(mr) */
     uint32_t *x_outlier_masks; /* [row][block]: the activations set aside (their values stay in x) */
@@ -783,29 +747,25 @@ typedef struct {
 
 #define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
 
-/* Bytes of per-task buffers: the panel (cols columns × Q8_KC), a row group, an edge tile. */
-static size_t q8_task_bytes(const q8_kernels *k, int64_t cols) {
-    return (size_t)ceil_div(cols, k->nr) * Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(k->nr) +
-           Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(k->mr) + (size_t)k->mr * k->nr * sizeof(float) + 64;
+/* A slice's worth of zero strip blocks: a 32-wide kernel's upper half past the last strip. */
+static _Alignas(64) const uint8_t q8_zero_strip[Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES];
+
+/* Block b of the strip that holds weight row `row` (a multiple of Q8_STRIP). */
+static const uint8_t *q8_strip_block(const q8_job *job, int64_t row, int64_t b) {
+    return job->w + ((row / Q8_STRIP) * (job->in / Q8_BLOCK) + b) * (int64_t)Q8_STRIP_BLOCK_BYTES;
 }
 
-/* Lines [from, to) of the weight slice rows [j0, j0 + nc) × blocks [b0, b0 + nb) towards the cache: its
- * int8 pieces (Q8_KC bytes of rows far apart, too short for the hardware prefetchers), then its scales.
- * The lines are numbered quads first, row by row, then the scale pieces row by row. */
-static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t nc, int64_t b0, int64_t nb, int64_t from, int64_t to) {
+/* Lines [from, to) of the weight slice from row j0, blocks [b0, b0 + nb), towards the cache: per strip
+ * one contiguous piece of nb strip blocks, numbered strip by strip. */
+static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t b0, int64_t nb, int64_t from, int64_t to) {
 #if defined(__GNUC__)
-    const int64_t quad_lines = ceil_div(nb * Q8_BLOCK, 64), blocks_per_row = job->in / Q8_BLOCK;
+    const int64_t strip_lines = (int64_t)(nb * Q8_STRIP_BLOCK_BYTES / 64);
     for (int64_t line = from; line < to; line++) {
-        if (line < nc * quad_lines) {
-            int64_t row = j0 + line / quad_lines, part = line % quad_lines;
-            __builtin_prefetch(job->wq + row * job->in + b0 * Q8_BLOCK + part * 64, 0, 2);
-        } else {
-            int64_t row = j0 + (line - nc * quad_lines);
-            __builtin_prefetch(job->w_scales + (row * blocks_per_row + b0) * 4, 0, 2);
-        }
+        int64_t strip = line / strip_lines, part = line % strip_lines;
+        __builtin_prefetch(q8_strip_block(job, j0 + strip * Q8_STRIP, b0) + part * 64, 0, 2);
     }
 #else
-    (void)job, (void)j0, (void)nc, (void)b0, (void)nb, (void)from, (void)to;
+    (void)job, (void)j0, (void)b0, (void)nb, (void)from, (void)to;
 #endif
 }
 
@@ -839,6 +799,7 @@ static void q8_prepack_task(void *arg, int task, int thread) {
 }
 
 static void matmul_q8_task(void *arg, int task, int thread) {
+    (void)thread;
     const q8_job *job = arg;
     const q8_kernels *k = job->k;
     const int mr = k->mr, nr = k->nr;
@@ -846,21 +807,13 @@ static void matmul_q8_task(void *arg, int task, int thread) {
     const int64_t j0 = (int64_t)(task / job->plan.n_row_blocks) * job->plan.cols_per_task;
     const int64_t rows = MIN(job->plan.rows_per_task, job->n - i0), nc = MIN(job->plan.cols_per_task, job->out - j0);
     if (rows <= 0 || nc <= 0) return;
-    /* without a pool's scratch, columns are planned one strip per task and fit here */
-    _Alignas(64) uint8_t local[Q8_KC_BLOCKS * (Q8_NR_MAX * (Q8_BLOCK + 8) + Q8_MR_MAX * (Q8_BLOCK + 4)) +
-                               Q8_MR_MAX * Q8_NR_MAX * 4 + 64];
-    uint8_t *panel = job->scratch ? (uint8_t *)job->scratch[thread] : local;
-    const size_t strip_bytes = Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES(nr);
-    uint8_t *a_pack = panel + (size_t)ceil_div(nc, nr) * strip_bytes;
-    float *tail_c = (float *)(void *)(a_pack + ((Q8_KC_BLOCKS * Q8_ROWS_BLOCK_BYTES(mr) + 63) & ~(size_t)63));
+    _Alignas(64) uint8_t a_pack[Q8_KC_BLOCKS * Q8_MR_MAX * (Q8_BLOCK + 8)];
+    _Alignas(64) float tail_c[Q8_MR_MAX * Q8_NR_MAX];
     q8_outlier outliers[Q8_GROUP_OUTLIERS];
     const int64_t ldy = job->out, total_blocks = job->in / Q8_BLOCK, row_groups = ceil_div(rows, mr);
     for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
         const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
         const bool accumulate = b0 > 0, last = b0 + nb == total_blocks;
-        for (int64_t jr = 0; jr < nc; jr += nr)
-            k->pack_strip(panel + (jr / nr) * strip_bytes, nr, job->wq, job->w_scales, job->in, j0 + jr,
-                          (int)MIN((int64_t)nr, nc - jr), b0, nb);
         /* the next slice of this task (or the next task's first, when the tasks are columns only) is
          * fetched meanwhile, spread over the row groups */
         int64_t next_j0 = j0, next_nc = nc, next_b0 = b0 + nb;
@@ -869,10 +822,10 @@ static void matmul_q8_task(void *arg, int task, int thread) {
             next_nc = job->plan.n_row_blocks > 1 ? 0 : MIN(nc, job->out - next_j0);
         }
         const int64_t next_nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - next_b0);
-        const int64_t next_lines = next_nc > 0 ? next_nc * (ceil_div(next_nb * Q8_BLOCK, 64) + 1) : 0;
+        const int64_t next_lines = next_nc > 0 ? ceil_div(next_nc, Q8_STRIP) * (int64_t)(next_nb * Q8_STRIP_BLOCK_BYTES / 64) : 0;
         for (int64_t i = 0; i < rows; i += mr) {
             const int64_t mi = MIN((int64_t)mr, rows - i), group = i / mr;
-            q8_prefetch_slice(job, next_j0, next_nc, next_b0, next_nb, next_lines * group / row_groups,
+            q8_prefetch_slice(job, next_j0, next_b0, next_nb, next_lines * group / row_groups,
                               next_lines * (group + 1) / row_groups);
             int n_outliers = 0;
             const uint8_t *x_pack = a_pack;
@@ -884,19 +837,21 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                              &n_outliers);
             }
             for (int64_t jr = 0; jr < nc; jr += nr) {
-                const int64_t nj = MIN((int64_t)nr, nc - jr);
-                const uint8_t *strip = panel + (jr / nr) * strip_bytes;
-                float *c = job->y + (i0 + i) * ldy + j0 + jr;
+                const int64_t nj = MIN((int64_t)nr, nc - jr), col = j0 + jr;
+                /* columns col.. are in strip col / 16, at column col % 16 (8-wide kernels take halves) */
+                const uint8_t *b = q8_strip_block(job, col - col % Q8_STRIP, b0) + (col % Q8_STRIP) * 4;
+                const uint8_t *b_hi = nj > Q8_STRIP ? q8_strip_block(job, col + Q8_STRIP, b0) : q8_zero_strip;
+                float *c = job->y + (i0 + i) * ldy + col;
                 if (mi == mr && nj == nr) {
-                    k->micro(nb, x_pack, strip, c, ldy, accumulate);
+                    k->micro(nb, x_pack, b, b_hi, c, ldy, accumulate);
                 } else {
                     edge_tile_load(tail_c, mr, nr, c, ldy, mi, nj, accumulate);
-                    k->micro(nb, x_pack, strip, tail_c, nr, accumulate);
+                    k->micro(nb, x_pack, b, b_hi, tail_c, nr, accumulate);
                     edge_tile_store(tail_c, nr, c, ldy, mi, nj);
                 }
                 /* the outliers' products after the slice's block sums, as in the definition; the
-                 * strip and the tile are still cached */
-                if (n_outliers) k->strip_outliers(c, ldy, strip, nr, (int)nj, outliers, n_outliers);
+                 * strips and the tile are still cached */
+                if (n_outliers) k->strip_outliers(c, ldy, b, b_hi, (int)nj, outliers, n_outliers);
             }
             if (last && job->bias) add_bias_block(job->ops, job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
         }
@@ -908,12 +863,9 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
                       int64_t in_dim, const float *bias) {
     const q8_kernels *k = q8_kernels_for(pool);
     q8_job job = {
-        .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .wq = w, .w_scales = (const uint8_t *)w + out_dim * in_dim, .bias = bias,
-        .n = n, .in = in_dim, .out = out_dim,
+        .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .w = w, .bias = bias, .n = n, .in = in_dim, .out = out_dim,
     };
-    bool scratch = pool && pool->scratch_floats * sizeof(float) >= q8_task_bytes(k, k->nc);
-    job.scratch = scratch ? pool->scratch : NULL;
-    job.plan = plan_tasks(n, out_dim, k->mr, k->nr, scratch ? k->nc : k->nr, thread_pool_size(pool));
+    job.plan = plan_tasks(n, out_dim, k->mr, k->nr, k->nc, thread_pool_size(pool));
     /* With several column blocks, quantizing x once instead of once per block saves that many passes over
      * it; without the memory, each task quantizes its rows itself (the same bytes either way). */
     const int64_t col_blocks = job.plan.n_tasks / job.plan.n_row_blocks, groups = ceil_div(n, k->mr);

@@ -449,16 +449,25 @@ static inline void q8_scatter_quads(uint8_t *block, int mr, int r, const uint32_
     for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
 }
 
-static inline void q8_store_zero_row(uint8_t *block, int mr, int r, bool unsigned_x) {
+static inline void q8_store_zero_row(uint8_t *block, int mr, int r) {
     static const int8_t zeros[Q8_BLOCK];
-    q8_store_row_block(block, mr, r, zeros, 0.0f, unsigned_x);
+    q8_store_row_block(block, mr, r, zeros, 0.0f);
 }
 
-/* Appends the outliers of row r's block b (bit mask over k) and stores the block's scale. */
+/* Appends the outliers of row r's block b (bit mask over k) and stores the block's scale and
+ * compensation (from the sum of its quants). */
 static inline void q8_finish_row_block(uint8_t *block, int mr, int r, int64_t b, const float *xb, uint32_t outlier_mask,
-                                       float scale, q8_outlier *outliers, int *n_outliers) {
+                                       int32_t quant_sum, float scale, q8_outlier *outliers, int *n_outliers) {
     q8_add_outliers(outliers, n_outliers, r, b, xb, outlier_mask);
-    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+    q8_store_row_scale(block, mr, r, quant_sum, scale);
+}
+
+/* Σ of 32 int8: vpsadbw on q + 128 (four partial sums) less 32·128. */
+static inline AVX2_TARGET int32_t q8_quant_sum_avx2(__m256i bytes) {
+    __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(bytes, _mm256_set1_epi8((char)0x80)), _mm256_setzero_si256());
+    __m128i sum = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+    sum = _mm_add_epi64(sum, _mm_unpackhi_epi64(sum, sum));
+    return _mm_cvtsi128_si32(sum) - 128 * Q8_BLOCK;
 }
 
 static inline AVX2_TARGET float hmax_avx2(__m256 m) {
@@ -486,7 +495,7 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
         uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
         for (int r = 0; r < mr; r++) {
             if (r >= rows) {
-                q8_store_zero_row(block, mr, r, false);
+                q8_store_zero_row(block, mr, r);
                 continue;
             }
             const float *xb = x + r * ldx + b * Q8_BLOCK;
@@ -499,7 +508,7 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
                                       _mm256_or_ps(_mm256_cmp_ps(a[2], big, _CMP_NLE_UQ), _mm256_cmp_ps(a[3], big, _CMP_NLE_UQ)));
             float amax = hmax_avx2(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
             if (_mm256_movemask_ps(bad) || amax < Q8_TINY) { /* rare: the definition */
-                q8_pack_row_block_scalar(block, mr, r, xb, b, false, outliers, n_outliers);
+                q8_pack_row_block_scalar(block, mr, r, xb, b, outliers, n_outliers);
                 continue;
             }
             __m256 quarter = _mm256_set1_ps(amax * 0.25f);
@@ -523,8 +532,8 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
                 }
             }
             if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
-                q8_store_zero_row(block, mr, r, false);
-                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0.0f, outliers, n_outliers);
+                q8_store_zero_row(block, mr, r);
+                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0, 0.0f, outliers, n_outliers);
                 continue;
             }
             __m256 inv = _mm256_set1_ps(127.0f / qmax);
@@ -535,58 +544,8 @@ static AVX2_TARGET void q8_pack_rows_avx2(uint8_t *a_pack, int mr, const float *
             uint32_t quads[Q8_BLOCK / 4];
             _mm256_storeu_si256((__m256i *)quads, bytes);
             q8_scatter_quads(block, mr, r, quads);
-            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, qmax / 127.0f, outliers, n_outliers);
-        }
-    }
-}
-
-/* Quads k4 = 0..7 of 8 rows (one __m256i of eight uint32 per row) → quad k4 of the 8 rows side by side. */
-static inline AVX2_TARGET void transpose8x8_epi32(__m256i r[8]) {
-    __m256i t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
-    }
-}
-
-/* q8_pack_strip for whole strips (nr a multiple of 8): a block of 8 rows is eight loads, a transpose and
- * eight stores; Σw by vpsadbw on w + 128. Partial strips go through the definition. */
-static AVX2_TARGET void q8_pack_strip_avx2(uint8_t *strip, int nr, const int8_t *wq, const uint8_t *w_scales, int64_t in,
-                                           int64_t row0, int rows, int64_t b0, int64_t blocks) {
-    if (rows != nr || nr % 8 != 0) {
-        q8_pack_strip(strip, nr, wq, w_scales, in, row0, rows, b0, blocks);
-        return;
-    }
-    const int64_t blocks_per_row = in / Q8_BLOCK;
-    const __m256i flip = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
-    for (int64_t b = 0; b < blocks; b++) {
-        uint8_t *block = strip + b * Q8_STRIP_BLOCK_BYTES(nr);
-        uint8_t *comp = block + (size_t)nr * Q8_BLOCK, *scales = comp + (size_t)nr * 4;
-        for (int j = 0; j < nr; j += 8) {
-            __m256i r[8];
-            for (int t = 0; t < 8; t++) {
-                const int64_t row = row0 + j + t;
-                r[t] = _mm256_loadu_si256((const __m256i *)(const void *)(wq + row * in + (b0 + b) * Q8_BLOCK));
-                __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(r[t], flip), zero); /* Σ (w + 128), four parts */
-                __m128i sum = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
-                sum = _mm_add_epi64(sum, _mm_unpackhi_epi64(sum, sum));
-                int32_t c = -128 * (_mm_cvtsi128_si32(sum) - 128 * Q8_BLOCK);
-                memcpy(comp + (size_t)(j + t) * 4, &c, sizeof c);
-                memcpy(scales + (size_t)(j + t) * 4, w_scales + (row * blocks_per_row + b0 + b) * 4, 4);
-            }
-            transpose8x8_epi32(r);
-            for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
-                _mm256_storeu_si256((__m256i *)(void *)(block + ((size_t)k4 * nr + j) * 4), r[k4]);
+            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, q8_quant_sum_avx2(bytes), qmax / 127.0f, outliers,
+                                n_outliers);
         }
     }
 }
@@ -598,9 +557,10 @@ static AVX2_TARGET void q8_pack_strip_avx2(uint8_t *strip, int nr, const int8_t 
  * unsigned bytes times w with x's sign (vpsignb) in vpmaddubsw (pairs ≤ 2·127·127, no saturation),
  * vpmaddwd with ones into int32. The 8 int32 sums fill half the registers, so the float tile lives in
  * c (L1) and takes each block's fma there. */
-static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
-                                      bool accumulate) {
-    enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR };
+static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                                      int64_t ldc, bool accumulate) {
+    enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR }; /* NR = Q8_STRIP: one whole strip */
+    (void)b_hi;
     if (!accumulate)
         for (int r = 0; r < MR; r++) {
             _mm256_storeu_ps(c + r * ldc, _mm256_setzero_ps());
@@ -608,7 +568,7 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
         }
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         __m256i i00 = _mm256_setzero_si256(), i01 = i00, i10 = i00, i11 = i00, i20 = i00, i21 = i00, i30 = i00, i31 = i00;
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
             const __m256i w0 = _mm256_load_si256((const __m256i *)(const void *)(bb + k4 * NR * 4));
@@ -623,7 +583,7 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
             Q8_AVX2_ROW(0) Q8_AVX2_ROW(1) Q8_AVX2_ROW(2) Q8_AVX2_ROW(3)
 #undef Q8_AVX2_ROW
         }
-        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        const float *sw = (const float *)(const void *)(bb + NR * Q8_BLOCK);
         const float *sx = (const float *)(const void *)(ab + MR * Q8_BLOCK);
         const __m256 sw0 = _mm256_loadu_ps(sw), sw1 = _mm256_loadu_ps(sw + 8);
 #define Q8_AVX2_SCALE(r)                                                                                    \
@@ -638,48 +598,45 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
     }
 }
 
-/* q8_strip_outliers_fn for whole strips (nr a multiple of 8): per outlier, byte k % 4 of each column's
- * quad sign-extended by two shifts, then the definition's two products and sum, eight columns at once. */
-static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+/* q8_strip_outliers_fn: per outlier, byte k % 4 of each column's quad sign-extended by two shifts, then
+ * the definition's two products and sum, eight columns at once (a last part under eight through the
+ * definition). */
+static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                                const q8_outlier *outliers, int n_outliers) {
-    if (nj != nr || nr % 8 != 0) {
-        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
-        return;
-    }
+    const int whole = nj & ~7;
     for (int o = 0; o < n_outliers; o++) {
         const q8_outlier *out = &outliers[o];
-        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
-        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
-        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const size_t block = (size_t)out->block * Q8_STRIP_BLOCK_BYTES, quad = (size_t)(out->k / 4) * Q8_STRIP * 4;
         const __m128i up = _mm_cvtsi32_si128(24 - 8 * (out->k % 4)), down = _mm_cvtsi32_si128(24);
         const __m256 value = _mm256_set1_ps(out->value);
         float *row = c + out->row * ldc;
-        for (int j = 0; j < nr; j += 8) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(quads + (size_t)j * 4));
+        for (int j = 0; j < whole; j += 8) {
+            const uint8_t *column = q8_strip_column(b + block, b_hi + block, j); /* 8 | 16: never straddles */
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(column + quad));
             __m256 w = _mm256_cvtepi32_ps(_mm256_sra_epi32(_mm256_sll_epi32(q, up), down));
-            __m256 term = _mm256_mul_ps(value, _mm256_mul_ps(w, _mm256_loadu_ps(scales + j)));
+            __m256 term = _mm256_mul_ps(value, _mm256_mul_ps(w, _mm256_loadu_ps((const float *)(const void *)(column + Q8_STRIP * Q8_BLOCK))));
             _mm256_storeu_ps(row + j, _mm256_add_ps(_mm256_loadu_ps(row + j), term));
         }
+        for (int j = whole; j < nj; j++)
+            row[j] = row[j] + out->value * q8_strip_weight_value(q8_strip_column(b + block, b_hi + block, j), out->k);
     }
 }
 
 static const q8_kernels q8_kernels_avx2_table = {
-    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, false, q8_micro_avx2, q8_pack_rows_avx2, q8_pack_strip_avx2,
-    q8_strip_outliers_avx2,
+    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, q8_micro_avx2, q8_pack_rows_avx2, q8_strip_outliers_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/* AVX-512 quantizer: as q8_pack_rows_avx2, storing q + 128 as unsigned bytes (vpdpbusd's first operand). */
+/* AVX-512 quantizer: as q8_pack_rows_avx2. */
 static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *x, int64_t ldx, int rows, int64_t blocks,
                                           q8_outlier *outliers, int *n_outliers) {
     const __m512 big = _mm512_set1_ps(Q8_FLT_MAX), inf = _mm512_set1_ps(INFINITY);
-    const __m256i offset = _mm256_set1_epi8((char)0x80);
     for (int64_t b = 0; b < blocks; b++) {
         uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
         for (int r = 0; r < mr; r++) {
             if (r >= rows) {
-                q8_store_zero_row(block, mr, r, true);
+                q8_store_zero_row(block, mr, r);
                 continue;
             }
             const float *xb = x + r * ldx + b * Q8_BLOCK;
@@ -688,7 +645,7 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
             __mmask16 bad = _mm512_cmp_ps_mask(a0, big, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(a1, big, _CMP_NLE_UQ);
             float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
             if (bad || amax < Q8_TINY) { /* rare: the definition */
-                q8_pack_row_block_scalar(block, mr, r, xb, b, true, outliers, n_outliers);
+                q8_pack_row_block_scalar(block, mr, r, xb, b, outliers, n_outliers);
                 continue;
             }
             __m512 quarter = _mm512_set1_ps(amax * 0.25f);
@@ -707,18 +664,19 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
                 }
             }
             if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
-                q8_store_zero_row(block, mr, r, true);
-                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0.0f, outliers, n_outliers);
+                q8_store_zero_row(block, mr, r);
+                q8_finish_row_block(block, mr, r, b, xb, outlier_mask, 0, 0.0f, outliers, n_outliers);
                 continue;
             }
             __m512 inv = _mm512_set1_ps(127.0f / qmax);
             __m128i b0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
             __m128i b1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));
-            __m256i bytes = _mm256_xor_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1), offset);
+            __m256i bytes = _mm256_inserti128_si256(_mm256_castsi128_si256(b0), b1, 1);
             uint32_t quads[Q8_BLOCK / 4];
             _mm256_storeu_si256((__m256i *)quads, bytes);
             q8_scatter_quads(block, mr, r, quads);
-            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, qmax / 127.0f, outliers, n_outliers);
+            q8_finish_row_block(block, mr, r, b, xb, outlier_mask, q8_quant_sum_avx2(bytes), qmax / 127.0f, outliers,
+                                n_outliers);
         }
     }
 }
@@ -727,23 +685,24 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
 #define Q8_VNNI_NR 32
 #define Q8_VNNI_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
-/* 6 rows × 32 columns: 12 int32 block accumulators started at the strip's −128·Σw, 12 float
- * accumulators. vpdpbusd adds (q+128)·w over four k per lane: the block sum is exact. */
-static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc,
-                                      bool accumulate) {
+/* 6 rows × 32 columns (two strips): 12 int32 block accumulators started at each row's −128·Σqx, 12
+ * float accumulators. vpdpbusd adds (w+128)·qx over four k per lane (weights flipped to unsigned by
+ * one xor per vector): the block sum is exact. */
+static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                                      int64_t ldc, bool accumulate) {
     enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR };
 #define VNNI_DECLARE(r)                                                                     \
     __m512 f##r##l = accumulate ? _mm512_loadu_ps(c + (r) * ldc) : _mm512_setzero_ps();     \
     __m512 f##r##h = accumulate ? _mm512_loadu_ps(c + (r) * ldc + 16) : _mm512_setzero_ps(); \
     __m512i s##r##l, s##r##h;
-#define VNNI_START(r) s##r##l = comp_l, s##r##h = comp_h;
+#define VNNI_START(r) s##r##l = s##r##h = _mm512_set1_epi32(comps[r]);
 #define VNNI_STEP(r)                                                                        \
     {                                                                                       \
         int32_t q;                                                                          \
         memcpy(&q, ab + (k4 * MR + (r)) * 4, 4);                                            \
         __m512i xv = _mm512_set1_epi32(q);                                                  \
-        s##r##l = _mm512_dpbusd_epi32(s##r##l, xv, w0);                                     \
-        s##r##h = _mm512_dpbusd_epi32(s##r##h, xv, w1);                                     \
+        s##r##l = _mm512_dpbusd_epi32(s##r##l, w0, xv);                                     \
+        s##r##h = _mm512_dpbusd_epi32(s##r##h, w1, xv);                                     \
     }
 #define VNNI_SCALE(r)                                                                       \
     {                                                                                       \
@@ -752,24 +711,26 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
         f##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##h), _mm512_mul_ps(sx, sw_h), f##r##h);          \
     }
 #define VNNI_STORE(r) _mm512_storeu_ps(c + (r) * ldc, f##r##l), _mm512_storeu_ps(c + (r) * ldc + 16, f##r##h);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
     Q8_VNNI_ROWS(VNNI_DECLARE)
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
-        const __m512i comp_l = _mm512_load_si512((const void *)(bb + NR * Q8_BLOCK));
-        const __m512i comp_h = _mm512_load_si512((const void *)(bb + NR * Q8_BLOCK + 64));
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR);
+        const uint8_t *bl = b + blk * Q8_STRIP_BLOCK_BYTES, *bh = b_hi + blk * Q8_STRIP_BLOCK_BYTES;
+        int32_t comps[MR];
+        memcpy(comps, ab + MR * (Q8_BLOCK + 4), sizeof comps);
         Q8_VNNI_ROWS(VNNI_START)
         /* written out: with a loop GCC copies every accumulator twice per step */
 #define VNNI_K4(step)                                                                       \
     {                                                                                       \
         const int k4 = (step);                                                              \
-        const __m512i w0 = _mm512_load_si512((const void *)(bb + k4 * NR * 4));            \
-        const __m512i w1 = _mm512_load_si512((const void *)(bb + k4 * NR * 4 + 64));       \
+        const __m512i w0 = _mm512_xor_si512(_mm512_load_si512((const void *)(bl + k4 * Q8_STRIP * 4)), flip); \
+        const __m512i w1 = _mm512_xor_si512(_mm512_load_si512((const void *)(bh + k4 * Q8_STRIP * 4)), flip); \
         Q8_VNNI_ROWS(VNNI_STEP)                                                             \
     }
         VNNI_K4(0) VNNI_K4(1) VNNI_K4(2) VNNI_K4(3) VNNI_K4(4) VNNI_K4(5) VNNI_K4(6) VNNI_K4(7)
 #undef VNNI_K4
-        const __m512 sw_l = _mm512_load_ps((const void *)(bb + NR * (Q8_BLOCK + 4)));
-        const __m512 sw_h = _mm512_load_ps((const void *)(bb + NR * (Q8_BLOCK + 4) + 64));
+        const __m512 sw_l = _mm512_load_ps((const void *)(bl + Q8_STRIP * Q8_BLOCK));
+        const __m512 sw_h = _mm512_load_ps((const void *)(bh + Q8_STRIP * Q8_BLOCK));
         float sxs[MR];
         memcpy(sxs, ab + MR * Q8_BLOCK, sizeof sxs);
         Q8_VNNI_ROWS(VNNI_SCALE)
@@ -783,8 +744,8 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 }
 
 static const q8_kernels q8_kernels_vnni_table = {
-    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, true, q8_micro_vnni, q8_pack_rows_vnni, q8_pack_strip_avx2,
-    q8_strip_outliers_avx2, /* outliers are ~0.3 % of a q8 embedding: no 512-bit copy */
+    /* outliers are ~0.3 % of a q8 embedding: no 512-bit copy */
+    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, q8_micro_vnni, q8_pack_rows_vnni, q8_strip_outliers_avx2,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }

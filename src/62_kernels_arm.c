@@ -276,8 +276,11 @@ static inline float32x4_t q8_neon_scale(float32x4_t acc, int32x4_t isum, float s
     return vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(sw, sx));
 }
 
-static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+/* Both kernels take half a strip: b is moved to the strip's column 0 or 8 (quads Q8_STRIP·4 bytes apart). */
+static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi,
+                                                float *c, int64_t ldc, bool accumulate) {
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    (void)b_hi;
     float32x4_t f00, f01, f10, f11, f20, f21, f30, f31;
     if (accumulate) {
         f00 = vld1q_f32(c), f01 = vld1q_f32(c + 4), f10 = vld1q_f32(c + ldc), f11 = vld1q_f32(c + ldc + 4);
@@ -287,11 +290,11 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
         f00 = f01 = f10 = f11 = f20 = f21 = f30 = f31 = vdupq_n_f32(0.0f);
     }
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         int32x4_t s00 = vdupq_n_s32(0), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
             int8x16_t av = vld1q_s8((const int8_t *)ab + k4 * MR * 4);
-            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * NR * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * NR * 4 + 16);
+            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
             Q8_SDOT_LANE(s00, b0, av, 0);
             Q8_SDOT_LANE(s01, b1, av, 0);
             Q8_SDOT_LANE(s10, b0, av, 1);
@@ -301,7 +304,7 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
             Q8_SDOT_LANE(s30, b0, av, 3);
             Q8_SDOT_LANE(s31, b1, av, 3);
         }
-        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
         float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
@@ -318,20 +321,22 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
 /* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
  * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
  * one pairwise add gives each column's sum. */
-static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, float *c, int64_t ldc, bool accumulate) {
+static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                               int64_t ldc, bool accumulate) {
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    (void)b_hi;
     float32x4_t f[MR][2];
     for (int r = 0; r < MR; r++) {
         f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
         f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
     }
     for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES(NR);
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         int32x4_t pairs[MR][4];
         for (int r = 0; r < MR; r++)
             for (int p = 0; p < 4; p++) pairs[r][p] = vdupq_n_s32(0);
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
-            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * NR * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * NR * 4 + 16);
+            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
             for (int r = 0; r < MR; r++) {
                 int32_t quad;
                 memcpy(&quad, ab + (k4 * MR + r) * 4, 4);
@@ -342,7 +347,7 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
                 pairs[r][3] = vpadalq_s16(pairs[r][3], vmull_high_s8(b1, xv));
             }
         }
-        const float *sw = (const float *)(const void *)(bb + NR * (Q8_BLOCK + 4));
+        const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
         float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
@@ -357,13 +362,14 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
     }
 }
 
-/* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, and the block's scale. */
+/* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, the block's scale and its
+ * compensation. */
 static inline void q8_store_quads_neon(uint8_t *block, int mr, int r, int8x16_t lo, int8x16_t hi, float scale) {
     uint32_t quads[Q8_BLOCK / 4];
     vst1q_s8((int8_t *)(void *)quads, lo);
     vst1q_s8((int8_t *)(void *)(quads + 4), hi);
     for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
-    memcpy(block + (size_t)mr * Q8_BLOCK + (size_t)r * 4, &scale, sizeof scale);
+    q8_store_row_scale(block, mr, r, vaddlvq_s8(lo) + vaddlvq_s8(hi), scale);
 }
 
 /* The bit mask (bit k: element k) of eight lane masks of four elements each. */
@@ -385,7 +391,7 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
         uint8_t *block = a_pack + b * Q8_ROWS_BLOCK_BYTES(mr);
         for (int r = 0; r < mr; r++) {
             if (r >= rows) {
-                q8_store_row_block(block, mr, r, zeros, 0.0f, false);
+                q8_store_row_block(block, mr, r, zeros, 0.0f);
                 continue;
             }
             const float *xb = x + r * ldx + b * Q8_BLOCK;
@@ -400,7 +406,7 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
             }
             float amax = vmaxvq_f32(vmax);
             if (vminvq_u32(finite) == 0 || amax < Q8_TINY) { /* rare: the definition */
-                q8_pack_row_block_scalar(block, mr, r, xb, b, false, outliers, n_outliers);
+                q8_pack_row_block_scalar(block, mr, r, xb, b, outliers, n_outliers);
                 continue;
             }
             const float32x4_t quarter = vdupq_n_f32(amax * 0.25f);
@@ -427,7 +433,7 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
             }
             q8_add_outliers(outliers, n_outliers, r, b, xb, outlier_mask);
             if (qmax < Q8_TINY) { /* only outliers: the rest quantizes to zeros */
-                q8_store_row_block(block, mr, r, zeros, 0.0f, false);
+                q8_store_row_block(block, mr, r, zeros, 0.0f);
                 continue;
             }
             const float32x4_t inv = vdupq_n_f32(127.0f / qmax);
@@ -441,38 +447,35 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
     }
 }
 
-/* q8_strip_outliers_fn for whole strips (nr a multiple of 4): per outlier, byte k % 4 of each column's
- * quad sign-extended by two shifts, then the definition's two products and sum, four columns at once. */
-static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *strip, int nr, int nj,
+/* q8_strip_outliers_fn: per outlier, byte k % 4 of each column's quad sign-extended by two shifts, then
+ * the definition's two products and sum, four columns at once (a last part under four through the
+ * definition). */
+static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                    const q8_outlier *outliers, int n_outliers) {
-    if (nj != nr || nr % 4 != 0) {
-        q8_strip_outliers_scalar(c, ldc, strip, nr, nj, outliers, n_outliers);
-        return;
-    }
+    const int whole = nj & ~3;
     const int32x4_t down = vdupq_n_s32(-24);
     for (int o = 0; o < n_outliers; o++) {
         const q8_outlier *out = &outliers[o];
-        const uint8_t *block = strip + (size_t)out->block * Q8_STRIP_BLOCK_BYTES(nr);
-        const uint8_t *quads = block + (size_t)(out->k / 4) * nr * 4;
-        const float *scales = (const float *)(const void *)(block + (size_t)nr * (Q8_BLOCK + 4));
+        const size_t block = (size_t)out->block * Q8_STRIP_BLOCK_BYTES, quad = (size_t)(out->k / 4) * Q8_STRIP * 4;
         const int32x4_t up = vdupq_n_s32(24 - 8 * (out->k % 4));
         float *row = c + out->row * ldc;
-        for (int j = 0; j < nr; j += 4) {
-            int32x4_t q = vreinterpretq_s32_u8(vld1q_u8(quads + (size_t)j * 4));
+        for (int j = 0; j < whole; j += 4) {
+            const uint8_t *column = q8_strip_column(b + block, b_hi + block, j);
+            int32x4_t q = vreinterpretq_s32_u8(vld1q_u8(column + quad));
             float32x4_t w = vcvtq_f32_s32(vshlq_s32(vshlq_s32(q, up), down));
-            float32x4_t term = vmulq_n_f32(vmulq_f32(w, vld1q_f32(scales + j)), out->value);
+            float32x4_t term = vmulq_n_f32(vmulq_f32(w, vld1q_f32((const float *)(const void *)(column + Q8_STRIP * Q8_BLOCK))), out->value);
             vst1q_f32(row + j, vaddq_f32(vld1q_f32(row + j), term));
         }
+        for (int j = whole; j < nj; j++)
+            row[j] = row[j] + out->value * q8_strip_weight_value(q8_strip_column(b + block, b_hi + block, j), out->k);
     }
 }
 
 static const q8_kernels q8_kernels_neon_dot_table = {
-    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_dot, q8_pack_rows_neon, q8_pack_strip,
-    q8_strip_outliers_neon,
+    "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_dot, q8_pack_rows_neon, q8_strip_outliers_neon,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
-    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, false, q8_micro_neon_mull, q8_pack_rows_neon, q8_pack_strip,
-    q8_strip_outliers_neon,
+    "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {

@@ -370,20 +370,38 @@ static void test_exp_sum_and_row_max(void) {
 
 /* ---- q8 ---- */
 
-/* A q8 weight matrix as the converter writes it (int8 [out][in], then f32 scales [out][in/32]) and the
- * values it stands for. Every `outlier_every`-th column (0: none) is 40× larger. */
+/* A q8 weight matrix: its quants int8 [out][in] and scales [out][in/32], the same in the file's strips
+ * (FORMAT.md) as the tensor, and the values it stands for. Every `outlier_every`-th column (0: none) is
+ * 40× larger. */
 typedef struct {
     tensor t;
-    uint8_t *storage;
-    float *values; /* dequantized [out][in] */
+    int8_t *q;
+    float *scales;
+    uint8_t *storage; /* strips */
+    float *values;    /* dequantized [out][in] */
 } q8_weights;
+
+/* FORMAT.md's q8 layout, written out: strips of 16 rows (the last padded with zeros), block by block,
+ * quads [k/4][row % 16][k % 4] then 16 f32 scales. */
+static uint8_t *q8_strips_from_rows(const int8_t *q, const float *scales, int64_t out, int64_t in, size_t *bytes) {
+    int64_t blocks = in / 32, strips = (out + 15) / 16;
+    *bytes = (size_t)(strips * blocks * 16 * 36);
+    uint8_t *image = calloc(1, *bytes);
+    for (int64_t j = 0; j < out; j++)
+        for (int64_t b = 0; b < blocks; b++) {
+            uint8_t *block = image + ((j / 16) * blocks + b) * 16 * 36;
+            for (int k = 0; k < 32; k++) block[(k / 4) * 64 + (j % 16) * 4 + k % 4] = (uint8_t)q[j * in + b * 32 + k];
+            memcpy(block + 16 * 32 + (j % 16) * 4, &scales[j * blocks + b], 4);
+        }
+    return image;
+}
 
 static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t outlier_every) {
     q8_weights w;
     memset(&w, 0, sizeof w);
     int64_t blocks = in / Q8_BLOCK;
-    size_t bytes = (size_t)(out * in + out * blocks * 4);
-    w.storage = malloc(bytes);
+    w.q = malloc((size_t)(out * in));
+    w.scales = malloc((size_t)(out * blocks) * sizeof(float));
     w.values = malloc((size_t)(out * in) * sizeof(float));
     float *raw = malloc((size_t)in * sizeof(float));
     for (int64_t j = 0; j < out; j++) {
@@ -398,13 +416,15 @@ static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t 
                 int64_t at = j * in + b * Q8_BLOCK + k;
                 long q = d > 0 ? lround(raw[b * Q8_BLOCK + k] / d) : 0;
                 q = MAX(-127L, MIN(127L, q));
-                w.storage[at] = (uint8_t)(int8_t)q;
+                w.q[at] = (int8_t)q;
                 w.values[at] = (float)q * d;
             }
-            memcpy(w.storage + out * in + (j * blocks + b) * 4, &d, 4);
+            w.scales[j * blocks + b] = d;
         }
     }
     free(raw);
+    size_t bytes;
+    w.storage = q8_strips_from_rows(w.q, w.scales, out, in, &bytes);
     w.t.dtype = DT_Q8;
     w.t.ndim = 2;
     w.t.shape[0] = out;
@@ -415,6 +435,8 @@ static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t 
     return w;
 }
 static void free_q8_weights(q8_weights *w) {
+    free(w->q);
+    free(w->scales);
     free(w->storage);
     free(w->values);
 }
@@ -424,7 +446,7 @@ static void free_q8_weights(q8_weights *w) {
  * of Q8_KC columns the outliers' products in column order. */
 static void q8_matmul_naive(float *y, const float *x, const q8_weights *w, const float *bias, int64_t n) {
     int64_t in = w->t.shape[1], out = w->t.shape[0], blocks = in / Q8_BLOCK;
-    const int8_t *wq = (const int8_t *)w->storage;
+    const int8_t *wq = w->q;
     int8_t *xq = malloc((size_t)in);
     float *xs = malloc((size_t)blocks * sizeof(float));
     uint32_t *masks = malloc((size_t)blocks * sizeof(uint32_t));
@@ -437,15 +459,13 @@ static void q8_matmul_naive(float *y, const float *x, const q8_weights *w, const
                 for (int64_t b = s0; b < s1; b++) {
                     int32_t sum = 0;
                     for (int k = 0; k < Q8_BLOCK; k++) sum += xq[b * Q8_BLOCK + k] * wq[j * in + b * Q8_BLOCK + k];
-                    float ws;
-                    memcpy(&ws, w->storage + out * in + (j * blocks + b) * 4, 4);
+                    float ws = w->scales[j * blocks + b];
                     acc = fmaf((float)sum, xs[b] * ws, acc);
                 }
                 for (int64_t b = s0; b < s1; b++)
                     for (int k = 0; k < Q8_BLOCK; k++)
                         if (masks[b] >> k & 1) {
-                            float ws;
-                            memcpy(&ws, w->storage + out * in + (j * blocks + b) * 4, 4);
+                            float ws = w->scales[j * blocks + b];
                             acc = acc + x[i * in + b * Q8_BLOCK + k] * ((float)wq[j * in + b * Q8_BLOCK + k] * ws);
                         }
             }
@@ -570,7 +590,7 @@ static void test_q8_pack_rows_all_paths(void) {
             for (int kk = 0; kk < Q8_BLOCK; kk++) x[4 * Q8_BLOCK + kk] = (float)(kk - 16) * 0.5f; /* ties */
             x[(rows - 1) * ld + Q8_BLOCK + 5] = -90.0f, x[(rows - 1) * ld + Q8_BLOCK + 20] = 70.0f; /* outliers */
             int n_want = 0, n_got = 0;
-            q8_pack_rows_generic(want, k->mr, x, ld, rows, blocks, k->unsigned_x, want_out, &n_want);
+            q8_pack_rows_scalar(want, k->mr, x, ld, rows, blocks, want_out, &n_want);
             memset(got, 0xA5, bytes);
             k->pack_rows(got, k->mr, x, ld, rows, blocks, got_out, &n_got);
             size_t used = (size_t)blocks * Q8_ROWS_BLOCK_BYTES(k->mr);
@@ -585,13 +605,13 @@ static void test_q8_pack_rows_all_paths(void) {
     free(got);
 }
 
-/* Each variant's outlier products from a packed strip equal the scalar definition bit for bit, on whole
- * and partial strips, and only columns < nj change. */
+/* Each variant's outlier products from the weight strips (b: columns 0..15, b_hi: 16..31) equal the
+ * scalar definition bit for bit, on whole and partial tiles, and only columns < nj change. */
 static void test_q8_strip_outliers_all_paths(void) {
     q8_variant v[KERNEL_PATH_COUNT + 1];
     int count = q8_variants(v);
     enum { BLOCKS = 3, LDC = Q8_NR_MAX + 5 };
-    uint8_t *strip = malloc(BLOCKS * Q8_STRIP_BLOCK_BYTES(Q8_NR_MAX));
+    uint8_t *strips = malloc(2 * BLOCKS * Q8_STRIP_BLOCK_BYTES);
     float want[Q8_MR_MAX * LDC], got[Q8_MR_MAX * LDC];
     q8_outlier outliers[40];
     for (int p = 0; p < count; p++) {
@@ -599,13 +619,13 @@ static void test_q8_strip_outliers_all_paths(void) {
         if (!pool) return;
         const q8_kernels *k = q8_kernels_for(pool);
         for (int nj = k->nr; nj >= k->nr - 3 && nj > 0; nj -= 3) {
-            for (size_t i = 0; i < BLOCKS * Q8_STRIP_BLOCK_BYTES(k->nr); i++) strip[i] = (uint8_t)(rand() & 0xff);
-            for (int b = 0; b < BLOCKS; b++) { /* the scales: random floats, not random bytes */
-                float scales[Q8_NR_MAX];
-                fill_random(scales, (size_t)k->nr, 0.02f);
-                memcpy(strip + b * Q8_STRIP_BLOCK_BYTES(k->nr) + (size_t)k->nr * (Q8_BLOCK + 4), scales,
-                       (size_t)k->nr * sizeof(float));
+            for (size_t i = 0; i < 2 * BLOCKS * Q8_STRIP_BLOCK_BYTES; i++) strips[i] = (uint8_t)(rand() & 0xff);
+            for (int b = 0; b < 2 * BLOCKS; b++) { /* the scales: random floats, not random bytes */
+                float scales[Q8_STRIP];
+                fill_random(scales, Q8_STRIP, 0.02f);
+                memcpy(strips + b * Q8_STRIP_BLOCK_BYTES + Q8_STRIP * Q8_BLOCK, scales, sizeof scales);
             }
+            const uint8_t *b_lo = strips, *b_hi = strips + BLOCKS * Q8_STRIP_BLOCK_BYTES;
             int n = 0;
             for (int o = 0; o < 40; o++) /* rows and columns repeat: the order matters */
                 outliers[n++] = (q8_outlier){(uint16_t)(rand() % k->mr), (uint16_t)(rand() % BLOCKS),
@@ -614,8 +634,8 @@ static void test_q8_strip_outliers_all_paths(void) {
             memcpy(got, want, sizeof got);
             float before[Q8_MR_MAX * LDC];
             memcpy(before, want, sizeof before);
-            q8_strip_outliers_scalar(want, LDC, strip, k->nr, nj, outliers, n);
-            k->strip_outliers(got, LDC, strip, k->nr, nj, outliers, n);
+            q8_strip_outliers_scalar(want, LDC, b_lo, b_hi, nj, outliers, n);
+            k->strip_outliers(got, LDC, b_lo, b_hi, nj, outliers, n);
             CHECK(memcmp(want, got, sizeof got) == 0, "%s nj %d: outlier products differ", k->name, nj);
             int changed_beyond = 0, changed = 0;
             for (int r = 0; r < Q8_MR_MAX; r++)
@@ -629,7 +649,7 @@ static void test_q8_strip_outliers_all_paths(void) {
         }
         thread_pool_free(pool);
     }
-    free(strip);
+    free(strips);
 }
 
 /* One shape on one variant: bit-identical to the naive definition for 1..4 threads, within the
