@@ -760,9 +760,12 @@ static const uint8_t *q8_strip_block(const q8_job *job, int64_t row, int64_t b) 
 static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t b0, int64_t nb, int64_t from, int64_t to) {
 #if defined(__GNUC__)
     const int64_t strip_lines = (int64_t)(nb * Q8_STRIP_BLOCK_BYTES / 64);
-    for (int64_t line = from; line < to; line++) {
-        int64_t strip = line / strip_lines, part = line % strip_lines;
-        __builtin_prefetch(q8_strip_block(job, j0 + strip * Q8_STRIP, b0) + part * 64, 0, 2);
+    if (from >= to) return;
+    int64_t strip = from / strip_lines, part = from % strip_lines; /* then stepped: no division per line */
+    const uint8_t *piece = q8_strip_block(job, j0 + strip * Q8_STRIP, b0);
+    for (int64_t line = from; line < to; line++, part++) {
+        if (part == strip_lines) part = 0, piece = q8_strip_block(job, j0 + ++strip * Q8_STRIP, b0);
+        __builtin_prefetch(piece + part * 64, 0, 2);
     }
 #else
     (void)job, (void)j0, (void)b0, (void)nb, (void)from, (void)to;

@@ -433,9 +433,22 @@ static AVX512_TARGET float exp_sum_avx512(float *s, int64_t n, float scale, floa
     return _mm512_reduce_add_ps(sum);
 }
 
+/* sigmoid_gate_avx2's arithmetic on 16 lanes; a last part under 16 through the AVX2 kernel. */
+static AVX512_TARGET void sigmoid_gate_avx512(float *x, const float *up, int64_t n, float alpha) {
+    const __m512 one = _mm512_set1_ps(1.0f), neg_alpha = _mm512_set1_ps(-alpha);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 g = _mm512_div_ps(v, _mm512_add_ps(one, exp_avx512(_mm512_mul_ps(neg_alpha, v))));
+        if (up) g = _mm512_mul_ps(g, _mm512_loadu_ps(up + i));
+        _mm512_storeu_ps(x + i, g);
+    }
+    sigmoid_gate_avx2(x + i, up ? up + i : NULL, n - i, alpha);
+}
+
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx512, row_max_avx512, exp_sum_avx512, sigmoid_gate_avx2, rotate_half_avx2,
+    dot_avx2, dot4_avx2, scale_add_avx512, row_max_avx512, exp_sum_avx512, sigmoid_gate_avx512, rotate_half_avx2,
     gemm_micro_avx512_half,
 };
 
