@@ -31,9 +31,9 @@
 #define GEMV_MAX_ROWS 8      /* up to this many rows of x use the dot-product path */
 #define GEMV_CHUNK 1024      /* `in` slice of the dot-product path */
 #define GEMV_ROWS_PER_TASK 16
-#define ATTN_BQ 96           /* query rows per attention task (rounded to the micro-kernel's rows) */
+#define ATTN_BQ 192          /* query rows per attention task (rounded to the micro-kernel's columns) */
 #define ATTN_BQ_CAUSAL 48    /* smaller under a causal mask: less work above the diagonal */
-#define ATTN_BK 64           /* keys per online-softmax step */
+#define ATTN_BK 96           /* keys per online-softmax step (a multiple of every path's mr: no padded keys) */
 
 /* c[mr][nr] (row stride ldc) = (accumulate ? c : 0) + a · b, with a packed [kc][mr] and b [kc][nr]. */
 typedef void (*gemm_micro_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, bool accumulate);
@@ -61,14 +61,16 @@ typedef struct {
     float (*row_max)(const float *x, int64_t n);
     /* s[j] = exp(s[j]·scale − max) for j < n; returns their sum */
     float (*exp_sum)(float *s, int64_t n, float scale, float max);
+    /* One online-softmax step for nr queries over `keys` rows of scores s[key][nr] (a lane per query):
+     *   m'[j] = max(max[j], scale·max_k s[k][j]),   c[j] = e^(max[j] − m'[j]),
+     *   s[k][j] ← e^(s[k][j]·scale − m'[j]),       sum[j] ← sum[j]·c[j] + Σ_k s[k][j] (k in order),
+     *   o[d][j] ← o[d][j]·c[j] for d < o_rows,     max ← m'. */
+    void (*softmax_step)(float *s, int64_t keys, int nr, float scale, float *max, float *sum, float *o, int64_t o_rows);
     /* x[i] ← x[i]·σ(α·x[i]) (· up[i] when up is not NULL): QuickGELU (α = 1.702) and SwiGLU (α = 1) */
     void (*sigmoid_gate)(float *x, const float *up, int64_t n, float alpha);
     /* rotate-half rotary embedding of one head: v[i], v[i + half] ← v[i]·cos[i] − v[i + half]·sin[i],
      * v[i + half]·cos[i] + v[i]·sin[i] for i < half (plain products and sums: bit-identical on every path) */
     void (*rotate_half)(float *v, const float *cos_a, const float *sin_a, int64_t half);
-    /* NULL, or micro for nr/2 columns (b strips of nr/2): attention's P·V on a head_dim that is an odd
-     * multiple of nr/2, which micro would pad by nr/2 zero columns */
-    gemm_micro_fn micro_half;
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -203,6 +205,22 @@ static float exp_sum_scalar(float *s, int64_t n, float scale, float max) {
     return sum;
 }
 
+static void softmax_step_scalar(float *s, int64_t keys, int nr, float scale, float *max, float *sum, float *o,
+                                int64_t o_rows) {
+    for (int j = 0; j < nr; j++) {
+        float block_max = -INFINITY;
+        for (int64_t k = 0; k < keys; k++) block_max = MAX(block_max, s[k * nr + j]);
+        float new_max = MAX(max[j], block_max * scale), correction = expf(max[j] - new_max), block_sum = 0.0f;
+        for (int64_t k = 0; k < keys; k++) {
+            s[k * nr + j] = expf(s[k * nr + j] * scale - new_max);
+            block_sum += s[k * nr + j];
+        }
+        sum[j] = sum[j] * correction + block_sum;
+        max[j] = new_max;
+        for (int64_t d = 0; d < o_rows; d++) o[d * nr + j] *= correction;
+    }
+}
+
 static void sigmoid_gate_scalar(float *x, const float *up, int64_t n, float alpha) {
     for (int64_t i = 0; i < n; i++) {
         float g = x[i] * (1.0f / (1.0f + expf(-alpha * x[i])));
@@ -225,8 +243,8 @@ static void rotate_half_scalar(float *v, const float *cos_a, const float *sin_a,
 
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
-    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, sigmoid_gate_scalar, rotate_half_scalar,
-    NULL,
+    dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, softmax_step_scalar, sigmoid_gate_scalar,
+    rotate_half_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */
@@ -624,8 +642,15 @@ static float q8_quantize_block(const float *x, int8_t *q, uint32_t *outliers) {
 
 /* Appends a block's outliers (mask from q8_quantize_block) to the list. */
 static void q8_add_outliers(q8_outlier *list, int *n, int row, int64_t block, const float *x, uint32_t mask) {
-    for (int k = 0; mask; k++, mask >>= 1)
-        if (mask & 1) list[(*n)++] = (q8_outlier){(uint16_t)row, (uint16_t)block, (uint16_t)k, x[k]};
+    for (; mask; mask &= mask - 1) { /* set bits from the lowest */
+#if defined(__GNUC__)
+        int k = __builtin_ctz(mask);
+#else
+        int k = 0;
+        while (!(mask >> k & 1)) k++;
+#endif
+        list[(*n)++] = (q8_outlier){(uint16_t)row, (uint16_t)block, (uint16_t)k, x[k]};
+    }
 }
 
 /* Stores a block's scale and compensation −128·Σq for row r of an mr-row group. */
@@ -742,7 +767,8 @@ typedef struct {
     task_plan plan;
     /* When not NULL: x already quantized for every column block (q8_prepack_activations). */
     const uint8_t *x_packed; /* [row group][block] of Q8_ROWS_BLOCK_BYTES(mr) */
-    uint32_t *x_outlier_masks; /* [row][block]: the activations set aside (their values stay in x) */
+    uint32_t *x_outlier_masks; /* [row group][block][mr]: the activations set aside (their values stay in x) */
+    uint8_t *x_slice_outliers; /* [row group][slice of Q8_KC]: whether any of the group's masks there is set */
 } q8_job;
 
 #define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
@@ -772,6 +798,15 @@ static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t b0, int64_t
 #endif
 }
 
+/* Bytes [0, n) from p towards the cache, a line at a time. */
+static void prefetch_bytes(const void *p, int64_t n) {
+#if defined(__GNUC__)
+    for (int64_t at = 0; at < n; at += 64) __builtin_prefetch((const char *)p + at, 0, 3);
+#else
+    (void)p, (void)n;
+#endif
+}
+
 /* The outlier list pack_rows would give for rows row0..row0+mi−1, blocks b0..b0+nb−1 (same order:
  * block by block, row by row), rebuilt from the prepacked masks and x. */
 static void q8_collect_outliers(const q8_job *job, int64_t row0, int64_t mi, int64_t b0, int64_t nb, q8_outlier *outliers,
@@ -779,7 +814,7 @@ static void q8_collect_outliers(const q8_job *job, int64_t row0, int64_t mi, int
     const int64_t total_blocks = job->in / Q8_BLOCK;
     for (int64_t b = 0; b < nb; b++)
         for (int64_t r = 0; r < mi; r++) {
-            uint32_t mask = job->x_outlier_masks[(row0 + r) * total_blocks + b0 + b];
+            uint32_t mask = job->x_outlier_masks[((row0 / job->k->mr) * total_blocks + b0 + b) * job->k->mr + r];
             if (mask) q8_add_outliers(outliers, n_outliers, (int)r, b, job->x + (row0 + r) * job->in + (b0 + b) * Q8_BLOCK, mask);
         }
 }
@@ -791,13 +826,17 @@ static void q8_prepack_task(void *arg, int task, int thread) {
     const int mr = job->k->mr;
     const int64_t row0 = (int64_t)task * mr, mi = MIN((int64_t)mr, job->n - row0), total_blocks = job->in / Q8_BLOCK;
     q8_outlier outliers[Q8_GROUP_OUTLIERS];
+    uint32_t *masks = job->x_outlier_masks + task * total_blocks * mr;
+    uint8_t *slice_outliers = job->x_slice_outliers + task * ceil_div(total_blocks, Q8_KC_BLOCKS);
+    memset(masks, 0, (size_t)(total_blocks * mr) * sizeof *masks);
     for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
         const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
         int n_outliers = 0;
         uint8_t *dst = (uint8_t *)job->x_packed + (size_t)(task * total_blocks + b0) * Q8_ROWS_BLOCK_BYTES(mr);
         job->k->pack_rows(dst, mr, job->x + row0 * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers, &n_outliers);
         for (int o = 0; o < n_outliers; o++)
-            job->x_outlier_masks[(row0 + outliers[o].row) * total_blocks + b0 + outliers[o].block] |= 1u << outliers[o].k;
+            masks[(b0 + outliers[o].block) * mr + outliers[o].row] |= 1u << outliers[o].k;
+        slice_outliers[b0 / Q8_KC_BLOCKS] = n_outliers > 0;
     }
 }
 
@@ -834,13 +873,19 @@ static void matmul_q8_task(void *arg, int task, int thread) {
             const uint8_t *x_pack = a_pack;
             if (job->x_packed) {
                 x_pack = job->x_packed + (size_t)(((i0 + i) / mr) * total_blocks + b0) * Q8_ROWS_BLOCK_BYTES(mr);
-                q8_collect_outliers(job, i0 + i, mi, b0, nb, outliers, &n_outliers);
+                if (job->x_slice_outliers[((i0 + i) / mr) * ceil_div(total_blocks, Q8_KC_BLOCKS) + b0 / Q8_KC_BLOCKS])
+                    q8_collect_outliers(job, i0 + i, mi, b0, nb, outliers, &n_outliers);
             } else {
                 k->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers,
                              &n_outliers);
             }
+            /* the next group's quantized rows, and below the next tile's y rows, are on their way while
+             * this tile's integer sums run: both come from beyond L2 when `in` is long */
+            if (job->x_packed && i + mr < rows) prefetch_bytes(x_pack + total_blocks * Q8_ROWS_BLOCK_BYTES(mr), nb * (int64_t)Q8_ROWS_BLOCK_BYTES(mr));
             for (int64_t jr = 0; jr < nc; jr += nr) {
                 const int64_t nj = MIN((int64_t)nr, nc - jr), col = j0 + jr;
+                if (accumulate && jr + nr < nc)
+                    for (int64_t r = 0; r < mi; r++) prefetch_bytes(job->y + (i0 + i + r) * ldy + col + nr, nr * (int64_t)sizeof(float));
                 /* columns col.. are in strip col / 16, at column col % 16 (8-wide kernels take halves) */
                 const uint8_t *b = q8_strip_block(job, col - col % Q8_STRIP, b0) + (col % Q8_STRIP) * 4;
                 const uint8_t *b_hi = nj > Q8_STRIP ? q8_strip_block(job, col + Q8_STRIP, b0) : q8_zero_strip;
@@ -872,28 +917,31 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
     /* With several column blocks, quantizing x once instead of once per block saves that many passes over
      * it; without the memory, each task quantizes its rows itself (the same bytes either way). */
     const int64_t col_blocks = job.plan.n_tasks / job.plan.n_row_blocks, groups = ceil_div(n, k->mr);
-    uint8_t *packed = NULL;
-    uint32_t *masks = NULL;
     if (col_blocks > 1) {
-        packed = xmalloc((size_t)(groups * (in_dim / Q8_BLOCK)) * Q8_ROWS_BLOCK_BYTES(k->mr));
-        masks = xcalloc((size_t)(n * (in_dim / Q8_BLOCK)), sizeof *masks);
-        if (packed && masks) {
-            job.x_packed = packed;
-            job.x_outlier_masks = masks;
+        const int64_t packed_bytes = round_up(groups * (in_dim / Q8_BLOCK) * (int64_t)Q8_ROWS_BLOCK_BYTES(k->mr), 64);
+        const int64_t mask_bytes = groups * (in_dim / Q8_BLOCK) * k->mr * (int64_t)sizeof(uint32_t);
+        const int64_t flag_bytes = groups * ceil_div(in_dim / Q8_BLOCK, Q8_KC_BLOCKS);
+        uint8_t *shared = (uint8_t *)thread_pool_shared(pool, (size_t)ceil_div(packed_bytes + mask_bytes + flag_bytes, (int64_t)sizeof(float)));
+        if (shared) {
+            job.x_packed = shared;
+            job.x_outlier_masks = (uint32_t *)(shared + packed_bytes);
+            job.x_slice_outliers = shared + packed_bytes + mask_bytes;
             thread_pool_run(pool, (int)groups, q8_prepack_task, &job);
         }
     }
     thread_pool_run(pool, job.plan.n_tasks, matmul_q8_task, &job);
-    free(packed);
-    free(masks);
 }
 
 /* ---- attention (online softmax: at most one ATTN_BQ × ATTN_BK block of scores at a time) ----
  *
- * A task is one head × one block of query rows. Per block of keys: S = Q·Kᵀ (the GEMM micro-kernel
- * over head_dim, K packed like a weight panel), the running max/sum update and P = exp(S·scale − max),
- * then O = O·correction + P·V (the micro-kernel again, V packed in head_dim strips). O, the running
- * max and sum live in the thread's scratch. Without scratch (no pool, or a head too wide for it) the
+ * A task is one head × one block of query rows, worked transposed so that the softmax runs down columns
+ * (one SIMD lane per query, no horizontal reductions) and no block is packed twice. Per block of keys:
+ * Sᵀ = K·Qᵀ (the GEMM micro-kernel over head_dim: K packed like x's rows, Q like a weight strip, Sᵀ
+ * written straight into the strip layout P·V reads), the online-softmax step on each strip of nr
+ * queries (running max and sum, Pᵀ = exp(Sᵀ·scale − max), Oᵀ scaled by the correction), then
+ * Oᵀ += Vᵀ·Pᵀ (the micro-kernel again, V's rows copied as packed panels). The K and V panels are packed
+ * once per kv head before the tasks start (into the thread's scratch per block when that memory cannot
+ * be had: the same panels). Oᵀ, the running max and sum live in the thread's scratch. Without scratch (no pool, or a head too wide for it) the
  * row-at-a-time path below does the same with dot/scale_add. */
 
 typedef struct {
@@ -907,6 +955,10 @@ typedef struct {
     bool causal;
     float scale;
     float *const *scratch;
+    /* NULL, or every kv head's K and Vᵀ panels, block by block (attention_pack_task): packed once
+     * instead of once per query block */
+    float *panels;
+    int64_t key_blocks;
 } attention_job;
 
 /* One head × query_block rows, one query row at a time. The output rows double as the running
@@ -942,37 +994,62 @@ static void attention_rows_task(void *arg, int task, int thread) {
     }
 }
 
-/* Floats of scratch the blocked path needs per thread. */
-static size_t attention_scratch_floats(int64_t bq, int64_t hd, int64_t hd_padded, int mr) {
-    return (size_t)(bq * hd + GEMM_PACK_SLACK      /* packed Q */
-                    + ATTN_BK * hd                 /* packed K */
-                    + ATTN_BK * hd_padded          /* packed V */
-                    + bq * ATTN_BK                 /* scores / probabilities */
-                    + ATTN_BK * mr + GEMM_PACK_SLACK /* packed P rows */
-                    + bq * hd_padded               /* O */
-                    + 2 * bq);                     /* running max, sum */
+/* The packed panels of one block of keys: K [key group][hd][mr] (pack_rows may write GEMM_PACK_SLACK
+ * floats past it), then Vᵀ [dim group][ATTN_BK keys][mr]. A task under the causal mask may read only
+ * the first keys of a block: the layout does not depend on how many there are. */
+static int64_t attention_key_panel_floats(int64_t hd, int mr) { return round_up(round_up(ATTN_BK, mr) * hd + GEMM_PACK_SLACK, 16); }
+static int64_t attention_panel_floats(int64_t hd, int mr) {
+    return attention_key_panel_floats(hd, mr) + round_up(round_up(ATTN_BK, mr) * round_up(hd, mr), 16);
 }
 
-/* O's row length: head_dim rounded up to the micro-kernel's columns, or to half of them where a
- * half-width kernel takes the last strip. */
-static int64_t attention_padded_dim(const kernel_ops *ops, int64_t hd) {
-    if (ops->micro_half && hd % ops->nr != 0 && hd % ops->nr <= ops->nr / 2) return round_up(hd, ops->nr / 2);
-    return round_up(hd, ops->nr);
+/* Floats of scratch the blocked path needs per thread: bq query lanes (a multiple of nr), micro-kernel mr. */
+static size_t attention_scratch_floats(int64_t bq, int64_t hd, int mr) {
+    const int64_t key_rows = round_up(ATTN_BK, mr), dim_rows = round_up(hd, mr);
+    return (size_t)(round_up(bq * hd, 16)               /* Qᵀ strips */
+                    + attention_panel_floats(hd, mr)    /* K and Vᵀ panels of a block */
+                    + bq * key_rows                     /* Sᵀ, then Pᵀ */
+                    + bq * dim_rows                     /* Oᵀ */
+                    + 2 * bq);                          /* running max, sum */
 }
 
-/* strip[key][j] = v[key][d0 + j] for key < keys and d0 + j < hd, else 0. */
-static void pack_value_strip(float *strip, int nr, const float *v, int64_t ld, int64_t keys, int64_t keys_padded,
-                             int64_t d0, int64_t hd) {
-    int64_t width = MIN((int64_t)nr, hd - d0);
-    for (int64_t key = 0; key < keys_padded; key++) {
-        float *dst = strip + key * nr;
-        if (key < keys) {
-            memcpy(dst, v + key * ld + d0, (size_t)width * sizeof(float));
-            if (width < nr) memset(dst + width, 0, (size_t)(nr - width) * sizeof(float));
-        } else {
-            memset(dst, 0, (size_t)nr * sizeof(float));
-        }
+/* panel[key][r] = v[key][d0 + r] for d0 + r < hd, else 0 (Vᵀ rows d0.. packed as the micro-kernel's a). */
+static void pack_value_panel(float *panel, int mr, const float *v, int64_t ld, int64_t keys, int64_t d0, int64_t hd) {
+    const int64_t width = MIN((int64_t)mr, hd - d0);
+    for (int64_t key = 0; key < keys; key++) {
+        float *dst = panel + key * mr;
+        memcpy(dst, v + key * ld + d0, (size_t)width * sizeof(float));
+        for (int64_t r = width; r < mr; r++) dst[r] = 0.0f;
     }
+}
+
+/* Keys j0.. (a block of at most ATTN_BK) of kv head kvh as the panels described above, at `panels`. */
+static void pack_key_value_block(const attention_job *job, float *panels, int kvh, int64_t j0) {
+    const kernel_ops *ops = job->ops;
+    const int mr = ops->mr;
+    const int64_t hd = job->head_dim, bk = MIN((int64_t)ATTN_BK, job->n - j0);
+    const float *k_rows = job->k + j0 * job->kv_stride + (int64_t)kvh * hd;
+    const float *v_rows = job->v + j0 * job->kv_stride + (int64_t)kvh * hd;
+    float *v_panels = panels + attention_key_panel_floats(hd, mr);
+    for (int64_t g = 0; g < ceil_div(bk, mr); g++)
+        ops->pack_rows(panels + g * mr * hd, mr, k_rows + g * mr * job->kv_stride, job->kv_stride, (int)MIN((int64_t)mr, bk - g * mr), hd);
+    for (int64_t d0 = 0; d0 < round_up(hd, mr); d0 += mr)
+        pack_value_panel(v_panels + d0 * ATTN_BK, mr, v_rows, job->kv_stride, bk, d0, hd);
+}
+
+/* One task per kv head × block of keys. */
+static void attention_pack_task(void *arg, int task, int thread) {
+    (void)thread;
+    const attention_job *job = arg;
+    const int kvh = (int)(task / job->key_blocks);
+    const int64_t block = task % job->key_blocks;
+    pack_key_value_block(job, job->panels + (task * attention_panel_floats(job->head_dim, job->ops->mr)), kvh, block * ATTN_BK);
+}
+
+/* Under the causal mask, lanes j (queries q0 + j) of a strip see keys up to their own: the later keys of
+ * block j0 get `value` (−∞ before the softmax step, 0 after it). */
+static void mask_future_keys(float *strip, int nr, int64_t keys, int64_t j0, int64_t q0, float value) {
+    for (int64_t k = MAX((int64_t)0, q0 + 1 - j0); k < keys; k++)
+        for (int64_t j = 0; j < nr && q0 + j < j0 + k; j++) strip[k * nr + j] = value;
 }
 
 static void attention_block_task(void *arg, int task, int thread) {
@@ -980,65 +1057,48 @@ static void attention_block_task(void *arg, int task, int thread) {
     const kernel_ops *ops = job->ops;
     const int mr = ops->mr, nr = ops->nr;
     const int h = task / job->query_blocks, kvh = h / job->group;
-    const int64_t hd = job->head_dim, hdp = attention_padded_dim(ops, hd), bq_max = job->query_block;
+    const int64_t hd = job->head_dim, bq_max = job->query_block; /* a multiple of nr */
     const int64_t i0 = (int64_t)(task % job->query_blocks) * bq_max, bq = MIN(bq_max, job->n - i0);
-    const int64_t groups = ceil_div(bq, mr);
-    float *q_pack = job->scratch[thread];
-    float *k_pack = q_pack + bq_max * hd + GEMM_PACK_SLACK;
-    float *v_pack = k_pack + ATTN_BK * hd;
-    float *scores = v_pack + ATTN_BK * hdp;
-    float *p_pack = scores + bq_max * ATTN_BK;
-    float *o = p_pack + ATTN_BK * mr + GEMM_PACK_SLACK;
-    float *row_max = o + bq_max * hdp, *row_sum = row_max + bq_max;
+    const int64_t strips = ceil_div(bq, nr), key_rows = round_up(ATTN_BK, mr), dim_rows = round_up(hd, mr);
+    const int64_t panel_floats = attention_panel_floats(hd, mr);
+    float *q_strips = job->scratch[thread];               /* [strip][hd][nr] */
+    float *block_panels = q_strips + round_up(bq_max * hd, 16);
+    float *p = block_panels + panel_floats;               /* [strip][key][nr]: Sᵀ, then Pᵀ */
+    float *o = p + bq_max * key_rows;                     /* [strip][dim][nr]: Oᵀ */
+    float *row_max = o + bq_max * dim_rows, *row_sum = row_max + bq_max;
 
-    for (int64_t g = 0; g < groups; g++)
-        ops->pack_rows(q_pack + g * mr * hd, mr, job->q + (i0 + g * mr) * job->q_stride + (int64_t)h * hd,
-                       job->q_stride, (int)MIN((int64_t)mr, bq - g * mr), hd);
-    memset(o, 0, (size_t)(groups * mr * hdp) * sizeof(float));
-    for (int64_t i = 0; i < bq; i++) {
+    for (int64_t s = 0; s < strips; s++)
+        ops->pack_strip(q_strips + s * hd * nr, nr, job->q, DT_F32, job->q_stride, i0 + s * nr,
+                        (int)MIN((int64_t)nr, bq - s * nr), (int64_t)h * hd, hd);
+    memset(o, 0, (size_t)(strips * dim_rows * nr) * sizeof(float));
+    for (int64_t i = 0; i < strips * nr; i++) {
         row_max[i] = -INFINITY;
         row_sum[i] = 0.0f;
     }
     const int64_t key_end = job->causal ? i0 + bq : job->n;
     for (int64_t j0 = 0; j0 < key_end; j0 += ATTN_BK) {
-        const int64_t bk = MIN((int64_t)ATTN_BK, key_end - j0), bkp = round_up(bk, nr);
-        /* S = Q·Kᵀ */
-        for (int64_t jr = 0; jr < bk; jr += nr)
-            ops->pack_strip(k_pack + jr * hd, nr, job->k, DT_F32, job->kv_stride, j0 + jr, (int)MIN((int64_t)nr, bk - jr),
-                            (int64_t)kvh * hd, hd);
-        for (int64_t g = 0; g < groups; g++)
-            for (int64_t jr = 0; jr < bkp; jr += nr)
-                ops->micro(hd, q_pack + g * mr * hd, k_pack + jr * hd, scores + g * mr * ATTN_BK + jr, ATTN_BK, false);
-        /* online softmax, row by row; masked and padding columns get probability 0 */
-        for (int64_t i = 0; i < bq; i++) {
-            float *s = scores + i * ATTN_BK;
-            int64_t keys = job->causal ? MIN(bk, i0 + i - j0 + 1) : bk;
-            float correction = 1.0f;
-            if (keys > 0) {
-                float new_max = MAX(row_max[i], ops->row_max(s, keys) * job->scale);
-                correction = expf(row_max[i] - new_max);
-                row_sum[i] = row_sum[i] * correction + ops->exp_sum(s, keys, job->scale, new_max);
-                row_max[i] = new_max;
-            } else {
-                keys = 0;
-            }
-            for (int64_t j = keys; j < bkp; j++) s[j] = 0.0f;
-            if (correction != 1.0f) ops->scale_add(o + i * hdp, correction, o + i * hdp, 0.0f, hdp);
-        }
-        /* O += P·V */
-        for (int64_t d0 = 0; d0 < hdp; d0 += nr)
-            pack_value_strip(v_pack + d0 * bkp, (int)MIN((int64_t)nr, hdp - d0),
-                             job->v + j0 * job->kv_stride + (int64_t)kvh * hd, job->kv_stride, bk, bkp, d0, hd);
-        for (int64_t g = 0; g < groups; g++) {
-            ops->pack_rows(p_pack, mr, scores + g * mr * ATTN_BK, ATTN_BK, (int)MIN((int64_t)mr, bq - g * mr), bkp);
-            for (int64_t d0 = 0; d0 < hdp; d0 += nr)
-                (hdp - d0 < nr ? ops->micro_half : ops->micro)(bkp, p_pack, v_pack + d0 * bkp, o + g * mr * hdp + d0, hdp, true);
+        const int64_t bk = MIN((int64_t)ATTN_BK, key_end - j0), key_groups = ceil_div(bk, mr);
+        const float *k_panels = job->panels ? job->panels + (kvh * job->key_blocks + j0 / ATTN_BK) * panel_floats : block_panels;
+        if (!job->panels) pack_key_value_block(job, block_panels, kvh, j0);
+        const float *v_panels = k_panels + attention_key_panel_floats(hd, mr);
+        for (int64_t s = 0; s < strips; s++) {
+            const int64_t q0 = i0 + s * nr; /* query of lane 0 */
+            /* a strip whose queries all precede the block: probability 0 throughout, nothing changes */
+            if (job->causal && j0 > q0 + nr - 1) continue;
+            float *ps = p + s * key_rows * nr, *os = o + s * dim_rows * nr;
+            for (int64_t g = 0; g < key_groups; g++) ops->micro(hd, k_panels + g * mr * hd, q_strips + s * hd * nr, ps + g * mr * nr, nr, false);
+            const bool masked = job->causal && j0 + bk - 1 > q0;
+            if (masked) mask_future_keys(ps, nr, bk, j0, q0, -INFINITY);
+            ops->softmax_step(ps, bk, nr, job->scale, row_max + s * nr, row_sum + s * nr, os, dim_rows);
+            if (masked) mask_future_keys(ps, nr, bk, j0, q0, 0.0f);
+            for (int64_t d0 = 0; d0 < dim_rows; d0 += mr) ops->micro(bk, v_panels + d0 * ATTN_BK, ps, os + d0 * nr, nr, true);
         }
     }
     const int64_t out_stride = (int64_t)job->n_heads * hd;
     for (int64_t i = 0; i < bq; i++) {
+        const float *oi = o + (i / nr) * dim_rows * nr + i % nr, inv_sum = 1.0f / row_sum[i];
         float *dst = job->out + (i0 + i) * out_stride + (int64_t)h * hd;
-        for (int64_t d = 0; d < hd; d++) dst[d] = o[i * hdp + d] / row_sum[i];
+        for (int64_t d = 0; d < hd; d++) dst[d] = oi[d * nr] * inv_sum;
     }
 }
 
@@ -1051,13 +1111,19 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
         .n_heads = n_heads, .group = n_heads / n_kv_heads, .head_dim = head_dim, .causal = causal,
         .scale = 1.0f / sqrtf((float)head_dim),
     };
-    /* query rows per task: a multiple of the micro-kernel's rows, about ATTN_BQ */
+    /* query rows per task: whole strips of the micro-kernel's columns, about ATTN_BQ */
     int rows = causal ? ATTN_BQ_CAUSAL : ATTN_BQ;
-    job.query_block = (int64_t)ops->mr * MAX(1, rows / ops->mr);
-    size_t need = attention_scratch_floats(job.query_block, head_dim, attention_padded_dim(ops, head_dim), ops->mr);
+    job.query_block = (int64_t)ops->nr * MAX(1, rows / ops->nr);
+    size_t need = attention_scratch_floats(job.query_block, head_dim, ops->mr);
     bool blocked = pool && need <= pool->scratch_floats;
     if (!blocked) job.query_block = rows;
     job.query_blocks = (int)ceil_div(n, job.query_block);
     job.scratch = pool ? pool->scratch : NULL;
+    job.key_blocks = ceil_div(n, ATTN_BK);
+    /* K and V packed once for all query blocks; without the memory, each task packs what it reads */
+    if (blocked && (job.query_blocks > 1 || job.group > 1)) {
+        job.panels = thread_pool_shared(pool, (size_t)(n_kv_heads * job.key_blocks * attention_panel_floats(head_dim, ops->mr)));
+        if (job.panels) thread_pool_run(pool, (int)(n_kv_heads * job.key_blocks), attention_pack_task, &job);
+    }
     thread_pool_run(pool, n_heads * job.query_blocks, blocked ? attention_block_task : attention_rows_task, &job);
 }

@@ -270,6 +270,27 @@ static inline AVX2_TARGET __m256 exp_avx2(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* softmax_step on 8 lanes at a time (nr a multiple of 8). */
+static AVX2_TARGET void softmax_step_avx2(float *s, int64_t keys, int nr, float scale, float *max, float *sum, float *o,
+                                          int64_t o_rows) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (int j = 0; j < nr; j += 8) {
+        __m256 block_max = _mm256_set1_ps(-INFINITY), block_sum = _mm256_setzero_ps();
+        for (int64_t k = 0; k < keys; k++) block_max = _mm256_max_ps(block_max, _mm256_loadu_ps(s + k * nr + j));
+        const __m256 old_max = _mm256_loadu_ps(max + j), new_max = _mm256_max_ps(old_max, _mm256_mul_ps(block_max, vs));
+        const __m256 correction = exp_avx2(_mm256_sub_ps(old_max, new_max));
+        for (int64_t k = 0; k < keys; k++) {
+            __m256 e = exp_avx2(_mm256_fmsub_ps(_mm256_loadu_ps(s + k * nr + j), vs, new_max));
+            _mm256_storeu_ps(s + k * nr + j, e);
+            block_sum = _mm256_add_ps(block_sum, e);
+        }
+        _mm256_storeu_ps(sum + j, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(sum + j), correction), block_sum));
+        _mm256_storeu_ps(max + j, new_max);
+        for (int64_t d = 0; d < o_rows; d++)
+            _mm256_storeu_ps(o + d * nr + j, _mm256_mul_ps(_mm256_loadu_ps(o + d * nr + j), correction));
+    }
+}
+
 static AVX2_TARGET float exp_sum_avx2(float *s, int64_t n, float scale, float max) {
     __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(max), sum = _mm256_setzero_ps();
     int64_t i = 0;
@@ -319,7 +340,8 @@ static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const flo
 
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 768, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, sigmoid_gate_avx2, rotate_half_avx2, NULL,
+    dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, softmax_step_avx2, sigmoid_gate_avx2,
+    rotate_half_avx2,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -358,26 +380,6 @@ static AVX512_TARGET void gemm_micro_avx512(int64_t kc, const float *a, const fl
 #undef AVX512_DECLARE
 #undef AVX512_STEP
 #undef AVX512_STORE
-}
-
-/* 12 rows × 16 columns (one vector a row): attention's P·V on the last 16 columns of a head_dim that is
- * an odd multiple of 16 (the ViT's 80), which the 32-wide kernel would pad by half. */
-static AVX512_TARGET void gemm_micro_avx512_half(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                                                 bool accumulate) {
-#define AVX512_HALF_DECLARE(i) __m512 c##i = _mm512_setzero_ps();
-#define AVX512_HALF_STEP(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c##i);
-#define AVX512_HALF_STORE(i)                                                        \
-    if (accumulate) c##i = _mm512_add_ps(_mm512_loadu_ps(c + (i) * ldc), c##i);     \
-    _mm512_storeu_ps(c + (i) * ldc, c##i);
-    AVX512_ROWS(AVX512_HALF_DECLARE)
-    for (int64_t k = 0; k < kc; k++, a += AVX512_MR, b += AVX512_NR / 2) {
-        __m512 b0 = _mm512_load_ps(b);
-        AVX512_ROWS(AVX512_HALF_STEP)
-    }
-    AVX512_ROWS(AVX512_HALF_STORE)
-#undef AVX512_HALF_DECLARE
-#undef AVX512_HALF_STEP
-#undef AVX512_HALF_STORE
 }
 
 /* ---- AVX-512 vector helpers for attention: the AVX2 ones' arithmetic on 16 lanes ---- */
@@ -433,6 +435,27 @@ static AVX512_TARGET float exp_sum_avx512(float *s, int64_t n, float scale, floa
     return _mm512_reduce_add_ps(sum);
 }
 
+/* softmax_step_avx2's arithmetic on 16 lanes at a time (nr a multiple of 16). */
+static AVX512_TARGET void softmax_step_avx512(float *s, int64_t keys, int nr, float scale, float *max, float *sum, float *o,
+                                              int64_t o_rows) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int j = 0; j < nr; j += 16) {
+        __m512 block_max = _mm512_set1_ps(-INFINITY), block_sum = _mm512_setzero_ps();
+        for (int64_t k = 0; k < keys; k++) block_max = _mm512_max_ps(block_max, _mm512_loadu_ps(s + k * nr + j));
+        const __m512 old_max = _mm512_loadu_ps(max + j), new_max = _mm512_max_ps(old_max, _mm512_mul_ps(block_max, vs));
+        const __m512 correction = exp_avx512(_mm512_sub_ps(old_max, new_max));
+        for (int64_t k = 0; k < keys; k++) {
+            __m512 e = exp_avx512(_mm512_fmsub_ps(_mm512_loadu_ps(s + k * nr + j), vs, new_max));
+            _mm512_storeu_ps(s + k * nr + j, e);
+            block_sum = _mm512_add_ps(block_sum, e);
+        }
+        _mm512_storeu_ps(sum + j, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(sum + j), correction), block_sum));
+        _mm512_storeu_ps(max + j, new_max);
+        for (int64_t d = 0; d < o_rows; d++)
+            _mm512_storeu_ps(o + d * nr + j, _mm512_mul_ps(_mm512_loadu_ps(o + d * nr + j), correction));
+    }
+}
+
 /* sigmoid_gate_avx2's arithmetic on 16 lanes; a last part under 16 through the AVX2 kernel. */
 static AVX512_TARGET void sigmoid_gate_avx512(float *x, const float *up, int64_t n, float alpha) {
     const __m512 one = _mm512_set1_ps(1.0f), neg_alpha = _mm512_set1_ps(-alpha);
@@ -448,8 +471,8 @@ static AVX512_TARGET void sigmoid_gate_avx512(float *x, const float *up, int64_t
 
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
-    dot_avx2, dot4_avx2, scale_add_avx512, row_max_avx512, exp_sum_avx512, sigmoid_gate_avx512, rotate_half_avx2,
-    gemm_micro_avx512_half,
+    dot_avx2, dot4_avx2, scale_add_avx512, row_max_avx512, exp_sum_avx512, softmax_step_avx512, sigmoid_gate_avx512,
+    rotate_half_avx2,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }

@@ -200,6 +200,26 @@ static inline float32x4_t exp_neon(float32x4_t x) {
     return vmulq_f32(p, vreinterpretq_f32_s32(e));
 }
 
+/* softmax_step on 4 lanes at a time (nr a multiple of 4). */
+static void softmax_step_neon(float *s, int64_t keys, int nr, float scale, float *max, float *sum, float *o,
+                              int64_t o_rows) {
+    const float32x4_t vs = vdupq_n_f32(scale);
+    for (int j = 0; j < nr; j += 4) {
+        float32x4_t block_max = vdupq_n_f32(-INFINITY), block_sum = vdupq_n_f32(0.0f);
+        for (int64_t k = 0; k < keys; k++) block_max = vmaxq_f32(block_max, vld1q_f32(s + k * nr + j));
+        const float32x4_t old_max = vld1q_f32(max + j), new_max = vmaxq_f32(old_max, vmulq_f32(block_max, vs));
+        const float32x4_t correction = exp_neon(vsubq_f32(old_max, new_max));
+        for (int64_t k = 0; k < keys; k++) {
+            float32x4_t e = exp_neon(vsubq_f32(vmulq_f32(vld1q_f32(s + k * nr + j), vs), new_max));
+            vst1q_f32(s + k * nr + j, e);
+            block_sum = vaddq_f32(block_sum, e);
+        }
+        vst1q_f32(sum + j, vaddq_f32(vmulq_f32(vld1q_f32(sum + j), correction), block_sum));
+        vst1q_f32(max + j, new_max);
+        for (int64_t d = 0; d < o_rows; d++) vst1q_f32(o + d * nr + j, vmulq_f32(vld1q_f32(o + d * nr + j), correction));
+    }
+}
+
 static float exp_sum_neon(float *s, int64_t n, float scale, float max) {
     float32x4_t vs = vdupq_n_f32(scale), vm = vdupq_n_f32(max), sum = vdupq_n_f32(0.0f);
     int64_t i = 0;
@@ -247,8 +267,8 @@ static void rotate_half_neon(float *v, const float *cos_a, const float *sin_a, i
 
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
-    convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, sigmoid_gate_neon,
-    rotate_half_neon, NULL,
+    convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, softmax_step_neon,
+    sigmoid_gate_neon, rotate_half_neon,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }

@@ -815,7 +815,7 @@ static void test_attention_all_paths(void) {
         int heads, kv, hd;
     } cases[] = {
         {1, 1, 1, 8}, {3, 2, 1, 16}, {17, 4, 2, 80}, {33, 3, 3, 5}, {127, 2, 2, 64}, {130, 6, 2, 128},
-        {70, 2, 1, 33}, {200, 1, 1, 80},
+        {70, 2, 1, 33}, {200, 1, 1, 80}, {421, 2, 1, 80},
     };
     int paths[KERNEL_PATH_COUNT];
     int count = available_paths(paths);
@@ -844,12 +844,66 @@ static void test_attention_row_path(void) {
         if (!pools[0] || !pools[1] || !pools[2] || !pools[3]) return;
         const kernel_ops *ops = kernel_ops_for(pools[0]);
         int wide = 1200;
-        CHECK(attention_scratch_floats(ATTN_BQ, wide, wide + ops->nr, ops->mr) > pools[0]->scratch_floats,
+        CHECK(attention_scratch_floats(ATTN_BQ, wide, ops->mr) > pools[0]->scratch_floats,
               "head_dim %d should not fit the blocked path", wide);
         check_attention_case(paths[p], pools, 9, 2, 1, wide, true, true);
         check_attention_case(paths[p], pools, 70, 1, 1, wide, false, false);
         for (int t = 0; t < 4; t++) thread_pool_free(pools[t]);
     }
+}
+
+/* Without the pool's shared buffer (its allocation failing), attention packs K and V in each task and
+ * the q8 product quantizes x in each task: the same bits as with it. */
+static void test_shared_buffer_fallback(void) {
+    const int64_t n = 300;
+    const int heads = 4, kv = 2, hd = 80;
+    float *q = malloc((size_t)(n * heads * hd) * sizeof(float)), *k = malloc((size_t)(n * kv * hd) * sizeof(float));
+    float *v = malloc((size_t)(n * kv * hd) * sizeof(float));
+    float *with = malloc((size_t)(n * heads * hd) * sizeof(float)), *without = malloc((size_t)(n * heads * hd) * sizeof(float));
+    fill_random(q, (size_t)(n * heads * hd), 2.0f);
+    fill_random(k, (size_t)(n * kv * hd), 2.0f);
+    fill_random(v, (size_t)(n * kv * hd), 2.0f);
+    int paths[KERNEL_PATH_COUNT];
+    int count = available_paths(paths);
+    for (int p = 0; p < count; p++)
+        for (int causal = 0; causal < 2; causal++) {
+            thread_pool *normal = make_pool(2, paths[p]), *starved = make_pool(2, paths[p]);
+            if (!normal || !starved) return;
+            attention(normal, with, q, k, v, n, heads, kv, hd, heads * hd, kv * hd, causal);
+            atomic_store(&abc_test_fail_after, 0);
+            attention(starved, without, q, k, v, n, heads, kv, hd, heads * hd, kv * hd, causal);
+            atomic_store(&abc_test_fail_after, -1);
+            CHECK(normal->shared && !starved->shared, "%s: the shared buffer should be there / missing", kernel_path_name(paths[p]));
+            CHECK(memcmp(with, without, (size_t)(n * heads * hd) * sizeof(float)) == 0, "%s causal=%d: attention differs without the shared buffer",
+                  kernel_path_name(paths[p]), causal);
+            thread_pool_free(normal);
+            thread_pool_free(starved);
+        }
+    free(q), free(k), free(v), free(with), free(without);
+
+    const int64_t rows = 64, in = 512, out = 1100;
+    float *x = malloc((size_t)(rows * in) * sizeof(float));
+    float *want = malloc((size_t)(rows * out) * sizeof(float)), *y = malloc((size_t)(rows * out) * sizeof(float));
+    fill_random(x, (size_t)(rows * in), 1.0f);
+    for (int64_t i = 0; i < rows; i++) x[i * in + 7] *= 25.0f; /* outlier channel: the masks are used */
+    q8_weights w = make_q8_weights(out, in, 0.1f, 0);
+    q8_matmul_naive(want, x, &w, NULL, rows);
+    q8_variant vars[KERNEL_PATH_COUNT + 1];
+    count = q8_variants(vars);
+    for (int p = 0; p < count; p++)
+        for (int starve = 0; starve < 2; starve++) {
+            thread_pool *pool = make_q8_pool(2, vars[p]);
+            if (!pool) return;
+            if (starve) atomic_store(&abc_test_fail_after, 0);
+            matmul(pool, y, x, rows, &w.t, NULL);
+            atomic_store(&abc_test_fail_after, -1);
+            CHECK((pool->shared == NULL) == (starve == 1), "%s: shared buffer %s", q8_kernels_for(pool)->name, pool->shared ? "present" : "missing");
+            CHECK(memcmp(y, want, (size_t)(rows * out) * sizeof(float)) == 0, "%s starved=%d: q8 product differs from the definition",
+                  q8_kernels_for(pool)->name, starve);
+            thread_pool_free(pool);
+        }
+    free_q8_weights(&w);
+    free(x), free(want), free(y);
 }
 
 /* ---- norms ---- */
@@ -1061,6 +1115,7 @@ int main(void) {
     RUN_TEST(test_attention_row_path);
     RUN_TEST(test_exp_sum_and_row_max);
     RUN_TEST(test_attention_all_paths);
+    RUN_TEST(test_shared_buffer_fallback);
     RUN_TEST(test_norms);
     RUN_TEST(test_rotate_half_all_paths);
     RUN_TEST(test_sigmoid_gate_all_paths);
