@@ -118,6 +118,50 @@ static bool mul_size(size_t a, size_t b, size_t *out) {
     return true;
 }
 
+/* ---- workspace: one grow-only aligned float buffer (a context's forward pass; a thread pool's
+ * shared operands) ---- */
+
+typedef struct {
+    float *data;
+    size_t cap; /* floats */
+} workspace;
+
+#define WORKSPACE_ALIGN_FLOATS 16 /* 64 bytes */
+
+static void workspace_free(workspace *ws) {
+    free(ws->data);
+    ws->data = NULL;
+    ws->cap = 0;
+}
+
+/* Carves `count` arrays of sizes[i] floats (each 64-byte aligned) out of the workspace, growing it
+ * when needed; arrays handed out earlier become invalid. False when the total overflows or memory
+ * runs out. */
+static bool workspace_carve(workspace *ws, int count, const size_t *sizes, float **arrays[]) {
+    size_t total = 0;
+    for (int i = 0; i < count; i++) {
+        size_t n = sizes[i];
+        if (n > SIZE_MAX - WORKSPACE_ALIGN_FLOATS) return false;
+        n = (n + WORKSPACE_ALIGN_FLOATS - 1) / WORKSPACE_ALIGN_FLOATS * WORKSPACE_ALIGN_FLOATS;
+        if (total > SIZE_MAX - n) return false;
+        total += n;
+    }
+    if (total > SIZE_MAX / sizeof(float)) return false;
+    if (total > ws->cap) {
+        float *data = xmalloc_aligned(total * sizeof(float));
+        if (!data) return false;
+        free(ws->data);
+        ws->data = data;
+        ws->cap = total;
+    }
+    size_t at = 0;
+    for (int i = 0; i < count; i++) {
+        *arrays[i] = ws->data + at;
+        at += (sizes[i] + WORKSPACE_ALIGN_FLOATS - 1) / WORKSPACE_ALIGN_FLOATS * WORKSPACE_ALIGN_FLOATS;
+    }
+    return true;
+}
+
 /* A growable int32 array (token ids). */
 typedef struct {
     int32_t *data;
@@ -404,8 +448,9 @@ struct thread_pool {
     int kernel_path; /* KERNEL_*; tests may force a supported path */
     float **scratch; /* [n_threads] arrays of POOL_SCRATCH_FLOATS, 64-byte aligned */
     size_t scratch_floats;
-    float *shared; /* one operation's data for all threads (attention's K/V panels, q8's quantized x), grown on demand */
-    size_t shared_floats;
+    /* one operation's operands for all threads (attention's K/V panels, q8's quantized x): kept, so
+     * that large inputs do not map and fault in fresh pages every layer */
+    workspace shared;
 };
 
 static inline void cpu_relax(void) {
@@ -525,7 +570,7 @@ static void thread_pool_free(thread_pool *pool) {
     if (pool->scratch)
         for (int t = 0; t < pool->n_threads; t++) free(pool->scratch[t]);
     free(pool->scratch);
-    free(pool->shared);
+    workspace_free(&pool->shared);
     free(pool->workers);
     pthread_cond_destroy(&pool->done);
     pthread_cond_destroy(&pool->wake);
@@ -534,20 +579,6 @@ static void thread_pool_free(thread_pool *pool) {
 }
 
 static int thread_pool_size(const thread_pool *pool) { return pool ? pool->n_threads : 1; }
-
-/* The pool's shared buffer with room for `floats` (64-byte aligned), kept for the next operation so
- * that large inputs do not map and fault in fresh pages every layer; NULL when the memory cannot be had
- * (the caller then does without). */
-static float *thread_pool_shared(thread_pool *pool, size_t floats) {
-    if (!pool) return NULL;
-    if (floats > pool->shared_floats) {
-        free(pool->shared);
-        pool->shared_floats = 0;
-        pool->shared = floats <= SIZE_MAX / sizeof(float) ? xmalloc_aligned(floats * sizeof(float)) : NULL;
-        if (pool->shared) pool->shared_floats = floats;
-    }
-    return pool->shared;
-}
 
 static void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg) {
     if (n_tasks <= 0) return;
@@ -7902,6 +7933,9 @@ typedef struct {
 
 #define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
 
+/* Slices of Q8_KC columns in a row of `in`. */
+static int64_t q8_slices(int64_t in) { return ceil_div(in / Q8_BLOCK, Q8_KC_BLOCKS); }
+
 /* A slice's worth of zero strip blocks: a 32-wide kernel's upper half past the last strip. */
 static _Alignas(64) const uint8_t q8_zero_strip[Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES];
 
@@ -7956,7 +7990,7 @@ static void q8_prepack_task(void *arg, int task, int thread) {
     const int64_t row0 = (int64_t)task * mr, mi = MIN((int64_t)mr, job->n - row0), total_blocks = job->in / Q8_BLOCK;
     q8_outlier outliers[Q8_GROUP_OUTLIERS];
     uint32_t *masks = job->x_outlier_masks + task * total_blocks * mr;
-    uint8_t *slice_outliers = job->x_slice_outliers + task * ceil_div(total_blocks, Q8_KC_BLOCKS);
+    uint8_t *slice_outliers = job->x_slice_outliers + task * q8_slices(job->in);
     memset(masks, 0, (size_t)(total_blocks * mr) * sizeof *masks);
     for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
         const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
@@ -8002,7 +8036,7 @@ static void matmul_q8_task(void *arg, int task, int thread) {
             const uint8_t *x_pack = a_pack;
             if (job->x_packed) {
                 x_pack = job->x_packed + (size_t)(((i0 + i) / mr) * total_blocks + b0) * Q8_ROWS_BLOCK_BYTES(mr);
-                if (job->x_slice_outliers[((i0 + i) / mr) * ceil_div(total_blocks, Q8_KC_BLOCKS) + b0 / Q8_KC_BLOCKS])
+                if (job->x_slice_outliers[((i0 + i) / mr) * q8_slices(job->in) + b0 / Q8_KC_BLOCKS])
                     q8_collect_outliers(job, i0 + i, mi, b0, nb, outliers, &n_outliers);
             } else {
                 k->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers,
@@ -8047,14 +8081,18 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
      * it; without the memory, each task quantizes its rows itself (the same bytes either way). */
     const int64_t col_blocks = job.plan.n_tasks / job.plan.n_row_blocks, groups = ceil_div(n, k->mr);
     if (col_blocks > 1) {
-        const int64_t packed_bytes = round_up(groups * (in_dim / Q8_BLOCK) * (int64_t)Q8_ROWS_BLOCK_BYTES(k->mr), 64);
-        const int64_t mask_bytes = groups * (in_dim / Q8_BLOCK) * k->mr * (int64_t)sizeof(uint32_t);
-        const int64_t flag_bytes = groups * ceil_div(in_dim / Q8_BLOCK, Q8_KC_BLOCKS);
-        uint8_t *shared = (uint8_t *)thread_pool_shared(pool, (size_t)ceil_div(packed_bytes + mask_bytes + flag_bytes, (int64_t)sizeof(float)));
-        if (shared) {
-            job.x_packed = shared;
-            job.x_outlier_masks = (uint32_t *)(shared + packed_bytes);
-            job.x_slice_outliers = shared + packed_bytes + mask_bytes;
+        /* quantized rows, masks and flags, each in floats' worth of room */
+        const size_t sizes[3] = {
+            (size_t)ceil_div(groups * (in_dim / Q8_BLOCK) * (int64_t)Q8_ROWS_BLOCK_BYTES(k->mr), (int64_t)sizeof(float)),
+            (size_t)(groups * (in_dim / Q8_BLOCK) * k->mr),
+            (size_t)ceil_div(groups * q8_slices(in_dim), (int64_t)sizeof(float)),
+        };
+        float *packed, *masks, *flags;
+        float **arrays[3] = {&packed, &masks, &flags};
+        if (pool && workspace_carve(&pool->shared, 3, sizes, arrays)) {
+            job.x_packed = (const uint8_t *)packed;
+            job.x_outlier_masks = (uint32_t *)masks;
+            job.x_slice_outliers = (uint8_t *)flags;
             thread_pool_run(pool, (int)groups, q8_prepack_task, &job);
         }
     }
@@ -8189,7 +8227,7 @@ static void attention_block_task(void *arg, int task, int thread) {
     const int64_t hd = job->head_dim, bq_max = job->query_block; /* a multiple of nr */
     const int64_t i0 = (int64_t)(task % job->query_blocks) * bq_max, bq = MIN(bq_max, job->n - i0);
     const int64_t strips = ceil_div(bq, nr), key_rows = round_up(ATTN_BK, mr), dim_rows = round_up(hd, mr);
-    const int64_t panel_floats = attention_panel_floats(hd, mr);
+    const int64_t panel_floats = attention_panel_floats(hd, mr), key_panel_floats = attention_key_panel_floats(hd, mr);
     float *q_strips = job->scratch[thread];               /* [strip][hd][nr] */
     float *block_panels = q_strips + round_up(bq_max * hd, 16);
     float *p = block_panels + panel_floats;               /* [strip][key][nr]: Sᵀ, then Pᵀ */
@@ -8209,7 +8247,7 @@ static void attention_block_task(void *arg, int task, int thread) {
         const int64_t bk = MIN((int64_t)ATTN_BK, key_end - j0), key_groups = ceil_div(bk, mr);
         const float *k_panels = job->panels ? job->panels + (kvh * job->key_blocks + j0 / ATTN_BK) * panel_floats : block_panels;
         if (!job->panels) pack_key_value_block(job, block_panels, kvh, j0);
-        const float *v_panels = k_panels + attention_key_panel_floats(hd, mr);
+        const float *v_panels = k_panels + key_panel_floats;
         for (int64_t s = 0; s < strips; s++) {
             const int64_t q0 = i0 + s * nr; /* query of lane 0 */
             /* a strip whose queries all precede the block: probability 0 throughout, nothing changes */
@@ -8251,8 +8289,10 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
     job.key_blocks = ceil_div(n, ATTN_BK);
     /* K and V packed once for all query blocks; without the memory, each task packs what it reads */
     if (blocked && (job.query_blocks > 1 || job.group > 1)) {
-        job.panels = thread_pool_shared(pool, (size_t)(n_kv_heads * job.key_blocks * attention_panel_floats(head_dim, ops->mr)));
-        if (job.panels) thread_pool_run(pool, (int)(n_kv_heads * job.key_blocks), attention_pack_task, &job);
+        const size_t size = (size_t)(n_kv_heads * job.key_blocks * attention_panel_floats(head_dim, ops->mr));
+        float **arrays[1] = {&job.panels};
+        if (workspace_carve(&pool->shared, 1, &size, arrays))
+            thread_pool_run(pool, (int)(n_kv_heads * job.key_blocks), attention_pack_task, &job);
     }
     thread_pool_run(pool, n_heads * job.query_blocks, blocked ? attention_block_task : attention_rows_task, &job);
 }
@@ -9766,52 +9806,9 @@ static void rope_rows(thread_pool *pool, float *x, int64_t n, int64_t stride, in
 /* ================================================================================================
  * 8. Vision encoder: the Qwen2-VL ViT and its 2×2 patch merger (SPEC section 5)
  *
- * Shared by sections 8–10: the f32 workspace a forward pass carves its buffers from, the linear layer
- * (with the optional unmerged LoRA of the ABC query adapter) and the rotary helpers.
+ * Shared by sections 8–10: the sizes a forward pass carves from its workspace (section 1), the linear
+ * layer (with the optional unmerged LoRA of the ABC query adapter) and the rotary helpers.
  * ================================================================================================ */
-
-/* ---- workspace: one grow-only aligned float buffer per context ---- */
-
-typedef struct {
-    float *data;
-    size_t cap; /* floats */
-} workspace;
-
-#define WORKSPACE_ALIGN_FLOATS 16 /* 64 bytes */
-
-static void workspace_free(workspace *ws) {
-    free(ws->data);
-    ws->data = NULL;
-    ws->cap = 0;
-}
-
-/* Carves `count` arrays of sizes[i] floats (each 64-byte aligned) out of the workspace, growing it
- * when needed; arrays handed out earlier become invalid. False when the total overflows or memory
- * runs out. */
-static bool workspace_carve(workspace *ws, int count, const size_t *sizes, float **arrays[]) {
-    size_t total = 0;
-    for (int i = 0; i < count; i++) {
-        size_t n = sizes[i];
-        if (n > SIZE_MAX - WORKSPACE_ALIGN_FLOATS) return false;
-        n = (n + WORKSPACE_ALIGN_FLOATS - 1) / WORKSPACE_ALIGN_FLOATS * WORKSPACE_ALIGN_FLOATS;
-        if (total > SIZE_MAX - n) return false;
-        total += n;
-    }
-    if (total > SIZE_MAX / sizeof(float)) return false;
-    if (total > ws->cap) {
-        float *data = xmalloc_aligned(total * sizeof(float));
-        if (!data) return false;
-        free(ws->data);
-        ws->data = data;
-        ws->cap = total;
-    }
-    size_t at = 0;
-    for (int i = 0; i < count; i++) {
-        *arrays[i] = ws->data + at;
-        at += (sizes[i] + WORKSPACE_ALIGN_FLOATS - 1) / WORKSPACE_ALIGN_FLOATS * WORKSPACE_ALIGN_FLOATS;
-    }
-    return true;
-}
 
 /* rows·cols with overflow folded into SIZE_MAX, which workspace_carve then refuses. */
 static size_t floats_for(int64_t rows, int64_t cols) {

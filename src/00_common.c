@@ -118,6 +118,50 @@ static bool mul_size(size_t a, size_t b, size_t *out) {
     return true;
 }
 
+/* ---- workspace: one grow-only aligned float buffer (a context's forward pass; a thread pool's
+ * shared operands) ---- */
+
+typedef struct {
+    float *data;
+    size_t cap; /* floats */
+} workspace;
+
+#define WORKSPACE_ALIGN_FLOATS 16 /* 64 bytes */
+
+static void workspace_free(workspace *ws) {
+    free(ws->data);
+    ws->data = NULL;
+    ws->cap = 0;
+}
+
+/* Carves `count` arrays of sizes[i] floats (each 64-byte aligned) out of the workspace, growing it
+ * when needed; arrays handed out earlier become invalid. False when the total overflows or memory
+ * runs out. */
+static bool workspace_carve(workspace *ws, int count, const size_t *sizes, float **arrays[]) {
+    size_t total = 0;
+    for (int i = 0; i < count; i++) {
+        size_t n = sizes[i];
+        if (n > SIZE_MAX - WORKSPACE_ALIGN_FLOATS) return false;
+        n = (n + WORKSPACE_ALIGN_FLOATS - 1) / WORKSPACE_ALIGN_FLOATS * WORKSPACE_ALIGN_FLOATS;
+        if (total > SIZE_MAX - n) return false;
+        total += n;
+    }
+    if (total > SIZE_MAX / sizeof(float)) return false;
+    if (total > ws->cap) {
+        float *data = xmalloc_aligned(total * sizeof(float));
+        if (!data) return false;
+        free(ws->data);
+        ws->data = data;
+        ws->cap = total;
+    }
+    size_t at = 0;
+    for (int i = 0; i < count; i++) {
+        *arrays[i] = ws->data + at;
+        at += (sizes[i] + WORKSPACE_ALIGN_FLOATS - 1) / WORKSPACE_ALIGN_FLOATS * WORKSPACE_ALIGN_FLOATS;
+    }
+    return true;
+}
+
 /* A growable int32 array (token ids). */
 typedef struct {
     int32_t *data;

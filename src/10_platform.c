@@ -135,8 +135,9 @@ struct thread_pool {
     int kernel_path; /* KERNEL_*; tests may force a supported path */
     float **scratch; /* [n_threads] arrays of POOL_SCRATCH_FLOATS, 64-byte aligned */
     size_t scratch_floats;
-    float *shared; /* one operation's data for all threads (attention's K/V panels, q8's quantized x), grown on demand */
-    size_t shared_floats;
+    /* one operation's operands for all threads (attention's K/V panels, q8's quantized x): kept, so
+     * that large inputs do not map and fault in fresh pages every layer */
+    workspace shared;
 };
 
 static inline void cpu_relax(void) {
@@ -256,7 +257,7 @@ static void thread_pool_free(thread_pool *pool) {
     if (pool->scratch)
         for (int t = 0; t < pool->n_threads; t++) free(pool->scratch[t]);
     free(pool->scratch);
-    free(pool->shared);
+    workspace_free(&pool->shared);
     free(pool->workers);
     pthread_cond_destroy(&pool->done);
     pthread_cond_destroy(&pool->wake);
@@ -265,20 +266,6 @@ static void thread_pool_free(thread_pool *pool) {
 }
 
 static int thread_pool_size(const thread_pool *pool) { return pool ? pool->n_threads : 1; }
-
-/* The pool's shared buffer with room for `floats` (64-byte aligned), kept for the next operation so
- * that large inputs do not map and fault in fresh pages every layer; NULL when the memory cannot be had
- * (the caller then does without). */
-static float *thread_pool_shared(thread_pool *pool, size_t floats) {
-    if (!pool) return NULL;
-    if (floats > pool->shared_floats) {
-        free(pool->shared);
-        pool->shared_floats = 0;
-        pool->shared = floats <= SIZE_MAX / sizeof(float) ? xmalloc_aligned(floats * sizeof(float)) : NULL;
-        if (pool->shared) pool->shared_floats = floats;
-    }
-    return pool->shared;
-}
 
 static void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg) {
     if (n_tasks <= 0) return;

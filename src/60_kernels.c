@@ -773,6 +773,9 @@ typedef struct {
 
 #define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
 
+/* Slices of Q8_KC columns in a row of `in`. */
+static int64_t q8_slices(int64_t in) { return ceil_div(in / Q8_BLOCK, Q8_KC_BLOCKS); }
+
 /* A slice's worth of zero strip blocks: a 32-wide kernel's upper half past the last strip. */
 static _Alignas(64) const uint8_t q8_zero_strip[Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BYTES];
 
@@ -827,7 +830,7 @@ static void q8_prepack_task(void *arg, int task, int thread) {
     const int64_t row0 = (int64_t)task * mr, mi = MIN((int64_t)mr, job->n - row0), total_blocks = job->in / Q8_BLOCK;
     q8_outlier outliers[Q8_GROUP_OUTLIERS];
     uint32_t *masks = job->x_outlier_masks + task * total_blocks * mr;
-    uint8_t *slice_outliers = job->x_slice_outliers + task * ceil_div(total_blocks, Q8_KC_BLOCKS);
+    uint8_t *slice_outliers = job->x_slice_outliers + task * q8_slices(job->in);
     memset(masks, 0, (size_t)(total_blocks * mr) * sizeof *masks);
     for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
         const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
@@ -873,7 +876,7 @@ static void matmul_q8_task(void *arg, int task, int thread) {
             const uint8_t *x_pack = a_pack;
             if (job->x_packed) {
                 x_pack = job->x_packed + (size_t)(((i0 + i) / mr) * total_blocks + b0) * Q8_ROWS_BLOCK_BYTES(mr);
-                if (job->x_slice_outliers[((i0 + i) / mr) * ceil_div(total_blocks, Q8_KC_BLOCKS) + b0 / Q8_KC_BLOCKS])
+                if (job->x_slice_outliers[((i0 + i) / mr) * q8_slices(job->in) + b0 / Q8_KC_BLOCKS])
                     q8_collect_outliers(job, i0 + i, mi, b0, nb, outliers, &n_outliers);
             } else {
                 k->pack_rows(a_pack, mr, job->x + (i0 + i) * job->in + b0 * Q8_BLOCK, job->in, (int)mi, nb, outliers,
@@ -918,14 +921,18 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
      * it; without the memory, each task quantizes its rows itself (the same bytes either way). */
     const int64_t col_blocks = job.plan.n_tasks / job.plan.n_row_blocks, groups = ceil_div(n, k->mr);
     if (col_blocks > 1) {
-        const int64_t packed_bytes = round_up(groups * (in_dim / Q8_BLOCK) * (int64_t)Q8_ROWS_BLOCK_BYTES(k->mr), 64);
-        const int64_t mask_bytes = groups * (in_dim / Q8_BLOCK) * k->mr * (int64_t)sizeof(uint32_t);
-        const int64_t flag_bytes = groups * ceil_div(in_dim / Q8_BLOCK, Q8_KC_BLOCKS);
-        uint8_t *shared = (uint8_t *)thread_pool_shared(pool, (size_t)ceil_div(packed_bytes + mask_bytes + flag_bytes, (int64_t)sizeof(float)));
-        if (shared) {
-            job.x_packed = shared;
-            job.x_outlier_masks = (uint32_t *)(shared + packed_bytes);
-            job.x_slice_outliers = shared + packed_bytes + mask_bytes;
+        /* quantized rows, masks and flags, each in floats' worth of room */
+        const size_t sizes[3] = {
+            (size_t)ceil_div(groups * (in_dim / Q8_BLOCK) * (int64_t)Q8_ROWS_BLOCK_BYTES(k->mr), (int64_t)sizeof(float)),
+            (size_t)(groups * (in_dim / Q8_BLOCK) * k->mr),
+            (size_t)ceil_div(groups * q8_slices(in_dim), (int64_t)sizeof(float)),
+        };
+        float *packed, *masks, *flags;
+        float **arrays[3] = {&packed, &masks, &flags};
+        if (pool && workspace_carve(&pool->shared, 3, sizes, arrays)) {
+            job.x_packed = (const uint8_t *)packed;
+            job.x_outlier_masks = (uint32_t *)masks;
+            job.x_slice_outliers = (uint8_t *)flags;
             thread_pool_run(pool, (int)groups, q8_prepack_task, &job);
         }
     }
@@ -1060,7 +1067,7 @@ static void attention_block_task(void *arg, int task, int thread) {
     const int64_t hd = job->head_dim, bq_max = job->query_block; /* a multiple of nr */
     const int64_t i0 = (int64_t)(task % job->query_blocks) * bq_max, bq = MIN(bq_max, job->n - i0);
     const int64_t strips = ceil_div(bq, nr), key_rows = round_up(ATTN_BK, mr), dim_rows = round_up(hd, mr);
-    const int64_t panel_floats = attention_panel_floats(hd, mr);
+    const int64_t panel_floats = attention_panel_floats(hd, mr), key_panel_floats = attention_key_panel_floats(hd, mr);
     float *q_strips = job->scratch[thread];               /* [strip][hd][nr] */
     float *block_panels = q_strips + round_up(bq_max * hd, 16);
     float *p = block_panels + panel_floats;               /* [strip][key][nr]: Sᵀ, then Pᵀ */
@@ -1080,7 +1087,7 @@ static void attention_block_task(void *arg, int task, int thread) {
         const int64_t bk = MIN((int64_t)ATTN_BK, key_end - j0), key_groups = ceil_div(bk, mr);
         const float *k_panels = job->panels ? job->panels + (kvh * job->key_blocks + j0 / ATTN_BK) * panel_floats : block_panels;
         if (!job->panels) pack_key_value_block(job, block_panels, kvh, j0);
-        const float *v_panels = k_panels + attention_key_panel_floats(hd, mr);
+        const float *v_panels = k_panels + key_panel_floats;
         for (int64_t s = 0; s < strips; s++) {
             const int64_t q0 = i0 + s * nr; /* query of lane 0 */
             /* a strip whose queries all precede the block: probability 0 throughout, nothing changes */
@@ -1122,8 +1129,10 @@ static void attention(thread_pool *pool, float *out, const float *q, const float
     job.key_blocks = ceil_div(n, ATTN_BK);
     /* K and V packed once for all query blocks; without the memory, each task packs what it reads */
     if (blocked && (job.query_blocks > 1 || job.group > 1)) {
-        job.panels = thread_pool_shared(pool, (size_t)(n_kv_heads * job.key_blocks * attention_panel_floats(head_dim, ops->mr)));
-        if (job.panels) thread_pool_run(pool, (int)(n_kv_heads * job.key_blocks), attention_pack_task, &job);
+        const size_t size = (size_t)(n_kv_heads * job.key_blocks * attention_panel_floats(head_dim, ops->mr));
+        float **arrays[1] = {&job.panels};
+        if (workspace_carve(&pool->shared, 1, &size, arrays))
+            thread_pool_run(pool, (int)(n_kv_heads * job.key_blocks), attention_pack_task, &job);
     }
     thread_pool_run(pool, n_heads * job.query_blocks, blocked ? attention_block_task : attention_rows_task, &job);
 }

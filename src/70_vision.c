@@ -2,52 +2,9 @@
 /* ================================================================================================
  * 8. Vision encoder: the Qwen2-VL ViT and its 2×2 patch merger (SPEC section 5)
  *
- * Shared by sections 8–10: the f32 workspace a forward pass carves its buffers from, the linear layer
- * (with the optional unmerged LoRA of the ABC query adapter) and the rotary helpers.
+ * Shared by sections 8–10: the sizes a forward pass carves from its workspace (section 1), the linear
+ * layer (with the optional unmerged LoRA of the ABC query adapter) and the rotary helpers.
  * ================================================================================================ */
-
-/* ---- workspace: one grow-only aligned float buffer per context ---- */
-
-typedef struct {
-    float *data;
-    size_t cap; /* floats */
-} workspace;
-
-#define WORKSPACE_ALIGN_FLOATS 16 /* 64 bytes */
-
-static void workspace_free(workspace *ws) {
-    free(ws->data);
-    ws->data = NULL;
-    ws->cap = 0;
-}
-
-/* Carves `count` arrays of sizes[i] floats (each 64-byte aligned) out of the workspace, growing it
- * when needed; arrays handed out earlier become invalid. False when the total overflows or memory
- * runs out. */
-static bool workspace_carve(workspace *ws, int count, const size_t *sizes, float **arrays[]) {
-    size_t total = 0;
-    for (int i = 0; i < count; i++) {
-        size_t n = sizes[i];
-        if (n > SIZE_MAX - WORKSPACE_ALIGN_FLOATS) return false;
-        n = (n + WORKSPACE_ALIGN_FLOATS - 1) / WORKSPACE_ALIGN_FLOATS * WORKSPACE_ALIGN_FLOATS;
-        if (total > SIZE_MAX - n) return false;
-        total += n;
-    }
-    if (total > SIZE_MAX / sizeof(float)) return false;
-    if (total > ws->cap) {
-        float *data = xmalloc_aligned(total * sizeof(float));
-        if (!data) return false;
-        free(ws->data);
-        ws->data = data;
-        ws->cap = total;
-    }
-    size_t at = 0;
-    for (int i = 0; i < count; i++) {
-        *arrays[i] = ws->data + at;
-        at += (sizes[i] + WORKSPACE_ALIGN_FLOATS - 1) / WORKSPACE_ALIGN_FLOATS * WORKSPACE_ALIGN_FLOATS;
-    }
-    return true;
-}
 
 /* rows·cols with overflow folded into SIZE_MAX, which workspace_carve then refuses. */
 static size_t floats_for(int64_t rows, int64_t cols) {

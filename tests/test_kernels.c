@@ -873,7 +873,7 @@ static void test_shared_buffer_fallback(void) {
             atomic_store(&abc_test_fail_after, 0);
             attention(starved, without, q, k, v, n, heads, kv, hd, heads * hd, kv * hd, causal);
             atomic_store(&abc_test_fail_after, -1);
-            CHECK(normal->shared && !starved->shared, "%s: the shared buffer should be there / missing", kernel_path_name(paths[p]));
+            CHECK(normal->shared.data && !starved->shared.data, "%s: the shared buffer should be there / missing", kernel_path_name(paths[p]));
             CHECK(memcmp(with, without, (size_t)(n * heads * hd) * sizeof(float)) == 0, "%s causal=%d: attention differs without the shared buffer",
                   kernel_path_name(paths[p]), causal);
             thread_pool_free(normal);
@@ -897,7 +897,7 @@ static void test_shared_buffer_fallback(void) {
             if (starve) atomic_store(&abc_test_fail_after, 0);
             matmul(pool, y, x, rows, &w.t, NULL);
             atomic_store(&abc_test_fail_after, -1);
-            CHECK((pool->shared == NULL) == (starve == 1), "%s: shared buffer %s", q8_kernels_for(pool)->name, pool->shared ? "present" : "missing");
+            CHECK((pool->shared.data == NULL) == (starve == 1), "%s: shared buffer %s", q8_kernels_for(pool)->name, pool->shared.data ? "present" : "missing");
             CHECK(memcmp(y, want, (size_t)(rows * out) * sizeof(float)) == 0, "%s starved=%d: q8 product differs from the definition",
                   q8_kernels_for(pool)->name, starve);
             thread_pool_free(pool);
