@@ -7231,6 +7231,11 @@ typedef struct {
     /* rotate-half rotary embedding of one head: v[i], v[i + half] ← v[i]·cos[i] − v[i + half]·sin[i],
      * v[i + half]·cos[i] + v[i]·sin[i] for i < half (plain products and sums: bit-identical on every path) */
     void (*rotate_half)(float *v, const float *cos_a, const float *sin_a, int64_t half);
+    /* Σ (x[i] − shift), or Σ (x[i] − shift)² when `square`, in double as NORM_LANES partial sums
+     * (norm_sum_scalar's order: bit-identical on every path) */
+    double (*norm_sum)(const float *x, int64_t n, double shift, bool square);
+    /* y[i] = (x[i] − shift)·inv·w[i] (+ b[i] when b is not NULL), products and sum in that order; y may be x */
+    void (*norm_apply)(float *y, const float *x, int64_t n, float shift, float inv, const float *w, const float *b);
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -7401,10 +7406,64 @@ static void rotate_half_scalar(float *v, const float *cos_a, const float *sin_a,
     rotate_half_tail(v, cos_a, sin_a, half, half);
 }
 
+/* ---- norm sums and outputs ----
+ * Norms accumulate in double (outlier channels make float sums drift). Element i goes into partial sum
+ * i mod NORM_LANES, in order; the partials are then added by halves (p[j] += p[j + 8], then + 4, + 2,
+ * + 1). Sixteen independent chains fill the SIMD lanes, and the order never depends on the path. */
+#define NORM_LANES 16
+
+/* The last count (< NORM_LANES) elements into partials 0..count−1, then the halving sum. */
+static double norm_partials_finish(double p[NORM_LANES], const float *tail, int64_t count, double shift, bool square) {
+    for (int64_t j = 0; j < count; j++) {
+        double d = (double)tail[j] - shift;
+        p[j] += square ? d * d : d;
+    }
+    for (int half = NORM_LANES / 2; half > 0; half /= 2)
+        for (int j = 0; j < half; j++) p[j] += p[j + half];
+    return p[0];
+}
+
+#define NORM_PARTIALS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+
+static double norm_sum_scalar(const float *x, int64_t n, double shift, bool square) {
+    /* sixteen named accumulators: an array would live in memory, one store-to-load chain per add */
+#define NORM_DECLARE(j) double p##j = 0.0;
+#define NORM_ADD(j) p##j += (double)x[i + (j)] - shift;
+#define NORM_ADD_SQUARE(j) { double d = (double)x[i + (j)] - shift; p##j += d * d; }
+#define NORM_STORE(j) partials[j] = p##j;
+    NORM_PARTIALS(NORM_DECLARE)
+    int64_t i = 0;
+    if (square) {
+        for (; i + NORM_LANES <= n; i += NORM_LANES) { NORM_PARTIALS(NORM_ADD_SQUARE) }
+    } else {
+        for (; i + NORM_LANES <= n; i += NORM_LANES) { NORM_PARTIALS(NORM_ADD) }
+    }
+    double partials[NORM_LANES];
+    NORM_PARTIALS(NORM_STORE)
+#undef NORM_DECLARE
+#undef NORM_ADD
+#undef NORM_ADD_SQUARE
+#undef NORM_STORE
+    return norm_partials_finish(partials, x + i, n - i, shift, square);
+}
+
+static void norm_apply_scalar(float *y, const float *x, int64_t n, float shift, float inv, const float *w, const float *b) {
+    /* through a local block: y may be x, and compilers vectorise a loop that cannot alias */
+    float v[NORM_LANES];
+    int64_t i = 0;
+    for (; i + NORM_LANES <= n; i += NORM_LANES) {
+        for (int j = 0; j < NORM_LANES; j++) v[j] = (x[i + j] - shift) * inv * w[i + j];
+        if (b)
+            for (int j = 0; j < NORM_LANES; j++) v[j] = v[j] + b[i + j];
+        memcpy(y + i, v, sizeof v);
+    }
+    for (; i < n; i++) y[i] = b ? (x[i] - shift) * inv * w[i] + b[i] : (x[i] - shift) * inv * w[i];
+}
+
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
     dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, softmax_step_scalar, sigmoid_gate_scalar,
-    rotate_half_scalar,
+    rotate_half_scalar, norm_sum_scalar, norm_apply_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */
@@ -8636,10 +8695,36 @@ static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const flo
     rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
 }
 
+/* norm_sum_scalar's partials i mod 16 as four vectors of four doubles. */
+static AVX2_TARGET double norm_sum_avx2(const float *x, int64_t n, double shift, bool square) {
+    const __m256d vshift = _mm256_set1_pd(shift);
+    __m256d p[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    int64_t i = 0;
+    for (; i + NORM_LANES <= n; i += NORM_LANES)
+        for (int q = 0; q < 4; q++) {
+            __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * q)), vshift);
+            p[q] = _mm256_add_pd(p[q], square ? _mm256_mul_pd(d, d) : d);
+        }
+    double partials[NORM_LANES];
+    for (int q = 0; q < 4; q++) _mm256_storeu_pd(partials + 4 * q, p[q]);
+    return norm_partials_finish(partials, x + i, n - i, shift, square);
+}
+
+static AVX2_TARGET void norm_apply_avx2(float *y, const float *x, int64_t n, float shift, float inv, const float *w,
+                                        const float *b) {
+    const __m256 vshift = _mm256_set1_ps(shift), vinv = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vshift), vinv), _mm256_loadu_ps(w + i));
+        _mm256_storeu_ps(y + i, b ? _mm256_add_ps(v, _mm256_loadu_ps(b + i)) : v);
+    }
+    norm_apply_scalar(y + i, x + i, n - i, shift, inv, w + i, b ? b + i : NULL);
+}
+
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 768, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
     dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, softmax_step_avx2, sigmoid_gate_avx2,
-    rotate_half_avx2,
+    rotate_half_avx2, norm_sum_avx2, norm_apply_avx2,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -8767,10 +8852,38 @@ static AVX512_TARGET void sigmoid_gate_avx512(float *x, const float *up, int64_t
     sigmoid_gate_avx2(x + i, up ? up + i : NULL, n - i, alpha);
 }
 
+/* norm_sum_scalar's partials i mod 16 as two vectors of eight doubles. */
+static AVX512_TARGET double norm_sum_avx512(const float *x, int64_t n, double shift, bool square) {
+    const __m512d vshift = _mm512_set1_pd(shift);
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i + NORM_LANES <= n; i += NORM_LANES) {
+        __m512d a = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), vshift);
+        __m512d c = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), vshift);
+        lo = _mm512_add_pd(lo, square ? _mm512_mul_pd(a, a) : a);
+        hi = _mm512_add_pd(hi, square ? _mm512_mul_pd(c, c) : c);
+    }
+    double partials[NORM_LANES];
+    _mm512_storeu_pd(partials, lo);
+    _mm512_storeu_pd(partials + 8, hi);
+    return norm_partials_finish(partials, x + i, n - i, shift, square);
+}
+
+static AVX512_TARGET void norm_apply_avx512(float *y, const float *x, int64_t n, float shift, float inv, const float *w,
+                                            const float *b) {
+    const __m512 vshift = _mm512_set1_ps(shift), vinv = _mm512_set1_ps(inv);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vshift), vinv),
+                                 _mm512_maskz_loadu_ps(m, w + i));
+        _mm512_mask_storeu_ps(y + i, m, b ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, b + i)) : v);
+    }
+}
+
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
     dot_avx2, dot4_avx2, scale_add_avx512, row_max_avx512, exp_sum_avx512, softmax_step_avx512, sigmoid_gate_avx512,
-    rotate_half_avx2,
+    rotate_half_avx2, norm_sum_avx512, norm_apply_avx512,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }
@@ -9358,10 +9471,38 @@ static void rotate_half_neon(float *v, const float *cos_a, const float *sin_a, i
     rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
 }
 
+/* norm_sum_scalar's partials i mod 16 as eight vectors of two doubles. */
+static double norm_sum_neon(const float *x, int64_t n, double shift, bool square) {
+    const float64x2_t vshift = vdupq_n_f64(shift);
+    float64x2_t p[8];
+    for (int q = 0; q < 8; q++) p[q] = vdupq_n_f64(0.0);
+    int64_t i = 0;
+    for (; i + NORM_LANES <= n; i += NORM_LANES)
+        for (int q = 0; q < 4; q++) {
+            float32x4_t v = vld1q_f32(x + i + 4 * q);
+            float64x2_t lo = vsubq_f64(vcvt_f64_f32(vget_low_f32(v)), vshift), hi = vsubq_f64(vcvt_high_f64_f32(v), vshift);
+            p[2 * q] = vaddq_f64(p[2 * q], square ? vmulq_f64(lo, lo) : lo);
+            p[2 * q + 1] = vaddq_f64(p[2 * q + 1], square ? vmulq_f64(hi, hi) : hi);
+        }
+    double partials[NORM_LANES];
+    for (int q = 0; q < 8; q++) vst1q_f64(partials + 2 * q, p[q]);
+    return norm_partials_finish(partials, x + i, n - i, shift, square);
+}
+
+static void norm_apply_neon(float *y, const float *x, int64_t n, float shift, float inv, const float *w, const float *b) {
+    const float32x4_t vshift = vdupq_n_f32(shift), vinv = vdupq_n_f32(inv);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vmulq_f32(vmulq_f32(vsubq_f32(vld1q_f32(x + i), vshift), vinv), vld1q_f32(w + i));
+        vst1q_f32(y + i, b ? vaddq_f32(v, vld1q_f32(b + i)) : v);
+    }
+    norm_apply_scalar(y + i, x + i, n - i, shift, inv, w + i, b ? b + i : NULL);
+}
+
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
     convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, softmax_step_neon,
-    sigmoid_gate_neon, rotate_half_neon,
+    sigmoid_gate_neon, rotate_half_neon, norm_sum_neon, norm_apply_neon,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }
@@ -9603,40 +9744,9 @@ static const q8_kernels *q8_kernels_neon(bool dotprod) { (void)dotprod; return N
 /* ================================================================================================
  * 7d. Elementwise kernels: norms, activations, rotary embeddings
  *
- * Row-wise and elementwise operations between the matrix products. Norms accumulate in double
- * (outlier channels make float sums drift).
+ * Row-wise and elementwise operations between the matrix products, split over the pool; the
+ * arithmetic is the kernel tables' (norm_sum, norm_apply, sigmoid_gate, rotate_half, scale_add).
  * ================================================================================================ */
-
-/* ---- norms (double accumulation: outlier channels make float sums drift) ---- */
-
-/* Σ x[i] and Σ (x[i] − shift)² in double, four interleaved partial sums each (independent add chains
- * run four times faster than one; the order is fixed, so results are too). */
-static double sum_f64(const float *x, int64_t n) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i];
-        s1 += x[i + 1];
-        s2 += x[i + 2];
-        s3 += x[i + 3];
-    }
-    for (; i < n; i++) s0 += x[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-static double sum_sq_f64(const float *x, int64_t n, double shift) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        double d0 = x[i] - shift, d1 = x[i + 1] - shift, d2 = x[i + 2] - shift, d3 = x[i + 3] - shift;
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-        s2 += d2 * d2;
-        s3 += d3 * d3;
-    }
-    for (; i < n; i++) s0 += (x[i] - shift) * (x[i] - shift);
-    return (s0 + s1) + (s2 + s3);
-}
 
 /* ---- splitting rows or elements over the pool ---- */
 
@@ -9667,6 +9777,7 @@ static void parallel_for(thread_pool *pool, int64_t count, int64_t grain, range_
 /* ---- norms ---- */
 
 typedef struct {
+    const kernel_ops *ops;
     float *out;
     const float *x, *w, *b;
     int64_t dim;
@@ -9678,10 +9789,9 @@ static void rms_norm_rows(void *arg, int64_t begin, int64_t end) {
     const norm_job *j = arg;
     for (int64_t r = begin; r < end; r++) {
         const float *xr = j->x + r * j->dim;
-        float *yr = j->out + r * j->dim;
-        double mean_sq = sum_sq_f64(xr, j->dim, 0.0) / (double)j->dim;
+        double mean_sq = j->ops->norm_sum(xr, j->dim, 0.0, true) / (double)j->dim;
         float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)j->eps));
-        for (int64_t i = 0; i < j->dim; i++) yr[i] = j->w[i] * (xr[i] * inv);
+        j->ops->norm_apply(j->out + r * j->dim, xr, j->dim, 0.0f, inv, j->w, NULL);
     }
 }
 
@@ -9690,12 +9800,10 @@ static void layer_norm_rows(void *arg, int64_t begin, int64_t end) {
     const norm_job *j = arg;
     for (int64_t r = begin; r < end; r++) {
         const float *xr = j->x + r * j->dim;
-        float *yr = j->out + r * j->dim;
-        double mean = sum_f64(xr, j->dim) / (double)j->dim;
-        double var = sum_sq_f64(xr, j->dim, mean) / (double)j->dim;
+        double mean = j->ops->norm_sum(xr, j->dim, 0.0, false) / (double)j->dim;
+        double var = j->ops->norm_sum(xr, j->dim, mean, true) / (double)j->dim;
         float inv = (float)(1.0 / sqrt(var + (double)j->eps));
-        float mean_f = (float)mean;
-        for (int64_t i = 0; i < j->dim; i++) yr[i] = (xr[i] - mean_f) * inv * j->w[i] + j->b[i];
+        j->ops->norm_apply(j->out + r * j->dim, xr, j->dim, (float)mean, inv, j->w, j->b);
     }
 }
 
@@ -9703,13 +9811,13 @@ static void layer_norm_rows(void *arg, int64_t begin, int64_t end) {
 
 /* out may be x (row by row in place). */
 static void rms_norm(thread_pool *pool, float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
-    norm_job job = {out, x, w, NULL, dim, eps};
+    norm_job job = {kernel_ops_for(pool), out, x, w, NULL, dim, eps};
     parallel_for(pool, n, NORM_ROWS_GRAIN, rms_norm_rows, &job);
 }
 
 static void layer_norm(thread_pool *pool, float *out, const float *x, const float *w, const float *b, int64_t n,
                        int64_t dim, float eps) {
-    norm_job job = {out, x, w, b, dim, eps};
+    norm_job job = {kernel_ops_for(pool), out, x, w, b, dim, eps};
     parallel_for(pool, n, NORM_ROWS_GRAIN, layer_norm_rows, &job);
 }
 

@@ -71,6 +71,11 @@ typedef struct {
     /* rotate-half rotary embedding of one head: v[i], v[i + half] ← v[i]·cos[i] − v[i + half]·sin[i],
      * v[i + half]·cos[i] + v[i]·sin[i] for i < half (plain products and sums: bit-identical on every path) */
     void (*rotate_half)(float *v, const float *cos_a, const float *sin_a, int64_t half);
+    /* Σ (x[i] − shift), or Σ (x[i] − shift)² when `square`, in double as NORM_LANES partial sums
+     * (norm_sum_scalar's order: bit-identical on every path) */
+    double (*norm_sum)(const float *x, int64_t n, double shift, bool square);
+    /* y[i] = (x[i] − shift)·inv·w[i] (+ b[i] when b is not NULL), products and sum in that order; y may be x */
+    void (*norm_apply)(float *y, const float *x, int64_t n, float shift, float inv, const float *w, const float *b);
 } kernel_ops;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -241,10 +246,64 @@ static void rotate_half_scalar(float *v, const float *cos_a, const float *sin_a,
     rotate_half_tail(v, cos_a, sin_a, half, half);
 }
 
+/* ---- norm sums and outputs ----
+ * Norms accumulate in double (outlier channels make float sums drift). Element i goes into partial sum
+ * i mod NORM_LANES, in order; the partials are then added by halves (p[j] += p[j + 8], then + 4, + 2,
+ * + 1). Sixteen independent chains fill the SIMD lanes, and the order never depends on the path. */
+#define NORM_LANES 16
+
+/* The last count (< NORM_LANES) elements into partials 0..count−1, then the halving sum. */
+static double norm_partials_finish(double p[NORM_LANES], const float *tail, int64_t count, double shift, bool square) {
+    for (int64_t j = 0; j < count; j++) {
+        double d = (double)tail[j] - shift;
+        p[j] += square ? d * d : d;
+    }
+    for (int half = NORM_LANES / 2; half > 0; half /= 2)
+        for (int j = 0; j < half; j++) p[j] += p[j + half];
+    return p[0];
+}
+
+#define NORM_PARTIALS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+
+static double norm_sum_scalar(const float *x, int64_t n, double shift, bool square) {
+    /* sixteen named accumulators: an array would live in memory, one store-to-load chain per add */
+#define NORM_DECLARE(j) double p##j = 0.0;
+#define NORM_ADD(j) p##j += (double)x[i + (j)] - shift;
+#define NORM_ADD_SQUARE(j) { double d = (double)x[i + (j)] - shift; p##j += d * d; }
+#define NORM_STORE(j) partials[j] = p##j;
+    NORM_PARTIALS(NORM_DECLARE)
+    int64_t i = 0;
+    if (square) {
+        for (; i + NORM_LANES <= n; i += NORM_LANES) { NORM_PARTIALS(NORM_ADD_SQUARE) }
+    } else {
+        for (; i + NORM_LANES <= n; i += NORM_LANES) { NORM_PARTIALS(NORM_ADD) }
+    }
+    double partials[NORM_LANES];
+    NORM_PARTIALS(NORM_STORE)
+#undef NORM_DECLARE
+#undef NORM_ADD
+#undef NORM_ADD_SQUARE
+#undef NORM_STORE
+    return norm_partials_finish(partials, x + i, n - i, shift, square);
+}
+
+static void norm_apply_scalar(float *y, const float *x, int64_t n, float shift, float inv, const float *w, const float *b) {
+    /* through a local block: y may be x, and compilers vectorise a loop that cannot alias */
+    float v[NORM_LANES];
+    int64_t i = 0;
+    for (; i + NORM_LANES <= n; i += NORM_LANES) {
+        for (int j = 0; j < NORM_LANES; j++) v[j] = (x[i + j] - shift) * inv * w[i + j];
+        if (b)
+            for (int j = 0; j < NORM_LANES; j++) v[j] = v[j] + b[i + j];
+        memcpy(y + i, v, sizeof v);
+    }
+    for (; i < n; i++) y[i] = b ? (x[i] - shift) * inv * w[i] + b[i] : (x[i] - shift) * inv * w[i];
+}
+
 static const kernel_ops kernel_ops_scalar = {
     KERNEL_SCALAR, SCALAR_MR, SCALAR_NR, 192, gemm_micro_scalar, pack_strip_scalar, pack_rows_scalar, convert_f16_scalar, convert_bf16_scalar,
     dot_scalar, dot4_scalar, scale_add_scalar, row_max_scalar, exp_sum_scalar, softmax_step_scalar, sigmoid_gate_scalar,
-    rotate_half_scalar,
+    rotate_half_scalar, norm_sum_scalar, norm_apply_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in. */

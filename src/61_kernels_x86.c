@@ -338,10 +338,36 @@ static AVX2_TARGET void rotate_half_avx2(float *v, const float *cos_a, const flo
     rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
 }
 
+/* norm_sum_scalar's partials i mod 16 as four vectors of four doubles. */
+static AVX2_TARGET double norm_sum_avx2(const float *x, int64_t n, double shift, bool square) {
+    const __m256d vshift = _mm256_set1_pd(shift);
+    __m256d p[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    int64_t i = 0;
+    for (; i + NORM_LANES <= n; i += NORM_LANES)
+        for (int q = 0; q < 4; q++) {
+            __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * q)), vshift);
+            p[q] = _mm256_add_pd(p[q], square ? _mm256_mul_pd(d, d) : d);
+        }
+    double partials[NORM_LANES];
+    for (int q = 0; q < 4; q++) _mm256_storeu_pd(partials + 4 * q, p[q]);
+    return norm_partials_finish(partials, x + i, n - i, shift, square);
+}
+
+static AVX2_TARGET void norm_apply_avx2(float *y, const float *x, int64_t n, float shift, float inv, const float *w,
+                                        const float *b) {
+    const __m256 vshift = _mm256_set1_ps(shift), vinv = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vshift), vinv), _mm256_loadu_ps(w + i));
+        _mm256_storeu_ps(y + i, b ? _mm256_add_ps(v, _mm256_loadu_ps(b + i)) : v);
+    }
+    norm_apply_scalar(y + i, x + i, n - i, shift, inv, w + i, b ? b + i : NULL);
+}
+
 static const kernel_ops kernel_ops_avx2_table = {
     KERNEL_AVX2, AVX2_MR, AVX2_NR, 768, gemm_micro_avx2, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
     dot_avx2, dot4_avx2, scale_add_avx2, row_max_avx2, exp_sum_avx2, softmax_step_avx2, sigmoid_gate_avx2,
-    rotate_half_avx2,
+    rotate_half_avx2, norm_sum_avx2, norm_apply_avx2,
 };
 
 /* ---- AVX-512 micro-kernel: 12 rows × 32 columns, 24 accumulators ---- */
@@ -469,10 +495,38 @@ static AVX512_TARGET void sigmoid_gate_avx512(float *x, const float *up, int64_t
     sigmoid_gate_avx2(x + i, up ? up + i : NULL, n - i, alpha);
 }
 
+/* norm_sum_scalar's partials i mod 16 as two vectors of eight doubles. */
+static AVX512_TARGET double norm_sum_avx512(const float *x, int64_t n, double shift, bool square) {
+    const __m512d vshift = _mm512_set1_pd(shift);
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+    int64_t i = 0;
+    for (; i + NORM_LANES <= n; i += NORM_LANES) {
+        __m512d a = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i)), vshift);
+        __m512d c = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)), vshift);
+        lo = _mm512_add_pd(lo, square ? _mm512_mul_pd(a, a) : a);
+        hi = _mm512_add_pd(hi, square ? _mm512_mul_pd(c, c) : c);
+    }
+    double partials[NORM_LANES];
+    _mm512_storeu_pd(partials, lo);
+    _mm512_storeu_pd(partials + 8, hi);
+    return norm_partials_finish(partials, x + i, n - i, shift, square);
+}
+
+static AVX512_TARGET void norm_apply_avx512(float *y, const float *x, int64_t n, float shift, float inv, const float *w,
+                                            const float *b) {
+    const __m512 vshift = _mm512_set1_ps(shift), vinv = _mm512_set1_ps(inv);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vshift), vinv),
+                                 _mm512_maskz_loadu_ps(m, w + i));
+        _mm512_mask_storeu_ps(y + i, m, b ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, b + i)) : v);
+    }
+}
+
 static const kernel_ops kernel_ops_avx512_table = {
     KERNEL_AVX512, AVX512_MR, AVX512_NR, 384, gemm_micro_avx512, pack_strip_avx2, pack_rows_avx2, convert_f16_avx2, convert_bf16_avx2,
     dot_avx2, dot4_avx2, scale_add_avx512, row_max_avx512, exp_sum_avx512, softmax_step_avx512, sigmoid_gate_avx512,
-    rotate_half_avx2,
+    rotate_half_avx2, norm_sum_avx512, norm_apply_avx512,
 };
 
 static const kernel_ops *kernel_ops_avx2(void) { return &kernel_ops_avx2_table; }

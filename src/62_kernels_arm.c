@@ -265,10 +265,38 @@ static void rotate_half_neon(float *v, const float *cos_a, const float *sin_a, i
     rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
 }
 
+/* norm_sum_scalar's partials i mod 16 as eight vectors of two doubles. */
+static double norm_sum_neon(const float *x, int64_t n, double shift, bool square) {
+    const float64x2_t vshift = vdupq_n_f64(shift);
+    float64x2_t p[8];
+    for (int q = 0; q < 8; q++) p[q] = vdupq_n_f64(0.0);
+    int64_t i = 0;
+    for (; i + NORM_LANES <= n; i += NORM_LANES)
+        for (int q = 0; q < 4; q++) {
+            float32x4_t v = vld1q_f32(x + i + 4 * q);
+            float64x2_t lo = vsubq_f64(vcvt_f64_f32(vget_low_f32(v)), vshift), hi = vsubq_f64(vcvt_high_f64_f32(v), vshift);
+            p[2 * q] = vaddq_f64(p[2 * q], square ? vmulq_f64(lo, lo) : lo);
+            p[2 * q + 1] = vaddq_f64(p[2 * q + 1], square ? vmulq_f64(hi, hi) : hi);
+        }
+    double partials[NORM_LANES];
+    for (int q = 0; q < 8; q++) vst1q_f64(partials + 2 * q, p[q]);
+    return norm_partials_finish(partials, x + i, n - i, shift, square);
+}
+
+static void norm_apply_neon(float *y, const float *x, int64_t n, float shift, float inv, const float *w, const float *b) {
+    const float32x4_t vshift = vdupq_n_f32(shift), vinv = vdupq_n_f32(inv);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vmulq_f32(vmulq_f32(vsubq_f32(vld1q_f32(x + i), vshift), vinv), vld1q_f32(w + i));
+        vst1q_f32(y + i, b ? vaddq_f32(v, vld1q_f32(b + i)) : v);
+    }
+    norm_apply_scalar(y + i, x + i, n - i, shift, inv, w + i, b ? b + i : NULL);
+}
+
 static const kernel_ops kernel_ops_neon_table = {
     KERNEL_NEON, NEON_MR, NEON_NR, 192, gemm_micro_neon, pack_strip_neon, pack_rows_neon, convert_f16_neon,
     convert_bf16_neon, dot_neon, dot4_neon, scale_add_neon, row_max_neon, exp_sum_neon, softmax_step_neon,
-    sigmoid_gate_neon, rotate_half_neon,
+    sigmoid_gate_neon, rotate_half_neon, norm_sum_neon, norm_apply_neon,
 };
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }

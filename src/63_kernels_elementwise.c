@@ -2,40 +2,9 @@
 /* ================================================================================================
  * 7d. Elementwise kernels: norms, activations, rotary embeddings
  *
- * Row-wise and elementwise operations between the matrix products. Norms accumulate in double
- * (outlier channels make float sums drift).
+ * Row-wise and elementwise operations between the matrix products, split over the pool; the
+ * arithmetic is the kernel tables' (norm_sum, norm_apply, sigmoid_gate, rotate_half, scale_add).
  * ================================================================================================ */
-
-/* ---- norms (double accumulation: outlier channels make float sums drift) ---- */
-
-/* Σ x[i] and Σ (x[i] − shift)² in double, four interleaved partial sums each (independent add chains
- * run four times faster than one; the order is fixed, so results are too). */
-static double sum_f64(const float *x, int64_t n) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i];
-        s1 += x[i + 1];
-        s2 += x[i + 2];
-        s3 += x[i + 3];
-    }
-    for (; i < n; i++) s0 += x[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-static double sum_sq_f64(const float *x, int64_t n, double shift) {
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        double d0 = x[i] - shift, d1 = x[i + 1] - shift, d2 = x[i + 2] - shift, d3 = x[i + 3] - shift;
-        s0 += d0 * d0;
-        s1 += d1 * d1;
-        s2 += d2 * d2;
-        s3 += d3 * d3;
-    }
-    for (; i < n; i++) s0 += (x[i] - shift) * (x[i] - shift);
-    return (s0 + s1) + (s2 + s3);
-}
 
 /* ---- splitting rows or elements over the pool ---- */
 
@@ -66,6 +35,7 @@ static void parallel_for(thread_pool *pool, int64_t count, int64_t grain, range_
 /* ---- norms ---- */
 
 typedef struct {
+    const kernel_ops *ops;
     float *out;
     const float *x, *w, *b;
     int64_t dim;
@@ -77,10 +47,9 @@ static void rms_norm_rows(void *arg, int64_t begin, int64_t end) {
     const norm_job *j = arg;
     for (int64_t r = begin; r < end; r++) {
         const float *xr = j->x + r * j->dim;
-        float *yr = j->out + r * j->dim;
-        double mean_sq = sum_sq_f64(xr, j->dim, 0.0) / (double)j->dim;
+        double mean_sq = j->ops->norm_sum(xr, j->dim, 0.0, true) / (double)j->dim;
         float inv = (float)(1.0 / sqrt((double)(float)mean_sq + (double)j->eps));
-        for (int64_t i = 0; i < j->dim; i++) yr[i] = j->w[i] * (xr[i] * inv);
+        j->ops->norm_apply(j->out + r * j->dim, xr, j->dim, 0.0f, inv, j->w, NULL);
     }
 }
 
@@ -89,12 +58,10 @@ static void layer_norm_rows(void *arg, int64_t begin, int64_t end) {
     const norm_job *j = arg;
     for (int64_t r = begin; r < end; r++) {
         const float *xr = j->x + r * j->dim;
-        float *yr = j->out + r * j->dim;
-        double mean = sum_f64(xr, j->dim) / (double)j->dim;
-        double var = sum_sq_f64(xr, j->dim, mean) / (double)j->dim;
+        double mean = j->ops->norm_sum(xr, j->dim, 0.0, false) / (double)j->dim;
+        double var = j->ops->norm_sum(xr, j->dim, mean, true) / (double)j->dim;
         float inv = (float)(1.0 / sqrt(var + (double)j->eps));
-        float mean_f = (float)mean;
-        for (int64_t i = 0; i < j->dim; i++) yr[i] = (xr[i] - mean_f) * inv * j->w[i] + j->b[i];
+        j->ops->norm_apply(j->out + r * j->dim, xr, j->dim, (float)mean, inv, j->w, j->b);
     }
 }
 
@@ -102,13 +69,13 @@ static void layer_norm_rows(void *arg, int64_t begin, int64_t end) {
 
 /* out may be x (row by row in place). */
 static void rms_norm(thread_pool *pool, float *out, const float *x, const float *w, int64_t n, int64_t dim, float eps) {
-    norm_job job = {out, x, w, NULL, dim, eps};
+    norm_job job = {kernel_ops_for(pool), out, x, w, NULL, dim, eps};
     parallel_for(pool, n, NORM_ROWS_GRAIN, rms_norm_rows, &job);
 }
 
 static void layer_norm(thread_pool *pool, float *out, const float *x, const float *w, const float *b, int64_t n,
                        int64_t dim, float eps) {
-    norm_job job = {out, x, w, b, dim, eps};
+    norm_job job = {kernel_ops_for(pool), out, x, w, b, dim, eps};
     parallel_for(pool, n, NORM_ROWS_GRAIN, layer_norm_rows, &job);
 }
 

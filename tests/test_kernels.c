@@ -960,6 +960,61 @@ static void test_norms(void) {
     }
 }
 
+/* norm_sum and norm_apply on every path give the scalar definition's bits: lengths around the 16
+ * partial sums and the vector widths, a shift, outliers, signed zeros, in place and without a bias. */
+static void test_norm_kernels_all_paths(void) {
+    int paths[KERNEL_PATH_COUNT];
+    int count = available_paths(paths);
+    static const int64_t lengths[] = {0, 1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 1280, 1537};
+    enum { MAX_N = 1537 };
+    float *x = malloc(MAX_N * sizeof(float)), *w = malloc(MAX_N * sizeof(float)), *b = malloc(MAX_N * sizeof(float));
+    float *want = malloc(MAX_N * sizeof(float)), *got = malloc(MAX_N * sizeof(float));
+    fill_random(x, MAX_N, 3.0f);
+    fill_random(w, MAX_N, 1.0f);
+    fill_random(b, MAX_N, 1.0f);
+    x[5] = 300.0f, x[700] = -250.0f, x[2] = -0.0f, b[3] = -0.0f;
+    for (int p = 0; p < count; p++) {
+        thread_pool probe = {.kernel_path = paths[p]};
+        const kernel_ops *ops = kernel_ops_for(&probe);
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++) {
+            const int64_t n = lengths[l];
+            for (int square = 0; square < 2; square++)
+                for (int s = 0; s < 2; s++) {
+                    const double shift = s ? 0.37 : 0.0;
+                    double ref = norm_sum_scalar(x, n, shift, square), sum = ops->norm_sum(x, n, shift, square);
+                    CHECK(memcmp(&ref, &sum, sizeof ref) == 0, "%s norm_sum n=%lld square=%d shift=%g: %.17g vs %.17g",
+                          kernel_path_name(paths[p]), (long long)n, square, shift, sum, ref);
+                }
+            for (int with_bias = 0; with_bias < 2; with_bias++) {
+                const float *bias = with_bias ? b : NULL;
+                norm_apply_scalar(want, x, n, 0.25f, 1.7f, w, bias);
+                memset(got, 0, MAX_N * sizeof(float));
+                ops->norm_apply(got, x, n, 0.25f, 1.7f, w, bias);
+                CHECK(memcmp(want, got, (size_t)n * sizeof(float)) == 0 && (n == MAX_N || got[n] == 0.0f),
+                      "%s norm_apply n=%lld bias=%d", kernel_path_name(paths[p]), (long long)n, with_bias);
+                memcpy(got, x, (size_t)n * sizeof(float)); /* in place */
+                ops->norm_apply(got, got, n, 0.25f, 1.7f, w, bias);
+                CHECK(memcmp(want, got, (size_t)n * sizeof(float)) == 0, "%s norm_apply in place n=%lld",
+                      kernel_path_name(paths[p]), (long long)n);
+            }
+        }
+        /* the rows through the pool: the same bits as the scalar path's */
+        thread_pool *pool = make_pool(2, paths[p]);
+        if (!pool) break;
+        enum { ROWS = 3, DIM = 500 };
+        float *ln_want = malloc(ROWS * DIM * sizeof(float)), *ln_got = malloc(ROWS * DIM * sizeof(float));
+        layer_norm(NULL, ln_want, x, w, b, ROWS, DIM, 1e-6f);
+        layer_norm(pool, ln_got, x, w, b, ROWS, DIM, 1e-6f);
+        CHECK(memcmp(ln_want, ln_got, sizeof(float) * ROWS * DIM) == 0, "%s layer_norm rows", kernel_path_name(paths[p]));
+        rms_norm(NULL, ln_want, x, w, ROWS, DIM, 1e-6f);
+        rms_norm(pool, ln_got, x, w, ROWS, DIM, 1e-6f);
+        CHECK(memcmp(ln_want, ln_got, sizeof(float) * ROWS * DIM) == 0, "%s rms_norm rows", kernel_path_name(paths[p]));
+        free(ln_want), free(ln_got);
+        thread_pool_free(pool);
+    }
+    free(x), free(w), free(b), free(want), free(got);
+}
+
 /* ---- activations: x·σ(α·x)(·up) on every path, against double ---- */
 
 /* rotate_half on every path equals the rotation formula in float (plain products and sums) bit for bit,
@@ -1117,6 +1172,7 @@ int main(void) {
     RUN_TEST(test_attention_all_paths);
     RUN_TEST(test_shared_buffer_fallback);
     RUN_TEST(test_norms);
+    RUN_TEST(test_norm_kernels_all_paths);
     RUN_TEST(test_rotate_half_all_paths);
     RUN_TEST(test_sigmoid_gate_all_paths);
     RUN_TEST(test_elementwise_threads);
