@@ -9128,13 +9128,15 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
     }
 }
 
-#define Q8_VNNI_MR 6
+#define Q8_VNNI_MR 4
 #define Q8_VNNI_NR 32
-#define Q8_VNNI_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define Q8_VNNI_ROWS(X) X(0) X(1) X(2) X(3)
 
-/* 6 rows × 32 columns (two strips): 12 int32 block accumulators started at each row's −128·Σqx, 12
- * float accumulators. vpdpbusd adds (w+128)·qx over four k per lane (weights flipped to unsigned by
- * one xor per vector): the block sum is exact. */
+/* 4 rows × 32 columns (two strips): 8 int32 block accumulators started at each row's −128·Σqx, 8 float
+ * accumulators. vpdpbusd adds (w+128)·qx over four k per lane (weights flipped to unsigned by one xor
+ * per vector): the block sum is exact. Four rows, not the six the registers would hold: on Zen 5 the
+ * 4-row tile ran 720–734 GOP/s on L1-resident data against 700 for 6 rows (5 rows: 723), and the
+ * model's shapes 3 % faster (2026-12-04). */
 static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
                                       int64_t ldc, bool accumulate) {
     enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR };
