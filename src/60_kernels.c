@@ -297,7 +297,10 @@ static void norm_apply_scalar(float *y, const float *x, int64_t n, float shift, 
             for (int j = 0; j < NORM_LANES; j++) v[j] = v[j] + b[i + j];
         memcpy(y + i, v, sizeof v);
     }
-    for (; i < n; i++) y[i] = b ? (x[i] - shift) * inv * w[i] + b[i] : (x[i] - shift) * inv * w[i];
+    for (; i < n; i++) {
+        float v = (x[i] - shift) * inv * w[i];
+        y[i] = b ? v + b[i] : v;
+    }
 }
 
 static const kernel_ops kernel_ops_scalar = {
@@ -1007,8 +1010,8 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
  * queries (running max and sum, Pᵀ = exp(Sᵀ·scale − max), Oᵀ scaled by the correction), then
  * Oᵀ += Vᵀ·Pᵀ (the micro-kernel again, V's rows copied as packed panels). The K and V panels are packed
  * once per kv head before the tasks start (into the thread's scratch per block when that memory cannot
- * be had: the same panels). Oᵀ, the running max and sum live in the thread's scratch. Without scratch (no pool, or a head too wide for it) the
- * row-at-a-time path below does the same with dot/scale_add. */
+ * be had: the same panels). Oᵀ, the running max and sum live in the thread's scratch. Without scratch
+ * (no pool, or a head too wide for it) the row-at-a-time path below does the same with dot/scale_add. */
 
 typedef struct {
     const kernel_ops *ops;
