@@ -7,13 +7,7 @@ CFLAGS  ?= $(OPT) -g
 BASEFLAGS = -std=c11 -Wall -Wextra -ffp-contract=off -I.
 LDLIBS  = -lm -lpthread
 
-ABC_PARTS = $(sort $(wildcard src/*.c))
-
 all: abc abc-convert
-
-# abc.c is one amalgamated file assembled from its sections in src/ (data-flow order).
-abc.c: $(ABC_PARTS)
-	cat $(ABC_PARTS) > $@
 
 abc.o: abc.c abc.h
 	$(CC) $(BASEFLAGS) $(CFLAGS) -c abc.c -o $@
@@ -26,7 +20,7 @@ abc-convert: $(CONVERT_SRC) $(wildcard model_convert/*.h)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $(CONVERT_SRC) $(LDLIBS)
 
 clean:
-	rm -f abc abc-convert abc.o abc.c
+	rm -f abc abc-convert abc.o
 	rm -rf build
 
 .PHONY: all clean test test-full bench

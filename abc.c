@@ -912,10 +912,11 @@ static bool wf_f64_array(const weight_file *wf, const char *key, double *out, si
     }
     return true;
 }
+/* >>> BEGIN GENERATED UNICODE TABLES (tools/gen_unicode_tables.py) >>> */
 /* ================================================================================================
  * 4a. Unicode 15.0.0 tables for the tokenizer.
  *
- * GENERATED FILE, do not edit: `python3 tools/gen_unicode_tables.py > src/30_unicode_tables.c`
+ * GENERATED REGION, do not edit by hand: `python3 tools/gen_unicode_tables.py --update abc.c`
  * from the Unicode Character Database 15.0.0 (UnicodeData.txt, PropList.txt,
  * DerivedNormalizationProps.txt; Debian package unicode-data).
  * ================================================================================================ */
@@ -3622,6 +3623,7 @@ static inline unsigned uc_ccc(uint32_t cp) {
                          (cp & ((1u << UC_CCC_SHIFT) - 1))];
 }
 
+/* <<< END GENERATED UNICODE TABLES <<< */
 /* ================================================================================================
  * 4b. Tokenizer: BPE identical to Hugging Face tokenizers on tokenizer.json, two flavours.
  *

@@ -12,7 +12,7 @@
 
 #include "convert.h"
 
-/* The split pattern of Qwen2's pre-tokenizer, the one src/31_tokenizer.c implements by hand. */
+/* The split pattern of Qwen2's pre-tokenizer, the one abc.c's tokenizer section implements by hand. */
 static const char QWEN2_SPLIT_REGEX[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";

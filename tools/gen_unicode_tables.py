@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
-"""Generates src/30_unicode_tables.c: the Unicode data the tokenizer needs, as compact C tables.
+"""Generates the Unicode data the tokenizer needs, as compact C tables, into abc.c's fenced region.
 
-    python3 tools/gen_unicode_tables.py [UNICODE_DIR] > src/30_unicode_tables.c
+    python3 tools/gen_unicode_tables.py [--update abc.c] [UNICODE_DIR]
+
+With --update FILE the region between FILE's "BEGIN GENERATED UNICODE TABLES" and "END GENERATED
+UNICODE TABLES" lines is replaced in place (the file is written to a temporary name and renamed);
+without it the tables are printed on standard output.
 
 UNICODE_DIR (default /usr/share/unicode, Debian package `unicode-data`) must hold UnicodeData.txt,
 PropList.txt and DerivedNormalizationProps.txt. Tables:
@@ -18,7 +22,15 @@ import os
 import re
 import sys
 
-UNI = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/unicode"
+ARGS = sys.argv[1:]
+UPDATE = None
+if ARGS[:1] == ["--update"]:
+    if len(ARGS) < 2:
+        sys.exit("usage: gen_unicode_tables.py [--update abc.c] [UNICODE_DIR]")
+    UPDATE, ARGS = ARGS[1], ARGS[2:]
+UNI = ARGS[0] if ARGS else "/usr/share/unicode"
+BEGIN_MARK = "/* >>> BEGIN GENERATED UNICODE TABLES (tools/gen_unicode_tables.py) >>> */"
+END_MARK = "/* <<< END GENERATED UNICODE TABLES <<< */"
 MAX_CP = 0x110000
 S_BASE, S_COUNT = 0xAC00, 11172
 
@@ -175,7 +187,7 @@ def main():
     out.append("/* ================================================================================================")
     out.append(f" * 4a. Unicode {version} tables for the tokenizer.")
     out.append(" *")
-    out.append(" * GENERATED FILE, do not edit: `python3 tools/gen_unicode_tables.py > src/30_unicode_tables.c`")
+    out.append(" * GENERATED REGION, do not edit by hand: `python3 tools/gen_unicode_tables.py --update abc.c`")
     out.append(f" * from the Unicode Character Database {version} (UnicodeData.txt, PropList.txt,")
     out.append(" * DerivedNormalizationProps.txt; Debian package unicode-data).")
     out.append(" * ================================================================================================ */")
@@ -233,7 +245,20 @@ def main():
     out.append("                         (cp & ((1u << UC_CCC_SHIFT) - 1))];")
     out.append("}")
     out.append("")
-    sys.stdout.write("\n".join(out) + "\n")
+    text = "\n".join(out) + "\n"
+    if UPDATE is None:
+        sys.stdout.write(text)
+        return
+    with open(UPDATE, encoding="utf-8") as f:
+        source = f.read()
+    begin, end = source.find(BEGIN_MARK), source.find(END_MARK)
+    if begin < 0 or end < begin:
+        sys.exit(f"{UPDATE}: no generated-region markers")
+    begin += len(BEGIN_MARK) + 1
+    tmp = UPDATE + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(source[:begin] + text + source[end:])
+    os.replace(tmp, UPDATE)
 
 
 if __name__ == "__main__":
