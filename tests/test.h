@@ -1,5 +1,6 @@
 /* Minimal test framework: each test binary runs named tests, a test passes when none of its CHECKs
- * failed; the binary ends with "RESULT <passed> <failed>" which tests/run_tests.sh adds up. */
+ * failed; the binary ends with "RESULT <passed> <failed> <skipped>" which tests/run_tests.sh adds up.
+ * A test that cannot run here (an optional tool or CPU feature is missing) calls TEST_SKIP(reason). */
 #ifndef ABC_TEST_H
 #define ABC_TEST_H
 #include <stdio.h>
@@ -7,7 +8,7 @@
 #include <string.h>
 #include <math.h>
 
-static int test_passed, test_failed, test_current_failures;
+static int test_passed, test_failed, test_skipped, test_current_failures, test_current_skipped;
 static const char *test_current_name = "";
 
 #define CHECK(cond, ...)                                                              \
@@ -24,11 +25,23 @@ static const char *test_current_name = "";
 /* Runs one named test (a function taking no arguments). */
 #define RUN_TEST(fn) run_named_test(#fn, fn)
 
+/* Marks the running test as skipped (it must then return): prints "SKIP name: reason". */
+#define TEST_SKIP(...)                                           \
+    do {                                                         \
+        test_current_skipped = 1;                                \
+        printf("SKIP %s: ", test_current_name);                 \
+        printf(__VA_ARGS__);                                     \
+        putchar('\n');                                           \
+    } while (0)
+
 static void run_named_test(const char *name, void (*fn)(void)) {
     test_current_name = name;
     test_current_failures = 0;
+    test_current_skipped = 0;
     fn();
-    if (test_current_failures == 0) {
+    if (test_current_skipped && test_current_failures == 0) {
+        test_skipped++;
+    } else if (test_current_failures == 0) {
         test_passed++;
         printf("ok   %s\n", name);
     } else {
@@ -112,7 +125,7 @@ static inline test_diff test_compare_f32(const float *got, const float *ref, siz
 
 /* Last line of every test binary; exit status 1 when anything failed. */
 static int test_summary(void) {
-    printf("RESULT %d %d\n", test_passed, test_failed);
+    printf("RESULT %d %d %d\n", test_passed, test_failed, test_skipped);
     return test_failed ? 1 : 0;
 }
 #endif

@@ -7,9 +7,9 @@
 set -u
 cd "$(dirname "$0")/.."
 if ! command -v cjpeg >/dev/null 2>&1 || ! command -v djpeg >/dev/null 2>&1; then
-    echo "test_jpeg_corpus: cjpeg/djpeg not found (apt-get install libjpeg-turbo-progs)"
-    echo "RESULT 0 1"
-    exit 1
+    echo "SKIP JPEG corpus: cjpeg/djpeg not found (Debian: apt-get install libjpeg-turbo-progs)"
+    echo "RESULT 0 0 1"
+    exit 0
 fi
 mkdir -p build
 WORK=$(mktemp -d build/jpeg_corpus.XXXXXX)
@@ -18,7 +18,6 @@ trap 'rm -rf "$WORK"' EXIT INT TERM
 TOOL=${ABC_DECODE_TOOL:-build/tool_decode_san}
 if [ -z "${ABC_DECODE_TOOL:-}" ]; then
     # Sanitizers on: the corpus doubles as a memory-safety run over many encoder settings.
-    if [ ! -f abc.c ]; then make abc.c >/dev/null || exit 1; fi
     cc -O1 -g -std=c11 -I. -fsanitize=address,undefined -fno-sanitize-recover=undefined -o "$TOOL" \
         tests/tool_decode.c abc.c -lm -lpthread 2>/dev/null || { echo "cannot build $TOOL"; echo "RESULT 0 1"; exit 1; }
 fi
