@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* abc.c — image + instruction → embedding vector (ABC and VLM2Vec on Qwen2-VL), in portable C.
  *
  * One source file, in data-flow order:
@@ -216,10 +217,12 @@ typedef struct {
     tensor *tensors;
     uint32_t n_tensors;
     bool mapped;          /* munmap (true) or free (false) on close */
+    bool borrowed;        /* the caller's buffer (abc_model_load_from_memory): neither */
 } weight_file;
 
 /* Section 3 */
 static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err);
+static abc_status weight_file_borrow(const void *data, size_t size, weight_file *wf, abc_error *err);
 static void weight_file_close(weight_file *wf);
 static const tensor *wf_tensor(const weight_file *wf, const char *name);
 static const meta_entry *wf_meta(const weight_file *wf, const char *key);
@@ -408,10 +411,7 @@ static int kernel_path_best(const cpu_features *f) {
     return KERNEL_SCALAR;
 }
 
-/* For logs and benchmarks (the library itself may not call it). */
-#if defined(__GNUC__)
-__attribute__((unused))
-#endif
+/* For abc_system_info, logs and benchmarks. */
 static const char *kernel_path_name(int path) {
     switch (path) {
     case KERNEL_SCALAR: return "scalar";
@@ -824,9 +824,25 @@ static abc_status weight_file_open(const char *path, weight_file *wf, abc_error 
     return st;
 }
 
+/* A file's bytes that the caller keeps alive: used in place, so the tensor alignment must hold in memory too. */
+static abc_status weight_file_borrow(const void *data, size_t size, weight_file *wf, abc_error *err) {
+    memset(wf, 0, sizeof *wf);
+    if (!data) return fail(err, ABC_ERR_INVALID_ARG, "model data is NULL");
+    if ((uintptr_t)data % ABC_TENSOR_ALIGN != 0)
+        return fail(err, ABC_ERR_INVALID_ARG, "model data at %p is not %u-byte aligned", data, ABC_TENSOR_ALIGN);
+    if (size < ABC_HEADER_SIZE)
+        return fail(err, ABC_ERR_FORMAT, "%zu bytes are too short to be a .abc file", size);
+    wf->base = data;
+    wf->size = size;
+    wf->borrowed = true;
+    abc_status st = weight_file_parse(wf, err);
+    if (st != ABC_OK) weight_file_close(wf);
+    return st;
+}
+
 static void weight_file_close(weight_file *wf) {
     if (!wf) return;
-    if (wf->base) {
+    if (wf->base && !wf->borrowed) {
         if (wf->mapped) munmap((void *)wf->base, wf->size);
         else free((void *)wf->base);
     }
@@ -11246,11 +11262,13 @@ static void model_free(abc_model *m) {
     free(m);
 }
 
-static abc_status model_load(const char *path, const abc_model_params *params, abc_model **out, abc_error *err) {
+/* From a path (mapped) or, when path is NULL, from the caller's bytes. */
+static abc_status model_load(const char *path, const void *data, size_t size, const abc_model_params *params,
+                             abc_model **out, abc_error *err) {
     abc_model *m = xcalloc(1, sizeof *m);
-    if (!m) return fail(err, ABC_ERR_NOMEM, "out of memory loading '%s'", path);
+    if (!m) return fail(err, ABC_ERR_NOMEM, "out of memory loading '%s'", path ? path : "model data");
     m->params = *params;
-    abc_status st = weight_file_open(path, &m->wf, err);
+    abc_status st = path ? weight_file_open(path, &m->wf, err) : weight_file_borrow(data, size, &m->wf, err);
     if (st == ABC_OK) st = read_config(m, err);
     if (st == ABC_OK) st = bind_weights(m, err);
     if (st == ABC_OK) st = tokenizer_load(&m->wf, &m->tok, err);
@@ -11269,6 +11287,38 @@ static abc_status model_load(const char *path, const abc_model_params *params, a
  * ================================================================================================ */
 
 #define ABC_MAX_THREADS 1024
+
+const char *abc_version(void) { return ABC_VERSION_STRING; }
+
+static char system_info_text[256];
+static pthread_once_t system_info_once = PTHREAD_ONCE_INIT;
+
+static void system_info_fill(void) {
+    const cpu_features f = cpu_features_detect();
+    char features[96] = "";
+    size_t n = 0;
+    const struct { bool on; const char *name; } found[] = {
+        {f.avx2_fma, " avx2+fma+f16c"}, {f.avx512, " avx512(f,bw,vl)"}, {f.avx512vnni, " avx512vnni"},
+        {f.neon, " neon"},              {f.neon_dot, " dotprod"},
+    };
+    for (size_t i = 0; i < sizeof found / sizeof found[0]; i++)
+        if (found[i].on) n += (size_t)snprintf(features + n, sizeof features - n, "%s", found[i].name);
+#if defined(__clang__)
+    const char *compiler = "clang " __clang_version__;
+#elif defined(__GNUC__)
+    const char *compiler = "gcc " __VERSION__;
+#else
+    const char *compiler = "unknown compiler";
+#endif
+    snprintf(system_info_text, sizeof system_info_text, "abc %s; kernels %s; cpu features:%s; cpus %d; %s",
+             ABC_VERSION_STRING, kernel_path_name(kernel_path_best(&f)), n ? features : " none", online_cpus(),
+             compiler);
+}
+
+const char *abc_system_info(void) {
+    pthread_once(&system_info_once, system_info_fill);
+    return system_info_text;
+}
 
 const char *abc_status_string(abc_status status) {
     switch (status) {
@@ -11299,18 +11349,36 @@ abc_model_params abc_model_default_params(void) {
     return p;
 }
 
+/* The caller's params (NULL: defaults) checked, zeros replaced by the defaults. */
+static abc_status model_params_resolve(const abc_model_params *params, abc_model_params *p, abc_error *err) {
+    *p = params ? *params : abc_model_default_params();
+    if (p->max_tokens < 0) return fail(err, ABC_ERR_INVALID_ARG, "max_tokens %d is negative", p->max_tokens);
+    if (p->num_crops < 0 || p->num_crops > 4096)
+        return fail(err, ABC_ERR_INVALID_ARG, "num_crops %d is outside 0..4096", p->num_crops);
+    if (p->max_image_pixels == 0) p->max_image_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
+    if (p->max_tokens == 0) p->max_tokens = ABC_DEFAULT_MAX_TOKENS;
+    return ABC_OK;
+}
+
 abc_status abc_model_load(const char *path, const abc_model_params *params, abc_model **out, abc_error *err) {
     clear_error(err);
     if (!out) return fail(err, ABC_ERR_INVALID_ARG, "abc_model_load: out is NULL");
     *out = NULL;
     if (!path) return fail(err, ABC_ERR_INVALID_ARG, "abc_model_load: path is NULL");
-    abc_model_params p = params ? *params : abc_model_default_params();
-    if (p.max_tokens < 0) return fail(err, ABC_ERR_INVALID_ARG, "max_tokens %d is negative", p.max_tokens);
-    if (p.num_crops < 0 || p.num_crops > 4096)
-        return fail(err, ABC_ERR_INVALID_ARG, "num_crops %d is outside 0..4096", p.num_crops);
-    if (p.max_image_pixels == 0) p.max_image_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
-    if (p.max_tokens == 0) p.max_tokens = ABC_DEFAULT_MAX_TOKENS;
-    return model_load(path, &p, out, err);
+    abc_model_params p;
+    abc_status st = model_params_resolve(params, &p, err);
+    return st != ABC_OK ? st : model_load(path, NULL, 0, &p, out, err);
+}
+
+abc_status abc_model_load_from_memory(const void *data, size_t size, const abc_model_params *params,
+                                      abc_model **out, abc_error *err) {
+    clear_error(err);
+    if (!out) return fail(err, ABC_ERR_INVALID_ARG, "abc_model_load_from_memory: out is NULL");
+    *out = NULL;
+    if (!data) return fail(err, ABC_ERR_INVALID_ARG, "abc_model_load_from_memory: data is NULL");
+    abc_model_params p;
+    abc_status st = model_params_resolve(params, &p, err);
+    return st != ABC_OK ? st : model_load(NULL, data, size, &p, out, err);
 }
 
 void abc_model_free(abc_model *model) { model_free(model); }

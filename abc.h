@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* abc.h — image + instruction → embedding vector, in portable C.
  *
  * Runs the ABC (Qwen2-VL + LoRA, bidirectional attention, mean pooling, MLP head) and VLM2Vec
@@ -29,7 +30,20 @@
 extern "C" {
 #endif
 
-#define ABC_VERSION_STRING "0.1.0"
+#define ABC_VERSION_MAJOR 0
+#define ABC_VERSION_MINOR 2
+#define ABC_VERSION_PATCH 0
+#define ABC_VERSION_STRING "0.2.0"
+
+/* Symbols of the shared library: only the abc_* functions below are exported (the Makefile builds
+ * libabc.so with -fvisibility=hidden -DABC_BUILD_SHARED). Static builds and vendored copies need nothing. */
+#if defined(_WIN32) && defined(ABC_BUILD_SHARED)
+#define ABC_API __declspec(dllexport)
+#elif defined(__GNUC__) && defined(ABC_BUILD_SHARED)
+#define ABC_API __attribute__((visibility("default")))
+#else
+#define ABC_API
+#endif
 
 typedef enum {
     ABC_OK = 0,
@@ -47,8 +61,14 @@ typedef enum {
     ABC_ERR_INTERNAL      /* a bug: please report it */
 } abc_status;
 
+/* The library's version ("0.2.0"), as ABC_VERSION_STRING when the header and library match. */
+ABC_API const char *abc_version(void);
+/* One line describing what this library runs on: version, kernel path chosen (avx512, avx2, neon or
+ * scalar), the SIMD features found, online CPUs (the default thread count), compiler. Constant. */
+ABC_API const char *abc_system_info(void);
+
 /* Short constant description of a status code ("invalid argument", ...). Never NULL. */
-const char *abc_status_string(abc_status status);
+ABC_API const char *abc_status_string(abc_status status);
 
 /* Where a function cannot report through a context, it fills one of these (may be NULL). */
 typedef struct {
@@ -67,28 +87,34 @@ typedef struct {
     int num_crops;            /* phi3_v: most 336×336 crops per image (0: the model file's hd.num_crops) */
 } abc_model_params;
 
-abc_model_params abc_model_default_params(void);
+ABC_API abc_model_params abc_model_default_params(void);
 
 /* Maps and validates `path`. `params` may be NULL (defaults). On failure *out is NULL. */
-abc_status abc_model_load(const char *path, const abc_model_params *params, abc_model **out,
+ABC_API abc_status abc_model_load(const char *path, const abc_model_params *params, abc_model **out,
                           abc_error *err);
-void abc_model_free(abc_model *model);
+ABC_API /* Like abc_model_load, from a .abc file's bytes in memory (firmware without a file system, an asset
+ * bundled in an app, weights in flash). The bytes are used in place, never copied or written: `data`
+ * must be 64-byte aligned (the tensor alignment of the format) and stay valid and unchanged until
+ * abc_model_free. */
+ABC_API abc_status abc_model_load_from_memory(const void *data, size_t size, const abc_model_params *params,
+                                              abc_model **out, abc_error *err);
+ABC_API void abc_model_free(abc_model *model);
 
-int abc_model_embedding_dim(const abc_model *model);
+ABC_API int abc_model_embedding_dim(const abc_model *model);
 /* "abc", "vlm2vec", ... (the preset stored in the file). */
-const char *abc_model_preset(const abc_model *model);
+ABC_API const char *abc_model_preset(const abc_model *model);
 /* Human-readable multi-line description (architecture, sizes, dtypes). Owned by the model. */
-const char *abc_model_description(const abc_model *model);
+ABC_API const char *abc_model_description(const abc_model *model);
 
 /* ---- tokenizer -------------------------------------------------------------------------------- */
 
 /* Tokenizes `text` (`len` bytes, UTF-8) with the model's tokenizer; special tokens such as
  * <|im_start|> are recognised, no template is applied. Writes up to `cap` ids; *n_ids receives the
  * full count (call again with a larger buffer if *n_ids > cap; then ABC_ERR_INVALID_ARG is returned). */
-abc_status abc_tokenize(const abc_model *model, const char *text, size_t len, int32_t *ids,
+ABC_API abc_status abc_tokenize(const abc_model *model, const char *text, size_t len, int32_t *ids,
                         size_t cap, size_t *n_ids, abc_error *err);
 /* The raw bytes of token `id` (not NUL-terminated); NULL for an invalid id. */
-const char *abc_token_bytes(const abc_model *model, int32_t id, size_t *len);
+ABC_API const char *abc_token_bytes(const abc_model *model, int32_t id, size_t *len);
 
 /* ---- images ----------------------------------------------------------------------------------- */
 
@@ -99,10 +125,10 @@ typedef struct {
 
 /* Decodes PNG, JPEG or PPM/PGM to 8-bit RGB exactly as Pillow's Image.open(f).convert("RGB").
  * max_pixels: 0 for the default limit. */
-abc_status abc_image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out,
+ABC_API abc_status abc_image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out,
                             abc_error *err);
-abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, abc_error *err);
-void abc_image_free(abc_image *image);
+ABC_API abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, abc_error *err);
+ABC_API void abc_image_free(abc_image *image);
 
 /* ---- context and embedding -------------------------------------------------------------------- */
 
@@ -125,13 +151,13 @@ typedef struct {
     void *on_stage_user;
 } abc_context_params;
 
-abc_context_params abc_context_default_params(void);
+ABC_API abc_context_params abc_context_default_params(void);
 
-abc_status abc_context_new(const abc_model *model, const abc_context_params *params,
+ABC_API abc_status abc_context_new(const abc_model *model, const abc_context_params *params,
                            abc_context **out, abc_error *err);
-void abc_context_free(abc_context *ctx);
+ABC_API void abc_context_free(abc_context *ctx);
 /* Message of the last failed call on this context ("" after success). */
-const char *abc_context_errmsg(const abc_context *ctx);
+ABC_API const char *abc_context_errmsg(const abc_context *ctx);
 
 typedef enum {
     ABC_ROLE_AUTO = 0,   /* abc: image+text → query, otherwise candidate */
@@ -152,10 +178,10 @@ typedef struct {
     abc_role role;
 } abc_input;
 
-abc_input abc_input_default(void);
+ABC_API abc_input abc_input_default(void);
 
 /* Embeds one input; writes abc_model_embedding_dim() floats (L2-normalised) to `out`. */
-abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len);
+ABC_API abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len);
 
 /* Lower level: token ids and pixel values prepared by the caller. `pixel_values` is
  * [n_patches][1176] in the patch order of SPEC 4.5 (NULL when there is no image), `grid_thw` the
@@ -164,7 +190,7 @@ abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_
  * row-major; no zero padding slots), `grid_thw` = (1, h_crop, w_crop) with n_patches = 1 + h·w;
  * image tokens are -1 in `ids`, (h·w + 1)·144 + 1 + (h + 1)·12 of them per image run, and every text
  * chunk starts with <s> as the Phi-3-V processor writes it. The role does not matter (no adapter). */
-abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids,
+ABC_API abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids,
                             const float *pixel_values, size_t n_patches, const int grid_thw[3],
                             abc_role role, float *out, size_t out_len);
 

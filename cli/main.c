@@ -662,7 +662,7 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("abc %s\n", ABC_VERSION_STRING);
+        printf("abc %s\n%s\n", abc_version(), abc_system_info());
         return EXIT_OK;
     }
     if (strcmp(cmd, "embed") == 0) return cmd_embed(argc - 1, argv + 1);

@@ -721,6 +721,60 @@ static void test_description(void) {
     CHECK(abc_model_embedding_dim(NULL) == 0, "NULL model dim");
 }
 
+/* abc_model_load_from_memory: the same vectors as the mapped file, the buffer used in place (no copy),
+ * misaligned, truncated and NULL buffers refused with their codes. */
+static void test_load_from_memory(void) {
+    size_t len = 0;
+    char *file = test_read_file(MODEL_ABC, &len);
+    CHECK(file != NULL, "cannot read %s", MODEL_ABC);
+    if (!file) return;
+    uint8_t *buf = aligned_alloc(64, (len + 64 + 63) / 64 * 64);
+    memcpy(buf, file, len);
+    abc_model *mem = NULL;
+    abc_error err;
+    CHECK(abc_model_load_from_memory(buf, len, NULL, &mem, &err) == ABC_OK, "%s", err.message);
+    if (mem) {
+        const tensor *t = wf_tensor(&mem->wf, "model.embed_tokens.weight");
+        CHECK(t && (const uint8_t *)t->data >= buf && (const uint8_t *)t->data < buf + len, "tensor not used in place");
+        char path[512];
+        snprintf(path, sizeof path, IMAGE_DIR "%s", CASES[0].image);
+        abc_input in = abc_input_default();
+        in.image_path = path;
+        in.text = CASES[0].text;
+        float from_file[32], from_memory[32];
+        abc_context *a = new_context(g_abc, 1, NULL), *b = new_context(mem, 1, NULL);
+        CHECK(abc_embed(a, &in, from_file, 32) == ABC_OK, "%s", abc_context_errmsg(a));
+        CHECK(abc_embed(b, &in, from_memory, 32) == ABC_OK, "%s", abc_context_errmsg(b));
+        CHECK(!memcmp(from_file, from_memory, sizeof from_file), "memory-loaded model gives other vectors");
+        abc_context_free(a);
+        abc_context_free(b);
+        abc_model_free(mem);
+    }
+    memmove(buf + 8, buf, len); /* misaligned copy */
+    abc_model *bad = (abc_model *)1;
+    CHECK(abc_model_load_from_memory(buf + 8, len, NULL, &bad, &err) == ABC_ERR_INVALID_ARG && !bad &&
+              strstr(err.message, "aligned"), "misaligned: %s", err.message);
+    memcpy(buf, file, len);
+    CHECK(abc_model_load_from_memory(buf, len - 64, NULL, &bad, &err) == ABC_ERR_FORMAT && !bad, "truncated: %s",
+          err.message);
+    CHECK(abc_model_load_from_memory(buf, 10, NULL, &bad, &err) == ABC_ERR_FORMAT, "tiny: %s", err.message);
+    CHECK(abc_model_load_from_memory(NULL, len, NULL, &bad, &err) == ABC_ERR_INVALID_ARG, "NULL data");
+    CHECK(abc_model_load_from_memory(buf, len, NULL, NULL, &err) == ABC_ERR_INVALID_ARG, "NULL out");
+    free(buf);
+    free(file);
+}
+
+/* abc_version and abc_system_info: the header's version, the kernel path the pools pick. */
+static void test_version_and_system_info(void) {
+    CHECK(!strcmp(abc_version(), ABC_VERSION_STRING), "%s", abc_version());
+    const char *info = abc_system_info();
+    CHECK(info == abc_system_info(), "not constant");
+    cpu_features f = cpu_features_detect();
+    char want[64];
+    snprintf(want, sizeof want, "kernels %s;", kernel_path_name(kernel_path_best(&f)));
+    CHECK(strstr(info, want) && strstr(info, ABC_VERSION_STRING), "%s (want '%s')", info, want);
+}
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -762,6 +816,8 @@ int main(void) {
     RUN_TEST(test_stage_callback);
     RUN_TEST(test_malformed_models);
     RUN_TEST(test_allocation_failures);
+    RUN_TEST(test_load_from_memory);
+    RUN_TEST(test_version_and_system_info);
     RUN_TEST(test_timing);
     abc_model_free(g_abc);
     abc_model_free(g_vlm2vec);
