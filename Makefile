@@ -1,4 +1,12 @@
-# abc — build, test, benchmark.  See README.md.
+# abc — build, install, test, benchmark.  See README.md ("Build, install, integrate").
+#
+#   make                       ./abc and ./abc-convert (intermediates in build/)
+#   make lib                   build/libabc.a and build/libabc.so (soname libabc.so.$(ABI_VERSION))
+#   make install               PREFIX (/usr/local) and DESTDIR honoured: bin/, include/, lib/, lib/pkgconfig/,
+#                              lib/cmake/abc/
+#   make BUILD=build-arm64 CC=aarch64-linux-gnu-gcc all lib
+#                              an out-of-tree build: every output under BUILD, nothing shared with the host's
+#   make test / test-cross     the test suites (the default build only)
 CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
@@ -7,23 +15,93 @@ CFLAGS  ?= $(OPT) -g
 BASEFLAGS = -std=c11 -Wall -Wextra -ffp-contract=off -I.
 LDLIBS  = -lm -lpthread
 
-all: abc abc-convert
+# BUILD holds intermediates (and, for any BUILD but the default, the programs too: BIN).
+BUILD   ?= build
+ifeq ($(BUILD),build)
+BIN     ?= .
+else
+BIN     ?= $(BUILD)
+endif
 
-abc.o: abc.c abc.h
+VERSION     = $(shell sed -n 's/^\#define ABC_VERSION_STRING "\(.*\)"/\1/p' abc.h)
+ABI_VERSION = 0
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR      = $(PREFIX)/bin
+INCLUDEDIR  = $(PREFIX)/include
+LIBDIR      = $(PREFIX)/lib
+
+all: $(BIN)/abc $(BIN)/abc-convert
+
+# The compiler and flags that built BUILD: when they change (a cross build in the same tree, other
+# flags), every object below is rebuilt rather than mixed with the old ones.
+TOOLCHAIN_ID = $(CC) $(shell $(CC) -dumpmachine 2>/dev/null) $(BASEFLAGS) $(CFLAGS)
+$(BUILD)/.toolchain: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(TOOLCHAIN_ID)' | cmp -s - $@ || echo '$(TOOLCHAIN_ID)' > $@
+
+$(BUILD)/abc.o: abc.c abc.h $(BUILD)/.toolchain
 	$(CC) $(BASEFLAGS) $(CFLAGS) -c abc.c -o $@
 
-abc: abc.o $(wildcard cli/*.c) abc.h
-	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $(wildcard cli/*.c) abc.o $(LDLIBS)
+CLI_SRCS = $(wildcard cli/*.c)
+$(BIN)/abc: $(BUILD)/abc.o $(CLI_SRCS) $(wildcard cli/*.h) abc.h $(BUILD)/.toolchain
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $(CLI_SRCS) $(BUILD)/abc.o $(LDLIBS)
 
 CONVERT_SRC = $(wildcard model_convert/*.c)
-abc-convert: $(CONVERT_SRC) $(wildcard model_convert/*.h)
+$(BIN)/abc-convert: $(CONVERT_SRC) $(wildcard model_convert/*.h) $(BUILD)/.toolchain
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $(CONVERT_SRC) $(LDLIBS)
 
-clean:
-	rm -f abc abc-convert abc.o
-	rm -rf build
+# ---- the library: static, and shared with only the abc_* functions exported ----
+$(BUILD)/libabc.a: $(BUILD)/abc.o
+	rm -f $@
+	$(AR) rcs $@ $^
 
-.PHONY: all clean test test-full bench
+$(BUILD)/pic/abc.o: abc.c abc.h $(BUILD)/.toolchain
+	@mkdir -p $(BUILD)/pic
+	$(CC) $(BASEFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -DABC_BUILD_SHARED -c abc.c -o $@
+
+$(BUILD)/libabc.so.$(VERSION): $(BUILD)/pic/abc.o
+	$(CC) -shared -Wl,-soname,libabc.so.$(ABI_VERSION) -o $@ $^ $(LDLIBS)
+	ln -sf libabc.so.$(VERSION) $(BUILD)/libabc.so.$(ABI_VERSION)
+	ln -sf libabc.so.$(VERSION) $(BUILD)/libabc.so
+
+lib: $(BUILD)/libabc.a $(BUILD)/libabc.so.$(VERSION)
+
+# ---- install (pkg-config and CMake package files written for PREFIX) ----
+install: all lib
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/abc
+	install -m 755 $(BIN)/abc $(BIN)/abc-convert $(DESTDIR)$(BINDIR)/
+	install -m 644 abc.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(BUILD)/libabc.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libabc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libabc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libabc.so.$(ABI_VERSION)
+	ln -sf libabc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libabc.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' platforms/abc.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/abc.pc
+	sed -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    platforms/abcConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/abc/abcConfig.cmake
+	sed -e 's|@VERSION@|$(VERSION)|g' platforms/abcConfigVersion.cmake.in \
+	    > $(DESTDIR)$(LIBDIR)/cmake/abc/abcConfigVersion.cmake
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/abc $(DESTDIR)$(BINDIR)/abc-convert $(DESTDIR)$(INCLUDEDIR)/abc.h
+	rm -f $(DESTDIR)$(LIBDIR)/libabc.a $(DESTDIR)$(LIBDIR)/libabc.so*
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/abc.pc
+	rm -rf $(DESTDIR)$(LIBDIR)/cmake/abc
+
+# ---- the examples (examples/*.c, built against the library like a user's program) ----
+EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+$(BUILD)/examples/%: examples/%.c abc.h $(BUILD)/libabc.a
+	@mkdir -p $(BUILD)/examples
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libabc.a $(LDLIBS)
+
+examples: $(EXAMPLES)
+
+clean:
+	rm -f $(BIN)/abc $(BIN)/abc-convert abc.o
+	rm -rf $(BUILD)
+
+.PHONY: all lib install uninstall examples clean test test-full bench FORCE
 
 # ---- tests: tests/test_*.c include abc.c (to reach internals) and run under ASan/UBSan ----
 SAN       ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -35,12 +113,11 @@ build/test_%: tests/test_%.c abc.c abc.h $(wildcard tests/*.h) $(wildcard model_
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -DABC_FAULT_INJECTION -o $@ $< $(LDLIBS)
 
-test: all $(TEST_BINS)
+test: all lib examples $(TEST_BINS)
 	@tests/run_tests.sh $(TEST_BINS) $(TEST_SH)
 
 # ---- end-to-end CLI tests and the bundled example (tests/test_cli.sh, README "Quick start") ----
 TINY      = tests/fixtures/qwen2vl-tiny
-CLI_SRCS  = $(wildcard cli/*.c)
 
 build/tiny-abc.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/abc_pretrain_adapter/* $(TINY)/abc_instruct_adapter/*)
 	@mkdir -p build
@@ -55,9 +132,9 @@ build/abc-san: $(CLI_SRCS) $(wildcard cli/*.h) abc.c abc.h
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -o $@ $(CLI_SRCS) abc.c $(LDLIBS)
 
-build/tool_npycmp: tests/tool_npycmp.c cli/npy.c cli/npy.h tests/sha256.h abc.o
+build/tool_npycmp: tests/tool_npycmp.c cli/npy.c cli/npy.h tests/sha256.h $(BUILD)/abc.o
 	@mkdir -p build
-	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_npycmp.c cli/npy.c abc.o $(LDLIBS)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_npycmp.c cli/npy.c $(BUILD)/abc.o $(LDLIBS)
 
 test: build/tiny-abc.abc build/tiny-vlm2vec.abc build/abc-san build/tool_npycmp
 
@@ -154,7 +231,7 @@ bench-kernels: build/bench_kernels
 bench: bench-kernels
 
 FORCE:
-.PHONY: bench-kernels FORCE
+.PHONY: bench-kernels
 
 # ---- bench-model-phi3v and bench-model-q8 (bench/bench_model.c; README "Benchmarks") ----
 # bench-model-phi3v: one full-size Phi-3.5-V embedding (architecture phi3_v, preset vlm2vec-phi3v) on the
