@@ -1,20 +1,25 @@
 /* SPDX-License-Identifier: MIT */
-/* abc.c — image + instruction → embedding vector (ABC and VLM2Vec on Qwen2-VL), in portable C.
+/* abc.c — image + instruction → embedding vector (ABC and VLM2Vec on Qwen2-VL and Phi-3.5-V), in portable C.
  *
- * One source file, in data-flow order:
+ * This file and abc.h are the whole library: vendor both, compile this one (C11; libc, libm, pthreads).
+ * The behaviour it implements is written down in docs/ (model math, prompts, image pipeline,
+ * tolerances) and model_convert/FORMAT.md (the .abc file). One source file, in data-flow order:
  *   1. common definitions       (this section: includes, errors, memory, shared structs)
  *   2. platform and threads     (thread pool, CPU features)
- *   3. weight file              (.abc mapping and validation, see model_convert/FORMAT.md)
- *   4. tokenizer                (Unicode tables, NFC, Qwen2 pre-tokenizer, byte-level BPE)
+ *   3. weight file              (.abc mapping and validation)
+ *   4. tokenizer                (generated Unicode tables, NFC, Qwen2 pre-tokenizer, byte-level BPE)
  *   5. image decode             (PNG, JPEG, PPM/PGM → 8-bit RGB as Pillow)
- *   6. preprocessing            (smart_resize, Pillow bicubic, pixel values, patches)
- *   7. kernels                  (matmul, attention, norms; scalar + SIMD per ISA behind one dispatch)
- *   8. vision encoder           (Qwen2-VL ViT + merger)
- *   9. language model           (Qwen2 decoder, multimodal RoPE)
+ *   6. preprocessing            (smart_resize, Pillow bicubic, pixel values, patches; Phi-3.5-V HD)
+ *   7. kernels                  (matmul, attention, norms; scalar + SIMD per ISA behind one table),
+ *                               7e the shared layers (linear + optional LoRA)
+ *   8. vision encoders          (Qwen2-VL ViT + merger; CLIP + HD layout)
+ *   9. language model           (Qwen2/Phi-3 decoder, multimodal RoPE)
  *  10. pooling and heads        (mean / last token, mlp_head, L2)
- *  11. public API               (abc.h)
+ *  11. the model and the API    (11a what families share and the pipeline driver, 11b qwen2_vl,
+ *                               11c phi3_v, 11d the family table and loading, 11e the abc.h API)
  *
- * Build: cc -O2 -c abc.c (C11, libc, libm, pthreads). The contract is ../SPEC.md (shared/SPEC.md).
+ * A new model family is a model_family (11a) in a section of its own plus one entry in
+ * model_families (11d).
  */
 #define _GNU_SOURCE 1
 #include "abc.h"
@@ -269,7 +274,7 @@ static abc_status preprocess_image(const abc_image *src, const preprocess_config
                                    abc_image *resized, float **pixel_values, int64_t *n_patches,
                                    int grid_thw[3], abc_error *err);
 
-/* Phi-3.5-V HD transform (SPEC 11): the image is resized (Pillow bilinear, portrait images transposed
+/* Phi-3.5-V HD transform (docs/image-pipeline.md#phi-35-v-hd-transform): the image is resized (Pillow bilinear, portrait images transposed
  * first) so that s·ceil(s/ratio) ≤ num_crops crops of crop_size fit, padded with white to whole crops,
  * normalised, then cut into slots: slot 0 the crop_size² bicubic global view, then the h_crop × w_crop
  * crops row-major. pixel_values (caller frees) is [1 + h_crop·w_crop][3][crop_size][crop_size];
@@ -6346,7 +6351,7 @@ void abc_image_free(abc_image *image) {
 }
 
 /* ================================================================================================
- * 6. Preprocessing: smart_resize, Pillow's bicubic resize, pixel values, patches (SPEC 4.2–4.5)
+ * 6. Preprocessing: smart_resize, Pillow's bicubic resize, pixel values, patches (docs/image-pipeline.md)
  *
  * Everything here is bit-exact with the Python reference: smart_resize repeats Python's double
  * operations in the same order, the resampler reproduces Pillow's 8-bit fixed-point bicubic
@@ -6789,7 +6794,7 @@ static void pixel_value_table(const preprocess_config *cfg, float table[3][256])
     }
 }
 
-/* Patch matrix of SPEC 4.5: patches ordered by merge group (group row, group column, row and column
+/* Patch matrix of docs/image-pipeline.md#patches: patches ordered by merge group (group row, group column, row and column
  * inside the group), each a [channel][frame][y][x] vector; the frames repeat the image. */
 static void build_patches(const abc_image *img, const preprocess_config *cfg, float *pv) {
     float table[3][256];
@@ -6881,7 +6886,7 @@ static abc_status preprocess_image(const abc_image *src, const preprocess_config
 }
 
 /* ================================================================================================
- * 6b. Preprocessing for Phi-3.5-V: the HD transform (SPEC section 11)
+ * 6b. Preprocessing for Phi-3.5-V: the HD transform (docs/image-pipeline.md#phi-35-v-hd-transform)
  *
  * Phi3VImageProcessor in C: Pillow's bilinear resize (section 6's resampler, bit-exact) of the image,
  * transposed first when portrait, white padding of the height to whole crops, torchvision's ToTensor
@@ -9935,10 +9940,8 @@ static void rope_rows(thread_pool *pool, float *x, int64_t n, int64_t stride, in
 }
 
 /* ================================================================================================
- * 8. Vision encoder: the Qwen2-VL ViT and its 2×2 patch merger (SPEC section 5)
- *
- * Shared by sections 8–10: the sizes a forward pass carves from its workspace (section 1), the linear
- * layer (with the optional unmerged LoRA of the ABC query adapter) and the rotary helpers.
+ * 7e. Shared layers: the sizes a forward pass carves from its workspace (section 1) and the linear
+ * layer with the optional unmerged LoRA of the ABC query adapter, used by every encoder and decoder
  * ================================================================================================ */
 
 /* rows·cols with overflow folded into SIZE_MAX, which workspace_carve then refuses. */
@@ -9978,7 +9981,9 @@ static void linear_forward(thread_pool *pool, const linear_layer *l, const float
     for (size_t i = 0; i < count; i++) y[i] += adapter->delta[i];
 }
 
-/* ---- the vision tower ---- */
+/* ================================================================================================
+ * 8. Vision encoder: the Qwen2-VL ViT and its 2×2 patch merger (docs/model.md#vision-tower)
+ * ================================================================================================ */
 
 typedef struct {
     int depth, embed_dim, n_heads, head_dim, mlp_dim;
@@ -10002,7 +10007,7 @@ typedef struct {
     int adapter_rank, adapter_width;     /* largest query-adapter rank and output (0: none) */
 } vision_weights;
 
-/* The (row, column) in the patch grid of each patch of one frame, in the order of SPEC 4.5
+/* The (row, column) in the patch grid of each patch of one frame, in the order of docs/image-pipeline.md#patches
  * (2×2 groups row-major, then row and column inside the group). */
 static void vision_patch_coordinates(int grid_w, int merge, int64_t k, int *row, int *col) {
     const int64_t group = k / ((int64_t)merge * merge), inside = k % ((int64_t)merge * merge);
@@ -10064,7 +10069,7 @@ static void vision_block_forward(thread_pool *pool, const vision_config *c, cons
     add_in_place(pool, s->x, s->h, (size_t)n * E);
 }
 
-/* pixels [n][patch_dim] in the patch order of SPEC 4.5 → out [n/merge²][out_dim], the embeddings that
+/* pixels [n][patch_dim] in the patch order of docs/image-pipeline.md#patches → out [n/merge²][out_dim], the embeddings that
  * replace the image tokens. The caller has checked the grid (t·h·w = n, h and w multiples of merge). */
 static abc_status vision_forward(thread_pool *pool, const vision_config *c, const vision_weights *w,
                                  const float *pixels, const int grid[3], bool adapter_on, workspace *ws,
@@ -10101,7 +10106,7 @@ static abc_status vision_forward(thread_pool *pool, const vision_config *c, cons
 }
 
 /* ================================================================================================
- * 8b. Vision encoder for Phi-3.5-V: the CLIP ViT, the HD token layout and the projection (SPEC 11)
+ * 8b. Vision encoder for Phi-3.5-V: the CLIP ViT, the HD token layout and the projection (docs/model.md#phi-35-v)
  *
  * Each 336×336 slot (slot 0 the global view, then the crops row-major) goes through CLIP: patch
  * embedding + class token + learned positions, pre-LayerNorm, pre-norm encoder layers with quick-GELU;
@@ -10271,7 +10276,7 @@ static abc_status hd_project(thread_pool *pool, const clip_config *c, const clip
 }
 
 /* ================================================================================================
- * 9. Language model: multimodal position ids and the Qwen2 decoder (SPEC section 5)
+ * 9. Language model: multimodal position ids and the Qwen2 decoder (docs/model.md#decoder)
  * ================================================================================================ */
 
 typedef struct {
@@ -10489,7 +10494,7 @@ static abc_status language_decode(thread_pool *pool, const text_config *c, const
 }
 
 /* ================================================================================================
- * 10. Pooling and heads: last hidden states [L][H] → one embedding (SPEC section 5)
+ * 10. Pooling and heads: last hidden states [L][H] → one embedding (docs/model.md#pooling-and-heads)
  * ================================================================================================ */
 
 typedef enum { POOL_MEAN_NONZERO, POOL_LAST } pooling_kind;
@@ -10543,12 +10548,14 @@ static void l2_normalize(float *x, int n) {
 }
 
 /* ================================================================================================
- * 11a. The model (configuration, weights, tokenizer, prompts) and the context
+ * 11a. The model: what every family shares (configuration, binding, prompts, the pipeline driver)
  *
  * Loading reads every metadata value the forward pass uses, checks it (positive, in range,
  * consistent with the others), then binds every tensor by name with its expected shape and dtype,
  * so the forward pass never meets a surprise. Any mismatch is ABC_ERR_FORMAT naming the key or
- * tensor.
+ * tensor. What differs between architectures (the image side, its preprocessing, prompt assembly,
+ * position ids) lives in a model_family (11b, 11c), chosen by the file's general.architecture from
+ * the table in 11d.
  * ================================================================================================ */
 
 #define MODEL_MAX_DIM (1 << 20)     /* no width or count in a sane model comes near this */
@@ -10556,29 +10563,23 @@ static void l2_normalize(float *x, int n) {
 #define MODEL_MAX_HEAD_DIM 2048     /* the rotary tables' local arrays depend on it */
 #define MODEL_MAX_VOCAB (1 << 24)
 
-typedef enum { ARCH_QWEN2_VL, ARCH_PHI3_V } model_arch;
+typedef struct model_family model_family;
+typedef struct binder binder;
 
 struct abc_model {
     weight_file wf;
     abc_model_params params;
-    model_arch arch;
-    vision_config vision;     /* qwen2_vl */
-    vision_weights vision_w;
-    clip_config clip;         /* phi3_v */
-    clip_weights clip_w;
-    hd_preprocess_config hd;
-    int32_t bos_token;        /* phi3_v: <s> before every text chunk */
-    float *rope_factors;      /* phi3_v su scaling: short then long factors, head_dim/2 each */
+    const model_family *family;
+    void *family_data;        /* the family's image side: configuration, weights, preprocessing */
     text_config text;
     text_weights text_w;
     pooling_kind pooling;
     bool has_head, normalize;
     mlp_head head;
     int embedding_dim;
-    int adapter_modules; /* layers the query adapter touches (0: no adapter) */
+    int adapter_modules;      /* layers the query adapter touches (0: no adapter) */
+    int vision_adapter_rank;  /* largest query-adapter rank on the image side (0: none) */
     tokenizer *tok;
-    preprocess_config preprocess;
-    int32_t vision_end_token;
     /* NUL-terminated copies of metadata strings */
     char *preset, *dtype, *prompt_image_text, *prompt_image, *prompt_text, *placeholder;
     char *description;
@@ -10593,6 +10594,41 @@ struct abc_context {
     workspace ws;
     abc_error err; /* the last call's outcome */
 };
+
+/* One model family: everything that differs between architectures. The loader, the API and the CLI
+ * reach a family only through these members, so a new family is a new table entry (11d) and its own
+ * section. */
+struct model_family {
+    const char *architecture;     /* general.architecture in the .abc file */
+    const char *const *stages;    /* the stages it emits, in order, NULL-terminated (ABC_STAGE_*) */
+    bool query_adapter;           /* role=query can switch on a query adapter (AUTO decided from the inputs) */
+    bool text_qkv_bias;           /* the decoder's q/k/v projections have biases */
+    /* Family metadata (text rope, image side, preprocessing, special tokens); sets m->family_data. */
+    abc_status (*read_config)(abc_model *m, abc_error *err);
+    /* The image-side tensors; sets m->vision_adapter_rank. */
+    abc_status (*bind)(binder *b, abc_model *m);
+    void (*free_data)(void *family_data);
+    /* abc_model_description's text. */
+    void (*describe)(const abc_model *m, char *out, size_t cap);
+    /* Prompt → ids, image → pixel values (emitting the preprocessing stages), then run_model. */
+    abc_status (*embed)(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, bool query,
+                        float *out);
+    /* Caller-prepared pixels and image tokens (abc_embed_tokens) checked against the model. */
+    abc_status (*check_image)(abc_context *ctx, size_t n_image_tokens, const float *pixels, size_t n_patches,
+                              const int grid[3]);
+    /* Position ids of the sequence into pos (room for 3·L); emits "position_ids". */
+    abc_status (*position_ids)(abc_context *ctx, const int32_t *ids, int64_t L, const float *pixels,
+                               const int grid[3], int32_t *pos);
+    /* Pixel values → *image [n_rows][text hidden], emitting the encoder's stages. */
+    abc_status (*encode_image)(abc_context *ctx, const float *pixels, size_t n_patches, const int grid[3], bool query,
+                               float **image, int64_t *n_rows);
+};
+
+static bool family_emits(const model_family *f, const char *stage) {
+    for (const char *const *s = f->stages; *s; s++)
+        if (strcmp(*s, stage) == 0) return true;
+    return false;
+}
 
 static const tokenizer *model_tokenizer(const abc_model *m) { return m->tok; }
 
@@ -10672,48 +10708,8 @@ static bool meta_token_id(const weight_file *wf, const char *key, int64_t vocab,
     return true;
 }
 
-/* Phi-3's RoPE: 1-D positions (all frequencies on component 0) and optional su/longrope factors,
- * stored in *factors (allocated here, short then long). */
-static abc_status read_phi3_rope(const weight_file *wf, text_config *c, float **factors, abc_error *err) {
-    static const char *const kinds[] = {"none", "su", "longrope"}; /* longrope: the same scheme renamed */
-    const int half = c->head_dim / 2;
-    int kind = 0;
-    c->mrope_section[0] = half;
-    c->mrope_section[1] = c->mrope_section[2] = 0;
-    if (wf_meta(wf, "text.rope_scaling") && !meta_choice(wf, "text.rope_scaling", kinds, 3, &kind, err))
-        return err ? err->code : ABC_ERR_FORMAT;
-    if (kind == 0) return ABC_OK;
-    int64_t original, longest;
-    if (!meta_int_in(wf, "text.original_max_position_embeddings", 1, INT64_C(1) << 40, &original, err) ||
-        !meta_int_in(wf, "text.max_position_embeddings", 1, INT64_C(1) << 40, &longest, err))
-        return err ? err->code : ABC_ERR_FORMAT;
-    double *values = xmalloc(2 * (size_t)half * sizeof *values);
-    *factors = xmalloc(2 * (size_t)half * sizeof **factors);
-    if (!values || !*factors) {
-        free(values);
-        return fail(err, ABC_ERR_NOMEM, "out of memory reading the rope factors");
-    }
-    abc_status st = ABC_OK;
-    if (!wf_f64_array(wf, "text.rope_short_factor", values, (size_t)half, err) ||
-        !wf_f64_array(wf, "text.rope_long_factor", values + half, (size_t)half, err))
-        st = err ? err->code : ABC_ERR_FORMAT;
-    for (int j = 0; j < 2 * half && st == ABC_OK; j++) {
-        if (!(values[j] > 0.0 && values[j] < 1e30))
-            st = fail(err, ABC_ERR_FORMAT, "metadata 'text.rope_%s_factor' entry %d = %g is not a positive number",
-                      j < half ? "short" : "long", j % half, values[j]);
-        (*factors)[j] = (float)values[j];
-    }
-    free(values);
-    if (st != ABC_OK) return st;
-    c->rope_short_factor = *factors;
-    c->rope_long_factor = *factors + half;
-    c->rope_original_max_positions = original;
-    c->rope_max_positions = longest;
-    return ABC_OK;
-}
-
-static abc_status read_text_config(const weight_file *wf, model_arch arch, text_config *c, float **rope_factors,
-                                   abc_error *err) {
+/* The decoder's sizes; its rotary layout is the family's (read_config). */
+static abc_status read_text_config(const weight_file *wf, text_config *c, abc_error *err) {
     int64_t vocab;
     double eps;
     if (!meta_dim(wf, "text.hidden_size", MODEL_MAX_DIM, &c->hidden, err) ||
@@ -10736,143 +10732,6 @@ static abc_status read_text_config(const weight_file *wf, model_arch arch, text_
                     c->n_heads, c->n_kv_heads);
     if (c->head_dim % 2 != 0)
         return fail(err, ABC_ERR_FORMAT, "text.head_dim %d is odd", c->head_dim);
-    if (arch == ARCH_PHI3_V) return read_phi3_rope(wf, c, rope_factors, err);
-    int64_t section[3];
-    if (!wf_int_array(wf, "text.mrope_section", section, 3, err)) return err ? err->code : ABC_ERR_FORMAT;
-    int64_t sum = 0;
-    for (int k = 0; k < 3; k++) {
-        if (section[k] < 0 || section[k] > c->head_dim)
-            return fail(err, ABC_ERR_FORMAT, "metadata 'text.mrope_section' has a bad entry %lld",
-                        (long long)section[k]);
-        c->mrope_section[k] = (int)section[k];
-        sum += section[k];
-    }
-    if (sum != c->head_dim / 2)
-        return fail(err, ABC_ERR_FORMAT, "text.mrope_section sums to %lld, not head_dim/2 = %d", (long long)sum,
-                    c->head_dim / 2);
-    return ABC_OK;
-}
-
-static abc_status read_vision_config(const weight_file *wf, vision_config *c, int text_hidden,
-                                     abc_error *err) {
-    int patch, temporal, channels;
-    double eps;
-    if (!meta_dim(wf, "vision.depth", MODEL_MAX_LAYERS, &c->depth, err) ||
-        !meta_dim(wf, "vision.embed_dim", MODEL_MAX_DIM, &c->embed_dim, err) ||
-        !meta_dim(wf, "vision.num_heads", MODEL_MAX_DIM, &c->n_heads, err) ||
-        !meta_dim(wf, "vision.mlp_dim", MODEL_MAX_DIM, &c->mlp_dim, err) ||
-        !meta_dim(wf, "vision.patch_size", 1024, &patch, err) ||
-        !meta_dim(wf, "vision.temporal_patch_size", 64, &temporal, err) ||
-        !meta_dim(wf, "vision.spatial_merge_size", 64, &c->merge_size, err) ||
-        !meta_dim(wf, "vision.in_channels", 64, &channels, err) ||
-        !meta_dim(wf, "vision.out_dim", MODEL_MAX_DIM, &c->out_dim, err) ||
-        !meta_positive(wf, "vision.layer_norm_eps", 1.0, &eps, err) ||
-        !meta_positive(wf, "vision.rope_theta", 1e30, &c->rope_theta, err))
-        return err ? err->code : ABC_ERR_FORMAT;
-    c->norm_eps = (float)eps;
-    if (channels != 3)
-        return fail(err, ABC_ERR_FORMAT, "vision.in_channels is %d; images are RGB (3)", channels);
-    if ((int64_t)patch * patch * temporal * channels > MODEL_MAX_DIM)
-        return fail(err, ABC_ERR_FORMAT, "vision patch %d×%d×%d is too large", patch, patch, temporal);
-    c->patch_dim = channels * temporal * patch * patch;
-    if (c->embed_dim % c->n_heads != 0)
-        return fail(err, ABC_ERR_FORMAT, "vision.embed_dim %d is not a multiple of vision.num_heads %d",
-                    c->embed_dim, c->n_heads);
-    c->head_dim = c->embed_dim / c->n_heads;
-    if (c->head_dim % 4 != 0 || c->head_dim > MODEL_MAX_HEAD_DIM)
-        return fail(err, ABC_ERR_FORMAT, "vision head_dim %d must be a multiple of 4 up to %d (2-D rotary)",
-                    c->head_dim, MODEL_MAX_HEAD_DIM);
-    if (c->out_dim != text_hidden)
-        return fail(err, ABC_ERR_FORMAT, "vision.out_dim %d != text.hidden_size %d", c->out_dim, text_hidden);
-    return ABC_OK;
-}
-
-/* Phi-3.5-V's CLIP tower and HD transform. */
-static abc_status read_clip_config(const weight_file *wf, clip_config *c, hd_preprocess_config *hd, int text_hidden,
-                                   int num_crops_override, abc_error *err) {
-    int64_t layers, crops, view_tokens;
-    double eps, mean[3], std[3];
-    if (!meta_dim(wf, "clip.hidden_size", MODEL_MAX_DIM, &c->hidden, err) ||
-        !meta_dim(wf, "clip.intermediate_size", MODEL_MAX_DIM, &c->intermediate, err) ||
-        !meta_dim(wf, "clip.num_heads", MODEL_MAX_DIM, &c->n_heads, err) ||
-        !meta_int_in(wf, "clip.num_layers", 0, MODEL_MAX_LAYERS, &layers, err) ||
-        !meta_dim(wf, "clip.image_size", 4096, &c->image_size, err) ||
-        !meta_dim(wf, "clip.patch_size", 256, &c->patch_size, err) ||
-        !meta_positive(wf, "clip.layer_norm_eps", 1.0, &eps, err) ||
-        !meta_int_in(wf, "hd.num_crops", 1, 4096, &crops, err) ||
-        !meta_int_in(wf, "hd.num_img_tokens", 1, MODEL_MAX_DIM, &view_tokens, err) ||
-        !wf_f64_array(wf, "image.mean", mean, 3, err) || !wf_f64_array(wf, "image.std", std, 3, err))
-        return err ? err->code : ABC_ERR_FORMAT;
-    c->n_layers = (int)layers;
-    c->norm_eps = (float)eps;
-    c->out_dim = text_hidden;
-    if (c->hidden % c->n_heads != 0)
-        return fail(err, ABC_ERR_FORMAT, "clip.hidden_size %d is not a multiple of clip.num_heads %d", c->hidden,
-                    c->n_heads);
-    c->head_dim = c->hidden / c->n_heads;
-    if (c->image_size % c->patch_size != 0 || (c->image_size / c->patch_size) % 2 != 0)
-        return fail(err, ABC_ERR_FORMAT, "clip.image_size %d is not an even number of clip.patch_size %d patches",
-                    c->image_size, c->patch_size);
-    c->grid = c->image_size / c->patch_size;
-    c->patch_dim = 3 * c->patch_size * c->patch_size;
-    if ((int64_t)(c->grid / 2) * (c->grid / 2) != view_tokens)
-        return fail(err, ABC_ERR_FORMAT, "hd.num_img_tokens %lld != (clip.image_size / clip.patch_size / 2)² = %d",
-                    (long long)view_tokens, (c->grid / 2) * (c->grid / 2));
-    memset(hd, 0, sizeof *hd);
-    hd->num_crops = num_crops_override > 0 ? num_crops_override : (int)crops;
-    hd->crop_size = c->image_size;
-    for (int ch = 0; ch < 3; ch++) {
-        if (!isfinite(mean[ch]) || !isfinite(std[ch]) || !(fabs(std[ch]) > 1e-12))
-            return fail(err, ABC_ERR_FORMAT, "image.mean/image.std channel %d is not usable", ch);
-        hd->mean[ch] = (float)mean[ch];
-        hd->std[ch] = (float)std[ch];
-    }
-    return ABC_OK;
-}
-
-static abc_status read_preprocess_config(const weight_file *wf, const vision_config *v, int patch,
-                                         int temporal, preprocess_config *p, abc_error *err) {
-    int64_t factor, lo, hi;
-    double mean[3], std[3];
-    if (!meta_int_in(wf, "image.factor", 1, 1 << 16, &factor, err) ||
-        !meta_int_in(wf, "image.min_pixels", 1, INT64_C(1) << 40, &lo, err) ||
-        !meta_int_in(wf, "image.max_pixels", 1, INT64_C(1) << 40, &hi, err) ||
-        !wf_f64_array(wf, "image.mean", mean, 3, err) || !wf_f64_array(wf, "image.std", std, 3, err))
-        return err ? err->code : ABC_ERR_FORMAT;
-    if (factor != (int64_t)patch * v->merge_size)
-        return fail(err, ABC_ERR_FORMAT, "image.factor %lld != patch size × merge size %d", (long long)factor,
-                    patch * v->merge_size);
-    if (lo > hi)
-        return fail(err, ABC_ERR_FORMAT, "image.min_pixels %lld > image.max_pixels %lld", (long long)lo,
-                    (long long)hi);
-    memset(p, 0, sizeof *p);
-    p->factor = (int)factor;
-    p->min_pixels = lo;
-    p->max_pixels = hi;
-    for (int c = 0; c < 3; c++) {
-        if (!isfinite(mean[c]) || !isfinite(std[c]) || !(fabs(std[c]) > 1e-12))
-            return fail(err, ABC_ERR_FORMAT, "image.mean/image.std channel %d is not usable", c);
-        p->mean[c] = (float)mean[c];
-        p->std[c] = (float)std[c];
-    }
-    p->patch_size = patch;
-    p->temporal_patch_size = temporal;
-    p->merge_size = v->merge_size;
-    const bool has_lo1 = wf_meta(wf, "image.stage1_min_pixels") != NULL;
-    const bool has_hi1 = wf_meta(wf, "image.stage1_max_pixels") != NULL;
-    if (has_lo1 != has_hi1)
-        return fail(err, ABC_ERR_FORMAT, "image.stage1_min_pixels and image.stage1_max_pixels come together");
-    if (has_lo1) {
-        if (!meta_int_in(wf, "image.stage1_min_pixels", 1, INT64_C(1) << 40, &lo, err) ||
-            !meta_int_in(wf, "image.stage1_max_pixels", 1, INT64_C(1) << 40, &hi, err))
-            return err ? err->code : ABC_ERR_FORMAT;
-        if (lo > hi)
-            return fail(err, ABC_ERR_FORMAT, "image.stage1_min_pixels %lld > image.stage1_max_pixels %lld",
-                        (long long)lo, (long long)hi);
-        p->two_stage = true;
-        p->stage1_min_pixels = lo;
-        p->stage1_max_pixels = hi;
-    }
     return ABC_OK;
 }
 
@@ -10891,7 +10750,8 @@ static abc_status read_prompts(const weight_file *wf, abc_model *m, abc_error *e
     return ABC_OK;
 }
 
-static abc_status read_config(abc_model *m, abc_error *err) {
+/* Architecture, preset, the decoder, the family's part, the pooling and head, the prompts. */
+static abc_status read_config(abc_model *m, const model_family *const *families, size_t n_families, abc_error *err) {
     const weight_file *wf = &m->wf;
     static const char *const attentions[] = {"bidirectional", "causal"};
     static const char *const poolings[] = {"mean_nonzero", "last"};
@@ -10901,28 +10761,19 @@ static abc_status read_config(abc_model *m, abc_error *err) {
     const char *arch;
     size_t arch_len;
     if (!wf_str(wf, "general.architecture", &arch, &arch_len, err)) return err ? err->code : ABC_ERR_FORMAT;
-    if (arch_len == 8 && memcmp(arch, "qwen2_vl", 8) == 0) m->arch = ARCH_QWEN2_VL;
-    else if (arch_len == 6 && memcmp(arch, "phi3_v", 6) == 0) m->arch = ARCH_PHI3_V;
-    else
+    for (size_t i = 0; i < n_families && !m->family; i++)
+        if (strlen(families[i]->architecture) == arch_len && memcmp(arch, families[i]->architecture, arch_len) == 0)
+            m->family = families[i];
+    if (!m->family)
         return fail(err, ABC_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (qwen2_vl or phi3_v)",
                     (int)MIN(arch_len, 64), arch);
     if (!meta_string_copy(wf, "general.preset", &m->preset, err)) return err ? err->code : ABC_ERR_FORMAT;
     if (wf_meta(wf, "general.dtype") && !meta_string_copy(wf, "general.dtype", &m->dtype, err))
         return err ? err->code : ABC_ERR_FORMAT;
-    abc_status st = read_text_config(wf, m->arch, &m->text, &m->rope_factors, err);
+    abc_status st = read_text_config(wf, &m->text, err);
+    if (st == ABC_OK) st = m->family->read_config(m, err);
     if (st != ABC_OK) return st;
-    int64_t patch, temporal, normalize, dim;
-    if (m->arch == ARCH_QWEN2_VL) {
-        st = read_vision_config(wf, &m->vision, m->text.hidden, err);
-        if (st != ABC_OK) return st;
-        wf_int(wf, "vision.patch_size", &patch, NULL);
-        wf_int(wf, "vision.temporal_patch_size", &temporal, NULL);
-        st = read_preprocess_config(wf, &m->vision, (int)patch, (int)temporal, &m->preprocess, err);
-    } else {
-        st = read_clip_config(wf, &m->clip, &m->hd, m->text.hidden, m->params.num_crops, err);
-    }
-    if (st != ABC_OK) return st;
-
+    int64_t normalize, dim;
     if (!meta_choice(wf, "model.attention", attentions, 2, &attn, err) ||
         !meta_choice(wf, "model.pooling", poolings, 2, &pooling, err) ||
         !meta_choice(wf, "model.head", heads, 2, &head, err) ||
@@ -10934,7 +10785,6 @@ static abc_status read_config(abc_model *m, abc_error *err) {
         return err ? err->code : ABC_ERR_FORMAT;
     m->text.causal = attn == 1;
     m->text.mrope_token_type = rule == 1;
-    m->text.merge_size = m->vision.merge_size;
     m->pooling = pooling == 0 ? POOL_MEAN_NONZERO : POOL_LAST;
     m->has_head = head == 1;
     m->normalize = normalize == 1;
@@ -10942,30 +10792,18 @@ static abc_status read_config(abc_model *m, abc_error *err) {
     if (dim != m->text.hidden)
         return fail(err, ABC_ERR_FORMAT, "model.embedding_dim %lld != text.hidden_size %d", (long long)dim,
                     m->text.hidden);
-
-    if (m->arch == ARCH_PHI3_V) {
-        /* image tokens are the processor's -1 marker; every text chunk starts with <s> */
-        m->text.image_token = m->text.vision_start_token = m->vision_end_token = -1;
-        m->text.merge_size = 1;
-        if (!meta_token_id(wf, "tokens.bos", m->text.vocab, &m->bos_token, err)) return err ? err->code : ABC_ERR_FORMAT;
-        return read_prompts(wf, m, err);
-    }
-    if (!meta_token_id(wf, "tokens.image_pad", m->text.vocab, &m->text.image_token, err) ||
-        !meta_token_id(wf, "tokens.vision_start", m->text.vocab, &m->text.vision_start_token, err) ||
-        !meta_token_id(wf, "tokens.vision_end", m->text.vocab, &m->vision_end_token, err))
-        return err ? err->code : ABC_ERR_FORMAT;
     return read_prompts(wf, m, err);
 }
 
 /* ---- binding tensors ---- */
 
-typedef struct {
+struct binder {
     const weight_file *wf;
     abc_error *err;
     abc_status status;      /* the first failure; binding stops there */
     bool *claimed;          /* per tensor of the file: bound as a query-adapter factor */
     int adapter_modules;
-} binder;
+};
 
 /* Looks a tensor up by a printf-formatted name and checks it: `matrix` = 2-D [d0][d1] of a weight
  * dtype (f32, f16, bf16, q8); otherwise 1-D [d0] f32. NULL after the first failure. */
@@ -11056,35 +10894,6 @@ static void bind_linear(binder *b, linear_layer *l, const char *prefix, int64_t 
     b->adapter_modules++;
 }
 
-static abc_status bind_vision(binder *b, const vision_config *c, vision_weights *w) {
-    const int64_t E = c->embed_dim, M = c->mlp_dim, group_dim = E * c->merge_size * c->merge_size;
-    char p[128];
-    w->blocks = xcalloc((size_t)c->depth, sizeof *w->blocks);
-    if (!w->blocks) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the vision tower");
-    bind_linear(b, &w->patch_embed, "visual.patch_embed.proj", E, c->patch_dim, false, &w->adapter_rank,
-                &w->adapter_width);
-    for (int i = 0; i < c->depth && b->status == ABC_OK; i++) {
-        vision_block *blk = &w->blocks[i];
-#define VNAME(s) (snprintf(p, sizeof p, "visual.blocks.%d.%s", i, s), p)
-        blk->norm1_w = bind_vector(b, E, VNAME("norm1.weight"));
-        blk->norm1_b = bind_vector(b, E, VNAME("norm1.bias"));
-        blk->norm2_w = bind_vector(b, E, VNAME("norm2.weight"));
-        blk->norm2_b = bind_vector(b, E, VNAME("norm2.bias"));
-        bind_linear(b, &blk->qkv, VNAME("attn.qkv"), 3 * E, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->proj, VNAME("attn.proj"), E, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->fc1, VNAME("mlp.fc1"), M, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->fc2, VNAME("mlp.fc2"), E, M, true, &w->adapter_rank, &w->adapter_width);
-#undef VNAME
-    }
-    w->ln_q_w = bind_vector(b, E, "visual.merger.ln_q.weight");
-    w->ln_q_b = bind_vector(b, E, "visual.merger.ln_q.bias");
-    bind_linear(b, &w->merger_fc1, "visual.merger.mlp.0", group_dim, group_dim, true, &w->adapter_rank,
-                &w->adapter_width);
-    bind_linear(b, &w->merger_fc2, "visual.merger.mlp.2", c->out_dim, group_dim, true, &w->adapter_rank,
-                &w->adapter_width);
-    return b->status;
-}
-
 static abc_status bind_text(binder *b, const text_config *c, bool qkv_bias, text_weights *w) {
     const int64_t H = c->hidden, I = c->intermediate, Q = (int64_t)c->n_heads * c->head_dim,
                   KV = (int64_t)c->n_kv_heads * c->head_dim;
@@ -11107,42 +10916,6 @@ static abc_status bind_text(binder *b, const text_config *c, bool qkv_bias, text
 #undef TNAME
     }
     w->final_norm = bind_vector(b, H, "model.norm.weight");
-    return b->status;
-}
-
-static abc_status bind_clip(binder *b, const clip_config *c, clip_weights *w) {
-    const int64_t C = c->hidden, I = c->intermediate, wide = 4 * C, H = c->out_dim;
-    char p[128];
-    int rank = 0, width = 0; /* phi3_v has no query adapter; bind_linear still checks there is none */
-    w->layers = xcalloc((size_t)MAX(c->n_layers, 1), sizeof *w->layers);
-    if (!w->layers) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the CLIP encoder");
-    bind_linear(b, &w->patch_embed, "clip.embeddings.patch_embedding", C, c->patch_dim, false, &rank, &width);
-    w->class_embedding = bind_vector(b, C, "clip.embeddings.class_embedding");
-    w->position_embedding = bind_tensor(b, true, (int64_t)c->grid * c->grid + 1, C,
-                                        "clip.embeddings.position_embedding.weight");
-    w->pre_ln_w = bind_vector(b, C, "clip.pre_layrnorm.weight");
-    w->pre_ln_b = bind_vector(b, C, "clip.pre_layrnorm.bias");
-    for (int i = 0; i < c->n_layers && b->status == ABC_OK; i++) {
-        clip_layer *l = &w->layers[i];
-#define CNAME(s) (snprintf(p, sizeof p, "clip.layers.%d.%s", i, s), p)
-        l->ln1_w = bind_vector(b, C, CNAME("layer_norm1.weight"));
-        l->ln1_b = bind_vector(b, C, CNAME("layer_norm1.bias"));
-        l->ln2_w = bind_vector(b, C, CNAME("layer_norm2.weight"));
-        l->ln2_b = bind_vector(b, C, CNAME("layer_norm2.bias"));
-        bind_linear(b, &l->q, CNAME("self_attn.q_proj"), C, C, true, &rank, &width);
-        bind_linear(b, &l->k, CNAME("self_attn.k_proj"), C, C, true, &rank, &width);
-        bind_linear(b, &l->v, CNAME("self_attn.v_proj"), C, C, true, &rank, &width);
-        bind_linear(b, &l->out, CNAME("self_attn.out_proj"), C, C, true, &rank, &width);
-        bind_linear(b, &l->fc1, CNAME("mlp.fc1"), I, C, true, &rank, &width);
-        bind_linear(b, &l->fc2, CNAME("mlp.fc2"), C, I, true, &rank, &width);
-#undef CNAME
-    }
-    w->glb_gn = bind_vector(b, wide, "hd.glb_GN");
-    w->sub_gn = bind_vector(b, wide, "hd.sub_GN");
-    bind_linear(b, &w->proj0, "hd.img_projection.0", H, wide, true, &rank, &width);
-    bind_linear(b, &w->proj2, "hd.img_projection.2", H, H, true, &rank, &width);
-    if (b->status == ABC_OK && rank > 0)
-        return fail(b->err, ABC_ERR_FORMAT, "phi3_v files carry no query adapter on the vision side");
     return b->status;
 }
 
@@ -11179,7 +10952,7 @@ static abc_status check_adapter_complete(binder *b, abc_model *m) {
     if ((rank > 0) != (total > 0))
         return fail(b->err, ABC_ERR_FORMAT, "metadata 'query_adapter.rank' = %lld but the file has %u adapter tensors",
                     (long long)rank, total);
-    const int largest = MAX(m->text_w.adapter_rank, m->vision_w.adapter_rank);
+    const int largest = MAX(m->text_w.adapter_rank, m->vision_adapter_rank);
     if (total > 0 && rank != largest)
         return fail(b->err, ABC_ERR_FORMAT, "metadata 'query_adapter.rank' = %lld but the largest adapter rank is %d",
                     (long long)rank, largest);
@@ -11190,9 +10963,8 @@ static abc_status bind_weights(abc_model *m, abc_error *err) {
     binder b = {&m->wf, err, ABC_OK, NULL, 0};
     b.claimed = xcalloc(m->wf.n_tensors, sizeof *b.claimed);
     if (!b.claimed) return fail(err, ABC_ERR_NOMEM, "out of memory binding tensors");
-    const bool phi3 = m->arch == ARCH_PHI3_V;
-    abc_status st = phi3 ? bind_clip(&b, &m->clip, &m->clip_w) : bind_vision(&b, &m->vision, &m->vision_w);
-    if (st == ABC_OK) st = bind_text(&b, &m->text, !phi3, &m->text_w);
+    abc_status st = m->family->bind(&b, m);
+    if (st == ABC_OK) st = bind_text(&b, &m->text, m->family->text_qkv_bias, &m->text_w);
     if (st == ABC_OK && m->has_head) st = bind_head(&b, m->text.hidden, &m->head);
     if (st == ABC_OK) st = check_adapter_complete(&b, m);
     m->adapter_modules = b.adapter_modules;
@@ -11200,56 +10972,918 @@ static abc_status bind_weights(abc_model *m, abc_error *err) {
     return st;
 }
 
-/* ---- description ---- */
+/* ---- the pipeline after tokenization ---- */
 
-static abc_status build_description(abc_model *m, abc_error *err) {
-    const vision_config *v = &m->vision;
-    const text_config *t = &m->text;
-    const size_t cap = 1024;
-    m->description = xmalloc(cap);
-    if (!m->description) return fail(err, ABC_ERR_NOMEM, "out of memory");
-    if (m->arch == ARCH_PHI3_V) {
-        const clip_config *c = &m->clip;
-        char rope[160] = "rope plain";
-        if (t->rope_short_factor)
-            snprintf(rope, sizeof rope, "rope su (long factors beyond %lld of %lld positions)",
-                     (long long)t->rope_original_max_positions, (long long)t->rope_max_positions);
-        snprintf(m->description, cap,
-                 "architecture: phi3_v (preset %s), weights %s\n"
-                 "vision: CLIP, %d layers run, width %d, %d heads, mlp %d, patch %d, image %d; HD transform with "
-                 "%d crops, 2x2 merge + separators, projection %d -> %d\n"
-                 "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d, vocab %lld, %s\n"
-                 "attention %s, pooling %s, head %s%s, embedding dim %d\n",
-                 m->preset, m->dtype ? m->dtype : "?", c->n_layers, c->hidden, c->n_heads, c->intermediate,
-                 c->patch_size, c->image_size, m->hd.num_crops, 4 * c->hidden, c->out_dim, t->n_layers, t->hidden,
-                 t->n_heads, t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab, rope,
-                 t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
-                 m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim);
-        return ABC_OK;
+/* Hands a stage's array to the callback; a non-zero answer stops the pipeline. */
+static abc_status emit_stage(abc_context *ctx, const char *name, abc_array_dtype dtype, int ndim,
+                             const int64_t *shape, const void *data) {
+    if (!ctx->on_stage) return ABC_OK;
+    if (ctx->on_stage(ctx->on_stage_user, name, dtype, ndim, shape, data) != 0)
+        return fail(&ctx->err, ABC_ERR_STOPPED, "stopped by the stage callback after '%s'", name);
+    return ABC_OK;
+}
+
+/* Checks ids, image and grid against the model before any work. */
+static abc_status check_tokens_and_image(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixels,
+                                         size_t n_patches, const int grid[3]) {
+    const abc_model *m = ctx->model;
+    abc_error *err = &ctx->err;
+    if (n_ids == 0) return fail(err, ABC_ERR_INVALID_ARG, "the prompt has no tokens");
+    if (n_ids > (size_t)m->params.max_tokens)
+        return fail(err, ABC_ERR_TOO_LARGE, "the sequence has %zu tokens, more than the limit of %d", n_ids,
+                    m->params.max_tokens);
+    size_t n_image_tokens = 0;
+    for (size_t i = 0; i < n_ids; i++) {
+        if (ids[i] == m->text.image_token) { /* a family may mark image tokens outside the vocabulary (-1) */
+            n_image_tokens++;
+            if (ids[i] < 0) continue;
+        }
+        if (ids[i] < 0 || ids[i] >= m->text.vocab)
+            return fail(err, ABC_ERR_INVALID_ARG, "token id %d at position %zu is outside the vocabulary (0..%lld)",
+                        (int)ids[i], i, (long long)m->text.vocab - 1);
     }
-    snprintf(m->description, cap,
+    return m->family->check_image(ctx, n_image_tokens, pixels, n_patches, grid);
+}
+
+/* Pooling, head and normalisation of last_hidden [L][H] into out [D]. */
+static abc_status pool_and_head(abc_context *ctx, const int32_t *ids, int64_t L, const float *hidden, float *out) {
+    const abc_model *m = ctx->model;
+    const int H = m->text.hidden;
+    float *pooled = xmalloc((size_t)H * sizeof *pooled);
+    double *acc = xmalloc((size_t)H * sizeof *acc);
+    float *inner = xmalloc((size_t)(m->has_head ? m->head.inner : 1) * sizeof *inner);
+    if (!pooled || !acc || !inner) {
+        free(pooled);
+        free(acc);
+        free(inner);
+        return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for pooling");
+    }
+    if (m->pooling == POOL_LAST) pool_last(hidden, L, H, pooled);
+    else pool_mean_nonzero(hidden, ids, L, H, acc, pooled);
+    if (m->has_head) mlp_head_forward(ctx->pool, &m->head, pooled, H, inner, out);
+    else memcpy(out, pooled, (size_t)H * sizeof *out);
+    if (m->normalize) l2_normalize(out, m->embedding_dim);
+    free(pooled);
+    free(acc);
+    free(inner);
+    return ABC_OK;
+}
+
+/* ids (image tokens already expanded) + pixel values → embedding, emitting every model stage. */
+static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixels,
+                            size_t n_patches, const int grid[3], bool query, float *out) {
+    const abc_model *m = ctx->model;
+    abc_error *err = &ctx->err;
+    abc_status st = check_tokens_and_image(ctx, ids, n_ids, pixels, n_patches, grid);
+    if (st != ABC_OK) return st;
+    const int64_t L = (int64_t)n_ids, H = m->text.hidden, D = m->embedding_dim;
+    int64_t n_image_rows = 0;
+    int32_t *pos = NULL;
+    float *image = NULL, *hidden = NULL, *embedding = NULL;
+    size_t n_hidden;
+
+    int64_t shape[2] = {L, H};
+    st = emit_stage(ctx, ABC_STAGE_INPUT_IDS, ABC_DTYPE_I32, 1, shape, ids);
+    if (st == ABC_OK && !(pos = xmalloc(3 * (size_t)L * sizeof *pos)))
+        st = fail(err, ABC_ERR_NOMEM, "out of memory for position ids");
+    if (st == ABC_OK) st = m->family->position_ids(ctx, ids, L, pixels, grid, pos);
+    if (st == ABC_OK && pixels) st = m->family->encode_image(ctx, pixels, n_patches, grid, query, &image, &n_image_rows);
+    if (st != ABC_OK) goto done;
+
+    if (!mul_size((size_t)L, (size_t)H * sizeof(float), &n_hidden) || !(hidden = xmalloc_aligned(n_hidden))) {
+        st = fail(err, ABC_ERR_NOMEM, "out of memory for the hidden states of %lld tokens", (long long)L);
+        goto done;
+    }
+    language_embed_inputs(&m->text, &m->text_w, ids, L, image, n_image_rows, hidden);
+    if (family_emits(m->family, ABC_STAGE_INPUTS_EMBEDS))
+        st = emit_stage(ctx, ABC_STAGE_INPUTS_EMBEDS, ABC_DTYPE_F32, 2, shape, hidden);
+    if (st == ABC_OK) st = language_decode(ctx->pool, &m->text, &m->text_w, L, pos, query, &ctx->ws, hidden, err);
+    if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_LAST_HIDDEN, ABC_DTYPE_F32, 2, shape, hidden);
+    if (st != ABC_OK) goto done;
+
+    embedding = xmalloc((size_t)D * sizeof *embedding);
+    if (!embedding) {
+        st = fail(err, ABC_ERR_NOMEM, "out of memory for the embedding");
+        goto done;
+    }
+    st = pool_and_head(ctx, ids, L, hidden, embedding);
+    if (st != ABC_OK) goto done;
+    shape[0] = D;
+    st = emit_stage(ctx, ABC_STAGE_EMBEDDING, ABC_DTYPE_F32, 1, shape, embedding);
+    if (st != ABC_OK) goto done;
+    memcpy(out, embedding, (size_t)D * sizeof *out);
+done:
+    free(pos);
+    free(image);
+    free(hidden);
+    free(embedding);
+    return st;
+}
+
+/* ---- prompts and images ---- */
+
+/* A copy of `template` with every "{text}" replaced by `text`. */
+static char *fill_template(const char *template, const char *text) {
+    static const char key[] = "{text}";
+    const size_t key_len = sizeof key - 1, text_len = strlen(text);
+    size_t n_keys = 0;
+    for (const char *p = strstr(template, key); p; p = strstr(p + key_len, key)) n_keys++;
+    const size_t base = strlen(template);
+    if (n_keys && text_len > (SIZE_MAX - base - 1) / n_keys) return NULL;
+    char *out = xmalloc(base - n_keys * key_len + n_keys * text_len + 1), *w = out;
+    if (!out) return NULL;
+    for (const char *p = template;;) {
+        const char *k = strstr(p, key);
+        size_t n = k ? (size_t)(k - p) : strlen(p);
+        memcpy(w, p, n);
+        w += n;
+        if (!k) break;
+        memcpy(w, text, text_len);
+        w += text_len;
+        p = k + key_len;
+    }
+    *w = 0;
+    return out;
+}
+
+/* The prompt for an input: the raw prompt; or the text itself when it already holds the image
+ * placeholder (VLM2Vec users write "<|image_pad|> ..." themselves); or the model's template for the
+ * inputs present. */
+static char *build_prompt(const abc_model *m, const abc_input *in, bool has_image) {
+    const char *src = NULL;
+    if (in->prompt) src = in->prompt;
+    else if (in->text && strstr(in->text, m->placeholder)) src = in->text;
+    if (src) {
+        size_t n = strlen(src);
+        char *copy = xmalloc(n + 1);
+        if (copy) memcpy(copy, src, n + 1);
+        return copy;
+    }
+    const char *template = has_image ? (in->text ? m->prompt_image_text : m->prompt_image) : m->prompt_text;
+    return fill_template(template, in->text ? in->text : "");
+}
+
+/* Replaces every image placeholder token by `per_image` image tokens. */
+static abc_status expand_image_tokens(abc_context *ctx, const int_vec *raw, int64_t per_image, int_vec *out) {
+    const abc_model *m = ctx->model;
+    size_t n_placeholders = 0;
+    for (size_t i = 0; i < raw->len; i++) n_placeholders += raw->data[i] == m->text.image_token;
+    const uint64_t total = (uint64_t)(raw->len - n_placeholders) + (uint64_t)n_placeholders * (uint64_t)per_image;
+    if (total > (uint64_t)m->params.max_tokens)
+        return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence would have %llu tokens, more than the limit of %d",
+                    (unsigned long long)total, m->params.max_tokens);
+    for (size_t i = 0; i < raw->len; i++) {
+        int64_t copies = raw->data[i] == m->text.image_token ? per_image : 1;
+        for (int64_t k = 0; k < copies; k++)
+            if (!int_vec_push(out, raw->data[i]))
+                return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
+    }
+    return ABC_OK;
+}
+
+static abc_status load_input_image(abc_context *ctx, const abc_input *in, abc_image *img) {
+    const abc_model *m = ctx->model;
+    abc_error *err = &ctx->err;
+    const size_t max_pixels = m->params.max_image_pixels;
+    if (in->image_path) return abc_image_load(in->image_path, max_pixels, img, err);
+    if (in->image_data) return image_decode(in->image_data, in->image_size, max_pixels, img, err);
+    /* a caller's RGB buffer, possibly with padded rows: copy it packed */
+    if (in->rgb_width <= 0 || in->rgb_height <= 0)
+        return fail(err, ABC_ERR_INVALID_ARG, "RGB image size %dx%d is not positive", in->rgb_width, in->rgb_height);
+    const size_t row = (size_t)in->rgb_width * 3, stride = in->rgb_stride ? in->rgb_stride : row;
+    if (stride < row)
+        return fail(err, ABC_ERR_INVALID_ARG, "RGB row stride %zu is less than width·3 = %zu", stride, row);
+    if ((uint64_t)in->rgb_width * (uint64_t)in->rgb_height > (uint64_t)max_pixels)
+        return fail(err, ABC_ERR_TOO_LARGE, "a %dx%d image exceeds the limit of %zu pixels", in->rgb_width,
+                    in->rgb_height, max_pixels);
+    size_t n;
+    if (!mul_size(row, (size_t)in->rgb_height, &n) || !(img->rgb = xmalloc(n)))
+        return fail(err, ABC_ERR_NOMEM, "out of memory copying a %dx%d image", in->rgb_width, in->rgb_height);
+    for (int y = 0; y < in->rgb_height; y++) memcpy(img->rgb + (size_t)y * row, in->rgb + (size_t)y * stride, row);
+    img->width = in->rgb_width;
+    img->height = in->rgb_height;
+    return ABC_OK;
+}
+
+/* ================================================================================================
+ * 11b. Family qwen2_vl (ABC, VLM2Vec-Qwen2VL): the ViT + merger image side, smart_resize preprocessing,
+ * multimodal (M-RoPE) position ids, <|image_pad|> expanded to one token per merged patch
+ * ================================================================================================ */
+
+typedef struct {
+    vision_config vision;
+    vision_weights vision_w;
+    preprocess_config preprocess;
+    int32_t vision_end_token;
+} qwen2vl_data;
+
+static const qwen2vl_data *qwen2vl_of(const abc_model *m) { return m->family_data; }
+
+static abc_status read_vision_config(const weight_file *wf, vision_config *c, int text_hidden,
+                                     abc_error *err) {
+    int patch, temporal, channels;
+    double eps;
+    if (!meta_dim(wf, "vision.depth", MODEL_MAX_LAYERS, &c->depth, err) ||
+        !meta_dim(wf, "vision.embed_dim", MODEL_MAX_DIM, &c->embed_dim, err) ||
+        !meta_dim(wf, "vision.num_heads", MODEL_MAX_DIM, &c->n_heads, err) ||
+        !meta_dim(wf, "vision.mlp_dim", MODEL_MAX_DIM, &c->mlp_dim, err) ||
+        !meta_dim(wf, "vision.patch_size", 1024, &patch, err) ||
+        !meta_dim(wf, "vision.temporal_patch_size", 64, &temporal, err) ||
+        !meta_dim(wf, "vision.spatial_merge_size", 64, &c->merge_size, err) ||
+        !meta_dim(wf, "vision.in_channels", 64, &channels, err) ||
+        !meta_dim(wf, "vision.out_dim", MODEL_MAX_DIM, &c->out_dim, err) ||
+        !meta_positive(wf, "vision.layer_norm_eps", 1.0, &eps, err) ||
+        !meta_positive(wf, "vision.rope_theta", 1e30, &c->rope_theta, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    c->norm_eps = (float)eps;
+    if (channels != 3)
+        return fail(err, ABC_ERR_FORMAT, "vision.in_channels is %d; images are RGB (3)", channels);
+    if ((int64_t)patch * patch * temporal * channels > MODEL_MAX_DIM)
+        return fail(err, ABC_ERR_FORMAT, "vision patch %d×%d×%d is too large", patch, patch, temporal);
+    c->patch_dim = channels * temporal * patch * patch;
+    if (c->embed_dim % c->n_heads != 0)
+        return fail(err, ABC_ERR_FORMAT, "vision.embed_dim %d is not a multiple of vision.num_heads %d",
+                    c->embed_dim, c->n_heads);
+    c->head_dim = c->embed_dim / c->n_heads;
+    if (c->head_dim % 4 != 0 || c->head_dim > MODEL_MAX_HEAD_DIM)
+        return fail(err, ABC_ERR_FORMAT, "vision head_dim %d must be a multiple of 4 up to %d (2-D rotary)",
+                    c->head_dim, MODEL_MAX_HEAD_DIM);
+    if (c->out_dim != text_hidden)
+        return fail(err, ABC_ERR_FORMAT, "vision.out_dim %d != text.hidden_size %d", c->out_dim, text_hidden);
+    return ABC_OK;
+}
+
+static abc_status read_preprocess_config(const weight_file *wf, const vision_config *v, int patch,
+                                         int temporal, preprocess_config *p, abc_error *err) {
+    int64_t factor, lo, hi;
+    double mean[3], std[3];
+    if (!meta_int_in(wf, "image.factor", 1, 1 << 16, &factor, err) ||
+        !meta_int_in(wf, "image.min_pixels", 1, INT64_C(1) << 40, &lo, err) ||
+        !meta_int_in(wf, "image.max_pixels", 1, INT64_C(1) << 40, &hi, err) ||
+        !wf_f64_array(wf, "image.mean", mean, 3, err) || !wf_f64_array(wf, "image.std", std, 3, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    if (factor != (int64_t)patch * v->merge_size)
+        return fail(err, ABC_ERR_FORMAT, "image.factor %lld != patch size × merge size %d", (long long)factor,
+                    patch * v->merge_size);
+    if (lo > hi)
+        return fail(err, ABC_ERR_FORMAT, "image.min_pixels %lld > image.max_pixels %lld", (long long)lo,
+                    (long long)hi);
+    memset(p, 0, sizeof *p);
+    p->factor = (int)factor;
+    p->min_pixels = lo;
+    p->max_pixels = hi;
+    for (int c = 0; c < 3; c++) {
+        if (!isfinite(mean[c]) || !isfinite(std[c]) || !(fabs(std[c]) > 1e-12))
+            return fail(err, ABC_ERR_FORMAT, "image.mean/image.std channel %d is not usable", c);
+        p->mean[c] = (float)mean[c];
+        p->std[c] = (float)std[c];
+    }
+    p->patch_size = patch;
+    p->temporal_patch_size = temporal;
+    p->merge_size = v->merge_size;
+    const bool has_lo1 = wf_meta(wf, "image.stage1_min_pixels") != NULL;
+    const bool has_hi1 = wf_meta(wf, "image.stage1_max_pixels") != NULL;
+    if (has_lo1 != has_hi1)
+        return fail(err, ABC_ERR_FORMAT, "image.stage1_min_pixels and image.stage1_max_pixels come together");
+    if (has_lo1) {
+        if (!meta_int_in(wf, "image.stage1_min_pixels", 1, INT64_C(1) << 40, &lo, err) ||
+            !meta_int_in(wf, "image.stage1_max_pixels", 1, INT64_C(1) << 40, &hi, err))
+            return err ? err->code : ABC_ERR_FORMAT;
+        if (lo > hi)
+            return fail(err, ABC_ERR_FORMAT, "image.stage1_min_pixels %lld > image.stage1_max_pixels %lld",
+                        (long long)lo, (long long)hi);
+        p->two_stage = true;
+        p->stage1_min_pixels = lo;
+        p->stage1_max_pixels = hi;
+    }
+    return ABC_OK;
+}
+
+/* text.mrope_section: how the rotary frequencies split between the time, height and width ids. */
+static abc_status qwen2vl_read_mrope(const weight_file *wf, text_config *c, abc_error *err) {
+    int64_t section[3];
+    if (!wf_int_array(wf, "text.mrope_section", section, 3, err)) return err ? err->code : ABC_ERR_FORMAT;
+    int64_t sum = 0;
+    for (int k = 0; k < 3; k++) {
+        if (section[k] < 0 || section[k] > c->head_dim)
+            return fail(err, ABC_ERR_FORMAT, "metadata 'text.mrope_section' has a bad entry %lld",
+                        (long long)section[k]);
+        c->mrope_section[k] = (int)section[k];
+        sum += section[k];
+    }
+    if (sum != c->head_dim / 2)
+        return fail(err, ABC_ERR_FORMAT, "text.mrope_section sums to %lld, not head_dim/2 = %d", (long long)sum,
+                    c->head_dim / 2);
+    return ABC_OK;
+}
+
+static abc_status qwen2vl_read_config(abc_model *m, abc_error *err) {
+    const weight_file *wf = &m->wf;
+    qwen2vl_data *d = xcalloc(1, sizeof *d);
+    if (!d) return fail(err, ABC_ERR_NOMEM, "out of memory reading the configuration");
+    m->family_data = d;
+    int64_t patch, temporal;
+    abc_status st = qwen2vl_read_mrope(wf, &m->text, err);
+    if (st == ABC_OK) st = read_vision_config(wf, &d->vision, m->text.hidden, err);
+    if (st != ABC_OK) return st;
+    wf_int(wf, "vision.patch_size", &patch, NULL);
+    wf_int(wf, "vision.temporal_patch_size", &temporal, NULL);
+    st = read_preprocess_config(wf, &d->vision, (int)patch, (int)temporal, &d->preprocess, err);
+    if (st != ABC_OK) return st;
+    m->text.merge_size = d->vision.merge_size;
+    if (!meta_token_id(wf, "tokens.image_pad", m->text.vocab, &m->text.image_token, err) ||
+        !meta_token_id(wf, "tokens.vision_start", m->text.vocab, &m->text.vision_start_token, err) ||
+        !meta_token_id(wf, "tokens.vision_end", m->text.vocab, &d->vision_end_token, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    return ABC_OK;
+}
+
+static abc_status qwen2vl_bind(binder *b, abc_model *m) {
+    qwen2vl_data *d = m->family_data;
+    const vision_config *c = &d->vision;
+    vision_weights *w = &d->vision_w;
+    const int64_t E = c->embed_dim, M = c->mlp_dim, group_dim = E * c->merge_size * c->merge_size;
+    char p[128];
+    w->blocks = xcalloc((size_t)c->depth, sizeof *w->blocks);
+    if (!w->blocks) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the vision tower");
+    bind_linear(b, &w->patch_embed, "visual.patch_embed.proj", E, c->patch_dim, false, &w->adapter_rank,
+                &w->adapter_width);
+    for (int i = 0; i < c->depth && b->status == ABC_OK; i++) {
+        vision_block *blk = &w->blocks[i];
+#define VNAME(s) (snprintf(p, sizeof p, "visual.blocks.%d.%s", i, s), p)
+        blk->norm1_w = bind_vector(b, E, VNAME("norm1.weight"));
+        blk->norm1_b = bind_vector(b, E, VNAME("norm1.bias"));
+        blk->norm2_w = bind_vector(b, E, VNAME("norm2.weight"));
+        blk->norm2_b = bind_vector(b, E, VNAME("norm2.bias"));
+        bind_linear(b, &blk->qkv, VNAME("attn.qkv"), 3 * E, E, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &blk->proj, VNAME("attn.proj"), E, E, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &blk->fc1, VNAME("mlp.fc1"), M, E, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &blk->fc2, VNAME("mlp.fc2"), E, M, true, &w->adapter_rank, &w->adapter_width);
+#undef VNAME
+    }
+    w->ln_q_w = bind_vector(b, E, "visual.merger.ln_q.weight");
+    w->ln_q_b = bind_vector(b, E, "visual.merger.ln_q.bias");
+    bind_linear(b, &w->merger_fc1, "visual.merger.mlp.0", group_dim, group_dim, true, &w->adapter_rank,
+                &w->adapter_width);
+    bind_linear(b, &w->merger_fc2, "visual.merger.mlp.2", c->out_dim, group_dim, true, &w->adapter_rank,
+                &w->adapter_width);
+    m->vision_adapter_rank = w->adapter_rank;
+    return b->status;
+}
+
+static void qwen2vl_free(void *family_data) {
+    qwen2vl_data *d = family_data;
+    if (d) free(d->vision_w.blocks);
+    free(d);
+}
+
+static void qwen2vl_describe(const abc_model *m, char *out, size_t cap) {
+    const vision_config *v = &qwen2vl_of(m)->vision;
+    const text_config *t = &m->text;
+    snprintf(out, cap,
              "architecture: qwen2_vl (preset %s), weights %s\n"
              "vision: %d blocks, width %d, %d heads, mlp %d, patch %d, merge %dx%d\n"
              "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d, vocab %lld\n"
              "attention %s, pooling %s, head %s%s, embedding dim %d\n"
              "query adapter (role=query): %d layers, rank up to %d\n",
              m->preset, m->dtype ? m->dtype : "?", v->depth, v->embed_dim, v->n_heads, v->mlp_dim,
-             m->preprocess.patch_size, v->merge_size, v->merge_size, t->n_layers, t->hidden, t->n_heads,
+             qwen2vl_of(m)->preprocess.patch_size, v->merge_size, v->merge_size, t->n_layers, t->hidden, t->n_heads,
              t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab,
              t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
              m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim,
-             m->adapter_modules, MAX(m->text_w.adapter_rank, m->vision_w.adapter_rank));
+             m->adapter_modules, MAX(m->text_w.adapter_rank, m->vision_adapter_rank));
+}
+
+/* Image tokens in caller-prepared ids: a grid of whole merge groups holding n_patches. */
+static abc_status qwen2vl_check_image(abc_context *ctx, size_t n_image_tokens, const float *pixels, size_t n_patches,
+                                      const int grid[3]) {
+    (void)n_image_tokens;
+    abc_error *err = &ctx->err;
+    if (!pixels) return ABC_OK;
+    const int merge = qwen2vl_of(ctx->model)->vision.merge_size;
+    if (grid[0] < 1 || grid[1] < 1 || grid[2] < 1 || grid[1] % merge || grid[2] % merge)
+        return fail(err, ABC_ERR_INVALID_ARG, "image grid (%d, %d, %d) is not positive multiples of the merge size %d",
+                    grid[0], grid[1], grid[2], merge);
+    if ((uint64_t)grid[0] * (uint64_t)grid[1] * (uint64_t)grid[2] != (uint64_t)n_patches)
+        return fail(err, ABC_ERR_INVALID_ARG, "image grid (%d, %d, %d) does not hold %zu patches", grid[0], grid[1],
+                    grid[2], n_patches);
     return ABC_OK;
 }
 
-/* ---- load / free ---- */
+/* The multimodal [3][L] position ids (emitted as "position_ids" [3, L]). */
+static abc_status qwen2vl_position_ids(abc_context *ctx, const int32_t *ids, int64_t L, const float *pixels,
+                                       const int grid[3], int32_t *pos) {
+    abc_status st = mrope_position_ids(&ctx->model->text, ids, L, pixels ? grid : NULL, pos, &ctx->err);
+    const int64_t shape[2] = {3, L};
+    return st != ABC_OK ? st : emit_stage(ctx, ABC_STAGE_POSITION_IDS, ABC_DTYPE_I32, 2, shape, pos);
+}
+
+/* The ViT + merger ("vision_embeds"). */
+static abc_status qwen2vl_encode_image(abc_context *ctx, const float *pixels, size_t n_patches, const int grid[3],
+                                       bool query, float **image, int64_t *n_rows) {
+    const abc_model *m = ctx->model;
+    const qwen2vl_data *d = qwen2vl_of(m);
+    const int64_t n_merged = (int64_t)n_patches / (d->vision.merge_size * d->vision.merge_size), H = m->text.hidden;
+    size_t n_bytes;
+    *n_rows = n_merged;
+    if (!mul_size((size_t)n_merged, (size_t)H * sizeof(float), &n_bytes) || !(*image = xmalloc_aligned(n_bytes)))
+        return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the image embeddings");
+    abc_status st = vision_forward(ctx->pool, &d->vision, &d->vision_w, pixels, grid, query, &ctx->ws, *image, &ctx->err);
+    int64_t shape[2] = {n_merged, H};
+    if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_VISION_EMBEDS, ABC_DTYPE_F32, 2, shape, *image);
+    return st;
+}
+
+/* Tokenizes the prompt and checks that it has an image placeholder exactly when there is an image. */
+static abc_status tokenize_prompt(abc_context *ctx, const char *prompt, bool has_image, int_vec *ids) {
+    const abc_model *m = ctx->model;
+    abc_error *err = &ctx->err;
+    abc_status st = tokenizer_encode(m->tok, prompt, strlen(prompt), ids, err);
+    if (st != ABC_OK) return st;
+    size_t n_placeholders = 0;
+    for (size_t i = 0; i < ids->len; i++) n_placeholders += ids->data[i] == m->text.image_token;
+    if (has_image && n_placeholders == 0)
+        return fail(err, ABC_ERR_PROMPT, "an image was given but the prompt has no %s for it", m->placeholder);
+    if (!has_image && n_placeholders > 0)
+        return fail(err, ABC_ERR_PROMPT, "the prompt has %s but no image was given", m->placeholder);
+    return ABC_OK;
+}
+
+/* Decodes (emitting "decoded"), resizes ("resized") and patches ("pixel_values") the input image. */
+static abc_status prepare_image(abc_context *ctx, const abc_input *in, float **pixels, int64_t *n_patches,
+                                int grid[3]) {
+    abc_image decoded = {0}, resized = {0};
+    abc_status st = load_input_image(ctx, in, &decoded);
+    if (st != ABC_OK) return st;
+    int64_t shape[3] = {decoded.height, decoded.width, 3};
+    st = emit_stage(ctx, ABC_STAGE_DECODED, ABC_DTYPE_U8, 3, shape, decoded.rgb);
+    if (st == ABC_OK)
+        st = preprocess_image(&decoded, &qwen2vl_of(ctx->model)->preprocess, &resized, pixels, n_patches, grid, &ctx->err);
+    free(decoded.rgb);
+    if (st != ABC_OK) return st;
+    shape[0] = resized.height;
+    shape[1] = resized.width;
+    st = emit_stage(ctx, ABC_STAGE_RESIZED, ABC_DTYPE_U8, 3, shape, resized.rgb);
+    free(resized.rgb);
+    if (st == ABC_OK) {
+        shape[0] = *n_patches;
+        shape[1] = qwen2vl_of(ctx->model)->vision.patch_dim;
+        st = emit_stage(ctx, ABC_STAGE_PIXEL_VALUES, ABC_DTYPE_F32, 2, shape, *pixels);
+    }
+    if (st != ABC_OK) {
+        free(*pixels);
+        *pixels = NULL;
+    }
+    return st;
+}
+
+static abc_status qwen2vl_embed(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, bool query,
+                                float *out) {
+    const abc_model *m = ctx->model;
+    int_vec raw = {0}, ids = {0};
+    abc_status st = tokenize_prompt(ctx, prompt, has_image, &raw); /* prompt errors come before any image work */
+    float *pixels = NULL;
+    int64_t n_patches = 0;
+    int grid[3] = {0, 0, 0};
+    if (st == ABC_OK && has_image) st = prepare_image(ctx, in, &pixels, &n_patches, grid);
+    if (st == ABC_OK) {
+        const int group = qwen2vl_of(m)->vision.merge_size * qwen2vl_of(m)->vision.merge_size;
+        st = expand_image_tokens(ctx, &raw, has_image ? n_patches / group : 1, &ids);
+    }
+    if (st == ABC_OK) st = run_model(ctx, ids.data, ids.len, pixels, (size_t)n_patches, grid, query, out);
+    free(pixels);
+    int_vec_free(&raw);
+    int_vec_free(&ids);
+    return st;
+}
+
+static const char *const qwen2vl_stages[] = {
+    ABC_STAGE_DECODED,    ABC_STAGE_RESIZED,       ABC_STAGE_PIXEL_VALUES, ABC_STAGE_INPUT_IDS,
+    ABC_STAGE_POSITION_IDS, ABC_STAGE_VISION_EMBEDS, ABC_STAGE_LAST_HIDDEN, ABC_STAGE_EMBEDDING, NULL};
+
+static const model_family family_qwen2vl = {
+    .architecture = "qwen2_vl",
+    .stages = qwen2vl_stages,
+    .query_adapter = true,
+    .text_qkv_bias = true,
+    .read_config = qwen2vl_read_config,
+    .bind = qwen2vl_bind,
+    .free_data = qwen2vl_free,
+    .describe = qwen2vl_describe,
+    .embed = qwen2vl_embed,
+    .check_image = qwen2vl_check_image,
+    .position_ids = qwen2vl_position_ids,
+    .encode_image = qwen2vl_encode_image,
+};
+
+/* ================================================================================================
+ * 11c. Family phi3_v (Phi-3.5-V, VLM2Vec-Full): the CLIP image side with the HD transform and its
+ * token layout, 1-D positions with su/longrope factors, <s> before every text chunk
+ * ================================================================================================ */
+
+typedef struct {
+    clip_config clip;
+    clip_weights clip_w;
+    hd_preprocess_config hd;
+    int32_t bos_token;    /* <s> before every text chunk */
+    float *rope_factors;  /* su scaling: short then long factors, head_dim/2 each */
+} phi3v_data;
+
+static const phi3v_data *phi3v_of(const abc_model *m) { return m->family_data; }
+
+/* Phi-3's RoPE: 1-D positions (all frequencies on component 0) and optional su/longrope factors,
+ * stored in *factors (allocated here, short then long). */
+static abc_status read_phi3_rope(const weight_file *wf, text_config *c, float **factors, abc_error *err) {
+    static const char *const kinds[] = {"none", "su", "longrope"}; /* longrope: the same scheme renamed */
+    const int half = c->head_dim / 2;
+    int kind = 0;
+    c->mrope_section[0] = half;
+    c->mrope_section[1] = c->mrope_section[2] = 0;
+    if (wf_meta(wf, "text.rope_scaling") && !meta_choice(wf, "text.rope_scaling", kinds, 3, &kind, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    if (kind == 0) return ABC_OK;
+    int64_t original, longest;
+    if (!meta_int_in(wf, "text.original_max_position_embeddings", 1, INT64_C(1) << 40, &original, err) ||
+        !meta_int_in(wf, "text.max_position_embeddings", 1, INT64_C(1) << 40, &longest, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    double *values = xmalloc(2 * (size_t)half * sizeof *values);
+    *factors = xmalloc(2 * (size_t)half * sizeof **factors);
+    if (!values || !*factors) {
+        free(values);
+        return fail(err, ABC_ERR_NOMEM, "out of memory reading the rope factors");
+    }
+    abc_status st = ABC_OK;
+    if (!wf_f64_array(wf, "text.rope_short_factor", values, (size_t)half, err) ||
+        !wf_f64_array(wf, "text.rope_long_factor", values + half, (size_t)half, err))
+        st = err ? err->code : ABC_ERR_FORMAT;
+    for (int j = 0; j < 2 * half && st == ABC_OK; j++) {
+        if (!(values[j] > 0.0 && values[j] < 1e30))
+            st = fail(err, ABC_ERR_FORMAT, "metadata 'text.rope_%s_factor' entry %d = %g is not a positive number",
+                      j < half ? "short" : "long", j % half, values[j]);
+        (*factors)[j] = (float)values[j];
+    }
+    free(values);
+    if (st != ABC_OK) return st;
+    c->rope_short_factor = *factors;
+    c->rope_long_factor = *factors + half;
+    c->rope_original_max_positions = original;
+    c->rope_max_positions = longest;
+    return ABC_OK;
+}
+
+/* Phi-3.5-V's CLIP tower and HD transform. */
+static abc_status read_clip_config(const weight_file *wf, clip_config *c, hd_preprocess_config *hd, int text_hidden,
+                                   int num_crops_override, abc_error *err) {
+    int64_t layers, crops, view_tokens;
+    double eps, mean[3], std[3];
+    if (!meta_dim(wf, "clip.hidden_size", MODEL_MAX_DIM, &c->hidden, err) ||
+        !meta_dim(wf, "clip.intermediate_size", MODEL_MAX_DIM, &c->intermediate, err) ||
+        !meta_dim(wf, "clip.num_heads", MODEL_MAX_DIM, &c->n_heads, err) ||
+        !meta_int_in(wf, "clip.num_layers", 0, MODEL_MAX_LAYERS, &layers, err) ||
+        !meta_dim(wf, "clip.image_size", 4096, &c->image_size, err) ||
+        !meta_dim(wf, "clip.patch_size", 256, &c->patch_size, err) ||
+        !meta_positive(wf, "clip.layer_norm_eps", 1.0, &eps, err) ||
+        !meta_int_in(wf, "hd.num_crops", 1, 4096, &crops, err) ||
+        !meta_int_in(wf, "hd.num_img_tokens", 1, MODEL_MAX_DIM, &view_tokens, err) ||
+        !wf_f64_array(wf, "image.mean", mean, 3, err) || !wf_f64_array(wf, "image.std", std, 3, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    c->n_layers = (int)layers;
+    c->norm_eps = (float)eps;
+    c->out_dim = text_hidden;
+    if (c->hidden % c->n_heads != 0)
+        return fail(err, ABC_ERR_FORMAT, "clip.hidden_size %d is not a multiple of clip.num_heads %d", c->hidden,
+                    c->n_heads);
+    c->head_dim = c->hidden / c->n_heads;
+    if (c->image_size % c->patch_size != 0 || (c->image_size / c->patch_size) % 2 != 0)
+        return fail(err, ABC_ERR_FORMAT, "clip.image_size %d is not an even number of clip.patch_size %d patches",
+                    c->image_size, c->patch_size);
+    c->grid = c->image_size / c->patch_size;
+    c->patch_dim = 3 * c->patch_size * c->patch_size;
+    if ((int64_t)(c->grid / 2) * (c->grid / 2) != view_tokens)
+        return fail(err, ABC_ERR_FORMAT, "hd.num_img_tokens %lld != (clip.image_size / clip.patch_size / 2)² = %d",
+                    (long long)view_tokens, (c->grid / 2) * (c->grid / 2));
+    memset(hd, 0, sizeof *hd);
+    hd->num_crops = num_crops_override > 0 ? num_crops_override : (int)crops;
+    hd->crop_size = c->image_size;
+    for (int ch = 0; ch < 3; ch++) {
+        if (!isfinite(mean[ch]) || !isfinite(std[ch]) || !(fabs(std[ch]) > 1e-12))
+            return fail(err, ABC_ERR_FORMAT, "image.mean/image.std channel %d is not usable", ch);
+        hd->mean[ch] = (float)mean[ch];
+        hd->std[ch] = (float)std[ch];
+    }
+    return ABC_OK;
+}
+
+static abc_status phi3v_read_config(abc_model *m, abc_error *err) {
+    const weight_file *wf = &m->wf;
+    phi3v_data *d = xcalloc(1, sizeof *d);
+    if (!d) return fail(err, ABC_ERR_NOMEM, "out of memory reading the configuration");
+    m->family_data = d;
+    abc_status st = read_phi3_rope(wf, &m->text, &d->rope_factors, err);
+    if (st == ABC_OK) st = read_clip_config(wf, &d->clip, &d->hd, m->text.hidden, m->params.num_crops, err);
+    if (st != ABC_OK) return st;
+    /* image tokens are the processor's -1 marker; every text chunk starts with <s> */
+    m->text.image_token = m->text.vision_start_token = -1;
+    m->text.merge_size = 1;
+    if (!meta_token_id(wf, "tokens.bos", m->text.vocab, &d->bos_token, err)) return err ? err->code : ABC_ERR_FORMAT;
+    return ABC_OK;
+}
+
+static abc_status phi3v_bind(binder *b, abc_model *m) {
+    phi3v_data *d = m->family_data;
+    const clip_config *c = &d->clip;
+    clip_weights *w = &d->clip_w;
+    const int64_t C = c->hidden, I = c->intermediate, wide = 4 * C, H = c->out_dim;
+    char p[128];
+    int rank = 0, width = 0; /* phi3_v has no query adapter; bind_linear still checks there is none */
+    w->layers = xcalloc((size_t)MAX(c->n_layers, 1), sizeof *w->layers);
+    if (!w->layers) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the CLIP encoder");
+    bind_linear(b, &w->patch_embed, "clip.embeddings.patch_embedding", C, c->patch_dim, false, &rank, &width);
+    w->class_embedding = bind_vector(b, C, "clip.embeddings.class_embedding");
+    w->position_embedding = bind_tensor(b, true, (int64_t)c->grid * c->grid + 1, C,
+                                        "clip.embeddings.position_embedding.weight");
+    w->pre_ln_w = bind_vector(b, C, "clip.pre_layrnorm.weight");
+    w->pre_ln_b = bind_vector(b, C, "clip.pre_layrnorm.bias");
+    for (int i = 0; i < c->n_layers && b->status == ABC_OK; i++) {
+        clip_layer *l = &w->layers[i];
+#define CNAME(s) (snprintf(p, sizeof p, "clip.layers.%d.%s", i, s), p)
+        l->ln1_w = bind_vector(b, C, CNAME("layer_norm1.weight"));
+        l->ln1_b = bind_vector(b, C, CNAME("layer_norm1.bias"));
+        l->ln2_w = bind_vector(b, C, CNAME("layer_norm2.weight"));
+        l->ln2_b = bind_vector(b, C, CNAME("layer_norm2.bias"));
+        bind_linear(b, &l->q, CNAME("self_attn.q_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->k, CNAME("self_attn.k_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->v, CNAME("self_attn.v_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->out, CNAME("self_attn.out_proj"), C, C, true, &rank, &width);
+        bind_linear(b, &l->fc1, CNAME("mlp.fc1"), I, C, true, &rank, &width);
+        bind_linear(b, &l->fc2, CNAME("mlp.fc2"), C, I, true, &rank, &width);
+#undef CNAME
+    }
+    w->glb_gn = bind_vector(b, wide, "hd.glb_GN");
+    w->sub_gn = bind_vector(b, wide, "hd.sub_GN");
+    bind_linear(b, &w->proj0, "hd.img_projection.0", H, wide, true, &rank, &width);
+    bind_linear(b, &w->proj2, "hd.img_projection.2", H, H, true, &rank, &width);
+    if (b->status == ABC_OK && rank > 0)
+        return fail(b->err, ABC_ERR_FORMAT, "phi3_v files carry no query adapter on the vision side");
+    return b->status;
+}
+
+static void phi3v_free(void *family_data) {
+    phi3v_data *d = family_data;
+    if (d) {
+        free(d->clip_w.layers);
+        free(d->rope_factors);
+    }
+    free(d);
+}
+
+static void phi3v_describe(const abc_model *m, char *out, size_t cap) {
+    const text_config *t = &m->text;
+    const clip_config *c = &phi3v_of(m)->clip;
+    char rope[160] = "rope plain";
+    if (t->rope_short_factor)
+        snprintf(rope, sizeof rope, "rope su (long factors beyond %lld of %lld positions)",
+                 (long long)t->rope_original_max_positions, (long long)t->rope_max_positions);
+    snprintf(out, cap,
+             "architecture: phi3_v (preset %s), weights %s\n"
+             "vision: CLIP, %d layers run, width %d, %d heads, mlp %d, patch %d, image %d; HD transform with "
+             "%d crops, 2x2 merge + separators, projection %d -> %d\n"
+             "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d, vocab %lld, %s\n"
+             "attention %s, pooling %s, head %s%s, embedding dim %d\n",
+             m->preset, m->dtype ? m->dtype : "?", c->n_layers, c->hidden, c->n_heads, c->intermediate,
+             c->patch_size, c->image_size, phi3v_of(m)->hd.num_crops, 4 * c->hidden, c->out_dim, t->n_layers, t->hidden,
+             t->n_heads, t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab, rope,
+             t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
+             m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim);
+}
+
+/* phi3_v: `n_slots` views of 3×S×S (slot 0 global, then the crops), grid = (1, h_crop, w_crop) with
+ * 1 + h·w = n_slots; the -1 image tokens must be whole images' worth, and only with an image. */
+static abc_status phi3v_check_image(abc_context *ctx, size_t n_image_tokens, const float *pixels, size_t n_slots,
+                                   const int grid[3]) {
+    const abc_model *m = ctx->model;
+    abc_error *err = &ctx->err;
+    if (!pixels) {
+        if (n_image_tokens)
+            return fail(err, ABC_ERR_PROMPT, "the tokens contain %zu image tokens (-1) but there is no image",
+                        n_image_tokens);
+        return ABC_OK;
+    }
+    if (grid[0] != 1 || grid[1] < 1 || grid[2] < 1 || (int64_t)grid[1] * grid[2] > 4096)
+        return fail(err, ABC_ERR_INVALID_ARG, "image grid (%d, %d, %d) is not (1, h_crop, w_crop) with 1 to 4096 crops",
+                    grid[0], grid[1], grid[2]);
+    if ((uint64_t)grid[1] * (uint64_t)grid[2] + 1 != (uint64_t)n_slots)
+        return fail(err, ABC_ERR_INVALID_ARG, "a %dx%d crop grid needs %lld image slots (global view + crops), not %zu",
+                    grid[1], grid[2], (long long)grid[1] * grid[2] + 1, n_slots);
+    const int64_t per_image = hd_image_token_count(&phi3v_of(m)->clip, grid[1], grid[2]);
+    if (n_image_tokens == 0 || n_image_tokens % (uint64_t)per_image != 0)
+        return fail(err, ABC_ERR_PROMPT, "the image needs %lld image tokens (-1) per placeholder but the tokens contain %zu",
+                    (long long)per_image, n_image_tokens);
+    return ABC_OK;
+}
+
+/* Plain 0..L-1 ([L]), which the rotary tables read as component 0. */
+static abc_status phi3v_position_ids(abc_context *ctx, const int32_t *ids, int64_t L, const float *pixels,
+                                     const int grid[3], int32_t *pos) {
+    (void)ids;
+    (void)pixels;
+    (void)grid;
+    for (int64_t i = 0; i < L; i++) pos[i] = (int32_t)i;
+    return emit_stage(ctx, ABC_STAGE_POSITION_IDS, ABC_DTYPE_I32, 1, &L, pos);
+}
+
+/* phi3_v: CLIP on the 1 + h·w slots ("clip_patch_features" [slots, grid², C]), then the HD layout and
+ * projection into *image [n][H] ("image_features"). */
+static abc_status phi3v_encode_image(abc_context *ctx, const float *pixels, size_t n_slots, const int grid[3],
+                                     bool query, float **image, int64_t *n_rows) {
+    (void)query; /* no query adapter */
+    const abc_model *m = ctx->model;
+    const phi3v_data *d = phi3v_of(m);
+    const clip_config *c = &d->clip;
+    abc_error *err = &ctx->err;
+    const int64_t P = (int64_t)c->grid * c->grid, n = hd_image_token_count(c, grid[1], grid[2]);
+    size_t feature_bytes, image_bytes;
+    float *features = NULL;
+    *image = NULL;
+    if (mul_size(floats_for((int64_t)n_slots * P, c->hidden), sizeof(float), &feature_bytes) &&
+        mul_size(floats_for(n, m->text.hidden), sizeof(float), &image_bytes)) {
+        features = xmalloc_aligned(feature_bytes);
+        *image = xmalloc_aligned(image_bytes);
+    }
+    abc_status st = ABC_OK;
+    if (!features || !*image) st = fail(err, ABC_ERR_NOMEM, "out of memory for the image features");
+    if (st == ABC_OK) st = clip_forward(ctx->pool, c, &d->clip_w, pixels, (int)n_slots, &ctx->ws, features, err);
+    int64_t shape[3] = {(int64_t)n_slots, P, c->hidden};
+    if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_CLIP_FEATURES, ABC_DTYPE_F32, 3, shape, features);
+    if (st == ABC_OK) st = hd_project(ctx->pool, c, &d->clip_w, features, grid[1], grid[2], &ctx->ws, *image, err);
+    shape[0] = n;
+    shape[1] = m->text.hidden;
+    if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_IMAGE_FEATURES, ABC_DTYPE_F32, 2, shape, *image);
+    free(features);
+    *n_rows = n;
+    return st;
+}
+
+/* The placeholders in a phi3_v prompt. The processor treats every <|image_N|> as image N; inputs carry
+ * one image, so any other N is an error rather than text. */
+static abc_status count_phi3_placeholders(abc_context *ctx, const char *prompt, size_t *n) {
+    static const char tag[] = "<|image_";
+    const char *placeholder = ctx->model->placeholder;
+    *n = 0;
+    for (const char *p = strstr(prompt, tag); p; p = strstr(p + 1, tag)) {
+        const char *q = p + sizeof tag - 1;
+        if (*q < '0' || *q > '9') continue;
+        while (*q >= '0' && *q <= '9') q++;
+        if (q[0] != '|' || q[1] != '>') continue;
+        if (strncmp(p, placeholder, strlen(placeholder)) != 0 || (size_t)(q + 2 - p) != strlen(placeholder))
+            return fail(&ctx->err, ABC_ERR_PROMPT, "the prompt refers to '%.*s' but an input has one image, %s",
+                        (int)MIN(q + 2 - p, 32), p, placeholder);
+        (*n)++;
+    }
+    return ABC_OK;
+}
+
+/* Phi-3-V's processor: the prompt split on the placeholder; every chunk (empty ones too) becomes
+ * [<s>] + its tokens, and each placeholder `per_image` image tokens (-1). */
+static abc_status phi3_prompt_ids(abc_context *ctx, const char *prompt, int64_t per_image, int_vec *ids) {
+    const abc_model *m = ctx->model;
+    const char *placeholder = m->placeholder;
+    const size_t placeholder_len = strlen(placeholder);
+    const int32_t bos = tokenizer_bos_id(m->tok) >= 0 ? tokenizer_bos_id(m->tok) : phi3v_of(m)->bos_token;
+    for (const char *chunk = prompt;;) {
+        const char *end = strstr(chunk, placeholder);
+        const size_t len = end ? (size_t)(end - chunk) : strlen(chunk);
+        if (!int_vec_push(ids, bos)) return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
+        abc_status st = tokenizer_encode(m->tok, chunk, len, ids, &ctx->err);
+        if (st != ABC_OK) return st;
+        if (!end) break;
+        if ((uint64_t)ids->len + (uint64_t)per_image > (uint64_t)m->params.max_tokens)
+            return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence would have more than %d tokens",
+                        m->params.max_tokens);
+        for (int64_t k = 0; k < per_image; k++)
+            if (!int_vec_push(ids, m->text.image_token))
+                return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
+        chunk = end + placeholder_len;
+    }
+    if (ids->len > (size_t)m->params.max_tokens)
+        return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence has %zu tokens, more than the limit of %d", ids->len,
+                    m->params.max_tokens);
+    return ABC_OK;
+}
+
+/* Decodes ("decoded"), applies the HD transform ("hd_image", "image_sizes" = the padded image's
+ * (height, width), "pixel_values" [slots, 3, S, S]); grid = (1, h_crop, w_crop). */
+static abc_status prepare_hd_image(abc_context *ctx, const abc_input *in, float **pixels, size_t *n_slots,
+                                   int grid[3]) {
+    const abc_model *m = ctx->model;
+    abc_image decoded = {0}, hd = {0};
+    int h_crop = 0, w_crop = 0;
+    abc_status st = load_input_image(ctx, in, &decoded);
+    if (st != ABC_OK) return st;
+    int64_t shape[4] = {decoded.height, decoded.width, 3, 0};
+    st = emit_stage(ctx, ABC_STAGE_DECODED, ABC_DTYPE_U8, 3, shape, decoded.rgb);
+    if (st == ABC_OK) st = preprocess_hd_image(&decoded, &phi3v_of(m)->hd, &hd, pixels, &h_crop, &w_crop, &ctx->err);
+    free(decoded.rgb);
+    if (st == ABC_OK) {
+        shape[0] = hd.height;
+        shape[1] = hd.width;
+        st = emit_stage(ctx, ABC_STAGE_HD_IMAGE, ABC_DTYPE_U8, 3, shape, hd.rgb);
+    }
+    if (st == ABC_OK) {
+        const int32_t sizes[2] = {hd.height, hd.width};
+        shape[0] = 2;
+        st = emit_stage(ctx, ABC_STAGE_IMAGE_SIZES, ABC_DTYPE_I32, 1, shape, sizes);
+    }
+    if (st == ABC_OK) {
+        *n_slots = 1 + (size_t)h_crop * (size_t)w_crop;
+        shape[0] = (int64_t)*n_slots;
+        shape[1] = 3;
+        shape[2] = shape[3] = phi3v_of(m)->hd.crop_size;
+        st = emit_stage(ctx, ABC_STAGE_PIXEL_VALUES, ABC_DTYPE_F32, 4, shape, *pixels);
+    }
+    free(hd.rgb);
+    grid[0] = 1;
+    grid[1] = h_crop;
+    grid[2] = w_crop;
+    if (st != ABC_OK) {
+        free(*pixels);
+        *pixels = NULL;
+    }
+    return st;
+}
+
+static abc_status phi3v_embed(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, bool query,
+                              float *out) {
+    (void)query; /* no query adapter */
+    const abc_model *m = ctx->model;
+    size_t n_placeholders;
+    abc_status st = count_phi3_placeholders(ctx, prompt, &n_placeholders);
+    if (st != ABC_OK) return st;
+    if (has_image && n_placeholders == 0)
+        return fail(&ctx->err, ABC_ERR_PROMPT, "an image was given but the prompt has no %s for it", m->placeholder);
+    if (!has_image && n_placeholders > 0)
+        return fail(&ctx->err, ABC_ERR_PROMPT, "the prompt has %s but no image was given", m->placeholder);
+    float *pixels = NULL;
+    size_t n_slots = 0;
+    int grid[3] = {0, 0, 0};
+    int_vec raw = {0}, ids = {0};
+    st = phi3_prompt_ids(ctx, prompt, 1, &raw); /* one -1 per placeholder: prompt errors before image work */
+    if (st == ABC_OK && has_image) st = prepare_hd_image(ctx, in, &pixels, &n_slots, grid);
+    if (st == ABC_OK)
+        st = expand_image_tokens(ctx, &raw, has_image ? hd_image_token_count(&phi3v_of(m)->clip, grid[1], grid[2]) : 1, &ids);
+    if (st == ABC_OK) st = run_model(ctx, ids.data, ids.len, pixels, n_slots, grid, false, out);
+    free(pixels);
+    int_vec_free(&raw);
+    int_vec_free(&ids);
+    return st;
+}
+
+static const char *const phi3v_stages[] = {
+    ABC_STAGE_DECODED,       ABC_STAGE_HD_IMAGE,       ABC_STAGE_IMAGE_SIZES,    ABC_STAGE_PIXEL_VALUES,
+    ABC_STAGE_INPUT_IDS,     ABC_STAGE_POSITION_IDS,   ABC_STAGE_CLIP_FEATURES,  ABC_STAGE_IMAGE_FEATURES,
+    ABC_STAGE_INPUTS_EMBEDS, ABC_STAGE_LAST_HIDDEN,    ABC_STAGE_EMBEDDING,      NULL};
+
+static const model_family family_phi3v = {
+    .architecture = "phi3_v",
+    .stages = phi3v_stages,
+    .query_adapter = false,
+    .text_qkv_bias = false,
+    .read_config = phi3v_read_config,
+    .bind = phi3v_bind,
+    .free_data = phi3v_free,
+    .describe = phi3v_describe,
+    .embed = phi3v_embed,
+    .check_image = phi3v_check_image,
+    .position_ids = phi3v_position_ids,
+    .encode_image = phi3v_encode_image,
+};
+
+/* ================================================================================================
+ * 11d. The family table; loading and freeing a model
+ * ================================================================================================ */
+
+static const model_family *const model_families[] = {&family_qwen2vl, &family_phi3v};
+#define N_MODEL_FAMILIES (sizeof model_families / sizeof model_families[0])
+
+/* Every stage name of every family, each once, in first-seen order (abc_model_stages(NULL)). */
+static const char *const all_stages[] = {
+    ABC_STAGE_DECODED,       ABC_STAGE_RESIZED,        ABC_STAGE_HD_IMAGE,      ABC_STAGE_IMAGE_SIZES,
+    ABC_STAGE_PIXEL_VALUES,  ABC_STAGE_INPUT_IDS,      ABC_STAGE_POSITION_IDS,  ABC_STAGE_VISION_EMBEDS,
+    ABC_STAGE_CLIP_FEATURES, ABC_STAGE_IMAGE_FEATURES, ABC_STAGE_INPUTS_EMBEDS, ABC_STAGE_LAST_HIDDEN,
+    ABC_STAGE_EMBEDDING,     NULL};
+
+static abc_status build_description(abc_model *m, abc_error *err) {
+    const size_t cap = 1024;
+    m->description = xmalloc(cap);
+    if (!m->description) return fail(err, ABC_ERR_NOMEM, "out of memory");
+    m->family->describe(m, m->description, cap);
+    return ABC_OK;
+}
 
 static void model_free(abc_model *m) {
     if (!m) return;
     tokenizer_free(m->tok);
-    free(m->vision_w.blocks);
-    free(m->clip_w.layers);
-    free(m->rope_factors);
+    if (m->family) m->family->free_data(m->family_data);
     free(m->text_w.layers);
     free(m->preset);
     free(m->dtype);
@@ -11269,7 +11903,7 @@ static abc_status model_load(const char *path, const void *data, size_t size, co
     if (!m) return fail(err, ABC_ERR_NOMEM, "out of memory loading '%s'", path ? path : "model data");
     m->params = *params;
     abc_status st = path ? weight_file_open(path, &m->wf, err) : weight_file_borrow(data, size, &m->wf, err);
-    if (st == ABC_OK) st = read_config(m, err);
+    if (st == ABC_OK) st = read_config(m, model_families, N_MODEL_FAMILIES, err);
     if (st == ABC_OK) st = bind_weights(m, err);
     if (st == ABC_OK) st = tokenizer_load(&m->wf, &m->tok, err);
     if (st == ABC_OK && m->text.vocab < 1) st = fail(err, ABC_ERR_FORMAT, "empty vocabulary");
@@ -11283,7 +11917,7 @@ static abc_status model_load(const char *path, const void *data, size_t size, co
 }
 
 /* ================================================================================================
- * 11b. Public API (abc.h): model and context lifetime, prompts, the embedding pipeline
+ * 11e. Public API (abc.h): model and context lifetime, the embedding entry points
  * ================================================================================================ */
 
 #define ABC_MAX_THREADS 1024
@@ -11389,6 +12023,8 @@ const char *abc_model_preset(const abc_model *model) { return model ? model->pre
 
 const char *abc_model_description(const abc_model *model) { return model ? model->description : ""; }
 
+const char *const *abc_model_stages(const abc_model *model) { return model ? model->family->stages : all_stages; }
+
 /* ---- context ---- */
 
 abc_context_params abc_context_default_params(void) {
@@ -11437,340 +12073,6 @@ abc_input abc_input_default(void) {
     return in;
 }
 
-/* ---- the pipeline after tokenization ---- */
-
-/* Hands a stage's array to the callback; a non-zero answer stops the pipeline. */
-static abc_status emit_stage(abc_context *ctx, const char *name, abc_array_dtype dtype, int ndim,
-                             const int64_t *shape, const void *data) {
-    if (!ctx->on_stage) return ABC_OK;
-    if (ctx->on_stage(ctx->on_stage_user, name, dtype, ndim, shape, data) != 0)
-        return fail(&ctx->err, ABC_ERR_STOPPED, "stopped by the stage callback after '%s'", name);
-    return ABC_OK;
-}
-
-/* phi3_v: `n_slots` views of 3×S×S (slot 0 global, then the crops), grid = (1, h_crop, w_crop) with
- * 1 + h·w = n_slots; the -1 image tokens must be whole images' worth, and only with an image. */
-static abc_status check_phi3_image(abc_context *ctx, size_t n_image_tokens, const float *pixels, size_t n_slots,
-                                   const int grid[3]) {
-    const abc_model *m = ctx->model;
-    abc_error *err = &ctx->err;
-    if (!pixels) {
-        if (n_image_tokens)
-            return fail(err, ABC_ERR_PROMPT, "the tokens contain %zu image tokens (-1) but there is no image",
-                        n_image_tokens);
-        return ABC_OK;
-    }
-    if (grid[0] != 1 || grid[1] < 1 || grid[2] < 1 || (int64_t)grid[1] * grid[2] > 4096)
-        return fail(err, ABC_ERR_INVALID_ARG, "image grid (%d, %d, %d) is not (1, h_crop, w_crop) with 1 to 4096 crops",
-                    grid[0], grid[1], grid[2]);
-    if ((uint64_t)grid[1] * (uint64_t)grid[2] + 1 != (uint64_t)n_slots)
-        return fail(err, ABC_ERR_INVALID_ARG, "a %dx%d crop grid needs %lld image slots (global view + crops), not %zu",
-                    grid[1], grid[2], (long long)grid[1] * grid[2] + 1, n_slots);
-    const int64_t per_image = hd_image_token_count(&m->clip, grid[1], grid[2]);
-    if (n_image_tokens == 0 || n_image_tokens % (uint64_t)per_image != 0)
-        return fail(err, ABC_ERR_PROMPT, "the image needs %lld image tokens (-1) per placeholder but the tokens contain %zu",
-                    (long long)per_image, n_image_tokens);
-    return ABC_OK;
-}
-
-/* Checks ids, image and grid against the model before any work. */
-static abc_status check_tokens_and_image(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixels,
-                                         size_t n_patches, const int grid[3]) {
-    const abc_model *m = ctx->model;
-    abc_error *err = &ctx->err;
-    if (n_ids == 0) return fail(err, ABC_ERR_INVALID_ARG, "the prompt has no tokens");
-    if (n_ids > (size_t)m->params.max_tokens)
-        return fail(err, ABC_ERR_TOO_LARGE, "the sequence has %zu tokens, more than the limit of %d", n_ids,
-                    m->params.max_tokens);
-    size_t n_image_tokens = 0;
-    for (size_t i = 0; i < n_ids; i++) {
-        if (m->arch == ARCH_PHI3_V && ids[i] == m->text.image_token) {
-            n_image_tokens++;
-            continue;
-        }
-        if (ids[i] < 0 || ids[i] >= m->text.vocab)
-            return fail(err, ABC_ERR_INVALID_ARG, "token id %d at position %zu is outside the vocabulary (0..%lld)",
-                        (int)ids[i], i, (long long)m->text.vocab - 1);
-    }
-    if (m->arch == ARCH_PHI3_V) return check_phi3_image(ctx, n_image_tokens, pixels, n_patches, grid);
-    if (!pixels) return ABC_OK;
-    const int merge = m->vision.merge_size;
-    if (grid[0] < 1 || grid[1] < 1 || grid[2] < 1 || grid[1] % merge || grid[2] % merge)
-        return fail(err, ABC_ERR_INVALID_ARG, "image grid (%d, %d, %d) is not positive multiples of the merge size %d",
-                    grid[0], grid[1], grid[2], merge);
-    if ((uint64_t)grid[0] * (uint64_t)grid[1] * (uint64_t)grid[2] != (uint64_t)n_patches)
-        return fail(err, ABC_ERR_INVALID_ARG, "image grid (%d, %d, %d) does not hold %zu patches", grid[0], grid[1],
-                    grid[2], n_patches);
-    return ABC_OK;
-}
-
-/* Pooling, head and normalisation of last_hidden [L][H] into out [D]. */
-static abc_status pool_and_head(abc_context *ctx, const int32_t *ids, int64_t L, const float *hidden, float *out) {
-    const abc_model *m = ctx->model;
-    const int H = m->text.hidden;
-    float *pooled = xmalloc((size_t)H * sizeof *pooled);
-    double *acc = xmalloc((size_t)H * sizeof *acc);
-    float *inner = xmalloc((size_t)(m->has_head ? m->head.inner : 1) * sizeof *inner);
-    if (!pooled || !acc || !inner) {
-        free(pooled);
-        free(acc);
-        free(inner);
-        return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for pooling");
-    }
-    if (m->pooling == POOL_LAST) pool_last(hidden, L, H, pooled);
-    else pool_mean_nonzero(hidden, ids, L, H, acc, pooled);
-    if (m->has_head) mlp_head_forward(ctx->pool, &m->head, pooled, H, inner, out);
-    else memcpy(out, pooled, (size_t)H * sizeof *out);
-    if (m->normalize) l2_normalize(out, m->embedding_dim);
-    free(pooled);
-    free(acc);
-    free(inner);
-    return ABC_OK;
-}
-
-/* Position ids: qwen2_vl's multimodal [3][L] (emitted as "position_ids" [3, L]); phi3_v's plain
- * 0..L-1 ([L]), which the rotary tables read as component 0. */
-static abc_status position_ids(abc_context *ctx, const int32_t *ids, int64_t L, const float *pixels,
-                               const int grid[3], int32_t **pos) {
-    const abc_model *m = ctx->model;
-    *pos = xmalloc(3 * (size_t)L * sizeof **pos);
-    if (!*pos) return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for position ids");
-    int64_t shape[2] = {3, L};
-    if (m->arch == ARCH_PHI3_V) {
-        for (int64_t i = 0; i < L; i++) (*pos)[i] = (int32_t)i;
-        shape[0] = L;
-        return emit_stage(ctx, "position_ids", ABC_DTYPE_I32, 1, shape, *pos);
-    }
-    abc_status st = mrope_position_ids(&m->text, ids, L, pixels ? grid : NULL, *pos, &ctx->err);
-    if (st != ABC_OK) return st;
-    return emit_stage(ctx, "position_ids", ABC_DTYPE_I32, 2, shape, *pos);
-}
-
-/* phi3_v: CLIP on the 1 + h·w slots ("clip_patch_features" [slots, grid², C]), then the HD layout and
- * projection into *image [n][H] ("image_features"). */
-static abc_status run_clip(abc_context *ctx, const float *pixels, size_t n_slots, const int grid[3], float **image,
-                           int64_t *n_rows) {
-    const abc_model *m = ctx->model;
-    const clip_config *c = &m->clip;
-    abc_error *err = &ctx->err;
-    const int64_t P = (int64_t)c->grid * c->grid, n = hd_image_token_count(c, grid[1], grid[2]);
-    size_t feature_bytes, image_bytes;
-    float *features = NULL;
-    *image = NULL;
-    if (mul_size(floats_for((int64_t)n_slots * P, c->hidden), sizeof(float), &feature_bytes) &&
-        mul_size(floats_for(n, m->text.hidden), sizeof(float), &image_bytes)) {
-        features = xmalloc_aligned(feature_bytes);
-        *image = xmalloc_aligned(image_bytes);
-    }
-    abc_status st = ABC_OK;
-    if (!features || !*image) st = fail(err, ABC_ERR_NOMEM, "out of memory for the image features");
-    if (st == ABC_OK) st = clip_forward(ctx->pool, c, &m->clip_w, pixels, (int)n_slots, &ctx->ws, features, err);
-    int64_t shape[3] = {(int64_t)n_slots, P, c->hidden};
-    if (st == ABC_OK) st = emit_stage(ctx, "clip_patch_features", ABC_DTYPE_F32, 3, shape, features);
-    if (st == ABC_OK) st = hd_project(ctx->pool, c, &m->clip_w, features, grid[1], grid[2], &ctx->ws, *image, err);
-    shape[0] = n;
-    shape[1] = m->text.hidden;
-    if (st == ABC_OK) st = emit_stage(ctx, "image_features", ABC_DTYPE_F32, 2, shape, *image);
-    free(features);
-    *n_rows = n;
-    return st;
-}
-
-/* The image part: qwen2_vl's ViT + merger ("vision_embeds"), or phi3_v's CLIP + HD layout. */
-static abc_status run_vision(abc_context *ctx, const float *pixels, size_t n_patches, const int grid[3], bool query,
-                             float **image, int64_t *n_rows) {
-    const abc_model *m = ctx->model;
-    if (m->arch == ARCH_PHI3_V) return run_clip(ctx, pixels, n_patches, grid, image, n_rows);
-    const int64_t n_merged = (int64_t)n_patches / (m->vision.merge_size * m->vision.merge_size), H = m->text.hidden;
-    size_t n_bytes;
-    *n_rows = n_merged;
-    if (!mul_size((size_t)n_merged, (size_t)H * sizeof(float), &n_bytes) || !(*image = xmalloc_aligned(n_bytes)))
-        return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the image embeddings");
-    abc_status st = vision_forward(ctx->pool, &m->vision, &m->vision_w, pixels, grid, query, &ctx->ws, *image, &ctx->err);
-    int64_t shape[2] = {n_merged, H};
-    if (st == ABC_OK) st = emit_stage(ctx, "vision_embeds", ABC_DTYPE_F32, 2, shape, *image);
-    return st;
-}
-
-/* ids (image tokens already expanded) + pixel values → embedding, emitting every model stage. */
-static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixels,
-                            size_t n_patches, const int grid[3], bool query, float *out) {
-    const abc_model *m = ctx->model;
-    abc_error *err = &ctx->err;
-    abc_status st = check_tokens_and_image(ctx, ids, n_ids, pixels, n_patches, grid);
-    if (st != ABC_OK) return st;
-    const bool phi3 = m->arch == ARCH_PHI3_V;
-    const int64_t L = (int64_t)n_ids, H = m->text.hidden, D = m->embedding_dim;
-    int64_t n_image_rows = 0;
-    int32_t *pos = NULL;
-    float *image = NULL, *hidden = NULL, *embedding = NULL;
-    size_t n_hidden;
-
-    int64_t shape[2] = {L, H};
-    st = emit_stage(ctx, "input_ids", ABC_DTYPE_I32, 1, shape, ids);
-    if (st == ABC_OK) st = position_ids(ctx, ids, L, pixels, grid, &pos);
-    if (st == ABC_OK && pixels) st = run_vision(ctx, pixels, n_patches, grid, query, &image, &n_image_rows);
-    if (st != ABC_OK) goto done;
-
-    if (!mul_size((size_t)L, (size_t)H * sizeof(float), &n_hidden) || !(hidden = xmalloc_aligned(n_hidden))) {
-        st = fail(err, ABC_ERR_NOMEM, "out of memory for the hidden states of %lld tokens", (long long)L);
-        goto done;
-    }
-    language_embed_inputs(&m->text, &m->text_w, ids, L, image, n_image_rows, hidden);
-    if (phi3) st = emit_stage(ctx, "inputs_embeds", ABC_DTYPE_F32, 2, shape, hidden);
-    if (st == ABC_OK) st = language_decode(ctx->pool, &m->text, &m->text_w, L, pos, query, &ctx->ws, hidden, err);
-    if (st == ABC_OK) st = emit_stage(ctx, phi3 ? "last_hidden_state" : "last_hidden", ABC_DTYPE_F32, 2, shape, hidden);
-    if (st != ABC_OK) goto done;
-
-    embedding = xmalloc((size_t)D * sizeof *embedding);
-    if (!embedding) {
-        st = fail(err, ABC_ERR_NOMEM, "out of memory for the embedding");
-        goto done;
-    }
-    st = pool_and_head(ctx, ids, L, hidden, embedding);
-    if (st != ABC_OK) goto done;
-    shape[0] = D;
-    st = emit_stage(ctx, "embedding", ABC_DTYPE_F32, 1, shape, embedding);
-    if (st != ABC_OK) goto done;
-    memcpy(out, embedding, (size_t)D * sizeof *out);
-done:
-    free(pos);
-    free(image);
-    free(hidden);
-    free(embedding);
-    return st;
-}
-
-/* ---- prompts ---- */
-
-/* A copy of `template` with every "{text}" replaced by `text`. */
-static char *fill_template(const char *template, const char *text) {
-    static const char key[] = "{text}";
-    const size_t key_len = sizeof key - 1, text_len = strlen(text);
-    size_t n_keys = 0;
-    for (const char *p = strstr(template, key); p; p = strstr(p + key_len, key)) n_keys++;
-    const size_t base = strlen(template);
-    if (n_keys && text_len > (SIZE_MAX - base - 1) / n_keys) return NULL;
-    char *out = xmalloc(base - n_keys * key_len + n_keys * text_len + 1), *w = out;
-    if (!out) return NULL;
-    for (const char *p = template;;) {
-        const char *k = strstr(p, key);
-        size_t n = k ? (size_t)(k - p) : strlen(p);
-        memcpy(w, p, n);
-        w += n;
-        if (!k) break;
-        memcpy(w, text, text_len);
-        w += text_len;
-        p = k + key_len;
-    }
-    *w = 0;
-    return out;
-}
-
-/* The prompt for an input: the raw prompt; or the text itself when it already holds the image
- * placeholder (VLM2Vec users write "<|image_pad|> ..." themselves); or the model's template for the
- * inputs present. */
-static char *build_prompt(const abc_model *m, const abc_input *in, bool has_image) {
-    const char *src = NULL;
-    if (in->prompt) src = in->prompt;
-    else if (in->text && strstr(in->text, m->placeholder)) src = in->text;
-    if (src) {
-        size_t n = strlen(src);
-        char *copy = xmalloc(n + 1);
-        if (copy) memcpy(copy, src, n + 1);
-        return copy;
-    }
-    const char *template = has_image ? (in->text ? m->prompt_image_text : m->prompt_image) : m->prompt_text;
-    return fill_template(template, in->text ? in->text : "");
-}
-
-/* Tokenizes the prompt and checks that it has an image placeholder exactly when there is an image. */
-static abc_status tokenize_prompt(abc_context *ctx, const char *prompt, bool has_image, int_vec *ids) {
-    const abc_model *m = ctx->model;
-    abc_error *err = &ctx->err;
-    abc_status st = tokenizer_encode(m->tok, prompt, strlen(prompt), ids, err);
-    if (st != ABC_OK) return st;
-    size_t n_placeholders = 0;
-    for (size_t i = 0; i < ids->len; i++) n_placeholders += ids->data[i] == m->text.image_token;
-    if (has_image && n_placeholders == 0)
-        return fail(err, ABC_ERR_PROMPT, "an image was given but the prompt has no %s for it", m->placeholder);
-    if (!has_image && n_placeholders > 0)
-        return fail(err, ABC_ERR_PROMPT, "the prompt has %s but no image was given", m->placeholder);
-    return ABC_OK;
-}
-
-/* Replaces every image placeholder token by `per_image` image tokens. */
-static abc_status expand_image_tokens(abc_context *ctx, const int_vec *raw, int64_t per_image, int_vec *out) {
-    const abc_model *m = ctx->model;
-    size_t n_placeholders = 0;
-    for (size_t i = 0; i < raw->len; i++) n_placeholders += raw->data[i] == m->text.image_token;
-    const uint64_t total = (uint64_t)(raw->len - n_placeholders) + (uint64_t)n_placeholders * (uint64_t)per_image;
-    if (total > (uint64_t)m->params.max_tokens)
-        return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence would have %llu tokens, more than the limit of %d",
-                    (unsigned long long)total, m->params.max_tokens);
-    for (size_t i = 0; i < raw->len; i++) {
-        int64_t copies = raw->data[i] == m->text.image_token ? per_image : 1;
-        for (int64_t k = 0; k < copies; k++)
-            if (!int_vec_push(out, raw->data[i]))
-                return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
-    }
-    return ABC_OK;
-}
-
-/* ---- images ---- */
-
-static abc_status load_input_image(abc_context *ctx, const abc_input *in, abc_image *img) {
-    const abc_model *m = ctx->model;
-    abc_error *err = &ctx->err;
-    const size_t max_pixels = m->params.max_image_pixels;
-    if (in->image_path) return abc_image_load(in->image_path, max_pixels, img, err);
-    if (in->image_data) return image_decode(in->image_data, in->image_size, max_pixels, img, err);
-    /* a caller's RGB buffer, possibly with padded rows: copy it packed */
-    if (in->rgb_width <= 0 || in->rgb_height <= 0)
-        return fail(err, ABC_ERR_INVALID_ARG, "RGB image size %dx%d is not positive", in->rgb_width, in->rgb_height);
-    const size_t row = (size_t)in->rgb_width * 3, stride = in->rgb_stride ? in->rgb_stride : row;
-    if (stride < row)
-        return fail(err, ABC_ERR_INVALID_ARG, "RGB row stride %zu is less than width·3 = %zu", stride, row);
-    if ((uint64_t)in->rgb_width * (uint64_t)in->rgb_height > (uint64_t)max_pixels)
-        return fail(err, ABC_ERR_TOO_LARGE, "a %dx%d image exceeds the limit of %zu pixels", in->rgb_width,
-                    in->rgb_height, max_pixels);
-    size_t n;
-    if (!mul_size(row, (size_t)in->rgb_height, &n) || !(img->rgb = xmalloc(n)))
-        return fail(err, ABC_ERR_NOMEM, "out of memory copying a %dx%d image", in->rgb_width, in->rgb_height);
-    for (int y = 0; y < in->rgb_height; y++) memcpy(img->rgb + (size_t)y * row, in->rgb + (size_t)y * stride, row);
-    img->width = in->rgb_width;
-    img->height = in->rgb_height;
-    return ABC_OK;
-}
-
-/* Decodes (emitting "decoded"), resizes ("resized") and patches ("pixel_values") the input image. */
-static abc_status prepare_image(abc_context *ctx, const abc_input *in, float **pixels, int64_t *n_patches,
-                                int grid[3]) {
-    abc_image decoded = {0}, resized = {0};
-    abc_status st = load_input_image(ctx, in, &decoded);
-    if (st != ABC_OK) return st;
-    int64_t shape[3] = {decoded.height, decoded.width, 3};
-    st = emit_stage(ctx, "decoded", ABC_DTYPE_U8, 3, shape, decoded.rgb);
-    if (st == ABC_OK)
-        st = preprocess_image(&decoded, &ctx->model->preprocess, &resized, pixels, n_patches, grid, &ctx->err);
-    free(decoded.rgb);
-    if (st != ABC_OK) return st;
-    shape[0] = resized.height;
-    shape[1] = resized.width;
-    st = emit_stage(ctx, "resized", ABC_DTYPE_U8, 3, shape, resized.rgb);
-    free(resized.rgb);
-    if (st == ABC_OK) {
-        shape[0] = *n_patches;
-        shape[1] = ctx->model->vision.patch_dim;
-        st = emit_stage(ctx, "pixel_values", ABC_DTYPE_F32, 2, shape, *pixels);
-    }
-    if (st != ABC_OK) {
-        free(*pixels);
-        *pixels = NULL;
-    }
-    return st;
-}
-
 /* ---- embedding ---- */
 
 static bool role_valid(abc_role role) {
@@ -11783,120 +12085,6 @@ static abc_status check_output(abc_context *ctx, const float *out, size_t out_le
         return fail(&ctx->err, ABC_ERR_INVALID_ARG, "the output buffer holds %zu floats, the embedding has %d", out_len,
                     ctx->model->embedding_dim);
     return ABC_OK;
-}
-
-/* ---- phi3_v: prompt assembly and the HD image ---- */
-
-/* The placeholders in a phi3_v prompt. The processor treats every <|image_N|> as image N; inputs carry
- * one image, so any other N is an error rather than text. */
-static abc_status count_phi3_placeholders(abc_context *ctx, const char *prompt, size_t *n) {
-    static const char tag[] = "<|image_";
-    const char *placeholder = ctx->model->placeholder;
-    *n = 0;
-    for (const char *p = strstr(prompt, tag); p; p = strstr(p + 1, tag)) {
-        const char *q = p + sizeof tag - 1;
-        if (*q < '0' || *q > '9') continue;
-        while (*q >= '0' && *q <= '9') q++;
-        if (q[0] != '|' || q[1] != '>') continue;
-        if (strncmp(p, placeholder, strlen(placeholder)) != 0 || (size_t)(q + 2 - p) != strlen(placeholder))
-            return fail(&ctx->err, ABC_ERR_PROMPT, "the prompt refers to '%.*s' but an input has one image, %s",
-                        (int)MIN(q + 2 - p, 32), p, placeholder);
-        (*n)++;
-    }
-    return ABC_OK;
-}
-
-/* Phi-3-V's processor: the prompt split on the placeholder; every chunk (empty ones too) becomes
- * [<s>] + its tokens, and each placeholder `per_image` image tokens (-1). */
-static abc_status phi3_prompt_ids(abc_context *ctx, const char *prompt, int64_t per_image, int_vec *ids) {
-    const abc_model *m = ctx->model;
-    const char *placeholder = m->placeholder;
-    const size_t placeholder_len = strlen(placeholder);
-    const int32_t bos = tokenizer_bos_id(m->tok) >= 0 ? tokenizer_bos_id(m->tok) : m->bos_token;
-    for (const char *chunk = prompt;;) {
-        const char *end = strstr(chunk, placeholder);
-        const size_t len = end ? (size_t)(end - chunk) : strlen(chunk);
-        if (!int_vec_push(ids, bos)) return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
-        abc_status st = tokenizer_encode(m->tok, chunk, len, ids, &ctx->err);
-        if (st != ABC_OK) return st;
-        if (!end) break;
-        if ((uint64_t)ids->len + (uint64_t)per_image > (uint64_t)m->params.max_tokens)
-            return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence would have more than %d tokens",
-                        m->params.max_tokens);
-        for (int64_t k = 0; k < per_image; k++)
-            if (!int_vec_push(ids, m->text.image_token))
-                return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
-        chunk = end + placeholder_len;
-    }
-    if (ids->len > (size_t)m->params.max_tokens)
-        return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence has %zu tokens, more than the limit of %d", ids->len,
-                    m->params.max_tokens);
-    return ABC_OK;
-}
-
-/* Decodes ("decoded"), applies the HD transform ("hd_image", "image_sizes" = the padded image's
- * (height, width), "pixel_values" [slots, 3, S, S]); grid = (1, h_crop, w_crop). */
-static abc_status prepare_hd_image(abc_context *ctx, const abc_input *in, float **pixels, size_t *n_slots,
-                                   int grid[3]) {
-    const abc_model *m = ctx->model;
-    abc_image decoded = {0}, hd = {0};
-    int h_crop = 0, w_crop = 0;
-    abc_status st = load_input_image(ctx, in, &decoded);
-    if (st != ABC_OK) return st;
-    int64_t shape[4] = {decoded.height, decoded.width, 3, 0};
-    st = emit_stage(ctx, "decoded", ABC_DTYPE_U8, 3, shape, decoded.rgb);
-    if (st == ABC_OK) st = preprocess_hd_image(&decoded, &m->hd, &hd, pixels, &h_crop, &w_crop, &ctx->err);
-    free(decoded.rgb);
-    if (st == ABC_OK) {
-        shape[0] = hd.height;
-        shape[1] = hd.width;
-        st = emit_stage(ctx, "hd_image", ABC_DTYPE_U8, 3, shape, hd.rgb);
-    }
-    if (st == ABC_OK) {
-        const int32_t sizes[2] = {hd.height, hd.width};
-        shape[0] = 2;
-        st = emit_stage(ctx, "image_sizes", ABC_DTYPE_I32, 1, shape, sizes);
-    }
-    if (st == ABC_OK) {
-        *n_slots = 1 + (size_t)h_crop * (size_t)w_crop;
-        shape[0] = (int64_t)*n_slots;
-        shape[1] = 3;
-        shape[2] = shape[3] = m->hd.crop_size;
-        st = emit_stage(ctx, "pixel_values", ABC_DTYPE_F32, 4, shape, *pixels);
-    }
-    free(hd.rgb);
-    grid[0] = 1;
-    grid[1] = h_crop;
-    grid[2] = w_crop;
-    if (st != ABC_OK) {
-        free(*pixels);
-        *pixels = NULL;
-    }
-    return st;
-}
-
-static abc_status embed_phi3(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, float *out) {
-    const abc_model *m = ctx->model;
-    size_t n_placeholders;
-    abc_status st = count_phi3_placeholders(ctx, prompt, &n_placeholders);
-    if (st != ABC_OK) return st;
-    if (has_image && n_placeholders == 0)
-        return fail(&ctx->err, ABC_ERR_PROMPT, "an image was given but the prompt has no %s for it", m->placeholder);
-    if (!has_image && n_placeholders > 0)
-        return fail(&ctx->err, ABC_ERR_PROMPT, "the prompt has %s but no image was given", m->placeholder);
-    float *pixels = NULL;
-    size_t n_slots = 0;
-    int grid[3] = {0, 0, 0};
-    int_vec raw = {0}, ids = {0};
-    st = phi3_prompt_ids(ctx, prompt, 1, &raw); /* one -1 per placeholder: prompt errors before image work */
-    if (st == ABC_OK && has_image) st = prepare_hd_image(ctx, in, &pixels, &n_slots, grid);
-    if (st == ABC_OK)
-        st = expand_image_tokens(ctx, &raw, has_image ? hd_image_token_count(&m->clip, grid[1], grid[2]) : 1, &ids);
-    if (st == ABC_OK) st = run_model(ctx, ids.data, ids.len, pixels, n_slots, grid, false, out);
-    free(pixels);
-    int_vec_free(&raw);
-    int_vec_free(&ids);
-    return st;
 }
 
 static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out, size_t out_len) {
@@ -11916,26 +12104,8 @@ static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out,
 
     char *prompt = build_prompt(m, in, has_image);
     if (!prompt) return fail(err, ABC_ERR_NOMEM, "out of memory building the prompt");
-    if (m->arch == ARCH_PHI3_V) {
-        st = embed_phi3(ctx, in, prompt, has_image, out);
-        free(prompt);
-        return st;
-    }
-    int_vec raw = {0}, ids = {0};
-    st = tokenize_prompt(ctx, prompt, has_image, &raw); /* prompt errors come before any image work */
+    st = m->family->embed(ctx, in, prompt, has_image, query && m->family->query_adapter, out);
     free(prompt);
-    float *pixels = NULL;
-    int64_t n_patches = 0;
-    int grid[3] = {0, 0, 0};
-    if (st == ABC_OK && has_image) st = prepare_image(ctx, in, &pixels, &n_patches, grid);
-    if (st == ABC_OK) {
-        const int group = m->vision.merge_size * m->vision.merge_size;
-        st = expand_image_tokens(ctx, &raw, has_image ? n_patches / group : 1, &ids);
-    }
-    if (st == ABC_OK) st = run_model(ctx, ids.data, ids.len, pixels, (size_t)n_patches, grid, query, out);
-    free(pixels);
-    int_vec_free(&raw);
-    int_vec_free(&ids);
     return st;
 }
 
@@ -11983,7 +12153,7 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
         return fail(err, ABC_ERR_INVALID_ARG, "pixel_values and n_patches (%zu) disagree", n_patches);
     if (pixel_values && !grid_thw) return fail(err, ABC_ERR_INVALID_ARG, "pixel values need grid_thw");
     bool query = role == ABC_ROLE_QUERY;
-    if (role == ABC_ROLE_AUTO && n_ids && ctx->model->arch != ARCH_PHI3_V) { /* phi3_v has no query adapter */
+    if (role == ABC_ROLE_AUTO && n_ids && ctx->model->family->query_adapter) {
         st = tokens_are_query(ctx, ids, n_ids, pixel_values != NULL, &query);
         if (st != ABC_OK) return st;
     }

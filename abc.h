@@ -105,6 +105,8 @@ ABC_API int abc_model_embedding_dim(const abc_model *model);
 ABC_API const char *abc_model_preset(const abc_model *model);
 /* Human-readable multi-line description (architecture, sizes, dtypes). Owned by the model. */
 ABC_API const char *abc_model_description(const abc_model *model);
+/* The stages `model` emits, in order, NULL-terminated; with NULL, every stage of every family. */
+ABC_API const char *const *abc_model_stages(const abc_model *model);
 
 /* ---- tokenizer -------------------------------------------------------------------------------- */
 
@@ -134,14 +136,25 @@ ABC_API void abc_image_free(abc_image *image);
 
 typedef enum { ABC_DTYPE_F32 = 0, ABC_DTYPE_U8 = 1, ABC_DTYPE_I32 = 2 } abc_array_dtype;
 
-/* Called after each pipeline stage with its array (names as in SPEC section 7: "decoded",
- * "resized", "pixel_values", "input_ids", "position_ids", "vision_embeds", "last_hidden",
- * "embedding"). Phi-3.5-V models (architecture phi3_v) use the names of their fixture: "decoded",
- * "hd_image" (u8 [h,w,3], the padded HD image), "pixel_values" (f32 [slots,3,336,336]), "image_sizes"
- * (i32 [2]), "input_ids" (i32 [L], -1 at image tokens), "position_ids" (i32 [L]),
- * "clip_patch_features" (f32 [slots,576,C]), "image_features" (f32 [n,hidden]), "inputs_embeds",
- * "last_hidden_state" (f32 [L,hidden]), "embedding". Return non-zero to stop: abc_embed then returns
- * ABC_ERR_STOPPED. */
+/* Pipeline stages: the names the stage callback receives and `abc embed --dump DIR` writes as
+ * DIR/<name>.npy. Which stages run, and in which order, depends on the model's family:
+ * abc_model_stages(model) lists them. */
+#define ABC_STAGE_DECODED        "decoded"             /* u8 [h, w, 3]: the image as decoded */
+#define ABC_STAGE_RESIZED        "resized"             /* qwen2_vl: u8 [h', w', 3] after smart_resize */
+#define ABC_STAGE_HD_IMAGE       "hd_image"            /* phi3_v: u8 [h', w', 3], the padded HD image */
+#define ABC_STAGE_IMAGE_SIZES    "image_sizes"         /* phi3_v: i32 [2], hd_image's (height, width) */
+#define ABC_STAGE_PIXEL_VALUES   "pixel_values"        /* f32 [patches, 1176]; phi3_v [slots, 3, 336, 336] */
+#define ABC_STAGE_INPUT_IDS      "input_ids"           /* i32 [L], image tokens expanded (phi3_v: -1) */
+#define ABC_STAGE_POSITION_IDS   "position_ids"        /* i32 [3, L] (qwen2_vl M-RoPE) or [L] */
+#define ABC_STAGE_VISION_EMBEDS  "vision_embeds"       /* qwen2_vl: f32 [merged patches, hidden] */
+#define ABC_STAGE_CLIP_FEATURES  "clip_patch_features" /* phi3_v: f32 [slots, 576, C] */
+#define ABC_STAGE_IMAGE_FEATURES "image_features"      /* phi3_v: f32 [image tokens, hidden] */
+#define ABC_STAGE_INPUTS_EMBEDS  "inputs_embeds"       /* phi3_v: f32 [L, hidden], the decoder's input */
+#define ABC_STAGE_LAST_HIDDEN    "last_hidden"         /* f32 [L, hidden], after the final norm */
+#define ABC_STAGE_EMBEDDING      "embedding"           /* f32 [D], the result */
+
+/* Called after each pipeline stage with its array (ABC_STAGE_* names). Return non-zero to stop:
+ * abc_embed then returns ABC_ERR_STOPPED. */
 typedef int (*abc_stage_callback)(void *user, const char *name, abc_array_dtype dtype, int ndim,
                                   const int64_t *shape, const void *data);
 

@@ -8,7 +8,7 @@
  * (abc_model_load, abc_context_new, abc_embed) and times the stages with the stage callback: each
  * stage's time runs from the previous callback (or the start of abc_embed) to its own. The vision
  * tower is "vision_embeds" (qwen2_vl) or "clip_patch_features" + "image_features" (phi3_v); the
- * language-model prefill is "last_hidden" (qwen2_vl) or "inputs_embeds" + "last_hidden_state"
+ * language-model prefill is "last_hidden" (qwen2_vl) or "inputs_embeds" + "last_hidden"
  * (phi3_v); the whole embedding is the abc_embed call. Per thread count, one untimed warm-up run
  * (the first one faults the mapped weights in) and then the best of --runs runs. --no-image embeds the
  * text alone (a text candidate: no vision tower).
@@ -45,7 +45,7 @@ typedef enum { PART_OTHER, PART_VISION, PART_PREFILL } stage_part;
 
 static stage_part part_of(const char *stage) {
     static const char *const vision[] = {"vision_embeds", "clip_patch_features", "image_features"};
-    static const char *const prefill[] = {"inputs_embeds", "last_hidden", "last_hidden_state"};
+    static const char *const prefill[] = {ABC_STAGE_INPUTS_EMBEDS, ABC_STAGE_LAST_HIDDEN};
     for (size_t i = 0; i < sizeof vision / sizeof vision[0]; i++)
         if (strcmp(stage, vision[i]) == 0) return PART_VISION;
     for (size_t i = 0; i < sizeof prefill / sizeof prefill[0]; i++)

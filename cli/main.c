@@ -19,13 +19,6 @@
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
-/* qwen2_vl's stages, then those only phi3_v has (the names of its fixture). */
-static const char *const stage_names[] = {"decoded",      "resized",       "pixel_values",
-                                          "input_ids",    "position_ids",  "vision_embeds",
-                                          "last_hidden",  "embedding",     "hd_image",
-                                          "image_sizes",  "clip_patch_features", "image_features",
-                                          "inputs_embeds", "last_hidden_state"};
-
 static void print_main_usage(FILE *f) {
     fputs("usage: abc <command> [options]\n"
           "\n"
@@ -55,12 +48,8 @@ static void print_embed_usage(FILE *f) {
           "  -o, --output OUT.npy  write the embedding as float32 .npy, shape [D]; without -o the\n"
           "                        vector is printed on stdout, one line, values as %.9g\n"
           "  --threads N           worker threads, 1..1024 (default: all online CPUs)\n"
-          "  --dump DIR            write every stage that ran as DIR/<stage>.npy: decoded, resized,\n"
-          "                        pixel_values, input_ids, position_ids, vision_embeds,\n"
-          "                        last_hidden, embedding; phi3_v: decoded, hd_image, pixel_values\n"
-          "                        [slots,3,336,336], image_sizes, input_ids (-1 = image token),\n"
-          "                        position_ids [L], clip_patch_features, image_features,\n"
-          "                        inputs_embeds, last_hidden_state, embedding\n"
+          "  --dump DIR            write every stage that ran as DIR/<stage>.npy (the model's\n"
+          "                        stages, in order: 'abc info -m MODEL'; shapes: abc.h ABC_STAGE_*)\n"
           "  --stop-after STAGE    stop after STAGE (one of the names above, or 'preprocess' =\n"
           "                        pixel_values; position_ids when there is no image)\n"
           "  --num-crops N         phi3_v: most 336x336 crops per image, 1..4096 (default: the\n"
@@ -179,8 +168,8 @@ static bool parse_grid(const char *s, int grid[3]) {
 }
 
 static bool is_stage_name(const char *s) {
-    for (size_t k = 0; k < sizeof stage_names / sizeof stage_names[0]; k++)
-        if (strcmp(s, stage_names[k]) == 0) return true;
+    for (const char *const *name = abc_model_stages(NULL); *name; name++)
+        if (strcmp(s, *name) == 0) return true;
     return false;
 }
 
@@ -437,7 +426,7 @@ static int cmd_embed(int argc, char **argv) {
     if (o.stop_after) {
         bool has_image = o.image || o.pixel_values;
         if (strcmp(o.stop_after, "preprocess") == 0)
-            sink.stop_stage = has_image ? "pixel_values" : "position_ids";
+            sink.stop_stage = has_image ? ABC_STAGE_PIXEL_VALUES : ABC_STAGE_POSITION_IDS;
         else
             sink.stop_stage = o.stop_after;
     }
@@ -645,7 +634,9 @@ static int cmd_info(int argc, char **argv) {
     if (desc && *desc && desc[strlen(desc) - 1] != '\n') putchar('\n');
     printf("file: %s", model_path);
     if (stat(model_path, &st) == 0) printf(" (%lld bytes)", (long long)st.st_size);
-    printf("\npreset: %s\nembedding dim: %d\n", abc_model_preset(model), abc_model_embedding_dim(model));
+    printf("\npreset: %s\nembedding dim: %d\nstages:", abc_model_preset(model), abc_model_embedding_dim(model));
+    for (const char *const *name = abc_model_stages(model); *name; name++) printf(" %s", *name);
+    putchar('\n');
     if (fflush(stdout) != 0 || ferror(stdout)) rc = report_io("cannot write to standard output");
     abc_model_free(model);
     return rc;

@@ -83,14 +83,14 @@ else
 fi
 
 # phi3_v (Phi-3.5-V): the stages of its fixture names count as vision (clip_patch_features, image_features)
-# and prefill (inputs_embeds, last_hidden_state)
+# and prefill (inputs_embeds, last_hidden)
 PHI=build/tiny-phi3v.abc
 if [ -f "$PHI" ]; then
     if "$BENCH" -m "$PHI" --threads 1 --runs 1 --json --quiet >"$TMP/phi.json" 2>"$TMP/phi.err"; then
         ok
         has "phi3_v: architecture" "$TMP/phi.json" '"architecture": "phi3_v"'
         has "phi3_v: crops" "$TMP/phi.json" '"clip_crops": [1-9][0-9]*,'
-        has "phi3_v: stages" "$TMP/phi.json" '"clip_patch_features": [0-9.]+, "image_features": [0-9.]+, "inputs_embeds": [0-9.]+, "last_hidden_state": [0-9.]+'
+        has "phi3_v: stages" "$TMP/phi.json" '"clip_patch_features": [0-9.]+, "image_features": [0-9.]+, "inputs_embeds": [0-9.]+, "last_hidden": [0-9.]+'
         # non-zero (seconds under emulation: tests/cross/run_cross.sh)
         has "phi3_v: vision time" "$TMP/phi.json" '"vision_s": ([1-9][0-9]*\.[0-9]+|0\.[0-9]*[1-9])'
     elif grep -q "not implemented yet" "$TMP/phi.err"; then

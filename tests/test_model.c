@@ -129,7 +129,7 @@ static float *case_pixels(const model_case *c, const abc_model *m, int64_t *n_pa
     CHECK(st == ABC_OK, "%s: %s", path, err.message);
     if (st != ABC_OK) return NULL;
     float *pv = NULL;
-    st = preprocess_image(&img, &m->preprocess, NULL, &pv, n_patches, grid, &err);
+    st = preprocess_image(&img, &qwen2vl_of(m)->preprocess, NULL, &pv, n_patches, grid, &err);
     abc_image_free(&img);
     CHECK(st == ABC_OK, "%s: preprocess: %s", path, err.message);
     return pv;
@@ -499,6 +499,16 @@ static void test_stage_callback(void) {
         abc_context_free(ctx);
         capture_free(&cap);
     }
+    /* the family's stage list is exactly what ran, in order; the list of all stages holds them too */
+    const char *const *listed = abc_model_stages(g_vlm2vec);
+    int n_listed = 0;
+    for (; listed[n_listed]; n_listed++) {
+        CHECK(n_listed < 8 && !strcmp(listed[n_listed], stops[n_listed]), "stage %d: %s", n_listed, listed[n_listed]);
+        bool found = false;
+        for (const char *const *all = abc_model_stages(NULL); *all; all++) found |= !strcmp(*all, listed[n_listed]);
+        CHECK(found, "%s missing from abc_model_stages(NULL)", listed[n_listed]);
+    }
+    CHECK(n_listed == 8, "%d stages listed", n_listed);
 }
 
 /* M-RoPE ids under both rules, on a made-up 4×6 patch grid (2×3 merged, 6 image tokens). */

@@ -43,7 +43,7 @@ static int32_t *ids_of(const test_npy *a) {
 /* ---- the image token count and the HD layout ---- */
 
 static void test_image_token_count(void) {
-    const clip_config *c = &g_model->clip;
+    const clip_config *c = &phi3v_of(g_model)->clip;
     CHECK(c->grid == 24 && c->hidden == 32 && c->n_layers == 2, "tiny CLIP: grid %d width %d layers %d", c->grid,
           c->hidden, c->n_layers);
     /* the fixture's cases (manifest n_image_tokens) and the formula (h·w + 1)·144 + 1 + (h + 1)·12 */
@@ -118,7 +118,7 @@ static void test_clip_global_view(void) {
         CHECK(false, "fixture arrays missing");
         return;
     }
-    const clip_config *c = &g_model->clip;
+    const clip_config *c = &phi3v_of(g_model)->clip;
     const size_t P = (size_t)c->grid * c->grid;
     CHECK(pv.count == (size_t)3 * 336 * 336 && ref.shape[1] == (int64_t)P && ref.shape[2] == c->hidden, "shapes");
     thread_pool *pool = NULL;
@@ -126,7 +126,7 @@ static void test_clip_global_view(void) {
     workspace ws = {0};
     float *features = malloc(P * c->hidden * sizeof *features);
     abc_error err = {0};
-    CHECK(clip_forward(pool, c, &g_model->clip_w, pv.data, 1, &ws, features, &err) == ABC_OK, "%s", err.message);
+    CHECK(clip_forward(pool, c, &phi3v_of(g_model)->clip_w, pv.data, 1, &ws, features, &err) == ABC_OK, "%s", err.message);
     test_diff d = test_compare_f32(features, ref.data, P * c->hidden);
     printf("  clip_patch_features (rocket, global view): max|d| %.3g, max|ref| %.3g\n", d.max_abs, d.max_ref);
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "max|d| %.3g > 1e-4 * %.3g", d.max_abs, d.max_ref);
@@ -149,14 +149,14 @@ static void test_page_from_clip_features(void) {
     }
     const abc_model *m = g_model;
     const int H = m->text.hidden;
-    const int64_t n = hd_image_token_count(&m->clip, 1, 2), L = (int64_t)ids_ref.count;
+    const int64_t n = hd_image_token_count(&phi3v_of(m)->clip, 1, 2), L = (int64_t)ids_ref.count;
     CHECK(feats.shape[0] == n && feats.shape[1] == H, "image_features shape");
     thread_pool *pool = NULL;
     CHECK(thread_pool_new(2, &pool) == ABC_OK, "pool");
     workspace ws = {0};
     abc_error err = {0};
     float *image = malloc((size_t)n * H * sizeof *image), *x = malloc((size_t)L * H * sizeof *x);
-    CHECK(hd_project(pool, &m->clip, &m->clip_w, clip.data, 1, 2, &ws, image, &err) == ABC_OK, "%s", err.message);
+    CHECK(hd_project(pool, &phi3v_of(m)->clip, &phi3v_of(m)->clip_w, clip.data, 1, 2, &ws, image, &err) == ABC_OK, "%s", err.message);
     test_diff d = test_compare_f32(image, feats.data, (size_t)n * H);
     printf("  image_features (page): max|d| %.3g, max|ref| %.3g\n", d.max_abs, d.max_ref);
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "image_features max|d| %.3g", d.max_abs);
@@ -424,7 +424,8 @@ static void test_long_factor_decoder(void) {
 
 typedef struct {
     int calls;
-    bool saw_inputs_embeds, saw_last_hidden_state, saw_position_ids;
+    bool saw_inputs_embeds, saw_last_hidden, saw_position_ids;
+    bool in_family_list; /* every emitted stage is one abc_model_stages(g_model) lists */
 } stage_log;
 
 static int log_stage(void *user, const char *name, abc_array_dtype dtype, int ndim, const int64_t *shape,
@@ -432,9 +433,12 @@ static int log_stage(void *user, const char *name, abc_array_dtype dtype, int nd
     stage_log *log = user;
     (void)dtype, (void)data;
     log->calls++;
-    if (!strcmp(name, "inputs_embeds")) log->saw_inputs_embeds = ndim == 2;
-    if (!strcmp(name, "last_hidden_state")) log->saw_last_hidden_state = ndim == 2;
-    if (!strcmp(name, "position_ids")) log->saw_position_ids = ndim == 1 && shape[0] > 0;
+    bool listed = false;
+    for (const char *const *s = abc_model_stages(g_model); *s; s++) listed |= !strcmp(*s, name);
+    log->in_family_list = (log->calls == 1 || log->in_family_list) && listed;
+    if (!strcmp(name, ABC_STAGE_INPUTS_EMBEDS)) log->saw_inputs_embeds = ndim == 2;
+    if (!strcmp(name, ABC_STAGE_LAST_HIDDEN)) log->saw_last_hidden = ndim == 2;
+    if (!strcmp(name, ABC_STAGE_POSITION_IDS)) log->saw_position_ids = ndim == 1 && shape[0] > 0;
     return 0;
 }
 
@@ -465,7 +469,8 @@ static void test_embed_tokens_text(void) {
         test_npy_free(&ids_ref);
         test_npy_free(&emb);
     }
-    CHECK(log.saw_inputs_embeds && log.saw_last_hidden_state && log.saw_position_ids, "phi3_v stages emitted");
+    CHECK(log.saw_inputs_embeds && log.saw_last_hidden && log.saw_position_ids && log.in_family_list,
+          "phi3_v stages emitted (and listed by abc_model_stages)");
     abc_context_free(ctx);
 }
 
@@ -544,13 +549,13 @@ static void test_num_crops_param(void) {
     const char *path = getenv("ABC_PHI3V_MODEL") ? getenv("ABC_PHI3V_MODEL") : "build/tiny-phi3v.abc";
     abc_model_params p = abc_model_default_params();
     CHECK(p.num_crops == 0, "default num_crops 0 (the file's)");
-    CHECK(g_model->hd.num_crops == 4 && g_model->hd.crop_size == 336, "file's num_crops %d", g_model->hd.num_crops);
+    CHECK(phi3v_of(g_model)->hd.num_crops == 4 && phi3v_of(g_model)->hd.crop_size == 336, "file's num_crops %d", phi3v_of(g_model)->hd.num_crops);
     p.num_crops = 16;
     abc_model *m = NULL;
     abc_error err = {0};
     CHECK(abc_model_load(path, &p, &m, &err) == ABC_OK, "%s", err.message);
     if (m) {
-        CHECK(m->hd.num_crops == 16, "override: %d", m->hd.num_crops);
+        CHECK(phi3v_of(m)->hd.num_crops == 16, "override: %d", phi3v_of(m)->hd.num_crops);
         CHECK(strstr(abc_model_description(m), "phi3_v") && strstr(abc_model_description(m), "16 crops"),
               "description: %s", abc_model_description(m));
     }

@@ -9,7 +9,7 @@
 # (int32 dump vs the processor's int64 [1,S], -1 at image tokens, <s> before every text chunk),
 # image_sizes identical, clip_patch_features and image_features within 1e-4·max|ref| (the reference
 # holds num_crops+1 slots, zero padding included: the used prefix is compared), inputs_embeds within
-# 1e-4, last_hidden_state within 5e-4·max|ref|, the embedding cos ≥ 0.99999 and max|Δ| ≤ 1e-4.
+# 1e-4, last_hidden (the fixture's last_hidden_state) within 5e-4·max|ref|, the embedding cos ≥ 0.99999 and max|Δ| ≤ 1e-4.
 # The page case's source image is not in the shared fixture; tests/fixtures/phi35v-tiny/page_hd.png is
 # its padded 336x672 HD image recovered from the reference crops (tests/gen_phi35v_hd_fixtures.py). At that
 # size the HD resize is the identity (scale 2, 672 wide) and no padding is added, so running it end to end
@@ -56,7 +56,7 @@ compare_case() {
         compare "$name/image_features" --rel 1e-4 "$dump/image_features.npy" "$REF/${name}__image_features.npy"
     fi
     compare "$name/inputs_embeds" --rel 1e-4 "$dump/inputs_embeds.npy" "$REF/${name}__inputs_embeds.npy"
-    compare "$name/last_hidden_state" --rel 5e-4 "$dump/last_hidden_state.npy" "$REF/${name}__last_hidden_state.npy"
+    compare "$name/last_hidden" --rel 5e-4 "$dump/last_hidden.npy" "$REF/${name}__last_hidden_state.npy"
     compare "$name/embedding" --cos 0.99999 --abs 1e-4 "$dump/embedding.npy" "$REF/${name}__embedding.npy"
 }
 

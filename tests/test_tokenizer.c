@@ -953,7 +953,7 @@ static void test_public_api(void) {
     memset(&params, 0, sizeof params);
     abc_model *model = NULL;
     abc_error err;
-    abc_status st = model_load(TINY_MODEL, &params, &model, &err);
+    abc_status st = model_load(TINY_MODEL, NULL, 0, &params, &model, &err);
     CHECK(st == ABC_OK, "model_load: %s", err.message);
     if (st != ABC_OK) return;
     const char *text = "<|im_start|>user\nHello world<|im_end|>";
