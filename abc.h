@@ -108,7 +108,7 @@ void abc_image_free(abc_image *image);
 
 typedef enum { ABC_DTYPE_F32 = 0, ABC_DTYPE_U8 = 1, ABC_DTYPE_I32 = 2 } abc_array_dtype;
 
-/* Called after each pipeline stage with its array (names as in SPEC section 7: "decoded",
+/* Called after each pipeline stage with its array (names as in docs/testing.md#command-line-and-dump-contract: "decoded",
  * "resized", "pixel_values", "input_ids", "position_ids", "vision_embeds", "last_hidden",
  * "embedding"). Phi-3.5-V models (architecture phi3_v) use the names of their fixture: "decoded",
  * "hd_image" (u8 [h,w,3], the padded HD image), "pixel_values" (f32 [slots,3,336,336]), "image_sizes"
@@ -158,7 +158,7 @@ abc_input abc_input_default(void);
 abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len);
 
 /* Lower level: token ids and pixel values prepared by the caller. `pixel_values` is
- * [n_patches][1176] in the patch order of SPEC 4.5 (NULL when there is no image), `grid_thw` the
+ * [n_patches][1176] in the patch order of docs/image-pipeline.md#patches (NULL when there is no image), `grid_thw` the
  * patch grid (t, h, w) with t·h·w == n_patches. Image tokens in `ids` must number n_patches/4.
  * phi3_v: `pixel_values` is [n_patches][3][336][336], the image slots (global view, then the crops
  * row-major; no zero padding slots), `grid_thw` = (1, h_crop, w_crop) with n_patches = 1 + h·w;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # build/abc-synth (tools/synth.c) on a small configuration: its files must be byte-identical to those
-# shared/tools/synth_weights.py writes for the same config (SHA-256s recorded from the Python writer),
+# the reference Python writer writes for the same config (SHA-256s recorded from it; the rule is
+# docs/testing.md#synthetic-full-size-checkpoints),
 # independent of the thread count; bad invocations must fail with a clear message.
 # (The full-size 2B check, against hashes from the Python writer too, is in tests/full/test_full_2b.sh.)
 set -u
