@@ -177,8 +177,8 @@ build/tiny-phi3v.abc: abc-convert $(PHI3_TINY)/config.json $(PHI3_TINY)/preproce
 test: build/tiny-phi3v.abc
 
 # ---- synthetic checkpoints / test-full ----
-# build/abc-synth writes the synthetic Qwen2-VL checkpoints of SPEC 10 (bit-identical to
-# shared/tools/synth_weights.py); test-full runs the full-size 2B parity cases (slow, several GB of
+# build/abc-synth writes the synthetic Qwen2-VL checkpoints of docs/testing.md#synthetic-full-size-checkpoints
+# (bit-identical to the reference Python writer); test-full runs the full-size 2B parity cases (slow, several GB of
 # disk in build/synth-2b; not part of `make test`); bench-model times one embedding at full size.
 build/abc-synth: tools/synth.c model_convert/json.c model_convert/json.h
 	@mkdir -p build

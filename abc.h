@@ -197,7 +197,7 @@ ABC_API abc_input abc_input_default(void);
 ABC_API abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len);
 
 /* Lower level: token ids and pixel values prepared by the caller. `pixel_values` is
- * [n_patches][1176] in the patch order of SPEC 4.5 (NULL when there is no image), `grid_thw` the
+ * [n_patches][1176] in the patch order of docs/image-pipeline.md#patches (NULL when there is no image), `grid_thw` the
  * patch grid (t, h, w) with t·h·w == n_patches. Image tokens in `ids` must number n_patches/4.
  * phi3_v: `pixel_values` is [n_patches][3][336][336], the image slots (global view, then the crops
  * row-major; no zero padding slots), `grid_thw` = (1, h_crop, w_crop) with n_patches = 1 + h·w;

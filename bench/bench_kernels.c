@@ -11,6 +11,7 @@
 #ifdef BENCH_OPENBLAS
 #include <cblas.h>
 void openblas_set_num_threads(int num_threads);
+char *openblas_get_corename(void);
 #endif
 
 static double seconds_now(void) {
@@ -219,6 +220,9 @@ int main(int argc, char **argv) {
     }
 #ifdef BENCH_OPENBLAS
     const bool have_blas = true;
+    /* The kernel set OpenBLAS runs: a ratio to OpenBLAS means little without it (OPENBLAS_CORETYPE=Haswell
+     * runs its AVX2 kernels even on an AVX-512 CPU). */
+    const char *blas_core = openblas_get_corename(), *blas_env = getenv("OPENBLAS_CORETYPE");
 #else
     const bool have_blas = false;
 #endif
@@ -244,11 +248,22 @@ int main(int argc, char **argv) {
 
     double peak_per_thread = measure_peak_per_thread(path);
     int64_t q8_quantized_in = 0; /* w_q8 holds the q8 image of w (strips, section 3) for this shape */
-    if (json)
+    if (json) {
         printf("{\n  \"cpu\": \"%s\",\n  \"path\": \"%s\",\n  \"online_cpus\": %d,\n  \"peak_gflops_per_thread\": %.2f,\n"
-               "  \"openblas\": %s,\n  \"results\": [\n",
+               "  \"openblas\": %s,\n",
                cpu, kernel_path_name(path), online_cpus(), peak_per_thread, have_blas ? "true" : "false");
-    else printf("cpu: %s\npath: %s\n", cpu, kernel_path_name(path));
+#ifdef BENCH_OPENBLAS
+        printf("  \"openblas_core\": \"%s\",\n  \"openblas_coretype_env\": \"%s\",\n", blas_core ? blas_core : "?",
+               blas_env ? blas_env : "");
+#endif
+        printf("  \"results\": [\n");
+    } else {
+        printf("cpu: %s\npath: %s\n", cpu, kernel_path_name(path));
+#ifdef BENCH_OPENBLAS
+        printf("openblas: %s kernels (OPENBLAS_CORETYPE %s%s)\n", blas_core ? blas_core : "?",
+               blas_env ? "= " : "unset", blas_env ? blas_env : "");
+#endif
+    }
     bool first = true;
     for (int ti = 0; ti < n_threads; ti++) {
         thread_pool *pool = NULL;

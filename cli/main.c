@@ -1,4 +1,4 @@
-/* main.c — the `abc` command line: embed, tokenize, info (SPEC section 7; README "Command line").
+/* main.c — the `abc` command line: embed, tokenize, info (docs/testing.md#command-line-and-dump-contract; README "Command line").
  *
  * Exit status: 0 success, 1 the library or a file operation failed (message on stderr:
  * "abc: error: <status>: <message>"), 2 usage error (bad or missing arguments).
@@ -56,7 +56,7 @@ static void print_embed_usage(FILE *f) {
           "                        model file's, 4 for VLM2Vec)\n"
           "debugging (feeds abc_embed_tokens, bypassing tokenizer and image pipeline):\n"
           "  --input-ids IDS.npy   int32/int64 token ids, shape [L] or [1,L]\n"
-          "  --pixel-values PV.npy float32 patches, shape [N,1176] (SPEC 4.5 order); phi3_v: image\n"
+          "  --pixel-values PV.npy float32 patches, shape [N,1176] (merge-group order); phi3_v: image\n"
           "                        slots [S,3,336,336] or [1,S,3,336,336] (global view, then the crops;\n"
           "                        slots beyond 1+H*W, the processor's zero padding, are ignored)\n"
           "  --grid T,H,W          patch grid of --pixel-values (T*H*W == N); phi3_v: 1,H_CROP,W_CROP\n",

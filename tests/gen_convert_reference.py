@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Generates tests/fixtures/qwen2vl-tiny/convert_ref/*.npy: every weight the converter merges, computed
-with the independent NumPy reference (/work/shared/tools/np_reference.py: peft's LoRA and DoRA merge),
-and the query adapter's lora_B with the scale folded in. tests/test_convert.sh compares the .abc files
-against them. Run once (needs numpy); the outputs are committed.
-    /usr/bin/python3 tests/gen_convert_reference.py [/work/shared/tools]"""
+"""Generates tests/fixtures/qwen2vl-tiny/convert_ref/*.npy: every weight the converter merges, computed by
+an independent NumPy implementation of peft's LoRA and DoRA merge, and the query adapter's lora_B with the
+scale folded in. tests/test_convert.sh compares the .abc files against them. Run once (needs numpy); the
+outputs are committed.
+    /usr/bin/python3 tests/gen_convert_reference.py REFERENCE_TOOLS_DIR
+REFERENCE_TOOLS_DIR must hold np_reference.py, the NumPy reference that comes with the transformers
+reference set (this script uses its read_checkpoint, read_adapter, apply_adapter_merged and merge_dora)."""
 import os
 import sys
 
 import numpy as np
 
-sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else "/work/shared/tools")
+if len(sys.argv) != 2 or not os.path.isfile(os.path.join(sys.argv[1], "np_reference.py")):
+    sys.exit("usage: gen_convert_reference.py REFERENCE_TOOLS_DIR (the directory holding np_reference.py)")
+sys.path.insert(0, sys.argv[1])
 import np_reference as R  # noqa: E402
 
 FX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "qwen2vl-tiny")

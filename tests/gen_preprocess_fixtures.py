@@ -4,10 +4,13 @@ table that tests/test_preprocess.c reads (one line per image x preset).
 
 The final resized images are recorded as the SHA-256 of their 8-bit RGB bytes (with their size) rather than
 copied as PNGs, which keeps the repository small; the pixel values are recorded as the SHA-256 the fixture
-gives. The decoded input PNGs themselves live in tests/fixtures/images/ (shared with the decoder tests).
+gives. The decoded input PNGs themselves live in tests/fixtures/images/ (the decoder tests read them too).
+
+REFERENCE_DIR is the qwen2vl-tiny reference set made with transformers (docs/testing.md): it must hold
+image_cases.json and the decoded/ and resized/ PNGs that file names.
 
 Run (needs Debian's python3-pil and python3-numpy):
-    /usr/bin/python3 tests/gen_preprocess_fixtures.py [/work/shared/fixtures/qwen2vl-tiny]
+    /usr/bin/python3 tests/gen_preprocess_fixtures.py REFERENCE_DIR
 """
 import hashlib
 import json
@@ -24,7 +27,9 @@ IMAGE_DIR = os.path.join(HERE, "fixtures", "images")
 
 
 def main():
-    fx = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/fixtures/qwen2vl-tiny"
+    if len(sys.argv) != 2 or not os.path.isfile(os.path.join(sys.argv[1], "image_cases.json")):
+        sys.exit("usage: gen_preprocess_fixtures.py REFERENCE_DIR (the qwen2vl-tiny reference set, with image_cases.json)")
+    fx = sys.argv[1]
     cases = json.load(open(os.path.join(fx, "image_cases.json")))
     os.makedirs(OUT_DIR, exist_ok=True)
     os.makedirs(IMAGE_DIR, exist_ok=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Generates tests/fixtures/preprocess/smart_resize_cases.txt: expected results of the two smart_resize
-variants (SPEC 4.2) as Python computes them, for edge cases (tiny and huge images, aspect ratios around 200,
+variants (docs/image-pipeline.md#target-size-smart_resize) as Python computes them, for edge cases (tiny and huge images, aspect ratios around 200,
 exact .5 roundings, results landing on the pixel bounds) and random sizes.
 
 Each line: variant height width factor min_pixels max_pixels result, where variant is "tf"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# End-to-end tests of the `abc` command line against the reference fixtures (SPEC sections 7 and 8).
+# End-to-end tests of the `abc` command line against the reference fixtures (docs/testing.md#command-line-and-dump-contract, #tolerances).
 #
 # Run from the repository root by `make test`, after ./abc, build/abc-san (./abc with ASan/UBSan),
 # build/tool_npycmp and the tiny models build/tiny-abc.abc and build/tiny-vlm2vec.abc exist.
 # For every case of tests/fixtures/qwen2vl-tiny/manifest.json it runs `abc embed --dump` and compares
 # each dumped stage with the reference: input_ids, position_ids, decoded, resized, pixel_values must be
-# identical; vision_embeds, last_hidden and the embedding must be within the SPEC 8 tolerances. Then the
+# identical; vision_embeds, last_hidden and the embedding must be within the tolerances of docs/testing.md#tolerances. Then the
 # tokenizer, --stop-after, the debugging path and the error paths. Ends with "RESULT <passed> <failed>".
 set -u
 

@@ -1,5 +1,5 @@
 /* Tests of the model (sections 8–11): every case of the tiny fixture set through abc_embed_tokens
- * and abc_embed against the transformers reference (SPEC section 8 tolerances), thread-count
+ * and abc_embed against the transformers reference (docs/testing.md#tolerances), thread-count
  * determinism, the query adapter's role switch, argument and prompt errors, malformed model files
  * and allocation failures.
  *

@@ -1,4 +1,4 @@
-/* Tests of the Phi-3.5-V (VLM2Vec-Full, architecture phi3_v) runtime pieces (SPEC section 11):
+/* Tests of the Phi-3.5-V (VLM2Vec-Full, architecture phi3_v) runtime pieces (docs/model.md#phi-35-v):
  * the CLIP tower, the HD token layout and projection, the su/longrope rotary tables (short and long
  * factor sets), the decoder with the long factors forced on a config variant against a naive
  * double-precision implementation written here, the processor's prompt assembly (<s> per chunk) and

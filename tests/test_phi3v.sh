@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end tests of `abc` on the tiny Phi-3.5-V model (architecture phi3_v, preset vlm2vec-phi3v;
-# SPEC sections 7, 8 and 11) against the reference arrays of fixtures/phi35v-tiny.
+# docs/testing.md and docs/model.md#phi-35-v) against the reference arrays of fixtures/phi35v-tiny.
 #
 # Run from the repository root by `make test`, after build/abc-san (./abc with ASan/UBSan),
 # build/tool_npycmp and build/tiny-phi3v.abc exist (ABC_PHI3V_MODEL overrides the model). For the cases
@@ -10,7 +10,7 @@
 # image_sizes identical, clip_patch_features and image_features within 1e-4·max|ref| (the reference
 # holds num_crops+1 slots, zero padding included: the used prefix is compared), inputs_embeds within
 # 1e-4, last_hidden (the fixture's last_hidden_state) within 5e-4·max|ref|, the embedding cos ≥ 0.99999 and max|Δ| ≤ 1e-4.
-# The page case's source image is not in the shared fixture; tests/fixtures/phi35v-tiny/page_hd.png is
+# The page case's source image is not in the reference set; tests/fixtures/phi35v-tiny/page_hd.png is
 # its padded 336x672 HD image recovered from the reference crops (tests/gen_phi35v_hd_fixtures.py). At that
 # size the HD resize is the identity (scale 2, 672 wide) and no padding is added, so running it end to end
 # reproduces the reference pixel values and every later stage (tests/test_phi3v.c also covers it from the

@@ -1,4 +1,4 @@
-/* Tests of section 6b, Phi-3.5-V's HD transform (SPEC 11): the padded HD image against Pillow
+/* Tests of section 6b, Phi-3.5-V's HD transform (docs/image-pipeline.md#phi-35-v-hd-transform): the padded HD image against Pillow
  * (tests/gen_phi35v_hd_fixtures.py), the crops bit for bit and the float bicubic global view against the
  * transformers + torch reference of the phi35v-tiny set, the global view against an independent double
  * implementation, and bad inputs / out-of-memory handling. */
@@ -241,7 +241,7 @@ done:
     free(img.rgb);
 }
 
-/* The page: page.png is not in the shared set, so its padded HD image (recovered exactly from the
+/* The page: page.png is not in the reference set, so its padded HD image (recovered exactly from the
  * reference crops) is the input; this checks the padding layout, the crops and the global view. */
 static void test_page_reference(void) {
     abc_image hd = decode_file(PIX_DIR "page_hd.png");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # build/abc-synth (tools/synth.c) on a small configuration: its files must be byte-identical to those
-# shared/tools/synth_weights.py writes for the same config (SHA-256s recorded from the Python writer),
+# the reference Python writer writes for the same config (SHA-256s recorded from it; the rule is
+# docs/testing.md#synthetic-full-size-checkpoints),
 # independent of the thread count; bad invocations must fail with a clear message.
 # (The full-size 2B check, against hashes from the Python writer too, is in tests/full/test_full_2b.sh.)
 set -u
@@ -18,7 +19,7 @@ expect() { # DESCRIPTION COMMAND... : the command must succeed
     if "$@"; then ok; else bad "$what"; fi
 }
 
-# SHA-256s of synth_weights.write(cfg) / write_head_adapter(cfg) for the tiny fixture's config.json.
+# SHA-256s of the reference Python writer's checkpoint and head adapter for the tiny fixture's config.json.
 cat > "$TMP/expected.sha256" <<'EOF'
 c54095f1cace7290f503fb3d6d9248495957b61436dd4a990c52c3aacc7e8139  base/model-00001-of-00001.safetensors
 b0091cea84cfb3db517a6d6b6cea969fefcc68aa2a6abe19c7e5cdba3423c83a  base/model.safetensors.index.json
@@ -44,7 +45,7 @@ for threads in 1 3; do
 done
 
 # phi3_v: the same rule over the tensors of Phi-3.5-vision's hub layout, at the tiny fixture's sizes.
-# SHA-256s from an independent NumPy writer (synth_weights.py's stream and bf16 rounding, the rule's
+# SHA-256s from an independent NumPy writer (the reference writer's stream and bf16 rounding, the rule's
 # cases by hub name, the embed_tokens case for model.embed_tokens / lm_head only).
 PHI_CONFIG=tests/fixtures/phi35v-tiny/config.json
 PHI_TOKENIZER=tests/fixtures/phi35v-tiny/tokenizer.json

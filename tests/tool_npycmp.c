@@ -11,7 +11,7 @@
  * With no tolerance given the comparison is --exact (same dtype, every element equal). Tolerances:
  * --rel R: max|Δ| ≤ R·max|ref|; --abs A: max|Δ| ≤ A; --cos C: cosine similarity ≥ C. Prints one line of
  * numbers; exits 0 when within tolerance, 1 when not, 2 on a usage or file error.
- * Layout options (the Phi-3.5-V fixture's arrays, SPEC 11): --squeeze drops leading dimensions of size 1
+ * Layout options (the Phi-3.5-V fixture's arrays, docs/testing.md#fixtures): --squeeze drops leading dimensions of size 1
  * from both arrays (the reference's batch dimension); --prefix compares ACTUAL with the first rows (along
  * dimension 0) of a REFERENCE that has more of them (the processor's zero-padding image slots);
  * --any-int lets --exact compare integer arrays of different widths (int32 ids vs int64) by value.

@@ -1,11 +1,12 @@
-/* abc-synth — writes the synthetic Qwen2-VL checkpoints of SPEC section 10, natively and streaming.
+/* abc-synth — writes the synthetic Qwen2-VL checkpoints of docs/testing.md#synthetic-full-size-checkpoints,
+ * natively and streaming.
  *
  *   abc-synth qwen2vl-2b|qwen2vl-7b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]
  *             [--threads N] [--head-hidden N]
  *
  * Every value of every tensor follows a rule (a counter-based splitmix64 stream seeded by the tensor's
  * name), so any program can rebuild the same checkpoint bit for bit without copying gigabytes. The files
- * written are byte-identical to those of the Python writer (shared/tools/synth_weights.py): the bf16
+ * written are byte-identical to those of the reference Python writer: the bf16
  * shards, model.safetensors.index.json and, for the named presets, config.json. Alongside them go the
  * files a converter needs that the Python writer leaves out: preprocessor_config.json (Qwen2-VL's) and
  * tokenizer.json (copied; the synthetic models use the real Qwen2 vocabulary).
@@ -113,7 +114,7 @@ static void sb_printf(strbuf *b, const char *fmt, ...) {
     }
 }
 
-/* ---- the value rule (SPEC 10) ---- */
+/* ---- the value rule (docs/testing.md#synthetic-full-size-checkpoints) ---- */
 
 static uint32_t crc32_of(const char *s) {
     uint32_t crc = 0xFFFFFFFFu;
@@ -833,8 +834,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: abc-synth qwen2vl-2b|qwen2vl-7b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]\n"
             "                 [--threads N] [--head-hidden N]\n"
-            "Writes the synthetic Qwen2-VL checkpoint of SPEC section 10 (bf16 safetensors shards in the hub\n"
-            "layout, byte-identical to shared/tools/synth_weights.py) and, with --head-adapter, ABC's head adapter;\n"
+            "Writes the synthetic Qwen2-VL checkpoint of docs/testing.md (bf16 safetensors shards in the hub\n"
+            "layout, byte-identical to the reference Python writer) and, with --head-adapter, ABC's head adapter;\n"
             "phi35v (or a phi3_v CONFIG.json): the same rule over microsoft/Phi-3.5-vision-instruct's tensors.\n"
             "The tokenizer is copied from --tokenizer (default " DEFAULT_TOKENIZER ",\n"
             "for phi3_v " DEFAULT_PHI3_TOKENIZER ").\n");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tools/synth_abc.sh 2b|7b|phi35v PRESET DTYPE — makes sure the synthetic checkpoint (SPEC 10) of that size
-# and its conversion to PRESET (abc|vlm2vec for 2b/7b, vlm2vec-phi3v for phi35v) with --dtype DTYPE exist
+# tools/synth_abc.sh 2b|7b|phi35v PRESET DTYPE — makes sure the synthetic checkpoint of that size
+# (docs/testing.md#synthetic-full-size-checkpoints) and its conversion to PRESET (abc|vlm2vec for 2b/7b, vlm2vec-phi3v for phi35v) with --dtype DTYPE exist
 # under build/synth-SIZE/, creating what is missing, and prints the .abc path as the last line of stdout.
 # For abc, the synthetic head adapter (mlp_head, inert LoRA) is merged. Used by `make bench-model`,
 # `make bench-model-7b` and `make bench-model-phi3v`.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Full-size parity (make test-full): the synthetic Qwen2-VL-2B checkpoint of SPEC section 10, rebuilt by
+# Full-size parity (make test-full): the synthetic Qwen2-VL-2B checkpoint of docs/testing.md#synthetic-full-size-checkpoints, rebuilt by
 # build/abc-synth, converted by ./abc-convert, and run through `./abc embed --dump` on the two cases of
 # tests/fixtures/qwen2vl-2b-synth/ (transformers float32 outputs). Checks, per case, input_ids and
-# position_ids exactly and vision_embeds / last_hidden / embedding within SPEC 8's tolerances.
+# position_ids exactly and vision_embeds / last_hidden / embedding within the tolerances of docs/testing.md#tolerances.
 #
 # Needs ~4.5 GB of disk for the checkpoint plus the converted files, in build/synth-2b (kept between runs:
 # the checkpoint is regenerated only when its SHA-256s do not match tests/full/synth-2b.sha256, the
@@ -34,7 +34,7 @@ for tool in build/abc-synth ./abc-convert ./abc "$CMP"; do
     if [ ! -x "$tool" ]; then bad "missing $tool (run: make all build/abc-synth $CMP)"; finish; fi
 done
 
-# 1. the checkpoint, bit-identical to shared/tools/synth_weights.py (hashes recorded from the Python writer)
+# 1. the checkpoint, bit-identical to the reference Python writer's (hashes recorded from it)
 mkdir -p "$DIR"
 if (cd "$DIR" && sha256sum --quiet -c "$OLDPWD/tests/full/synth-2b.sha256" >/dev/null 2>&1); then
     ok "synthetic 2B checkpoint present with the expected SHA-256s"
