@@ -109,7 +109,7 @@ TEST_SRCS  = $(wildcard tests/test_*.c)
 TEST_BINS  = $(patsubst tests/%.c,build/%,$(TEST_SRCS))
 TEST_SH    = $(wildcard tests/test_*.sh)
 
-build/test_%: tests/test_%.c abc.c abc.h $(wildcard tests/*.h) $(wildcard model_convert/*.c model_convert/*.h)
+build/test_%: tests/test_%.c abc.c abc.h $(wildcard tests/*.h) cli/npy.c cli/npy.h $(wildcard model_convert/*.c model_convert/*.h)
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -DABC_FAULT_INJECTION -o $@ $< $(LDLIBS)
 

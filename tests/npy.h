@@ -1,11 +1,14 @@
-/* npy.h — a minimal NumPy .npy reader for the tests (C order, little-endian float32 / int32 / int64 /
- * uint8, format versions 1–3). Header-only: every function is static and prefixed test_npy_. */
+/* npy.h — the tests' view of cli/npy.c, the one .npy reader of the project (the command line uses the
+ * same code): test_npy_read fills a small struct with the dtype as a letter, which the tests compare
+ * against. Header-only for the single-translation-unit tests (tests/test_*.c include abc.c). */
 #ifndef ABC_TEST_NPY_H
 #define ABC_TEST_NPY_H
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../cli/npy.c"
 
 typedef struct {
     char dtype;        /* 'f' float32, 'i' int32, 'l' int64, 'u' uint8 */
@@ -20,63 +23,28 @@ static void test_npy_free(test_npy *a) {
     memset(a, 0, sizeof *a);
 }
 
-/* Returns 0 on success, -1 (with a message on stderr) when the file is missing or not understood. */
+/* Returns 0 on success, -1 (with a message on stderr) when the file is missing, not understood, of
+ * another dtype than the four above or of more than 4 dimensions. */
 static int test_npy_read(const char *path, test_npy *out) {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "npy: cannot open %s\n", path);
+    npy_array a;
+    char err[512];
+    if (npy_read(path, &a, err, sizeof err) != 0) {
+        fprintf(stderr, "npy: %s\n", err);
         return -1;
     }
-    unsigned char pre[12];
-    int rc = -1;
-    char *header = NULL;
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) goto done;
-    size_t hlen;
-    if (pre[6] == 1) {
-        hlen = pre[8] | (size_t)pre[9] << 8;
-    } else {
-        if (fread(pre + 10, 1, 2, f) != 2) goto done;
-        hlen = pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    static const char letters[] = {[NPY_F32] = 'f', [NPY_F64] = 0, [NPY_I32] = 'i', [NPY_I64] = 'l', [NPY_U8] = 'u'};
+    if (!letters[a.dtype] || a.ndim > 4) {
+        fprintf(stderr, "npy: %s: %s with %d dimensions is not a test fixture type\n", path,
+                npy_dtype_name(a.dtype), a.ndim);
+        npy_free(&a);
+        return -1;
     }
-    if (hlen > 65536) goto done;
-    header = malloc(hlen + 1);
-    if (!header || fread(header, 1, hlen, f) != hlen) goto done;
-    header[hlen] = 0;
-    const char *d = strstr(header, "'descr':");
-    const char *fo = strstr(header, "'fortran_order':");
-    const char *s = strstr(header, "'shape':");
-    if (!d || !fo || !s || strstr(fo, "True") == fo + 17) goto done;
-    size_t esize;
-    if (strstr(d, "'<f4'") == d + 9) out->dtype = 'f', esize = 4;
-    else if (strstr(d, "'<i4'") == d + 9) out->dtype = 'i', esize = 4;
-    else if (strstr(d, "'<i8'") == d + 9) out->dtype = 'l', esize = 8;
-    else if (strstr(d, "'|u1'") == d + 9) out->dtype = 'u', esize = 1;
-    else goto done;
-    const char *p = strchr(s, '(');
-    if (!p) goto done;
-    p++;
-    out->count = 1;
-    while (*p && *p != ')') {
-        while (*p == ' ' || *p == ',') p++;
-        if (*p == ')') break;
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || v < 0 || out->ndim == 4) goto done;
-        out->shape[out->ndim++] = v;
-        out->count *= (size_t)v;
-        p = end;
-    }
-    out->data = malloc(out->count * esize + 1);
-    if (!out->data || fread(out->data, esize, out->count, f) != out->count) goto done;
-    rc = 0;
-done:
-    if (rc != 0) {
-        fprintf(stderr, "npy: cannot read %s\n", path);
-        test_npy_free(out);
-    }
-    free(header);
-    fclose(f);
-    return rc;
+    out->dtype = letters[a.dtype];
+    out->ndim = a.ndim;
+    for (int k = 0; k < a.ndim; k++) out->shape[k] = a.shape[k];
+    out->count = a.count;
+    out->data = a.data; /* ownership moves: npy_free would only free it */
+    return 0;
 }
 #endif
