@@ -11277,6 +11277,23 @@ static abc_status qwen2vl_read_mrope(const weight_file *wf, text_config *c, abc_
     return ABC_OK;
 }
 
+/* The caller's min_pixels/max_pixels (abc_model_params) in place of the file's final-resize bounds. */
+static abc_status qwen2vl_apply_pixel_budget(const abc_model_params *params, preprocess_config *p, abc_error *err) {
+    const int64_t lo = params->min_pixels ? params->min_pixels : p->min_pixels;
+    const int64_t hi = params->max_pixels ? params->max_pixels : p->max_pixels;
+    const int64_t token = (int64_t)p->factor * p->factor;
+    if ((params->min_pixels && lo < token) || (params->max_pixels && hi < token))
+        return fail(err, ABC_ERR_INVALID_ARG, "min_pixels/max_pixels (%lld, %lld) must be at least one %dx%d token (%lld)",
+                    (long long)params->min_pixels, (long long)params->max_pixels, p->factor, p->factor,
+                    (long long)token);
+    if (lo > hi)
+        return fail(err, ABC_ERR_INVALID_ARG, "min_pixels %lld > max_pixels %lld (after applying the model's bounds)",
+                    (long long)lo, (long long)hi);
+    p->min_pixels = lo;
+    p->max_pixels = hi;
+    return ABC_OK;
+}
+
 static abc_status qwen2vl_read_config(abc_model *m, abc_error *err) {
     const weight_file *wf = &m->wf;
     qwen2vl_data *d = xcalloc(1, sizeof *d);
@@ -11289,6 +11306,7 @@ static abc_status qwen2vl_read_config(abc_model *m, abc_error *err) {
     wf_int(wf, "vision.patch_size", &patch, NULL);
     wf_int(wf, "vision.temporal_patch_size", &temporal, NULL);
     st = read_preprocess_config(wf, &d->vision, (int)patch, (int)temporal, &d->preprocess, err);
+    if (st == ABC_OK) st = qwen2vl_apply_pixel_budget(&m->params, &d->preprocess, err);
     if (st != ABC_OK) return st;
     m->text.merge_size = d->vision.merge_size;
     if (!meta_token_id(wf, "tokens.image_pad", m->text.vocab, &m->text.image_token, err) ||
@@ -11579,6 +11597,8 @@ static abc_status phi3v_read_config(abc_model *m, abc_error *err) {
     phi3v_data *d = xcalloc(1, sizeof *d);
     if (!d) return fail(err, ABC_ERR_NOMEM, "out of memory reading the configuration");
     m->family_data = d;
+    if (m->params.min_pixels || m->params.max_pixels)
+        return fail(err, ABC_ERR_INVALID_ARG, "min_pixels/max_pixels apply to qwen2_vl models; phi3_v's budget is num_crops");
     abc_status st = read_phi3_rope(wf, &m->text, &d->rope_factors, err);
     if (st == ABC_OK) st = read_clip_config(wf, &d->clip, &d->hd, m->text.hidden, m->params.num_crops, err);
     if (st != ABC_OK) return st;
@@ -11980,6 +12000,7 @@ abc_model_params abc_model_default_params(void) {
     p.max_image_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
     p.max_tokens = ABC_DEFAULT_MAX_TOKENS;
     p.num_crops = 0;
+    p.min_pixels = p.max_pixels = 0;
     return p;
 }
 
@@ -11991,6 +12012,9 @@ static abc_status model_params_resolve(const abc_model_params *params, abc_model
         return fail(err, ABC_ERR_INVALID_ARG, "num_crops %d is outside 0..4096", p->num_crops);
     if (p->max_image_pixels == 0) p->max_image_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
     if (p->max_tokens == 0) p->max_tokens = ABC_DEFAULT_MAX_TOKENS;
+    if (p->min_pixels < 0 || p->max_pixels < 0 || p->min_pixels > (INT64_C(1) << 40) || p->max_pixels > (INT64_C(1) << 40))
+        return fail(err, ABC_ERR_INVALID_ARG, "min_pixels %lld / max_pixels %lld are outside 0..2^40",
+                    (long long)p->min_pixels, (long long)p->max_pixels);
     return ABC_OK;
 }
 

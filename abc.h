@@ -85,6 +85,11 @@ typedef struct {
     size_t max_image_pixels;  /* decoded images larger than this are refused (0: default, 4·12845056·4) */
     int max_tokens;           /* longest accepted sequence (0: default 32768) */
     int num_crops;            /* phi3_v: most 336×336 crops per image (0: the model file's hd.num_crops) */
+    /* qwen2_vl: the pixel budget of smart_resize, which sets the image-token count (pixels / 784) and so
+     * most of the time an image costs. 0: the model file's bounds (the exact reference behaviour). The
+     * final resize is bounded: for preset abc its second stage. Must be >= 784 (one 28×28 token) and
+     * min <= max; phi3_v models refuse them (use num_crops). */
+    int64_t min_pixels, max_pixels;
 } abc_model_params;
 
 ABC_API abc_model_params abc_model_default_params(void);

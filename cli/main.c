@@ -36,6 +36,7 @@ static void print_embed_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL [--image PATH] [--text TEXT] [--role query|candidate|auto]\n"
           "                 [--prompt RAW] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "                 [--stop-after preprocess|STAGE] [--num-crops N]\n"
+          "                 [--min-pixels N] [--max-pixels N]\n"
           "       abc embed -m MODEL --input-ids IDS.npy [--pixel-values PV.npy --grid T,H,W]\n"
           "                 [--role query|candidate] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "\n"
@@ -52,6 +53,8 @@ static void print_embed_usage(FILE *f) {
           "                        stages, in order: 'abc info -m MODEL'; shapes: abc.h ABC_STAGE_*)\n"
           "  --stop-after STAGE    stop after STAGE (one of the names above, or 'preprocess' =\n"
           "                        pixel_values; position_ids when there is no image)\n"
+          "  --max-pixels N        qwen2_vl: pixel budget of the final resize (tokens = pixels/784;\n"
+          "  --min-pixels N        default: the model file's bounds, the reference behaviour)\n"
           "  --num-crops N         phi3_v: most 336x336 crops per image, 1..4096 (default: the\n"
           "                        model file's, 4 for VLM2Vec)\n"
           "debugging (feeds abc_embed_tokens, bypassing tokenizer and image pipeline):\n"
@@ -136,6 +139,19 @@ static bool take_value(arg_cursor *c, const char *name, const char *alias, const
     return false;
 }
 
+/* A pixel budget: 784 (one 28×28 token) to 2^40. */
+static bool parse_pixels(const char *option, const char *v, long long *out) {
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < 784 || n > (1LL << 40)) {
+        usage_error("%s must be an integer from 784 (one 28x28 token) to 2^40, not '%s'", option, v);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
 static bool is_flag(const char *arg, const char *name) { return strcmp(arg, name) == 0; }
 
 static bool is_help(const char *arg) { return is_flag(arg, "-h") || is_flag(arg, "--help"); }
@@ -202,13 +218,17 @@ static int make_dirs(const char *path, char *err, size_t errlen) {
 
 /* ---- model loading shared by the commands ---- */
 
-static int load_model(const char *path, int num_crops, abc_model **model) {
+static int load_model_with(const char *path, const abc_model_params *params, abc_model **model) {
     abc_error err = {0};
-    abc_model_params params = abc_model_default_params();
-    params.num_crops = num_crops;
-    abc_status st = abc_model_load(path, &params, model, &err);
+    abc_status st = abc_model_load(path, params, model, &err);
     if (st != ABC_OK) return report(st, err.message, path);
     return EXIT_OK;
+}
+
+static int load_model(const char *path, int num_crops, abc_model **model) {
+    abc_model_params params = abc_model_default_params();
+    params.num_crops = num_crops;
+    return load_model_with(path, &params, model);
 }
 
 /* ---- embed ---- */
@@ -261,6 +281,7 @@ typedef struct {
     abc_role role;
     int threads;
     int num_crops; /* 0: the model's */
+    long long min_pixels, max_pixels; /* 0: the model's */
 } embed_options;
 
 static int parse_embed_args(int argc, char **argv, embed_options *o) {
@@ -288,6 +309,10 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
             else if (strcmp(v, "candidate") == 0) o->role = ABC_ROLE_CANDIDATE;
             else if (strcmp(v, "auto") == 0) o->role = ABC_ROLE_AUTO;
             else return usage_error("--role must be query, candidate or auto, not '%s'", v);
+        } else if (take_value(&c, "--min-pixels", NULL, &v)) {
+            if (c.bad || !parse_pixels("--min-pixels", v, &o->min_pixels)) return EXIT_USAGE;
+        } else if (take_value(&c, "--max-pixels", NULL, &v)) {
+            if (c.bad || !parse_pixels("--max-pixels", v, &o->max_pixels)) return EXIT_USAGE;
         } else if (take_value(&c, "--num-crops", NULL, &v)) {
             long n;
             if (c.bad) return EXIT_USAGE;
@@ -432,7 +457,11 @@ static int cmd_embed(int argc, char **argv) {
     }
 
     abc_model *model = NULL;
-    if ((rc = load_model(o.model, o.num_crops, &model)) != EXIT_OK) return rc;
+    abc_model_params params = abc_model_default_params();
+    params.num_crops = o.num_crops;
+    params.min_pixels = o.min_pixels;
+    params.max_pixels = o.max_pixels;
+    if ((rc = load_model_with(o.model, &params, &model)) != EXIT_OK) return rc;
 
     abc_context_params cp = abc_context_default_params();
     cp.n_threads = o.threads;

@@ -233,6 +233,9 @@ expect_error 1 "prompt without <|image_pad|> for an image" "prompt|image" embed 
 expect_error 1 "-o into a missing directory" "no-such-dir" embed -m "$MODEL_VLM" --text hi -o "$TMP/no-such-dir/x.npy"
 expect_error 1 "--dump under a file" "dump|director|not a" embed -m "$MODEL_VLM" --text hi --dump "$TMP/corrupt.abc/d"
 expect_error 1 "--input-ids not a .npy" "corrupt\.abc|npy" embed -m "$MODEL_VLM" --input-ids "$TMP/corrupt.abc"
+expect_error 2 "--max-pixels 100" "max-pixels" embed -m "$MODEL_ABC" --text hi --max-pixels 100
+expect_error 2 "--min-pixels x" "min-pixels" embed -m "$MODEL_ABC" --text hi --min-pixels x
+expect_error 1 "--min-pixels > --max-pixels" "min_pixels" embed -m "$MODEL_ABC" --text hi --min-pixels 802816 --max-pixels 200704
 expect_error 2 "--threads abc" "threads" embed -m "$MODEL_ABC" --text hi --threads abc
 expect_error 2 "--threads 0" "threads" embed -m "$MODEL_ABC" --text hi --threads 0
 expect_error 2 "--threads -1" "threads" embed -m "$MODEL_ABC" --text hi --threads -1

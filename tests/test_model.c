@@ -774,6 +774,48 @@ static void test_load_from_memory(void) {
     free(file);
 }
 
+/* The run-time pixel budget (abc_model_params.min_pixels/max_pixels) bounds the final resize: astronaut
+ * (512×512) goes 504×504 after abc's first stage, then 448×448 under max_pixels 200704 (stage 2:
+ * β = sqrt(504²/200704) = 1.125, floor(504/β/28)·28 = 448) = 32×32 patches instead of the default 36×36.
+ * Bounds below one token, min > max and negative values are refused (phi3_v models: test_phi3v.c). */
+static void test_pixel_budget(void) {
+    abc_model_params params = abc_model_default_params();
+    params.max_pixels = 200704;
+    abc_model *small = NULL;
+    abc_error err;
+    CHECK(abc_model_load(MODEL_ABC, &params, &small, &err) == ABC_OK, "%s", err.message);
+    if (!small) return;
+    capture cap = {0};
+    abc_context *ctx = new_context(small, 2, &cap);
+    abc_input in = abc_input_default();
+    in.image_path = IMAGE_DIR "astronaut.png";
+    in.text = CASES[0].text;
+    float budget[32], full[32];
+    CHECK(abc_embed(ctx, &in, budget, 32) == ABC_OK, "%s", abc_context_errmsg(ctx));
+    CHECK(cap.pixel_values.ndim == 2 && cap.pixel_values.shape[0] == 32 * 32, "patches %lld, want 1024",
+          (long long)cap.pixel_values.shape[0]);
+    CHECK(cap.vision_embeds.ndim == 2 && cap.vision_embeds.shape[0] == 256, "image tokens %lld, want 256",
+          (long long)cap.vision_embeds.shape[0]);
+    abc_context *def = new_context(g_abc, 2, NULL);
+    CHECK(abc_embed(def, &in, full, 32) == ABC_OK, "%s", abc_context_errmsg(def));
+    test_diff d = test_compare_f32(budget, full, 32);
+    printf("  pixel budget 200704 vs default: 1-cos %.3g\n", 1 - d.cosine);
+    CHECK(d.max_abs > 0, "a smaller image gave the same vector");
+    abc_context_free(ctx);
+    abc_context_free(def);
+    capture_free(&cap);
+    abc_model_free(small);
+    abc_model *bad = NULL;
+    params.max_pixels = 783;
+    CHECK(abc_model_load(MODEL_ABC, &params, &bad, &err) == ABC_ERR_INVALID_ARG && !bad, "783: %s", err.message);
+    params.max_pixels = 100000;
+    params.min_pixels = 200000;
+    CHECK(abc_model_load(MODEL_ABC, &params, &bad, &err) == ABC_ERR_INVALID_ARG && strstr(err.message, "min_pixels"),
+          "min > max: %s", err.message);
+    params.min_pixels = -1;
+    CHECK(abc_model_load(MODEL_ABC, &params, &bad, &err) == ABC_ERR_INVALID_ARG, "negative: %s", err.message);
+}
+
 /* abc_version and abc_system_info: the header's version, the kernel path the pools pick. */
 static void test_version_and_system_info(void) {
     CHECK(!strcmp(abc_version(), ABC_VERSION_STRING), "%s", abc_version());
@@ -827,6 +869,7 @@ int main(void) {
     RUN_TEST(test_malformed_models);
     RUN_TEST(test_allocation_failures);
     RUN_TEST(test_load_from_memory);
+    RUN_TEST(test_pixel_budget);
     RUN_TEST(test_version_and_system_info);
     RUN_TEST(test_timing);
     abc_model_free(g_abc);

@@ -562,6 +562,10 @@ static void test_num_crops_param(void) {
     abc_model_free(m);
     p.num_crops = -1;
     CHECK(abc_model_load(path, &p, &m, &err) == ABC_ERR_INVALID_ARG && m == NULL, "negative num_crops");
+    p = abc_model_default_params();
+    p.max_pixels = 200704; /* qwen2_vl's pixel budget: phi3_v's is num_crops */
+    CHECK(abc_model_load(path, &p, &m, &err) == ABC_ERR_INVALID_ARG && m == NULL && strstr(err.message, "num_crops"),
+          "max_pixels on phi3_v: %s", err.message);
 }
 
 /* ---- malformed phi3_v files ---- */
