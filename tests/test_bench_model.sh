@@ -93,13 +93,11 @@ if [ -f "$PHI" ]; then
         has "phi3_v: stages" "$TMP/phi.json" '"clip_patch_features": [0-9.]+, "image_features": [0-9.]+, "inputs_embeds": [0-9.]+, "last_hidden": [0-9.]+'
         # non-zero (seconds under emulation: tests/cross/run_cross.sh)
         has "phi3_v: vision time" "$TMP/phi.json" '"vision_s": ([1-9][0-9]*\.[0-9]+|0\.[0-9]*[1-9])'
-    elif grep -q "not implemented yet" "$TMP/phi.err"; then
-        echo "SKIP phi3_v case: $(cat "$TMP/phi.err")"  # until the runtime's HD transform lands
     else
         bad "bench_model on $PHI failed: $(cat "$TMP/phi.err")"
     fi
 else
-    echo "SKIP phi3_v case: no $PHI (make $PHI)"
+    bad "phi3_v case: no $PHI (make test builds it)"
 fi
 
 # bad invocations

@@ -14,7 +14,7 @@
 # (installing and linking the host's library). The tiny .abc
 # models are converted once on the host: the weight format is the same on every platform.
 # Needs (Debian): gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
-# qemu-user. Ends with the "N passed, N failed" line of tests/run_tests.sh.
+# qemu-user. Ends with the "N passed, N failed, N skipped" line of tests/run_tests.sh.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 TARGET=${1:-}
@@ -39,14 +39,14 @@ scalar)
     EXTRA="-DABC_NO_SIMD"; WANT_PATH="scalar"; WANT_DOT=0 ;;
 *)
     echo "usage: $0 aarch64-dotprod|aarch64-nodot|armv7|scalar" >&2
-    echo "0 passed, 1 failed"
+    echo "0 passed, 1 failed, 0 skipped"
     exit 2 ;;
 esac
 
 setup_start=$(date +%s)
 B=build/cross-$TARGET
 mkdir -p "$B/run"
-fail_setup() { echo "FAIL $TARGET: $1"; echo "0 passed, 1 failed"; exit 1; }
+fail_setup() { echo "FAIL $TARGET: $1"; echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
 for tool in $CC ${RUNNER%% *}; do
     command -v "$tool" >/dev/null 2>&1 || fail_setup "$tool is not installed (see the header of $0)"
@@ -110,18 +110,18 @@ for t in tests/test_*.sh; do
 done
 # One tests/run_tests.sh per test, to print each one's wall time; the totals are added up here.
 start=$(date +%s)
-passed=0; failed=0; status=0
+passed=0; failed=0; skipped=0; status=0
 for t in "${units[@]}" "${shell_tests[@]}"; do
     t0=$(date +%s)
     out=$(tests/run_tests.sh "$t"); rc=$?
     printf '%s\n' "$out" | sed '$d'
     last=$(printf '%s\n' "$out" | tail -n 1)
-    p=$(echo "$last" | awk '/ passed, .* failed$/ {print $1}'); f=$(echo "$last" | awk '/ passed, .* failed$/ {print $3}')
-    if [ -z "$p" ]; then p=0; f=1; fi
-    passed=$((passed + p)); failed=$((failed + f))
+    read -r p f s < <(echo "$last" | awk '/^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$/ {print $1, $3, $5}')
+    if [ -z "$p" ]; then p=0; f=1; s=0; fi
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
     [ "$rc" -ne 0 ] && status=1
-    echo "   ($TARGET: $(basename "$t") $p passed, $f failed, $(( $(date +%s) - t0 )) s)"
+    echo "   ($TARGET: $(basename "$t") $p passed, $f failed, $s skipped, $(( $(date +%s) - t0 )) s)"
 done
 echo "== $TARGET: tests $(( $(date +%s) - start )) s, build and tests $(( $(date +%s) - setup_start )) s"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 exit $status
