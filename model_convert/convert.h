@@ -25,6 +25,8 @@ json_value *cv_read_json(const char *path, char *err, size_t errsize);
 /* Maps the transformers >= 4.52 layout onto the hub names used in .abc files:
  * model.language_model.X -> model.X, model.visual.X -> visual.X. Returns a new string. */
 char *cv_normalize_name(const char *name);
+/* CPUs online (at least 1): the default thread count. */
+int cv_online_cpus(void);
 /* An integer-valued JSON number in [lo, hi]. */
 int cv_json_int(const json_value *v, int64_t lo, int64_t hi, int64_t *out);
 
