@@ -72,7 +72,7 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #undef QK_SEL_LT
 #undef QK_SEL_GT
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(ABC_NO_SIMD) /* ABC_NO_SIMD: baseline only, as for the library */
 #include <immintrin.h>
 
 #define QK_ROUND_MODE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -146,8 +146,8 @@ static void q8_blocks_generic(const float *src, int64_t nblocks, int8_t *q, floa
 
 cv_q8_kernel cv_q8_kernel_for(int level) {
     if (level == 0) return q8_blocks_generic;
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-    __builtin_cpu_init();
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(ABC_NO_SIMD)
+    __builtin_cpu_init(); /* __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512 state */
     if (level == 1 && __builtin_cpu_supports("avx2")) return q8_blocks_avx2;
     if (level == 2 && __builtin_cpu_supports("avx512f")) return q8_blocks_avx512;
 #endif
@@ -155,7 +155,7 @@ cv_q8_kernel cv_q8_kernel_for(int level) {
 }
 
 void cv_quantize_q8_blocks(const float *src, int64_t nblocks, int8_t *q, float *scales) {
-    static cv_q8_kernel kernel; /* benign race: every thread computes the same pointer */
+    static cv_q8_kernel kernel; /* chosen once; threads racing here all choose the same one */
     cv_q8_kernel k = __atomic_load_n(&kernel, __ATOMIC_RELAXED);
     if (!k) {
         for (int level = 2; level >= 0 && !k; level--) k = cv_q8_kernel_for(level);
