@@ -1,7 +1,8 @@
 /* The conversion itself: decide, from config.json, every tensor the runtime needs and its shape;
  * find each one in the checkpoint (either layout) or in an adapter's modules_to_save; queue it in
- * the writer with a fill callback that reads, merges and narrows it while the file is written;
- * then add the metadata and the tokenizer. */
+ * the writer with a fill callback that reads, merges and narrows a range of its rows while the file
+ * is written (by several threads, writer.c); then add the metadata and the tokenizer. */
+#define _POSIX_C_SOURCE 200809L
 #include "convert.h"
 #include "tokenizer.h"
 
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_NAME 192
 
@@ -283,12 +285,6 @@ static const int64_t *source_shape(const expected_tensor *e, int *ndim) {
     return e->src_ndim ? e->src_shape : e->shape;
 }
 
-static uint64_t expected_numel(const expected_tensor *e) {
-    uint64_t n = 1;
-    for (int i = 0; i < e->ndim; i++) n *= (uint64_t)e->shape[i];
-    return n;
-}
-
 static void format_dims(int ndim, const int64_t *shape, char *buf, size_t size) {
     size_t n = (size_t)snprintf(buf, size, "[");
     for (int i = 0; i < ndim && n < size; i++) n += (size_t)snprintf(buf + n, size - n, i ? ", %lld" : "%lld", (long long)shape[i]);
@@ -343,35 +339,6 @@ static int narrow(const float *src, size_t n, uint32_t dtype, void *dst, uint64_
     return 0;
 }
 
-/* q8: `rows` whole rows of e (the first is row0) from src into dst, the tensor's full q8 image in strips
- * (FORMAT.md): row j's block b is quads at strip j/16, block b, [k/4][j%16][k%4], and its scale after
- * them. The call that writes the last row also zeroes the last strip's padding rows. */
-static int narrow_q8(const float *src, int64_t row0, int64_t rows, const expected_tensor *e, void *dst, char *err, size_t errsize) {
-    const int64_t in = e->shape[1], out = e->shape[0], blocks = in / CV_Q8_BLOCK;
-    if (narrow(src, (size_t)(rows * in), ABC_DTYPE_F32, NULL, (uint64_t)(row0 * in), e->name, err, errsize) < 0) return -1;
-    int8_t q[256 * CV_Q8_BLOCK];
-    float scales[256];
-    const int64_t last = row0 + rows == out ? (out + CV_Q8_STRIP - 1) / CV_Q8_STRIP * CV_Q8_STRIP : row0 + rows;
-    for (int64_t j = row0; j < last; j++) {
-        unsigned char *strip = (unsigned char *)dst + (j / CV_Q8_STRIP) * blocks * CV_Q8_STRIP_BLOCK_BYTES + (j % CV_Q8_STRIP) * 4;
-        for (int64_t b0 = 0; b0 < blocks; b0 += 256) { /* the host is little-endian (main.c checks) */
-            int64_t nb = blocks - b0 < 256 ? blocks - b0 : 256;
-            if (j < out) {
-                cv_quantize_q8_row(src + (j - row0) * in + b0 * CV_Q8_BLOCK, nb * CV_Q8_BLOCK, q, scales);
-            } else { /* padding row */
-                memset(q, 0, sizeof q);
-                memset(scales, 0, sizeof scales);
-            }
-            for (int64_t b = 0; b < nb; b++) {
-                unsigned char *block = strip + (b0 + b) * CV_Q8_STRIP_BLOCK_BYTES;
-                for (int k4 = 0; k4 < CV_Q8_BLOCK / 4; k4++) memcpy(block + k4 * CV_Q8_STRIP * 4, q + b * CV_Q8_BLOCK + k4 * 4, 4);
-                memcpy(block + CV_Q8_STRIP * CV_Q8_BLOCK, &scales[b], 4);
-            }
-        }
-    }
-    return 0;
-}
-
 /* ---- fill callbacks (run while the file is written) ---- */
 
 static void free_fill_ctx(void *p) {
@@ -382,55 +349,33 @@ static void free_fill_ctx(void *p) {
     free(c);
 }
 
-#define NARROW_CHUNK (1u << 20)
-
-static int fill_tensor(void *p, void *dst, char *err, size_t errsize) {
+/* Units [unit0, unit0 + units) of the output: rows, or strips of rows for a quantized type. Every
+ * step works row by row (the LoRA/DoRA merges included, see peft_merge), so a piece is exactly the
+ * corresponding rows of the whole tensor converted at once; pieces run concurrently on worker
+ * threads and share nothing but read-only state. Errors name elements by their index in the tensor. */
+static int fill_units(void *p, void *dst, uint64_t unit0, uint64_t units, char *err, size_t errsize) {
     const fill_ctx *c = p;
     const tensor_source *s = &c->source;
-    /* a split phi3_v tensor is rows row0.. of its fused source: every read starts at `first` */
-    const uint64_t n = expected_numel(&c->exp), first = (uint64_t)c->exp.row0 * (uint64_t)c->exp.shape[1];
-    /* q8 without merges or scale: whole rows at a time */
-    if (c->dtype == ABC_DTYPE_Q8 && s->n_merges == 0 && c->post_scale == 1.0f) {
-        const int64_t in = c->exp.shape[1], step = in >= NARROW_CHUNK ? 1 : NARROW_CHUNK / in;
-        float *tmp = malloc((size_t)(step * in) * sizeof *tmp);
-        if (!tmp) return cv_fail(err, errsize, "out of memory");
-        for (int64_t r = 0; r < c->exp.shape[0]; r += step) {
-            int64_t k = c->exp.shape[0] - r < step ? c->exp.shape[0] - r : step;
-            if (st_read_f32_range(s->set, s->src, first + (uint64_t)(r * in), (uint64_t)(k * in), tmp, err, errsize) < 0 ||
-                narrow_q8(tmp, r, k, &c->exp, dst, err, errsize) < 0) {
-                free(tmp);
-                return -1;
-            }
-        }
-        free(tmp);
-        return 0;
-    }
-    /* without merges, stream in chunks so that narrowing needs no full-size float32 copy */
-    if (s->n_merges == 0 && c->dtype != ABC_DTYPE_F32 && c->dtype != ABC_DTYPE_Q8) {
-        float *tmp = malloc((n < NARROW_CHUNK ? (size_t)n : NARROW_CHUNK) * sizeof *tmp);
-        if (!tmp) return cv_fail(err, errsize, "out of memory");
-        for (uint64_t done = 0; done < n;) {
-            size_t k = n - done < NARROW_CHUNK ? (size_t)(n - done) : NARROW_CHUNK;
-            if (st_read_f32_range(s->set, s->src, first + done, k, tmp, err, errsize) < 0 ||
-                narrow(tmp, k, c->dtype, (unsigned char *)dst + done * 2, done, c->exp.name, err, errsize) < 0) {
-                free(tmp);
-                return -1;
-            }
-            done += k;
-        }
-        free(tmp);
-        return 0;
-    }
-    float *w = c->dtype == ABC_DTYPE_F32 ? dst : malloc((size_t)n * sizeof *w);
+    const cv_quant_type *qt = cv_quant_find(c->dtype);
+    const int64_t out = c->exp.shape[0], in = c->exp.shape[1], per = qt ? qt->strip_rows : 1;
+    const int64_t r0 = (int64_t)unit0 * per, r1 = (int64_t)(unit0 + units) * per < out ? (int64_t)(unit0 + units) * per : out;
+    const int64_t rows = r1 - r0;
+    const uint64_t n = (uint64_t)(rows * in), base = (uint64_t)(r0 * in);
+    /* a split phi3_v tensor is rows row0.. of its fused source */
+    const uint64_t first = ((uint64_t)c->exp.row0 + (uint64_t)r0) * (uint64_t)in;
+    float *w = c->dtype == ABC_DTYPE_F32 ? dst : malloc((size_t)n * sizeof *w + sizeof *w);
     if (!w) return cv_fail(err, errsize, "out of memory");
     int rc = st_read_f32_range(s->set, s->src, first, n, w, err, errsize);
     for (size_t i = 0; rc == 0 && i < s->n_merges; i++)
-        rc = peft_merge(s->merge_adapters[i], s->merge_modules[i], w, c->exp.row0, c->exp.shape[0], c->exp.shape[1], err, errsize);
+        rc = peft_merge(s->merge_adapters[i], s->merge_modules[i], w, c->exp.row0 + r0, rows, in, err, errsize);
     if (rc == 0 && c->post_scale != 1.0f)
         for (uint64_t i = 0; i < n; i++) w[i] = w[i] * c->post_scale;
-    if (rc == 0)
-        rc = c->dtype == ABC_DTYPE_Q8 ? narrow_q8(w, 0, c->exp.shape[0], &c->exp, dst, err, errsize)
-                                      : narrow(w, (size_t)n, c->dtype, dst, 0, c->exp.name, err, errsize);
+    if (rc == 0 && qt) {
+        rc = narrow(w, (size_t)n, ABC_DTYPE_F32, NULL, base, c->exp.name, err, errsize);
+        if (rc == 0) rc = qt->encode(w, rows, in, (int64_t)units, dst, err, errsize);
+    } else if (rc == 0) {
+        rc = narrow(w, (size_t)n, c->dtype, dst, base, c->exp.name, err, errsize);
+    }
     if (w != dst) free(w);
     return rc;
 }
@@ -443,8 +388,12 @@ static int queue_tensor(abc_writer *w, const expected_tensor *e, const tensor_so
     c->source = *s;
     c->source.merge_adapters = NULL;
     c->source.merge_modules = NULL;
-    /* q8 only for matrices whose rows are whole blocks (the patch embedding's 1176 is not): f32 otherwise */
-    if (dtype == ABC_DTYPE_Q8 && !(e->ndim == 2 && e->shape[1] % CV_Q8_BLOCK == 0)) dtype = ABC_DTYPE_F32;
+    /* quantized only for matrices whose rows are whole blocks (the patch embedding's 1176 is not): f32 otherwise */
+    const cv_quant_type *qt = cv_quant_find(dtype);
+    if (qt && !(e->ndim == 2 && e->shape[1] % qt->block == 0)) {
+        dtype = ABC_DTYPE_F32;
+        qt = NULL;
+    }
     c->dtype = dtype;
     c->post_scale = post_scale;
     if (s->n_merges) {
@@ -457,12 +406,10 @@ static int queue_tensor(abc_writer *w, const expected_tensor *e, const tensor_so
         memcpy(c->source.merge_adapters, s->merge_adapters, s->n_merges * sizeof *s->merge_adapters);
         memcpy(c->source.merge_modules, s->merge_modules, s->n_merges * sizeof *s->merge_modules);
     }
-    uint64_t numel = 1;
-    for (int i = 0; i < e->ndim; i++) numel *= (uint64_t)e->shape[i];
-    size_t nbytes = dtype == ABC_DTYPE_Q8 ? (size_t)((e->shape[0] + CV_Q8_STRIP - 1) / CV_Q8_STRIP) *
-                                                (size_t)(e->shape[1] / CV_Q8_BLOCK) * CV_Q8_STRIP_BLOCK_BYTES
-                                          : (size_t)numel * writer_dtype_size(dtype);
-    if (writer_add_tensor_fn(w, e->name, dtype, e->ndim, e->shape, nbytes, fill_tensor, c, free_fill_ctx) < 0)
+    /* units: rows, or strips of rows */
+    const uint64_t n_units = qt ? (uint64_t)((e->shape[0] + qt->strip_rows - 1) / qt->strip_rows) : (uint64_t)e->shape[0];
+    const size_t unit_bytes = qt ? qt->strip_bytes(e->shape[1]) : (size_t)e->shape[1] * writer_dtype_size(dtype);
+    if (writer_add_tensor_units(w, e->name, dtype, e->ndim, e->shape, n_units, unit_bytes, fill_units, c, free_fill_ctx) < 0)
         return cv_fail(err, errsize, "%s", writer_error(w));
     return 0;
 }
@@ -860,6 +807,31 @@ static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, 
 
 /* ---- driver ---- */
 
+/* The progress line (convert_options.progress): tensor i/n, GB written, rate, time left; redrawn
+ * at most four times a second on the same line. */
+typedef struct {
+    double start, last;
+    int drawn;
+} progress_state;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void show_progress(void *p, size_t tensor, size_t n_tensors, uint64_t done, uint64_t total) {
+    progress_state *ps = p;
+    const double t = now_seconds();
+    if (done < total && t - ps->last < 0.25) return;
+    ps->last = t;
+    const double elapsed = t - ps->start, rate = elapsed > 0 ? (double)done / elapsed : 0;
+    const double left = rate > 0 ? (double)(total - done) / rate : 0;
+    fprintf(stderr, "\rabc-convert: tensor %zu/%zu  %.2f/%.2f GB  %.0f MB/s  ETA %d:%02d ", tensor + 1, n_tensors, (double)done / 1e9,
+            (double)total / 1e9, rate / 1e6, (int)left / 60, (int)left % 60);
+    ps->drawn = 1;
+}
+
 static void state_free(conv_state *s) {
     st_close(&s->base);
     for (size_t i = 0; i < s->n_merges; i++) peft_free(&s->merges[i]);
@@ -918,7 +890,12 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     if (s.has_query && queue_query_adapter(&s, w, err, errsize) < 0) goto done;
     char terr[512] = "";
     if (tokenizer_convert(tok_path, w, terr, sizeof terr) != 0) { cv_fail(err, errsize, "%s: %s", tok_path, terr); goto done; }
-    if (writer_write(w, opt->out_path, err, errsize) < 0) goto done;
+    writer_set_threads(w, opt->threads > 0 ? opt->threads : cv_online_cpus());
+    progress_state ps = { now_seconds(), 0, 0 };
+    if (opt->progress) writer_set_progress(w, show_progress, &ps);
+    int wrc = writer_write(w, opt->out_path, err, errsize);
+    if (ps.drawn) fputc('\n', stderr);
+    if (wrc < 0) goto done;
     rc = 0;
 done:
     writer_free(w); /* before the state: the fill contexts point into it */

@@ -25,6 +25,8 @@ json_value *cv_read_json(const char *path, char *err, size_t errsize);
 /* Maps the transformers >= 4.52 layout onto the hub names used in .abc files:
  * model.language_model.X -> model.X, model.visual.X -> visual.X. Returns a new string. */
 char *cv_normalize_name(const char *name);
+/* CPUs online (at least 1): the default thread count. */
+int cv_online_cpus(void);
 /* An integer-valued JSON number in [lo, hi]. */
 int cv_json_int(const json_value *v, int64_t lo, int64_t hi, int64_t *out);
 
@@ -41,6 +43,27 @@ int cv_f32_to_bf16(float f, uint16_t *out);
 #define CV_Q8_STRIP 16
 #define CV_Q8_STRIP_BLOCK_BYTES (CV_Q8_STRIP * (CV_Q8_BLOCK + 4))
 void cv_quantize_q8_row(const float *src, int64_t in, int8_t *q, float *scales);
+
+/* ---- quant.c ---- */
+/* cv_quantize_q8_row's result for nblocks consecutive blocks of 32, computed side by side (vectorised;
+ * bit-identical). Thread-safe. */
+void cv_quantize_q8_blocks(const float *src, int64_t nblocks, int8_t *q, float *scales);
+typedef void (*cv_q8_kernel)(const float *src, int64_t nblocks, int8_t *q, float *scales);
+/* The kernel of one ISA level (0 baseline, 1 AVX2, 2 AVX-512F); NULL when this CPU or build lacks it. */
+cv_q8_kernel cv_q8_kernel_for(int level);
+/* A block-quantized storage type: rows of `in` values (a multiple of block) stored in strips of
+ * strip_rows rows, strip_bytes(in) bytes each. encode turns `rows` rows (at most strips·strip_rows;
+ * the rest of the last strip is zero padding) into `strips` whole strips at dst. */
+typedef struct {
+    uint32_t dtype;
+    const char *name;
+    int block;
+    int strip_rows;
+    size_t (*strip_bytes)(int64_t in);
+    int (*encode)(const float *src, int64_t rows, int64_t in, int64_t strips, void *dst, char *err, size_t errsize);
+} cv_quant_type;
+/* NULL for the plain types (f32, f16, bf16). */
+const cv_quant_type *cv_quant_find(uint32_t dtype);
 
 /* ---- safetensors.c ---- */
 typedef enum { ST_F32, ST_F16, ST_BF16 } st_dtype;
@@ -157,6 +180,8 @@ typedef struct {
     const char *query_adapter;      /* NULL when none */
     uint32_t dtype;                 /* ABC_DTYPE_F32, _F16, _BF16 or _Q8 */
     int quiet;
+    int threads;                    /* conversion workers; 0 = every online CPU */
+    int progress;                   /* a progress line on stderr (main.c: only when it is a terminal) */
     int64_t num_crops;              /* phi3_v: overrides the checkpoint's num_crops; 0 = keep it */
 } convert_options;
 

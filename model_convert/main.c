@@ -1,16 +1,18 @@
 /* abc-convert: Hugging Face Qwen2-VL checkpoint (+ PEFT adapters) -> .abc weight file.
  *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|vlm2vec-phi3v [--merge-adapter DIR]... [--query-adapter DIR]
- *               [--dtype f32|f16|bf16|q8] [--num-crops N] */
+ *               [--dtype f32|f16|bf16|q8] [--num-crops N] [--threads N] [--quiet] */
+#define _POSIX_C_SOURCE 200809L
 #include "convert.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|vlm2vec-phi3v [--merge-adapter DIR]... [--query-adapter DIR]\n"
-            "                   [--dtype f32|f16|bf16|q8] [--num-crops N] [--quiet]\n"
+            "                   [--dtype f32|f16|bf16|q8] [--num-crops N] [--threads N] [--quiet]\n"
             "  HF_DIR            Qwen2-VL or Phi-3.5-vision checkpoint (config.json, safetensors, tokenizer.json,\n"
             "                    preprocessor_config.json)\n"
             "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token);\n"
@@ -20,7 +22,10 @@ static void usage(FILE *f) {
             "  --query-adapter   PEFT LoRA kept apart and applied at run time for role=query (ABC instruct adapter)\n"
             "  --num-crops       phi3_v: HD crops per image stored in the file (default: the checkpoint's num_crops, else 4)\n"
             "  --dtype           storage of the large matrices (default f32; norms and biases are always f32;\n"
-            "                    q8: int8 blocks of 32 with a scale each, for matrices whose rows are a multiple of 32)\n");
+            "                    q8: int8 blocks of 32 with a scale each, for matrices whose rows are a multiple of 32)\n"
+            "  --threads         threads converting while the file is written (default: every online CPU);\n"
+            "                    the output does not depend on it\n"
+            "  --quiet           no notes and no progress line (the progress line only appears on a terminal)\n");
 }
 
 static int host_is_little_endian(void) {
@@ -43,7 +48,8 @@ int main(int argc, char **argv) {
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) { usage(stdout); status = 0; goto done; }
         else if (strcmp(a, "--quiet") == 0) opt.quiet = 1;
         else if (strcmp(a, "-o") == 0 || strcmp(a, "--preset") == 0 || strcmp(a, "--merge-adapter") == 0 ||
-                 strcmp(a, "--query-adapter") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--num-crops") == 0) {
+                 strcmp(a, "--query-adapter") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--num-crops") == 0 ||
+                 strcmp(a, "--threads") == 0) {
             if (!has_value) { fprintf(stderr, "abc-convert: %s needs a value\n", a); goto done; }
             const char *v = argv[++i];
             if (strcmp(a, "-o") == 0) {
@@ -59,6 +65,11 @@ int main(int argc, char **argv) {
                 long n = strtol(v, &end, 10);
                 if (end == v || *end || n < 1 || n > 4096) { fprintf(stderr, "abc-convert: --num-crops needs an integer in [1, 4096], got \"%s\"\n", v); goto done; }
                 opt.num_crops = n;
+            } else if (strcmp(a, "--threads") == 0) {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (end == v || *end || n < 1 || n > 1024) { fprintf(stderr, "abc-convert: --threads needs an integer in [1, 1024], got \"%s\"\n", v); goto done; }
+                opt.threads = (int)n;
             } else if (strcmp(a, "--query-adapter") == 0) {
                 if (opt.query_adapter) { fprintf(stderr, "abc-convert: only one --query-adapter is supported\n"); goto done; }
                 opt.query_adapter = v;
@@ -88,6 +99,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (!host_is_little_endian()) { fprintf(stderr, "abc-convert: error: needs a little-endian host\n"); status = 1; goto done; }
+    opt.progress = !opt.quiet && isatty(STDERR_FILENO);
     char err[1024] = "";
     if (convert_model(&opt, err, sizeof err) != 0) {
         fprintf(stderr, "abc-convert: error: %s\n", err[0] ? err : "conversion failed");

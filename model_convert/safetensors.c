@@ -318,10 +318,14 @@ int st_read_f32_range(const st_set *set, const st_tensor *t, uint64_t first, uin
             free(buf);
             return cv_fail(err, errsize, "%s: cannot read tensor %s (file truncated?)", f->path, t->name);
         }
-        for (size_t i = 0; i < k; i++) {
-            const unsigned char *b = (const unsigned char *)&buf[i];
-            uint16_t v = (uint16_t)(b[0] | b[1] << 8);
-            dst[done + i] = t->dtype == ST_BF16 ? cv_bf16_to_f32(v) : cv_f16_to_f32(v);
+        const unsigned char *b = (const unsigned char *)buf;
+        if (t->dtype == ST_BF16) { /* the upper half of a float32: a shift (this loop vectorises) */
+            for (size_t i = 0; i < k; i++) {
+                const uint32_t bits = (uint32_t)(b[2 * i] | b[2 * i + 1] << 8) << 16;
+                memcpy(&dst[done + i], &bits, 4);
+            }
+        } else {
+            for (size_t i = 0; i < k; i++) dst[done + i] = cv_f16_to_f32((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
         }
         done += k;
     }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int cv_fail(char *err, size_t errsize, const char *fmt, ...) {
     if (err && errsize) {
@@ -106,4 +107,9 @@ int cv_json_int(const json_value *v, int64_t lo, int64_t hi, int64_t *out) {
     if (!(d >= (double)lo && d <= (double)hi) || d != floor(d)) return -1;
     *out = (int64_t)d;
     return 0;
+}
+
+int cv_online_cpus(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +35,14 @@ typedef struct {
     uint64_t shape[4];
     size_t nbytes;
     void *data; /* owned copy, or NULL when produced by fill */
-    int (*fill)(void *ctx, void *dst, char *err, size_t errsize);
+    int (*fill)(void *ctx, void *dst, char *err, size_t errsize); /* the whole tensor at once */
+    writer_fill_units_fn fill_units;                              /* or in pieces of whole units */
+    uint64_t n_units;
+    size_t unit_bytes;
     void *ctx;
     void (*free_ctx)(void *ctx);
     uint64_t offset; /* assigned by writer_write */
+    size_t first_job, n_jobs;
 } tensor_entry;
 
 struct abc_writer {
@@ -45,6 +50,9 @@ struct abc_writer {
     size_t n_meta, cap_meta;
     tensor_entry *tensors;
     size_t n_tensors, cap_tensors;
+    int threads;
+    writer_progress_fn progress;
+    void *progress_ctx;
     char error[256];
 };
 
@@ -201,7 +209,7 @@ static int add_tensor(abc_writer *w, const tensor_entry *proto, const int64_t *s
 int writer_add_tensor(abc_writer *w, const char *name, uint32_t dtype, int ndim, const int64_t *shape, const void *data, size_t nbytes) {
     if (!w) return -1;
     if (!data) return werr(w, "tensor \"%s\": no data", name ? name : "");
-    tensor_entry proto = { (char *)name, dtype, (uint32_t)(ndim < 0 ? 0 : ndim), {0}, nbytes, NULL, NULL, NULL, NULL, 0 };
+    tensor_entry proto = { .name = (char *)name, .dtype = dtype, .ndim = (uint32_t)(ndim < 0 ? 0 : ndim), .nbytes = nbytes };
     return add_tensor(w, &proto, shape, data);
 }
 
@@ -212,12 +220,39 @@ int writer_add_tensor_fn(abc_writer *w, const char *name, uint32_t dtype, int nd
         if (free_ctx) free_ctx(ctx);
         return w ? werr(w, "tensor \"%s\": no fill function", name ? name : "") : -1;
     }
-    tensor_entry proto = { (char *)name, dtype, (uint32_t)(ndim < 0 ? 0 : ndim), {0}, nbytes, NULL, fill, ctx, free_ctx, 0 };
+    tensor_entry proto = { .name = (char *)name, .dtype = dtype, .ndim = (uint32_t)(ndim < 0 ? 0 : ndim), .nbytes = nbytes,
+                           .fill = fill, .ctx = ctx, .free_ctx = free_ctx };
     if (add_tensor(w, &proto, shape, NULL) < 0) {
         if (free_ctx) free_ctx(ctx);
         return -1;
     }
     return 0;
+}
+
+int writer_add_tensor_units(abc_writer *w, const char *name, uint32_t dtype, int ndim, const int64_t *shape, uint64_t n_units,
+                            size_t unit_bytes, writer_fill_units_fn fill, void *ctx, void (*free_ctx)(void *ctx)) {
+    /* the writer owns ctx from here on, even when the call fails */
+    if (!w || !fill || n_units == 0 || unit_bytes == 0 || n_units > SIZE_MAX / unit_bytes) {
+        if (free_ctx) free_ctx(ctx);
+        return w ? werr(w, "tensor \"%s\": no fill function or no units", name ? name : "") : -1;
+    }
+    tensor_entry proto = { .name = (char *)name, .dtype = dtype, .ndim = (uint32_t)(ndim < 0 ? 0 : ndim), .nbytes = (size_t)n_units * unit_bytes,
+                           .fill_units = fill, .n_units = n_units, .unit_bytes = unit_bytes, .ctx = ctx, .free_ctx = free_ctx };
+    if (add_tensor(w, &proto, shape, NULL) < 0) {
+        if (free_ctx) free_ctx(ctx);
+        return -1;
+    }
+    return 0;
+}
+
+void writer_set_threads(abc_writer *w, int threads) {
+    if (w) w->threads = threads;
+}
+
+void writer_set_progress(abc_writer *w, writer_progress_fn fn, void *ctx) {
+    if (!w) return;
+    w->progress = fn;
+    w->progress_ctx = ctx;
 }
 
 /* ---- serialisation ---- */
@@ -268,6 +303,194 @@ static void put_payload(out_stream *o, const meta_entry *m) {
     }
 }
 
+/* ---- tensor data: produced in pieces by worker threads, written in file order ----
+ *
+ * Piece j goes into slot j % n_slots, and a worker starts piece j only once piece j - n_slots has been
+ * written: memory is n_slots pieces (plus each fill's own scratch) however large the model. Reading
+ * and converting (workers) overlap with writing (this thread). The first failing piece in file order
+ * decides the error, as a sequential run would. */
+
+#define PIECE_BYTES ((size_t)4 << 20) /* output bytes per piece, unless one unit is larger */
+
+typedef struct {
+    size_t tensor;
+    uint64_t unit0, units;
+    size_t bytes;
+} piece_job;
+
+typedef struct {
+    unsigned char *buf;   /* slot_cap bytes, allocated on first use */
+    unsigned char *own;   /* a whole-tensor fill larger than slot_cap */
+    int done, rc;
+    char err[512];
+} piece_slot;
+
+typedef struct {
+    abc_writer *w;
+    piece_job *jobs;
+    size_t n_jobs;
+    piece_slot *slots;
+    size_t n_slots, slot_cap;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, done_cv;
+    size_t next, written;
+    int stop;
+} pipeline;
+
+static void run_job(pipeline *p, size_t j) {
+    const piece_job *job = &p->jobs[j];
+    const tensor_entry *t = &p->w->tensors[job->tensor];
+    piece_slot *s = &p->slots[j % p->n_slots];
+    unsigned char *dst;
+    s->err[0] = '\0';
+    if (job->bytes > p->slot_cap) {
+        dst = s->own = malloc(job->bytes);
+    } else {
+        if (!s->buf) s->buf = malloc(p->slot_cap);
+        dst = s->buf;
+    }
+    if (!dst) {
+        snprintf(s->err, sizeof s->err, "out of memory (a buffer of %zu bytes)", job->bytes);
+        s->rc = -1;
+        return;
+    }
+    s->rc = t->fill_units ? t->fill_units(t->ctx, dst, job->unit0, job->units, s->err, sizeof s->err) : t->fill(t->ctx, dst, s->err, sizeof s->err);
+}
+
+static void *worker_main(void *arg) {
+    pipeline *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && p->next < p->n_jobs && p->next >= p->written + p->n_slots) pthread_cond_wait(&p->work_cv, &p->mu);
+        if (p->stop || p->next >= p->n_jobs) break;
+        size_t j = p->next++;
+        pthread_mutex_unlock(&p->mu);
+        run_job(p, j);
+        pthread_mutex_lock(&p->mu);
+        p->slots[j % p->n_slots].done = 1;
+        pthread_cond_broadcast(&p->done_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Splits every streamed tensor into pieces of whole units of about PIECE_BYTES. */
+static int plan_jobs(abc_writer *w, pipeline *p) {
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_tensors; i++) {
+        tensor_entry *t = &w->tensors[i];
+        t->first_job = n;
+        t->n_jobs = 0;
+        if (t->fill_units) {
+            uint64_t per = t->unit_bytes >= PIECE_BYTES ? 1 : PIECE_BYTES / t->unit_bytes;
+            t->n_jobs = (size_t)((t->n_units + per - 1) / per);
+        } else if (t->fill) {
+            t->n_jobs = 1;
+        }
+        n += t->n_jobs;
+    }
+    p->jobs = malloc((n ? n : 1) * sizeof *p->jobs);
+    if (!p->jobs) return -1;
+    p->n_jobs = n;
+    p->slot_cap = PIECE_BYTES;
+    for (size_t i = 0; i < w->n_tensors; i++) {
+        const tensor_entry *t = &w->tensors[i];
+        if (t->fill_units) {
+            uint64_t per = t->unit_bytes >= PIECE_BYTES ? 1 : PIECE_BYTES / t->unit_bytes;
+            for (size_t k = 0; k < t->n_jobs; k++) {
+                piece_job *job = &p->jobs[t->first_job + k];
+                job->tensor = i;
+                job->unit0 = k * per;
+                job->units = t->n_units - job->unit0 < per ? t->n_units - job->unit0 : per;
+                job->bytes = (size_t)job->units * t->unit_bytes;
+                if (job->bytes > p->slot_cap) p->slot_cap = job->bytes;
+            }
+        } else if (t->fill) {
+            p->jobs[t->first_job] = (piece_job){ i, 0, 1, t->nbytes };
+        }
+    }
+    return 0;
+}
+
+static int write_tensor_data(abc_writer *w, out_stream *o, uint64_t file_size, char *err, size_t errsize) {
+    pipeline p;
+    memset(&p, 0, sizeof p);
+    p.w = w;
+    if (plan_jobs(w, &p) < 0) { snprintf(err, errsize, "out of memory"); return -1; }
+    const int threads = w->threads > 1 ? w->threads : 1;
+    p.n_slots = 2 * (size_t)threads + 2;
+    p.slots = calloc(p.n_slots, sizeof *p.slots);
+    pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+    int n_workers = 0, rc = 0;
+    if (!p.slots || !tid) {
+        snprintf(err, errsize, "out of memory");
+        rc = -1;
+        goto done;
+    }
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.work_cv, NULL);
+    pthread_cond_init(&p.done_cv, NULL);
+    /* fewer workers when threads cannot be created; none: this thread fills each piece itself */
+    while (n_workers < threads && p.n_jobs > 0 && pthread_create(&tid[n_workers], NULL, worker_main, &p) == 0) n_workers++;
+    for (size_t i = 0; i < w->n_tensors && rc == 0; i++) {
+        tensor_entry *t = &w->tensors[i];
+        pad_to(o, ABC_TENSOR_ALIGN);
+        if (!t->fill && !t->fill_units) {
+            put_bytes(o, t->data, t->nbytes);
+            if (w->progress) w->progress(w->progress_ctx, i, w->n_tensors, o->pos, file_size);
+            continue;
+        }
+        for (size_t j = t->first_job; j < t->first_job + t->n_jobs && rc == 0; j++) {
+            piece_slot *s = &p.slots[j % p.n_slots];
+            if (n_workers == 0) {
+                run_job(&p, j);
+            } else {
+                pthread_mutex_lock(&p.mu);
+                while (!s->done) pthread_cond_wait(&p.done_cv, &p.mu);
+                pthread_mutex_unlock(&p.mu);
+            }
+            if (s->rc != 0) {
+                snprintf(err, errsize, "tensor %s: %s", t->name, s->err[0] ? s->err : "could not produce data");
+                rc = -1;
+            } else {
+                put_bytes(o, s->own ? s->own : s->buf, p.jobs[j].bytes);
+                if (o->failed) {
+                    snprintf(err, errsize, "write error: %s", strerror(errno));
+                    rc = -1;
+                }
+            }
+            free(s->own);
+            s->own = NULL;
+            pthread_mutex_lock(&p.mu);
+            s->done = 0;
+            p.written++;
+            if (rc != 0) p.stop = 1;
+            pthread_cond_broadcast(&p.work_cv);
+            pthread_mutex_unlock(&p.mu);
+            if (rc == 0 && w->progress) w->progress(w->progress_ctx, i, w->n_tensors, o->pos, file_size);
+        }
+    }
+    if (n_workers > 0) {
+        pthread_mutex_lock(&p.mu);
+        p.stop = 1;
+        pthread_cond_broadcast(&p.work_cv);
+        pthread_mutex_unlock(&p.mu);
+    }
+    for (int i = 0; i < n_workers; i++) pthread_join(tid[i], NULL);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.work_cv);
+    pthread_cond_destroy(&p.done_cv);
+done:
+    for (size_t i = 0; p.slots && i < p.n_slots; i++) {
+        free(p.slots[i].buf);
+        free(p.slots[i].own);
+    }
+    free(p.slots);
+    free(p.jobs);
+    free(tid);
+    return rc;
+}
+
 static int write_all(abc_writer *w, FILE *f, char *err, size_t errsize) {
     uint64_t meta_size = 0, dir_size = 0;
     for (size_t i = 0; i < w->n_meta; i++) meta_size += meta_entry_size(&w->meta[i]);
@@ -275,12 +498,10 @@ static int write_all(abc_writer *w, FILE *f, char *err, size_t errsize) {
     uint64_t meta_offset = ABC_HEADER_SIZE;
     uint64_t dir_offset = align_up(meta_offset + meta_size, 8);
     uint64_t pos = dir_offset + dir_size;
-    size_t max_bytes = 0;
     for (size_t i = 0; i < w->n_tensors; i++) {
         tensor_entry *t = &w->tensors[i];
         t->offset = align_up(pos, ABC_TENSOR_ALIGN);
         pos = t->offset + t->nbytes;
-        if (t->fill && t->nbytes > max_bytes) max_bytes = t->nbytes;
     }
     uint64_t file_size = pos;
 
@@ -322,28 +543,7 @@ static int write_all(abc_writer *w, FILE *f, char *err, size_t errsize) {
     }
     if (o.failed) { snprintf(err, errsize, "write error: %s", strerror(errno)); return -1; }
 
-    /* one reusable buffer for the streamed tensors (the largest one) */
-    unsigned char *buf = NULL;
-    if (max_bytes) {
-        buf = malloc(max_bytes);
-        if (!buf) { snprintf(err, errsize, "out of memory (tensor buffer of %zu bytes)", max_bytes); return -1; }
-    }
-    for (size_t i = 0; i < w->n_tensors && !o.failed; i++) {
-        tensor_entry *t = &w->tensors[i];
-        pad_to(&o, ABC_TENSOR_ALIGN);
-        if (t->fill) {
-            char ferr[512] = "";
-            if (t->fill(t->ctx, buf, ferr, sizeof ferr) != 0) {
-                snprintf(err, errsize, "tensor %s: %s", t->name, ferr[0] ? ferr : "could not produce data");
-                free(buf);
-                return -1;
-            }
-            put_bytes(&o, buf, t->nbytes);
-        } else {
-            put_bytes(&o, t->data, t->nbytes);
-        }
-    }
-    free(buf);
+    if (write_tensor_data(w, &o, file_size, err, errsize) < 0) return -1;
     if (o.failed) { snprintf(err, errsize, "write error: %s", strerror(errno)); return -1; }
     if (o.pos != file_size) { snprintf(err, errsize, "internal error: wrote %llu bytes, expected %llu",
                                        (unsigned long long)o.pos, (unsigned long long)file_size); return -1; }

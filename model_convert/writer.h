@@ -14,6 +14,19 @@ abc_writer *writer_new(void);
 int writer_add_tensor(abc_writer *w, const char *name, uint32_t dtype, int ndim, const int64_t *shape, const void *data, size_t nbytes);
 /* large tensors: data produced at write time by fill(ctx, dst) into a buffer of nbytes (streaming, so a 7B model is never held in memory twice) */
 int writer_add_tensor_fn(abc_writer *w, const char *name, uint32_t dtype, int ndim, const int64_t *shape, size_t nbytes, int (*fill)(void *ctx, void *dst, char *err, size_t errsize), void *ctx, void (*free_ctx)(void *ctx));
+/* large tensors in pieces: the data is n_units units of unit_bytes each (rows, or strips of rows);
+ * fill(ctx, dst, unit0, units) produces units [unit0, unit0 + units) into dst. Pieces are produced by
+ * worker threads, several at once (fill must allow concurrent calls on disjoint pieces), and written
+ * in order, so memory stays bounded by a few pieces per thread whatever the tensor's size. */
+typedef int (*writer_fill_units_fn)(void *ctx, void *dst, uint64_t unit0, uint64_t units, char *err, size_t errsize);
+int writer_add_tensor_units(abc_writer *w, const char *name, uint32_t dtype, int ndim, const int64_t *shape, uint64_t n_units,
+                            size_t unit_bytes, writer_fill_units_fn fill, void *ctx, void (*free_ctx)(void *ctx));
+/* Worker threads producing the tensors' data while the file is written (default 1; values < 1 mean 1). */
+void writer_set_threads(abc_writer *w, int threads);
+/* Called on the writing thread after each piece: tensor index (0-based) being written, the tensor
+ * count, bytes of the file written so far and in all. */
+typedef void (*writer_progress_fn)(void *ctx, size_t tensor, size_t n_tensors, uint64_t done, uint64_t total);
+void writer_set_progress(abc_writer *w, writer_progress_fn fn, void *ctx);
 int writer_add_i64(abc_writer *w, const char *key, const int64_t *v, size_t count);
 int writer_add_f64(abc_writer *w, const char *key, const double *v, size_t count);
 int writer_add_str(abc_writer *w, const char *key, const char *s);

@@ -1,0 +1,207 @@
+/* Block quantization at conversion speed.
+ *
+ * cv_quantize_q8_row (dtype.c) is the definition of q8's scale search; the kernel here computes the
+ * same thing for many blocks side by side, one block per double lane, so every lane performs exactly
+ * the operations of the scalar code in the same order (no reassociation, no fused multiply-add):
+ * the scales and quants are bit-identical, which tests/test_quant.c checks against the scalar code.
+ * One source is compiled for the baseline ISA and, on x86-64, again for AVX2 and AVX-512F; the CPU
+ * picks at run time.
+ *
+ * Quantized types are described by cv_quant_type entries (cv_quant_find), so that a new type (4-bit)
+ * adds an entry with its own block kernel and strip encoder without touching the converter's
+ * streaming code. */
+#include "convert.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF /* bit-identity needs separate roundings (the Makefile also says -ffp-contract=off) */
+#endif
+
+#define QK_CAT_(a, b) a##b
+#define QK_CAT(a, b) QK_CAT_(a, b)
+
+#if defined(__GNUC__) || defined(__clang__)
+
+/* Baseline: GNU vector extensions, two doubles (SSE2 on x86-64, NEON on aarch64). Rounding by adding
+ * and subtracting 1.5·2^52, exact for |x| <= 127 (QK_QUANT clamps first), ties to even like nearbyint
+ * in the default rounding mode. */
+typedef double qk_v2 __attribute__((vector_size(16)));
+typedef long long qk_m2 __attribute__((vector_size(16)));
+typedef float qk_f2 __attribute__((vector_size(8)));
+static inline qk_v2 qk_sel2(qk_m2 m, qk_v2 a, qk_v2 b) { return (qk_v2)((m & (qk_m2)a) | (~m & (qk_m2)b)); }
+static inline qk_v2 qk_load2(const double *p) { qk_v2 v; memcpy(&v, p, sizeof v); return v; }
+static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
+#define QK_NAME q8_blocks_generic
+#define QK_TARGET
+#define QK_V qk_v2
+#define QK_LANES 2
+#define QK_SPLAT(x) ((qk_v2){ (x), (x) })
+#define QK_LOAD(p) qk_load2(p)
+#define QK_STORE(p, a) qk_store2((p), (a))
+#define QK_ADD(a, b) ((a) + (b))
+#define QK_SUB(a, b) ((a) - (b))
+#define QK_MUL(a, b) ((a) * (b))
+#define QK_DIV(a, b) ((a) / (b))
+#define QK_ABS(a) ((qk_v2)((qk_m2)(a) & ~(qk_m2)QK_SPLAT(-0.0)))
+#define QK_MIN(a, b) qk_sel2((qk_m2)((a) < (b)), (a), (b))
+#define QK_MAX(a, b) qk_sel2((qk_m2)((a) > (b)), (a), (b))
+#define QK_ROUND(a) (((a) + QK_SPLAT(6755399441055744.0)) - QK_SPLAT(6755399441055744.0))
+#define QK_TO_FLOAT(a) __builtin_convertvector(__builtin_convertvector((a), qk_f2), qk_v2)
+#define QK_SEL_LT(a, b, x, y) qk_sel2((qk_m2)((a) < (b)), (x), (y))
+#define QK_SEL_GT(a, b, x, y) qk_sel2((qk_m2)((a) > (b)), (x), (y))
+#include "q8_kernel.h"
+#undef QK_NAME
+#undef QK_TARGET
+#undef QK_V
+#undef QK_LANES
+#undef QK_SPLAT
+#undef QK_LOAD
+#undef QK_STORE
+#undef QK_ADD
+#undef QK_SUB
+#undef QK_MUL
+#undef QK_DIV
+#undef QK_ABS
+#undef QK_MIN
+#undef QK_MAX
+#undef QK_ROUND
+#undef QK_TO_FLOAT
+#undef QK_SEL_LT
+#undef QK_SEL_GT
+
+#if defined(__x86_64__) && !defined(ABC_NO_SIMD) /* ABC_NO_SIMD: baseline only, as for the library */
+#include <immintrin.h>
+
+#define QK_ROUND_MODE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+#define QK_NAME q8_blocks_avx2
+#define QK_TARGET __attribute__((target("avx2")))
+#define QK_V __m256d
+#define QK_LANES 4
+#define QK_SPLAT(x) _mm256_set1_pd(x)
+#define QK_LOAD(p) _mm256_loadu_pd(p)
+#define QK_STORE(p, a) _mm256_storeu_pd((p), (a))
+#define QK_ADD(a, b) _mm256_add_pd((a), (b))
+#define QK_SUB(a, b) _mm256_sub_pd((a), (b))
+#define QK_MUL(a, b) _mm256_mul_pd((a), (b))
+#define QK_DIV(a, b) _mm256_div_pd((a), (b))
+#define QK_ABS(a) _mm256_andnot_pd(_mm256_set1_pd(-0.0), (a))
+#define QK_MIN(a, b) _mm256_min_pd((a), (b))
+#define QK_MAX(a, b) _mm256_max_pd((a), (b))
+#define QK_ROUND(a) _mm256_round_pd((a), QK_ROUND_MODE)
+#define QK_TO_FLOAT(a) _mm256_cvtps_pd(_mm256_cvtpd_ps(a))
+#define QK_SEL_LT(a, b, x, y) _mm256_blendv_pd((y), (x), _mm256_cmp_pd((a), (b), _CMP_LT_OQ))
+#define QK_SEL_GT(a, b, x, y) _mm256_blendv_pd((y), (x), _mm256_cmp_pd((a), (b), _CMP_GT_OQ))
+#include "q8_kernel.h"
+#undef QK_NAME
+#undef QK_TARGET
+#undef QK_V
+#undef QK_LANES
+#undef QK_SPLAT
+#undef QK_LOAD
+#undef QK_STORE
+#undef QK_ADD
+#undef QK_SUB
+#undef QK_MUL
+#undef QK_DIV
+#undef QK_ABS
+#undef QK_MIN
+#undef QK_MAX
+#undef QK_ROUND
+#undef QK_TO_FLOAT
+#undef QK_SEL_LT
+#undef QK_SEL_GT
+
+#define QK_NAME q8_blocks_avx512
+#define QK_TARGET __attribute__((target("avx2,avx512f")))
+#define QK_V __m512d
+#define QK_LANES 8
+#define QK_SPLAT(x) _mm512_set1_pd(x)
+#define QK_LOAD(p) _mm512_loadu_pd(p)
+#define QK_STORE(p, a) _mm512_storeu_pd((p), (a))
+#define QK_ADD(a, b) _mm512_add_pd((a), (b))
+#define QK_SUB(a, b) _mm512_sub_pd((a), (b))
+#define QK_MUL(a, b) _mm512_mul_pd((a), (b))
+#define QK_DIV(a, b) _mm512_div_pd((a), (b))
+#define QK_ABS(a) _mm512_castsi512_pd(_mm512_and_epi64(_mm512_castpd_si512(a), _mm512_set1_epi64(INT64_MAX)))
+#define QK_MIN(a, b) _mm512_min_pd((a), (b))
+#define QK_MAX(a, b) _mm512_max_pd((a), (b))
+#define QK_ROUND(a) _mm512_roundscale_pd((a), QK_ROUND_MODE)
+#define QK_TO_FLOAT(a) _mm512_cvtps_pd(_mm512_cvtpd_ps(a))
+#define QK_SEL_LT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_LT_OQ), (y), (x))
+#define QK_SEL_GT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_GT_OQ), (y), (x))
+#include "q8_kernel.h"
+#endif /* __x86_64__ */
+
+#else /* no vector extensions: the scalar definition, block by block */
+
+static void q8_blocks_generic(const float *src, int64_t nblocks, int8_t *q, float *scales) {
+    cv_quantize_q8_row(src, nblocks * CV_Q8_BLOCK, q, scales);
+}
+
+#endif
+
+cv_q8_kernel cv_q8_kernel_for(int level) {
+    if (level == 0) return q8_blocks_generic;
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(ABC_NO_SIMD)
+    __builtin_cpu_init(); /* __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512 state */
+    if (level == 1 && __builtin_cpu_supports("avx2")) return q8_blocks_avx2;
+    if (level == 2 && __builtin_cpu_supports("avx512f")) return q8_blocks_avx512;
+#endif
+    return NULL;
+}
+
+void cv_quantize_q8_blocks(const float *src, int64_t nblocks, int8_t *q, float *scales) {
+    static cv_q8_kernel kernel; /* chosen once; threads racing here all choose the same one */
+    cv_q8_kernel k = __atomic_load_n(&kernel, __ATOMIC_RELAXED);
+    if (!k) {
+        for (int level = 2; level >= 0 && !k; level--) k = cv_q8_kernel_for(level);
+        __atomic_store_n(&kernel, k, __ATOMIC_RELAXED);
+    }
+    k(src, nblocks, q, scales);
+}
+
+/* ---- strip encoders ---- */
+
+static size_t q8_strip_bytes(int64_t in) { return (size_t)(in / CV_Q8_BLOCK) * CV_Q8_STRIP_BLOCK_BYTES; }
+
+/* rows (<= strips·16; the rows past them are padding, zero) of width in -> whole strips at dst
+ * (FORMAT.md): row j's block b is quads at strip j/16, block b, [k/4][j%16][k%4], then its scale. */
+static int q8_encode(const float *src, int64_t rows, int64_t in, int64_t strips, void *dst, char *err, size_t errsize) {
+    const int64_t blocks = in / CV_Q8_BLOCK;
+    int8_t *q = malloc((size_t)(rows * in) + 1);
+    float *scales = malloc((size_t)(rows * blocks) * sizeof *scales + sizeof *scales);
+    if (!q || !scales) {
+        free(q);
+        free(scales);
+        return cv_fail(err, errsize, "out of memory");
+    }
+    cv_quantize_q8_blocks(src, rows * blocks, q, scales);
+    unsigned char *out = dst;
+    memset(out, 0, (size_t)strips * q8_strip_bytes(in));
+    for (int64_t j = 0; j < rows; j++) { /* the host is little-endian (main.c checks) */
+        unsigned char *strip = out + (j / CV_Q8_STRIP) * blocks * CV_Q8_STRIP_BLOCK_BYTES + (j % CV_Q8_STRIP) * 4;
+        for (int64_t b = 0; b < blocks; b++) {
+            unsigned char *block = strip + b * CV_Q8_STRIP_BLOCK_BYTES;
+            const int8_t *qb = q + j * in + b * CV_Q8_BLOCK;
+            for (int k4 = 0; k4 < CV_Q8_BLOCK / 4; k4++) memcpy(block + k4 * CV_Q8_STRIP * 4, qb + k4 * 4, 4);
+            memcpy(block + CV_Q8_STRIP * CV_Q8_BLOCK, &scales[j * blocks + b], 4);
+        }
+    }
+    free(q);
+    free(scales);
+    return 0;
+}
+
+static const cv_quant_type quant_types[] = {
+    { ABC_DTYPE_Q8, "q8", CV_Q8_BLOCK, CV_Q8_STRIP, q8_strip_bytes, q8_encode },
+};
+
+const cv_quant_type *cv_quant_find(uint32_t dtype) {
+    for (size_t i = 0; i < sizeof quant_types / sizeof quant_types[0]; i++)
+        if (quant_types[i].dtype == dtype) return &quant_types[i];
+    return NULL;
+}
