@@ -193,7 +193,8 @@ static void int_vec_free(int_vec *v) {
 
 /* ---- weight-file tensors (section 3 fills them) ---- */
 
-enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3, DT_U8 = 4, DT_Q8_ROWS_RETIRED = 5, DT_Q8 = 6 };
+enum { DT_F32 = ABC_FILE_F32, DT_F16 = ABC_FILE_F16, DT_BF16 = ABC_FILE_BF16, DT_I32 = ABC_FILE_I32, DT_U8 = ABC_FILE_U8,
+       DT_Q8_ROWS_RETIRED = ABC_FILE_Q8_ROWS_RETIRED, DT_Q8 = ABC_FILE_Q8 };
 
 typedef struct {
     const char *name;  /* points into the mapping, not NUL-terminated */
@@ -615,11 +616,7 @@ static void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, voi
  * 3. Weight file: mapping and validating a .abc file (model_convert/FORMAT.md)
  * ================================================================================================ */
 
-#define ABC_FILE_MAGIC "ABCMODEL"
-#define ABC_FILE_VERSION 1u
-#define ABC_HEADER_SIZE 64u
-#define ABC_TENSOR_ALIGN 64u
-#define ABC_MAX_NAME 1024u
+/* The format's constants, dtype codes and q8 layout are abc.h's (shared with abc-convert). */
 
 static uint32_t read_u32le(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -638,13 +635,10 @@ static size_t dtype_size(uint32_t dtype) {
     }
 }
 
-/* DT_Q8 (FORMAT.md): a 2-D [out][in] tensor with `in` a multiple of Q8_BLOCK; element (j, k) is
- * q[j][k] · scale[j][k / Q8_BLOCK]. Stored in strips of Q8_STRIP rows (the last padded with zero rows),
- * each strip block by block: int8 [Q8_BLOCK/4][Q8_STRIP][4] (row j's k..k+3 side by side), then f32
- * scales [Q8_STRIP]. The kernels read it in place (section 7). */
-#define Q8_BLOCK 32
-#define Q8_STRIP 16
-#define Q8_STRIP_BLOCK_BYTES ((size_t)Q8_STRIP * (Q8_BLOCK + 4)) /* quads, scales */
+/* DT_Q8: abc.h's layout (ABC_FILE_Q8_*); the kernels read it in place (section 7). */
+#define Q8_BLOCK ABC_FILE_Q8_BLOCK
+#define Q8_STRIP ABC_FILE_Q8_STRIP
+#define Q8_STRIP_BLOCK_BYTES ((size_t)ABC_FILE_Q8_STRIP_BLOCK_BYTES) /* quads, scales */
 
 /* Column j's bytes in the strip block at b (j < 16) or b_hi (j ≥ 16): its quads at [k/4 · Q8_STRIP · 4
  * + k % 4], its scale at [Q8_STRIP · Q8_BLOCK]. */
@@ -691,7 +685,7 @@ static abc_status parse_metadata(weight_file *wf, uint64_t off, uint64_t size, u
         const uint8_t *p = wf->base + pos;
         uint32_t key_len = read_u32le(p), type = read_u32le(p + 4);
         uint64_t n = read_u64le(p + 8);
-        if (key_len == 0 || key_len > ABC_MAX_NAME) return fail(err, ABC_ERR_FORMAT, "metadata entry %u: bad key length %u", i, key_len);
+        if (key_len == 0 || key_len > ABC_FILE_MAX_NAME) return fail(err, ABC_ERR_FORMAT, "metadata entry %u: bad key length %u", i, key_len);
         if (type < 1 || type > 3) return fail(err, ABC_ERR_FORMAT, "metadata entry %u: unknown type %u", i, type);
         uint64_t payload_len = type == 3 ? n : n * 8;
         if (type != 3 && n > (UINT64_MAX / 8)) return fail(err, ABC_ERR_FORMAT, "metadata entry %u: count %llu too large", i, (unsigned long long)n);
@@ -729,7 +723,7 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
         t->dtype = read_u32le(p + 4);
         uint32_t ndim = read_u32le(p + 8);
         uint64_t data_off = read_u64le(p + 48), nbytes = read_u64le(p + 56);
-        if (t->name_len == 0 || t->name_len > ABC_MAX_NAME || !range_inside(pos + 64, t->name_len, off, size))
+        if (t->name_len == 0 || t->name_len > ABC_FILE_MAX_NAME || !range_inside(pos + 64, t->name_len, off, size))
             return fail(err, ABC_ERR_FORMAT, "tensor entry %u: bad name length %u", i, t->name_len);
         t->name = (const char *)wf->base + pos + 64;
         int nl = (int)t->name_len;
@@ -761,7 +755,7 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
                 return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %llu bytes do not match its shape and dtype q8", nl, t->name,
                             (unsigned long long)nbytes);
         }
-        if (data_off % ABC_TENSOR_ALIGN) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': data offset not 64-byte aligned", nl, t->name);
+        if (data_off % ABC_FILE_TENSOR_ALIGN) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': data offset not 64-byte aligned", nl, t->name);
         if (!range_inside(data_off, nbytes, data_start, wf->size - data_start))
             return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': data [%llu, +%llu) lies outside the file's data section", nl, t->name,
                         (unsigned long long)data_off, (unsigned long long)nbytes);
@@ -778,20 +772,20 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
 
 /* Validates the header and both directories of an in-memory image of a .abc file. */
 static abc_status weight_file_parse(weight_file *wf, abc_error *err) {
-    if (wf->size < ABC_HEADER_SIZE) return fail(err, ABC_ERR_FORMAT, "file too short (%zu bytes) for a .abc header", wf->size);
+    if (wf->size < ABC_FILE_HEADER_SIZE) return fail(err, ABC_ERR_FORMAT, "file too short (%zu bytes) for a .abc header", wf->size);
     const uint8_t *h = wf->base;
     if (memcmp(h, ABC_FILE_MAGIC, 8) != 0) return fail(err, ABC_ERR_FORMAT, "not a .abc weight file (bad magic)");
     wf->version = read_u32le(h + 8);
     if (wf->version != ABC_FILE_VERSION)
         return fail(err, ABC_ERR_VERSION, "weight file version %u is not supported (this build reads version %u)", wf->version, ABC_FILE_VERSION);
-    if (read_u32le(h + 12) != ABC_HEADER_SIZE) return fail(err, ABC_ERR_FORMAT, "bad header size %u", read_u32le(h + 12));
+    if (read_u32le(h + 12) != ABC_FILE_HEADER_SIZE) return fail(err, ABC_ERR_FORMAT, "bad header size %u", read_u32le(h + 12));
     uint64_t file_size = read_u64le(h + 16);
     if (file_size != wf->size)
         return fail(err, ABC_ERR_FORMAT, "file is %zu bytes but its header says %llu (truncated or padded?)", wf->size, (unsigned long long)file_size);
     uint64_t meta_off = read_u64le(h + 24), meta_size = read_u64le(h + 32);
     uint64_t dir_off = read_u64le(h + 40), dir_size = read_u64le(h + 48);
     uint32_t n_meta = read_u32le(h + 56), n_tensors = read_u32le(h + 60);
-    if (meta_off < ABC_HEADER_SIZE || meta_off % 8 || !range_inside(meta_off, meta_size, 0, wf->size))
+    if (meta_off < ABC_FILE_HEADER_SIZE || meta_off % 8 || !range_inside(meta_off, meta_size, 0, wf->size))
         return fail(err, ABC_ERR_FORMAT, "metadata section [%llu, +%llu) is outside the file", (unsigned long long)meta_off, (unsigned long long)meta_size);
     if (dir_off < meta_off + meta_size || dir_off % 8 || !range_inside(dir_off, dir_size, 0, wf->size))
         return fail(err, ABC_ERR_FORMAT, "tensor directory [%llu, +%llu) is outside the file", (unsigned long long)dir_off, (unsigned long long)dir_size);
@@ -810,7 +804,7 @@ static abc_status weight_file_open(const char *path, weight_file *wf, abc_error 
         close(fd);
         return fail(err, ABC_ERR_IO, "'%s' is not a regular file", path);
     }
-    if ((uint64_t)stt.st_size < ABC_HEADER_SIZE) {
+    if ((uint64_t)stt.st_size < ABC_FILE_HEADER_SIZE) {
         close(fd);
         return fail(err, ABC_ERR_FORMAT, "'%s' is too short (%lld bytes) to be a .abc file", path, (long long)stt.st_size);
     }
@@ -833,9 +827,9 @@ static abc_status weight_file_open(const char *path, weight_file *wf, abc_error 
 static abc_status weight_file_borrow(const void *data, size_t size, weight_file *wf, abc_error *err) {
     memset(wf, 0, sizeof *wf);
     if (!data) return fail(err, ABC_ERR_INVALID_ARG, "model data is NULL");
-    if ((uintptr_t)data % ABC_TENSOR_ALIGN != 0)
-        return fail(err, ABC_ERR_INVALID_ARG, "model data at %p is not %u-byte aligned", data, ABC_TENSOR_ALIGN);
-    if (size < ABC_HEADER_SIZE)
+    if ((uintptr_t)data % ABC_FILE_TENSOR_ALIGN != 0)
+        return fail(err, ABC_ERR_INVALID_ARG, "model data at %p is not %u-byte aligned", data, ABC_FILE_TENSOR_ALIGN);
+    if (size < ABC_FILE_HEADER_SIZE)
         return fail(err, ABC_ERR_FORMAT, "%zu bytes are too short to be a .abc file", size);
     wf->base = data;
     wf->size = size;
@@ -7266,48 +7260,24 @@ static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 /* ---- element conversions ---- */
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
-    uint32_t bits;
-    if (exponent == 0) {
-        float v = (float)mantissa * 0x1p-24f; /* zero or subnormal: exact in f32 */
-        memcpy(&bits, &v, sizeof bits);
-        bits |= sign;
-    } else if (exponent == 31) {
-        bits = sign | 0x7f800000u | (mantissa << 13);
-    } else {
-        bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
 /* Element i of a weight array of dtype f32/f16/bf16. */
 static float weight_element(const void *w, uint32_t dtype, int64_t i) {
     switch (dtype) {
     case DT_F32: return ((const float *)w)[i];
-    case DT_F16: return f16_to_f32(((const uint16_t *)w)[i]);
-    case DT_BF16: return bf16_to_f32(((const uint16_t *)w)[i]);
+    case DT_F16: return abc_f16_to_f32(((const uint16_t *)w)[i]);
+    case DT_BF16: return abc_bf16_to_f32(((const uint16_t *)w)[i]);
     default: return 0.0f; /* DT_Q8 never comes here: matmul_q8, tensor_row_f32 */
     }
 }
 
 static void convert_f16_scalar(float *dst, const void *src, int64_t count) {
     const uint16_t *s = src;
-    for (int64_t i = 0; i < count; i++) dst[i] = f16_to_f32(s[i]);
+    for (int64_t i = 0; i < count; i++) dst[i] = abc_f16_to_f32(s[i]);
 }
 
 static void convert_bf16_scalar(float *dst, const void *src, int64_t count) {
     const uint16_t *s = src;
-    for (int64_t i = 0; i < count; i++) dst[i] = bf16_to_f32(s[i]);
+    for (int64_t i = 0; i < count; i++) dst[i] = abc_bf16_to_f32(s[i]);
 }
 
 /* ---- scalar reference pieces ---- */
@@ -8407,13 +8377,13 @@ static inline AVX2_TARGET __m256 load8_as_f32_avx2(const void *w, uint32_t dtype
 static AVX2_TARGET void convert_f16_avx2(float *dst, const void *src, int64_t count) {
     int64_t i = 0;
     for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load8_as_f32_avx2(src, DT_F16, i));
-    for (; i < count; i++) dst[i] = f16_to_f32(((const uint16_t *)src)[i]);
+    for (; i < count; i++) dst[i] = abc_f16_to_f32(((const uint16_t *)src)[i]);
 }
 
 static AVX2_TARGET void convert_bf16_avx2(float *dst, const void *src, int64_t count) {
     int64_t i = 0;
     for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load8_as_f32_avx2(src, DT_BF16, i));
-    for (; i < count; i++) dst[i] = bf16_to_f32(((const uint16_t *)src)[i]);
+    for (; i < count; i++) dst[i] = abc_bf16_to_f32(((const uint16_t *)src)[i]);
 }
 
 /* ---- weight packing: 8×8 transposes ---- */
@@ -9289,13 +9259,13 @@ static inline float32x4_t load4_as_f32_neon(const void *w, uint32_t dtype, int64
 static void convert_f16_neon(float *dst, const void *src, int64_t count) {
     int64_t i = 0;
     for (; i + 4 <= count; i += 4) vst1q_f32(dst + i, load4_as_f32_neon(src, DT_F16, i));
-    for (; i < count; i++) dst[i] = f16_to_f32(((const uint16_t *)src)[i]);
+    for (; i < count; i++) dst[i] = abc_f16_to_f32(((const uint16_t *)src)[i]);
 }
 
 static void convert_bf16_neon(float *dst, const void *src, int64_t count) {
     int64_t i = 0;
     for (; i + 4 <= count; i += 4) vst1q_f32(dst + i, load4_as_f32_neon(src, DT_BF16, i));
-    for (; i < count; i++) dst[i] = bf16_to_f32(((const uint16_t *)src)[i]);
+    for (; i < count; i++) dst[i] = abc_bf16_to_f32(((const uint16_t *)src)[i]);
 }
 
 /* 4×4 transpose of r[0..3] in place. */

@@ -212,6 +212,98 @@ ABC_API abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t
                             const float *pixel_values, size_t n_patches, const int grid_thw[3],
                             abc_role role, float *out, size_t out_len);
 
+
+/* ---- the .abc weight file format (model_convert/FORMAT.md) --------------------------------------
+ * What the library and abc-convert share, defined once, for any program that reads or writes .abc
+ * files: magic, version, sizes, dtype and metadata codes, the q8 strip layout and the 16-bit float
+ * conversions (widening is exact; narrowing rounds to nearest, ties to even). */
+#define ABC_FILE_MAGIC "ABCMODEL"         /* 8 bytes at offset 0 */
+#define ABC_FILE_VERSION 1u
+#define ABC_FILE_HEADER_SIZE 64u
+#define ABC_FILE_TENSOR_ALIGN 64u         /* tensor data offsets (and abc_model_load_from_memory buffers) */
+#define ABC_FILE_MAX_NAME 1024u           /* longest tensor name or metadata key */
+
+typedef enum {
+    ABC_FILE_F32 = 0,
+    ABC_FILE_F16 = 1,
+    ABC_FILE_BF16 = 2,
+    ABC_FILE_I32 = 3,
+    ABC_FILE_U8 = 4,
+    ABC_FILE_Q8_ROWS_RETIRED = 5,         /* an early q8 layout: refused with "convert again" */
+    ABC_FILE_Q8 = 6                       /* int8 blocks in strips, below */
+} abc_file_dtype;
+
+enum { ABC_FILE_META_I64 = 1, ABC_FILE_META_F64 = 2, ABC_FILE_META_STR = 3 };
+
+/* q8: a 2-D [out][in] tensor, `in` a multiple of ABC_FILE_Q8_BLOCK; element (j, k) is q[j][k] · scale[j][k /
+ * BLOCK]. Stored in strips of ABC_FILE_Q8_STRIP rows (the last padded with zero rows), each strip block by
+ * block: int8 [BLOCK/4][STRIP][4] (row j's k..k+3 side by side), then float32 scales [STRIP]. */
+#define ABC_FILE_Q8_BLOCK 32
+#define ABC_FILE_Q8_STRIP 16
+#define ABC_FILE_Q8_STRIP_BLOCK_BYTES (ABC_FILE_Q8_STRIP * (ABC_FILE_Q8_BLOCK + 4))
+
+typedef union {
+    float f;
+    uint32_t u;
+} abc_f32_bits;
+
+static inline float abc_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+    abc_f32_bits v;
+    if (exponent == 0) {
+        v.f = (float)mantissa * 5.9604644775390625e-08f; /* · 2^-24: zero or subnormal, exact in float32 */
+        v.u |= sign;
+    } else if (exponent == 31) {
+        v.u = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        v.u = sign | ((exponent + 112) << 23) | (mantissa << 13);
+    }
+    return v.f;
+}
+
+static inline float abc_bf16_to_f32(uint16_t h) {
+    abc_f32_bits v;
+    v.u = (uint32_t)h << 16;
+    return v.f;
+}
+
+/* float32 → float16; returns -1 (writing nothing) when the value rounds to infinity or is inf/NaN. */
+static inline int abc_f32_to_f16(float f, uint16_t *out) {
+    abc_f32_bits v;
+    v.f = f;
+    const uint16_t sign = (uint16_t)((v.u >> 16) & 0x8000);
+    const uint32_t a = v.u & 0x7fffffffu;
+    if (a >= 0x477ff000u) return -1;
+    if (a < 0x38800000u) { /* below 2^-14: a float16 subnormal or zero */
+        const uint32_t exponent = a >> 23;
+        if (exponent < 102) { /* below half the smallest subnormal */
+            *out = sign;
+            return 0;
+        }
+        const uint32_t mantissa = (a & 0x7fffffu) | 0x800000u, shift = 126 - exponent;
+        uint32_t h = mantissa >> shift;
+        const uint32_t rest = mantissa & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rest > half || (rest == half && (h & 1))) h++;
+        *out = (uint16_t)(sign | h);
+        return 0;
+    }
+    uint32_t h = ((a >> 23) - 112) << 10 | ((a >> 13) & 0x3ff);
+    const uint32_t rest = a & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    *out = (uint16_t)(sign | h);
+    return 0;
+}
+
+/* float32 → bfloat16; returns -1 when the value rounds to infinity or is inf/NaN. */
+static inline int abc_f32_to_bf16(float f, uint16_t *out) {
+    abc_f32_bits v;
+    v.f = f;
+    if ((v.u & 0x7fffffffu) >= 0x7f7f8000u) return -1;
+    v.u += 0x7fffu + ((v.u >> 16) & 1);
+    *out = (uint16_t)(v.u >> 16);
+    return 0;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -327,12 +327,12 @@ static int narrow(const float *src, size_t n, uint32_t dtype, void *dst, uint64_
     unsigned char *d = dst;
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(src[i])) return cv_fail(err, errsize, "non-finite value at element %llu", (unsigned long long)(base + i));
-        if (dtype == ABC_DTYPE_F32) continue;
+        if (dtype == ABC_FILE_F32) continue;
         uint16_t h;
-        int rc = dtype == ABC_DTYPE_F16 ? cv_f32_to_f16(src[i], &h) : cv_f32_to_bf16(src[i], &h);
+        int rc = dtype == ABC_FILE_F16 ? abc_f32_to_f16(src[i], &h) : abc_f32_to_bf16(src[i], &h);
         if (rc < 0)
             return cv_fail(err, errsize, "value %g at element %llu of %s does not fit in %s", (double)src[i], (unsigned long long)(base + i),
-                           name, dtype == ABC_DTYPE_F16 ? "f16" : "bf16");
+                           name, dtype == ABC_FILE_F16 ? "f16" : "bf16");
         d[2 * i] = (unsigned char)(h & 0xFF);
         d[2 * i + 1] = (unsigned char)(h >> 8);
     }
@@ -363,7 +363,7 @@ static int fill_units(void *p, void *dst, uint64_t unit0, uint64_t units, char *
     const uint64_t n = (uint64_t)(rows * in), base = (uint64_t)(r0 * in);
     /* a split phi3_v tensor is rows row0.. of its fused source */
     const uint64_t first = ((uint64_t)c->exp.row0 + (uint64_t)r0) * (uint64_t)in;
-    float *w = c->dtype == ABC_DTYPE_F32 ? dst : malloc((size_t)n * sizeof *w + sizeof *w);
+    float *w = c->dtype == ABC_FILE_F32 ? dst : malloc((size_t)n * sizeof *w + sizeof *w);
     if (!w) return cv_fail(err, errsize, "out of memory");
     int rc = st_read_f32_range(s->set, s->src, first, n, w, err, errsize);
     for (size_t i = 0; rc == 0 && i < s->n_merges; i++)
@@ -371,7 +371,7 @@ static int fill_units(void *p, void *dst, uint64_t unit0, uint64_t units, char *
     if (rc == 0 && c->post_scale != 1.0f)
         for (uint64_t i = 0; i < n; i++) w[i] = w[i] * c->post_scale;
     if (rc == 0 && qt) {
-        rc = narrow(w, (size_t)n, ABC_DTYPE_F32, NULL, base, c->exp.name, err, errsize);
+        rc = narrow(w, (size_t)n, ABC_FILE_F32, NULL, base, c->exp.name, err, errsize);
         if (rc == 0) rc = qt->encode(w, rows, in, (int64_t)units, dst, err, errsize);
     } else if (rc == 0) {
         rc = narrow(w, (size_t)n, c->dtype, dst, base, c->exp.name, err, errsize);
@@ -391,7 +391,7 @@ static int queue_tensor(abc_writer *w, const expected_tensor *e, const tensor_so
     /* quantized only for matrices whose rows are whole blocks (the patch embedding's 1176 is not): f32 otherwise */
     const cv_quant_type *qt = cv_quant_find(dtype);
     if (qt && !(e->ndim == 2 && e->shape[1] % qt->block == 0)) {
-        dtype = ABC_DTYPE_F32;
+        dtype = ABC_FILE_F32;
         qt = NULL;
     }
     c->dtype = dtype;
@@ -595,7 +595,7 @@ static int queue_model_tensors(const conv_state *s, abc_writer *w, char *err, si
         const expected_tensor *e = &s->exp.items[i];
         tensor_source src;
         rc = resolve_source(s, e, &src, adapters, modules, err, errsize);
-        if (rc == 0) rc = queue_tensor(w, e, &src, e->ndim == 2 ? s->opt->dtype : ABC_DTYPE_F32, 1.0f, err, errsize);
+        if (rc == 0) rc = queue_tensor(w, e, &src, e->ndim == 2 ? s->opt->dtype : ABC_FILE_F32, 1.0f, err, errsize);
     }
     free(adapters);
     free(modules);
@@ -628,7 +628,7 @@ static int queue_query_adapter(conv_state *s, abc_writer *w, char *err, size_t e
         const lora_module *m = peft_find_module(q, module);
         int is_b = strcmp(e->name + len - 7, ".lora_B") == 0;
         tensor_source src = { &q->st, is_b ? m->B : m->A, 0, NULL, NULL };
-        if (queue_tensor(w, e, &src, ABC_DTYPE_F32, is_b ? (float)m->scale : 1.0f, err, errsize) < 0) return -1;
+        if (queue_tensor(w, e, &src, ABC_FILE_F32, is_b ? (float)m->scale : 1.0f, err, errsize) < 0) return -1;
     }
     return 0;
 }
@@ -667,7 +667,7 @@ static int add_metadata_general(const conv_state *s, abc_writer *w, const char *
                                 size_t errsize) {
     const model_config *c = &s->cfg;
     const uint32_t dt = s->opt->dtype;
-    const char *dtype = dt == ABC_DTYPE_F16 ? "f16" : dt == ABC_DTYPE_BF16 ? "bf16" : dt == ABC_DTYPE_Q8 ? "q8" : "f32";
+    const char *dtype = dt == ABC_FILE_F16 ? "f16" : dt == ABC_FILE_BF16 ? "bf16" : dt == ABC_FILE_Q8 ? "q8" : "f32";
     char source[2048];
     if (describe_source(s, source, sizeof source) < 0) return cv_fail(err, errsize, "input paths too long");
     int rc = 0;

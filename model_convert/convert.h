@@ -31,17 +31,11 @@ int cv_online_cpus(void);
 int cv_json_int(const json_value *v, int64_t lo, int64_t hi, int64_t *out);
 
 /* ---- dtype.c ---- */
-float cv_f16_to_f32(uint16_t h);
-float cv_bf16_to_f32(uint16_t h);
-/* Round to nearest even; -1 (and *out untouched) when the value would become infinite (or is
- * inf/nan): f16 for |x| >= 65520, bf16 above the largest finite bfloat16. */
-int cv_f32_to_f16(float f, uint16_t *out);
-int cv_f32_to_bf16(float f, uint16_t *out);
-/* q8: blocks of CV_Q8_BLOCK elements along a row, int8 and one float32 scale each, stored in strips of
- * CV_Q8_STRIP rows (FORMAT.md). */
-#define CV_Q8_BLOCK 32
-#define CV_Q8_STRIP 16
-#define CV_Q8_STRIP_BLOCK_BYTES (CV_Q8_STRIP * (CV_Q8_BLOCK + 4))
+/* The 16-bit float conversions (abc_f16_to_f32, abc_f32_to_f16, ...) and the q8 layout are abc.h's,
+ * shared with the runtime. */
+#define CV_Q8_BLOCK ABC_FILE_Q8_BLOCK
+#define CV_Q8_STRIP ABC_FILE_Q8_STRIP
+#define CV_Q8_STRIP_BLOCK_BYTES ABC_FILE_Q8_STRIP_BLOCK_BYTES
 void cv_quantize_q8_row(const float *src, int64_t in, int8_t *q, float *scales);
 
 /* ---- quant.c ---- */
@@ -178,7 +172,7 @@ typedef struct {
     const char **merge_adapters;
     size_t n_merge_adapters;
     const char *query_adapter;      /* NULL when none */
-    uint32_t dtype;                 /* ABC_DTYPE_F32, _F16, _BF16 or _Q8 */
+    uint32_t dtype;                 /* ABC_FILE_F32, _F16, _BF16 or _Q8 */
     int quiet;
     int threads;                    /* conversion workers; 0 = every online CPU */
     int progress;                   /* a progress line on stderr (main.c: only when it is a terminal) */

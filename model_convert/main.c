@@ -38,7 +38,7 @@ static int host_is_little_endian(void) {
 int main(int argc, char **argv) {
     convert_options opt;
     memset(&opt, 0, sizeof opt);
-    opt.dtype = ABC_DTYPE_F32;
+    opt.dtype = ABC_FILE_F32;
     opt.merge_adapters = calloc((size_t)argc, sizeof *opt.merge_adapters);
     if (!opt.merge_adapters) { fprintf(stderr, "abc-convert: out of memory\n"); return 1; }
     int status = 2;
@@ -74,10 +74,10 @@ int main(int argc, char **argv) {
                 if (opt.query_adapter) { fprintf(stderr, "abc-convert: only one --query-adapter is supported\n"); goto done; }
                 opt.query_adapter = v;
             } else {
-                if (strcmp(v, "f32") == 0) opt.dtype = ABC_DTYPE_F32;
-                else if (strcmp(v, "f16") == 0) opt.dtype = ABC_DTYPE_F16;
-                else if (strcmp(v, "bf16") == 0) opt.dtype = ABC_DTYPE_BF16;
-                else if (strcmp(v, "q8") == 0) opt.dtype = ABC_DTYPE_Q8;
+                if (strcmp(v, "f32") == 0) opt.dtype = ABC_FILE_F32;
+                else if (strcmp(v, "f16") == 0) opt.dtype = ABC_FILE_F16;
+                else if (strcmp(v, "bf16") == 0) opt.dtype = ABC_FILE_BF16;
+                else if (strcmp(v, "q8") == 0) opt.dtype = ABC_FILE_Q8;
                 else { fprintf(stderr, "abc-convert: unknown --dtype \"%s\" (f32, f16, bf16 or q8)\n", v); goto done; }
             }
         } else if (a[0] == '-' && a[1] != '\0') {

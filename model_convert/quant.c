@@ -197,7 +197,7 @@ static int q8_encode(const float *src, int64_t rows, int64_t in, int64_t strips,
 }
 
 static const cv_quant_type quant_types[] = {
-    { ABC_DTYPE_Q8, "q8", CV_Q8_BLOCK, CV_Q8_STRIP, q8_strip_bytes, q8_encode },
+    { ABC_FILE_Q8, "q8", CV_Q8_BLOCK, CV_Q8_STRIP, q8_strip_bytes, q8_encode },
 };
 
 const cv_quant_type *cv_quant_find(uint32_t dtype) {

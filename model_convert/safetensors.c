@@ -325,7 +325,7 @@ int st_read_f32_range(const st_set *set, const st_tensor *t, uint64_t first, uin
                 memcpy(&dst[done + i], &bits, 4);
             }
         } else {
-            for (size_t i = 0; i < k; i++) dst[done + i] = cv_f16_to_f32((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
+            for (size_t i = 0; i < k; i++) dst[done + i] = abc_f16_to_f32((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
         }
         done += k;
     }

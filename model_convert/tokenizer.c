@@ -483,20 +483,20 @@ static int write_tensors(const tok_build *b, abc_writer *w, char *err, size_t er
     offsets[b->n_vocab] = (int32_t)pos;
     int64_t shape_bytes[1] = {(int64_t)total}, shape_offsets[1] = {(int64_t)b->n_vocab + 1};
     int64_t shape_merges[2] = {(int64_t)b->n_merges, 3}, shape_added[1] = {(int64_t)b->n_added};
-    if (writer_add_tensor(w, "tokenizer.vocab.bytes", ABC_DTYPE_U8, 1, shape_bytes, bytes, total) != 0 ||
-        writer_add_tensor(w, "tokenizer.vocab.offsets", ABC_DTYPE_I32, 1, shape_offsets, offsets, ((size_t)b->n_vocab + 1) * 4) != 0 ||
-        writer_add_tensor(w, "tokenizer.merges", ABC_DTYPE_I32, 2, shape_merges, b->merges, b->n_merges * 12) != 0 ||
+    if (writer_add_tensor(w, "tokenizer.vocab.bytes", ABC_FILE_U8, 1, shape_bytes, bytes, total) != 0 ||
+        writer_add_tensor(w, "tokenizer.vocab.offsets", ABC_FILE_I32, 1, shape_offsets, offsets, ((size_t)b->n_vocab + 1) * 4) != 0 ||
+        writer_add_tensor(w, "tokenizer.merges", ABC_FILE_I32, 2, shape_merges, b->merges, b->n_merges * 12) != 0 ||
         /* A tokenizer without added tokens has no tokenizer.added.* tensors (shapes cannot be 0). */
-        (b->n_added && (writer_add_tensor(w, "tokenizer.added.ids", ABC_DTYPE_I32, 1, shape_added, b->added_ids, b->n_added * 4) != 0 ||
-                        writer_add_tensor(w, "tokenizer.added.special", ABC_DTYPE_I32, 1, shape_added, b->added_special, b->n_added * 4) != 0))) {
+        (b->n_added && (writer_add_tensor(w, "tokenizer.added.ids", ABC_FILE_I32, 1, shape_added, b->added_ids, b->n_added * 4) != 0 ||
+                        writer_add_tensor(w, "tokenizer.added.special", ABC_FILE_I32, 1, shape_added, b->added_special, b->n_added * 4) != 0))) {
         cv_fail(err, errsize, "%s", writer_error(w));
         goto done;
     }
     int64_t shape_bf[1] = {256}, shape_chars[2] = {(int64_t)b->n_sp_chars, 2};
     if ((b->any_strip &&
-         writer_add_tensor(w, "tokenizer.added.strip", ABC_DTYPE_I32, 1, shape_added, b->added_strip, b->n_added * 4) != 0) ||
-        (b->sp && (writer_add_tensor(w, "tokenizer.byte_fallback", ABC_DTYPE_I32, 1, shape_bf, b->byte_fallback, 256 * 4) != 0 ||
-                   writer_add_tensor(w, "tokenizer.sp.chars", ABC_DTYPE_I32, 2, shape_chars, b->sp_chars, b->n_sp_chars * 8) != 0))) {
+         writer_add_tensor(w, "tokenizer.added.strip", ABC_FILE_I32, 1, shape_added, b->added_strip, b->n_added * 4) != 0) ||
+        (b->sp && (writer_add_tensor(w, "tokenizer.byte_fallback", ABC_FILE_I32, 1, shape_bf, b->byte_fallback, 256 * 4) != 0 ||
+                   writer_add_tensor(w, "tokenizer.sp.chars", ABC_FILE_I32, 2, shape_chars, b->sp_chars, b->n_sp_chars * 8) != 0))) {
         cv_fail(err, errsize, "%s", writer_error(w));
         goto done;
     }

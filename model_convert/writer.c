@@ -12,13 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ABC_MAGIC "ABCMODEL"
-#define ABC_VERSION 1u
-#define ABC_HEADER_SIZE 64u
-#define ABC_TENSOR_ALIGN 64u
 #define DIR_ENTRY_FIXED 64u /* 4 u32 + 4 u64 shape + u64 offset + u64 size */
-
-enum { META_I64 = 1, META_F64 = 2, META_STR = 3 };
 
 typedef struct {
     char *key;
@@ -68,9 +62,9 @@ static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 size_t writer_dtype_size(uint32_t dtype) {
     switch (dtype) {
-    case ABC_DTYPE_F32: case ABC_DTYPE_I32: return 4;
-    case ABC_DTYPE_F16: case ABC_DTYPE_BF16: return 2;
-    case ABC_DTYPE_U8: return 1;
+    case ABC_FILE_F32: case ABC_FILE_I32: return 4;
+    case ABC_FILE_F16: case ABC_FILE_BF16: return 2;
+    case ABC_FILE_U8: return 1;
     default: return 0;
     }
 }
@@ -145,21 +139,21 @@ int writer_add_i64(abc_writer *w, const char *key, const int64_t *v, size_t coun
     if (!w) return -1;
     if (count == 0 || !v) return werr(w, "metadata \"%s\": empty array", key ? key : "");
     if (count > SIZE_MAX / 8) return werr(w, "metadata \"%s\": too many values", key);
-    return add_meta(w, key, META_I64, count, v, count * 8);
+    return add_meta(w, key, ABC_FILE_META_I64, count, v, count * 8);
 }
 
 int writer_add_f64(abc_writer *w, const char *key, const double *v, size_t count) {
     if (!w) return -1;
     if (count == 0 || !v) return werr(w, "metadata \"%s\": empty array", key ? key : "");
     if (count > SIZE_MAX / 8) return werr(w, "metadata \"%s\": too many values", key);
-    return add_meta(w, key, META_F64, count, v, count * 8);
+    return add_meta(w, key, ABC_FILE_META_F64, count, v, count * 8);
 }
 
 int writer_add_str(abc_writer *w, const char *key, const char *s) {
     if (!w) return -1;
     if (!s) return werr(w, "metadata \"%s\": NULL string", key ? key : "");
     size_t n = strlen(s);
-    return add_meta(w, key, META_STR, n, s, n);
+    return add_meta(w, key, ABC_FILE_META_STR, n, s, n);
 }
 
 static int add_tensor(abc_writer *w, const tensor_entry *proto, const int64_t *shape, const void *data) {
@@ -170,7 +164,7 @@ static int add_tensor(abc_writer *w, const tensor_entry *proto, const int64_t *s
     if (proto->ndim < 1 || proto->ndim > 4) return werr(w, "tensor \"%s\": %u dimensions (must be 1..4)", name, proto->ndim);
     if (!shape) return werr(w, "tensor \"%s\": no shape", name);
     size_t esize = writer_dtype_size(proto->dtype);
-    if (proto->dtype > ABC_DTYPE_Q8) return werr(w, "tensor \"%s\": unknown dtype %u", name, proto->dtype);
+    if (proto->dtype > ABC_FILE_Q8) return werr(w, "tensor \"%s\": unknown dtype %u", name, proto->dtype);
     uint64_t count = 1;
     tensor_entry t = *proto;
     for (int i = 0; i < 4; i++) t.shape[i] = 1;
@@ -295,7 +289,7 @@ static uint64_t dir_entry_size(const tensor_entry *t) { return DIR_ENTRY_FIXED +
 
 /* Host values are written in little-endian regardless of the host's byte order. */
 static void put_payload(out_stream *o, const meta_entry *m) {
-    if (m->type == META_STR) { put_bytes(o, m->payload, m->payload_size); return; }
+    if (m->type == ABC_FILE_META_STR) { put_bytes(o, m->payload, m->payload_size); return; }
     for (uint64_t i = 0; i < m->count; i++) {
         uint64_t bits;
         memcpy(&bits, (const char *)m->payload + i * 8, 8);
@@ -434,7 +428,7 @@ static int write_tensor_data(abc_writer *w, out_stream *o, uint64_t file_size, c
     while (n_workers < threads && p.n_jobs > 0 && pthread_create(&tid[n_workers], NULL, worker_main, &p) == 0) n_workers++;
     for (size_t i = 0; i < w->n_tensors && rc == 0; i++) {
         tensor_entry *t = &w->tensors[i];
-        pad_to(o, ABC_TENSOR_ALIGN);
+        pad_to(o, ABC_FILE_TENSOR_ALIGN);
         if (!t->fill && !t->fill_units) {
             put_bytes(o, t->data, t->nbytes);
             if (w->progress) w->progress(w->progress_ctx, i, w->n_tensors, o->pos, file_size);
@@ -495,20 +489,20 @@ static int write_all(abc_writer *w, FILE *f, char *err, size_t errsize) {
     uint64_t meta_size = 0, dir_size = 0;
     for (size_t i = 0; i < w->n_meta; i++) meta_size += meta_entry_size(&w->meta[i]);
     for (size_t i = 0; i < w->n_tensors; i++) dir_size += dir_entry_size(&w->tensors[i]);
-    uint64_t meta_offset = ABC_HEADER_SIZE;
+    uint64_t meta_offset = ABC_FILE_HEADER_SIZE;
     uint64_t dir_offset = align_up(meta_offset + meta_size, 8);
     uint64_t pos = dir_offset + dir_size;
     for (size_t i = 0; i < w->n_tensors; i++) {
         tensor_entry *t = &w->tensors[i];
-        t->offset = align_up(pos, ABC_TENSOR_ALIGN);
+        t->offset = align_up(pos, ABC_FILE_TENSOR_ALIGN);
         pos = t->offset + t->nbytes;
     }
     uint64_t file_size = pos;
 
     out_stream o = { f, 0, 0 };
-    put_bytes(&o, ABC_MAGIC, 8);
-    put_u32(&o, ABC_VERSION);
-    put_u32(&o, ABC_HEADER_SIZE);
+    put_bytes(&o, ABC_FILE_MAGIC, 8);
+    put_u32(&o, ABC_FILE_VERSION);
+    put_u32(&o, ABC_FILE_HEADER_SIZE);
     put_u64(&o, file_size);
     put_u64(&o, meta_offset);
     put_u64(&o, meta_size);

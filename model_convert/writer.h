@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { ABC_DTYPE_F32 = 0, ABC_DTYPE_F16 = 1, ABC_DTYPE_BF16 = 2, ABC_DTYPE_I32 = 3, ABC_DTYPE_U8 = 4, ABC_DTYPE_Q8 = 6 }; /* 5: retired (q8 rows) */
+#include "abc.h" /* the format's constants and dtype codes (ABC_FILE_*) */
+
 
 typedef struct abc_writer abc_writer;
 abc_writer *writer_new(void);

@@ -278,15 +278,15 @@ static void check_format(const char *name, int exp_all_ones, double (*ref)(uint1
 }
 
 static void test_half_formats(void) {
-    check_format("f16", 31, half_ref, cv_f16_to_f32, cv_f32_to_f16, 10);
-    check_format("bf16", 255, bf16_ref, cv_bf16_to_f32, cv_f32_to_bf16, 7);
+    check_format("f16", 31, half_ref, abc_f16_to_f32, abc_f32_to_f16, 10);
+    check_format("bf16", 255, bf16_ref, abc_bf16_to_f32, abc_f32_to_bf16, 7);
     uint16_t h = 0;
-    CHECK(cv_f32_to_f16(65519.996f, &h) == 0 && h == 0x7BFF, "just below the overflow threshold");
-    CHECK(cv_f32_to_f16(65520.0f, &h) == -1 && cv_f32_to_f16(-1e6f, &h) == -1 && cv_f32_to_f16(NAN, &h) == -1, "f16 overflow refused");
-    CHECK(cv_f32_to_f16(ldexpf(1, -25), &h) == 0 && h == 0, "half the smallest subnormal ties to 0");
-    CHECK(cv_f32_to_f16(nextafterf(ldexpf(1, -25), 1), &h) == 0 && h == 1, "just above it rounds up");
-    CHECK(cv_f32_to_f16(1e-30f, &h) == 0 && h == 0 && cv_f32_to_f16(-1e-30f, &h) == 0 && h == 0x8000, "underflow keeps the sign");
-    CHECK(cv_f32_to_bf16(3.4e38f, &h) == -1 && cv_f32_to_bf16(INFINITY, &h) == -1 && cv_f32_to_bf16(3.38e38f, &h) == 0, "bf16 overflow");
+    CHECK(abc_f32_to_f16(65519.996f, &h) == 0 && h == 0x7BFF, "just below the overflow threshold");
+    CHECK(abc_f32_to_f16(65520.0f, &h) == -1 && abc_f32_to_f16(-1e6f, &h) == -1 && abc_f32_to_f16(NAN, &h) == -1, "f16 overflow refused");
+    CHECK(abc_f32_to_f16(ldexpf(1, -25), &h) == 0 && h == 0, "half the smallest subnormal ties to 0");
+    CHECK(abc_f32_to_f16(nextafterf(ldexpf(1, -25), 1), &h) == 0 && h == 1, "just above it rounds up");
+    CHECK(abc_f32_to_f16(1e-30f, &h) == 0 && h == 0 && abc_f32_to_f16(-1e-30f, &h) == 0 && h == 0x8000, "underflow keeps the sign");
+    CHECK(abc_f32_to_bf16(3.4e38f, &h) == -1 && abc_f32_to_bf16(INFINITY, &h) == -1 && abc_f32_to_bf16(3.38e38f, &h) == 0, "bf16 overflow");
 }
 
 /* ---- writer ---- */
@@ -325,8 +325,8 @@ static void test_writer_layout(void) {
     CHECK(writer_add_i64(w, "a.ints", iv, 2) == 0, "i64");
     CHECK(writer_add_f64(w, "a.f", &dv, 1) == 0, "f64");
     CHECK(writer_add_str(w, "a.s", "hello") == 0, "str");
-    CHECK(writer_add_tensor(w, "t.f32", ABC_DTYPE_F32, 2, shape, data, sizeof data) == 0, "tensor");
-    CHECK(writer_add_tensor_fn(w, "t.u8", ABC_DTYPE_U8, 1, shape5, 5, fill_bytes, &seven, count_free) == 0, "fn tensor");
+    CHECK(writer_add_tensor(w, "t.f32", ABC_FILE_F32, 2, shape, data, sizeof data) == 0, "tensor");
+    CHECK(writer_add_tensor_fn(w, "t.u8", ABC_FILE_U8, 1, shape5, 5, fill_bytes, &seven, count_free) == 0, "fn tensor");
     fills = frees = 0;
     char err[256];
     CHECK(writer_write(w, "build/test_convert_json.abc", err, sizeof err) == 0, "%s", err);
@@ -356,21 +356,21 @@ static void test_writer_errors(void) {
     abc_writer *w = writer_new();
     float data[4] = { 0 };
     int64_t shape[2] = { 2, 2 }, bad_shape[2] = { 2, -1 };
-    CHECK(writer_add_tensor(w, "x", ABC_DTYPE_F32, 2, shape, data, sizeof data) == 0, "first");
-    CHECK(writer_add_tensor(w, "x", ABC_DTYPE_F32, 2, shape, data, sizeof data) == -1 && strstr(writer_error(w), "duplicate"), "duplicate tensor");
-    CHECK(writer_add_tensor(w, "y", ABC_DTYPE_F32, 2, shape, data, 15) == -1 && strstr(writer_error(w), "bytes"), "size mismatch");
-    CHECK(writer_add_tensor(w, "y", ABC_DTYPE_F32, 0, shape, data, 16) == -1, "ndim 0");
-    CHECK(writer_add_tensor(w, "y", ABC_DTYPE_F32, 5, shape, data, 16) == -1, "ndim 5");
-    CHECK(writer_add_tensor(w, "y", ABC_DTYPE_F32, 2, bad_shape, data, 16) == -1, "negative dim");
+    CHECK(writer_add_tensor(w, "x", ABC_FILE_F32, 2, shape, data, sizeof data) == 0, "first");
+    CHECK(writer_add_tensor(w, "x", ABC_FILE_F32, 2, shape, data, sizeof data) == -1 && strstr(writer_error(w), "duplicate"), "duplicate tensor");
+    CHECK(writer_add_tensor(w, "y", ABC_FILE_F32, 2, shape, data, 15) == -1 && strstr(writer_error(w), "bytes"), "size mismatch");
+    CHECK(writer_add_tensor(w, "y", ABC_FILE_F32, 0, shape, data, 16) == -1, "ndim 0");
+    CHECK(writer_add_tensor(w, "y", ABC_FILE_F32, 5, shape, data, 16) == -1, "ndim 5");
+    CHECK(writer_add_tensor(w, "y", ABC_FILE_F32, 2, bad_shape, data, 16) == -1, "negative dim");
     CHECK(writer_add_tensor(w, "y", 9, 2, shape, data, 16) == -1, "unknown dtype");
-    CHECK(writer_add_tensor(w, "a b", ABC_DTYPE_F32, 2, shape, data, 16) == -1 && strstr(writer_error(w), "non-printable"), "bad name");
-    CHECK(writer_add_tensor(w, "", ABC_DTYPE_F32, 2, shape, data, 16) == -1, "empty name");
+    CHECK(writer_add_tensor(w, "a b", ABC_FILE_F32, 2, shape, data, 16) == -1 && strstr(writer_error(w), "non-printable"), "bad name");
+    CHECK(writer_add_tensor(w, "", ABC_FILE_F32, 2, shape, data, 16) == -1, "empty name");
     int64_t one = 1;
     CHECK(writer_add_i64(w, "k", &one, 1) == 0 && writer_add_str(w, "k", "v") == -1 && strstr(writer_error(w), "duplicate"), "duplicate key");
     CHECK(writer_add_i64(w, "k2", &one, 0) == -1, "empty array");
     frees = 0;
-    CHECK(writer_add_tensor_fn(w, "x", ABC_DTYPE_U8, 1, &one, 1, fill_bytes, NULL, count_free) == -1 && frees == 1, "ctx freed on a failed add");
-    CHECK(writer_add_tensor_fn(w, "z", ABC_DTYPE_U8, 1, &one, 1, fill_fails, NULL, count_free) == 0, "failing fill queued");
+    CHECK(writer_add_tensor_fn(w, "x", ABC_FILE_U8, 1, &one, 1, fill_bytes, NULL, count_free) == -1 && frees == 1, "ctx freed on a failed add");
+    CHECK(writer_add_tensor_fn(w, "z", ABC_FILE_U8, 1, &one, 1, fill_fails, NULL, count_free) == 0, "failing fill queued");
     /* a failed write leaves an existing file untouched and no temporary behind */
     FILE *f = fopen("build/test_convert_json.abc", "wb");
     fputs("old", f);

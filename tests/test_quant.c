@@ -83,8 +83,8 @@ static void test_kernels_match_scalar(void) {
 
 /* q8_encode vs FORMAT.md written out by hand: strip j/16, block b, quads [k/4][j%16][k%4], scale. */
 static void test_q8_strip_layout(void) {
-    const cv_quant_type *t = cv_quant_find(ABC_DTYPE_Q8);
-    CHECK(t && t->block == 32 && t->strip_rows == 16 && cv_quant_find(ABC_DTYPE_F32) == NULL, "q8 described");
+    const cv_quant_type *t = cv_quant_find(ABC_FILE_Q8);
+    CHECK(t && t->block == 32 && t->strip_rows == 16 && cv_quant_find(ABC_FILE_F32) == NULL, "q8 described");
     if (!t) return;
     const int64_t in = 96, rows = 21, strips = 2, blocks = in / 32;
     float *w = malloc((size_t)(rows * in) * sizeof *w);

@@ -262,7 +262,7 @@ static void test_sentencepiece(void) {
     uint64_t shape[4];
     uint32_t dtype;
     const int32_t *bf = (const int32_t *)find_tensor(file, size, "tokenizer.byte_fallback", shape, &dtype);
-    CHECK(bf && dtype == ABC_DTYPE_I32 && shape[0] == 256 && bf[0] == 3 && bf[0x0A] == 13 && bf[0xFF] == 258, "byte fallback ids");
+    CHECK(bf && dtype == ABC_FILE_I32 && shape[0] == 256 && bf[0] == 3 && bf[0x0A] == 13 && bf[0xFF] == 258, "byte fallback ids");
     const int32_t *chars = (const int32_t *)find_tensor(file, size, "tokenizer.sp.chars", shape, &dtype);
     CHECK(chars && shape[1] == 2 && shape[0] > 1000, "single-character tokens");
     bool found_space = false, sorted = true;
