@@ -75,7 +75,7 @@ for src in tests/test_*.c; do
     wrap "$name" "$B/$name"
     units+=("$B/run/$name")
 done
-build tool "$B/abc" cli/*.c abc.c
+build tool "$B/abc" cli/*.c model_convert/json.c abc.c
 build tool "$B/abc-convert" model_convert/*.c
 build tool "$B/tool_decode" tests/tool_decode.c abc.c
 build tool "$B/bench_model" bench/bench_model.c

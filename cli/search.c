@@ -1,0 +1,416 @@
+/* search.c — `abc search`: exact top-k by dot product over the rows of a float32 .npy matrix (the
+ * output of `abc embed --batch`), memory-mapped, all threads, a SIMD dot product (README "Collections").
+ *
+ * The embeddings are L2-normalised, so the dot product is the cosine similarity. Rows that are NaN
+ * (inputs that failed under --keep-going) never rank. Ties go to the lower row. */
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+#include "npy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- the dot product ----
+ * GCC/clang vector extensions: 8-float vectors that the compiler maps to SSE/AVX on x86 and NEON on
+ * ARM without intrinsics or run-time dispatch; four accumulators hide the add latency. The summation
+ * order is fixed, so scores do not depend on the thread count. */
+#if defined(__GNUC__) || defined(__clang__)
+typedef float v8f __attribute__((vector_size(32)));
+
+static float dot(const float *a, const float *b, size_t n) {
+    v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+    size_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        v8f x0, x1, x2, x3, y0, y1, y2, y3;
+        memcpy(&x0, a + k, 32), memcpy(&y0, b + k, 32);
+        memcpy(&x1, a + k + 8, 32), memcpy(&y1, b + k + 8, 32);
+        memcpy(&x2, a + k + 16, 32), memcpy(&y2, b + k + 16, 32);
+        memcpy(&x3, a + k + 24, 32), memcpy(&y3, b + k + 24, 32);
+        s0 += x0 * y0;
+        s1 += x1 * y1;
+        s2 += x2 * y2;
+        s3 += x3 * y3;
+    }
+    for (; k + 8 <= n; k += 8) {
+        v8f x, y;
+        memcpy(&x, a + k, 32), memcpy(&y, b + k, 32);
+        s0 += x * y;
+    }
+    v8f s = (s0 + s1) + (s2 + s3);
+    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < n; k++) r += a[k] * b[k];
+    return r;
+}
+#else
+static float dot(const float *a, const float *b, size_t n) {
+    float s[8] = {0};
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; j++) s[j] += a[k + j] * b[k + j];
+    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < n; k++) r += a[k] * b[k];
+    return r;
+}
+#endif
+
+/* ---- the index ---- */
+
+typedef struct {
+    void *map;
+    size_t map_size;
+    const float *rows;
+    size_t n, dim;
+} index_file;
+
+/* Maps a float32 C-order [N, D] .npy in host byte order. */
+static int open_index(const char *path, index_file *ix) {
+    memset(ix, 0, sizeof *ix);
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int rc = cli_report(ABC_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return rc;
+    }
+    ix->map_size = (size_t)st.st_size;
+    ix->map = ix->map_size ? mmap(NULL, ix->map_size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (ix->map == MAP_FAILED) {
+        ix->map = NULL;
+        return cli_report(ABC_ERR_IO, "cannot map '%s': %s", path, ix->map_size ? strerror(errno) : "empty file");
+    }
+    const unsigned char *p = ix->map;
+    size_t hlen = 0, start = 0;
+    if (ix->map_size >= 10 && memcmp(p, "\x93NUMPY", 6) == 0) {
+        if (p[6] == 1) hlen = (size_t)p[8] | (size_t)p[9] << 8, start = 10;
+        else if ((p[6] == 2 || p[6] == 3) && ix->map_size >= 12)
+            hlen = (size_t)p[8] | (size_t)p[9] << 8 | (size_t)p[10] << 16 | (size_t)p[11] << 24, start = 12;
+    }
+    if (!start || hlen > 65536 || start + hlen > ix->map_size)
+        return cli_report(ABC_ERR_INVALID_ARG, "'%s' is not a .npy file", path);
+    char header[65537];
+    memcpy(header, p + start, hlen);
+    header[hlen] = 0;
+    const uint16_t one = 1;
+    const char *want = *(const unsigned char *)&one ? "'<f4'" : "'>f4'";
+    const char *shape = strstr(header, "'shape':");
+    unsigned long long n = 0, d = 0;
+    char close_paren = 0;
+    if (!strstr(header, want) || !strstr(header, "'fortran_order': False") || !shape ||
+        sscanf(shape + 8, " (%llu, %llu %c", &n, &d, &close_paren) != 3 || close_paren != ')' || d == 0)
+        return cli_report(ABC_ERR_INVALID_ARG,
+                          "'%s': the index must be a float32 matrix [N, D] in C order and this machine's byte "
+                          "order (as abc embed --batch writes it)",
+                          path);
+    size_t offset = start + hlen;
+    if (d > SIZE_MAX / 4 || n > (SIZE_MAX - offset) / (d * 4) || offset + n * d * 4 > ix->map_size)
+        return cli_report(ABC_ERR_INVALID_ARG, "'%s' is truncated: %llu x %llu floats do not fit", path, n, d);
+    if (offset % 4) return cli_report(ABC_ERR_INVALID_ARG, "'%s': the data is not 4-byte aligned", path);
+    ix->rows = (const float *)(p + offset);
+    ix->n = (size_t)n;
+    ix->dim = (size_t)d;
+    posix_madvise(ix->map, ix->map_size, POSIX_MADV_SEQUENTIAL);
+    return CLI_EXIT_OK;
+}
+
+/* ---- top-k ---- */
+
+typedef struct {
+    float score;
+    size_t row;
+} hit;
+
+static bool worse(hit a, hit b) { return a.score < b.score || (a.score == b.score && a.row > b.row); }
+
+/* A min-heap of the k best so far: heap[0] is the worst kept. */
+static void heap_push(hit *heap, size_t *n, size_t k, hit h) {
+    if (*n < k) {
+        size_t i = (*n)++;
+        heap[i] = h;
+        while (i > 0 && worse(heap[i], heap[(i - 1) / 2])) {
+            hit t = heap[i];
+            heap[i] = heap[(i - 1) / 2];
+            heap[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    if (!worse(heap[0], h)) return;
+    heap[0] = h;
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *n && worse(heap[l], heap[m])) m = l;
+        if (r < *n && worse(heap[r], heap[m])) m = r;
+        if (m == i) break;
+        hit t = heap[i];
+        heap[i] = heap[m];
+        heap[m] = t;
+        i = m;
+    }
+}
+
+static int better_first(const void *a, const void *b) {
+    const hit *x = a, *y = b;
+    return worse(*y, *x) ? -1 : worse(*x, *y) ? 1 : 0;
+}
+
+typedef struct {
+    const index_file *ix;
+    const float *queries;
+    size_t n_queries, k, lo, hi;
+    hit *heaps;     /* n_queries × k */
+    size_t *counts; /* per query */
+} scan_task;
+
+static void *scan(void *arg) {
+    scan_task *t = arg;
+    const size_t dim = t->ix->dim, block = 64;
+    for (size_t r0 = t->lo; r0 < t->hi; r0 += block) {
+        size_t r1 = r0 + block < t->hi ? r0 + block : t->hi;
+        /* every query against a block of rows while it is in cache */
+        for (size_t q = 0; q < t->n_queries; q++) {
+            const float *qv = t->queries + q * dim;
+            for (size_t r = r0; r < r1; r++) {
+                float s = dot(qv, t->ix->rows + r * dim, dim);
+                if (s == s) heap_push(t->heaps + q * t->k, &t->counts[q], t->k, (hit){s, r});
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- ids ---- */
+
+static int load_ids(const char *path, size_t n, char **data, char ***ids) {
+    char err[512], **lines = NULL;
+    size_t size = 0, count = 0, *lens = NULL;
+    if (cli_read_file(path, data, &size, err, sizeof err) != 0) return cli_report(ABC_ERR_IO, "%s", err);
+    if (cli_split_lines(*data, size, &lines, &lens, &count) != 0) return cli_report(ABC_ERR_NOMEM, "reading ids");
+    free(lens);
+    if (count != n) {
+        free(lines);
+        return cli_report(ABC_ERR_INVALID_ARG, "'%s' has %zu ids for %zu rows", path, count, n);
+    }
+    *ids = lines;
+    return CLI_EXIT_OK;
+}
+
+static void print_search_usage(FILE *f) {
+    fputs("usage: abc search --index OUT.npy [--ids OUT.ids] -m MODEL [--image PATH] [--text TEXT]\n"
+          "                  [--prompt RAW] [--role query|candidate|auto] [-k K] [--json] [--threads T]\n"
+          "       abc search --index OUT.npy [--ids OUT.ids] --query Q.npy [-k K] [--json] [--threads T]\n"
+          "\n"
+          "Prints the K rows of the index (float32 [N,D], e.g. from abc embed --batch) with the highest\n"
+          "dot product with the query: 'RANK<TAB>SCORE<TAB>ID' per line, or with --json\n"
+          "[{\"rank\":1,\"id\":\"...\",\"score\":0.83}, ...]. The query is embedded with -m (role auto:\n"
+          "an image with a text is a query) or read from Q.npy ([D], or [Q,D] for Q queries: then each\n"
+          "line starts with the query number and --json prints one list per query). Ids come from\n"
+          "--ids, else OUT.ids next to the index when it exists, else the row numbers (from 0).\n"
+          "  -k K          how many rows (default 10)\n"
+          "  --stats       print the scan time and queries/s on stderr\n",
+          f);
+}
+
+int cmd_search(int argc, char **argv) {
+    const char *index_path = NULL, *ids_path = NULL, *model_path = NULL, *image = NULL, *text = NULL;
+    const char *prompt = NULL, *query_path = NULL, *v = NULL;
+    abc_role role = ABC_ROLE_AUTO;
+    long k = 10, threads = 0;
+    bool json = false, stats = false;
+    cli_args c = {argc, argv, 1, false};
+    for (; c.i < argc; c.i++) {
+        const char *arg = argv[c.i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            print_search_usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        if (strcmp(arg, "--json") == 0) json = true;
+        else if (strcmp(arg, "--stats") == 0) stats = true;
+        else if (cli_take(&c, "--index", NULL, &index_path)) {
+        } else if (cli_take(&c, "--ids", NULL, &ids_path)) {
+        } else if (cli_take(&c, "--model", "-m", &model_path)) {
+        } else if (cli_take(&c, "--image", NULL, &image)) {
+        } else if (cli_take(&c, "--text", NULL, &text)) {
+        } else if (cli_take(&c, "--prompt", NULL, &prompt)) {
+        } else if (cli_take(&c, "--query", NULL, &query_path)) {
+        } else if (cli_take(&c, "--role", NULL, &v)) {
+            if (!c.bad && !cli_parse_role(v, &role))
+                return cli_usage_error("--role must be query, candidate or auto, not '%s'", v);
+        } else if (cli_take(&c, "-k", "--top-k", &v)) {
+            if (!c.bad && !cli_parse_long(v, 1, 1000000, &k))
+                return cli_usage_error("-k must be an integer from 1 to 1000000, not '%s'", v);
+        } else if (cli_take(&c, "--threads", "-t", &v)) {
+            if (!c.bad && !cli_parse_long(v, 1, 1024, &threads))
+                return cli_usage_error("--threads must be an integer from 1 to 1024, not '%s'", v);
+        } else {
+            return cli_usage_error("search: unknown %s '%s'", arg[0] == '-' ? "option" : "argument", arg);
+        }
+        if (c.bad) return CLI_EXIT_USAGE;
+    }
+    if (!index_path) return cli_usage_error("search: --index OUT.npy is required");
+    if (!query_path == !model_path) return cli_usage_error("search: give either -m MODEL (and the query) or --query Q.npy");
+    if (model_path && !image && !text && !prompt)
+        return cli_usage_error("search: nothing to embed as the query (give --image, --text or --prompt)");
+    if (query_path && (image || text || prompt)) return cli_usage_error("search: --query cannot be combined with --image/--text/--prompt");
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n < 1 ? 1 : n > 1024 ? 1024 : n;
+    }
+
+    index_file ix;
+    int rc = open_index(index_path, &ix);
+    float *queries = NULL;
+    size_t n_queries = 1;
+    char *ids_data = NULL, **ids = NULL, *default_ids = NULL;
+    hit *heaps = NULL, *merged = NULL;
+    size_t *counts = NULL;
+    scan_task *tasks = NULL;
+    pthread_t *tids = NULL;
+    npy_array qa = {0};
+    if (rc != CLI_EXIT_OK) goto done;
+
+    if (!ids_path) { /* OUT.ids next to OUT.npy, as abc embed --batch writes them */
+        size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
+        default_ids = malloc(base + 5);
+        if (default_ids) {
+            memcpy(default_ids, index_path, base);
+            memcpy(default_ids + base, ".ids", 5);
+            struct stat st;
+            if (stat(default_ids, &st) == 0) ids_path = default_ids;
+        }
+    }
+    if (ids_path && (rc = load_ids(ids_path, ix.n, &ids_data, &ids)) != CLI_EXIT_OK) goto done;
+
+    if (query_path) {
+        char err[512];
+        if (npy_read(query_path, &qa, err, sizeof err) != 0) {
+            rc = cli_report(ABC_ERR_IO, "%s", err);
+            goto done;
+        }
+        int64_t d = qa.ndim >= 1 ? qa.shape[qa.ndim - 1] : 0;
+        if (qa.dtype != NPY_F32 || (qa.ndim != 1 && qa.ndim != 2) || d != (int64_t)ix.dim || qa.count == 0) {
+            rc = cli_report(ABC_ERR_INVALID_ARG, "'%s' must be float32 of shape [%zu] or [Q,%zu] (the index's dimension)",
+                            query_path, ix.dim, ix.dim);
+            goto done;
+        }
+        n_queries = qa.count / ix.dim;
+        queries = qa.data;
+    } else {
+        abc_model *model = NULL;
+        abc_context *ctx = NULL;
+        abc_error err = {0};
+        abc_status st = abc_model_load(model_path, NULL, &model, &err);
+        if (st == ABC_OK && (size_t)abc_model_embedding_dim(model) != ix.dim) {
+            rc = cli_report(ABC_ERR_INVALID_ARG, "the model's embeddings have %d values, the index's rows %zu",
+                            abc_model_embedding_dim(model), ix.dim);
+            abc_model_free(model);
+            goto done;
+        }
+        abc_context_params cp = abc_context_default_params();
+        cp.n_threads = (int)threads;
+        if (st == ABC_OK) st = abc_context_new(model, &cp, &ctx, &err);
+        if (st == ABC_OK && !(queries = malloc(ix.dim * sizeof *queries))) st = ABC_ERR_NOMEM;
+        if (st == ABC_OK) {
+            abc_input in = abc_input_default();
+            in.image_path = image;
+            in.text = text;
+            in.prompt = prompt;
+            in.role = role;
+            st = abc_embed(ctx, &in, queries, ix.dim);
+            if (st != ABC_OK) snprintf(err.message, sizeof err.message, "%s", abc_context_errmsg(ctx));
+        }
+        if (st != ABC_OK) rc = cli_report(st, "%s", st == ABC_ERR_NOMEM && !*err.message ? "out of memory" : err.message);
+        abc_context_free(ctx);
+        abc_model_free(model);
+        if (rc != CLI_EXIT_OK) goto done;
+    }
+
+    size_t kk = (size_t)k < ix.n ? (size_t)k : ix.n, n_threads = (size_t)threads;
+    if (n_threads > ix.n / 256 + 1) n_threads = ix.n / 256 + 1; /* small indexes: fewer threads */
+    heaps = malloc((n_threads * n_queries * (kk ? kk : 1)) * sizeof *heaps);
+    counts = calloc(n_threads * n_queries, sizeof *counts);
+    tasks = calloc(n_threads, sizeof *tasks);
+    tids = calloc(n_threads, sizeof *tids);
+    merged = malloc((n_threads * (kk ? kk : 1)) * sizeof *merged);
+    if (!heaps || !counts || !tasks || !tids || !merged) {
+        rc = cli_report(ABC_ERR_NOMEM, "out of memory for the search");
+        goto done;
+    }
+    double t0 = cli_now();
+    size_t started = 0;
+    for (size_t t = 0; t < n_threads; t++) {
+        tasks[t] = (scan_task){&ix, queries, n_queries, kk ? kk : 1, ix.n * t / n_threads, ix.n * (t + 1) / n_threads,
+                               heaps + t * n_queries * (kk ? kk : 1), counts + t * n_queries};
+        if (kk == 0) continue;
+        if (t == 0) continue; /* this thread scans block 0 */
+        if (pthread_create(&tids[t], NULL, scan, &tasks[t]) != 0) {
+            for (size_t u = 1; u < t; u++) pthread_join(tids[u], NULL);
+            rc = cli_report(ABC_ERR_NOMEM, "cannot start a search thread");
+            goto done;
+        }
+        started = t;
+    }
+    if (kk) scan(&tasks[0]);
+    for (size_t t = 1; t <= started; t++) pthread_join(tids[t], NULL);
+    double seconds = cli_now() - t0;
+    if (stats)
+        fprintf(stderr, "abc: %zu queries x %zu rows of %zu in %.3f s: %.1f queries/s, %.2f GB/s of rows\n", n_queries,
+                ix.n, ix.dim, seconds, (double)n_queries / seconds, (double)ix.n * ix.dim * 4 / seconds / 1e9);
+
+    if (json && n_queries > 1) putchar('[');
+    for (size_t q = 0; q < n_queries; q++) {
+        size_t m = 0;
+        for (size_t t = 0; t < n_threads; t++) {
+            const hit *h = tasks[t].heaps + q * tasks[t].k;
+            for (size_t j = 0; j < tasks[t].counts[q]; j++) merged[m++] = h[j];
+        }
+        qsort(merged, m, sizeof *merged, better_first);
+        if (m > kk) m = kk;
+        if (json) {
+            printf("%s[", q ? "," : "");
+            for (size_t j = 0; j < m; j++) {
+                char num[32];
+                const char *id = ids ? ids[merged[j].row] : (snprintf(num, sizeof num, "%zu", merged[j].row), num);
+                printf("%s{\"rank\":%zu,\"id\":", j ? "," : "", j + 1);
+                cli_json_string(stdout, id, strlen(id));
+                fputs(",\"score\":", stdout);
+                cli_json_float(stdout, merged[j].score);
+                putchar('}');
+            }
+            putchar(']');
+        } else {
+            for (size_t j = 0; j < m; j++) {
+                if (n_queries > 1) printf("%zu\t", q);
+                printf("%zu\t%.9g\t", j + 1, (double)merged[j].score);
+                if (ids) fputs(ids[merged[j].row], stdout);
+                else printf("%zu", merged[j].row);
+                putchar('\n');
+            }
+        }
+    }
+    if (json) puts(n_queries > 1 ? "]" : "");
+    if (fflush(stdout) != 0 || ferror(stdout)) rc = cli_report(ABC_ERR_IO, "cannot write to standard output");
+
+done:
+    if (ix.map) munmap(ix.map, ix.map_size);
+    if (qa.data) npy_free(&qa);
+    else free(queries);
+    free(ids_data);
+    free(ids);
+    free(default_ids);
+    free(heaps);
+    free(counts);
+    free(tasks);
+    free(tids);
+    free(merged);
+    return rc;
+}
