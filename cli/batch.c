@@ -190,23 +190,25 @@ static void parse_row(const char *line, size_t len, size_t line_no, const char *
     } else {
         char *image = NULL, *role = NULL;
         const json_value *id = json_get(v, "id");
-        bool ok = string_field(v, "image", &image, &row->error) && string_field(v, "text", &row->text, &row->error) &&
-                  string_field(v, "prompt", &row->prompt, &row->error) && string_field(v, "role", &role, &row->error);
-        if (ok && role && !cli_parse_role(role, &row->role)) {
-            row->error = format_string("\"role\" must be query, candidate or auto, not '%.100s'", role);
-            ok = false;
-        }
-        if (ok && id && id->type == JSON_STRING) {
+        bool ok = true;
+        /* the id first, so that a line with a bad field is still reported under its id */
+        if (id && id->type == JSON_STRING) {
             for (size_t k = 0; k < id->string_len && ok; k++)
                 if ((unsigned char)id->string[k] < 0x20) {
                     row->error = format_string("\"id\" contains a control character");
                     ok = false;
                 }
             if (ok) row->id = dup_string(id);
-        } else if (ok && id && id->type == JSON_NUMBER) {
+        } else if (id && id->type == JSON_NUMBER) {
             row->id = format_string("%.17g", id->number);
-        } else if (ok && id && id->type != JSON_NULL) {
+        } else if (id && id->type != JSON_NULL) {
             row->error = format_string("\"id\" must be a string or a number");
+            ok = false;
+        }
+        ok = ok && string_field(v, "image", &image, &row->error) && string_field(v, "text", &row->text, &row->error) &&
+             string_field(v, "prompt", &row->prompt, &row->error) && string_field(v, "role", &role, &row->error);
+        if (ok && role && !cli_parse_role(role, &row->role)) {
+            row->error = format_string("\"role\" must be query, candidate or auto, not '%.100s'", role);
             ok = false;
         }
         if (ok && !image && !row->text && !row->prompt) {
