@@ -68,11 +68,15 @@ def _candidates(library):
         return [library]
     if os.environ.get("ABC_LIBRARY"):
         return [os.environ["ABC_LIBRARY"]]
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(here)
-    names = [os.path.join(here, "libabc.so"), os.path.join(root, "libabc.so"), os.path.join(root, "build", "libabc.so")]
+    names = _default_places()
     found = ctypes.util.find_library("abc")
     return [p for p in names if os.path.exists(p)] + ([found] if found else [])
+
+
+def _default_places():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    return [os.path.join(here, "libabc.so"), os.path.join(root, "libabc.so"), os.path.join(root, "build", "libabc.so")]
 
 
 def _load_library(library=None):
@@ -86,8 +90,9 @@ def _load_library(library=None):
             continue
         _declare(lib)
         return lib
-    raise OSError("cannot find the abc shared library (tried %s); build it (cc -shared -fPIC -O2 "
-                  "-ffp-contract=off abc.c -o libabc.so -lm -lpthread) or set ABC_LIBRARY" % (tried or "nothing"))
+    raise OSError("cannot find the abc shared library (looked for %s and libabc in the system's library path); "
+                  "build it (cc -shared -fPIC -O2 -ffp-contract=off abc.c -o libabc.so -lm -lpthread) or set "
+                  "ABC_LIBRARY" % ", ".join(tried or _default_places()))
 
 
 def _declare(lib):
