@@ -206,4 +206,4 @@ build/libabc-py.so: abc.c abc.h
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -fPIC -o $@ abc.c $(LDLIBS)
 
-test: build/tool_retrieval
+test: build/tool_retrieval build/libabc-py.so

@@ -10,6 +10,7 @@
  * OUT.ids / OUT.errors are written (temp + rename), the partial file is renamed to OUT (or converted to
  * OUT.jsonl) and the log removed: nothing half-written ever carries a final name. */
 #define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64 /* partial files over 2 GB on 32-bit targets */
 #include "common.h"
 #include "model_convert/json.h"
 
@@ -335,7 +336,7 @@ static int create_partial(batch *b) {
     if (b->part_fd < 0)
         return cli_report(ABC_ERR_IO, "cannot create '%s': %s", b->partial_path, strerror(errno));
     b->data_offset = (int64_t)hn;
-    if (!write_all(b->part_fd, header, hn) || ftruncate(b->part_fd, (off_t)(hn + b->n * b->dim * 4)) != 0)
+    if (!write_all(b->part_fd, header, hn) || ftruncate(b->part_fd, (off_t)((int64_t)hn + (int64_t)b->n * (int64_t)b->dim * 4)) != 0)
         return cli_report(ABC_ERR_IO, "cannot write '%s': %s", b->partial_path, strerror(errno));
     return CLI_EXIT_OK;
 }
@@ -420,7 +421,7 @@ static void on_start(void *user, size_t index) {
 
 static bool on_store(void *user, size_t index, const float *row, char *err, size_t errlen) {
     batch *b = user;
-    if (pwrite_all(b->part_fd, row, b->dim * 4, b->data_offset + (int64_t)(index * b->dim * 4))) return true;
+    if (pwrite_all(b->part_fd, row, b->dim * 4, b->data_offset + (int64_t)index * (int64_t)b->dim * 4)) return true;
     snprintf(err, errlen, "cannot write '%s': %s", b->partial_path, strerror(errno));
     return false;
 }
@@ -528,7 +529,7 @@ static int write_jsonl(batch *b) {
     }
     bool ok = true;
     for (size_t k = 0; k < b->n && ok; k++) {
-        ok = pread(b->part_fd, row, b->dim * 4, (off_t)(b->data_offset + (int64_t)(k * b->dim * 4))) ==
+        ok = pread(b->part_fd, row, b->dim * 4, (off_t)(b->data_offset + (int64_t)k * (int64_t)b->dim * 4)) ==
              (ssize_t)(b->dim * 4);
         fputs("{\"id\":", f);
         cli_json_string(f, b->rows[k].id, strlen(b->rows[k].id));
