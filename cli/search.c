@@ -18,88 +18,98 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ---- the dot product ----
+/* ---- the dot products ----
  * GCC/clang vector extensions, no intrinsics: 4-float vectors map to one SSE or NEON register on every
- * x86-64 and ARM target; on x86 CPUs with AVX2 an 8-float clone of the same loop runs instead (chosen
- * once at run time). Four accumulators hide the add latency. For a given CPU the summation order is
- * fixed, so scores do not depend on the thread count or the number of queries. */
+ * x86-64 and ARM target; on x86 CPUs with AVX2 an 8-float version of the same code runs instead (chosen
+ * once at run time). dot1 scores one query against a row, dot4 four queries against a row loaded once
+ * (several queries per call share the row traffic). Both give each query exactly the same operations in
+ * the same order (two vector accumulators, the same reduction and tail), so for a given CPU a score does
+ * not depend on the thread count, the number of queries or how they are grouped. */
 #if defined(__GNUC__) || defined(__clang__)
 typedef float v4f __attribute__((vector_size(16)));
-
-static float dot4(const float *a, const float *b, size_t n) {
-    v4f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        v4f x0, x1, x2, x3, y0, y1, y2, y3;
-        memcpy(&x0, a + k, 16), memcpy(&y0, b + k, 16);
-        memcpy(&x1, a + k + 4, 16), memcpy(&y1, b + k + 4, 16);
-        memcpy(&x2, a + k + 8, 16), memcpy(&y2, b + k + 8, 16);
-        memcpy(&x3, a + k + 12, 16), memcpy(&y3, b + k + 12, 16);
-        s0 += x0 * y0;
-        s1 += x1 * y1;
-        s2 += x2 * y2;
-        s3 += x3 * y3;
-    }
-    for (; k + 4 <= n; k += 4) {
-        v4f x, y;
-        memcpy(&x, a + k, 16), memcpy(&y, b + k, 16);
-        s0 += x * y;
-    }
-    v4f s = (s0 + s1) + (s2 + s3);
-    float r = (s[0] + s[1]) + (s[2] + s[3]);
-    for (; k < n; k++) r += a[k] * b[k];
-    return r;
-}
-
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(ABC_NO_SIMD)
-#define SEARCH_AVX2 1
 typedef float v8f __attribute__((vector_size(32)));
 
-__attribute__((target("avx2"))) static float dot8(const float *a, const float *b, size_t n) {
-    v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-    size_t k = 0;
-    for (; k + 32 <= n; k += 32) {
-        v8f x0, x1, x2, x3, y0, y1, y2, y3;
-        memcpy(&x0, a + k, 32), memcpy(&y0, b + k, 32);
-        memcpy(&x1, a + k + 8, 32), memcpy(&y1, b + k + 8, 32);
-        memcpy(&x2, a + k + 16, 32), memcpy(&y2, b + k + 16, 32);
-        memcpy(&x3, a + k + 24, 32), memcpy(&y3, b + k + 24, 32);
-        s0 += x0 * y0;
-        s1 += x1 * y1;
-        s2 += x2 * y2;
-        s3 += x3 * y3;
+#define REDUCE_4(t) (((t)[0] + (t)[1]) + ((t)[2] + (t)[3]))
+#define REDUCE_8(t) ((((t)[0] + (t)[1]) + ((t)[2] + (t)[3])) + (((t)[4] + (t)[5]) + ((t)[6] + (t)[7])))
+
+#define DEFINE_DOTS(SUF, VT, W, ATTR, REDUCE)                                                                   \
+    ATTR static float dot1_##SUF(const float *q, const float *row, size_t n) {                                \
+        VT s0 = {0}, s1 = {0}, a, b, x, y;                                                                    \
+        size_t k = 0;                                                                                         \
+        for (; k + 2 * W <= n; k += 2 * W) {                                                                  \
+            memcpy(&x, row + k, sizeof x), memcpy(&y, row + k + W, sizeof y);                                 \
+            memcpy(&a, q + k, sizeof a), memcpy(&b, q + k + W, sizeof b);                                     \
+            s0 += a * x, s1 += b * y;                                                                         \
+        }                                                                                                     \
+        for (; k + W <= n; k += W) memcpy(&x, row + k, sizeof x), memcpy(&a, q + k, sizeof a), s0 += a * x;  \
+        VT t = s0 + s1;                                                                                       \
+        float r = REDUCE(t);                                                                                  \
+        for (; k < n; k++) r += q[k] * row[k];                                                                \
+        return r;                                                                                             \
+    }                                                                                                         \
+    ATTR static void dot4_##SUF(const float *const *q, const float *row, size_t n, float *out) {              \
+        VT s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0}, s20 = {0}, s21 = {0}, s30 = {0}, s31 = {0}, a, b, x, y; \
+        size_t k = 0;                                                                                         \
+        for (; k + 2 * W <= n; k += 2 * W) {                                                                  \
+            memcpy(&x, row + k, sizeof x), memcpy(&y, row + k + W, sizeof y);                                 \
+            memcpy(&a, q[0] + k, sizeof a), memcpy(&b, q[0] + k + W, sizeof b), s00 += a * x, s01 += b * y;   \
+            memcpy(&a, q[1] + k, sizeof a), memcpy(&b, q[1] + k + W, sizeof b), s10 += a * x, s11 += b * y;   \
+            memcpy(&a, q[2] + k, sizeof a), memcpy(&b, q[2] + k + W, sizeof b), s20 += a * x, s21 += b * y;   \
+            memcpy(&a, q[3] + k, sizeof a), memcpy(&b, q[3] + k + W, sizeof b), s30 += a * x, s31 += b * y;   \
+        }                                                                                                     \
+        for (; k + W <= n; k += W) {                                                                          \
+            memcpy(&x, row + k, sizeof x);                                                                    \
+            memcpy(&a, q[0] + k, sizeof a), s00 += a * x;                                                     \
+            memcpy(&a, q[1] + k, sizeof a), s10 += a * x;                                                     \
+            memcpy(&a, q[2] + k, sizeof a), s20 += a * x;                                                     \
+            memcpy(&a, q[3] + k, sizeof a), s30 += a * x;                                                     \
+        }                                                                                                     \
+        VT t0 = s00 + s01, t1 = s10 + s11, t2 = s20 + s21, t3 = s30 + s31;                                    \
+        float r[4] = {REDUCE(t0), REDUCE(t1), REDUCE(t2), REDUCE(t3)};                                        \
+        for (int j = 0; j < 4; j++) {                                                                         \
+            for (size_t m = k; m < n; m++) r[j] += q[j][m] * row[m];                                          \
+            out[j] = r[j];                                                                                    \
+        }                                                                                                     \
     }
-    for (; k + 8 <= n; k += 8) {
-        v8f x, y;
-        memcpy(&x, a + k, 32), memcpy(&y, b + k, 32);
-        s0 += x * y;
-    }
-    v8f s = (s0 + s1) + (s2 + s3);
-    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    for (; k < n; k++) r += a[k] * b[k];
-    return r;
-}
+
+DEFINE_DOTS(v4, v4f, 4, , REDUCE_4)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(ABC_NO_SIMD)
+#define SEARCH_AVX2 1
+DEFINE_DOTS(v8, v8f, 8, __attribute__((target("avx2"))), REDUCE_8)
 #endif
+#define DOT1_PORTABLE dot1_v4
+#define DOT4_PORTABLE dot4_v4
 #else
-static float dot4(const float *a, const float *b, size_t n) {
-    float s[4] = {0};
+/* other compilers: the same operations on plain arrays of 4 */
+static float dot1_plain(const float *q, const float *row, size_t n) {
+    float s0[4] = {0}, s1[4] = {0};
     size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 4; j++) s0[j] += q[k + j] * row[k + j], s1[j] += q[k + 4 + j] * row[k + 4 + j];
     for (; k + 4 <= n; k += 4)
-        for (int j = 0; j < 4; j++) s[j] += a[k + j] * b[k + j];
-    float r = (s[0] + s[1]) + (s[2] + s[3]);
-    for (; k < n; k++) r += a[k] * b[k];
+        for (int j = 0; j < 4; j++) s0[j] += q[k + j] * row[k + j];
+    float t[4] = {s0[0] + s1[0], s0[1] + s1[1], s0[2] + s1[2], s0[3] + s1[3]};
+    float r = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; k < n; k++) r += q[k] * row[k];
     return r;
 }
+static void dot4_plain(const float *const *q, const float *row, size_t n, float *out) {
+    for (int j = 0; j < 4; j++) out[j] = dot1_plain(q[j], row, n);
+}
+#define DOT1_PORTABLE dot1_plain
+#define DOT4_PORTABLE dot4_plain
 #endif
 
-typedef float (*dot_fn)(const float *, const float *, size_t);
+typedef float (*dot1_fn)(const float *, const float *, size_t);
+typedef void (*dot4_fn)(const float *const *, const float *, size_t, float *);
 
-static dot_fn pick_dot(void) {
+static void pick_dots(dot1_fn *d1, dot4_fn *d4) {
+    *d1 = DOT1_PORTABLE;
+    *d4 = DOT4_PORTABLE;
 #ifdef SEARCH_AVX2
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return dot8;
+    if (__builtin_cpu_supports("avx2")) *d1 = dot1_v8, *d4 = dot4_v8;
 #endif
-    return dot4;
 }
 
 /* ---- the index ---- */
@@ -208,7 +218,8 @@ typedef struct {
     const index_file *ix;
     const float *queries;
     size_t n_queries, k, lo, hi;
-    dot_fn dot;
+    dot1_fn dot1;
+    dot4_fn dot4;
     hit *heaps;     /* n_queries × k */
     size_t *counts; /* per query */
 } scan_task;
@@ -218,11 +229,22 @@ static void *scan(void *arg) {
     const size_t dim = t->ix->dim, block = 64;
     for (size_t r0 = t->lo; r0 < t->hi; r0 += block) {
         size_t r1 = r0 + block < t->hi ? r0 + block : t->hi;
-        /* every query against a block of rows while it is in cache */
-        for (size_t q = 0; q < t->n_queries; q++) {
+        /* every query against a block of rows while it is in cache, four queries per row load */
+        size_t q = 0;
+        for (; q + 4 <= t->n_queries; q += 4) {
+            const float *qs[4] = {t->queries + q * dim, t->queries + (q + 1) * dim, t->queries + (q + 2) * dim,
+                                  t->queries + (q + 3) * dim};
+            for (size_t r = r0; r < r1; r++) {
+                float s[4];
+                t->dot4(qs, t->ix->rows + r * dim, dim, s);
+                for (int j = 0; j < 4; j++)
+                    if (s[j] == s[j]) heap_push(t->heaps + (q + j) * t->k, &t->counts[q + j], t->k, (hit){s[j], r});
+            }
+        }
+        for (; q < t->n_queries; q++) {
             const float *qv = t->queries + q * dim;
             for (size_t r = r0; r < r1; r++) {
-                float s = t->dot(qv, t->ix->rows + r * dim, dim);
+                float s = t->dot1(qv, t->ix->rows + r * dim, dim);
                 if (s == s) heap_push(t->heaps + q * t->k, &t->counts[q], t->k, (hit){s, r});
             }
         }
@@ -387,11 +409,13 @@ int cmd_search(int argc, char **argv) {
         rc = cli_report(ABC_ERR_NOMEM, "out of memory for the search");
         goto done;
     }
-    const dot_fn dot = pick_dot();
+    dot1_fn dot1;
+    dot4_fn dot4;
+    pick_dots(&dot1, &dot4);
     double t0 = cli_now();
     size_t started = 0;
     for (size_t t = 0; t < n_threads; t++) {
-        tasks[t] = (scan_task){&ix, queries, n_queries, kk ? kk : 1, ix.n * t / n_threads, ix.n * (t + 1) / n_threads, dot,
+        tasks[t] = (scan_task){&ix, queries, n_queries, kk ? kk : 1, ix.n * t / n_threads, ix.n * (t + 1) / n_threads, dot1, dot4,
                                heaps + t * n_queries * (kk ? kk : 1), counts + t * n_queries};
         if (kk == 0) continue;
         if (t == 0) continue; /* this thread scans block 0 */

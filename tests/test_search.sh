@@ -86,6 +86,18 @@ for t in 1 3; do
         same_ranking "3 queries x 20000 rows, top 20, --threads $t: ranks, row ids, scores" "$TMP/out" "$TMP/want_big.txt"
     fi
 done
+# 5 queries: four share each row load, the fifth runs alone; a query's scores must not depend on that
+"$TOOL" random "$TMP/q5.npy" 5 96 9
+"$TOOL" random "$TMP/q5_first.npy" 1 96 9
+"$TOOL" topk "$TMP/big.npy" "$TMP/q5.npy" 10 >"$TMP/want_q5.txt"
+if run_cli 0 "search 5 queries" search --index "$TMP/big.npy" --query "$TMP/q5.npy" -k 10 --threads 2; then
+    cp "$TMP/out" "$TMP/got_q5.txt"
+    same_ranking "5 queries x 20000 rows, top 10 (queries grouped by four, then one)" "$TMP/got_q5.txt" "$TMP/want_q5.txt"
+    if run_cli 0 "search query 0 alone" search --index "$TMP/big.npy" --query "$TMP/q5_first.npy" -k 10; then
+        check "query 0 alone gives the same ids and the same score bits as inside the group of 4" \
+            test "$(awk -F'\t' '$1 == 0 { print $2 "\t" $3 "\t" $4 }' "$TMP/got_q5.txt")" = "$(cat "$TMP/out")"
+    fi
+fi
 # a dimension that is not a multiple of the vector width, and duplicate rows (ties go to the lower row)
 "$TOOL" random "$TMP/odd_a.npy" 500 37 3
 "$TOOL" concat "$TMP/odd.npy" "$TMP/odd_a.npy" "$TMP/odd_a.npy"
