@@ -87,13 +87,14 @@ static void print_batch_usage(FILE *f) {
 static int parse_batch_args(int argc, char **argv, batch_options *o) {
     memset(o, 0, sizeof *o);
     o->shard_n = 1;
-    cli_args c = {argc, argv, 1, false};
-    for (; c.i < argc; c.i++) {
-        const char *arg = argv[c.i], *v = NULL;
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+    for (int k = 1; k < argc; k++) /* "abc embed --batch --help" */
+        if (strcmp(argv[k], "-h") == 0 || strcmp(argv[k], "--help") == 0) {
             print_batch_usage(stdout);
             return -1;
         }
+    cli_args c = {argc, argv, 1, false};
+    for (; c.i < argc; c.i++) {
+        const char *arg = argv[c.i], *v = NULL;
         if (cli_take(&c, "--model", "-m", &o->model_path)) {
         } else if (cli_take(&c, "--batch", NULL, &o->inputs_path)) {
         } else if (cli_take(&c, "--output", "-o", &o->output)) {

@@ -253,7 +253,10 @@ else
     echo "SKIP progress on a terminal: script(1) is missing (Debian: bsdutils)"; skipped=$((${skipped:-0} + 1))
 fi
 
-echo "-- usage errors"
+echo "-- help and usage errors"
+if run_cli 0 "embed --batch --help" embed --batch --help; then
+    check "embed --batch --help prints the batch usage" grep -q -- '--shard I/N' "$TMP/out"
+fi
 expect_error 2 "--shard 3/3" "shard" embed -m "$MODEL_ABC" --batch "$TMP/abc.jsonl" -o "$TMP/u.npy" --shard 3/3
 expect_error 2 "--shard x" "shard" embed -m "$MODEL_ABC" --batch "$TMP/abc.jsonl" -o "$TMP/u.npy" --shard x
 expect_error 2 "--batch without -o" "-o OUT" embed -m "$MODEL_ABC" --batch "$TMP/abc.jsonl"
