@@ -9,8 +9,9 @@
 #   tests/cross/run_cross.sh scalar            # this machine, built with -DABC_NO_SIMD (no SIMD kernels)
 #
 # The cross builds are -O2 without sanitizers (qemu-user cannot run ASan); the scalar build is native and
-# keeps `make test`'s ASan/UBSan. One host-only check is left out:
-# test_kernels_aarch64.sh (the aarch64 kernel test, which these targets run in full). The tiny .abc
+# keeps `make test`'s ASan/UBSan. Two host-only checks are left out:
+# test_kernels_aarch64.sh (the aarch64 kernel test, which these targets run in full) and test_python.sh
+# (the host's python3 cannot load a shared library built for another target). The tiny .abc
 # models are converted once on the host: the weight format is the same on every platform.
 # Needs (Debian): gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 # qemu-user. Ends with the "N passed, N failed" line of tests/run_tests.sh.
@@ -52,7 +53,7 @@ for tool in $CC ${RUNNER%% *}; do
 done
 
 # Host prerequisites: host tools (npycmp compares the dumps) and the tiny models.
-make -s all build/tool_npycmp build/tool_relayout build/tool_abccheck build/tiny-abc.abc \
+make -s all build/tool_npycmp build/tool_relayout build/tool_abccheck build/tool_retrieval build/tiny-abc.abc \
     build/tiny-vlm2vec.abc build/tiny-phi3v.abc >/dev/null || fail_setup "host build failed"
 
 build() { # unit|tool OUT SOURCES...: unit tests with fault injection (as in `make test`), tools -Werror
@@ -100,11 +101,11 @@ fi
 
 export ABC_CLI=$B/run/abc ABC_CONVERT=$B/run/abc-convert ABC_CONVERT_UNDER_TEST=$B/run/abc-convert \
     ABC_DECODE_TOOL=$B/run/tool_decode ABC_BENCH_MODEL=$B/run/bench_model ABC_SYNTH=$B/run/abc-synth
-# Every shell test but the host-only one named at the top (a new test joins automatically; it must
+# Every shell test but the host-only ones named at the top (a new test joins automatically; it must
 # take its binaries from the variables above to test this target's build rather than the host's).
 shell_tests=()
 for t in tests/test_*.sh; do
-    case "$t" in tests/test_kernels_aarch64.sh) continue ;; esac
+    case "$t" in tests/test_kernels_aarch64.sh | tests/test_python.sh) continue ;; esac
     shell_tests+=("$t")
 done
 # One tests/run_tests.sh per test, to print each one's wall time; the totals are added up here.
