@@ -43,9 +43,11 @@ $(BUILD)/.toolchain: FORCE
 $(BUILD)/abc.o: abc.c abc.h $(BUILD)/.toolchain
 	$(CC) $(BASEFLAGS) $(CFLAGS) -c abc.c -o $@
 
+# The CLI reads JSON lines (embed --batch, eval) with the converter's strict JSON parser.
 CLI_SRCS = $(wildcard cli/*.c)
-$(BIN)/abc: $(BUILD)/abc.o $(CLI_SRCS) $(wildcard cli/*.h) abc.h $(BUILD)/.toolchain
-	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $(CLI_SRCS) $(BUILD)/abc.o $(LDLIBS)
+CLI_JSON = model_convert/json.c model_convert/json.h
+$(BIN)/abc: $(BUILD)/abc.o $(CLI_SRCS) $(wildcard cli/*.h) abc.h $(CLI_JSON) $(BUILD)/.toolchain
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $(CLI_SRCS) model_convert/json.c $(BUILD)/abc.o $(LDLIBS)
 
 CONVERT_SRC = $(wildcard model_convert/*.c)
 $(BIN)/abc-convert: $(CONVERT_SRC) $(wildcard model_convert/*.h) $(BUILD)/.toolchain
@@ -128,9 +130,9 @@ build/tiny-vlm2vec.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec_do
 	./abc-convert $(TINY)/base -o $@ --preset vlm2vec --merge-adapter $(TINY)/vlm2vec_dora_adapter
 
 # ./abc built with the sanitizers: test_cli.sh runs it so the end-to-end runs also catch memory errors and leaks.
-build/abc-san: $(CLI_SRCS) $(wildcard cli/*.h) abc.c abc.h
+build/abc-san: $(CLI_SRCS) $(wildcard cli/*.h) abc.c abc.h $(CLI_JSON)
 	@mkdir -p build
-	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -o $@ $(CLI_SRCS) abc.c $(LDLIBS)
+	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -o $@ $(CLI_SRCS) model_convert/json.c abc.c $(LDLIBS)
 
 build/tool_npycmp: tests/tool_npycmp.c cli/npy.c cli/npy.h tests/sha256.h $(BUILD)/abc.o
 	@mkdir -p build
@@ -269,3 +271,11 @@ test-scalar: all
 	tests/cross/run_cross.sh scalar
 
 .PHONY: test-cross test-scalar
+
+# ---- collections: embed --batch, search, eval, the Python module (issue #20; README "Collections") ----
+# tool_retrieval: independent stacking/ranking helpers for tests/test_batch.sh, test_search.sh, test_eval.sh.
+build/tool_retrieval: tests/tool_retrieval.c cli/npy.c cli/npy.h $(CLI_JSON)
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_retrieval.c cli/npy.c model_convert/json.c $(LDLIBS)
+
+test: build/tool_retrieval

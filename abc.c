@@ -12153,3 +12153,37 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     }
     return run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, query, out);
 }
+
+/* Collections: a plain loop over the one-input path, so row i is exactly what abc_embed gives for
+ * inputs[i] alone (nothing is padded or shared between inputs). */
+abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, float *out, abc_status *statuses) {
+    if (!ctx) return ABC_ERR_INVALID_ARG;
+    clear_error(&ctx->err);
+    if (n == 0) return ABC_OK;
+    if (!inputs) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: inputs is NULL");
+    if (!out) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: out is NULL");
+    const size_t dim = (size_t)ctx->model->embedding_dim;
+    if (dim == 0 || n > SIZE_MAX / sizeof(float) / dim)
+        return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: %zu inputs of %zu floats overflow", n, dim);
+    abc_status first = ABC_OK;
+    abc_error first_err = {ABC_OK, ""};
+    size_t first_index = 0;
+    for (size_t i = 0; i < n; i++) {
+        float *row = out + i * dim;
+        clear_error(&ctx->err);
+        abc_status st = embed_input(ctx, &inputs[i], row, dim);
+        if (statuses) statuses[i] = st;
+        if (st == ABC_OK) continue;
+        for (size_t k = 0; k < dim; k++) row[k] = NAN;
+        if (first == ABC_OK) {
+            first = st;
+            first_index = i;
+            first_err = ctx->err;
+        }
+    }
+    if (first == ABC_OK) {
+        clear_error(&ctx->err);
+        return ABC_OK;
+    }
+    return fail(&ctx->err, first, "input %zu: %s", first_index, first_err.message);
+}

@@ -201,6 +201,14 @@ ABC_API abc_input abc_input_default(void);
 /* Embeds one input; writes abc_model_embedding_dim() floats (L2-normalised) to `out`. */
 ABC_API abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len);
 
+/* Embeds inputs[0..n) one after another on this context (each exactly as abc_embed would) into
+ * out[i·D .. i·D+D), D = abc_model_embedding_dim. statuses[i] (may be NULL) receives each input's
+ * status; a failed input's row is filled with NaN and the others still run. Returns ABC_OK when every
+ * input succeeded, else the status of the first failure (abc_context_errmsg: "input I: <message>"
+ * for that one). ABC_ERR_INVALID_ARG without touching out when the arguments themselves are bad. */
+ABC_API abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, float *out,
+                           abc_status *statuses);
+
 /* Lower level: token ids and pixel values prepared by the caller. `pixel_values` is
  * [n_patches][1176] in the patch order of docs/image-pipeline.md#patches (NULL when there is no image), `grid_thw` the
  * patch grid (t, h, w) with t·h·w == n_patches. Image tokens in `ids` must number n_patches/4.

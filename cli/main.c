@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "abc.h"
+#include "common.h"
 #include "npy.h"
 
 #include <errno.h>
@@ -23,7 +24,9 @@ static void print_main_usage(FILE *f) {
     fputs("usage: abc <command> [options]\n"
           "\n"
           "commands:\n"
-          "  embed     embed an image and/or a text into one vector\n"
+          "  embed     embed an image and/or a text into one vector (--batch: a list of them)\n"
+          "  search    rank the rows of an embedding matrix against a query\n"
+          "  eval      MMEB-style retrieval evaluation (Precision@1) of a task file\n"
           "  tokenize  print the token ids of a text (no chat template)\n"
           "  info      describe a model file\n"
           "  version   print the version\n"
@@ -35,8 +38,11 @@ static void print_main_usage(FILE *f) {
 static void print_embed_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL [--image PATH] [--text TEXT] [--role query|candidate|auto]\n"
           "                 [--prompt RAW] [-o OUT.npy] [--threads N] [--dump DIR]\n"
-          "                 [--stop-after preprocess|STAGE] [--num-crops N]\n"
+          "                 [--stop-after preprocess|STAGE] [--num-crops N] [--json]\n"
           "                 [--min-pixels N] [--max-pixels N]\n"
+          "       abc embed -m MODEL --batch INPUTS.jsonl -o OUT.npy|OUT.jsonl [--resume]\n"
+          "                 [--shard I/N] [--keep-going] [--threads T] [--progress]\n"
+          "                 (see 'abc embed --batch --help')\n"
           "       abc embed -m MODEL --input-ids IDS.npy [--pixel-values PV.npy --grid T,H,W]\n"
           "                 [--role query|candidate] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "\n"
@@ -48,6 +54,7 @@ static void print_embed_usage(FILE *f) {
           "                        (phi3_v: <|image_1|>) takes the image's tokens\n"
           "  -o, --output OUT.npy  write the embedding as float32 .npy, shape [D]; without -o the\n"
           "                        vector is printed on stdout, one line, values as %.9g\n"
+          "  --json                print {\"dim\":D,\"embedding\":[...]} on stdout instead\n"
           "  --threads N           worker threads, 1..1024 (default: all online CPUs)\n"
           "  --dump DIR            write every stage that ran as DIR/<stage>.npy (the model's\n"
           "                        stages, in order: 'abc info -m MODEL'; shapes: abc.h ABC_STAGE_*)\n"
@@ -282,6 +289,7 @@ typedef struct {
     int threads;
     int num_crops; /* 0: the model's */
     long long min_pixels, max_pixels; /* 0: the model's */
+    bool json;
 } embed_options;
 
 static int parse_embed_args(int argc, char **argv, embed_options *o) {
@@ -294,6 +302,8 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
             return -1;
         }
         if (take_value(&c, "--model", "-m", &o->model)) {
+        } else if (is_flag(arg, "--json")) {
+            o->json = true;
         } else if (take_value(&c, "--image", NULL, &o->image)) {
         } else if (take_value(&c, "--text", NULL, &o->text)) {
         } else if (take_value(&c, "--prompt", NULL, &o->prompt)) {
@@ -435,6 +445,8 @@ static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_
 }
 
 static int cmd_embed(int argc, char **argv) {
+    for (int k = 1; k < argc; k++) /* --batch: many inputs (cli/batch.c) */
+        if (strcmp(argv[k], "--batch") == 0 || strncmp(argv[k], "--batch=", 8) == 0) return cmd_embed_batch(argc, argv);
     embed_options o;
     int rc = parse_embed_args(argc, argv, &o);
     if (rc < 0) return EXIT_OK; /* --help */
@@ -497,7 +509,19 @@ static int cmd_embed(int argc, char **argv) {
         if (o.stop_after)
             fprintf(stderr, "abc: note: stage '%s' did not run; the full embedding was computed\n",
                     sink.stop_stage);
-        if (o.output) {
+        if (o.json) {
+            printf("{\"dim\":%d,\"embedding\":[", dim);
+            for (int k = 0; k < dim; k++) {
+                if (k) putchar(',');
+                cli_json_float(stdout, vec[k]);
+            }
+            puts("]}");
+            if (fflush(stdout) != 0 || ferror(stdout)) rc = report_io("cannot write to standard output");
+            if (rc == EXIT_OK && o.output) {
+                int64_t shape[1] = {dim};
+                rc = npy_write(o.output, NPY_F32, 1, shape, vec, msg, sizeof msg) == 0 ? EXIT_OK : report_io(msg);
+            }
+        } else if (o.output) {
             int64_t shape[1] = {dim};
             rc = npy_write(o.output, NPY_F32, 1, shape, vec, msg, sizeof msg) == 0 ? EXIT_OK : report_io(msg);
         } else {
@@ -688,5 +712,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "embed") == 0) return cmd_embed(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "search") == 0) return cmd_search(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);
 }

@@ -1,4 +1,5 @@
 /* npy.c — NumPy .npy reader and writer (see npy.h). */
+#define _POSIX_C_SOURCE 200809L
 #include "npy.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
@@ -100,9 +102,25 @@ int npy_write(const char *path, npy_dtype dtype, int ndim, const int64_t *shape,
     prefix[8] = (uint8_t)(len & 0xff);
     prefix[9] = (uint8_t)(len >> 8);
 
-    FILE *f = fopen(path, "wb");
+    /* Written to PATH.tmp and renamed over PATH, so PATH is always complete or absent; a path that exists
+     * and is not a regular file (/dev/stdout, a FIFO) is written in place. */
+    struct stat st;
+    const bool in_place = stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+    size_t plen = strlen(path);
+    char *tmp = in_place ? NULL : malloc(plen + 5);
+    if (!in_place && !tmp) {
+        set_err(err, errlen, "cannot write '%s': out of memory", path);
+        return -1;
+    }
+    if (tmp) {
+        memcpy(tmp, path, plen);
+        memcpy(tmp + plen, ".tmp", 5);
+    }
+    const char *target = tmp ? tmp : path;
+    FILE *f = fopen(target, "wb");
     if (!f) {
-        set_err(err, errlen, "cannot create '%s': %s", path, strerror(errno));
+        set_err(err, errlen, "cannot create '%s': %s", target, strerror(errno));
+        free(tmp);
         return -1;
     }
     bool ok = fwrite(prefix, 1, sizeof prefix, f) == sizeof prefix &&
@@ -113,11 +131,17 @@ int npy_write(const char *path, npy_dtype dtype, int ndim, const int64_t *shape,
         ok = false;
         saved = errno;
     }
+    if (ok && tmp && rename(tmp, path) != 0) {
+        ok = false;
+        saved = errno;
+    }
     if (!ok) {
         set_err(err, errlen, "cannot write '%s': %s", path, strerror(saved));
-        remove(path);
+        if (tmp) remove(tmp);
+        free(tmp);
         return -1;
     }
+    free(tmp);
     return 0;
 }
 

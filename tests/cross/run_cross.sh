@@ -9,9 +9,10 @@
 #   tests/cross/run_cross.sh scalar            # this machine, built with -DABC_NO_SIMD (no SIMD kernels)
 #
 # The cross builds are -O2 without sanitizers (qemu-user cannot run ASan); the scalar build is native and
-# keeps `make test`'s ASan/UBSan. Host-only checks are left out:
-# test_kernels_aarch64.sh (the aarch64 kernel test, which these targets run in full) and test_install.sh
-# (installing and linking the host's library). The tiny .abc
+# keeps `make test`'s ASan/UBSan. Host-only checks are left out: test_kernels_aarch64.sh (the aarch64
+# kernel test, which these targets run in full), test_install.sh (installing and linking the host's
+# library) and test_python.sh (the host's python3 cannot load a shared library built for another
+# target). The tiny .abc
 # models are converted once on the host: the weight format is the same on every platform.
 # Needs (Debian): gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 # qemu-user. Ends with the "N passed, N failed, N skipped" line of tests/run_tests.sh.
@@ -53,7 +54,7 @@ for tool in $CC ${RUNNER%% *}; do
 done
 
 # Host prerequisites: host tools (npycmp compares the dumps) and the tiny models.
-make -s all build/tool_npycmp build/tool_relayout build/tool_abccheck build/tiny-abc.abc \
+make -s all build/tool_npycmp build/tool_relayout build/tool_abccheck build/tool_retrieval build/tiny-abc.abc \
     build/tiny-vlm2vec.abc build/tiny-phi3v.abc >/dev/null || fail_setup "host build failed"
 
 build() { # unit|tool OUT SOURCES...: unit tests with fault injection (as in `make test`), tools -Werror
@@ -76,7 +77,7 @@ for src in tests/test_*.c; do
     wrap "$name" "$B/$name"
     units+=("$B/run/$name")
 done
-build tool "$B/abc" cli/*.c abc.c
+build tool "$B/abc" cli/*.c model_convert/json.c abc.c
 build tool "$B/abc-convert" model_convert/*.c
 build tool "$B/tool_decode" tests/tool_decode.c abc.c
 build tool "$B/bench_model" bench/bench_model.c
@@ -105,7 +106,7 @@ export ABC_CLI=$B/run/abc ABC_CONVERT=$B/run/abc-convert ABC_CONVERT_UNDER_TEST=
 # take its binaries from the variables above to test this target's build rather than the host's).
 shell_tests=()
 for t in tests/test_*.sh; do
-    case "$t" in tests/test_kernels_aarch64.sh | tests/test_install.sh) continue ;; esac
+    case "$t" in tests/test_kernels_aarch64.sh | tests/test_install.sh | tests/test_python.sh) continue ;; esac
     shell_tests+=("$t")
 done
 # One tests/run_tests.sh per test, to print each one's wall time; the totals are added up here.

@@ -1,0 +1,351 @@
+/* common.c — helpers of the collection commands (batch embedding, search, eval); see common.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("abc: usage error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n(run 'abc --help' or 'abc <command> --help')\n", stderr);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_report(abc_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "abc: error: %s: ", abc_status_string(status));
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_EXIT_FAILED;
+}
+
+bool cli_take(cli_args *c, const char *name, const char *alias, const char **value) {
+    const char *arg = c->argv[c->i];
+    const char *names[2] = {name, alias};
+    for (int k = 0; k < 2; k++) {
+        if (!names[k]) continue;
+        size_t n = strlen(names[k]);
+        if (strncmp(arg, names[k], n) != 0) continue;
+        if (arg[n] == '=' && names[k][1] == '-') {
+            *value = arg + n + 1;
+            return true;
+        }
+        if (arg[n] != 0) continue;
+        if (c->i + 1 >= c->argc) {
+            cli_usage_error("option %s needs a value", names[k]);
+            c->bad = true;
+            return true;
+        }
+        *value = c->argv[++c->i];
+        return true;
+    }
+    return false;
+}
+
+bool cli_parse_long(const char *s, long lo, long hi, long *out) {
+    if (!s || !*s) return false;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || end == s || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_role(const char *s, abc_role *role) {
+    if (strcmp(s, "query") == 0) *role = ABC_ROLE_QUERY;
+    else if (strcmp(s, "candidate") == 0) *role = ABC_ROLE_CANDIDATE;
+    else if (strcmp(s, "auto") == 0) *role = ABC_ROLE_AUTO;
+    else return false;
+    return true;
+}
+
+int cli_read_file(const char *path, char **data, size_t *size, char *err, size_t errlen) {
+    *data = NULL;
+    *size = 0;
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *bigger = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    const bool oom = !buf, failed = oom || ferror(f);
+    if (f != stdin) fclose(f);
+    if (failed) {
+        free(buf);
+        snprintf(err, errlen, oom ? "out of memory reading '%s'" : "cannot read '%s'", path);
+        return -1;
+    }
+    buf[n] = 0;
+    *data = buf;
+    *size = n;
+    return 0;
+}
+
+int cli_split_lines(char *data, size_t size, char ***lines, size_t **lens, size_t *n) {
+    size_t count = 0;
+    for (size_t k = 0; k < size; k++) count += data[k] == '\n';
+    if (size > 0 && data[size - 1] != '\n') count++;
+    *lines = malloc((count ? count : 1) * sizeof **lines);
+    *lens = malloc((count ? count : 1) * sizeof **lens);
+    if (!*lines || !*lens) {
+        free(*lines);
+        free(*lens);
+        *lines = NULL;
+        *lens = NULL;
+        return -1;
+    }
+    size_t start = 0, j = 0;
+    for (size_t k = 0; k <= size && j < count; k++) {
+        if (k < size && data[k] != '\n') continue;
+        size_t len = k - start;
+        if (len > 0 && data[start + len - 1] == '\r') len--;
+        data[start + len] = 0;
+        (*lines)[j] = data + start;
+        (*lens)[j] = len;
+        j++;
+        start = k + 1;
+    }
+    *n = count;
+    return 0;
+}
+
+void cli_json_string(FILE *f, const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    fputc('"', f);
+    for (size_t k = 0; k < n; k++) {
+        unsigned c = s[k];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
+        else fputc((int)c, f);
+    }
+    fputc('"', f);
+}
+
+void cli_json_float(FILE *f, float v) {
+    if (isfinite(v)) fprintf(f, "%.9g", (double)v);
+    else fputs("null", f);
+}
+
+char *cli_resolve_path(const char *dir, const char *path) {
+    size_t dn = dir ? strlen(dir) : 0, pn = strlen(path);
+    if (dn == 0 || path[0] == '/') return strdup(path);
+    char *out = malloc(dn + pn + 2);
+    if (!out) return NULL;
+    memcpy(out, dir, dn);
+    size_t k = dn;
+    if (out[k - 1] != '/') out[k++] = '/';
+    memcpy(out + k, path, pn + 1);
+    return out;
+}
+
+char *cli_dirname(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup("");
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    char *out = malloc(n + 1);
+    if (!out) return NULL;
+    memcpy(out, path, n);
+    out[n] = 0;
+    return out;
+}
+
+int cli_write_file_atomic(const char *path, const void *data, size_t size, char *err, size_t errlen) {
+    size_t n = strlen(path);
+    char *tmp = malloc(n + 8);
+    if (!tmp) {
+        snprintf(err, errlen, "out of memory writing '%s'", path);
+        return -1;
+    }
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create '%s': %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    const char *p = data;
+    size_t left = size;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        p += w;
+        left -= (size_t)w;
+    }
+    int e = errno;
+    if (close(fd) != 0 && left == 0) left = 1, e = errno;
+    if (left > 0 || rename(tmp, path) != 0) {
+        if (left == 0) e = errno;
+        snprintf(err, errlen, "cannot write '%s': %s", path, strerror(e));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- the parallel scheduler ---- */
+
+typedef struct {
+    const cli_embed_job *job;
+    const size_t *list; /* indices this phase embeds */
+    size_t n_list;
+    size_t next;        /* next position in list */
+    bool stop;
+    bool failed;        /* storage failed: reported once */
+    char message[512];
+    pthread_mutex_t lock;
+} sched;
+
+typedef struct {
+    sched *s;
+    abc_context *ctx;
+    float *row;          /* scratch when job->out is NULL */
+} worker;
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    sched *s = w->s;
+    const cli_embed_job *job = s->job;
+    const size_t dim = (size_t)abc_model_embedding_dim(job->model);
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        if (s->stop || s->next >= s->n_list) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        size_t index = s->list[s->next++];
+        if (job->start) job->start(job->user, index);
+        pthread_mutex_unlock(&s->lock);
+
+        float *row = job->out ? job->out + index * dim : w->row;
+        abc_status st = abc_embed(w->ctx, &job->inputs[index], row, dim);
+        if (st != ABC_OK)
+            for (size_t k = 0; k < dim; k++) row[k] = NAN;
+        char err[512] = "";
+        bool stored = !job->store || job->store(job->user, index, row, err, sizeof err);
+
+        pthread_mutex_lock(&s->lock);
+        if (!stored) {
+            if (!s->failed) snprintf(s->message, sizeof s->message, "%s", err);
+            s->failed = s->stop = true;
+        } else if (job->done && !job->done(job->user, index, st, st == ABC_OK ? "" : abc_context_errmsg(w->ctx))) {
+            s->stop = true;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    return NULL;
+}
+
+/* Runs `n_workers` workers of `per_worker` threads each over `list`. */
+static int run_phase(const cli_embed_job *job, const size_t *list, size_t n_list, int n_workers, int per_worker,
+                     bool *stopped) {
+    if (n_list == 0) return CLI_EXIT_OK;
+    if ((size_t)n_workers > n_list) n_workers = (int)n_list;
+    sched s = {job, list, n_list, 0, false, false, "", PTHREAD_MUTEX_INITIALIZER};
+    worker *ws = calloc((size_t)n_workers, sizeof *ws);
+    pthread_t *tids = calloc((size_t)n_workers, sizeof *tids);
+    const size_t dim = (size_t)abc_model_embedding_dim(job->model);
+    int rc = CLI_EXIT_OK, started = 0;
+    if (!ws || !tids) rc = cli_report(ABC_ERR_NOMEM, "out of memory starting workers");
+    for (int k = 0; rc == CLI_EXIT_OK && k < n_workers; k++) {
+        abc_context_params cp = abc_context_default_params();
+        cp.n_threads = per_worker;
+        abc_error err = {0};
+        ws[k].s = &s;
+        abc_status st = abc_context_new(job->model, &cp, &ws[k].ctx, &err);
+        if (st != ABC_OK) rc = cli_report(st, "%s", err.message);
+        else if (!job->out && !(ws[k].row = malloc(dim * sizeof(float))))
+            rc = cli_report(ABC_ERR_NOMEM, "out of memory for an embedding row");
+    }
+    /* One worker runs on this thread: a single-worker phase starts no extra thread. */
+    for (int k = 1; rc == CLI_EXIT_OK && k < n_workers; k++, started++)
+        if (pthread_create(&tids[k], NULL, worker_main, &ws[k]) != 0) {
+            rc = cli_report(ABC_ERR_NOMEM, "cannot start a worker thread");
+            pthread_mutex_lock(&s.lock);
+            s.stop = true;
+            pthread_mutex_unlock(&s.lock);
+        }
+    if (rc == CLI_EXIT_OK) worker_main(&ws[0]);
+    for (int k = 1; k <= started; k++) pthread_join(tids[k], NULL);
+    if (rc == CLI_EXIT_OK && s.failed) rc = cli_report(ABC_ERR_IO, "%s", s.message);
+    if (s.stop) *stopped = true;
+    for (int k = 0; ws && k < n_workers; k++) {
+        abc_context_free(ws[k].ctx);
+        free(ws[k].row);
+    }
+    free(ws);
+    free(tids);
+    pthread_mutex_destroy(&s.lock);
+    return rc;
+}
+
+int cli_embed_many(const cli_embed_job *job) {
+    int threads = job->threads;
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+    }
+    size_t *heavy = malloc((job->n_todo ? job->n_todo : 1) * sizeof *heavy);
+    size_t *light = malloc((job->n_todo ? job->n_todo : 1) * sizeof *light);
+    if (!heavy || !light) {
+        free(heavy);
+        free(light);
+        return cli_report(ABC_ERR_NOMEM, "out of memory scheduling %zu inputs", job->n_todo);
+    }
+    size_t nh = 0, nl = 0;
+    for (size_t k = 0; k < job->n_todo; k++) {
+        const abc_input *in = &job->inputs[job->todo[k]];
+        bool image = in->image_path || in->image_data || in->rgb;
+        if (image) heavy[nh++] = job->todo[k];
+        else light[nl++] = job->todo[k];
+    }
+    bool stopped = false;
+    int rc = run_phase(job, heavy, nh, 1, threads, &stopped);
+    if (rc == CLI_EXIT_OK && !stopped) rc = run_phase(job, light, nl, threads, 1, &stopped);
+    free(heavy);
+    free(light);
+    return rc;
+}

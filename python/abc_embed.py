@@ -1,0 +1,270 @@
+"""abc_embed — the abc embedding library from Python (standard library only; numpy optional).
+
+    from abc_embed import Model
+    with Model("model.abc", threads=4) as m:
+        q = m.embed(image="cat.jpg", text="what is the animal on the left?")   # role auto: a query
+        c = m.encode(["a tabby cat", {"image": "dog.png"}], batch_size=32)    # [N, D]
+
+Vectors are numpy float32 arrays when numpy can be imported, else lists of floats. Failures raise
+AbcError carrying the library's status and message. The shared library is found from the `library`
+argument, else $ABC_LIBRARY, else libabc.so next to this file, in the repository root or its build/
+folder, else the system's library path. One Model is used by one thread at a time (it owns one
+abc_context); open one Model per thread to embed in parallel.
+"""
+
+import ctypes
+import ctypes.util
+import os
+
+try:
+    import numpy as _np
+except ImportError:  # numpy is optional
+    _np = None
+
+__all__ = ["Model", "AbcError", "ROLES"]
+
+ROLES = {"auto": 0, "query": 1, "candidate": 2}
+
+
+class AbcError(Exception):
+    """A failed library call: .status (int), .status_name, and the message as str(e)."""
+
+    def __init__(self, status, status_name, message):
+        super().__init__("%s: %s" % (status_name, message) if message else status_name)
+        self.status = status
+        self.status_name = status_name
+        self.message = message
+
+
+class _Error(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 256)]
+
+
+class _ModelParams(ctypes.Structure):
+    _fields_ = [("max_image_pixels", ctypes.c_size_t), ("max_tokens", ctypes.c_int), ("num_crops", ctypes.c_int)]
+
+
+class _ContextParams(ctypes.Structure):
+    _fields_ = [("n_threads", ctypes.c_int), ("on_stage", ctypes.c_void_p), ("on_stage_user", ctypes.c_void_p)]
+
+
+class _Input(ctypes.Structure):  # abc_input in abc.h
+    _fields_ = [
+        ("image_path", ctypes.c_char_p),
+        ("image_data", ctypes.c_void_p),
+        ("image_size", ctypes.c_size_t),
+        ("rgb", ctypes.c_void_p),
+        ("rgb_width", ctypes.c_int),
+        ("rgb_height", ctypes.c_int),
+        ("rgb_stride", ctypes.c_size_t),
+        ("text", ctypes.c_char_p),
+        ("prompt", ctypes.c_char_p),
+        ("role", ctypes.c_int),
+    ]
+
+
+def _candidates(library):
+    if library:
+        return [library]
+    if os.environ.get("ABC_LIBRARY"):
+        return [os.environ["ABC_LIBRARY"]]
+    names = _default_places()
+    found = ctypes.util.find_library("abc")
+    return [p for p in names if os.path.exists(p)] + ([found] if found else [])
+
+
+def _default_places():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    return [os.path.join(here, "libabc.so"), os.path.join(root, "libabc.so"), os.path.join(root, "build", "libabc.so")]
+
+
+def _load_library(library=None):
+    tried = _candidates(library)
+    for path in tried:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            if library:
+                raise
+            continue
+        _declare(lib)
+        return lib
+    raise OSError("cannot find the abc shared library (looked for %s and libabc in the system's library path); "
+                  "build it (cc -shared -fPIC -O2 -ffp-contract=off abc.c -o libabc.so -lm -lpthread) or set "
+                  "ABC_LIBRARY" % ", ".join(tried or _default_places()))
+
+
+def _declare(lib):
+    P = ctypes.c_void_p
+    lib.abc_status_string.restype = ctypes.c_char_p
+    lib.abc_status_string.argtypes = [ctypes.c_int]
+    lib.abc_model_default_params.restype = _ModelParams
+    lib.abc_model_load.restype = ctypes.c_int
+    lib.abc_model_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(_ModelParams), ctypes.POINTER(P), ctypes.POINTER(_Error)]
+    lib.abc_model_free.argtypes = [P]
+    lib.abc_model_free.restype = None
+    lib.abc_model_embedding_dim.argtypes = [P]
+    lib.abc_model_embedding_dim.restype = ctypes.c_int
+    lib.abc_model_preset.argtypes = [P]
+    lib.abc_model_preset.restype = ctypes.c_char_p
+    lib.abc_context_new.restype = ctypes.c_int
+    lib.abc_context_new.argtypes = [P, ctypes.POINTER(_ContextParams), ctypes.POINTER(P), ctypes.POINTER(_Error)]
+    lib.abc_context_free.argtypes = [P]
+    lib.abc_context_free.restype = None
+    lib.abc_context_errmsg.argtypes = [P]
+    lib.abc_context_errmsg.restype = ctypes.c_char_p
+    lib.abc_embed.restype = ctypes.c_int
+    lib.abc_embed.argtypes = [P, ctypes.POINTER(_Input), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t]
+    lib.abc_embed_batch.restype = ctypes.c_int
+    lib.abc_embed_batch.argtypes = [P, ctypes.POINTER(_Input), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float),
+                                    ctypes.POINTER(ctypes.c_int)]
+
+
+def _text(s, name):
+    if s is None:
+        return None
+    if isinstance(s, bytes):
+        b = s
+    elif isinstance(s, str):
+        b = s.encode("utf-8", "surrogatepass")  # lone surrogates reach the library, which rejects them
+    else:
+        raise TypeError("%s must be str or bytes, not %s" % (name, type(s).__name__))
+    if b"\0" in b:
+        raise ValueError("%s contains a NUL character" % name)
+    return b
+
+
+class Model:
+    """A loaded .abc model with one embedding context."""
+
+    def __init__(self, path, threads=0, num_crops=0, library=None):
+        self._lib = _load_library(library)
+        self._model = ctypes.c_void_p()
+        self._ctx = ctypes.c_void_p()
+        err = _Error()
+        params = self._lib.abc_model_default_params()
+        params.num_crops = int(num_crops)
+        st = self._lib.abc_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(self._model), ctypes.byref(err))
+        if st != 0:
+            raise self._error(st, err.message.decode("utf-8", "replace"))
+        cp = _ContextParams(int(threads), None, None)
+        st = self._lib.abc_context_new(self._model, ctypes.byref(cp), ctypes.byref(self._ctx), ctypes.byref(err))
+        if st != 0:
+            self._lib.abc_model_free(self._model)
+            self._model = ctypes.c_void_p()
+            raise self._error(st, err.message.decode("utf-8", "replace"))
+        self.dim = self._lib.abc_model_embedding_dim(self._model)
+        self.preset = self._lib.abc_model_preset(self._model).decode()
+
+    def _error(self, status, message):
+        return AbcError(status, self._lib.abc_status_string(status).decode(), message)
+
+    def _check_open(self):
+        if not self._ctx:
+            raise ValueError("the model is closed")
+
+    def close(self):
+        """Releases the context and unmaps the model (also done by `with` and on garbage collection)."""
+        lib = getattr(self, "_lib", None)
+        if lib is None:
+            return
+        if getattr(self, "_ctx", None):
+            lib.abc_context_free(self._ctx)
+            self._ctx = ctypes.c_void_p()
+        if getattr(self, "_model", None):
+            lib.abc_model_free(self._model)
+            self._model = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def _input(self, keep, image=None, text=None, prompt=None, role="auto"):
+        """Fills an abc_input; `keep` holds the buffers it points into until the call returns."""
+        if role not in ROLES:
+            raise ValueError("role must be one of %s, not %r" % (", ".join(ROLES), role))
+        inp = _Input()
+        inp.role = ROLES[role]
+        inp.text = _text(text, "text")
+        inp.prompt = _text(prompt, "prompt")
+        if image is None:
+            pass
+        elif isinstance(image, (str, os.PathLike)):
+            inp.image_path = os.fsencode(image)
+        elif isinstance(image, (bytes, bytearray, memoryview)):
+            buf = ctypes.create_string_buffer(bytes(image), len(image))
+            keep.append(buf)
+            inp.image_data = ctypes.cast(buf, ctypes.c_void_p)
+            inp.image_size = len(image)
+        elif _np is not None and isinstance(image, _np.ndarray):
+            if image.dtype != _np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError("an image array must be uint8 of shape (height, width, 3)")
+            arr = _np.ascontiguousarray(image)
+            keep.append(arr)
+            inp.rgb = arr.ctypes.data
+            inp.rgb_height, inp.rgb_width = int(arr.shape[0]), int(arr.shape[1])
+            inp.rgb_stride = int(arr.strides[0])
+        else:
+            raise TypeError("image must be a path, encoded bytes or a uint8 (H, W, 3) numpy array")
+        return inp
+
+    def _vector(self, buf, start, n):
+        if _np is not None:
+            return _np.ctypeslib.as_array(buf)[start * self.dim:(start + n) * self.dim].reshape(n, self.dim).copy()
+        return [list(buf[(start + i) * self.dim:(start + i + 1) * self.dim]) for i in range(n)]
+
+    def embed(self, image=None, text=None, role="auto", prompt=None):
+        """One L2-normalised vector (numpy float32 [D], or a list) for an image and/or a text."""
+        self._check_open()
+        keep = []
+        inp = self._input(keep, image=image, text=text, prompt=prompt, role=role)
+        out = (ctypes.c_float * self.dim)()
+        st = self._lib.abc_embed(self._ctx, ctypes.byref(inp), out, self.dim)
+        if st != 0:
+            raise self._error(st, self._lib.abc_context_errmsg(self._ctx).decode("utf-8", "replace"))
+        v = self._vector(out, 0, 1)
+        return v[0]
+
+    def encode(self, inputs, batch_size=32, role=None):
+        """Embeds a list of inputs into [N, D] (numpy float32, or a list of lists). Each input is a str
+        (a text) or a dict with "image", "text", "prompt", "role". `role` overrides the inputs' roles.
+        Raises AbcError for the first input that fails (its index in the message)."""
+        self._check_open()
+        inputs = list(inputs)
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        rows = []
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start:start + batch_size]
+            keep = []
+            arr = (_Input * len(chunk))()
+            for i, item in enumerate(chunk):
+                if isinstance(item, (str, bytes)):
+                    item = {"text": item}
+                if not isinstance(item, dict):
+                    raise TypeError("input %d must be a str or a dict, not %s" % (start + i, type(item).__name__))
+                unknown = set(item) - {"image", "text", "prompt", "role", "id"}
+                if unknown:
+                    raise ValueError("input %d has unknown keys %s" % (start + i, sorted(unknown)))
+                arr[i] = self._input(keep, image=item.get("image"), text=item.get("text"), prompt=item.get("prompt"),
+                                     role=role or item.get("role", "auto"))
+            out = (ctypes.c_float * (len(chunk) * self.dim))()
+            statuses = (ctypes.c_int * len(chunk))()
+            st = self._lib.abc_embed_batch(self._ctx, arr, len(chunk), out, statuses)
+            if st != 0:
+                bad = next((i for i in range(len(chunk)) if statuses[i] != 0), 0)
+                msg = self._lib.abc_context_errmsg(self._ctx).decode("utf-8", "replace")
+                prefix = "input %d: " % bad
+                if msg.startswith(prefix):
+                    msg = msg[len(prefix):]
+                raise self._error(st, "input %d: %s" % (start + bad, msg))
+            rows.append(self._vector(out, 0, len(chunk)))
+        if _np is not None:
+            return _np.concatenate(rows) if rows else _np.zeros((0, self.dim), _np.float32)
+        return [r for chunk in rows for r in chunk]
