@@ -4,6 +4,7 @@ Checks Model.embed and Model.encode against `abc embed -o` (bit for bit: same li
 transformers reference embeddings of the fixture (SPEC 8 tolerance), errors as AbcError with the
 library's message, close/with, and the list fallback when numpy is missing (ABC_TEST_NO_NUMPY=1 hides it).
 Prints "ok ..."/"FAIL ..." lines and "RESULT passed failed skipped"."""
+import ctypes
 import math
 import os
 import struct
@@ -69,6 +70,13 @@ cases = [  # name, model, kwargs (the CLI runs of test_python.sh wrote TMP/<name
     ("abc_cand_text", "abc", dict(text="a cup of coffee on a wooden table", role="candidate")),
     ("vlm2vec_text", "vlm", dict(text="A person in a space suit", role="candidate")),
 ]
+c_sizes = [int(x) for x in os.environ["ABC_STRUCT_SIZES"].split()]
+mirrors = [ctypes.sizeof(t) for t in (abc_embed._ModelParams, abc_embed._ContextParams, abc_embed._Input, abc_embed._Error)]
+check("ctypes mirrors have abc.h's struct sizes (params, context params, input, error): %s vs %s" % (mirrors, c_sizes),
+      mirrors == c_sizes)
+if mirrors != c_sizes:  # calling through mismatched structs would corrupt memory
+    print("RESULT %d %d %d" % (passed, failed, skipped))
+    sys.exit(1)
 models = {"abc": os.environ["ABC_MODEL_ABC"], "vlm": os.environ["ABC_MODEL_VLM"]}
 opened = {k: abc_embed.Model(p, threads=2) for k, p in models.items()}
 check("Model: dim 32, preset abc", opened["abc"].dim == 32 and opened["abc"].preset == "abc")

@@ -33,6 +33,10 @@ I=tests/fixtures/images
 ./abc embed -m build/tiny-vlm2vec.abc --text "A person in a space suit" --role candidate -o "$TMP/vlm2vec_text.npy" ||
     { echo "FAIL abc embed for the reference vectors"; echo "RESULT 0 1 0"; exit 1; }
 
+# The module mirrors abc.h's structs with ctypes: the C sizes, for the test to compare with the mirrors.
+printf '#include "abc.h"\n#include <stdio.h>\nint main(void) { printf("%%zu %%zu %%zu %%zu", sizeof(abc_model_params), sizeof(abc_context_params), sizeof(abc_input), sizeof(abc_error)); return 0; }\n' > "$TMP/sizes.c"
+${CC:-cc} -I"$ROOT" -o "$TMP/sizes" "$TMP/sizes.c" && export ABC_STRUCT_SIZES="$("$TMP/sizes")" ||
+    { echo "FAIL cannot build the struct-size probe"; echo "RESULT 0 1 0"; exit 1; }
 export ABC_ROOT=$ROOT ABC_TMP=$TMP ABC_LIBRARY=$ROOT/build/libabc.so
 export ABC_MODEL_ABC=$ROOT/build/tiny-abc.abc ABC_MODEL_VLM=$ROOT/build/tiny-vlm2vec.abc
 add() { # add the RESULT line of a run to the totals
