@@ -662,10 +662,20 @@ static const char *kernel_path_name(int path) {
 /* Spin iterations before a waiting thread sleeps on the condition variable. */
 #define POOL_SPIN_ITERATIONS 20000
 
+#if !defined(ABC_NO_THREADS)
+typedef struct {
+    thread_pool *pool;
+    int thread;
+} pool_worker_arg;
+#endif
+
 struct thread_pool {
     int n_threads; /* workers + the caller */
 #if !defined(ABC_NO_THREADS)
     pthread_t *workers;
+    /* each worker's argument, kept by the pool: a worker freeing its own would call the allocator from
+     * another thread whenever it happens to start, possibly during an arena-only abc_embed */
+    pool_worker_arg *worker_args;
     int n_started;
     pthread_mutex_t mutex;
     pthread_cond_t wake; /* workers wait here for a new generation */
@@ -706,15 +716,9 @@ static void pool_run_tasks(thread_pool *pool, int thread) {
     }
 }
 
-typedef struct {
-    thread_pool *pool;
-    int thread;
-} pool_worker_arg;
-
 static void *pool_worker_main(void *p) {
     thread_pool *pool = ((pool_worker_arg *)p)->pool;
     int thread = ((pool_worker_arg *)p)->thread;
-    free(p);
     unsigned long seen = 0;
     for (;;) {
         unsigned long gen = atomic_load(&pool->generation);
@@ -791,20 +795,17 @@ static abc_status thread_pool_new(int n_threads, thread_pool **out) {
     /* From here on thread_pool_free can undo whatever succeeded. */
     pool->scratch = xcalloc((size_t)n_threads, sizeof *pool->scratch);
     pool->workers = xcalloc((size_t)n_threads, sizeof *pool->workers);
-    if (!pool->scratch || !pool->workers) goto fail;
+    pool->worker_args = xcalloc((size_t)n_threads, sizeof *pool->worker_args);
+    if (!pool->scratch || !pool->workers || !pool->worker_args) goto fail;
     for (int t = 0; t < n_threads; t++) {
         pool->scratch[t] = xmalloc_aligned(pool->scratch_floats * sizeof(float));
         if (!pool->scratch[t]) goto fail;
     }
     for (int t = 1; t < n_threads; t++) {
-        pool_worker_arg *arg = xmalloc(sizeof *arg);
-        if (!arg) goto fail;
+        pool_worker_arg *arg = &pool->worker_args[t];
         arg->pool = pool;
         arg->thread = t;
-        if (pthread_create(&pool->workers[t - 1], NULL, pool_worker_main, arg) != 0) {
-            free(arg);
-            goto fail;
-        }
+        if (pthread_create(&pool->workers[t - 1], NULL, pool_worker_main, arg) != 0) goto fail;
         pool->n_started++;
     }
     *out = pool;
@@ -830,6 +831,7 @@ static void thread_pool_free(thread_pool *pool) {
     workspace_free(&pool->shared);
 #if !defined(ABC_NO_THREADS)
     free(pool->workers);
+    free(pool->worker_args);
     pthread_cond_destroy(&pool->done);
     pthread_cond_destroy(&pool->wake);
     pthread_mutex_destroy(&pool->mutex);
