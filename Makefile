@@ -287,10 +287,11 @@ $(BM)/abc.o: abc.c abc.h platforms/baremetal/fw_alloc.h
 	@mkdir -p $(BM)
 	$(BM_CC) $(BM_CFLAGS) -c abc.c -o $@
 
-# the arena the firmware's input needs, asked on this host of a build with the firmware's options
+# the arena the firmware's input needs, asked on this host of a build with the firmware's options (and
+# ABC_NO_MMAP: its model is read with fopen/fread)
 $(BM)/arena_size: platforms/baremetal/arena_size.c abc.c abc.h
 	@mkdir -p $(BM)
-	$(CC) $(BASEFLAGS) -O2 -DABC_NO_THREADS -DABC_NO_SIMD -o $@ platforms/baremetal/arena_size.c abc.c -lm
+	$(CC) $(BASEFLAGS) -O2 -DABC_NO_THREADS -DABC_NO_SIMD -DABC_NO_MMAP -o $@ platforms/baremetal/arena_size.c abc.c -lm
 
 $(BM)/arena_bytes: $(BM)/arena_size build/tiny-abc.abc $(BM_IMAGE)
 	$(BM)/arena_size build/tiny-abc.abc $(BM_IMAGE) '$(BM_TEXT)' > $@.tmp && mv $@.tmp $@

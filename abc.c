@@ -192,6 +192,7 @@ typedef struct arena_block {
     bool freed;
 } arena_block;
 #define ARENA_HEADER ((size_t)64)
+_Static_assert(sizeof(arena_block) <= 64, "an arena block's header must fit in ARENA_HEADER");
 
 typedef struct {
     uint8_t *base;     /* the caller's memory, from its first 64-byte boundary */
@@ -216,33 +217,25 @@ static bool arena_round(size_t n, size_t *out) {
     return true;
 }
 
-/* Moves the top to `end` for block b, or fails (recording the need) when the arena is too small. */
-static bool arena_fit(mem_arena *a, size_t end) {
-    if (!a->measure && end > a->cap) {
-        if (end > a->needed) a->needed = end;
-        return false;
-    }
+/* Whether the top may move to `end` (a measuring arena has no end); records the need when not. */
+static bool arena_room(mem_arena *a, size_t end) {
+    if (a->measure || end <= a->cap) return true;
+    if (end > a->needed) a->needed = end;
+    return false;
+}
+static void arena_raise(mem_arena *a, size_t end) {
     a->top = end;
     if (end > a->peak) a->peak = end;
-    return true;
 }
 
 static void *arena_alloc(mem_arena *a, size_t n) {
     size_t rounded;
     if (!arena_round(n, &rounded) || rounded > SIZE_MAX - ARENA_HEADER - a->top) return NULL;
     const size_t start = a->top, end = start + ARENA_HEADER + rounded;
-    arena_block *b;
-    if (a->measure) {
-        b = sys_malloc_aligned(ARENA_HEADER + rounded);
-        if (!b) return NULL;
-    } else {
-        if (end > a->cap) {
-            if (end > a->needed) a->needed = end;
-            return NULL;
-        }
-        b = (arena_block *)(a->base + start);
-    }
-    arena_fit(a, end);
+    if (!arena_room(a, end)) return NULL;
+    arena_block *b = a->measure ? sys_malloc_aligned(ARENA_HEADER + rounded) : (arena_block *)(a->base + start);
+    if (!b) return NULL;
+    arena_raise(a, end);
     b->prev = a->last;
     b->start = start;
     b->size = n;
@@ -273,10 +266,8 @@ static void *arena_realloc(mem_arena *a, void *p, size_t n) {
     size_t rounded;
     if (!arena_round(n, &rounded) || rounded > SIZE_MAX - ARENA_HEADER - b->start) return NULL;
     if (b == a->last) { /* the top block grows or shrinks in place */
-        if (!a->measure && b->start + ARENA_HEADER + rounded > a->cap) {
-            if (b->start + ARENA_HEADER + rounded > a->needed) a->needed = b->start + ARENA_HEADER + rounded;
-            return NULL;
-        }
+        const size_t end = b->start + ARENA_HEADER + rounded;
+        if (!arena_room(a, end)) return NULL;
         if (a->measure) {
             arena_block *nb = sys_malloc_aligned(ARENA_HEADER + rounded);
             if (!nb) return NULL;
@@ -284,7 +275,7 @@ static void *arena_realloc(mem_arena *a, void *p, size_t n) {
             sys_free(b);
             a->last = b = nb;
         }
-        arena_fit(a, b->start + ARENA_HEADER + rounded);
+        arena_raise(a, end);
         b->size = n;
         return (uint8_t *)b + ARENA_HEADER;
     }
