@@ -85,6 +85,9 @@ int main(void) {
     abc_model *from_path = NULL;
     check(abc_model_load("model.abc", NULL, &from_path, &err) == ABC_ERR_UNSUPPORTED && !from_path,
           "abc_model_load from a path is ABC_ERR_UNSUPPORTED (no file access)");
+    abc_image from_file;
+    check(abc_image_load("image.png", 0, &from_file, &err) == ABC_ERR_UNSUPPORTED && !from_file.rgb,
+          "abc_image_load from a path is ABC_ERR_UNSUPPORTED");
 
     const int dim = abc_model_embedding_dim(model);
     float *vec = malloc((size_t)dim * sizeof *vec);
