@@ -322,6 +322,7 @@ static void *xrealloc(void *p, size_t n) {
 static void *xmalloc_aligned(size_t n) {
     if (inject_failure()) return NULL;
     if (active_arena) return arena_alloc(active_arena, n);
+    if (n > SIZE_MAX - 63) return NULL;
     return sys_malloc_aligned(n ? (n + 63) & ~(size_t)63 : 64);
 }
 static void xfree(void *p) {
@@ -11287,8 +11288,13 @@ static abc_status bind_weights(abc_model *m, abc_error *err) {
 static abc_status emit_stage(abc_context *ctx, const char *name, abc_array_dtype dtype, int ndim,
                              const int64_t *shape, const void *data) {
     if (!ctx->on_stage) return ABC_OK;
-    if (ctx->on_stage(ctx->on_stage_user, name, dtype, ndim, shape, data) != 0)
-        return fail(&ctx->err, ABC_ERR_STOPPED, "stopped by the stage callback after '%s'", name);
+    /* the caller's code allocates as it always does (what it gets from the library, e.g. from another
+     * context's abc_embed or abc_image_decode, must outlive this call), not from this call's arena */
+    mem_arena *arena = active_arena;
+    active_arena = NULL;
+    const int stop = ctx->on_stage(ctx->on_stage_user, name, dtype, ndim, shape, data);
+    active_arena = arena;
+    if (stop != 0) return fail(&ctx->err, ABC_ERR_STOPPED, "stopped by the stage callback after '%s'", name);
     return ABC_OK;
 }
 

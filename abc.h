@@ -180,14 +180,14 @@ typedef int (*abc_stage_callback)(void *user, const char *name, abc_array_dtype 
                                   const int64_t *shape, const void *data);
 
 typedef struct {
-    int n_threads;                 /* worker threads (0: number of online CPUs) */
+    int n_threads;                 /* worker threads (0: number of online CPUs; ABC_NO_THREADS: 1) */
     abc_stage_callback on_stage;   /* optional */
     void *on_stage_user;
     /* Optional: the memory abc_embed and abc_embed_tokens work in (NULL: the allocator). Each call takes
      * everything it allocates from here and releases it all before returning, so the allocator is never
      * called during the call; too small a buffer fails the call with ABC_ERR_NOMEM. Size it with
-     * abc_embed_arena_size (+ 63 bytes unless the buffer is 64-byte aligned). The context must not be
-     * used by two threads at once anyway; the buffer must outlive it. */
+     * abc_embed_arena_size (+ 63 bytes unless the buffer is 64-byte aligned). The stage callback's own
+     * calls into the library allocate as usual, not from here. The buffer must outlive the context. */
     void *arena;
     size_t arena_size;
 } abc_context_params;

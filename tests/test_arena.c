@@ -178,6 +178,38 @@ static void test_arena_size_from_dimensions(void) {
     abc_image_free(&img);
 }
 
+/* The stage callback is the caller's code: what it gets from the library there is its own, not the arena's
+ * (it must survive the abc_embed that called it). */
+static abc_image g_from_callback;
+static int decode_in_callback(void *user, const char *name, abc_array_dtype dtype, int ndim, const int64_t *shape,
+                              const void *data) {
+    (void)user, (void)dtype, (void)ndim, (void)shape, (void)data;
+    if (strcmp(name, ABC_STAGE_DECODED) == 0 && !g_from_callback.rgb)
+        abc_image_decode(g_png, g_png_size, 0, &g_from_callback, NULL);
+    return 0;
+}
+static void test_arena_callback_allocates(void) {
+    abc_input in = query_input();
+    size_t need = 0;
+    CHECK(abc_embed_arena_size(g_model, NULL, &in, &need, NULL) == ABC_OK, "size");
+    void *arena = aligned_alloc(64, (need + 63) / 64 * 64);
+    abc_context_params p = abc_context_default_params();
+    p.n_threads = 1;
+    p.arena = arena;
+    p.arena_size = need;
+    p.on_stage = decode_in_callback;
+    abc_context *ctx;
+    CHECK(abc_context_new(g_model, &p, &ctx, NULL) == ABC_OK, "context");
+    float v[32];
+    CHECK(abc_embed(ctx, &in, v, 32) == ABC_OK, "%s", abc_context_errmsg(ctx));
+    const uint8_t *rgb = g_from_callback.rgb;
+    CHECK(rgb && (rgb < (uint8_t *)arena || rgb >= (uint8_t *)arena + need), "the callback's image is in the arena");
+    CHECK(abc_context_arena_used(ctx) == need, "used %zu of %zu", abc_context_arena_used(ctx), need);
+    abc_context_free(ctx);
+    free(arena);
+    abc_image_free(&g_from_callback); /* after the arena is gone: from the allocator */
+}
+
 int main(void) {
     abc_error err;
     if (abc_model_load(MODEL, NULL, &g_model, &err) != ABC_OK) {
@@ -195,6 +227,7 @@ int main(void) {
     RUN_TEST(test_arena_embedding);
     RUN_TEST(test_arena_reused);
     RUN_TEST(test_arena_size_from_dimensions);
+    RUN_TEST(test_arena_callback_allocates);
     free(g_png);
     abc_model_free(g_model);
     return test_summary();
