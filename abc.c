@@ -132,7 +132,6 @@ static inline bool inject_failure(void) { return false; }
 #error "define both ABC_MALLOC(size) and ABC_FREE(ptr), or neither"
 #endif
 #if defined(ABC_MALLOC) || defined(ABC_BARE_METAL)
-#define ABC_OWN_ALIGNMENT 1
 #ifndef ABC_MALLOC
 #define ABC_MALLOC(size) malloc(size)
 #define ABC_FREE(ptr) free(ptr)
