@@ -279,3 +279,44 @@ build/tool_retrieval: tests/tool_retrieval.c cli/npy.c cli/npy.h $(CLI_JSON)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_retrieval.c cli/npy.c model_convert/json.c $(LDLIBS)
 
 test: build/tool_retrieval
+
+# ---- bare metal (tests/test_baremetal.sh, platforms/README.md): the library built -DABC_BARE_METAL for
+# an ARMv7-A core without an OS (newlib, semihosting), the tiny model + a PNG linked into a firmware-style
+# program, run under qemu-system-arm. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm.
+BM_CC     ?= arm-none-eabi-gcc
+BM        = build/baremetal
+BM_ARCH   = -mcpu=cortex-a15 -mfpu=neon-vfpv4 -mfloat-abi=hard
+# -Wno-format: newlib's uint32_t is a long, so the library's %u formats (right for every hosted target) warn
+BM_CFLAGS = -std=c11 -Wall -Wextra -Wno-format -ffp-contract=off -I. $(BM_ARCH) -O2 -g -DABC_BARE_METAL \
+            '-DABC_MALLOC(size)=abc_fw_malloc(size)' '-DABC_FREE(p)=abc_fw_free(p)' -include platforms/baremetal/fw_alloc.h
+BM_CASE   = tests/fixtures/qwen2vl-tiny/cases/abc_query_astronaut
+BM_IMAGE  = tests/fixtures/images/astronaut.png
+BM_TEXT   = What is the person holding?
+
+$(BM)/abc.o: abc.c abc.h platforms/baremetal/fw_alloc.h
+	@mkdir -p $(BM)
+	$(BM_CC) $(BM_CFLAGS) -c abc.c -o $@
+
+# the arena the firmware's input needs, asked on this host of a build with the firmware's options (and
+# ABC_NO_MMAP: its model is read with fopen/fread)
+$(BM)/arena_size: platforms/baremetal/arena_size.c abc.c abc.h
+	@mkdir -p $(BM)
+	$(CC) $(BASEFLAGS) -O2 -DABC_NO_THREADS -DABC_NO_SIMD -DABC_NO_MMAP -o $@ platforms/baremetal/arena_size.c abc.c -lm
+
+$(BM)/arena_bytes: $(BM)/arena_size build/tiny-abc.abc $(BM_IMAGE)
+	$(BM)/arena_size build/tiny-abc.abc $(BM_IMAGE) '$(BM_TEXT)' > $@.tmp && mv $@.tmp $@
+
+$(BM)/firmware.elf: $(BM)/abc.o $(BM)/arena_bytes platforms/baremetal/firmware.c platforms/baremetal/startup.S \
+                    platforms/baremetal/assets.S build/tiny-abc.abc $(BM_IMAGE) $(BM_CASE)/embedding.npy
+	$(BM_CC) $(BM_CFLAGS) -DABC_FW_ARENA_BYTES=$$(cat $(BM)/arena_bytes) '-DABC_FW_TEXT="$(BM_TEXT)"' \
+	    -c platforms/baremetal/firmware.c -o $(BM)/firmware.o
+	$(BM_CC) $(BM_ARCH) -c platforms/baremetal/startup.S -o $(BM)/startup.o
+	$(BM_CC) $(BM_ARCH) '-DABC_FW_MODEL="build/tiny-abc.abc"' '-DABC_FW_IMAGE="$(BM_IMAGE)"' \
+	    '-DABC_FW_REFERENCE="$(BM_CASE)/embedding.npy"' -c platforms/baremetal/assets.S -o $(BM)/assets.o
+	$(BM_CC) $(BM_ARCH) --specs=rdimon.specs -Wl,-Ttext-segment=0x40010000 -Wl,-e,abc_fw_reset -o $@ \
+	    $(BM)/startup.o $(BM)/firmware.o $(BM)/abc.o $(BM)/assets.o -lm
+
+test-baremetal:
+	@tests/run_tests.sh tests/test_baremetal.sh
+
+.PHONY: test-baremetal

@@ -24,11 +24,26 @@
 #define _GNU_SOURCE 1
 #include "abc.h"
 
+/* ABC_BARE_METAL: the configuration for firmware without an OS (abc.h lists the options it sets). */
+#if defined(ABC_BARE_METAL)
+#ifndef ABC_NO_THREADS
+#define ABC_NO_THREADS 1
+#endif
+#ifndef ABC_NO_MMAP
+#define ABC_NO_MMAP 1
+#endif
+#ifndef ABC_NO_STDIO
+#define ABC_NO_STDIO 1
+#endif
+#endif
+/* Without a file system there is nothing to map. */
+#if defined(ABC_NO_STDIO) && !defined(ABC_NO_MMAP)
+#define ABC_NO_MMAP 1
+#endif
+
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -36,9 +51,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if !defined(ABC_NO_THREADS)
+#include <pthread.h>
+#include <unistd.h>
+#endif
+#if !defined(ABC_NO_MMAP)
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
 /* SIMD kernels (section 7) pick their instruction set at run time with per-function target attributes. */
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -96,26 +118,220 @@ static bool inject_failure(void) {
 static inline bool inject_failure(void) { return false; }
 #endif
 
+/* ---- memory ----
+ * Every allocation of the library goes through xmalloc, xcalloc, xrealloc or xmalloc_aligned, and every
+ * release through free(), which this file redirects to xfree (after its definition below). The memory
+ * comes from, in this order:
+ *  - the context's arena (abc_context_params.arena) while abc_embed runs on it: a stack of blocks in the
+ *    caller's memory; a block's space is reused once it and every block above it are freed;
+ *  - ABC_MALLOC/ABC_FREE when the build defines them (and in ABC_BARE_METAL builds, over malloc/free):
+ *    blocks carry their own alignment header, so nothing else (realloc, posix_memalign) is needed;
+ *  - otherwise malloc, calloc, realloc, posix_memalign and free. */
+
+#if defined(ABC_MALLOC) != defined(ABC_FREE)
+#error "define both ABC_MALLOC(size) and ABC_FREE(ptr), or neither"
+#endif
+#if defined(ABC_MALLOC) || defined(ABC_BARE_METAL)
+#ifndef ABC_MALLOC
+#define ABC_MALLOC(size) malloc(size)
+#define ABC_FREE(ptr) free(ptr)
+#endif
+
+/* Stored just below each block's 64-byte aligned data: how far back the allocator's pointer is, and
+ * the size asked for (for realloc). */
+typedef struct {
+    size_t offset, size;
+} sys_block;
+
+static void *sys_malloc_aligned(size_t n) {
+    if (n > SIZE_MAX - 64 - sizeof(sys_block)) return NULL;
+    uint8_t *raw = ABC_MALLOC(n + 64 + sizeof(sys_block));
+    if (!raw) return NULL;
+    uintptr_t data = ((uintptr_t)raw + sizeof(sys_block) + 63) & ~(uintptr_t)63;
+    sys_block *b = (sys_block *)data - 1;
+    b->offset = (size_t)(data - (uintptr_t)raw);
+    b->size = n;
+    return (void *)data;
+}
+static void sys_free(void *p) {
+    if (p) ABC_FREE((uint8_t *)p - ((sys_block *)p - 1)->offset);
+}
+static void *sys_malloc(size_t n) { return sys_malloc_aligned(n); }
+static void *sys_calloc(size_t n) {
+    void *p = sys_malloc_aligned(n);
+    if (p) memset(p, 0, n);
+    return p;
+}
+static void *sys_realloc(void *p, size_t n) {
+    void *q = sys_malloc_aligned(n);
+    if (q && p) {
+        memcpy(q, p, MIN(((sys_block *)p - 1)->size, n));
+        sys_free(p);
+    }
+    return q;
+}
+#else
+static void *sys_malloc(size_t n) { return malloc(n); }
+static void *sys_calloc(size_t n) { return calloc(n, 1); }
+static void *sys_realloc(void *p, size_t n) { return realloc(p, n); }
+static void *sys_malloc_aligned(size_t n) {
+    void *p = NULL;
+    return posix_memalign(&p, 64, n) == 0 ? p : NULL;
+}
+static void sys_free(void *p) { free(p); }
+#endif
+
+/* The arena: blocks stacked from the bottom, each behind a 64-byte header (which keeps the data
+ * 64-byte aligned). Measuring (abc_embed_arena_size) stacks the same offsets but takes each block from
+ * the system, so the peak is the size a real arena needs. */
+typedef struct arena_block {
+    struct arena_block *prev; /* the block below; NULL for the first */
+    size_t start;             /* offset of this header in the arena */
+    size_t size;              /* bytes asked for */
+    bool freed;
+} arena_block;
+#define ARENA_HEADER ((size_t)64)
+_Static_assert(sizeof(arena_block) <= 64, "an arena block's header must fit in ARENA_HEADER");
+
+typedef struct {
+    uint8_t *base;     /* the caller's memory, from its first 64-byte boundary */
+    size_t cap;        /* usable bytes from base */
+    size_t top, peak;  /* bytes in use; the most since the context was made */
+    size_t needed;     /* the top a failed allocation asked for (0: none failed) */
+    arena_block *last;
+    bool measure;
+} mem_arena;
+
+/* The arena allocations come from while an abc_embed runs on a context that has one (set and
+ * restored by that call, on its own thread; kernels never allocate on the pool's workers). */
+#if defined(ABC_NO_THREADS)
+static mem_arena *active_arena;
+#else
+static _Thread_local mem_arena *active_arena;
+#endif
+
+static bool arena_round(size_t n, size_t *out) {
+    if (n > SIZE_MAX - 63) return false;
+    *out = ((n ? n : 1) + 63) & ~(size_t)63;
+    return true;
+}
+
+/* Whether the top may move to `end` (a measuring arena has no end); records the need when not. */
+static bool arena_room(mem_arena *a, size_t end) {
+    if (a->measure || end <= a->cap) return true;
+    if (end > a->needed) a->needed = end;
+    return false;
+}
+static void arena_raise(mem_arena *a, size_t end) {
+    a->top = end;
+    if (end > a->peak) a->peak = end;
+}
+
+static void *arena_alloc(mem_arena *a, size_t n) {
+    size_t rounded;
+    if (!arena_round(n, &rounded) || rounded > SIZE_MAX - ARENA_HEADER - a->top) return NULL;
+    const size_t start = a->top, end = start + ARENA_HEADER + rounded;
+    if (!arena_room(a, end)) return NULL;
+    arena_block *b = a->measure ? sys_malloc_aligned(ARENA_HEADER + rounded) : (arena_block *)(a->base + start);
+    if (!b) return NULL;
+    arena_raise(a, end);
+    b->prev = a->last;
+    b->start = start;
+    b->size = n;
+    b->freed = false;
+    a->last = b;
+    return (uint8_t *)b + ARENA_HEADER;
+}
+
+static bool arena_owns(const mem_arena *a, const void *p) {
+    if (!a->measure) return (const uint8_t *)p >= a->base && (const uint8_t *)p < a->base + a->cap;
+    for (const arena_block *b = a->last; b; b = b->prev)
+        if ((const uint8_t *)b + ARENA_HEADER == p) return true;
+    return false;
+}
+
+static void arena_free(mem_arena *a, void *p) {
+    ((arena_block *)((uint8_t *)p - ARENA_HEADER))->freed = true;
+    while (a->last && a->last->freed) {
+        arena_block *top = a->last;
+        a->top = top->start;
+        a->last = top->prev;
+        if (a->measure) sys_free(top);
+    }
+}
+
+static void *arena_realloc(mem_arena *a, void *p, size_t n) {
+    arena_block *b = (arena_block *)((uint8_t *)p - ARENA_HEADER);
+    size_t rounded;
+    if (!arena_round(n, &rounded) || rounded > SIZE_MAX - ARENA_HEADER - b->start) return NULL;
+    if (b == a->last) { /* the top block grows or shrinks in place */
+        const size_t end = b->start + ARENA_HEADER + rounded;
+        if (!arena_room(a, end)) return NULL;
+        if (a->measure) {
+            arena_block *nb = sys_malloc_aligned(ARENA_HEADER + rounded);
+            if (!nb) return NULL;
+            memcpy(nb, b, ARENA_HEADER + MIN(b->size, n));
+            sys_free(b);
+            a->last = b = nb;
+        }
+        arena_raise(a, end);
+        b->size = n;
+        return (uint8_t *)b + ARENA_HEADER;
+    }
+    void *q = arena_alloc(a, n);
+    if (!q) return NULL;
+    memcpy(q, p, MIN(b->size, n));
+    arena_free(a, p);
+    return q;
+}
+
+/* Everything in the arena released at once (the end of an abc_embed). */
+static void arena_reset(mem_arena *a) {
+    while (a->last) {
+        arena_block *b = a->last;
+        a->last = b->prev;
+        if (a->measure) sys_free(b);
+    }
+    a->top = 0;
+}
+
 static void *xmalloc(size_t n) {
     if (inject_failure()) return NULL;
-    return malloc(n ? n : 1);
+    if (active_arena) return arena_alloc(active_arena, n);
+    return sys_malloc(n ? n : 1);
 }
 static void *xcalloc(size_t count, size_t size) {
     if (inject_failure()) return NULL;
     if (size && count > SIZE_MAX / size) return NULL;
-    return calloc(count ? count : 1, size ? size : 1);
+    size_t n = (count ? count : 1) * (size ? size : 1);
+    if (active_arena) {
+        void *p = arena_alloc(active_arena, n);
+        if (p) memset(p, 0, n);
+        return p;
+    }
+    return sys_calloc(n);
 }
 static void *xrealloc(void *p, size_t n) {
     if (inject_failure()) return NULL;
-    return realloc(p, n ? n : 1);
+    if (active_arena && (!p || arena_owns(active_arena, p)))
+        return p ? arena_realloc(active_arena, p, n) : arena_alloc(active_arena, n);
+    return sys_realloc(p, n ? n : 1);
 }
 /* 64-byte aligned (for SIMD loads); release with free(). */
 static void *xmalloc_aligned(size_t n) {
     if (inject_failure()) return NULL;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, n ? (n + 63) & ~(size_t)63 : 64) != 0) return NULL;
-    return p;
+    if (active_arena) return arena_alloc(active_arena, n);
+    if (n > SIZE_MAX - 63) return NULL;
+    return sys_malloc_aligned(n ? (n + 63) & ~(size_t)63 : 64);
 }
+static void xfree(void *p) {
+    if (!p) return;
+    if (active_arena && arena_owns(active_arena, p)) arena_free(active_arena, p);
+    else sys_free(p);
+}
+/* Every free() below releases through xfree: library memory may live in an arena or come from
+ * ABC_MALLOC. (A file that includes abc.c and frees its own malloc'd memory may #undef free.) */
+#define free(p) xfree(p)
 
 /* Overflow-checked size arithmetic: returns false on overflow. */
 static bool mul_size(size_t a, size_t b, size_t *out) {
@@ -384,6 +600,8 @@ static cpu_features cpu_features_detect(void) {
     f.neon = true;
 #if defined(__linux__)
     f.neon_dot = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP_BIT) != 0;
+#elif defined(ABC_ARM_DOTPROD) || defined(__ARM_FEATURE_DOTPROD)
+    f.neon_dot = true; /* no OS to ask: the build says (-march=...+dotprod, or ABC_ARM_DOTPROD) */
 #endif
 #elif defined(__ARM_NEON)
     f.neon = true;
@@ -436,9 +654,20 @@ static const char *kernel_path_name(int path) {
 /* Spin iterations before a waiting thread sleeps on the condition variable. */
 #define POOL_SPIN_ITERATIONS 20000
 
+#if !defined(ABC_NO_THREADS)
+typedef struct {
+    thread_pool *pool;
+    int thread;
+} pool_worker_arg;
+#endif
+
 struct thread_pool {
     int n_threads; /* workers + the caller */
+#if !defined(ABC_NO_THREADS)
     pthread_t *workers;
+    /* each worker's argument, kept by the pool: a worker freeing its own would call the allocator from
+     * another thread whenever it happens to start, possibly during an arena-only abc_embed */
+    pool_worker_arg *worker_args;
     int n_started;
     pthread_mutex_t mutex;
     pthread_cond_t wake; /* workers wait here for a new generation */
@@ -450,6 +679,7 @@ struct thread_pool {
     pool_task_fn fn;
     void *arg;
     int n_tasks;
+#endif
     cpu_features features;
     int kernel_path; /* KERNEL_*; tests may force a supported path */
     float **scratch; /* [n_threads] arrays of POOL_SCRATCH_FLOATS, 64-byte aligned */
@@ -459,6 +689,9 @@ struct thread_pool {
     workspace shared;
 };
 
+/* ABC_NO_THREADS: no pthreads; a pool is the caller's thread alone and runs every task inline
+ * (a context's n_threads above 1 is accepted and ignored). */
+#if !defined(ABC_NO_THREADS)
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __asm__ volatile("pause" ::: "memory");
@@ -475,15 +708,9 @@ static void pool_run_tasks(thread_pool *pool, int thread) {
     }
 }
 
-typedef struct {
-    thread_pool *pool;
-    int thread;
-} pool_worker_arg;
-
 static void *pool_worker_main(void *p) {
     thread_pool *pool = ((pool_worker_arg *)p)->pool;
     int thread = ((pool_worker_arg *)p)->thread;
-    free(p);
     unsigned long seen = 0;
     for (;;) {
         unsigned long gen = atomic_load(&pool->generation);
@@ -509,10 +736,16 @@ static void *pool_worker_main(void *p) {
     }
 }
 
+#endif /* !ABC_NO_THREADS */
+
 static int online_cpus(void) {
+#if defined(ABC_NO_THREADS)
+    return 1;
+#else
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n < 1) n = 1;
     return (int)MIN(n, POOL_MAX_THREADS);
+#endif
 }
 
 static abc_status thread_pool_new(int n_threads, thread_pool **out) {
@@ -525,6 +758,17 @@ static abc_status thread_pool_new(int n_threads, thread_pool **out) {
     pool->features = cpu_features_detect();
     pool->kernel_path = kernel_path_best(&pool->features);
     pool->scratch_floats = POOL_SCRATCH_FLOATS;
+#if defined(ABC_NO_THREADS)
+    pool->n_threads = 1;
+    pool->scratch = xcalloc(1, sizeof *pool->scratch);
+    if (pool->scratch) pool->scratch[0] = xmalloc_aligned(pool->scratch_floats * sizeof(float));
+    if (!pool->scratch || !pool->scratch[0]) {
+        thread_pool_free(pool);
+        return ABC_ERR_NOMEM;
+    }
+    *out = pool;
+    return ABC_OK;
+#else
     if (pthread_mutex_init(&pool->mutex, NULL) != 0) {
         free(pool);
         return ABC_ERR_NOMEM;
@@ -543,20 +787,17 @@ static abc_status thread_pool_new(int n_threads, thread_pool **out) {
     /* From here on thread_pool_free can undo whatever succeeded. */
     pool->scratch = xcalloc((size_t)n_threads, sizeof *pool->scratch);
     pool->workers = xcalloc((size_t)n_threads, sizeof *pool->workers);
-    if (!pool->scratch || !pool->workers) goto fail;
+    pool->worker_args = xcalloc((size_t)n_threads, sizeof *pool->worker_args);
+    if (!pool->scratch || !pool->workers || !pool->worker_args) goto fail;
     for (int t = 0; t < n_threads; t++) {
         pool->scratch[t] = xmalloc_aligned(pool->scratch_floats * sizeof(float));
         if (!pool->scratch[t]) goto fail;
     }
     for (int t = 1; t < n_threads; t++) {
-        pool_worker_arg *arg = xmalloc(sizeof *arg);
-        if (!arg) goto fail;
+        pool_worker_arg *arg = &pool->worker_args[t];
         arg->pool = pool;
         arg->thread = t;
-        if (pthread_create(&pool->workers[t - 1], NULL, pool_worker_main, arg) != 0) {
-            free(arg);
-            goto fail;
-        }
+        if (pthread_create(&pool->workers[t - 1], NULL, pool_worker_main, arg) != 0) goto fail;
         pool->n_started++;
     }
     *out = pool;
@@ -564,23 +805,29 @@ static abc_status thread_pool_new(int n_threads, thread_pool **out) {
 fail:
     thread_pool_free(pool);
     return ABC_ERR_NOMEM;
+#endif
 }
 
 static void thread_pool_free(thread_pool *pool) {
     if (!pool) return;
+#if !defined(ABC_NO_THREADS)
     pthread_mutex_lock(&pool->mutex);
     pool->stop = true;
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
     for (int t = 0; t < pool->n_started; t++) pthread_join(pool->workers[t], NULL);
+#endif
     if (pool->scratch)
         for (int t = 0; t < pool->n_threads; t++) free(pool->scratch[t]);
     free(pool->scratch);
     workspace_free(&pool->shared);
+#if !defined(ABC_NO_THREADS)
     free(pool->workers);
+    free(pool->worker_args);
     pthread_cond_destroy(&pool->done);
     pthread_cond_destroy(&pool->wake);
     pthread_mutex_destroy(&pool->mutex);
+#endif
     free(pool);
 }
 
@@ -588,6 +835,10 @@ static int thread_pool_size(const thread_pool *pool) { return pool ? pool->n_thr
 
 static void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, void *arg) {
     if (n_tasks <= 0) return;
+#if defined(ABC_NO_THREADS)
+    (void)pool;
+    for (int task = 0; task < n_tasks; task++) fn(arg, task, 0);
+#else
     if (!pool || pool->n_started == 0 || n_tasks == 1) {
         for (int task = 0; task < n_tasks; task++) fn(arg, task, 0);
         return;
@@ -610,6 +861,7 @@ static void thread_pool_run(thread_pool *pool, int n_tasks, pool_task_fn fn, voi
         while (atomic_load(&pool->pending) > 0) pthread_cond_wait(&pool->done, &pool->mutex);
         pthread_mutex_unlock(&pool->mutex);
     }
+#endif
 }
 
 /* ================================================================================================
@@ -794,6 +1046,7 @@ static abc_status weight_file_parse(weight_file *wf, abc_error *err) {
     return parse_tensor_directory(wf, dir_off, dir_size, n_tensors, dir_off + dir_size, err);
 }
 
+#if !defined(ABC_NO_MMAP)
 static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err) {
     memset(wf, 0, sizeof *wf);
     if (!path) return fail(err, ABC_ERR_INVALID_ARG, "model path is NULL");
@@ -822,6 +1075,52 @@ static abc_status weight_file_open(const char *path, weight_file *wf, abc_error 
     if (st != ABC_OK) weight_file_close(wf);
     return st;
 }
+#elif !defined(ABC_NO_STDIO)
+/* ABC_NO_MMAP: the file read into aligned memory with the C library alone. */
+static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err) {
+    memset(wf, 0, sizeof *wf);
+    if (!path) return fail(err, ABC_ERR_INVALID_ARG, "model path is NULL");
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, ABC_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return fail(err, ABC_ERR_IO, "cannot find the size of '%s'", path);
+    }
+    if ((unsigned long)size < ABC_FILE_HEADER_SIZE) {
+        fclose(f);
+        return fail(err, ABC_ERR_FORMAT, "'%s' is too short (%ld bytes) to be a .abc file", path, size);
+    }
+    if ((unsigned long)size > SIZE_MAX - 64) {
+        fclose(f);
+        return fail(err, ABC_ERR_TOO_LARGE, "'%s' does not fit in the address space", path);
+    }
+    uint8_t *base = xmalloc_aligned((size_t)size);
+    if (!base) {
+        fclose(f);
+        return fail(err, ABC_ERR_NOMEM, "out of memory reading '%s' (%ld bytes)", path, size);
+    }
+    size_t got = fread(base, 1, (size_t)size, f);
+    fclose(f);
+    if (got != (size_t)size) {
+        free(base);
+        return fail(err, ABC_ERR_IO, "cannot read '%s' (%zu of %ld bytes)", path, got, size);
+    }
+    wf->base = base;
+    wf->size = (size_t)size;
+    abc_status st = weight_file_parse(wf, err);
+    if (st != ABC_OK) weight_file_close(wf);
+    return st;
+}
+#else
+/* ABC_NO_STDIO: no file system; models come from memory (abc_model_load_from_memory). */
+static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err) {
+    memset(wf, 0, sizeof *wf);
+    return fail(err, ABC_ERR_UNSUPPORTED, "cannot open '%s': built without file access (ABC_NO_STDIO); "
+                "use abc_model_load_from_memory", path ? path : "(null)");
+}
+#endif
 
 /* A file's bytes that the caller keeps alive: used in place, so the tensor alignment must hold in memory too. */
 static abc_status weight_file_borrow(const void *data, size_t size, weight_file *wf, abc_error *err) {
@@ -842,8 +1141,11 @@ static abc_status weight_file_borrow(const void *data, size_t size, weight_file 
 static void weight_file_close(weight_file *wf) {
     if (!wf) return;
     if (wf->base && !wf->borrowed) {
+#if !defined(ABC_NO_MMAP)
         if (wf->mapped) munmap((void *)wf->base, wf->size);
-        else free((void *)wf->base);
+        else
+#endif
+            free((void *)wf->base);
     }
     free(wf->meta);
     free(wf->tensors);
@@ -6308,6 +6610,11 @@ abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, a
     if (!path || !out) return fail(err, ABC_ERR_INVALID_ARG, "abc_image_load: NULL path or output image");
     out->width = out->height = 0;
     out->rgb = NULL;
+#if defined(ABC_NO_STDIO)
+    (void)max_pixels;
+    return fail(err, ABC_ERR_UNSUPPORTED, "cannot open image %s: built without file access (ABC_NO_STDIO); "
+                "give the image's bytes (abc_image_decode, abc_input.image_data)", path);
+#else
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, ABC_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
     uint8_t *buf = NULL;
@@ -6335,6 +6642,7 @@ abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, a
     if (st == ABC_OK) st = image_decode(buf, len, max_pixels, out, err);
     free(buf);
     return st;
+#endif
 }
 
 void abc_image_free(abc_image *image) {
@@ -10563,6 +10871,7 @@ struct abc_context {
     void *on_stage_user;
     workspace ws;
     abc_error err; /* the last call's outcome */
+    mem_arena arena; /* abc_context_params.arena (base NULL: none), or measuring for abc_embed_arena_size */
 };
 
 /* One model family: everything that differs between architectures. The loader, the API and the CLI
@@ -10948,8 +11257,13 @@ static abc_status bind_weights(abc_model *m, abc_error *err) {
 static abc_status emit_stage(abc_context *ctx, const char *name, abc_array_dtype dtype, int ndim,
                              const int64_t *shape, const void *data) {
     if (!ctx->on_stage) return ABC_OK;
-    if (ctx->on_stage(ctx->on_stage_user, name, dtype, ndim, shape, data) != 0)
-        return fail(&ctx->err, ABC_ERR_STOPPED, "stopped by the stage callback after '%s'", name);
+    /* the caller's code allocates as it always does (what it gets from the library, e.g. from another
+     * context's abc_embed or abc_image_decode, must outlive this call), not from this call's arena */
+    mem_arena *arena = active_arena;
+    active_arena = NULL;
+    const int stop = ctx->on_stage(ctx->on_stage_user, name, dtype, ndim, shape, data);
+    active_arena = arena;
+    if (stop != 0) return fail(&ctx->err, ABC_ERR_STOPPED, "stopped by the stage callback after '%s'", name);
     return ABC_OK;
 }
 
@@ -11915,7 +12229,9 @@ static abc_status model_load(const char *path, const void *data, size_t size, co
 const char *abc_version(void) { return ABC_VERSION_STRING; }
 
 static char system_info_text[256];
+#if !defined(ABC_NO_THREADS)
 static pthread_once_t system_info_once = PTHREAD_ONCE_INIT;
+#endif
 
 static void system_info_fill(void) {
     const cpu_features f = cpu_features_detect();
@@ -11940,7 +12256,11 @@ static void system_info_fill(void) {
 }
 
 const char *abc_system_info(void) {
+#if defined(ABC_NO_THREADS)
+    if (!system_info_text[0]) system_info_fill(); /* one thread: nothing can race */
+#else
     pthread_once(&system_info_once, system_info_fill);
+#endif
     return system_info_text;
 }
 
@@ -12041,6 +12361,12 @@ abc_status abc_context_new(const abc_model *model, const abc_context_params *par
     ctx->model = model;
     ctx->on_stage = p.on_stage;
     ctx->on_stage_user = p.on_stage_user;
+    if (p.arena) {
+        /* from the first 64-byte boundary: the arena's blocks are SIMD-aligned */
+        const size_t skip = (size_t)(-(uintptr_t)p.arena & 63);
+        ctx->arena.base = (uint8_t *)p.arena + skip;
+        ctx->arena.cap = p.arena_size > skip ? (p.arena_size - skip) & ~(size_t)63 : 0;
+    }
     abc_status st = thread_pool_new(p.n_threads, &ctx->pool); /* 0: one per online CPU */
     if (st != ABC_OK) {
         free(ctx);
@@ -12103,10 +12429,80 @@ static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out,
     return st;
 }
 
+static bool has_arena(const abc_context *ctx) { return ctx->arena.base || ctx->arena.measure; }
+
+/* Makes the context's arena the source of every allocation until arena_end. */
+static void arena_begin(abc_context *ctx) {
+    arena_reset(&ctx->arena);
+    ctx->arena.needed = 0;
+    active_arena = &ctx->arena;
+}
+
+/* The buffers a context keeps between calls (its workspace, the pool's shared operands) were carved from
+ * the arena: they go with it, and the next call starts from an empty arena. */
+static abc_status arena_end(abc_context *ctx, abc_status st) {
+    memset(&ctx->ws, 0, sizeof ctx->ws);
+    memset(&ctx->pool->shared, 0, sizeof ctx->pool->shared);
+    active_arena = NULL;
+    arena_reset(&ctx->arena);
+    if (st == ABC_ERR_NOMEM && ctx->arena.needed)
+        return fail(&ctx->err, ABC_ERR_NOMEM, "the context's arena (%zu usable bytes) is too small: an allocation "
+                    "needed %zu (abc_embed_arena_size tells what an input needs)", ctx->arena.cap, ctx->arena.needed);
+    return st;
+}
+
 abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len) {
     if (!ctx) return ABC_ERR_INVALID_ARG;
     clear_error(&ctx->err);
-    return embed_input(ctx, input, out, out_len);
+    if (!has_arena(ctx)) return embed_input(ctx, input, out, out_len);
+    arena_begin(ctx);
+    return arena_end(ctx, embed_input(ctx, input, out, out_len));
+}
+
+size_t abc_context_arena_used(const abc_context *ctx) { return ctx && ctx->arena.base ? ctx->arena.peak : 0; }
+
+abc_status abc_embed_arena_size(const abc_model *model, const abc_context_params *params, const abc_input *input,
+                                size_t *bytes, abc_error *err) {
+    clear_error(err);
+    if (!model || !input || !bytes) return fail(err, ABC_ERR_INVALID_ARG, "abc_embed_arena_size: NULL argument");
+    *bytes = 0;
+    abc_context_params p = params ? *params : abc_context_default_params();
+    p.arena = NULL;
+    p.arena_size = 0;
+    p.on_stage = NULL;
+    abc_input in = *input;
+    uint8_t *gray = NULL;
+    if (!in.image_path && !in.image_data && !in.rgb && (in.rgb_width || in.rgb_height)) {
+        /* only the size matters: no buffer, a uniform image of that size stands in */
+        size_t n;
+        if (in.rgb_width <= 0 || in.rgb_height <= 0 ||
+            !mul_size((size_t)in.rgb_width, (size_t)in.rgb_height * 3, &n))
+            return fail(err, ABC_ERR_INVALID_ARG, "image size %d x %d is invalid", in.rgb_width, in.rgb_height);
+        if (n / 3 > model->params.max_image_pixels)
+            return fail(err, ABC_ERR_TOO_LARGE, "image %d x %d is over the model's max_image_pixels", in.rgb_width,
+                        in.rgb_height);
+        if (!(gray = xmalloc(n))) return fail(err, ABC_ERR_NOMEM, "out of memory");
+        memset(gray, 128, n);
+        in.rgb = gray;
+        in.rgb_stride = 0;
+    }
+    abc_context *ctx;
+    abc_status st = abc_context_new(model, &p, &ctx, err);
+    if (st == ABC_OK) {
+        float *vec = xmalloc((size_t)model->embedding_dim * sizeof(float));
+        if (!vec) st = fail(err, ABC_ERR_NOMEM, "out of memory");
+        if (st == ABC_OK) {
+            ctx->arena.measure = true;
+            arena_begin(ctx);
+            st = arena_end(ctx, embed_input(ctx, &in, vec, (size_t)model->embedding_dim));
+            if (st == ABC_OK) *bytes = ctx->arena.peak;
+            else fail(err, st, "%s", ctx->err.message);
+        }
+        free(vec);
+        abc_context_free(ctx);
+    }
+    free(gray);
+    return st;
 }
 
 /* AUTO for prepared tokens: a query when the sequence has an image and is not exactly the model's
@@ -12147,11 +12543,11 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
         return fail(err, ABC_ERR_INVALID_ARG, "pixel_values and n_patches (%zu) disagree", n_patches);
     if (pixel_values && !grid_thw) return fail(err, ABC_ERR_INVALID_ARG, "pixel values need grid_thw");
     bool query = role == ABC_ROLE_QUERY;
-    if (role == ABC_ROLE_AUTO && n_ids && ctx->model->family->query_adapter) {
+    if (has_arena(ctx)) arena_begin(ctx);
+    if (role == ABC_ROLE_AUTO && n_ids && ctx->model->family->query_adapter)
         st = tokens_are_query(ctx, ids, n_ids, pixel_values != NULL, &query);
-        if (st != ABC_OK) return st;
-    }
-    return run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, query, out);
+    if (st == ABC_OK) st = run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, query, out);
+    return has_arena(ctx) ? arena_end(ctx, st) : st;
 }
 
 /* Collections: a plain loop over the one-input path, so row i is exactly what abc_embed gives for

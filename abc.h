@@ -19,6 +19,27 @@
  *
  * Threading: a loaded abc_model is read-only and may be shared by any number of threads; each thread
  * uses its own abc_context. The library never prints, never exits and keeps no global mutable state.
+ *
+ * Build options (define when compiling abc.c; platforms/README.md shows a bare-metal build):
+ *   ABC_NO_THREADS   no pthreads: every context runs on the caller's thread (n_threads above 1 is
+ *                    accepted and ignored).
+ *   ABC_NO_MMAP      abc_model_load reads the file into memory with fopen/fread instead of mapping it.
+ *   ABC_NO_STDIO     no file access at all (implies ABC_NO_MMAP): abc_model_load, abc_image_load and
+ *                    abc_input.image_path return ABC_ERR_UNSUPPORTED; models come from
+ *                    abc_model_load_from_memory, images from bytes or RGB buffers.
+ *   ABC_BARE_METAL   all three, and aligned memory without posix_memalign: the library then calls only
+ *                    the C library's memory, string, formatting and math functions.
+ *   ABC_MALLOC(size), ABC_FREE(ptr)
+ *                    the allocator for everything the library allocates outside a context's arena
+ *                    (define both; alignment is handled by the library, no realloc is needed).
+ *   ABC_NO_SIMD      scalar kernels only.
+ * The instruction set is detected at run time where the OS tells it (x86 cpuid, Linux auxv on
+ * aarch64); elsewhere it is the compiler's target: __ARM_NEON, __ARM_FEATURE_DOTPROD (or define
+ * ABC_ARM_DOTPROD). 32-bit Arm runs the scalar kernels.
+ *
+ * Memory: abc_embed_arena_size tells the working memory an embedding needs; a context made with
+ * abc_context_params.arena takes all of it from that buffer, and abc_embed then never calls the
+ * allocator. abc_model_load_from_memory uses weights in place (read-only memory such as flash is fine).
  */
 #ifndef ABC_H
 #define ABC_H
@@ -164,9 +185,16 @@ typedef int (*abc_stage_callback)(void *user, const char *name, abc_array_dtype 
                                   const int64_t *shape, const void *data);
 
 typedef struct {
-    int n_threads;                 /* worker threads (0: number of online CPUs) */
+    int n_threads;                 /* worker threads (0: number of online CPUs; ABC_NO_THREADS: 1) */
     abc_stage_callback on_stage;   /* optional */
     void *on_stage_user;
+    /* Optional: the memory abc_embed and abc_embed_tokens work in (NULL: the allocator). Each call takes
+     * everything it allocates from here and releases it all before returning, so the allocator is never
+     * called during the call; too small a buffer fails the call with ABC_ERR_NOMEM. Size it with
+     * abc_embed_arena_size (+ 63 bytes unless the buffer is 64-byte aligned). The stage callback's own
+     * calls into the library allocate as usual, not from here. The buffer must outlive the context. */
+    void *arena;
+    size_t arena_size;
 } abc_context_params;
 
 ABC_API abc_context_params abc_context_default_params(void);
@@ -208,6 +236,16 @@ ABC_API abc_status abc_embed(abc_context *ctx, const abc_input *input, float *ou
  * for that one). ABC_ERR_INVALID_ARG without touching out when the arguments themselves are bad. */
 ABC_API abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, float *out,
                            abc_status *statuses);
+
+/* The arena bytes abc_embed of `input` needs on a context made with `params` (NULL: defaults; the thread
+ * count matters, the arena fields are ignored). The input may name an image size without pixels:
+ * rgb == NULL with rgb_width and rgb_height set (any RGB image of that size needs the same; an encoded
+ * image needs its decoder's memory too, so give its bytes). Runs that embedding once, with the
+ * allocator, to count. The figure is this build's: a 32-bit target needs at most a 64-bit host's. */
+ABC_API abc_status abc_embed_arena_size(const abc_model *model, const abc_context_params *params,
+                                        const abc_input *input, size_t *bytes, abc_error *err);
+/* The most arena bytes any call on `ctx` has used so far (0 without an arena). */
+ABC_API size_t abc_context_arena_used(const abc_context *ctx);
 
 /* Lower level: token ids and pixel values prepared by the caller. `pixel_values` is
  * [n_patches][1176] in the patch order of docs/image-pipeline.md#patches (NULL when there is no image), `grid_thw` the

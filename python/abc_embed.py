@@ -46,7 +46,8 @@ class _ModelParams(ctypes.Structure):
 
 
 class _ContextParams(ctypes.Structure):
-    _fields_ = [("n_threads", ctypes.c_int), ("on_stage", ctypes.c_void_p), ("on_stage_user", ctypes.c_void_p)]
+    _fields_ = [("n_threads", ctypes.c_int), ("on_stage", ctypes.c_void_p), ("on_stage_user", ctypes.c_void_p),
+                ("arena", ctypes.c_void_p), ("arena_size", ctypes.c_size_t)]
 
 
 class _Input(ctypes.Structure):  # abc_input in abc.h

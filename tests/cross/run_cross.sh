@@ -11,8 +11,8 @@
 # The cross builds are -O2 without sanitizers (qemu-user cannot run ASan); the scalar build is native and
 # keeps `make test`'s ASan/UBSan. Host-only checks are left out: test_kernels_aarch64.sh (the aarch64
 # kernel test, which these targets run in full), test_install.sh (installing and linking the host's
-# library) and test_python.sh (the host's python3 cannot load a shared library built for another
-# target). The tiny .abc
+# library), test_python.sh (the host's python3 cannot load a shared library built for another target)
+# and test_baremetal.sh (its own cross build and emulator). The tiny .abc
 # models are converted once on the host: the weight format is the same on every platform.
 # Needs (Debian): gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 # qemu-user. Ends with the "N passed, N failed, N skipped" line of tests/run_tests.sh.
@@ -106,7 +106,7 @@ export ABC_CLI=$B/run/abc ABC_CONVERT=$B/run/abc-convert ABC_CONVERT_UNDER_TEST=
 # take its binaries from the variables above to test this target's build rather than the host's).
 shell_tests=()
 for t in tests/test_*.sh; do
-    case "$t" in tests/test_kernels_aarch64.sh | tests/test_install.sh | tests/test_python.sh) continue ;; esac
+    case "$t" in tests/test_kernels_aarch64.sh | tests/test_install.sh | tests/test_python.sh | tests/test_baremetal.sh) continue ;; esac
     shell_tests+=("$t")
 done
 # One tests/run_tests.sh per test, to print each one's wall time; the totals are added up here.
