@@ -42,7 +42,8 @@ static void print_main_usage(FILE *f) {
 static void print_embed_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL [--image PATH] [--text TEXT] [--role query|candidate|auto]\n"
           "                 [--prompt RAW] [-o OUT.npy] [--threads N] [--dump DIR]\n"
-          "                 [--stop-after preprocess|STAGE] [--num-crops N]\n"
+          "                 [--stop-after preprocess|STAGE] [--num-crops N] [--no-mmap]\n"
+          "                 [--max-pixels N] [--max-decode-ratio N]\n"
           "       abc embed -m MODEL --input-ids IDS.npy [--pixel-values PV.npy --grid T,H,W]\n"
           "                 [--role query|candidate] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "\n"
@@ -65,6 +66,12 @@ static void print_embed_usage(FILE *f) {
           "                        pixel_values; position_ids when there is no image)\n"
           "  --num-crops N         phi3_v: most 336x336 crops per image, 1..4096 (default: the\n"
           "                        model file's, 4 for VLM2Vec)\n"
+          "  --no-mmap             read the model into memory instead of mapping it (for files that\n"
+          "                        may change or disappear while abc runs)\n"
+          "  --max-pixels N        refuse images of more than N decoded pixels (default 205520896;\n"
+          "                        decoding costs up to about 6 bytes of memory per pixel)\n"
+          "  --max-decode-ratio N  refuse images claiming more than N pixels per byte of file\n"
+          "                        (default 16384: only hollow or truncated files exceed it)\n"
           "debugging (feeds abc_embed_tokens, bypassing tokenizer and image pipeline):\n"
           "  --input-ids IDS.npy   int32/int64 token ids, shape [L] or [1,L]\n"
           "  --pixel-values PV.npy float32 patches, shape [N,1176] (SPEC 4.5 order); phi3_v: image\n"
@@ -213,13 +220,17 @@ static int make_dirs(const char *path, char *err, size_t errlen) {
 
 /* ---- model loading shared by the commands ---- */
 
-static int load_model(const char *path, int num_crops, abc_model **model) {
+static int load_model_with(const char *path, const abc_model_params *params, abc_model **model) {
     abc_error err = {0};
-    abc_model_params params = abc_model_default_params();
-    params.num_crops = num_crops;
-    abc_status st = abc_model_load(path, &params, model, &err);
+    abc_status st = abc_model_load(path, params, model, &err);
     if (st != ABC_OK) return report(st, err.message, path);
     return EXIT_OK;
+}
+
+static int load_model(const char *path, int num_crops, abc_model **model) {
+    abc_model_params params = abc_model_default_params();
+    params.num_crops = num_crops;
+    return load_model_with(path, &params, model);
 }
 
 /* ---- embed ---- */
@@ -272,6 +283,8 @@ typedef struct {
     abc_role role;
     int threads;
     int num_crops; /* 0: the model's */
+    bool no_mmap;
+    size_t max_pixels, max_decode_ratio; /* 0: the library's defaults */
 } embed_options;
 
 static int parse_embed_args(int argc, char **argv, embed_options *o) {
@@ -305,6 +318,18 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
             if (!parse_int(v, 1, 4096, &n))
                 return usage_error("--num-crops must be an integer from 1 to 4096, not '%s'", v);
             o->num_crops = (int)n;
+        } else if (is_flag(arg, "--no-mmap")) {
+            o->no_mmap = true;
+        } else if (take_value(&c, "--max-pixels", NULL, &v)) {
+            long n;
+            if (!parse_int(v, 1, LONG_MAX, &n))
+                return usage_error("--max-pixels must be a positive integer, not '%s'", v);
+            o->max_pixels = (size_t)n;
+        } else if (take_value(&c, "--max-decode-ratio", NULL, &v)) {
+            long n;
+            if (!parse_int(v, 1, LONG_MAX, &n))
+                return usage_error("--max-decode-ratio must be a positive integer, not '%s'", v);
+            o->max_decode_ratio = (size_t)n;
         } else if (take_value(&c, "--threads", "-t", &v)) {
             long n;
             if (c.bad) return EXIT_USAGE;
@@ -443,7 +468,12 @@ static int cmd_embed(int argc, char **argv) {
     }
 
     abc_model *model = NULL;
-    if ((rc = load_model(o.model, o.num_crops, &model)) != EXIT_OK) return rc;
+    abc_model_params params = abc_model_default_params();
+    params.num_crops = o.num_crops;
+    params.load_into_memory = o.no_mmap;
+    if (o.max_pixels) params.max_image_pixels = o.max_pixels;
+    if (o.max_decode_ratio) params.max_decode_ratio = o.max_decode_ratio;
+    if ((rc = load_model_with(o.model, &params, &model)) != EXIT_OK) return rc;
 
     abc_context_params cp = abc_context_default_params();
     cp.n_threads = o.threads;
