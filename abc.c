@@ -873,20 +873,19 @@ static void weight_file_close(weight_file *wf) {
     memset(wf, 0, sizeof *wf);
 }
 
-static bool name_equals(const char *s, uint32_t len, const char *name) {
-    return strlen(name) == len && memcmp(s, name, len) == 0;
-}
-
-/* Linear search: a model has about a thousand tensors and binding happens once at load. */
+/* Linear search: a model has about a thousand tensors and binding happens once at load; the name's length
+ * is taken once, so most entries are passed over on their length alone. */
 static const tensor *wf_tensor(const weight_file *wf, const char *name) {
+    const size_t len = strlen(name);
     for (uint32_t i = 0; i < wf->n_tensors; i++)
-        if (name_equals(wf->tensors[i].name, wf->tensors[i].name_len, name)) return &wf->tensors[i];
+        if (wf->tensors[i].name_len == len && !memcmp(wf->tensors[i].name, name, len)) return &wf->tensors[i];
     return NULL;
 }
 
 static const meta_entry *wf_meta(const weight_file *wf, const char *key) {
+    const size_t len = strlen(key);
     for (uint32_t i = 0; i < wf->n_meta; i++)
-        if (name_equals(wf->meta[i].key, wf->meta[i].key_len, key)) return &wf->meta[i];
+        if (wf->meta[i].key_len == len && !memcmp(wf->meta[i].key, key, len)) return &wf->meta[i];
     return NULL;
 }
 

@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (st != ABC_OK) {
             FUZZ_ASSERT(st2 == st, "limited status %d, unlimited %d", (int)st2, (int)st);
         } else if (all.len <= limit) {
-            FUZZ_ASSERT(st2 == ABC_OK && lim.len == all.len && !memcmp(lim.data, all.data, all.len * sizeof *all.data),
+            FUZZ_ASSERT(st2 == ABC_OK && lim.len == all.len && (!all.len || !memcmp(lim.data, all.data, all.len * sizeof *all.data)),
                         "%zu ids fit the limit %zu but the limited encoding differs (status %d)", all.len, limit, (int)st2);
         } else {
             FUZZ_ASSERT(st2 == ABC_ERR_TOO_LARGE && lim.len == 0, "%zu ids over the limit %zu gave status %d", all.len,

@@ -43,18 +43,25 @@ static inline const char *fuzz_scratch_dir(void) {
     return fuzz_dir;
 }
 
-/* scratch/name, holding exactly data[size]. */
+/* scratch/name, holding exactly data[size]. The file stays open between calls and is overwritten in
+ * place, then cut to size: cheaper than re-creating it (tmpfs frees and re-allocates its pages). */
 static inline const char *fuzz_write_file(const char *name, const uint8_t *data, size_t size) {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", fuzz_scratch_dir(), name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    FUZZ_ASSERT(fd >= 0, "cannot create %s", path);
+    static char paths[4][512];
+    static int fds[4] = {-1, -1, -1, -1};
+    int k = 0;
+    while (k < 4 && fds[k] >= 0 && strcmp(strrchr(paths[k], '/') + 1, name) != 0) k++;
+    FUZZ_ASSERT(k < 4, "more than 4 scratch files");
+    if (fds[k] < 0) {
+        snprintf(paths[k], sizeof paths[k], "%s/%s", fuzz_scratch_dir(), name);
+        fds[k] = open(paths[k], O_RDWR | O_CREAT | O_TRUNC, 0600);
+        FUZZ_ASSERT(fds[k] >= 0, "cannot create %s", paths[k]);
+    }
     for (size_t done = 0; done < size;) {
-        ssize_t n = write(fd, data + done, size - done);
-        FUZZ_ASSERT(n > 0, "cannot write %s", path);
+        ssize_t n = pwrite(fds[k], data + done, size - done, (off_t)done);
+        FUZZ_ASSERT(n > 0, "cannot write %s", paths[k]);
         done += (size_t)n;
     }
-    close(fd);
-    return path;
+    FUZZ_ASSERT(ftruncate(fds[k], (off_t)size) == 0, "cannot truncate %s", paths[k]);
+    return paths[k];
 }
 #endif
