@@ -224,8 +224,9 @@ typedef struct {
 } weight_file;
 
 /* Section 3 */
-static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err);
 static abc_status weight_file_open_ex(const char *path, bool load_into_memory, weight_file *wf, abc_error *err);
+/* Mapped (the tests open weight files this way). */
+#define weight_file_open(path, wf, err) weight_file_open_ex((path), false, (wf), (err))
 static void weight_file_close(weight_file *wf);
 static const tensor *wf_tensor(const weight_file *wf, const char *name);
 static const meta_entry *wf_meta(const weight_file *wf, const char *key);
@@ -855,11 +856,6 @@ static abc_status weight_file_open_ex(const char *path, bool load_into_memory, w
     st = weight_file_parse(wf, err);
     if (st != ABC_OK) weight_file_close(wf);
     return st;
-}
-
-/* Mapped; kept for the tests that open weight files directly (inline: the library uses the _ex form). */
-static inline abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err) {
-    return weight_file_open_ex(path, false, wf, err);
 }
 
 static void weight_file_close(weight_file *wf) {
@@ -6364,8 +6360,7 @@ static abc_status image_decode_budget(const uint8_t *data, size_t size, size_t m
     return fail(err, ABC_ERR_IMAGE, "unknown image format (not PNG, JPEG, PPM or PGM)");
 }
 
-/* Kept for the tests that reach it directly (inline: nothing in the library calls it any more). */
-static inline abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
+static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
     return image_decode_budget(data, size, max_pixels, 0, out, err);
 }
 
@@ -6435,7 +6430,7 @@ static abc_status image_load_budget(const char *path, size_t max_pixels, size_t 
 abc_status abc_image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
     clear_error(err);
     if (!data || !out) return fail(err, ABC_ERR_INVALID_ARG, "abc_image_decode: NULL data or output image");
-    return image_decode_budget(data, size, max_pixels, 0, out, err);
+    return image_decode(data, size, max_pixels, out, err);
 }
 
 abc_status abc_image_decode_budget(const uint8_t *data, size_t size, size_t max_pixels, size_t max_ratio,
