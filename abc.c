@@ -6368,7 +6368,7 @@ static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixe
  * for a writer; FIFOs, devices, sockets and directories are refused. *size receives the file's size. */
 static abc_status open_regular_file(const char *path, const char *what, int *fd_out, uint64_t *size, abc_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return fail(err, ABC_ERR_IO, "cannot open %s '%s': %s", what, path, strerror(errno));
+    if (fd < 0) return fail(err, ABC_ERR_IO, "cannot open '%s' (%s): %s", path, what, strerror(errno));
     struct stat stt;
     if (fstat(fd, &stt) != 0) {
         int e = errno;
