@@ -3718,6 +3718,7 @@ struct tokenizer {
     int32_t sp_ascii[128];        /* the same for ASCII, -1 when absent */
     int32_t sp_space_id;          /* the token of "▁", or -1 */
     size_t max_token_len;         /* longest token in bytes, at least 4: no token covers more input */
+    uint32_t byte_weight[256];    /* 65536 / (longest token holding byte b, at least 4), rounded down */
 };
 
 /* ---- UTF-8 ---- */
@@ -4173,13 +4174,21 @@ static abc_status bpe_merge_symbols(const tokenizer *tok, encode_scratch *s, siz
     return ABC_OK;
 }
 
-/* Refusing work beyond the token limit: `n` more bytes of text make at least n / max_token_len tokens, so
- * a word that cannot fit is refused before its BPE (which costs O(n log n)), and the count is checked
- * again after each word. */
-static abc_status check_token_limit(const tokenizer *tok, size_t have, size_t n_bytes, size_t max_ids, abc_error *err) {
+/* Refusing work beyond the token limit: a word that cannot fit is refused before its BPE (which costs
+ * O(n log n)), and the count is checked again after each word (bytes = NULL, n_bytes = 0). The token
+ * covering byte i of a word is at most longest(b_i) bytes long, so the word makes at least
+ * Σ 1 / longest(b_i) tokens (n / max_token_len at the least; 10 MB of "a" cannot be 32768 tokens). */
+static abc_status check_token_limit(const tokenizer *tok, size_t have, const uint8_t *bytes, size_t n_bytes,
+                                    size_t max_ids, abc_error *err) {
     if (max_ids == SIZE_MAX) return ABC_OK;
-    size_t at_least = n_bytes / tok->max_token_len;
-    if (have > max_ids || at_least > max_ids - have)
+    bool over = have > max_ids || n_bytes / tok->max_token_len > max_ids - have;
+    if (!over && n_bytes >= 256) { /* shorter words are cheap to encode and checked after */
+        const uint64_t room = (uint64_t)(max_ids - have) << 16;
+        uint64_t weight = 0;
+        for (size_t i = 0; i < n_bytes && weight <= room; i++) weight += tok->byte_weight[bytes[i]];
+        over = weight > room;
+    }
+    if (over)
         return fail(err, ABC_ERR_TOO_LARGE, "the text has more than %zu tokens, the limit (tokenization stopped)", max_ids);
     return ABC_OK;
 }
@@ -4231,7 +4240,7 @@ static abc_status sp_encode_piece(const tokenizer *tok, encode_scratch *s, const
                                   size_t max_ids, int_vec *ids, abc_error *err) {
     if (n == 0) return ABC_OK;
     if (n > SIZE_MAX - 4) return fail(err, ABC_ERR_TOO_LARGE, "text too long");
-    abc_status st = check_token_limit(tok, ids->len, n, max_ids, err);
+    abc_status st = check_token_limit(tok, ids->len, text, n, max_ids, err);
     if (st != ABC_OK) return st;
     /* A character yields at most as many symbols as it has bytes; the leading "▁" at most 3. */
     st = bpe_reserve(s, n + 3, err);
@@ -4244,7 +4253,7 @@ static abc_status sp_encode_piece(const tokenizer *tok, encode_scratch *s, const
         n_sym = sp_push_char(tok, s, n_sym, cp == ' ' ? SP_SPACE : cp);
     }
     st = bpe_merge_symbols(tok, s, n_sym, ids, err);
-    return st == ABC_OK ? check_token_limit(tok, ids->len, 0, max_ids, err) : st;
+    return st == ABC_OK ? check_token_limit(tok, ids->len, NULL, 0, max_ids, err) : st;
 }
 
 /* Pre-tokenizes and encodes a piece of normalized text that holds no added token. */
@@ -4252,12 +4261,12 @@ static abc_status encode_piece(const tokenizer *tok, encode_scratch *s, const ui
                                size_t max_ids, int_vec *ids, abc_error *err) {
     for (size_t pos = 0; pos < n;) {
         size_t end = pretoken_end(text, pos, n);
-        abc_status st = check_token_limit(tok, ids->len, end - pos, max_ids, err);
+        abc_status st = check_token_limit(tok, ids->len, text + pos, end - pos, max_ids, err);
         if (st == ABC_OK) st = bpe_encode(tok, s, text + pos, end - pos, ids, err);
         if (st != ABC_OK) return st;
         pos = end;
     }
-    return check_token_limit(tok, ids->len, 0, max_ids, err);
+    return check_token_limit(tok, ids->len, NULL, 0, max_ids, err);
 }
 
 static abc_status encode_segment(const tokenizer *tok, encode_scratch *s, const uint8_t *text, size_t n,
@@ -4341,7 +4350,7 @@ static abc_status tokenizer_encode_max(const tokenizer *tok, const char *text, s
         if (a->strip & ADDED_RSTRIP) stop = white_space_end(s, stop, len);
         st = encode_segment(tok, &scratch, s + piece, start - piece, max_ids, ids, err);
         if (st == ABC_OK && !int_vec_push(ids, a->id)) st = fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
-        if (st == ABC_OK) st = check_token_limit(tok, ids->len, 0, max_ids, err);
+        if (st == ABC_OK) st = check_token_limit(tok, ids->len, NULL, 0, max_ids, err);
         piece = stop;
     }
     encode_scratch_free(&scratch);
@@ -4414,11 +4423,19 @@ static abc_status load_vocab(tokenizer *tok, const weight_file *wf, abc_error *e
     const int32_t *o = tok->vocab_offsets;
     if (o[0] != 0 || o[tok->n_vocab] != (int32_t)bytes->shape[0])
         return fail(err, ABC_ERR_FORMAT, "tokenizer.vocab.offsets must run from 0 to %lld", (long long)bytes->shape[0]);
-    tok->max_token_len = 4; /* a character or its byte fallback */
+    /* A token's stored bytes are the input bytes it covers (SentencePiece stores "▁" as a space and byte
+     * fallbacks as the byte), so no token covering byte b is longer than the longest token holding b; a
+     * character or its byte fallback covers at most 4. */
+    uint32_t longest[256];
+    for (int b = 0; b < 256; b++) longest[b] = 4;
+    tok->max_token_len = 4;
     for (int32_t i = 0; i < tok->n_vocab; i++) {
         if (o[i + 1] < o[i]) return fail(err, ABC_ERR_FORMAT, "tokenizer.vocab.offsets decreases at token %d", i);
-        tok->max_token_len = MAX(tok->max_token_len, (size_t)(o[i + 1] - o[i]));
+        const uint32_t len = (uint32_t)(o[i + 1] - o[i]);
+        tok->max_token_len = MAX(tok->max_token_len, (size_t)len);
+        for (int32_t k = o[i]; k < o[i + 1]; k++) longest[tok->vocab_bytes[k]] = MAX(longest[tok->vocab_bytes[k]], len);
     }
+    for (int b = 0; b < 256; b++) tok->byte_weight[b] = 65536u / longest[b];
     return ABC_OK;
 }
 
