@@ -1,5 +1,5 @@
 /* Fuzz target: abc_model_load on a mutated .abc file (seed: tests/fuzz/corpus/model, the tiny model with a
- * 512-token vocabulary from tests/fuzz/gen_model_seed.sh, so one load costs microseconds), mapped or read
+ * 320-token vocabulary from tests/fuzz/gen_model_seed.sh, so one load costs microseconds), mapped or read
  * into memory (the input's length decides), then a short use of a model that loads: its description, a
  * tokenization and, for one input in 16, an embedding of a text and of a 28x28 image with an instruction,
  * under 64k-pixel and 256-token limits. */

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# tests/fuzz/gen_model_seed.sh OUT.abc — writes the model fuzz target's seed: the tiny Qwen2-VL fixture's
-# shapes (hidden 32, 2+2 layers) with a 512-token byte-level vocabulary (the first 512 tokens of Qwen2's
-# and the merges among them) and the special tokens renumbered from 512, synthetic weights (abc-synth),
-# converted with preset vlm2vec in bf16. A small vocabulary keeps a load in the tens of microseconds, so
-# mutations explore the loader instead of rebuilding a 151k-entry merge table. Needs python3 (standard
+# tests/fuzz/gen_model_seed.sh OUT.abc — writes the model fuzz target's seed: the tiny Qwen2-VL fixture made
+# smaller still (vision width 16, text hidden 16 with head_dim 8, 2+2 layers) with a 320-token byte-level
+# vocabulary (the first 320 tokens of Qwen2's and the merges among them) and the special tokens renumbered
+# from 320, synthetic weights (abc-synth), converted with preset vlm2vec in bf16. The whole file stays
+# under 128 kB: a load costs tens of microseconds instead of rebuilding a 151k-entry merge table, and
+# the fuzzer's copies of it stay in the sanitizer allocator's cached size classes. Needs python3 (standard
 # library only), build/abc-synth and ./abc-convert (make all build/abc-synth).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +15,7 @@ trap 'rm -rf "$DIR"' EXIT
 python3 - "$TINY" "$DIR" <<'PY'
 import json, sys
 tiny, out = sys.argv[1], sys.argv[2]
-N = 512
+N = 320
 tok = json.load(open(tiny + "/tokenizer.json", encoding="utf-8"))
 vocab = {k: v for k, v in tok["model"]["vocab"].items() if v < N}
 merges = []
@@ -34,6 +35,10 @@ for k, v in list(cfg.items()):
     if k.endswith("token_id") and v in shift:
         cfg[k] = shift[v]
 cfg["vocab_size"] = N + len(tok["added_tokens"])
+cfg["hidden_size"] = 16
+cfg["intermediate_size"] = 32
+cfg["rope_scaling"]["mrope_section"] = [1, 1, 2]
+cfg["vision_config"].update({"embed_dim": 16, "hidden_size": 16})
 json.dump(cfg, open(out + "/config.json", "w"), indent=2)
 PY
 build/abc-synth "$DIR/config.json" "$DIR/hf" --tokenizer "$DIR/tokenizer.json" >/dev/null
