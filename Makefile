@@ -212,3 +212,6 @@ fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS)) build/tiny-abc.abc
 	tests/fuzz/run_fuzz.sh $(FUZZ_TIME) $(FUZZ_TARGETS)
 
 .PHONY: fuzz
+
+# tests/test_hostile.c includes cli/npy.c (the .npy reader's hostile cases)
+build/test_hostile: cli/npy.c cli/npy.h
