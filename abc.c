@@ -4423,14 +4423,16 @@ static abc_status load_vocab(tokenizer *tok, const weight_file *wf, abc_error *e
     const int32_t *o = tok->vocab_offsets;
     if (o[0] != 0 || o[tok->n_vocab] != (int32_t)bytes->shape[0])
         return fail(err, ABC_ERR_FORMAT, "tokenizer.vocab.offsets must run from 0 to %lld", (long long)bytes->shape[0]);
-    /* A token's stored bytes are the input bytes it covers (SentencePiece stores "▁" as a space and byte
+    for (int32_t i = 0; i < tok->n_vocab; i++)
+        if (o[i + 1] < o[i]) return fail(err, ABC_ERR_FORMAT, "tokenizer.vocab.offsets decreases at token %d", i);
+    /* Only now are all offsets known to lie within the bytes (fuzz_model found a read before this check).
+     * A token's stored bytes are the input bytes it covers (SentencePiece stores "▁" as a space and byte
      * fallbacks as the byte), so no token covering byte b is longer than the longest token holding b; a
      * character or its byte fallback covers at most 4. */
     uint32_t longest[256];
     for (int b = 0; b < 256; b++) longest[b] = 4;
     tok->max_token_len = 4;
     for (int32_t i = 0; i < tok->n_vocab; i++) {
-        if (o[i + 1] < o[i]) return fail(err, ABC_ERR_FORMAT, "tokenizer.vocab.offsets decreases at token %d", i);
         const uint32_t len = (uint32_t)(o[i + 1] - o[i]);
         tok->max_token_len = MAX(tok->max_token_len, (size_t)len);
         for (int32_t k = o[i]; k < o[i + 1]; k++) longest[tok->vocab_bytes[k]] = MAX(longest[tok->vocab_bytes[k]], len);
