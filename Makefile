@@ -320,3 +320,26 @@ test-baremetal:
 	@tests/run_tests.sh tests/test_baremetal.sh
 
 .PHONY: test-baremetal
+
+# ---- fuzzing (tests/fuzz/, issue #19) ----
+# Each tests/fuzz/fuzz_NAME.c is a libFuzzer target (LLVMFuzzerTestOneInput) with its seed corpus in
+# tests/fuzz/corpus/NAME/ and optionally a dictionary tests/fuzz/dict/NAME.dict; a new target needs nothing
+# else. tests/fuzz/build.sh links each with clang's libFuzzer (FUZZ_CC, default clang) or, where that is
+# missing, with tests/fuzz/driver.c, always under ASan/UBSan. `make fuzz` runs every target FUZZ_TIME
+# seconds, one after another (FUZZ_TARGETS to pick some), and fails on any finding; CI uses FUZZ_TIME=30.
+FUZZ_TIME    ?= 120
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_DEPS     = tests/fuzz/driver.c tests/fuzz/fuzz_util.h tests/fuzz/build.sh abc.c abc.h cli/npy.c cli/npy.h \
+                $(CONVERT_SRC) $(CONVERT_HDRS)
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS)
+	tests/fuzz/build.sh $< $@
+
+# the tokenizer target reads the Qwen2 tokenizer from build/tiny-abc.abc
+fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS)) build/tiny-abc.abc
+	tests/fuzz/run_fuzz.sh $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+.PHONY: fuzz
+
+# tests/test_hostile.c includes cli/npy.c (the .npy reader's hostile cases)
+build/test_hostile: cli/npy.c cli/npy.h

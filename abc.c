@@ -78,6 +78,11 @@
 
 #define ABC_DEFAULT_MAX_IMAGE_PIXELS ((size_t)4 * 12845056 * 4)
 #define ABC_DEFAULT_MAX_TOKENS 32768
+/* Decode budget: decoded pixels per byte of encoded image. No complete image of a supported format comes
+ * near it (PNG's densest, 1-bit rows deflated at zlib's 1032:1, is about 8,300 pixels per byte; JPEG's
+ * is 512: a DC code per 8×8 block; binary PPM is at most 1), so it only refuses files whose header
+ * claims far more pixels than their data can hold: hollow JPEGs, truncated PNGs. */
+#define ABC_DEFAULT_MAX_DECODE_RATIO 16384
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -443,7 +448,9 @@ typedef struct {
 } weight_file;
 
 /* Section 3 */
-static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err);
+static abc_status weight_file_open_ex(const char *path, bool load_into_memory, weight_file *wf, abc_error *err);
+/* Mapped where the platform maps (the tests open weight files this way). */
+#define weight_file_open(path, wf, err) weight_file_open_ex((path), false, (wf), (err))
 static abc_status weight_file_borrow(const void *data, size_t size, weight_file *wf, abc_error *err);
 static void weight_file_close(weight_file *wf);
 static const tensor *wf_tensor(const weight_file *wf, const char *name);
@@ -464,6 +471,10 @@ static void tokenizer_free(tokenizer *tok);
 /* Appends the ids of `text` to `ids`; added/special tokens are matched first. */
 static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int_vec *ids,
                                    abc_error *err);
+/* The same, refusing (ABC_ERR_TOO_LARGE) as soon as `ids` would hold more than max_ids ids in all; long
+ * words that cannot fit are refused before they are encoded. */
+static abc_status tokenizer_encode_max(const tokenizer *tok, const char *text, size_t len, size_t max_ids,
+                                       int_vec *ids, abc_error *err);
 static const char *tokenizer_token_bytes(const tokenizer *tok, int32_t id, size_t *len);
 /* The id the tokenizer's post-processor puts before every encoded text (SentencePiece models: <s>),
  * or -1 when it adds none (Qwen2). tokenizer_encode never adds it; callers that need it do. */
@@ -474,6 +485,16 @@ static const tokenizer *model_tokenizer(const abc_model *m);
 /* ---- section 5: image decode ---- */
 static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out,
                                abc_error *err);
+/* With the decode budget (pixels per input byte; 0: ABC_DEFAULT_MAX_DECODE_RATIO). */
+static abc_status image_decode_budget(const uint8_t *data, size_t size, size_t max_pixels, size_t max_ratio,
+                                      abc_image *out, abc_error *err);
+static abc_status image_load_budget(const char *path, size_t max_pixels, size_t max_ratio, abc_image *out,
+                                    abc_error *err);
+#if !defined(ABC_NO_MMAP) && !defined(ABC_NO_STDIO)
+/* File reading shared with section 3 (POSIX builds): regular files only (never blocks on a FIFO), exact sizes. */
+static abc_status open_regular_file(const char *path, const char *what, int *fd_out, uint64_t *size, abc_error *err);
+static abc_status read_exact(int fd, uint8_t *buf, size_t size, const char *what, const char *path, abc_error *err);
+#endif
 
 /* ---- section 6: preprocessing ---- */
 typedef struct {
@@ -1046,38 +1067,54 @@ static abc_status weight_file_parse(weight_file *wf, abc_error *err) {
     return parse_tensor_directory(wf, dir_off, dir_size, n_tensors, dir_off + dir_size, err);
 }
 
-#if !defined(ABC_NO_MMAP)
-static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err) {
+#if !defined(ABC_NO_MMAP) && !defined(ABC_NO_STDIO)
+/* Maps `path` (or, with load_into_memory, reads it once into 64-byte-aligned memory) and validates it.
+ * A mapped file that is truncated or rewritten while the model is loaded changes the weights under the
+ * process, and a read past its new end raises SIGBUS; a copy in memory is immune to that. */
+static abc_status weight_file_open_ex(const char *path, bool load_into_memory, weight_file *wf, abc_error *err) {
     memset(wf, 0, sizeof *wf);
     if (!path) return fail(err, ABC_ERR_INVALID_ARG, "model path is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, ABC_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat stt;
-    if (fstat(fd, &stt) != 0 || !S_ISREG(stt.st_mode)) {
+    int fd;
+    uint64_t file_size;
+    abc_status st = open_regular_file(path, "model", &fd, &file_size, err);
+    if (st != ABC_OK) return st;
+    if (file_size < ABC_FILE_HEADER_SIZE) {
         close(fd);
-        return fail(err, ABC_ERR_IO, "'%s' is not a regular file", path);
+        return fail(err, ABC_ERR_FORMAT, "'%s' is too short (%llu bytes) to be a .abc file", path, (unsigned long long)file_size);
     }
-    if ((uint64_t)stt.st_size < ABC_FILE_HEADER_SIZE) {
-        close(fd);
-        return fail(err, ABC_ERR_FORMAT, "'%s' is too short (%lld bytes) to be a .abc file", path, (long long)stt.st_size);
-    }
-    if ((uint64_t)stt.st_size > SIZE_MAX) {
+    if (file_size > SIZE_MAX) {
         close(fd);
         return fail(err, ABC_ERR_TOO_LARGE, "'%s' does not fit in the address space", path);
     }
-    void *base = mmap(NULL, (size_t)stt.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (base == MAP_FAILED) return fail(err, ABC_ERR_IO, "cannot map '%s': %s", path, strerror(errno));
+    const size_t size = (size_t)file_size;
+    void *base = NULL;
+    if (load_into_memory) {
+        /* The tensor offsets are 64-byte aligned within the file, as they are within a page-aligned map. */
+        base = xmalloc_aligned(size);
+        if (!base) st = fail(err, ABC_ERR_NOMEM, "out of memory reading '%s' (%zu bytes) into memory", path, size);
+        else st = read_exact(fd, base, size, "model", path, err);
+        close(fd);
+        if (st != ABC_OK) {
+            free(base);
+            return st;
+        }
+        wf->mapped = false;
+    } else {
+        base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (base == MAP_FAILED) return fail(err, ABC_ERR_IO, "cannot map '%s': %s", path, strerror(errno));
+        wf->mapped = true;
+    }
     wf->base = base;
-    wf->size = (size_t)stt.st_size;
-    wf->mapped = true;
-    abc_status st = weight_file_parse(wf, err);
+    wf->size = size;
+    st = weight_file_parse(wf, err);
     if (st != ABC_OK) weight_file_close(wf);
     return st;
 }
 #elif !defined(ABC_NO_STDIO)
-/* ABC_NO_MMAP: the file read into aligned memory with the C library alone. */
-static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err) {
+/* ABC_NO_MMAP: the file read into aligned memory with the C library alone (load_into_memory is implied). */
+static abc_status weight_file_open_ex(const char *path, bool load_into_memory, weight_file *wf, abc_error *err) {
+    (void)load_into_memory;
     memset(wf, 0, sizeof *wf);
     if (!path) return fail(err, ABC_ERR_INVALID_ARG, "model path is NULL");
     FILE *f = fopen(path, "rb");
@@ -1115,7 +1152,8 @@ static abc_status weight_file_open(const char *path, weight_file *wf, abc_error 
 }
 #else
 /* ABC_NO_STDIO: no file system; models come from memory (abc_model_load_from_memory). */
-static abc_status weight_file_open(const char *path, weight_file *wf, abc_error *err) {
+static abc_status weight_file_open_ex(const char *path, bool load_into_memory, weight_file *wf, abc_error *err) {
+    (void)load_into_memory;
     memset(wf, 0, sizeof *wf);
     return fail(err, ABC_ERR_UNSUPPORTED, "cannot open '%s': built without file access (ABC_NO_STDIO); "
                 "use abc_model_load_from_memory", path ? path : "(null)");
@@ -1152,20 +1190,19 @@ static void weight_file_close(weight_file *wf) {
     memset(wf, 0, sizeof *wf);
 }
 
-static bool name_equals(const char *s, uint32_t len, const char *name) {
-    return strlen(name) == len && memcmp(s, name, len) == 0;
-}
-
-/* Linear search: a model has about a thousand tensors and binding happens once at load. */
+/* Linear search: a model has about a thousand tensors and binding happens once at load; the name's length
+ * is taken once, so most entries are passed over on their length alone. */
 static const tensor *wf_tensor(const weight_file *wf, const char *name) {
+    const size_t len = strlen(name);
     for (uint32_t i = 0; i < wf->n_tensors; i++)
-        if (name_equals(wf->tensors[i].name, wf->tensors[i].name_len, name)) return &wf->tensors[i];
+        if (wf->tensors[i].name_len == len && !memcmp(wf->tensors[i].name, name, len)) return &wf->tensors[i];
     return NULL;
 }
 
 static const meta_entry *wf_meta(const weight_file *wf, const char *key) {
+    const size_t len = strlen(key);
     for (uint32_t i = 0; i < wf->n_meta; i++)
-        if (name_equals(wf->meta[i].key, wf->meta[i].key_len, key)) return &wf->meta[i];
+        if (wf->meta[i].key_len == len && !memcmp(wf->meta[i].key, key, len)) return &wf->meta[i];
     return NULL;
 }
 
@@ -4001,6 +4038,8 @@ struct tokenizer {
     size_t n_sp_chars;
     int32_t sp_ascii[128];        /* the same for ASCII, -1 when absent */
     int32_t sp_space_id;          /* the token of "▁", or -1 */
+    size_t max_token_len;         /* longest token in bytes, at least 4: no token covers more input */
+    uint32_t byte_weight[256];    /* 65536 / (longest token holding byte b, at least 4), rounded down */
 };
 
 /* ---- UTF-8 ---- */
@@ -4456,6 +4495,25 @@ static abc_status bpe_merge_symbols(const tokenizer *tok, encode_scratch *s, siz
     return ABC_OK;
 }
 
+/* Refusing work beyond the token limit: a word that cannot fit is refused before its BPE (which costs
+ * O(n log n)), and the count is checked again after each word (bytes = NULL, n_bytes = 0). The token
+ * covering byte i of a word is at most longest(b_i) bytes long, so the word makes at least
+ * Σ 1 / longest(b_i) tokens (n / max_token_len at the least; 10 MB of "a" cannot be 32768 tokens). */
+static abc_status check_token_limit(const tokenizer *tok, size_t have, const uint8_t *bytes, size_t n_bytes,
+                                    size_t max_ids, abc_error *err) {
+    if (max_ids == SIZE_MAX) return ABC_OK;
+    bool over = have > max_ids || n_bytes / tok->max_token_len > max_ids - have;
+    if (!over && n_bytes >= 256) { /* shorter words are cheap to encode and checked after */
+        const uint64_t room = (uint64_t)(max_ids - have) << 16;
+        uint64_t weight = 0;
+        for (size_t i = 0; i < n_bytes && weight <= room; i++) weight += tok->byte_weight[bytes[i]];
+        over = weight > room;
+    }
+    if (over)
+        return fail(err, ABC_ERR_TOO_LARGE, "the text has more than %zu tokens, the limit (tokenization stopped)", max_ids);
+    return ABC_OK;
+}
+
 /* Byte-level BPE of one pre-token: every byte is an initial symbol. */
 static abc_status bpe_encode(const tokenizer *tok, encode_scratch *s, const uint8_t *bytes, size_t n,
                              int_vec *ids, abc_error *err) {
@@ -4500,11 +4558,13 @@ static size_t sp_push_char(const tokenizer *tok, encode_scratch *s, size_t n, ui
 /* Encodes one piece of valid UTF-8 text between added tokens: "▁" + the text with every space
  * replaced by "▁" (nothing for an empty piece), as one BPE word. */
 static abc_status sp_encode_piece(const tokenizer *tok, encode_scratch *s, const uint8_t *text, size_t n,
-                                  int_vec *ids, abc_error *err) {
+                                  size_t max_ids, int_vec *ids, abc_error *err) {
     if (n == 0) return ABC_OK;
     if (n > SIZE_MAX - 4) return fail(err, ABC_ERR_TOO_LARGE, "text too long");
+    abc_status st = check_token_limit(tok, ids->len, text, n, max_ids, err);
+    if (st != ABC_OK) return st;
     /* A character yields at most as many symbols as it has bytes; the leading "▁" at most 3. */
-    abc_status st = bpe_reserve(s, n + 3, err);
+    st = bpe_reserve(s, n + 3, err);
     if (st != ABC_OK) return st;
     size_t n_sym = sp_push_char(tok, s, 0, SP_SPACE);
     for (size_t i = 0; i < n;) {
@@ -4513,31 +4573,33 @@ static abc_status sp_encode_piece(const tokenizer *tok, encode_scratch *s, const
         i += k;
         n_sym = sp_push_char(tok, s, n_sym, cp == ' ' ? SP_SPACE : cp);
     }
-    return bpe_merge_symbols(tok, s, n_sym, ids, err);
+    st = bpe_merge_symbols(tok, s, n_sym, ids, err);
+    return st == ABC_OK ? check_token_limit(tok, ids->len, NULL, 0, max_ids, err) : st;
 }
 
 /* Pre-tokenizes and encodes a piece of normalized text that holds no added token. */
 static abc_status encode_piece(const tokenizer *tok, encode_scratch *s, const uint8_t *text, size_t n,
-                               int_vec *ids, abc_error *err) {
+                               size_t max_ids, int_vec *ids, abc_error *err) {
     for (size_t pos = 0; pos < n;) {
         size_t end = pretoken_end(text, pos, n);
-        abc_status st = bpe_encode(tok, s, text + pos, end - pos, ids, err);
+        abc_status st = check_token_limit(tok, ids->len, text + pos, end - pos, max_ids, err);
+        if (st == ABC_OK) st = bpe_encode(tok, s, text + pos, end - pos, ids, err);
         if (st != ABC_OK) return st;
         pos = end;
     }
-    return ABC_OK;
+    return check_token_limit(tok, ids->len, NULL, 0, max_ids, err);
 }
 
 static abc_status encode_segment(const tokenizer *tok, encode_scratch *s, const uint8_t *text, size_t n,
-                                 int_vec *ids, abc_error *err) {
+                                 size_t max_ids, int_vec *ids, abc_error *err) {
     if (n == 0) return ABC_OK;
-    if (tok->kind == TOK_SENTENCEPIECE) return sp_encode_piece(tok, s, text, n, ids, err);
+    if (tok->kind == TOK_SENTENCEPIECE) return sp_encode_piece(tok, s, text, n, max_ids, ids, err);
     if (tok->nfc && !nfc_quick_check(text, n)) {
         size_t len;
         if (!nfc_normalize(s, text, n, &len)) return fail(err, ABC_ERR_NOMEM, "out of memory normalizing text");
-        return encode_piece(tok, s, s->nfc, len, ids, err);
+        return encode_piece(tok, s, s->nfc, len, max_ids, ids, err);
     }
-    return encode_piece(tok, s, text, n, ids, err);
+    return encode_piece(tok, s, text, n, max_ids, ids, err);
 }
 
 /* Rust's char::is_whitespace (the White_Space property), which HF uses to strip around added tokens. */
@@ -4586,8 +4648,8 @@ static size_t find_added_token(const tokenizer *tok, const uint8_t *text, size_t
     return n;
 }
 
-static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int_vec *ids,
-                                   abc_error *err) {
+static abc_status tokenizer_encode_max(const tokenizer *tok, const char *text, size_t len, size_t max_ids,
+                                       int_vec *ids, abc_error *err) {
     if (!tok || !ids || (!text && len)) return fail(err, ABC_ERR_INVALID_ARG, "tokenize: NULL argument");
     const uint8_t *s = (const uint8_t *)text;
     size_t bad;
@@ -4601,19 +4663,25 @@ static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_
         const added_token *a;
         size_t at = find_added_token(tok, s, len, piece, &a);
         if (!a) {
-            if (piece < len) st = encode_segment(tok, &scratch, s + piece, len - piece, ids, err);
+            if (piece < len) st = encode_segment(tok, &scratch, s + piece, len - piece, max_ids, ids, err);
             break;
         }
         size_t start = a->strip & ADDED_LSTRIP ? white_space_start(s, piece, at) : at;
         size_t stop = at + a->len;
         if (a->strip & ADDED_RSTRIP) stop = white_space_end(s, stop, len);
-        st = encode_segment(tok, &scratch, s + piece, start - piece, ids, err);
+        st = encode_segment(tok, &scratch, s + piece, start - piece, max_ids, ids, err);
         if (st == ABC_OK && !int_vec_push(ids, a->id)) st = fail(err, ABC_ERR_NOMEM, "out of memory tokenizing");
+        if (st == ABC_OK) st = check_token_limit(tok, ids->len, NULL, 0, max_ids, err);
         piece = stop;
     }
     encode_scratch_free(&scratch);
     if (st != ABC_OK) ids->len = start_len;
     return st;
+}
+
+static abc_status tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int_vec *ids,
+                                   abc_error *err) {
+    return tokenizer_encode_max(tok, text, len, SIZE_MAX, ids, err);
 }
 
 static const char *tokenizer_token_bytes(const tokenizer *tok, int32_t id, size_t *len) {
@@ -4678,6 +4746,19 @@ static abc_status load_vocab(tokenizer *tok, const weight_file *wf, abc_error *e
         return fail(err, ABC_ERR_FORMAT, "tokenizer.vocab.offsets must run from 0 to %lld", (long long)bytes->shape[0]);
     for (int32_t i = 0; i < tok->n_vocab; i++)
         if (o[i + 1] < o[i]) return fail(err, ABC_ERR_FORMAT, "tokenizer.vocab.offsets decreases at token %d", i);
+    /* Only now are all offsets known to lie within the bytes (fuzz_model found a read before this check).
+     * A token's stored bytes are the input bytes it covers (SentencePiece stores "▁" as a space and byte
+     * fallbacks as the byte), so no token covering byte b is longer than the longest token holding b; a
+     * character or its byte fallback covers at most 4. */
+    uint32_t longest[256];
+    for (int b = 0; b < 256; b++) longest[b] = 4;
+    tok->max_token_len = 4;
+    for (int32_t i = 0; i < tok->n_vocab; i++) {
+        const uint32_t len = (uint32_t)(o[i + 1] - o[i]);
+        tok->max_token_len = MAX(tok->max_token_len, (size_t)len);
+        for (int32_t k = o[i]; k < o[i + 1]; k++) longest[tok->vocab_bytes[k]] = MAX(longest[tok->vocab_bytes[k]], len);
+    }
+    for (int b = 0; b < 256; b++) tok->byte_weight[b] = 65536u / longest[b];
     return ABC_OK;
 }
 
@@ -4919,15 +5000,33 @@ static unsigned load_be16(const uint8_t *p) { return (unsigned)p[0] << 8 | p[1];
 
 /* ---- 5.1 helpers ---- */
 
-/* Refuses empty images and images over the pixel limit; called before anything is allocated. */
-static abc_status image_check_size(uint64_t width, uint64_t height, size_t max_pixels, const char *format,
+/* What a decode may cost: the pixel limit, and the decode budget (pixels per byte of input) with the
+ * input's size. */
+typedef struct {
+    size_t max_pixels;
+    size_t max_ratio;
+    size_t input_size;
+} image_limits;
+
+/* Refuses empty images, images over the pixel limit and images over the decode budget; called before
+ * anything is allocated, so a small file that claims a huge image costs nothing. */
+static abc_status image_check_size(uint64_t width, uint64_t height, const image_limits *lim, const char *format,
                                    abc_error *err) {
     if (width == 0 || height == 0)
         return fail(err, ABC_ERR_IMAGE, "%s image has zero width or height (%llux%llu)", format,
                     (unsigned long long)width, (unsigned long long)height);
-    if (width > INT_MAX || height > INT_MAX || width * height > (uint64_t)max_pixels)
+    if (width > INT_MAX || height > INT_MAX || width * height > (uint64_t)lim->max_pixels)
         return fail(err, ABC_ERR_TOO_LARGE, "%s image is %llux%llu pixels, more than the limit of %zu pixels",
-                    format, (unsigned long long)width, (unsigned long long)height, max_pixels);
+                    format, (unsigned long long)width, (unsigned long long)height, lim->max_pixels);
+    /* width·height ≤ max_pixels < 2^64 here; the product ratio·size saturates. */
+    const uint64_t budget = lim->input_size && lim->max_ratio > UINT64_MAX / lim->input_size
+                                ? UINT64_MAX
+                                : (uint64_t)lim->max_ratio * lim->input_size;
+    if (width * height > budget)
+        return fail(err, ABC_ERR_TOO_LARGE,
+                    "%s image claims %llux%llu pixels from %zu bytes of file, more than the decode budget of %zu "
+                    "pixels per byte (truncated or hollow file?)",
+                    format, (unsigned long long)width, (unsigned long long)height, lim->input_size, lim->max_ratio);
     return ABC_OK;
 }
 
@@ -5416,7 +5515,7 @@ static bool png_raw_size(const png_header *h, size_t *out) {
     return true;
 }
 
-static abc_status png_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
+static abc_status png_decode(const uint8_t *data, size_t size, const image_limits *lim, abc_image *out, abc_error *err) {
     uint32_t crc_table[256];
     crc32_table_init(crc_table);
     png_header h;
@@ -5445,7 +5544,7 @@ static abc_status png_decode(const uint8_t *data, size_t size, size_t max_pixels
         if (!have_header) {
             if (memcmp(type, "IHDR", 4) != 0) return fail(err, ABC_ERR_IMAGE, "PNG does not start with an IHDR chunk");
             abc_status st = png_parse_ihdr(body, len, &h, err);
-            if (st == ABC_OK) st = image_check_size(h.width, h.height, max_pixels, "PNG", err);
+            if (st == ABC_OK) st = image_check_size(h.width, h.height, lim, "PNG", err);
             if (st != ABC_OK) return st;
             have_header = true;
         } else if (is_idat) {
@@ -5766,8 +5865,8 @@ static abc_status jpeg_parse_dht(jpeg_decoder *d, const uint8_t *p, size_t len, 
     return ABC_OK;
 }
 
-static abc_status jpeg_parse_sof(jpeg_decoder *d, int marker, const uint8_t *p, size_t len, size_t max_pixels,
-                                 abc_error *err) {
+static abc_status jpeg_parse_sof(jpeg_decoder *d, int marker, const uint8_t *p, size_t len,
+                                 const image_limits *lim, abc_error *err) {
     if (d->have_frame) return fail(err, ABC_ERR_IMAGE, "JPEG has more than one frame header (SOF)");
     if (len < 6) return fail(err, ABC_ERR_IMAGE, "JPEG SOF segment is too short");
     int precision = p[0], nc = p[5];
@@ -5780,7 +5879,7 @@ static abc_status jpeg_parse_sof(jpeg_decoder *d, int marker, const uint8_t *p, 
         return fail(err, nc == 0 ? ABC_ERR_IMAGE : ABC_ERR_UNSUPPORTED, "JPEG with %d components is not supported", nc);
     if (d->height == 0)
         return fail(err, ABC_ERR_UNSUPPORTED, "JPEG with the height in a DNL marker (height 0) is not supported");
-    abc_status st = image_check_size((uint64_t)d->width, (uint64_t)d->height, max_pixels, "JPEG", err);
+    abc_status st = image_check_size((uint64_t)d->width, (uint64_t)d->height, lim, "JPEG", err);
     if (st != ABC_OK) return st;
     d->progressive = marker == 0xC2;
     d->ncomp = nc;
@@ -6420,7 +6519,7 @@ static void jpeg_decoder_free(jpeg_decoder *d) {
     free(d);
 }
 
-static abc_status jpeg_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
+static abc_status jpeg_decode(const uint8_t *data, size_t size, const image_limits *lim, abc_image *out, abc_error *err) {
     jpeg_decoder *d = xcalloc(1, sizeof *d);
     if (!d) return fail(err, ABC_ERR_NOMEM, "out of memory for the JPEG decoder");
     d->data = data;
@@ -6478,7 +6577,7 @@ static abc_status jpeg_decode(const uint8_t *data, size_t size, size_t max_pixel
         len -= 2;
         d->pos += len + 2;
         if (m == 0xC0 || m == 0xC1 || m == 0xC2) {
-            st = jpeg_parse_sof(d, m, p, len, max_pixels, err);
+            st = jpeg_parse_sof(d, m, p, len, lim, err);
         } else if (m == 0xC4) {
             st = jpeg_parse_dht(d, p, len, err);
         } else if (m == 0xDB) {
@@ -6538,7 +6637,7 @@ static bool ppm_token(const uint8_t *data, size_t size, size_t *pos, uint32_t *v
     return true;
 }
 
-static abc_status ppm_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
+static abc_status ppm_decode(const uint8_t *data, size_t size, const image_limits *lim, abc_image *out, abc_error *err) {
     int channels = data[1] == '6' ? 3 : 1;
     size_t pos = 3;
     uint32_t width, height, maxval;
@@ -6546,7 +6645,7 @@ static abc_status ppm_decode(const uint8_t *data, size_t size, size_t max_pixels
         !ppm_token(data, size, &pos, &maxval))
         return fail(err, ABC_ERR_IMAGE, "PPM/PGM header is invalid");
     if (maxval == 0 || maxval > 65535) return fail(err, ABC_ERR_IMAGE, "PPM/PGM maxval %u is not in 1..65535", maxval);
-    abc_status st = image_check_size(width, height, max_pixels, "PPM/PGM", err);
+    abc_status st = image_check_size(width, height, lim, "PPM/PGM", err);
     if (st != ABC_OK) return st;
     size_t sample_bytes = maxval > 255 ? 2 : 1, need;
     if (!mul_size((size_t)width * height, (size_t)channels * sample_bytes, &need) || need > size - pos)
@@ -6583,40 +6682,108 @@ static abc_status ppm_decode(const uint8_t *data, size_t size, size_t max_pixels
 
 /* ---- 5.6 dispatch and public API ---- */
 
-static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
+static abc_status image_decode_budget(const uint8_t *data, size_t size, size_t max_pixels, size_t max_ratio,
+                                      abc_image *out, abc_error *err) {
     if (!data || !out) return fail(err, ABC_ERR_INVALID_ARG, "image_decode: NULL data or output");
     out->width = out->height = 0;
     out->rgb = NULL;
-    if (max_pixels == 0) max_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
-    if (size >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return png_decode(data, size, max_pixels, out, err);
+    const image_limits lim = {max_pixels ? max_pixels : ABC_DEFAULT_MAX_IMAGE_PIXELS,
+                              max_ratio ? max_ratio : ABC_DEFAULT_MAX_DECODE_RATIO, size};
+    if (size >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0) return png_decode(data, size, &lim, out, err);
     if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
-        return jpeg_decode(data, size, max_pixels, out, err);
+        return jpeg_decode(data, size, &lim, out, err);
     if (size >= 3 && data[0] == 'P' && (data[1] == '5' || data[1] == '6') &&
         (data[2] == ' ' || data[2] == '\t' || data[2] == '\n' || data[2] == '\v' || data[2] == '\f' || data[2] == '\r'))
-        return ppm_decode(data, size, max_pixels, out, err);
+        return ppm_decode(data, size, &lim, out, err);
     if (size >= 2 && data[0] == 'P' && data[1] >= '0' && data[1] <= '6')
         return fail(err, ABC_ERR_UNSUPPORTED, "only binary PGM (P5) and PPM (P6) are supported, not P%c", data[1]);
     return fail(err, ABC_ERR_IMAGE, "unknown image format (not PNG, JPEG, PPM or PGM)");
 }
 
-abc_status abc_image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
-    clear_error(err);
-    if (!data || !out) return fail(err, ABC_ERR_INVALID_ARG, "abc_image_decode: NULL data or output image");
-    return image_decode(data, size, max_pixels, out, err);
+static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
+    return image_decode_budget(data, size, max_pixels, 0, out, err);
 }
 
-abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, abc_error *err) {
-    clear_error(err);
-    if (!path || !out) return fail(err, ABC_ERR_INVALID_ARG, "abc_image_load: NULL path or output image");
+#if !defined(ABC_NO_STDIO)
+/* The most bytes an image file may have: 8 per allowed pixel (16-bit RGBA stored without compression)
+ * plus 1 MiB of headers and metadata covers every image that could be accepted. */
+static uint64_t image_file_bound(size_t max_pixels) {
+    return max_pixels > (UINT64_MAX - ((uint64_t)1 << 20)) / 8 ? UINT64_MAX : (uint64_t)max_pixels * 8 + ((uint64_t)1 << 20);
+}
+
+#endif
+
+#if !defined(ABC_NO_MMAP) && !defined(ABC_NO_STDIO)
+/* Opens `path` for reading only if it is a regular file: O_NONBLOCK so that opening a FIFO never waits
+ * for a writer; FIFOs, devices, sockets and directories are refused. *size receives the file's size. */
+static abc_status open_regular_file(const char *path, const char *what, int *fd_out, uint64_t *size, abc_error *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return fail(err, ABC_ERR_IO, "cannot open '%s' (%s): %s", path, what, strerror(errno));
+    struct stat stt;
+    if (fstat(fd, &stt) != 0) {
+        int e = errno;
+        close(fd);
+        return fail(err, ABC_ERR_IO, "cannot stat %s '%s': %s", what, path, strerror(e));
+    }
+    if (!S_ISREG(stt.st_mode)) {
+        close(fd);
+        return fail(err, ABC_ERR_IO, "%s '%s' is not a regular file (%s)", what, path,
+                    S_ISDIR(stt.st_mode) ? "a directory" : S_ISFIFO(stt.st_mode) ? "a FIFO"
+                    : S_ISCHR(stt.st_mode) || S_ISBLK(stt.st_mode) ? "a device" : "not a plain file");
+    }
+    *fd_out = fd;
+    *size = (uint64_t)stt.st_size;
+    return ABC_OK;
+}
+
+/* Reads exactly `size` bytes at offset 0 into buf: a file that shrinks meanwhile is an error (one that
+ * grows is read as it was when opened). */
+static abc_status read_exact(int fd, uint8_t *buf, size_t size, const char *what, const char *path, abc_error *err) {
+    for (size_t done = 0; done < size;) {
+        size_t want = MIN(size - done, (size_t)1 << 30);
+        ssize_t got = pread(fd, buf + done, want, (off_t)done);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return fail(err, ABC_ERR_IO, "cannot read %s '%s': %s", what, path, strerror(errno));
+        if (got == 0) return fail(err, ABC_ERR_IO, "%s '%s' became shorter while being read", what, path);
+        done += (size_t)got;
+    }
+    return ABC_OK;
+}
+
+static abc_status image_load_budget(const char *path, size_t max_pixels, size_t max_ratio, abc_image *out,
+                                    abc_error *err) {
     out->width = out->height = 0;
     out->rgb = NULL;
-#if defined(ABC_NO_STDIO)
-    (void)max_pixels;
-    return fail(err, ABC_ERR_UNSUPPORTED, "cannot open image %s: built without file access (ABC_NO_STDIO); "
-                "give the image's bytes (abc_image_decode, abc_input.image_data)", path);
-#else
+    if (max_pixels == 0) max_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
+    int fd;
+    uint64_t size;
+    abc_status st = open_regular_file(path, "image", &fd, &size, err);
+    if (st != ABC_OK) return st;
+    const uint64_t bound = image_file_bound(max_pixels); /* checked before anything is allocated */
+    uint8_t *buf = NULL;
+    if (size > bound || size > SIZE_MAX)
+        st = fail(err, ABC_ERR_TOO_LARGE, "image '%s' is %llu bytes, more than %llu (8 bytes per pixel of the %zu-pixel limit)",
+                  path, (unsigned long long)size, (unsigned long long)bound, max_pixels);
+    else if (!(buf = xmalloc(size ? (size_t)size : 1)))
+        st = fail(err, ABC_ERR_NOMEM, "out of memory reading image '%s' (%llu bytes)", path, (unsigned long long)size);
+    else
+        st = read_exact(fd, buf, (size_t)size, "image", path, err);
+    close(fd);
+    if (st == ABC_OK) st = image_decode_budget(buf, (size_t)size, max_pixels, max_ratio, out, err);
+    free(buf);
+    return st;
+}
+
+#elif !defined(ABC_NO_STDIO)
+/* Without POSIX files (ABC_NO_MMAP): the C library's stdio, the read bounded as above. */
+static abc_status image_load_budget(const char *path, size_t max_pixels, size_t max_ratio, abc_image *out,
+                                    abc_error *err) {
+    out->width = out->height = 0;
+    out->rgb = NULL;
+    if (max_pixels == 0) max_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
+    const uint64_t bound = image_file_bound(max_pixels);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, ABC_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
+    if (!f) return fail(err, ABC_ERR_IO, "cannot open '%s' (image): %s", path, strerror(errno));
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
     abc_status st = ABC_OK;
@@ -6625,7 +6792,7 @@ abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, a
             size_t ncap = cap ? cap * 2 : 1 << 16;
             uint8_t *nb = ncap > cap ? xrealloc(buf, ncap) : NULL;
             if (!nb) {
-                st = fail(err, ABC_ERR_NOMEM, "out of memory reading image %s", path);
+                st = fail(err, ABC_ERR_NOMEM, "out of memory reading image '%s'", path);
                 break;
             }
             buf = nb;
@@ -6633,16 +6800,58 @@ abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, a
         }
         size_t got = fread(buf + len, 1, cap - len, f);
         len += got;
+        if ((uint64_t)len > bound) {
+            st = fail(err, ABC_ERR_TOO_LARGE, "image '%s' is more than %llu bytes (8 bytes per pixel of the %zu-pixel limit)",
+                      path, (unsigned long long)bound, max_pixels);
+            break;
+        }
         if (got == 0) {
-            if (ferror(f)) st = fail(err, ABC_ERR_IO, "cannot read image %s: %s", path, strerror(errno));
+            if (ferror(f)) st = fail(err, ABC_ERR_IO, "cannot read image '%s': %s", path, strerror(errno));
             break;
         }
     }
     fclose(f);
-    if (st == ABC_OK) st = image_decode(buf, len, max_pixels, out, err);
+    if (st == ABC_OK) st = image_decode_budget(buf, len, max_pixels, max_ratio, out, err);
     free(buf);
     return st;
+}
+#else
+/* ABC_NO_STDIO: no file system; images come from memory. */
+static abc_status image_load_budget(const char *path, size_t max_pixels, size_t max_ratio, abc_image *out,
+                                    abc_error *err) {
+    (void)max_pixels;
+    (void)max_ratio;
+    out->width = out->height = 0;
+    out->rgb = NULL;
+    return fail(err, ABC_ERR_UNSUPPORTED, "cannot open image %s: built without file access (ABC_NO_STDIO); "
+                "give the image's bytes (abc_image_decode, abc_input.image_data)", path);
+}
 #endif
+
+abc_status abc_image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out, abc_error *err) {
+    clear_error(err);
+    if (!data || !out) return fail(err, ABC_ERR_INVALID_ARG, "abc_image_decode: NULL data or output image");
+    return image_decode(data, size, max_pixels, out, err);
+}
+
+abc_status abc_image_decode_budget(const uint8_t *data, size_t size, size_t max_pixels, size_t max_ratio,
+                                   abc_image *out, abc_error *err) {
+    clear_error(err);
+    if (!data || !out) return fail(err, ABC_ERR_INVALID_ARG, "abc_image_decode_budget: NULL data or output image");
+    return image_decode_budget(data, size, max_pixels, max_ratio, out, err);
+}
+
+abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, abc_error *err) {
+    clear_error(err);
+    if (!path || !out) return fail(err, ABC_ERR_INVALID_ARG, "abc_image_load: NULL path or output image");
+    return image_load_budget(path, max_pixels, 0, out, err);
+}
+
+abc_status abc_image_load_budget(const char *path, size_t max_pixels, size_t max_ratio, abc_image *out,
+                                 abc_error *err) {
+    clear_error(err);
+    if (!path || !out) return fail(err, ABC_ERR_INVALID_ARG, "abc_image_load_budget: NULL path or output image");
+    return image_load_budget(path, max_pixels, max_ratio, out, err);
 }
 
 void abc_image_free(abc_image *image) {
@@ -11429,8 +11638,9 @@ static abc_status load_input_image(abc_context *ctx, const abc_input *in, abc_im
     const abc_model *m = ctx->model;
     abc_error *err = &ctx->err;
     const size_t max_pixels = m->params.max_image_pixels;
-    if (in->image_path) return abc_image_load(in->image_path, max_pixels, img, err);
-    if (in->image_data) return image_decode(in->image_data, in->image_size, max_pixels, img, err);
+    if (in->image_path) return image_load_budget(in->image_path, max_pixels, m->params.max_decode_ratio, img, err);
+    if (in->image_data)
+        return image_decode_budget(in->image_data, in->image_size, max_pixels, m->params.max_decode_ratio, img, err);
     /* a caller's RGB buffer, possibly with padded rows: copy it packed */
     if (in->rgb_width <= 0 || in->rgb_height <= 0)
         return fail(err, ABC_ERR_INVALID_ARG, "RGB image size %dx%d is not positive", in->rgb_width, in->rgb_height);
@@ -11700,7 +11910,7 @@ static abc_status qwen2vl_encode_image(abc_context *ctx, const float *pixels, si
 static abc_status tokenize_prompt(abc_context *ctx, const char *prompt, bool has_image, int_vec *ids) {
     const abc_model *m = ctx->model;
     abc_error *err = &ctx->err;
-    abc_status st = tokenizer_encode(m->tok, prompt, strlen(prompt), ids, err);
+    abc_status st = tokenizer_encode_max(m->tok, prompt, strlen(prompt), (size_t)m->params.max_tokens, ids, err);
     if (st != ABC_OK) return st;
     size_t n_placeholders = 0;
     for (size_t i = 0; i < ids->len; i++) n_placeholders += ids->data[i] == m->text.image_token;
@@ -12058,7 +12268,7 @@ static abc_status phi3_prompt_ids(abc_context *ctx, const char *prompt, int64_t 
         const char *end = strstr(chunk, placeholder);
         const size_t len = end ? (size_t)(end - chunk) : strlen(chunk);
         if (!int_vec_push(ids, bos)) return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
-        abc_status st = tokenizer_encode(m->tok, chunk, len, ids, &ctx->err);
+        abc_status st = tokenizer_encode_max(m->tok, chunk, len, (size_t)m->params.max_tokens, ids, &ctx->err);
         if (st != ABC_OK) return st;
         if (!end) break;
         if ((uint64_t)ids->len + (uint64_t)per_image > (uint64_t)m->params.max_tokens)
@@ -12206,7 +12416,8 @@ static abc_status model_load(const char *path, const void *data, size_t size, co
     abc_model *m = xcalloc(1, sizeof *m);
     if (!m) return fail(err, ABC_ERR_NOMEM, "out of memory loading '%s'", path ? path : "model data");
     m->params = *params;
-    abc_status st = path ? weight_file_open(path, &m->wf, err) : weight_file_borrow(data, size, &m->wf, err);
+    abc_status st = path ? weight_file_open_ex(path, params->load_into_memory != 0, &m->wf, err)
+                         : weight_file_borrow(data, size, &m->wf, err);
     if (st == ABC_OK) st = read_config(m, model_families, N_MODEL_FAMILIES, err);
     if (st == ABC_OK) st = bind_weights(m, err);
     if (st == ABC_OK) st = tokenizer_load(&m->wf, &m->tok, err);
@@ -12291,6 +12502,8 @@ abc_model_params abc_model_default_params(void) {
     p.max_tokens = ABC_DEFAULT_MAX_TOKENS;
     p.num_crops = 0;
     p.min_pixels = p.max_pixels = 0;
+    p.max_decode_ratio = ABC_DEFAULT_MAX_DECODE_RATIO;
+    p.load_into_memory = 0;
     return p;
 }
 
@@ -12302,6 +12515,7 @@ static abc_status model_params_resolve(const abc_model_params *params, abc_model
         return fail(err, ABC_ERR_INVALID_ARG, "num_crops %d is outside 0..4096", p->num_crops);
     if (p->max_image_pixels == 0) p->max_image_pixels = ABC_DEFAULT_MAX_IMAGE_PIXELS;
     if (p->max_tokens == 0) p->max_tokens = ABC_DEFAULT_MAX_TOKENS;
+    if (p->max_decode_ratio == 0) p->max_decode_ratio = ABC_DEFAULT_MAX_DECODE_RATIO;
     if (p->min_pixels < 0 || p->max_pixels < 0 || p->min_pixels > (INT64_C(1) << 40) || p->max_pixels > (INT64_C(1) << 40))
         return fail(err, ABC_ERR_INVALID_ARG, "min_pixels %lld / max_pixels %lld are outside 0..2^40",
                     (long long)p->min_pixels, (long long)p->max_pixels);

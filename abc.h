@@ -111,11 +111,19 @@ typedef struct {
      * final resize is bounded: for preset abc its second stage. Must be >= 784 (one 28×28 token) and
      * min <= max; phi3_v models refuse them (use num_crops). */
     int64_t min_pixels, max_pixels;
+    /* Decode budget: an image claiming more than this many pixels per byte of its encoded file is
+     * refused before anything is decoded (0: default 16384, above what any complete PNG, JPEG or PPM
+     * reaches, so only hollow or truncated files are refused). */
+    size_t max_decode_ratio;
+    /* Non-zero: read the weight file once into memory instead of mapping it (for files on media that
+     * may change or disappear: a mapped file truncated under a running process kills it with SIGBUS). */
+    int load_into_memory;
 } abc_model_params;
 
 ABC_API abc_model_params abc_model_default_params(void);
 
-/* Maps and validates `path`. `params` may be NULL (defaults). On failure *out is NULL. */
+/* Maps (or reads, see load_into_memory) and validates `path`, which must be a regular file. `params` may be
+ * NULL (defaults). On failure *out is NULL. */
 ABC_API abc_status abc_model_load(const char *path, const abc_model_params *params, abc_model **out,
                           abc_error *err);
 ABC_API /* Like abc_model_load, from a .abc file's bytes in memory (firmware without a file system, an asset
@@ -156,6 +164,13 @@ typedef struct {
 ABC_API abc_status abc_image_decode(const uint8_t *data, size_t size, size_t max_pixels, abc_image *out,
                             abc_error *err);
 ABC_API abc_status abc_image_load(const char *path, size_t max_pixels, abc_image *out, abc_error *err);
+/* The same with an explicit decode budget: max_ratio pixels per byte of encoded input (0: the default
+ * 16384, which abc_image_decode and abc_image_load apply). abc_image_load* read regular files only
+ * (FIFOs, devices and directories are refused) and at most 8·max_pixels + 1 MiB bytes. */
+ABC_API abc_status abc_image_decode_budget(const uint8_t *data, size_t size, size_t max_pixels, size_t max_ratio,
+                                           abc_image *out, abc_error *err);
+ABC_API abc_status abc_image_load_budget(const char *path, size_t max_pixels, size_t max_ratio, abc_image *out,
+                                         abc_error *err);
 ABC_API void abc_image_free(abc_image *image);
 
 /* ---- context and embedding -------------------------------------------------------------------- */

@@ -39,7 +39,8 @@ static void print_embed_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL [--image PATH] [--text TEXT] [--role query|candidate|auto]\n"
           "                 [--prompt RAW] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "                 [--stop-after preprocess|STAGE] [--num-crops N] [--json]\n"
-          "                 [--min-pixels N] [--max-pixels N]\n"
+          "                 [--min-pixels N] [--max-pixels N] [--no-mmap]\n"
+          "                 [--max-image-pixels N] [--max-decode-ratio N]\n"
           "       abc embed -m MODEL --batch INPUTS.jsonl -o OUT.npy|OUT.jsonl [--resume]\n"
           "                 [--shard I/N] [--keep-going] [--threads T] [--progress]\n"
           "                 (see 'abc embed --batch --help')\n"
@@ -64,6 +65,12 @@ static void print_embed_usage(FILE *f) {
           "  --min-pixels N        default: the model file's bounds, the reference behaviour)\n"
           "  --num-crops N         phi3_v: most 336x336 crops per image, 1..4096 (default: the\n"
           "                        model file's, 4 for VLM2Vec)\n"
+          "  --no-mmap             read the model into memory instead of mapping it (for files that\n"
+          "                        may change or disappear while abc runs)\n"
+          "  --max-image-pixels N  refuse images of more than N decoded pixels (default 205520896;\n"
+          "                        decoding costs up to about 6 bytes of memory per pixel)\n"
+          "  --max-decode-ratio N  refuse images claiming more than N pixels per byte of file\n"
+          "                        (default 16384: only hollow or truncated files exceed it)\n"
           "debugging (feeds abc_embed_tokens, bypassing tokenizer and image pipeline):\n"
           "  --input-ids IDS.npy   int32/int64 token ids, shape [L] or [1,L]\n"
           "  --pixel-values PV.npy float32 patches, shape [N,1176] (merge-group order); phi3_v: image\n"
@@ -290,6 +297,8 @@ typedef struct {
     int num_crops; /* 0: the model's */
     long long min_pixels, max_pixels; /* 0: the model's */
     bool json;
+    bool no_mmap;
+    size_t max_image_pixels, max_decode_ratio; /* 0: the library's defaults */
 } embed_options;
 
 static int parse_embed_args(int argc, char **argv, embed_options *o) {
@@ -329,6 +338,20 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
             if (!parse_int(v, 1, 4096, &n))
                 return usage_error("--num-crops must be an integer from 1 to 4096, not '%s'", v);
             o->num_crops = (int)n;
+        } else if (is_flag(arg, "--no-mmap")) {
+            o->no_mmap = true;
+        } else if (take_value(&c, "--max-image-pixels", NULL, &v)) {
+            long n;
+            if (c.bad) return EXIT_USAGE;
+            if (!parse_int(v, 1, LONG_MAX, &n))
+                return usage_error("--max-image-pixels must be a positive integer, not '%s'", v);
+            o->max_image_pixels = (size_t)n;
+        } else if (take_value(&c, "--max-decode-ratio", NULL, &v)) {
+            long n;
+            if (c.bad) return EXIT_USAGE;
+            if (!parse_int(v, 1, LONG_MAX, &n))
+                return usage_error("--max-decode-ratio must be a positive integer, not '%s'", v);
+            o->max_decode_ratio = (size_t)n;
         } else if (take_value(&c, "--threads", "-t", &v)) {
             long n;
             if (c.bad) return EXIT_USAGE;
@@ -473,6 +496,9 @@ static int cmd_embed(int argc, char **argv) {
     params.num_crops = o.num_crops;
     params.min_pixels = o.min_pixels;
     params.max_pixels = o.max_pixels;
+    params.load_into_memory = o.no_mmap;
+    if (o.max_image_pixels) params.max_image_pixels = o.max_image_pixels;
+    if (o.max_decode_ratio) params.max_decode_ratio = o.max_decode_ratio;
     if ((rc = load_model_with(o.model, &params, &model)) != EXIT_OK) return rc;
 
     abc_context_params cp = abc_context_default_params();

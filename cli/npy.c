@@ -3,6 +3,9 @@
 #include "npy.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -274,13 +277,36 @@ static void byte_swap(void *data, size_t count, size_t esize) {
         }
 }
 
-int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
+/* Opens a regular file only: O_NONBLOCK so that a FIFO never blocks the open; FIFOs, devices and
+ * directories are refused. *size receives the file's size, against which every size in the header is
+ * checked before anything is allocated. */
+static FILE *open_regular(const char *path, uint64_t *size, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
+        set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "cannot read '%s': not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         set_err(err, errlen, "cannot open '%s': %s", path, strerror(errno));
-        return -1;
+        close(fd);
+        return NULL;
     }
+    *size = (uint64_t)st.st_size;
+    return f;
+}
+
+int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    uint64_t file_size = 0;
+    FILE *f = open_regular(path, &file_size, err, errlen);
+    if (!f) return -1;
     char *header = NULL;
     void *data = NULL;
     char what[160] = "truncated file";
@@ -290,18 +316,24 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
         snprintf(what, sizeof what, "not a .npy file (bad magic)");
         goto fail;
     }
-    size_t header_len;
+    size_t header_len, prefix_len = 10;
     if (prefix[6] == 1) {
         header_len = prefix[8] | (size_t)prefix[9] << 8;
     } else if (prefix[6] == 2 || prefix[6] == 3) {
         if (fread(prefix + 10, 1, 2, f) != 2) goto fail;
         header_len = prefix[8] | (size_t)prefix[9] << 8 | (size_t)prefix[10] << 16 | (size_t)prefix[11] << 24;
+        prefix_len = 12;
     } else {
         snprintf(what, sizeof what, "unsupported .npy version %d.%d", prefix[6], prefix[7]);
         goto fail;
     }
     if (header_len > NPY_MAX_HEADER) {
         snprintf(what, sizeof what, "header too large");
+        goto fail;
+    }
+    if (header_len > file_size - prefix_len) {
+        snprintf(what, sizeof what, "truncated header (%zu bytes announced, %llu in the file)", header_len,
+                 (unsigned long long)(file_size - prefix_len));
         goto fail;
     }
     header = malloc(header_len + 1);
@@ -323,6 +355,14 @@ int npy_read(const char *path, npy_array *out, char *err, size_t errlen) {
     for (int i = 0; i < out->ndim; i++) non_trivial += out->shape[i] > 1;
     if (fortran && non_trivial > 1) {
         snprintf(what, sizeof what, "Fortran-order arrays are not supported");
+        goto fail;
+    }
+    /* The shape must match the bytes present before anything that large is allocated. */
+    uint64_t have = file_size - prefix_len - header_len;
+    if ((uint64_t)out->count * esize != have) {
+        snprintf(what, sizeof what, "%s data (the shape needs %zu elements of %zu bytes, the file holds %llu bytes)",
+                 (uint64_t)out->count * esize > have ? "truncated" : "unexpected bytes after the", out->count, esize,
+                 (unsigned long long)have);
         goto fail;
     }
     data = malloc(out->count ? out->count * esize : 1);

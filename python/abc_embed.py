@@ -42,7 +42,8 @@ class _Error(ctypes.Structure):
 
 class _ModelParams(ctypes.Structure):
     _fields_ = [("max_image_pixels", ctypes.c_size_t), ("max_tokens", ctypes.c_int), ("num_crops", ctypes.c_int),
-                ("min_pixels", ctypes.c_int64), ("max_pixels", ctypes.c_int64)]
+                ("min_pixels", ctypes.c_int64), ("max_pixels", ctypes.c_int64),
+                ("max_decode_ratio", ctypes.c_size_t), ("load_into_memory", ctypes.c_int)]
 
 
 class _ContextParams(ctypes.Structure):
