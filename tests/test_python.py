@@ -1,7 +1,7 @@
 """Tests of python/abc_embed.py, run by tests/test_python.sh (which passes the paths in the environment).
 
 Checks Model.embed and Model.encode against `abc embed -o` (bit for bit: same library code) and against the
-transformers reference embeddings of the fixture (SPEC 8 tolerance), errors as AbcError with the
+transformers reference embeddings of the fixture (docs/testing.md tolerances), errors as AbcError with the
 library's message, close/with, and the list fallback when numpy is missing (ABC_TEST_NO_NUMPY=1 hides it).
 Prints "ok ..."/"FAIL ..." lines and "RESULT passed failed skipped"."""
 import ctypes
