@@ -4,7 +4,17 @@
 # object build/libabc.so (make lib). Skips, with the reason, where python3, numpy or a C
 # compiler is missing (.ci/run installs python3 and python3-numpy).
 set -u
-PY=${PYTHON:-python3}
+# PYTHON, else the first of python3 and the system's /usr/bin/python3 that can import numpy (a python3
+# from a version manager may come first on PATH without it), else python3.
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+    for candidate in python3 /usr/bin/python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import numpy' 2>/dev/null; then
+            PY=$candidate; break
+        fi
+    done
+    PY=${PY:-python3}
+fi
 ROOT=$(pwd)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/abc_test_python.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
