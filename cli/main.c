@@ -19,6 +19,8 @@
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
+int cmd_serve(int argc, char **argv); /* cli/serve.c */
+
 /* qwen2_vl's stages, then those only phi3_v has (the names of its fixture). */
 static const char *const stage_names[] = {"decoded",      "resized",       "pixel_values",
                                           "input_ids",    "position_ids",  "vision_embeds",
@@ -33,6 +35,7 @@ static void print_main_usage(FILE *f) {
           "  embed     embed an image and/or a text into one vector\n"
           "  tokenize  print the token ids of a text (no chat template)\n"
           "  info      describe a model file\n"
+          "  serve     HTTP server for the OpenAI/vLLM embeddings API\n"
           "  version   print the version\n"
           "\n"
           "Run 'abc <command> --help' for the options of a command.\n",
@@ -668,5 +671,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "embed") == 0) return cmd_embed(argc - 1, argv + 1);
     if (strcmp(cmd, "tokenize") == 0) return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1); /* cli/serve.c */
     return usage_error("unknown command '%s'", cmd);
 }
