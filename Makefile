@@ -172,6 +172,14 @@ test: build/bench_model
 
 .PHONY: bench-model-phi3v bench-model-q8
 
+# ---- abc serve (issue #23): tests/test_serve.sh drives ./abc serve and build/abc-san serve with
+# build/tool_http_load (load generator, raw-bytes client, decompression-bomb PNG writer) ----
+build/tool_http_load: tests/tool_http_load.c
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_http_load.c $(LDLIBS)
+
+test: build/tool_http_load
+
 # ---- the whole suite on other targets (tests/cross/run_cross.sh; CI runs `make test-cross`) ----
 # aarch64 with and without the dot-product extension and armv7 (armhf) under qemu-user, and the
 # scalar-only build (NO_SIMD) natively. Needs Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross,
