@@ -70,7 +70,7 @@ static bool decode_data_url(const char *url, size_t len, api_item *it, api_error
     return true;
 }
 
-static int hexval(char c) {
+static int pct_hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -92,7 +92,7 @@ static bool read_file_url(const char *url, const api_config *cfg, api_item *it, 
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
         if (c == '%') {
-            int hi = i + 2 < n ? hexval(p[i + 1]) : -1, lo = i + 2 < n ? hexval(p[i + 2]) : -1;
+            int hi = i + 2 < n ? pct_hexval(p[i + 1]) : -1, lo = i + 2 < n ? pct_hexval(p[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return BAD(e, "messages", "bad percent-escape in file:// URL");
             c = (char)(hi << 4 | lo);
             i += 2;

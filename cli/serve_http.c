@@ -12,7 +12,7 @@ void http_parser_init(http_request *r, const http_limits *lim) {
     r->lim = *lim;
 }
 
-static int error(http_request *r, int status, const char *msg) {
+static int http_error(http_request *r, int status, const char *msg) {
     r->status = status;
     r->error = msg;
     return HTTP_ERROR;
@@ -59,24 +59,24 @@ static void parse_connection(http_request *r, const char *v, size_t n, bool *clo
 static int parse_head(http_request *r, const char *buf, size_t head_len) {
     size_t p = 0, next = 0;
     long n = line_at(buf, p, head_len, &next);
-    if (n < 0) return error(r, 400, "request line must end with CRLF");
+    if (n < 0) return http_error(r, 400, "request line must end with CRLF");
     const char *line = buf, *end = buf + n;
     const char *sp = memchr(line, ' ', (size_t)n);
-    if (!sp || sp == line) return error(r, 400, "malformed request line");
-    if ((size_t)(sp - line) >= sizeof r->method) return error(r, 501, "method not implemented");
+    if (!sp || sp == line) return http_error(r, 400, "malformed request line");
+    if ((size_t)(sp - line) >= sizeof r->method) return http_error(r, 501, "method not implemented");
     for (const char *c = line; c < sp; c++)
-        if (!is_tchar((unsigned char)*c)) return error(r, 400, "malformed method");
+        if (!is_tchar((unsigned char)*c)) return http_error(r, 400, "malformed method");
     memcpy(r->method, line, (size_t)(sp - line));
     r->method[sp - line] = 0;
     const char *target = sp + 1;
     const char *sp2 = memchr(target, ' ', (size_t)(end - target));
-    if (!sp2) return error(r, 400, "malformed request line");
+    if (!sp2) return http_error(r, 400, "malformed request line");
     size_t tlen = (size_t)(sp2 - target);
-    if (tlen == 0 || target[0] != '/') return error(r, 400, "request target must be an absolute path");
-    if (tlen >= sizeof r->path) return error(r, 414, "request target too long");
+    if (tlen == 0 || target[0] != '/') return http_error(r, 400, "request target must be an absolute path");
+    if (tlen >= sizeof r->path) return http_error(r, 414, "request target too long");
     for (size_t i = 0; i < tlen; i++) {
         unsigned char c = (unsigned char)target[i];
-        if (c <= 0x20 || c >= 0x7f) return error(r, 400, "invalid character in request target");
+        if (c <= 0x20 || c >= 0x7f) return http_error(r, 400, "invalid character in request target");
     }
     memcpy(r->path, target, tlen);
     r->path[tlen] = 0;
@@ -84,22 +84,22 @@ static int parse_head(http_request *r, const char *buf, size_t head_len) {
     size_t vlen = (size_t)(end - ver);
     if (vlen != 8 || memcmp(ver, "HTTP/", 5) != 0 || ver[6] != '.' || ver[5] < '0' || ver[5] > '9' ||
         ver[7] < '0' || ver[7] > '9')
-        return error(r, 400, "malformed HTTP version");
-    if (ver[5] != '1') return error(r, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
+        return http_error(r, 400, "malformed HTTP version");
+    if (ver[5] != '1') return http_error(r, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
     r->minor = ver[7] - '0';
 
     bool close = false, keep = false, have_te = false;
     size_t count = 0;
     for (p = next; p < head_len;) {
         n = line_at(buf, p, head_len, &next);
-        if (n < 0) return error(r, 400, "header line must end with CRLF");
+        if (n < 0) return http_error(r, 400, "header line must end with CRLF");
         if (n == 0) break; /* the blank line */
-        if (++count > r->lim.max_headers) return error(r, 431, "too many header fields");
+        if (++count > r->lim.max_headers) return http_error(r, 431, "too many header fields");
         const char *h = buf + p, *he = h + n;
-        if (*h == ' ' || *h == '\t') return error(r, 400, "obsolete header line folding");
+        if (*h == ' ' || *h == '\t') return http_error(r, 400, "obsolete header line folding");
         const char *colon = h;
         while (colon < he && is_tchar((unsigned char)*colon)) colon++;
-        if (colon == h || colon == he || *colon != ':') return error(r, 400, "malformed header field");
+        if (colon == h || colon == he || *colon != ':') return http_error(r, 400, "malformed header field");
         size_t name_len = (size_t)(colon - h);
         const char *v = colon + 1;
         while (v < he && (*v == ' ' || *v == '\t')) v++;
@@ -107,28 +107,28 @@ static int parse_head(http_request *r, const char *buf, size_t head_len) {
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         for (const char *c = v; c < ve; c++) {
             unsigned char u = (unsigned char)*c;
-            if ((u < 0x20 && u != '\t') || u == 0x7f) return error(r, 400, "control character in header value");
+            if ((u < 0x20 && u != '\t') || u == 0x7f) return http_error(r, 400, "control character in header value");
         }
         size_t vn = (size_t)(ve - v);
         if (ieq(h, name_len, "content-length")) {
-            if (vn == 0 || vn > 18) return error(r, 400, "invalid Content-Length");
+            if (vn == 0 || vn > 18) return http_error(r, 400, "invalid Content-Length");
             uint64_t cl = 0;
             for (size_t i = 0; i < vn; i++) {
-                if (v[i] < '0' || v[i] > '9') return error(r, 400, "invalid Content-Length");
+                if (v[i] < '0' || v[i] > '9') return http_error(r, 400, "invalid Content-Length");
                 cl = cl * 10 + (uint64_t)(v[i] - '0');
             }
-            if (r->has_length && cl != r->content_length) return error(r, 400, "conflicting Content-Length");
+            if (r->has_length && cl != r->content_length) return http_error(r, 400, "conflicting Content-Length");
             r->has_length = true;
             r->content_length = cl;
         } else if (ieq(h, name_len, "transfer-encoding")) {
-            if (have_te) return error(r, 400, "repeated Transfer-Encoding");
+            if (have_te) return http_error(r, 400, "repeated Transfer-Encoding");
             have_te = true;
-            if (!ieq(v, vn, "chunked")) return error(r, 501, "only the chunked transfer encoding is supported");
+            if (!ieq(v, vn, "chunked")) return http_error(r, 501, "only the chunked transfer encoding is supported");
             r->chunked = true;
         } else if (ieq(h, name_len, "connection")) {
             parse_connection(r, v, vn, &close, &keep);
         } else if (ieq(h, name_len, "authorization")) {
-            if (r->auth_present) return error(r, 400, "repeated Authorization");
+            if (r->auth_present) return http_error(r, 400, "repeated Authorization");
             r->auth_present = true;
             if (vn >= sizeof r->authorization) {
                 r->auth_too_long = true;
@@ -137,18 +137,18 @@ static int parse_head(http_request *r, const char *buf, size_t head_len) {
                 r->authorization[vn] = 0;
             }
         } else if (ieq(h, name_len, "expect")) {
-            if (!ieq(v, vn, "100-continue")) return error(r, 417, "unsupported Expect");
+            if (!ieq(v, vn, "100-continue")) return http_error(r, 417, "unsupported Expect");
             r->expect_continue = true;
         }
         p = next;
     }
-    if (r->chunked && r->has_length) return error(r, 400, "both Content-Length and Transfer-Encoding");
+    if (r->chunked && r->has_length) return http_error(r, 400, "both Content-Length and Transfer-Encoding");
     r->keep_alive = r->minor >= 1 ? !close : (keep && !close);
-    if (r->has_length && r->content_length > r->lim.max_body) return error(r, 413, "request body too large");
+    if (r->has_length && r->content_length > r->lim.max_body) return http_error(r, 413, "request body too large");
     return 0;
 }
 
-static int hexval(char c) {
+static int chunk_hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -165,26 +165,26 @@ static int parse_chunked(http_request *r, char *buf, size_t len) {
         case 0: { /* chunk-size [; ext] CRLF */
             n = line_at(buf, r->pos, len, &next);
             if (n == -2) {
-                if (len - r->pos > MAX_CHUNK_LINE) return error(r, 400, "chunk size line too long");
+                if (len - r->pos > MAX_CHUNK_LINE) return http_error(r, 400, "chunk size line too long");
                 return HTTP_NEED_MORE;
             }
-            if (n < 0) return error(r, 400, "chunk size line must end with CRLF");
-            if (n > MAX_CHUNK_LINE) return error(r, 400, "chunk size line too long");
+            if (n < 0) return http_error(r, 400, "chunk size line must end with CRLF");
+            if (n > MAX_CHUNK_LINE) return http_error(r, 400, "chunk size line too long");
             const char *s = buf + r->pos, *e = s + n;
             uint64_t size = 0;
             int digits = 0;
-            while (s < e && hexval(*s) >= 0) {
-                if (++digits > 15) return error(r, 413, "chunk too large");
-                size = size << 4 | (uint64_t)hexval(*s++);
+            while (s < e && chunk_hexval(*s) >= 0) {
+                if (++digits > 15) return http_error(r, 413, "chunk too large");
+                size = size << 4 | (uint64_t)chunk_hexval(*s++);
             }
-            if (digits == 0) return error(r, 400, "invalid chunk size");
+            if (digits == 0) return http_error(r, 400, "invalid chunk size");
             while (s < e && (*s == ' ' || *s == '\t')) s++;
-            if (s < e && *s != ';') return error(r, 400, "invalid chunk size");
+            if (s < e && *s != ';') return http_error(r, 400, "invalid chunk size");
             for (; s < e; s++) {
                 unsigned char u = (unsigned char)*s;
-                if ((u < 0x20 && u != '\t') || u == 0x7f) return error(r, 400, "control character in chunk extension");
+                if ((u < 0x20 && u != '\t') || u == 0x7f) return http_error(r, 400, "control character in chunk extension");
             }
-            if (size > r->lim.max_body - r->body_len) return error(r, 413, "request body too large");
+            if (size > r->lim.max_body - r->body_len) return http_error(r, 413, "request body too large");
             r->pos = next;
             if (size == 0) {
                 r->cstate = 3;
@@ -206,17 +206,17 @@ static int parse_chunked(http_request *r, char *buf, size_t len) {
         }
         case 2:
             if (len - r->pos < 2) return HTTP_NEED_MORE;
-            if (buf[r->pos] != '\r' || buf[r->pos + 1] != '\n') return error(r, 400, "chunk data not followed by CRLF");
+            if (buf[r->pos] != '\r' || buf[r->pos + 1] != '\n') return http_error(r, 400, "chunk data not followed by CRLF");
             r->pos += 2;
             r->cstate = 0;
             break;
         default: /* trailer fields, ignored, up to the blank line */
             n = line_at(buf, r->pos, len, &next);
             if (n == -2) {
-                if (len - r->pos + r->trailer_bytes > r->lim.max_header_bytes) return error(r, 431, "trailers too large");
+                if (len - r->pos + r->trailer_bytes > r->lim.max_header_bytes) return http_error(r, 431, "trailers too large");
                 return HTTP_NEED_MORE;
             }
-            if (n < 0) return error(r, 400, "trailer line must end with CRLF");
+            if (n < 0) return http_error(r, 400, "trailer line must end with CRLF");
             r->pos = next;
             if (n == 0) {
                 r->consumed = r->pos;
@@ -224,7 +224,7 @@ static int parse_chunked(http_request *r, char *buf, size_t len) {
                 return HTTP_DONE;
             }
             r->trailer_bytes += (size_t)n + 2;
-            if (r->trailer_bytes > r->lim.max_header_bytes) return error(r, 431, "trailers too large");
+            if (r->trailer_bytes > r->lim.max_header_bytes) return http_error(r, 431, "trailers too large");
             break;
         }
     }
@@ -241,11 +241,11 @@ int http_parse(http_request *r, char *buf, size_t len) {
             if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') { end = i + 3; break; }
         }
         if (!end) {
-            if (len > r->lim.max_header_bytes) return error(r, 431, "request head too large");
+            if (len > r->lim.max_header_bytes) return http_error(r, 431, "request head too large");
             r->scan = len > 2 ? len - 2 : 0;
             return HTTP_NEED_MORE;
         }
-        if (end > r->lim.max_header_bytes) return error(r, 431, "request head too large");
+        if (end > r->lim.max_header_bytes) return http_error(r, 431, "request head too large");
         r->head_len = end;
         if (parse_head(r, buf, end) < 0) return HTTP_ERROR;
         r->body_off = end;
