@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,9 +142,8 @@ static void sb_json_string(sbuf *b, const char *s) {
     for (size_t i = 0; s[i];) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80) {
-            size_t l = 2;
-            while (l <= 4 && !sj_utf8_valid(s + i, l)) l++;
-            if (l <= 4 && strnlen(s + i, l) == l) {
+            size_t l = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2; /* the length the lead byte announces */
+            if (strnlen(s + i, l) == l && sj_utf8_valid(s + i, l)) {
                 sb_put(b, s + i, l);
                 i += l;
             } else {
@@ -626,6 +626,9 @@ out:
 static void *conn_main(void *arg) {
     conn_arg *a = arg;
     server *s = a->srv;
+    /* a client that stops reading cannot hold this thread in send() beyond --timeout */
+    struct timeval tv = {(time_t)s->o.timeout_s, 0};
+    setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     serve_connection(s, a->fd, a->peer);
     free(a);
     pthread_mutex_lock(&s->mu);

@@ -316,8 +316,9 @@ bool api_parse_embeddings(const char *body, size_t len, const api_config *cfg, a
         }
     }
     if (dims && dims->type != SJ_NULL) {
-        if (dims->type != SJ_NUMBER || dims->number != (double)(long)dims->number || dims->number < 1 ||
-            dims->number > cfg->embedding_dim) {
+        /* range first: converting an out-of-range double to an integer is undefined */
+        if (dims->type != SJ_NUMBER || !(dims->number >= 1 && dims->number <= cfg->embedding_dim) ||
+            dims->number != (double)(int)dims->number) {
             ok = BAD(e, "dimensions", "'dimensions' must be an integer from 1 to %d", cfg->embedding_dim);
             goto out;
         }

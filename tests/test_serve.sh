@@ -245,7 +245,7 @@ cp "$IMG/palette_color.png" "$TMP/outside/secret.png"
 ln -s "$TMP/outside/secret.png" "$ALLOW/link.png"
 KEY=s3cret-key-123
 start_server hostile "$ABC" -m "$MODEL" --workers 1 --threads 1 --api-key "$KEY" --max-body 1048576 --timeout 3 \
-    --allow-local-files "$ALLOW" || { echo "RESULT $passed $failed $skipped"; exit 1; }
+    --allow-local-files "$ALLOW" --queue 1 --max-connections 4 || { echo "RESULT $passed $failed $skipped"; exit 1; }
 HPID=$SPID; HPORT=$SPORT
 AUTH=(-H "Authorization: Bearer $KEY")
 
@@ -354,8 +354,30 @@ expect_status "another client served during the slowloris (${ms} ms)" 200 "$(pri
 wait "$SLOW"
 expect_status "slowloris dropped after --timeout 3 ($(cat "$TMP/slow.err"))" 408 "$(status_of <"$TMP/slow.out")" 'timeout' "$(cat "$TMP/slow.out")"
 
-# still serving, and the answer is still right
+# queue full: one worker busy with A, B waiting (--queue 1), C refused with 503
+{ printf '{"input":['; for i in $(seq 1 1999); do printf '"text %d",' "$i"; done; printf '"text 2000"]}'; } >"$TMP/2000.json"
+curl -s -o "$TMP/qa.out" -w '%{http_code}' "${AUTH[@]}" "http://127.0.0.1:$HPORT/v1/embeddings" --data-binary @"$TMP/2000.json" >"$TMP/qa.code" &
+QA=$!
+sleep 0.5
+curl -s -o "$TMP/qb.out" -w '%{http_code}' "${AUTH[@]}" "http://127.0.0.1:$HPORT/v1/embeddings" --data-binary @"$TMP/2000.json" >"$TMP/qb.code" &
+QB=$!
+sleep 0.5
 printf '{"input":"a cup of coffee"}' >"$TMP/after.json"
+out=$(post "$HPORT" "$TMP/after.json" "${AUTH[@]}")
+expect_status "queue full (--queue 1, one worker busy, one request waiting)" 503 "$(printf '%s\n' "$out" | head -n1)" '"code":"queue_full"' "$out"
+wait "$QA" "$QB"
+[ "$(cat "$TMP/qa.code")" = 200 ] && [ "$(cat "$TMP/qb.code")" = 200 ] && [ "$(vectors <"$TMP/qb.out" | wc -l)" = 2000 ] &&
+    ok "the running and the queued request both answered (200, 2000 vectors each)" || bad "queued requests: $(cat "$TMP/qa.code") $(cat "$TMP/qb.code")"
+
+# connection limit: four idle connections hold every slot (--max-connections 4), a fifth gets 503
+CONNS=()
+for i in 1 2 3 4; do "$LOAD" raw "$HPORT" --wait 2 </dev/null >/dev/null 2>&1 & CONNS+=($!); PIDS+=($!); done
+sleep 0.7
+out=$(curl -s -w '\n%{http_code}' "${AUTH[@]}" "http://127.0.0.1:$HPORT/health")
+expect_status "connection limit (--max-connections 4, 4 idle connections open)" 503 "$(printf '%s\n' "$out" | tail -n1)" 'too_many_connections' "$out"
+wait "${CONNS[@]}"
+
+# still serving, and the answer is still right
 out=$(post "$HPORT" "$TMP/after.json" "${AUTH[@]}")
 [ "$(printf '%s\n' "$out" | head -n1)" = 200 ] && [ "$(printf '%s\n' "$out" | sed 1d | vectors)" = "$(cat "$TMP/ref_t1")" ] &&
     ok "after all hostile input: still serving, vector equal to abc embed's" || bad "server not serving correctly after hostile input"
