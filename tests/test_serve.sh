@@ -310,6 +310,15 @@ printf "POST /v1/embeddings HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nConnec
 printf "GET /health HTTP/1.1\r\nHost: x\r\n Authorization: Bearer $KEY\r\n\r\n" | raw "obsolete line folding" 400 'folding'
 printf "GET /health HTTP/1.1\nHost: x\n\n" | raw "bare LF line ends" 400 'CRLF'
 printf "GET /health HTTP/2.0\r\n${H}\r\n" | raw "HTTP/2.0 request line" 505 'HTTP/1'
+{ printf "GET /"; head -c 3000 /dev/zero | tr '\0' 'a'; printf " HTTP/1.1\r\n${H}\r\n"; } | raw "3 kB request target" 414 'too long'
+printf "GET /health HTTP/1.1\r\n${H}\r\nGET /v1/models HTTP/1.1\r\n${H}Connection: close\r\n\r\n" |
+    raw "two pipelined requests on one connection" 200 '"status":"ok"'
+[ "$(grep -o 'HTTP/1.1 200 OK' "$TMP/raw.out" | wc -l)" = 2 ] && grep -q '"object":"model"' "$TMP/raw.out" &&
+    ok "pipelined: both answered in order" || bad "pipelined: $(head -c 300 "$TMP/raw.out")"
+curl -sv -o "$TMP/cont.out" -w '%{http_code}' "${AUTH[@]}" -H 'Expect: 100-continue' "http://127.0.0.1:$HPORT/v1/embeddings" \
+    -d '{"input":"a cup of coffee"}' >"$TMP/cont.code" 2>"$TMP/cont.err"
+[ "$(cat "$TMP/cont.code")" = 200 ] && grep -q '100 Continue' "$TMP/cont.err" &&
+    ok "Expect: 100-continue answered with 100 Continue, then 200" || bad "Expect: 100-continue: $(cat "$TMP/cont.code")"
 
 post_label() { # post_label LABEL WANT PATTERN FILE
     local out
