@@ -18,6 +18,7 @@
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -207,6 +208,8 @@ static void linger_close(int fd) {
     close(fd);
 }
 
+/* Head and body leave in one send: two small writes would meet Nagle's algorithm and the client's
+ * delayed ACK (a 40 ms stall per response on Linux). */
 static bool send_response(int fd, int status, const char *body, size_t len, bool keep_alive,
                           const char *extra_headers, double timeout_s) {
     char head[512];
@@ -215,8 +218,15 @@ static bool send_response(int fd, int status, const char *body, size_t len, bool
                       "Connection: %s\r\n%s\r\n",
                       status, http_reason(status), len, keep_alive ? "keep-alive" : "close",
                       extra_headers ? extra_headers : "");
+    if (hn < 0 || (size_t)hn >= sizeof head) return false;
     double deadline = now_s() + timeout_s;
-    return send_all(fd, head, (size_t)hn, deadline) && send_all(fd, body, len, deadline);
+    char *all = malloc((size_t)hn + len);
+    if (!all) return send_all(fd, head, (size_t)hn, deadline) && send_all(fd, body, len, deadline);
+    memcpy(all, head, (size_t)hn);
+    memcpy(all + hn, body, len);
+    bool ok = send_all(fd, all, (size_t)hn + len, deadline);
+    free(all);
+    return ok;
 }
 
 static void error_body(sbuf *b, const char *message, const char *type, const char *param, const char *code) {
@@ -629,6 +639,8 @@ static void *conn_main(void *arg) {
     /* a client that stops reading cannot hold this thread in send() beyond --timeout */
     struct timeval tv = {(time_t)s->o.timeout_s, 0};
     setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1; /* every write is a complete response (or 100 Continue): nothing to coalesce */
+    setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     serve_connection(s, a->fd, a->peer);
     free(a);
     pthread_mutex_lock(&s->mu);
