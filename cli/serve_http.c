@@ -210,12 +210,14 @@ static int parse_chunked(http_request *r, char *buf, size_t len) {
             r->pos += 2;
             r->cstate = 0;
             break;
-        default: /* trailer fields, ignored, up to the blank line */
+        default: { /* trailer fields, ignored, up to the blank line */
+            /* the size limit is checked before the syntax, on the bytes up to the first LF, so that the
+             * outcome does not depend on how the bytes arrive */
+            const char *nl = memchr(buf + r->pos, '\n', len - r->pos);
+            size_t have = nl ? (size_t)(nl - (buf + r->pos)) + 1 : len - r->pos;
+            if (r->trailer_bytes + have > r->lim.max_header_bytes) return http_error(r, 431, "trailers too large");
+            if (!nl) return HTTP_NEED_MORE;
             n = line_at(buf, r->pos, len, &next);
-            if (n == -2) {
-                if (len - r->pos + r->trailer_bytes > r->lim.max_header_bytes) return http_error(r, 431, "trailers too large");
-                return HTTP_NEED_MORE;
-            }
             if (n < 0) return http_error(r, 400, "trailer line must end with CRLF");
             r->pos = next;
             if (n == 0) {
@@ -223,9 +225,9 @@ static int parse_chunked(http_request *r, char *buf, size_t len) {
                 r->stage = 3;
                 return HTTP_DONE;
             }
-            r->trailer_bytes += (size_t)n + 2;
-            if (r->trailer_bytes > r->lim.max_header_bytes) return http_error(r, 431, "trailers too large");
+            r->trailer_bytes += have;
             break;
+        }
         }
     }
 }

@@ -182,6 +182,18 @@ expect_status "GET /v1/embeddings" 405 "$(printf '%s\n' "$out" | tail -n1)" '"er
 out=$(curl -s -w '\n%{http_code}' "http://127.0.0.1:$PORT/nope")
 expect_status "unknown path" 404 "$(printf '%s\n' "$out" | tail -n1)" '"error":' "$out"
 
+# VLM2Vec (the other preset) through the chat shape, on a server of its own
+if start_server vlm "$ABC" -m "$MODEL_VLM" --threads 1; then
+    chat_img=$(base64 -w0 "$IMG/astronaut_rst.jpg")
+    printf '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpeg;base64,%s"}},{"type":"text","text":"Represent the given image."}]}]}' "$chat_img" >"$TMP/vlm.json"
+    out=$(post "$SPORT" "$TMP/vlm.json")
+    "$ABC" embed -m "$MODEL_VLM" --image "$IMG/astronaut_rst.jpg" --text "Represent the given image." --threads 1 >"$TMP/ref_vlm" 2>&1
+    [ "$(printf '%s\n' "$out" | head -n1)" = 200 ] && [ "$(printf '%s\n' "$out" | sed 1d | vectors)" = "$(cat "$TMP/ref_vlm")" ] &&
+        grep -q '"model":"tiny-vlm2vec"' "$TMP/body" &&
+        ok "vlm2vec model: chat image + text equal to abc embed's" || bad "vlm2vec chat request: $(printf '%s' "$out" | head -c 300)"
+    stop_server vlm "$SPID"
+fi
+
 # ================= 2. the openai package =================
 PY=
 if [ -n "${ABC_TEST_VENV:-}" ] && "$ABC_TEST_VENV/bin/python" -c 'import openai' 2>/dev/null; then
