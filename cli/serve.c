@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -465,7 +466,7 @@ static bool authorized(const server *s, const http_request *r) {
     if (!s->o.api_key) return true;
     if (!r->auth_present || r->auth_too_long) return false;
     const char *v = r->authorization;
-    if (strncmp(v, "Bearer ", 7) != 0) return false;
+    if (strncasecmp(v, "Bearer ", 7) != 0) return false; /* the scheme name is case-insensitive */
     v += 7;
     while (*v == ' ') v++;
     return ct_equal(v, strlen(v), s->o.api_key, strlen(s->o.api_key));

@@ -101,10 +101,27 @@ expect_status() { # expect_status LABEL WANT GOT [BODY_PATTERN BODY]
     ok "$label ($got)"
 }
 
+# ================= 0. the command line =================
+cli() { # cli LABEL WANT_RC PATTERN ARGS...
+    local label=$1 want=$2 pattern=$3; shift 3
+    "$ABC" serve "$@" >"$TMP/cli.out" 2>"$TMP/cli.err"
+    local rc=$?
+    if [ "$rc" = "$want" ] && grep -Eq -- "$pattern" "$TMP/cli.out" "$TMP/cli.err"; then ok "$label (exit $rc)"
+    else bad "$label: exit $rc, expected $want, output: $(head -c 300 "$TMP/cli.err")"; fi
+}
+cli "serve --help" 0 'usage: abc serve' --help
+cli "serve without -m" 2 'usage error: serve: -m MODEL is required' --port 0
+cli "serve --port 70000" 2 'usage error: --port must be an integer from 0 to 65535' -m "$MODEL" --port 70000
+cli "serve --workers 0" 2 'usage error: --workers' -m "$MODEL" --workers 0
+cli "serve --bogus" 2 "unknown option '--bogus'" -m "$MODEL" --bogus
+cli "serve with a missing model file" 1 '^abc: error: input/output error' -m "$TMP/missing.abc" --port 0
+cli "serve --allow-local-files on a missing directory" 1 '^abc: error: --allow-local-files' -m "$MODEL" --allow-local-files "$TMP/nodir"
+
 # ================= 1. the README examples =================
 start_server main "$ABC" -m "$MODEL" --workers 2 --threads 1 || { echo "RESULT $passed $failed $skipped"; exit 1; }
 MAIN_PID=$SPID; PORT=$SPORT
 
+cli "serve on a port in use" 1 '^abc: error: cannot listen' -m "$MODEL" --port "$PORT" --host 127.0.0.1
 health=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$PORT/health")
 expect_status "GET /health" 200 "${health##* }" '"status":"ok"' "$health"
 models=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$PORT/v1/models")
