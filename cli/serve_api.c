@@ -332,6 +332,9 @@ bool api_parse_embeddings(const char *body, size_t len, const api_config *cfg, a
             goto out;
         }
     }
+    /* the openai client's embeddings.create() always sends "input": with the chat shape in extra_body it
+     * is left empty ("" or []), which stands for "none" */
+    if (input && msgs && ((input->type == SJ_STRING || input->type == SJ_ARRAY) && input->len == 0)) input = NULL;
     if (input && msgs) {
         ok = BAD(e, NULL, "give either 'input' or 'messages', not both");
     } else if (input) {

@@ -6,6 +6,7 @@ Prints one line per embedding, values as %.9g of the float32 value (the format `
   float <i> <values>     the same with encoding_format="float"
   query <values>         client.embeddings.create(input=TEXT[0], extra_body={"abc_role": "query"})
   chat <values>          vLLM's multimodal form {"messages": [image, TEXT[0]]} through client.post
+  chat_extra_body <values>  the same through embeddings.create(input="", extra_body={"messages": ...})
 """
 import base64
 import struct
@@ -43,6 +44,10 @@ def main():
     r = client.post("/embeddings", cast_to=CreateEmbeddingResponse, body=body)
     print("chat", fmt(r.data[0].embedding))
     print("usage", r.usage.prompt_tokens, r.usage.total_tokens)
+    # the same through embeddings.create: "input" left empty, the conversation in extra_body
+    r = client.embeddings.create(model=model, input="", encoding_format="float",
+                                 extra_body={"messages": body["messages"]})
+    print("chat_extra_body", fmt(r.data[0].embedding))
 
 
 if __name__ == "__main__":

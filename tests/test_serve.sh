@@ -240,6 +240,9 @@ else
             ok "openai extra_body={\"abc_role\":\"query\"}: equal to abc embed --role query" || bad "openai extra_body abc_role"
         [ "$(grep '^chat ' "$TMP/py.out" | cut -d' ' -f2-)" = "$(cat "$TMP/ref_chat")" ] &&
             ok "openai client.post vLLM multimodal messages: equal to abc embed --image --text" || bad "openai multimodal messages"
+        [ "$(grep '^chat_extra_body ' "$TMP/py.out" | cut -d' ' -f2-)" = "$(cat "$TMP/ref_chat")" ] &&
+            ok "openai embeddings.create(input=\"\", extra_body={\"messages\": ...}): equal to abc embed --image --text" ||
+            bad "openai extra_body messages"
     fi
 fi
 
@@ -359,6 +362,7 @@ printf '{"input": "caf\xc3\x28"}' >"$TMP/bad.json"; post_label "invalid UTF-8 in
 printf '{"input": "\\ud800"}' >"$TMP/bad.json"; post_label "lone surrogate escape" 400 'surrogate' "$TMP/bad.json"
 printf '{"input": "a", "input": "b"}' >"$TMP/bad.json"; post_label "duplicate key" 400 'duplicate' "$TMP/bad.json"
 printf '{"input": [1, 2, 3]}' >"$TMP/bad.json"; post_label "token-id input" 400 'token' "$TMP/bad.json"
+printf '{"input": "x", "messages": [{"role":"user","content":"y"}]}' >"$TMP/bad.json"; post_label "both input and messages" 400 'not both' "$TMP/bad.json"
 printf '{"input": "x", "encoding_format": "int8"}' >"$TMP/bad.json"; post_label "bad encoding_format" 400 'encoding_format' "$TMP/bad.json"
 { printf '{"input":'; for i in $(seq 1 100); do printf '['; done; } >"$TMP/bad.json"; post_label "deep nesting" 413 'nested' "$TMP/bad.json"
 chat() { # chat URL TEXT > file: a vLLM chat request with one image URL
