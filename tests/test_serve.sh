@@ -199,17 +199,21 @@ expect_status "GET /v1/embeddings" 405 "$(printf '%s\n' "$out" | tail -n1)" '"er
 out=$(curl -s -w '\n%{http_code}' "http://127.0.0.1:$PORT/nope")
 expect_status "unknown path" 404 "$(printf '%s\n' "$out" | tail -n1)" '"error":' "$out"
 
-# VLM2Vec (the other preset) through the chat shape, on a server of its own
-if start_server vlm "$ABC" -m "$MODEL_VLM" --threads 1; then
-    chat_img=$(base64 -w0 "$IMG/astronaut_rst.jpg")
-    printf '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpeg;base64,%s"}},{"type":"text","text":"Represent the given image."}]}]}' "$chat_img" >"$TMP/vlm.json"
+# The other presets through the chat shape, each on a server of its own: VLM2Vec (Qwen2-VL) and VLM2Vec
+# on Phi-3.5-V (build/tiny-phi3v.abc, when built: tests/test_phi3v.sh needs it too)
+chat_img=$(base64 -w0 "$IMG/astronaut_rst.jpg")
+printf '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/jpeg;base64,%s"}},{"type":"text","text":"Represent the given image."}]}]}' "$chat_img" >"$TMP/vlm.json"
+for m in "$MODEL_VLM" build/tiny-phi3v.abc; do
+    name=$(basename "$m" .abc)
+    if [ ! -e "$m" ]; then bad "$m is missing (run 'make test')"; continue; fi
+    start_server "$name" "$ABC" -m "$m" --threads 1 || continue
     out=$(post "$SPORT" "$TMP/vlm.json")
-    "$ABC" embed -m "$MODEL_VLM" --image "$IMG/astronaut_rst.jpg" --text "Represent the given image." --threads 1 >"$TMP/ref_vlm" 2>&1
-    [ "$(printf '%s\n' "$out" | head -n1)" = 200 ] && [ "$(printf '%s\n' "$out" | sed 1d | vectors)" = "$(cat "$TMP/ref_vlm")" ] &&
-        grep -q '"model":"tiny-vlm2vec"' "$TMP/body" &&
-        ok "vlm2vec model: chat image + text equal to abc embed's" || bad "vlm2vec chat request: $(printf '%s' "$out" | head -c 300)"
-    stop_server vlm "$SPID"
-fi
+    "$ABC" embed -m "$m" --image "$IMG/astronaut_rst.jpg" --text "Represent the given image." --threads 1 >"$TMP/ref_$name" 2>&1
+    [ "$(printf '%s\n' "$out" | head -n1)" = 200 ] && [ "$(printf '%s\n' "$out" | sed 1d | vectors)" = "$(cat "$TMP/ref_$name")" ] &&
+        grep -q "\"model\":\"$name\"" "$TMP/body" &&
+        ok "$name: chat image + text equal to abc embed's" || bad "$name chat request: $(printf '%s' "$out" | head -c 300)"
+    stop_server "$name" "$SPID"
+done
 
 # ================= 2. the openai package =================
 PY=
