@@ -190,6 +190,9 @@ build/fuzz_http_request: tests/fuzz/fuzz_http_request.c $(SERVE_PARSE_SRC) abc.h
 
 test: build/fuzz_http_request
 
+# tests/test_serve_parse.c includes the three files
+build/test_serve_parse: $(SERVE_PARSE_SRC)
+
 FUZZ_HTTP_SECONDS ?= 300
 fuzz-http: build/fuzz_http_request
 	ABC_FUZZ_SECONDS=$(FUZZ_HTTP_SECONDS) tests/test_fuzz_http.sh

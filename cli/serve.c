@@ -25,6 +25,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,11 +80,15 @@ struct server {
     int listen_fd;
     atomic_int stopping;
     pthread_mutex_t mu;
-    pthread_cond_t work_cond, conns_cond;
+    pthread_cond_t work_cond, conns_cond, conn_work;
     job *head, *tail;
     size_t queued;
     bool workers_exit;
-    size_t active_conns;
+    size_t active_conns;          /* accepted and not yet closed (waiting or being served) */
+    /* connection threads are kept and reused: accepted connections wait in `pending` for an idle one */
+    struct conn_arg *pending, *pending_tail;
+    size_t n_pending, idle_threads, threads_alive;
+    bool conn_threads_exit;
     worker *workers;
     long created;
 };
@@ -507,10 +512,10 @@ not_allowed_get:
 
 /* ---- connections ---- */
 
-typedef struct {
-    server *srv;
+typedef struct conn_arg {
     int fd;
     char peer[64];
+    struct conn_arg *next;
 } conn_arg;
 
 /* Answers an error and closes: used when the request cannot be read to its end. */
@@ -634,18 +639,36 @@ out:
     linger_close(fd);
 }
 
+/* A connection thread: serves accepted connections one after another, idle in between, until shutdown.
+ * Reusing threads keeps a stream of short connections from paying (and, under some emulators and
+ * allocators, accumulating) a thread creation each. */
 static void *conn_main(void *arg) {
-    conn_arg *a = arg;
-    server *s = a->srv;
-    /* a client that stops reading cannot hold this thread in send() beyond --timeout */
-    struct timeval tv = {(time_t)s->o.timeout_s, 0};
-    setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1; /* every write is a complete response (or 100 Continue): nothing to coalesce */
-    setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    serve_connection(s, a->fd, a->peer);
-    free(a);
+    server *s = arg;
     pthread_mutex_lock(&s->mu);
-    s->active_conns--;
+    for (;;) {
+        while (!s->pending && !s->conn_threads_exit) {
+            s->idle_threads++;
+            pthread_cond_wait(&s->conn_work, &s->mu);
+            s->idle_threads--;
+        }
+        conn_arg *a = s->pending;
+        if (!a) break;
+        s->pending = a->next;
+        if (!s->pending) s->pending_tail = NULL;
+        s->n_pending--;
+        pthread_mutex_unlock(&s->mu);
+        /* a client that stops reading cannot hold this thread in send() beyond --timeout */
+        struct timeval tv = {(time_t)s->o.timeout_s, 0};
+        setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        int one = 1; /* every write is a complete response (or 100 Continue): nothing to coalesce */
+        setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        serve_connection(s, a->fd, a->peer);
+        free(a);
+        pthread_mutex_lock(&s->mu);
+        s->active_conns--;
+        pthread_cond_broadcast(&s->conns_cond);
+    }
+    s->threads_alive--;
     pthread_cond_broadcast(&s->conns_cond);
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -722,6 +745,9 @@ static bool parse_size(const char *s, unsigned long long lo, unsigned long long 
     return true;
 }
 
+/* 4 GiB, or a quarter of the address space on 32-bit targets (the buffer holds the body plus its head) */
+#define MAX_BODY_LIMIT ((unsigned long long)SIZE_MAX / 4 < (1ull << 32) ? (unsigned long long)SIZE_MAX / 4 : (1ull << 32))
+
 static int parse_options(int argc, char **argv, serve_options *o) {
     memset(o, 0, sizeof *o);
     o->host = "127.0.0.1";
@@ -778,7 +804,7 @@ static int parse_options(int argc, char **argv, serve_options *o) {
         else if (!strcmp(name, "--workers")) { NUM(1, 256); o->workers = (int)n; }
         else if (!strcmp(name, "--threads")) { NUM(1, 1024); o->threads = (int)n; }
         else if (!strcmp(name, "--num-crops")) { NUM(1, 4096); o->num_crops = (int)n; }
-        else if (!strcmp(name, "--max-body")) { NUM(1024, 1ull << 32); o->max_body = (size_t)n; }
+        else if (!strcmp(name, "--max-body")) { NUM(1024, MAX_BODY_LIMIT); o->max_body = (size_t)n; }
         else if (!strcmp(name, "--max-header-bytes")) { NUM(256, 1u << 20); o->max_header_bytes = (size_t)n; }
         else if (!strcmp(name, "--max-headers")) { NUM(1, 10000); o->max_headers = (size_t)n; }
         else if (!strcmp(name, "--max-inputs")) { NUM(1, 1000000); o->max_inputs = (size_t)n; }
@@ -886,8 +912,21 @@ static void accept_loop(server *s) {
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         conn_arg *a = malloc(sizeof *a);
         pthread_mutex_lock(&s->mu);
-        bool room = s->active_conns < s->o.max_conns;
-        if (room && a) s->active_conns++;
+        bool room = s->active_conns < s->o.max_conns, spawn = false;
+        if (room && a) {
+            s->active_conns++;
+            a->fd = fd;
+            peer_name(&ss, a->peer, sizeof a->peer);
+            a->next = NULL;
+            if (s->pending_tail) s->pending_tail->next = a;
+            else s->pending = a;
+            s->pending_tail = a;
+            s->n_pending++;
+            /* each idle thread takes one waiting connection; more waiting than idle: one more thread */
+            spawn = s->n_pending > s->idle_threads;
+            if (spawn) s->threads_alive++;
+            else pthread_cond_signal(&s->conn_work);
+        }
         pthread_mutex_unlock(&s->mu);
         if (!room || !a) {
             static const char busy[] = "{\"error\":{\"message\":\"too many connections: retry later\","
@@ -901,18 +940,26 @@ static void accept_loop(server *s) {
             free(a);
             continue;
         }
-        a->srv = s;
-        a->fd = fd;
-        peer_name(&ss, a->peer, sizeof a->peer);
+        if (!spawn) continue;
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
         pthread_t t;
-        if (pthread_create(&t, &at, conn_main, a) != 0) {
-            close(fd);
-            free(a);
+        if (pthread_create(&t, &at, conn_main, s) != 0) {
+            /* no new thread: the connection waits for a busy one to finish, or is closed if there is none */
             pthread_mutex_lock(&s->mu);
-            s->active_conns--;
+            s->threads_alive--;
+            if (s->threads_alive == 0) {
+                while (s->pending) {
+                    conn_arg *p = s->pending;
+                    s->pending = p->next;
+                    close(p->fd);
+                    free(p);
+                    s->n_pending--;
+                    s->active_conns--;
+                }
+                s->pending_tail = NULL;
+            }
             pthread_mutex_unlock(&s->mu);
         }
         pthread_attr_destroy(&at);
@@ -980,6 +1027,7 @@ int cmd_serve(int argc, char **argv) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cond, NULL);
     pthread_cond_init(&s->conns_cond, NULL);
+    pthread_cond_init(&s->conn_work, NULL);
 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = o->threads ? o->threads : (int)(ncpu > o->workers ? ncpu / o->workers : 1);
@@ -1029,6 +1077,10 @@ int cmd_serve(int argc, char **argv) {
         s->listen_fd = -1;
         pthread_mutex_lock(&s->mu);
         while (s->active_conns > 0) pthread_cond_wait(&s->conns_cond, &s->mu);
+        /* then the idle connection threads leave; none touches the server after threads_alive is 0 */
+        s->conn_threads_exit = true;
+        pthread_cond_broadcast(&s->conn_work);
+        while (s->threads_alive > 0) pthread_cond_wait(&s->conns_cond, &s->mu);
         pthread_mutex_unlock(&s->mu);
         fprintf(stderr, "{\"event\":\"stopped\",\"signal\":%d}\n", atomic_load(&sa.got));
     }
@@ -1048,6 +1100,7 @@ int cmd_serve(int argc, char **argv) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cond);
     pthread_cond_destroy(&s->conns_cond);
+    pthread_cond_destroy(&s->conn_work);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     free(s);
     return rc;
