@@ -1,11 +1,11 @@
 /* serve.c — `abc serve`: an HTTP/1.1 server for the OpenAI/vLLM embeddings API over the abc library
  * (README "Serving"). POSIX sockets and pthreads only; the library itself never sees a socket.
  *
- * Threads: one accept loop (the main thread), one thread per connection (at most --max-connections;
- * it reads and parses the request under the --timeout deadline, so a slow client only ever holds its
- * own connection thread), W workers each owning one abc_context over the shared abc_model and taking
- * jobs from one FIFO queue (at most --queue waiting, 503 beyond), and one thread waiting for
- * SIGINT/SIGTERM. */
+ * Threads: one accept loop (the main thread); connection threads, one per open connection and reused
+ * for the next (at most --max-connections; each reads and parses its request under the --timeout
+ * deadline, so a slow client only ever holds its own connection thread); W workers each owning one
+ * abc_context over the shared abc_model and taking jobs from one FIFO queue (at most --queue waiting,
+ * 503 beyond); and one thread waiting for SIGINT/SIGTERM. */
 #define _XOPEN_SOURCE 700
 #include "abc.h"
 #include "serve_api.h"
