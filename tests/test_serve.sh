@@ -395,7 +395,6 @@ chat "file://$ALLOW/../outside/secret.png" "x" >"$TMP/f.json"; post_label "file:
 chat "file://$ALLOW/%2e%2e/outside/secret.png" "x" >"$TMP/f.json"; post_label "file:// with %2e%2e" 403 'path_not_allowed' "$TMP/f.json"
 chat "file://$ALLOW/link.png" "x" >"$TMP/f.json"; post_label "file:// symlink escaping the directory" 403 'outside the directory' "$TMP/f.json"
 chat "file://$TMP/outside/secret.png" "x" >"$TMP/f.json"; post_label "file:// outside the directory" 403 'outside the directory' "$TMP/f.json"
-chat "file:///etc/passwd" "x" >"$TMP/f.json"; post_label "file:///etc/passwd" 403 'outside the directory' "$TMP/f.json"
 
 # slowloris: one byte every 300 ms; --timeout 3 drops it with 408 while other clients are served
 printf "POST /v1/embeddings HTTP/1.1\r\n${H}Content-Length: 20\r\n\r\n{\"input\":\"slowloris\"}" >"$TMP/slow.req"
