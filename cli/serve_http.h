@@ -36,7 +36,7 @@ typedef struct {
     size_t body_off, body_len; /* the body is buf[body_off .. body_off+body_len) once done */
     size_t consumed;         /* raw bytes of this request (a pipelined next request follows) */
     /* on HTTP_ERROR */
-    int status;              /* 400, 413, 414, 431, 501, 505 */
+    int status;              /* 400, 413, 414, 417, 431, 501, 505 */
     const char *error;       /* constant message */
 } http_request;
 
