@@ -251,6 +251,33 @@ test: build/bench_model
 
 .PHONY: bench-model-phi3v bench-model-q8
 
+# ---- abc serve (issue #23): tests/test_serve.sh drives ./abc serve and build/abc-san serve with
+# build/tool_http_load (load generator, raw-bytes client, decompression-bomb PNG writer) ----
+build/tool_http_load: tests/tool_http_load.c
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_http_load.c $(LDLIBS)
+
+test: build/tool_http_load
+
+# tests/fuzz/fuzz_http_request.c (HTTP parser + JSON body + /v1/embeddings decoding): standalone mutation
+# driver under ASan/UBSan; tests/test_fuzz_http.sh runs it briefly and, where clang has libFuzzer, a libFuzzer
+# build too. `make fuzz-http FUZZ_HTTP_SECONDS=300` runs the longer campaign of bench/RESULTS.md.
+SERVE_PARSE_SRC = cli/serve_http.c cli/serve_json.c cli/serve_api.c cli/serve_http.h cli/serve_json.h cli/serve_api.h
+build/fuzz_http_request: tests/fuzz/fuzz_http_request.c $(SERVE_PARSE_SRC) abc.h
+	@mkdir -p build
+	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -DFUZZ_HTTP_STANDALONE_MAIN -o $@ tests/fuzz/fuzz_http_request.c $(LDLIBS)
+
+test: build/fuzz_http_request
+
+# tests/test_serve_parse.c includes the three files
+build/test_serve_parse: $(SERVE_PARSE_SRC)
+
+FUZZ_HTTP_SECONDS ?= 300
+fuzz-http: build/fuzz_http_request
+	ABC_FUZZ_SECONDS=$(FUZZ_HTTP_SECONDS) tests/test_fuzz_http.sh
+
+.PHONY: fuzz-http
+
 # ---- the whole suite on other targets (tests/cross/run_cross.sh; CI runs `make test-cross`) ----
 # aarch64 with and without the dot-product extension and armv7 (armhf) under qemu-user, and the
 # scalar-only build (NO_SIMD) natively. Needs Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross,

@@ -20,6 +20,8 @@
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
+int cmd_serve(int argc, char **argv); /* cli/serve.c */
+
 static void print_main_usage(FILE *f) {
     fputs("usage: abc <command> [options]\n"
           "\n"
@@ -29,6 +31,7 @@ static void print_main_usage(FILE *f) {
           "  eval      MMEB-style retrieval evaluation (Precision@1) of a task file\n"
           "  tokenize  print the token ids of a text (no chat template)\n"
           "  info      describe a model file\n"
+          "  serve     HTTP server for the OpenAI/vLLM embeddings API\n"
           "  version   print the version\n"
           "\n"
           "Run 'abc <command> --help' for the options of a command.\n",
@@ -740,5 +743,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "search") == 0) return cmd_search(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1); /* cli/serve.c */
     return usage_error("unknown command '%s'", cmd);
 }
