@@ -308,6 +308,38 @@ static void test_png_zip_bomb(void) {
     free(w.out.p);
 }
 
+/* Stored (uncompressed) deflate blocks that each fit the raw size but together exceed it (issue #26, R1):
+ * a 1x1 RGB image is 4 raw bytes (filter byte + 3); two 4-byte stored blocks must be refused, not copied
+ * past the end of the output (a check against the whole output size instead of the room left would write
+ * 4 bytes out of bounds, which ASan reports). One 4-byte block alone decodes. */
+static void test_png_stored_blocks_overflow(void) {
+    const uint8_t raw[4] = {0, 11, 22, 33};
+    for (int blocks = 1; blocks <= 3; blocks++) {
+        bytes_buf z = {0}, b = {0};
+        put(&z, "\x78\x01", 2);
+        for (int i = 0; i < blocks; i++) {
+            uint8_t hdr[5] = {(uint8_t)(i == blocks - 1), 4, 0, 0xFB, 0xFF};
+            put(&z, hdr, 5);
+            put(&z, raw, 4);
+        }
+        put_be32(&z, adler32(raw, 4)); /* right for one block; never reached with more */
+        put_ihdr(&b, 1, 1, 8, 2, 0);
+        put_chunk(&b, "IDAT", z.p, z.len);
+        put_chunk(&b, "IEND", NULL, 0);
+        if (blocks == 1) {
+            abc_image img;
+            abc_error err;
+            CHECK(decode_buf(b.p, b.len, &img, &err) == ABC_OK, "one stored block: %s", err.message);
+            CHECK(img.width == 1 && img.height == 1 && memcmp(img.rgb, raw + 1, 3) == 0, "one stored block: pixels");
+            abc_image_free(&img);
+        } else {
+            expect_status(b.p, b.len, 0, ABC_ERR_IMAGE, "more bytes than the header", "stored blocks past the raw size");
+        }
+        free(z.p);
+        free(b.p);
+    }
+}
+
 static void test_ppm(void) {
     abc_image img;
     abc_error err;
@@ -643,6 +675,7 @@ int main(void) {
     RUN_TEST(test_png_small_cases);
     RUN_TEST(test_huge_headers_refused_before_allocating);
     RUN_TEST(test_png_zip_bomb);
+    RUN_TEST(test_png_stored_blocks_overflow);
     RUN_TEST(test_ppm);
     RUN_TEST(test_bad_arguments_and_formats);
     RUN_TEST(test_jpeg_unsupported_and_bad_tables);

@@ -136,6 +136,41 @@ static void test_tensor_entries(void) {
     free(c);
 }
 
+/* Tensor data pointing before the data section: into the header (offset 0), the metadata or the tensor
+ * directory (issue #26, R2). Each of these ranges lies inside the file, so only a check against the data
+ * section refuses them. The smallest tensor is used so that its bytes fit in each region. */
+static void test_tensor_data_outside_data_section(void) {
+    abc_error err = {0};
+    uint64_t meta_off = read_u64le(original + 24), meta_size = read_u64le(original + 32);
+    uint64_t dir = read_u64le(original + 40), dir_size = read_u64le(original + 48);
+    uint32_t n = read_u32le(original + 60);
+    uint64_t pos = dir, best = 0, best_bytes = UINT64_MAX;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t nbytes = read_u64le(original + pos + 56);
+        if (nbytes < best_bytes) best_bytes = nbytes, best = pos;
+        pos += 64 + ((read_u32le(original + pos) + 7) & ~(uint64_t)7);
+    }
+    CHECK(best_bytes <= 256, "smallest tensor has %llu bytes", (unsigned long long)best_bytes);
+    const struct { const char *what; uint64_t off, region_end; } cases[] = {
+        {"header", 0, ABC_HEADER_SIZE},
+        {"metadata", (meta_off + 63) & ~(uint64_t)63, meta_off + meta_size},
+        {"directory", (dir + 63) & ~(uint64_t)63, dir + dir_size},
+    };
+    uint8_t *c = mutable_copy();
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        CHECK(cases[k].off < cases[k].region_end, "%s: no aligned offset inside it", cases[k].what);
+        memcpy(c, original, original_size);
+        put_u64(c + best + 48, cases[k].off);
+        abc_status st = parse_copy(c, original_size, &err);
+        CHECK(st == ABC_ERR_FORMAT && strstr(err.message, "outside the file's data section"), "data in the %s: status %d (%s)",
+              cases[k].what, (int)st, err.message);
+    }
+    /* the unmodified entry still loads (the check is not simply refusing everything) */
+    memcpy(c, original, original_size);
+    CHECK(parse_copy(c, original_size, &err) == ABC_OK, "original: %s", err.message);
+    free(c);
+}
+
 /* Random byte flips anywhere in the header and directories: never a crash (ASan), always a status. */
 static void test_mutation_fuzz(void) {
     uint64_t dir_end = read_u64le(original + 40) + read_u64le(original + 48);
@@ -288,6 +323,7 @@ int main(void) {
     RUN_TEST(test_truncations);
     RUN_TEST(test_header_fields);
     RUN_TEST(test_tensor_entries);
+    RUN_TEST(test_tensor_data_outside_data_section);
     RUN_TEST(test_mutation_fuzz);
     RUN_TEST(test_allocation_failures);
     RUN_TEST(test_q8_tensors);
