@@ -192,3 +192,12 @@ test-scalar: all
 	tests/cross/run_cross.sh scalar
 
 .PHONY: test-cross test-scalar
+
+# ---- mutation check (issue #26): tests/mutate/run.sh applies each mutant of tests/mutate/mutants.txt to a
+# scratch copy of the tree (build/mutate/tree) and runs the tests that should kill it; prints killed/survived
+# per mutant and area and the score. Not part of `make test`. MUTANTS="ID or AREA ...": only those.
+MUTANTS ?=
+mutate:
+	tests/mutate/run.sh $(MUTANTS)
+
+.PHONY: mutate

@@ -34,7 +34,23 @@ static const char *test_current_name = "";
         putchar('\n');                                           \
     } while (0)
 
+/* ABC_TEST_ONLY="name1,name2": run only these tests (the others are not counted); `make mutate` uses it
+ * to run the tests that should kill a mutant and no others. */
+static int test_selected(const char *name) {
+    const char *only = getenv("ABC_TEST_ONLY");
+    if (!only || !*only) return 1;
+    size_t n = strlen(name);
+    for (const char *p = only; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        p += len + (end != NULL);
+    }
+    return 0;
+}
+
 static void run_named_test(const char *name, void (*fn)(void)) {
+    if (!test_selected(name)) return;
     test_current_name = name;
     test_current_failures = 0;
     test_current_skipped = 0;
