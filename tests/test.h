@@ -141,6 +141,11 @@ static inline test_diff test_compare_f32(const float *got, const float *ref, siz
 
 /* Last line of every test binary; exit status 1 when anything failed. */
 static int test_summary(void) {
+    const char *only = getenv("ABC_TEST_ONLY");
+    if (only && *only && test_passed + test_failed + test_skipped == 0) { /* a misspelt name must not pass */
+        printf("FAIL ABC_TEST_ONLY=%s matched no test\n", only);
+        test_failed++;
+    }
     printf("RESULT %d %d %d\n", test_passed, test_failed, test_skipped);
     return test_failed ? 1 : 0;
 }

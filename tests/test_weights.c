@@ -99,6 +99,11 @@ static void test_header_fields(void) {
     memcpy(c, original, 64);
     put_u64(c + 24, original_size + 8);
     CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "metadata"), "meta offset past end: %s", err.message);
+    /* a metadata section starting inside the 64-byte header (offset 8 is 8-aligned and inside the file) */
+    memcpy(c, original, 64);
+    put_u64(c + 24, 8);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "metadata section [8,"),
+          "meta offset in the header: %s", err.message);
     memcpy(c, original, 64);
     put_u64(c + 48, UINT64_MAX - 10);
     CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT, "huge directory size: %s", err.message);
@@ -130,6 +135,24 @@ static void test_tensor_entries(void) {
     memcpy(c, original, original_size);
     put_u32(c + dir + 8, 9);
     CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "rank"), "rank: %s", err.message);
+    /* two entries with the same name: layer 1's up_proj renamed to layer 0's (same length) */
+    {
+        static const char first[] = "model.layers.0.mlp.up_proj.weight", second[] = "model.layers.1.mlp.up_proj.weight";
+        uint64_t pos = dir, at_first = 0, at_second = 0;
+        for (uint32_t i = 0; i < read_u32le(original + 60); i++) {
+            uint32_t nl = read_u32le(original + pos);
+            if (nl == sizeof first - 1 && !memcmp(original + pos + 64, first, nl)) at_first = pos;
+            if (nl == sizeof second - 1 && !memcmp(original + pos + 64, second, nl)) at_second = pos;
+            pos += 64 + ((nl + 7) & ~(uint64_t)7);
+        }
+        CHECK(at_first && at_second, "up_proj entries not found");
+        if (at_first && at_second) {
+            memcpy(c, original, original_size);
+            memcpy(c + at_second + 64, first, sizeof first - 1);
+            CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "appears twice"),
+                  "duplicate tensor name: %s", err.message);
+        }
+    }
     memcpy(c, original, original_size);
     put_u32(c + dir, 0xFFFFFF);
     CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "name"), "name length: %s", err.message);
