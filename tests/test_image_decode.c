@@ -353,6 +353,18 @@ static void test_ppm(void) {
     CHECK(img.rgb[0] == 0 && img.rgb[3] == 119 && img.rgb[6] == 136 && img.rgb[9] == 255 && img.rgb[10] == 255,
           "P5 maxval 15: %d %d %d %d", img.rgb[0], img.rgb[3], img.rgb[6], img.rgb[9]);
     abc_image_free(&img);
+    /* maxvals whose scaled values are not integers (Pillow 13.0: round, not truncate): 1/100·255 = 2.55 → 3,
+     * 99 → 252.45 → 252, 50 → 127.5 → 128; P6 maxval 200: 3 → 3.825 → 4, 199 → 253.725 → 254 */
+    static const char p5_100[] = "P5\n5 1\n100\n\x00\x01\x32\x63\x64";
+    CHECK(decode_buf((const uint8_t *)p5_100, sizeof p5_100 - 1, &img, &err) == ABC_OK, "%s", err.message);
+    CHECK(img.rgb[0] == 0 && img.rgb[3] == 3 && img.rgb[6] == 128 && img.rgb[9] == 252 && img.rgb[12] == 255,
+          "P5 maxval 100: %d %d %d %d %d", img.rgb[0], img.rgb[3], img.rgb[6], img.rgb[9], img.rgb[12]);
+    abc_image_free(&img);
+    static const char p6_200[] = "P6\n2 1\n200\n\x01\x03\x05\xc7\x64\x65";
+    CHECK(decode_buf((const uint8_t *)p6_200, sizeof p6_200 - 1, &img, &err) == ABC_OK, "%s", err.message);
+    CHECK(img.rgb && !memcmp(img.rgb, "\x01\x04\x06\xfe\x80\x81", 6), "P6 maxval 200: %d %d %d %d %d %d", img.rgb[0],
+          img.rgb[1], img.rgb[2], img.rgb[3], img.rgb[4], img.rgb[5]);
+    abc_image_free(&img);
     static const uint8_t p5_16[] = {'P', '5', '\n', '4', ' ', '1', '\n', '6', '5', '5', '3', '5', '\n',
                                     0,   0,   0,    200, 1,  0,   0xFF, 0xFF};
     CHECK(decode_buf(p5_16, sizeof p5_16, &img, &err) == ABC_OK, "%s", err.message);
