@@ -370,3 +370,12 @@ fuzz: $(addprefix build/fuzz/,$(FUZZ_TARGETS)) build/tiny-abc.abc
 
 # tests/test_hostile.c includes cli/npy.c (the .npy reader's hostile cases)
 build/test_hostile: cli/npy.c cli/npy.h
+
+# ---- mutation check (issue #26): tests/mutate/run.sh applies each mutant of tests/mutate/mutants.txt to a
+# scratch copy of the tree (build/mutate/tree) and runs the tests that should kill it; prints killed/survived
+# per mutant and area and the score. Not part of `make test`. MUTANTS="ID or AREA ...": only those.
+MUTANTS ?=
+mutate:
+	tests/mutate/run.sh $(MUTANTS)
+
+.PHONY: mutate

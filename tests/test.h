@@ -34,7 +34,23 @@ static const char *test_current_name = "";
         putchar('\n');                                           \
     } while (0)
 
+/* ABC_TEST_ONLY="name1,name2": run only these tests (the others are not counted); `make mutate` uses it
+ * to run the tests that should kill a mutant and no others. */
+static int test_selected(const char *name) {
+    const char *only = getenv("ABC_TEST_ONLY");
+    if (!only || !*only) return 1;
+    size_t n = strlen(name);
+    for (const char *p = only; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return 1;
+        p += len + (end != NULL);
+    }
+    return 0;
+}
+
 static void run_named_test(const char *name, void (*fn)(void)) {
+    if (!test_selected(name)) return;
     test_current_name = name;
     test_current_failures = 0;
     test_current_skipped = 0;
@@ -125,6 +141,11 @@ static inline test_diff test_compare_f32(const float *got, const float *ref, siz
 
 /* Last line of every test binary; exit status 1 when anything failed. */
 static int test_summary(void) {
+    const char *only = getenv("ABC_TEST_ONLY");
+    if (only && *only && test_passed + test_failed + test_skipped == 0) { /* a misspelt name must not pass */
+        printf("FAIL ABC_TEST_ONLY=%s matched no test\n", only);
+        test_failed++;
+    }
     printf("RESULT %d %d %d\n", test_passed, test_failed, test_skipped);
     return test_failed ? 1 : 0;
 }

@@ -238,6 +238,7 @@ expect_error 2 "--min-pixels x" "min-pixels" embed -m "$MODEL_ABC" --text hi --m
 expect_error 1 "--min-pixels > --max-pixels" "min_pixels" embed -m "$MODEL_ABC" --text hi --min-pixels 802816 --max-pixels 200704
 expect_error 2 "--threads abc" "threads" embed -m "$MODEL_ABC" --text hi --threads abc
 expect_error 2 "--threads 0" "threads" embed -m "$MODEL_ABC" --text hi --threads 0
+expect_error 2 "--threads 1025 (the documented range is 1..1024)" "threads" embed -m "$MODEL_ABC" --text hi --threads 1025
 expect_error 2 "--threads -1" "threads" embed -m "$MODEL_ABC" --text hi --threads -1
 expect_error 2 "--threads 4x" "threads" embed -m "$MODEL_ABC" --text hi --threads 4x
 expect_error 2 "--threads 99999999999999999999" "threads" embed -m "$MODEL_ABC" --text hi --threads 99999999999999999999

@@ -139,6 +139,17 @@ sed -e 's/"use_rslora": false/"use_rslora": true/' -e 's/"alpha_pattern": {}/"al
 cp $FX/vlm2vec_dora_adapter/adapter_model.safetensors $OUT/rslora/
 expect "convert with use_rslora + alpha_pattern" $CONV $FX/base -o $OUT/rslora.abc --preset vlm2vec --merge-adapter $OUT/rslora --quiet
 for f in $REF/rslora.*.npy; do b=$(basename "$f" .npy); expect "rslora/alpha_pattern merge ${b#rslora.}" $CHECK vs-npy $OUT/rslora.abc "${b#rslora.}" "$f" 1e-6; done
+# rank_pattern and alpha_pattern that differ from r and lora_alpha (every module's rank 16 or 4 where r is 8;
+# q_proj's alpha 24 or 48 where lora_alpha is 16): an adapter made by peft itself, against peft's own
+# merge_and_unload (tests/gen_pattern_adapter.py)
+expect "convert with a peft-made rank_pattern/alpha_pattern adapter" $CONV $FX/base -o $OUT/pattern.abc --preset vlm2vec --merge-adapter $FX/pattern_adapter --quiet
+n_pat=0
+for f in $REF/pattern.*.npy; do
+    b=$(basename "$f" .npy); n_pat=$((n_pat + 1))
+    expect "rank/alpha_pattern merge matches peft ${b#pattern.}" $CHECK vs-npy $OUT/pattern.abc "${b#pattern.}" "$f" 1e-6
+done
+expect_eq "peft pattern references (4 modules x 2 layers)" 8 echo $n_pat
+expect "the pattern check can fail (another adapter's q_proj merge is not this one)" bash -c "! $CHECK vs-npy $OUT/vlm2vec_f32.abc model.layers.1.self_attn.q_proj.weight $REF/pattern.model.layers.1.self_attn.q_proj.weight.npy 1e-3"
 # untouched tensors: exactly the checkpoint's values (f32 widening, bf16 identity), f16 correctly rounded
 S1=$FX/base/model-00001-of-00002.safetensors
 S2=$FX/base/model-00002-of-00002.safetensors

@@ -308,6 +308,38 @@ static void test_png_zip_bomb(void) {
     free(w.out.p);
 }
 
+/* Stored (uncompressed) deflate blocks that each fit the raw size but together exceed it (issue #26, R1):
+ * a 1x1 RGB image is 4 raw bytes (filter byte + 3); two 4-byte stored blocks must be refused, not copied
+ * past the end of the output (a check against the whole output size instead of the room left would write
+ * 4 bytes out of bounds, which ASan reports). One 4-byte block alone decodes. */
+static void test_png_stored_blocks_overflow(void) {
+    const uint8_t raw[4] = {0, 11, 22, 33};
+    for (int blocks = 1; blocks <= 3; blocks++) {
+        bytes_buf z = {0}, b = {0};
+        put(&z, "\x78\x01", 2);
+        for (int i = 0; i < blocks; i++) {
+            uint8_t hdr[5] = {(uint8_t)(i == blocks - 1), 4, 0, 0xFB, 0xFF};
+            put(&z, hdr, 5);
+            put(&z, raw, 4);
+        }
+        put_be32(&z, adler32(raw, 4)); /* right for one block; never reached with more */
+        put_ihdr(&b, 1, 1, 8, 2, 0);
+        put_chunk(&b, "IDAT", z.p, z.len);
+        put_chunk(&b, "IEND", NULL, 0);
+        if (blocks == 1) {
+            abc_image img;
+            abc_error err;
+            CHECK(decode_buf(b.p, b.len, &img, &err) == ABC_OK, "one stored block: %s", err.message);
+            CHECK(img.width == 1 && img.height == 1 && memcmp(img.rgb, raw + 1, 3) == 0, "one stored block: pixels");
+            abc_image_free(&img);
+        } else {
+            expect_status(b.p, b.len, 0, ABC_ERR_IMAGE, "more bytes than the header", "stored blocks past the raw size");
+        }
+        free(z.p);
+        free(b.p);
+    }
+}
+
 static void test_ppm(void) {
     abc_image img;
     abc_error err;
@@ -320,6 +352,18 @@ static void test_ppm(void) {
     CHECK(decode_buf((const uint8_t *)p5_15, sizeof p5_15 - 1, &img, &err) == ABC_OK, "%s", err.message);
     CHECK(img.rgb[0] == 0 && img.rgb[3] == 119 && img.rgb[6] == 136 && img.rgb[9] == 255 && img.rgb[10] == 255,
           "P5 maxval 15: %d %d %d %d", img.rgb[0], img.rgb[3], img.rgb[6], img.rgb[9]);
+    abc_image_free(&img);
+    /* maxvals whose scaled values are not integers (Pillow 13.0: round, not truncate): 1/100·255 = 2.55 → 3,
+     * 99 → 252.45 → 252, 50 → 127.5 → 128; P6 maxval 200: 3 → 3.825 → 4, 199 → 253.725 → 254 */
+    static const char p5_100[] = "P5\n5 1\n100\n\x00\x01\x32\x63\x64";
+    CHECK(decode_buf((const uint8_t *)p5_100, sizeof p5_100 - 1, &img, &err) == ABC_OK, "%s", err.message);
+    CHECK(img.rgb[0] == 0 && img.rgb[3] == 3 && img.rgb[6] == 128 && img.rgb[9] == 252 && img.rgb[12] == 255,
+          "P5 maxval 100: %d %d %d %d %d", img.rgb[0], img.rgb[3], img.rgb[6], img.rgb[9], img.rgb[12]);
+    abc_image_free(&img);
+    static const char p6_200[] = "P6\n2 1\n200\n\x01\x03\x05\xc7\x64\x65";
+    CHECK(decode_buf((const uint8_t *)p6_200, sizeof p6_200 - 1, &img, &err) == ABC_OK, "%s", err.message);
+    CHECK(img.rgb && !memcmp(img.rgb, "\x01\x04\x06\xfe\x80\x81", 6), "P6 maxval 200: %d %d %d %d %d %d", img.rgb[0],
+          img.rgb[1], img.rgb[2], img.rgb[3], img.rgb[4], img.rgb[5]);
     abc_image_free(&img);
     static const uint8_t p5_16[] = {'P', '5', '\n', '4', ' ', '1', '\n', '6', '5', '5', '3', '5', '\n',
                                     0,   0,   0,    200, 1,  0,   0xFF, 0xFF};
@@ -643,6 +687,7 @@ int main(void) {
     RUN_TEST(test_png_small_cases);
     RUN_TEST(test_huge_headers_refused_before_allocating);
     RUN_TEST(test_png_zip_bomb);
+    RUN_TEST(test_png_stored_blocks_overflow);
     RUN_TEST(test_ppm);
     RUN_TEST(test_bad_arguments_and_formats);
     RUN_TEST(test_jpeg_unsupported_and_bad_tables);

@@ -567,6 +567,52 @@ static thread_pool *make_q8_pool(int threads, q8_variant v) {
     return pool;
 }
 
+/* The outlier rule's boundary, "more than Q8_OUTLIER_GAP (4) times" the rest (issue #26, M7): a block of
+ * thirty 1.0s with {4, 3.5} (ratio 3.5) and with {8, 4} (ratio exactly 4) keeps everything (scale amax/127);
+ * {8, 4.0000005} (just above) sets both aside (scale 1/127). The definition, then every variant's quantizer
+ * on the same blocks. */
+static void test_q8_outlier_gap_boundary(void) {
+    static const struct { float a, b; uint32_t mask; float scale; } cases[] = {
+        {4.0f, 3.5f, 0, 4.0f / 127},
+        {8.0f, 4.0f, 0, 8.0f / 127},
+        {8.0f, 0x1.000002p+2f, 0x3, 1.0f / 127},
+        {-4.0f, -3.0f, 0, 4.0f / 127},
+        {-9.0f, 4.5f, 0x3, 1.0f / 127},
+    };
+    enum { N = sizeof cases / sizeof *cases };
+    float x[N * Q8_BLOCK];
+    int8_t q[Q8_BLOCK];
+    int want_outliers = 0;
+    for (int c = 0; c < N; c++) {
+        float *xb = x + c * Q8_BLOCK;
+        for (int k = 0; k < Q8_BLOCK; k++) xb[k] = (k % 2 ? -1.0f : 1.0f);
+        xb[0] = cases[c].a, xb[1] = cases[c].b;
+        uint32_t mask;
+        float d = q8_quantize_block(xb, q, &mask);
+        CHECK(mask == cases[c].mask && d == cases[c].scale, "block {%g, %g, 1.0...}: mask %#x scale %.5g, want %#x %.5g",
+              cases[c].a, cases[c].b, mask, d, cases[c].mask, cases[c].scale);
+        want_outliers += __builtin_popcount(cases[c].mask);
+    }
+    q8_variant v[KERNEL_PATH_COUNT + 1];
+    int count = q8_variants(v);
+    size_t bytes = (size_t)N * Q8_ROWS_BLOCK_BYTES(Q8_MR_MAX);
+    uint8_t *want = malloc(bytes), *got = malloc(bytes);
+    q8_outlier want_out[Q8_GROUP_OUTLIERS], got_out[Q8_GROUP_OUTLIERS];
+    for (int p = 0; p < count; p++) {
+        thread_pool *pool = make_q8_pool(1, v[p]);
+        if (!pool) break;
+        const q8_kernels *k = q8_kernels_for(pool);
+        int n_want = 0, n_got = 0;
+        q8_pack_rows_scalar(want, k->mr, x, N * Q8_BLOCK, 1, N, want_out, &n_want);
+        k->pack_rows(got, k->mr, x, N * Q8_BLOCK, 1, N, got_out, &n_got);
+        CHECK(n_want == want_outliers && n_got == n_want && memcmp(want_out, got_out, (size_t)n_got * sizeof *got_out) == 0,
+              "%s: %d outliers (scalar %d), want %d", k->name, n_got, n_want, want_outliers);
+        CHECK(memcmp(want, got, (size_t)N * Q8_ROWS_BLOCK_BYTES(k->mr)) == 0, "%s: packed blocks differ", k->name);
+        thread_pool_free(pool);
+    }
+    free(want), free(got);
+}
+
 /* Each variant's quantizer writes the same packed rows as the scalar definition. */
 static void test_q8_pack_rows_all_paths(void) {
     q8_variant v[KERNEL_PATH_COUNT + 1];
@@ -960,6 +1006,61 @@ static void test_norms(void) {
     }
 }
 
+/* Rows whose variance (LayerNorm) or mean square (RMSNorm) is near or below eps, on every kernel path
+ * (issue #26, M6): x = ±1e-3 with eps 1e-6 normalises to ±1e-3/sqrt(2e-6) = ±0.70711, where a misplaced eps
+ * (1/(sqrt(var)+eps)) gives ±0.999; ±1e-4 is dominated by eps (±0.099504). Ordinary activations (variance
+ * ~1) cannot tell these apart. References in double from the float inputs. */
+static void test_norms_low_variance_rows(void) {
+    int paths[KERNEL_PATH_COUNT];
+    int count = available_paths(paths);
+    static const int64_t dims[] = {1, 7, 64, 1537};
+    static const float amps[] = {1e-3f, 1e-4f, 3e-3f};
+    enum { ROWS = 3, MAX_DIM = 1537 };
+    float *x = malloc(ROWS * MAX_DIM * sizeof(float)), *w = malloc(MAX_DIM * sizeof(float));
+    float *b = malloc(MAX_DIM * sizeof(float)), *y = malloc(ROWS * MAX_DIM * sizeof(float));
+    for (int64_t i = 0; i < MAX_DIM; i++) w[i] = 1.0f + 0.5f * (float)(i % 3), b[i] = 0.25f * (float)(i % 2);
+    for (int p = 0; p < count; p++) {
+        thread_pool *pool = make_pool(2, paths[p]);
+        if (!pool) break;
+        for (size_t d = 0; d < sizeof dims / sizeof *dims; d++) {
+            const int64_t dim = dims[d];
+            for (int r = 0; r < ROWS; r++) /* alternating signs; an odd dim leaves a nonzero mean for LayerNorm */
+                for (int64_t i = 0; i < dim; i++) x[r * dim + i] = (i % 2 ? -amps[r] : amps[r]);
+            const double eps = 1e-6;
+            double worst_rms = 0, worst_ln = 0;
+            rms_norm(pool, y, x, w, ROWS, dim, (float)eps);
+            for (int r = 0; r < ROWS; r++) {
+                double ss = 0;
+                for (int64_t i = 0; i < dim; i++) ss += (double)x[r * dim + i] * x[r * dim + i];
+                double inv = 1 / sqrt(ss / dim + eps);
+                for (int64_t i = 0; i < dim; i++)
+                    worst_rms = test_max(worst_rms, fabs(y[r * dim + i] - w[i] * x[r * dim + i] * inv));
+            }
+            if (dim == 64) /* the named case: ±1e-3 → ±0.70711 (w = 1 at i = 0) */
+                CHECK(fabs(y[0] - 0.70710678) < 1e-5, "%s rms_norm of ±1e-3: %.7g, want 0.7071068", kernel_path_name(paths[p]), y[0]);
+            layer_norm(pool, y, x, w, b, ROWS, dim, (float)eps);
+            for (int r = 0; r < ROWS; r++) {
+                double mean = 0, var = 0;
+                for (int64_t i = 0; i < dim; i++) mean += x[r * dim + i];
+                mean /= dim;
+                for (int64_t i = 0; i < dim; i++) var += (x[r * dim + i] - mean) * (x[r * dim + i] - mean);
+                double inv = 1 / sqrt(var / dim + eps);
+                for (int64_t i = 0; i < dim; i++)
+                    worst_ln = test_max(worst_ln, fabs(y[r * dim + i] - ((x[r * dim + i] - mean) * inv * w[i] + b[i])));
+            }
+            if (dim == 64)
+                CHECK(fabs(y[0] - 0.70710678) < 1e-5, "%s layer_norm of ±1e-3: %.7g, want 0.7071068", kernel_path_name(paths[p]), y[0]);
+            /* outputs are at most ~2.2 in size; float rounding of inv and the products stays far below 1e-5 */
+            CHECK(worst_rms <= 1e-5, "%s rms_norm dim %lld low-variance rows: error %.3g", kernel_path_name(paths[p]),
+                  (long long)dim, worst_rms);
+            CHECK(worst_ln <= 1e-5, "%s layer_norm dim %lld low-variance rows: error %.3g", kernel_path_name(paths[p]),
+                  (long long)dim, worst_ln);
+        }
+        thread_pool_free(pool);
+    }
+    free(x), free(w), free(b), free(y);
+}
+
 /* norm_sum and norm_apply on every path give the scalar definition's bits: lengths around the 16
  * partial sums and the vector widths, a shift, outliers, signed zeros, in place and without a bias. */
 static void test_norm_kernels_all_paths(void) {
@@ -1164,6 +1265,7 @@ int main(void) {
     RUN_TEST(test_q8_quantize_block);
     RUN_TEST(test_q8_tensor_row);
     RUN_TEST(test_q8_pack_rows_all_paths);
+    RUN_TEST(test_q8_outlier_gap_boundary);
     RUN_TEST(test_q8_strip_outliers_all_paths);
     RUN_TEST(test_q8_matmul_all_paths);
     RUN_TEST(test_q8_non_finite);
@@ -1173,6 +1275,7 @@ int main(void) {
     RUN_TEST(test_shared_buffer_fallback);
     RUN_TEST(test_norms);
     RUN_TEST(test_norm_kernels_all_paths);
+    RUN_TEST(test_norms_low_variance_rows);
     RUN_TEST(test_rotate_half_all_paths);
     RUN_TEST(test_sigmoid_gate_all_paths);
     RUN_TEST(test_elementwise_threads);

@@ -220,6 +220,22 @@ static void run_case_tokens(const model_case *c, int threads, float *out_embeddi
     test_npy_free(&ids);
 }
 
+/* ABC's pooling rule on its own (issue #26: only one fixture case had an id-0 token): rows whose token id
+ * is 0 are left out of the sum but the sum is divided by all L rows; VLM2Vec takes the last row. */
+static void test_pooling_rules(void) {
+    enum { L = 5, H = 3 };
+    const float hidden[L * H] = {1, 2, 3, 100, 200, 300, 4, 5, 6, -7, 8, 9, 10, 20, 40};
+    const int32_t ids[L] = {17, 0, 9, 0, 151655};
+    double acc[H];
+    float out[H];
+    pool_mean_nonzero(hidden, ids, L, H, acc, out);
+    const float want[H] = {(1 + 4 + 10) / 5.0f, (2 + 5 + 20) / 5.0f, (3 + 6 + 40) / 5.0f};
+    CHECK(out[0] == want[0] && out[1] == want[1] && out[2] == want[2], "mean over ids != 0: %g %g %g, want %g %g %g",
+          out[0], out[1], out[2], want[0], want[1], want[2]);
+    pool_last(hidden, L, H, out);
+    CHECK(out[0] == 10 && out[1] == 20 && out[2] == 40, "last row: %g %g %g", out[0], out[1], out[2]);
+}
+
 static void test_fixture_cases_tokens(void) {
     for (int i = 0; i < N_CASES; i++) run_case_tokens(&CASES[i], 3, NULL);
 }
@@ -859,6 +875,7 @@ int main(void) {
     }
     RUN_TEST(test_description);
     RUN_TEST(test_position_rules);
+    RUN_TEST(test_pooling_rules);
     RUN_TEST(test_fixture_cases_tokens);
     RUN_TEST(test_fixture_cases_embed);
     RUN_TEST(test_threads_identical);

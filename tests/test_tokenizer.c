@@ -410,6 +410,11 @@ static void test_pretokenizer_regex(void) {
         {"Hello world", "Hello| world"},
         {"I'm sure you'll see it; DON'T they've?", "I|'m| sure| you|'ll| see| it|;| DON|'T| they|'ve|?"},
         {"'Re'rE'vE'LL'lL'D'x", "'Re|'rE|'vE|'LL|'lL|'D|'x"},
+        /* upper- and mixed-case contractions followed by letters (issue #26, T2): (?i) makes 'S a
+         * contraction of its own; case-sensitive matching would give SHE|'SGONE */
+        {"SHE'SGONE", "SHE|'S|GONE"},
+        {"WE'REHERE THEY'LLGO I'MOK YOU'VEBEEN HE'DGO CAN'TSTOP", "WE|'RE|HERE| THEY|'LL|GO| I|'M|OK| YOU|'VE|BEEN| HE|'D|GO| CAN|'T|STOP"},
+        {"x'Rex'rEx'Llx'lLx'Vex'vE", "x|'Re|x|'rE|x|'Ll|x|'lL|x|'Ve|x|'vE"},
         {"it's'", "it|'s|'"},
         {"'", "'"},
         {"a'", "a|'"},

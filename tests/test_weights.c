@@ -99,6 +99,11 @@ static void test_header_fields(void) {
     memcpy(c, original, 64);
     put_u64(c + 24, original_size + 8);
     CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "metadata"), "meta offset past end: %s", err.message);
+    /* a metadata section starting inside the 64-byte header (offset 8 is 8-aligned and inside the file) */
+    memcpy(c, original, 64);
+    put_u64(c + 24, 8);
+    CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "metadata section [8,"),
+          "meta offset in the header: %s", err.message);
     memcpy(c, original, 64);
     put_u64(c + 48, UINT64_MAX - 10);
     CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT, "huge directory size: %s", err.message);
@@ -130,9 +135,62 @@ static void test_tensor_entries(void) {
     memcpy(c, original, original_size);
     put_u32(c + dir + 8, 9);
     CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "rank"), "rank: %s", err.message);
+    /* two entries with the same name: layer 1's up_proj renamed to layer 0's (same length) */
+    {
+        static const char first[] = "model.layers.0.mlp.up_proj.weight", second[] = "model.layers.1.mlp.up_proj.weight";
+        uint64_t pos = dir, at_first = 0, at_second = 0;
+        for (uint32_t i = 0; i < read_u32le(original + 60); i++) {
+            uint32_t nl = read_u32le(original + pos);
+            if (nl == sizeof first - 1 && !memcmp(original + pos + 64, first, nl)) at_first = pos;
+            if (nl == sizeof second - 1 && !memcmp(original + pos + 64, second, nl)) at_second = pos;
+            pos += 64 + ((nl + 7) & ~(uint64_t)7);
+        }
+        CHECK(at_first && at_second, "up_proj entries not found");
+        if (at_first && at_second) {
+            memcpy(c, original, original_size);
+            memcpy(c + at_second + 64, first, sizeof first - 1);
+            CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "appears twice"),
+                  "duplicate tensor name: %s", err.message);
+        }
+    }
     memcpy(c, original, original_size);
     put_u32(c + dir, 0xFFFFFF);
     CHECK(parse_copy(c, original_size, &err) == ABC_ERR_FORMAT && strstr(err.message, "name"), "name length: %s", err.message);
+    free(c);
+}
+
+/* Tensor data pointing before the data section: into the header (offset 0), the metadata or the tensor
+ * directory (issue #26, R2). Each of these ranges lies inside the file, so only a check against the data
+ * section refuses them. The smallest tensor is used so that its bytes fit in each region. */
+static void test_tensor_data_outside_data_section(void) {
+    abc_error err = {0};
+    uint64_t meta_off = read_u64le(original + 24), meta_size = read_u64le(original + 32);
+    uint64_t dir = read_u64le(original + 40), dir_size = read_u64le(original + 48);
+    uint32_t n = read_u32le(original + 60);
+    uint64_t pos = dir, best = 0, best_bytes = UINT64_MAX;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t nbytes = read_u64le(original + pos + 56);
+        if (nbytes < best_bytes) best_bytes = nbytes, best = pos;
+        pos += 64 + ((read_u32le(original + pos) + 7) & ~(uint64_t)7);
+    }
+    CHECK(best_bytes <= 256, "smallest tensor has %llu bytes", (unsigned long long)best_bytes);
+    const struct { const char *what; uint64_t off, region_end; } cases[] = {
+        {"header", 0, ABC_HEADER_SIZE},
+        {"metadata", (meta_off + 63) & ~(uint64_t)63, meta_off + meta_size},
+        {"directory", (dir + 63) & ~(uint64_t)63, dir + dir_size},
+    };
+    uint8_t *c = mutable_copy();
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        CHECK(cases[k].off < cases[k].region_end, "%s: no aligned offset inside it", cases[k].what);
+        memcpy(c, original, original_size);
+        put_u64(c + best + 48, cases[k].off);
+        abc_status st = parse_copy(c, original_size, &err);
+        CHECK(st == ABC_ERR_FORMAT && strstr(err.message, "outside the file's data section"), "data in the %s: status %d (%s)",
+              cases[k].what, (int)st, err.message);
+    }
+    /* the unmodified entry still loads (the check is not simply refusing everything) */
+    memcpy(c, original, original_size);
+    CHECK(parse_copy(c, original_size, &err) == ABC_OK, "original: %s", err.message);
     free(c);
 }
 
@@ -288,6 +346,7 @@ int main(void) {
     RUN_TEST(test_truncations);
     RUN_TEST(test_header_fields);
     RUN_TEST(test_tensor_entries);
+    RUN_TEST(test_tensor_data_outside_data_section);
     RUN_TEST(test_mutation_fuzz);
     RUN_TEST(test_allocation_failures);
     RUN_TEST(test_q8_tensors);
