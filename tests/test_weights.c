@@ -175,7 +175,7 @@ static void test_tensor_data_outside_data_section(void) {
     }
     CHECK(best_bytes <= 256, "smallest tensor has %llu bytes", (unsigned long long)best_bytes);
     const struct { const char *what; uint64_t off, region_end; } cases[] = {
-        {"header", 0, ABC_HEADER_SIZE},
+        {"header", 0, ABC_FILE_HEADER_SIZE},
         {"metadata", (meta_off + 63) & ~(uint64_t)63, meta_off + meta_size},
         {"directory", (dir + 63) & ~(uint64_t)63, dir + dir_size},
     };
