@@ -97,19 +97,6 @@ static void print_info_usage(FILE *f) {
     fputs("usage: abc info -m MODEL\n\nPrints the model's description and key sizes.\n", f);
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 1, 2)))
-#endif
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("abc: usage error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n(run 'abc --help' or 'abc <command> --help')\n", stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
 /* "abc: error: <status string>: <message>[ (<context>)]"; the context is added only when the message
  * does not already mention it, so every message names the file involved. */
 static int report(abc_status status, const char *message, const char *context) {
@@ -124,37 +111,7 @@ static int report_io(const char *message) { return report(ABC_ERR_IO, message, N
 
 /* ---- argument parsing helpers ---- */
 
-typedef struct {
-    int argc;
-    char **argv;
-    int i;          /* index of the argument being looked at */
-    bool bad;       /* a usage error was reported */
-} arg_cursor;
-
-/* If the current argument is option `name` (or `alias`), stores its value — from "--name=VALUE" or
- * the next argument — and returns true. A missing value is a usage error (c->bad). */
-static bool take_value(arg_cursor *c, const char *name, const char *alias, const char **value) {
-    const char *arg = c->argv[c->i];
-    const char *names[2] = {name, alias};
-    for (int k = 0; k < 2; k++) {
-        if (!names[k]) continue;
-        size_t n = strlen(names[k]);
-        if (strncmp(arg, names[k], n) != 0) continue;
-        if (arg[n] == '=' && names[k][1] == '-') {
-            *value = arg + n + 1;
-            return true;
-        }
-        if (arg[n] != 0) continue;
-        if (c->i + 1 >= c->argc) {
-            usage_error("option %s needs a value", names[k]);
-            c->bad = true;
-            return true;
-        }
-        *value = c->argv[++c->i];
-        return true;
-    }
-    return false;
-}
+/* Arguments are walked with common.h's cli_args / cli_take (shared with batch, search and eval). */
 
 /* A pixel budget: 784 (one 28×28 token) to 2^40. */
 static bool parse_pixels(const char *option, const char *v, long long *out) {
@@ -162,7 +119,7 @@ static bool parse_pixels(const char *option, const char *v, long long *out) {
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (errno || end == v || *end || n < 784 || n > (1LL << 40)) {
-        usage_error("%s must be an integer from 784 (one 28x28 token) to 2^40, not '%s'", option, v);
+        cli_usage_error("%s must be an integer from 784 (one 28x28 token) to 2^40, not '%s'", option, v);
         return false;
     }
     *out = n;
@@ -172,17 +129,6 @@ static bool parse_pixels(const char *option, const char *v, long long *out) {
 static bool is_flag(const char *arg, const char *name) { return strcmp(arg, name) == 0; }
 
 static bool is_help(const char *arg) { return is_flag(arg, "-h") || is_flag(arg, "--help"); }
-
-/* Whole-string decimal integer in [lo, hi]. */
-static bool parse_int(const char *s, long lo, long hi, long *out) {
-    if (!s || !*s) return false;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
 
 /* "T,H,W" with positive integers. */
 static bool parse_grid(const char *s, int grid[3]) {
@@ -306,78 +252,78 @@ typedef struct {
 
 static int parse_embed_args(int argc, char **argv, embed_options *o) {
     memset(o, 0, sizeof *o);
-    arg_cursor c = {argc, argv, 1, false};
+    cli_args c = {argc, argv, 1, false};
     for (; c.i < argc; c.i++) {
         const char *arg = argv[c.i], *v = NULL;
         if (is_help(arg)) {
             print_embed_usage(stdout);
             return -1;
         }
-        if (take_value(&c, "--model", "-m", &o->model)) {
+        if (cli_take(&c, "--model", "-m", &o->model)) {
         } else if (is_flag(arg, "--json")) {
             o->json = true;
-        } else if (take_value(&c, "--image", NULL, &o->image)) {
-        } else if (take_value(&c, "--text", NULL, &o->text)) {
-        } else if (take_value(&c, "--prompt", NULL, &o->prompt)) {
-        } else if (take_value(&c, "--output", "-o", &o->output)) {
-        } else if (take_value(&c, "--dump", NULL, &o->dump)) {
-        } else if (take_value(&c, "--stop-after", NULL, &o->stop_after)) {
-        } else if (take_value(&c, "--input-ids", NULL, &o->input_ids)) {
-        } else if (take_value(&c, "--pixel-values", NULL, &o->pixel_values)) {
-        } else if (take_value(&c, "--grid", NULL, &o->grid)) {
-        } else if (take_value(&c, "--role", NULL, &v)) {
+        } else if (cli_take(&c, "--image", NULL, &o->image)) {
+        } else if (cli_take(&c, "--text", NULL, &o->text)) {
+        } else if (cli_take(&c, "--prompt", NULL, &o->prompt)) {
+        } else if (cli_take(&c, "--output", "-o", &o->output)) {
+        } else if (cli_take(&c, "--dump", NULL, &o->dump)) {
+        } else if (cli_take(&c, "--stop-after", NULL, &o->stop_after)) {
+        } else if (cli_take(&c, "--input-ids", NULL, &o->input_ids)) {
+        } else if (cli_take(&c, "--pixel-values", NULL, &o->pixel_values)) {
+        } else if (cli_take(&c, "--grid", NULL, &o->grid)) {
+        } else if (cli_take(&c, "--role", NULL, &v)) {
             if (c.bad) return EXIT_USAGE;
             if (strcmp(v, "query") == 0) o->role = ABC_ROLE_QUERY;
             else if (strcmp(v, "candidate") == 0) o->role = ABC_ROLE_CANDIDATE;
             else if (strcmp(v, "auto") == 0) o->role = ABC_ROLE_AUTO;
-            else return usage_error("--role must be query, candidate or auto, not '%s'", v);
-        } else if (take_value(&c, "--min-pixels", NULL, &v)) {
+            else return cli_usage_error("--role must be query, candidate or auto, not '%s'", v);
+        } else if (cli_take(&c, "--min-pixels", NULL, &v)) {
             if (c.bad || !parse_pixels("--min-pixels", v, &o->min_pixels)) return EXIT_USAGE;
-        } else if (take_value(&c, "--max-pixels", NULL, &v)) {
+        } else if (cli_take(&c, "--max-pixels", NULL, &v)) {
             if (c.bad || !parse_pixels("--max-pixels", v, &o->max_pixels)) return EXIT_USAGE;
-        } else if (take_value(&c, "--num-crops", NULL, &v)) {
+        } else if (cli_take(&c, "--num-crops", NULL, &v)) {
             long n;
             if (c.bad) return EXIT_USAGE;
-            if (!parse_int(v, 1, 4096, &n))
-                return usage_error("--num-crops must be an integer from 1 to 4096, not '%s'", v);
+            if (!cli_parse_long(v, 1, 4096, &n))
+                return cli_usage_error("--num-crops must be an integer from 1 to 4096, not '%s'", v);
             o->num_crops = (int)n;
         } else if (is_flag(arg, "--no-mmap")) {
             o->no_mmap = true;
-        } else if (take_value(&c, "--max-image-pixels", NULL, &v)) {
+        } else if (cli_take(&c, "--max-image-pixels", NULL, &v)) {
             long n;
             if (c.bad) return EXIT_USAGE;
-            if (!parse_int(v, 1, LONG_MAX, &n))
-                return usage_error("--max-image-pixels must be a positive integer, not '%s'", v);
+            if (!cli_parse_long(v, 1, LONG_MAX, &n))
+                return cli_usage_error("--max-image-pixels must be a positive integer, not '%s'", v);
             o->max_image_pixels = (size_t)n;
-        } else if (take_value(&c, "--max-decode-ratio", NULL, &v)) {
+        } else if (cli_take(&c, "--max-decode-ratio", NULL, &v)) {
             long n;
             if (c.bad) return EXIT_USAGE;
-            if (!parse_int(v, 1, LONG_MAX, &n))
-                return usage_error("--max-decode-ratio must be a positive integer, not '%s'", v);
+            if (!cli_parse_long(v, 1, LONG_MAX, &n))
+                return cli_usage_error("--max-decode-ratio must be a positive integer, not '%s'", v);
             o->max_decode_ratio = (size_t)n;
-        } else if (take_value(&c, "--threads", "-t", &v)) {
+        } else if (cli_take(&c, "--threads", "-t", &v)) {
             long n;
             if (c.bad) return EXIT_USAGE;
-            if (!parse_int(v, 1, 1024, &n))
-                return usage_error("--threads must be an integer from 1 to 1024, not '%s'", v);
+            if (!cli_parse_long(v, 1, 1024, &n))
+                return cli_usage_error("--threads must be an integer from 1 to 1024, not '%s'", v);
             o->threads = (int)n;
         } else {
-            return usage_error("embed: unknown %s '%s'", arg[0] == '-' ? "option" : "argument", arg);
+            return cli_usage_error("embed: unknown %s '%s'", arg[0] == '-' ? "option" : "argument", arg);
         }
         if (c.bad) return EXIT_USAGE;
     }
-    if (!o->model) return usage_error("embed: -m MODEL is required");
+    if (!o->model) return cli_usage_error("embed: -m MODEL is required");
     bool raw = o->input_ids || o->pixel_values || o->grid;
     if (raw) {
         if (o->image || o->text || o->prompt)
-            return usage_error("--input-ids/--pixel-values cannot be combined with --image, --text or --prompt");
-        if (!o->input_ids) return usage_error("--pixel-values needs --input-ids");
-        if (!o->pixel_values != !o->grid) return usage_error("--pixel-values and --grid go together");
+            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text or --prompt");
+        if (!o->input_ids) return cli_usage_error("--pixel-values needs --input-ids");
+        if (!o->pixel_values != !o->grid) return cli_usage_error("--pixel-values and --grid go together");
     } else if (!o->image && !o->text && !o->prompt) {
-        return usage_error("embed: nothing to embed (give --image, --text or --prompt)");
+        return cli_usage_error("embed: nothing to embed (give --image, --text or --prompt)");
     }
     if (o->stop_after && strcmp(o->stop_after, "preprocess") != 0 && !is_stage_name(o->stop_after))
-        return usage_error("--stop-after must be 'preprocess' or a stage name, not '%s'", o->stop_after);
+        return cli_usage_error("--stop-after must be 'preprocess' or a stage name, not '%s'", o->stop_after);
     return EXIT_OK;
 }
 
@@ -479,7 +425,7 @@ static int cmd_embed(int argc, char **argv) {
     if (rc != EXIT_OK) return rc;
     int grid[3];
     if (o.grid && !parse_grid(o.grid, grid))
-        return usage_error("--grid must be three positive integers T,H,W, not '%s'", o.grid);
+        return cli_usage_error("--grid must be three positive integers T,H,W, not '%s'", o.grid);
 
     char msg[512];
     if (o.dump && make_dirs(o.dump, msg, sizeof msg) != 0) return report_io(msg);
@@ -623,7 +569,7 @@ static bool put_json_string(const char *str, size_t n) {
 static int cmd_tokenize(int argc, char **argv) {
     const char *model_path = NULL, *text = NULL;
     bool json = false, options_done = false;
-    arg_cursor c = {argc, argv, 1, false};
+    cli_args c = {argc, argv, 1, false};
     for (; c.i < argc; c.i++) {
         const char *arg = argv[c.i];
         if (!options_done && arg[0] == '-' && arg[1] != 0) {
@@ -633,17 +579,17 @@ static int cmd_tokenize(int argc, char **argv) {
             }
             if (is_flag(arg, "--")) options_done = true;
             else if (is_flag(arg, "--json")) json = true;
-            else if (take_value(&c, "--model", "-m", &model_path)) {
+            else if (cli_take(&c, "--model", "-m", &model_path)) {
                 if (c.bad) return EXIT_USAGE;
-            } else return usage_error("tokenize: unknown option '%s' (use -- before a text starting with '-')", arg);
+            } else return cli_usage_error("tokenize: unknown option '%s' (use -- before a text starting with '-')", arg);
         } else if (!text) {
             text = arg;
         } else {
-            return usage_error("tokenize: one TEXT argument expected (quote it), got also '%s'", arg);
+            return cli_usage_error("tokenize: one TEXT argument expected (quote it), got also '%s'", arg);
         }
     }
-    if (!model_path) return usage_error("tokenize: -m MODEL is required");
-    if (!text) return usage_error("tokenize: TEXT is required");
+    if (!model_path) return cli_usage_error("tokenize: -m MODEL is required");
+    if (!text) return cli_usage_error("tokenize: TEXT is required");
 
     abc_model *model = NULL;
     int rc = load_model(model_path, 0, &model);
@@ -694,19 +640,19 @@ static int cmd_tokenize(int argc, char **argv) {
 
 static int cmd_info(int argc, char **argv) {
     const char *model_path = NULL;
-    arg_cursor c = {argc, argv, 1, false};
+    cli_args c = {argc, argv, 1, false};
     for (; c.i < argc; c.i++) {
         if (is_help(argv[c.i])) {
             print_info_usage(stdout);
             return EXIT_OK;
         }
-        if (take_value(&c, "--model", "-m", &model_path)) {
+        if (cli_take(&c, "--model", "-m", &model_path)) {
             if (c.bad) return EXIT_USAGE;
         } else {
-            return usage_error("info: unknown argument '%s'", argv[c.i]);
+            return cli_usage_error("info: unknown argument '%s'", argv[c.i]);
         }
     }
-    if (!model_path) return usage_error("info: -m MODEL is required");
+    if (!model_path) return cli_usage_error("info: -m MODEL is required");
     abc_model *model = NULL;
     int rc = load_model(model_path, 0, &model);
     if (rc != EXIT_OK) return rc;
@@ -744,5 +690,5 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "search") == 0) return cmd_search(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1); /* cli/serve.c */
-    return usage_error("unknown command '%s'", cmd);
+    return cli_usage_error("unknown command '%s'", cmd);
 }
