@@ -45,7 +45,8 @@ for f in "$ABC" "$REL" "$LOAD" "$MODEL" "$MODEL_VLM"; do
     if [ ! -e "$f" ]; then bad "prerequisite $f is missing (run 'make test')"; echo "RESULT $passed $failed $skipped"; exit 1; fi
 done
 if ! command -v curl >/dev/null; then
-    bad "curl is needed (Debian package curl)"; echo "RESULT $passed $failed $skipped"; exit 1
+    # every check here talks HTTP through curl (the README's examples are curl commands): one counted skip
+    echo "SKIP abc serve: curl is not installed (Debian: curl)"; echo "RESULT $passed $failed $((skipped + 1))"; exit 0
 fi
 
 # start_server NAME BINARY ARGS...: starts BINARY serve ARGS --port 0, waits for its "listening" line;
