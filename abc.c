@@ -6708,7 +6708,8 @@ static abc_status image_decode(const uint8_t *data, size_t size, size_t max_pixe
 /* The most bytes an image file may have: 8 per allowed pixel (16-bit RGBA stored without compression)
  * plus 1 MiB of headers and metadata covers every image that could be accepted. */
 static uint64_t image_file_bound(size_t max_pixels) {
-    return max_pixels > (UINT64_MAX - ((uint64_t)1 << 20)) / 8 ? UINT64_MAX : (uint64_t)max_pixels * 8 + ((uint64_t)1 << 20);
+    const uint64_t pixels = max_pixels; /* 64-bit arithmetic on every target (size_t may be 32 bits) */
+    return pixels > (UINT64_MAX - ((uint64_t)1 << 20)) / 8 ? UINT64_MAX : pixels * 8 + ((uint64_t)1 << 20);
 }
 
 #endif
