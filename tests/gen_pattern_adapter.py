@@ -11,8 +11,8 @@ merged weights differ from the base.
 
 Run once in a virtual environment outside the repository with torch, transformers and peft from PyPI;
 the outputs are committed:
-    python3 -m venv /work/venv && /work/venv/bin/pip install torch transformers peft safetensors numpy
-    /work/venv/bin/python tests/gen_pattern_adapter.py"""
+    python3 -m venv VENV && VENV/bin/pip install torch transformers peft safetensors numpy
+    VENV/bin/python tests/gen_pattern_adapter.py          (VENV: any directory outside the repository)"""
 import os
 
 import numpy as np
