@@ -708,6 +708,10 @@ struct thread_pool {
     /* one operation's operands for all threads (attention's K/V panels, q8's quantized x): kept, so
      * that large inputs do not map and fault in fresh pages every layer */
     workspace shared;
+    /* 0, or while a packed batch runs: the longest of its sequences, which picks the f32 matmul path
+     * (dot products or GEMM) as for that sequence alone, so that each row gets the arithmetic it gets
+     * when its sequence is embedded alone (both paths compute every row on its own) */
+    int64_t path_rows;
 };
 
 /* ABC_NO_THREADS: no pthreads; a pool is the caller's thread alone and runs every task inline
@@ -8237,7 +8241,8 @@ static void matmul_any(thread_pool *pool, float *y, const float *x, int64_t n, c
         .n = n, .in = in_dim, .out = out_dim,
     };
     int threads = thread_pool_size(pool);
-    if (n <= GEMV_MAX_ROWS || !pool || pool->scratch_floats < (size_t)GEMM_KC * (GEMM_NC_MAX + GEMM_MC_ROWS) + GEMM_PACK_SLACK +
+    const int64_t path_rows = pool && pool->path_rows ? pool->path_rows : n;
+    if (path_rows <= GEMV_MAX_ROWS || !pool || pool->scratch_floats < (size_t)GEMM_KC * (GEMM_NC_MAX + GEMM_MC_ROWS) + GEMM_PACK_SLACK +
                                                              (size_t)GEMM_MR_MAX * GEMM_NR_MAX) {
         job.cols_per_task = GEMV_ROWS_PER_TASK;
         thread_pool_run(pool, (int)ceil_div(out_dim, GEMV_ROWS_PER_TASK), matmul_gemv_task, &job);
@@ -10905,13 +10910,20 @@ typedef struct {
     adapter_scratch adapter;
 } text_state;
 
+/* Sequences packed end to end: sequence i is rows [start[i], start[i + 1]); one input is {0, L}. */
+typedef struct {
+    const int64_t *start; /* n + 1 offsets */
+    int n;
+} sequence_spans;
+
 /* One decoder layer on the residual stream x [L][H]:
  *   x += o(attention(rope(q(n)), rope(k(n)), v(n))),  n = RMSNorm(x)
  *   x += down(silu(gate(n)) · up(n)),                  n = RMSNorm(x)                                */
 static void text_layer_forward(thread_pool *pool, const text_config *c, const text_layer *l, float *x,
-                               text_state *s, int64_t L, const adapter_scratch *adapter) {
+                               text_state *s, const sequence_spans *spans, const adapter_scratch *adapter) {
     const int H = c->hidden, hd = c->head_dim;
     const int64_t q_width = (int64_t)c->n_heads * hd, kv_width = (int64_t)c->n_kv_heads * hd;
+    const int64_t L = spans->start[spans->n];
 
     rms_norm(pool, s->h, x, l->input_norm, L, H, c->rms_eps);
     linear_forward(pool, &l->q, s->h, L, s->q, adapter);
@@ -10919,8 +10931,11 @@ static void text_layer_forward(thread_pool *pool, const text_config *c, const te
     linear_forward(pool, &l->v, s->h, L, s->v, adapter);
     rope_rows(pool, s->q, L, q_width, c->n_heads, hd, s->cos_t, s->sin_t);
     rope_rows(pool, s->k, L, kv_width, c->n_kv_heads, hd, s->cos_t, s->sin_t);
-    attention(pool, s->att, s->q, s->k, s->v, L, c->n_heads, c->n_kv_heads, hd, q_width, kv_width,
-              c->causal);
+    for (int i = 0; i < spans->n; i++) { /* block-diagonal: each sequence attends within itself */
+        const int64_t at = spans->start[i];
+        attention(pool, s->att + at * q_width, s->q + at * q_width, s->k + at * kv_width, s->v + at * kv_width,
+                  spans->start[i + 1] - at, c->n_heads, c->n_kv_heads, hd, q_width, kv_width, c->causal);
+    }
     linear_forward(pool, &l->o, s->att, L, s->h, adapter);
     add_in_place(pool, x, s->h, (size_t)L * H);
 
@@ -10950,10 +10965,13 @@ static void language_embed_inputs(const text_config *c, const text_weights *w, c
 }
 
 /* Decoder layers → final RMSNorm on x [L][H] in place (the inputs embeddings in, the last hidden
- * states out). */
-static abc_status language_decode(thread_pool *pool, const text_config *c, const text_weights *w, int64_t L,
-                                  const int32_t *pos, bool adapter_on, workspace *ws, float *x, abc_error *err) {
+ * states out). Packed sequences share every row-wise step and attend only within themselves; pos holds
+ * each sequence's position ids [3][its length], one after another. */
+static abc_status language_decode(thread_pool *pool, const text_config *c, const text_weights *w,
+                                  const sequence_spans *spans, const int32_t *pos, bool adapter_on, workspace *ws,
+                                  float *x, abc_error *err) {
     const int H = c->hidden, half = c->head_dim / 2;
+    const int64_t L = spans->start[spans->n];
     const int64_t q_width = (int64_t)c->n_heads * c->head_dim,
                   kv_width = (int64_t)c->n_kv_heads * c->head_dim;
     const bool use_adapter = adapter_on && w->adapter_rank > 0;
@@ -10975,8 +10993,11 @@ static abc_status language_decode(thread_pool *pool, const text_config *c, const
         return fail(err, ABC_ERR_NOMEM, "out of memory for the language model (%lld tokens)", (long long)L);
     const adapter_scratch *adapter = use_adapter ? &s.adapter : NULL;
 
-    text_rotary_tables(c, pos, L, s.cos_t, s.sin_t);
-    for (int i = 0; i < c->n_layers; i++) text_layer_forward(pool, c, &w->layers[i], x, &s, L, adapter);
+    for (int i = 0; i < spans->n; i++) { /* positions (and su factors) are each sequence's own */
+        const int64_t at = spans->start[i];
+        text_rotary_tables(c, pos + 3 * at, spans->start[i + 1] - at, s.cos_t + at * half, s.sin_t + at * half);
+    }
+    for (int i = 0; i < c->n_layers; i++) text_layer_forward(pool, c, &w->layers[i], x, &s, spans, adapter);
     rms_norm(pool, x, x, w->final_norm, L, H, c->rms_eps);
     return ABC_OK;
 }
@@ -11054,6 +11075,21 @@ static void l2_normalize(float *x, int n) {
 typedef struct model_family model_family;
 typedef struct binder binder;
 
+/* One input ready for the model: token ids (image tokens expanded) and, with an image, its pixel values. */
+typedef struct {
+    int_vec ids;
+    float *pixels;
+    size_t n_patches;
+    int grid[3];
+    bool query; /* the query adapter is on */
+} model_sequence;
+
+static void model_sequence_free(model_sequence *seq) {
+    int_vec_free(&seq->ids);
+    free(seq->pixels);
+    memset(seq, 0, sizeof *seq);
+}
+
 struct abc_model {
     weight_file wf;
     abc_model_params params;
@@ -11099,9 +11135,10 @@ struct model_family {
     void (*free_data)(void *family_data);
     /* abc_model_description's text. */
     void (*describe)(const abc_model *m, char *out, size_t cap);
-    /* Prompt → ids, image → pixel values (emitting the preprocessing stages), then run_model. */
-    abc_status (*embed)(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, bool query,
-                        float *out);
+    /* Prompt → seq->ids, image → seq->pixels (emitting the preprocessing stages); the driver runs the
+     * model on it. On failure the caller frees what seq holds. */
+    abc_status (*prepare)(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, bool query,
+                          model_sequence *seq);
     /* Caller-prepared pixels and image tokens (abc_embed_tokens) checked against the model. */
     abc_status (*check_image)(abc_context *ctx, size_t n_image_tokens, const float *pixels, size_t n_patches,
                               const int grid[3]);
@@ -11551,7 +11588,9 @@ static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     language_embed_inputs(&m->text, &m->text_w, ids, L, image, n_image_rows, hidden);
     if (family_emits(m->family, ABC_STAGE_INPUTS_EMBEDS))
         st = emit_stage(ctx, ABC_STAGE_INPUTS_EMBEDS, ABC_DTYPE_F32, 2, shape, hidden);
-    if (st == ABC_OK) st = language_decode(ctx->pool, &m->text, &m->text_w, L, pos, query, &ctx->ws, hidden, err);
+    const int64_t span[2] = {0, L};
+    const sequence_spans spans = {span, 1};
+    if (st == ABC_OK) st = language_decode(ctx->pool, &m->text, &m->text_w, &spans, pos, query, &ctx->ws, hidden, err);
     if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_LAST_HIDDEN, ABC_DTYPE_F32, 2, shape, hidden);
     if (st != ABC_OK) goto done;
 
@@ -11950,23 +11989,20 @@ static abc_status prepare_image(abc_context *ctx, const abc_input *in, float **p
     return st;
 }
 
-static abc_status qwen2vl_embed(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, bool query,
-                                float *out) {
+static abc_status qwen2vl_prepare(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image,
+                                  bool query, model_sequence *seq) {
     const abc_model *m = ctx->model;
-    int_vec raw = {0}, ids = {0};
+    int_vec raw = {0};
     abc_status st = tokenize_prompt(ctx, prompt, has_image, &raw); /* prompt errors come before any image work */
-    float *pixels = NULL;
     int64_t n_patches = 0;
-    int grid[3] = {0, 0, 0};
-    if (st == ABC_OK && has_image) st = prepare_image(ctx, in, &pixels, &n_patches, grid);
+    if (st == ABC_OK && has_image) st = prepare_image(ctx, in, &seq->pixels, &n_patches, seq->grid);
     if (st == ABC_OK) {
         const int group = qwen2vl_of(m)->vision.merge_size * qwen2vl_of(m)->vision.merge_size;
-        st = expand_image_tokens(ctx, &raw, has_image ? n_patches / group : 1, &ids);
+        st = expand_image_tokens(ctx, &raw, has_image ? n_patches / group : 1, &seq->ids);
     }
-    if (st == ABC_OK) st = run_model(ctx, ids.data, ids.len, pixels, (size_t)n_patches, grid, query, out);
-    free(pixels);
+    seq->n_patches = (size_t)n_patches;
+    seq->query = query;
     int_vec_free(&raw);
-    int_vec_free(&ids);
     return st;
 }
 
@@ -11983,7 +12019,7 @@ static const model_family family_qwen2vl = {
     .bind = qwen2vl_bind,
     .free_data = qwen2vl_free,
     .describe = qwen2vl_describe,
-    .embed = qwen2vl_embed,
+    .prepare = qwen2vl_prepare,
     .check_image = qwen2vl_check_image,
     .position_ids = qwen2vl_position_ids,
     .encode_image = qwen2vl_encode_image,
@@ -12327,8 +12363,8 @@ static abc_status prepare_hd_image(abc_context *ctx, const abc_input *in, float 
     return st;
 }
 
-static abc_status phi3v_embed(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, bool query,
-                              float *out) {
+static abc_status phi3v_prepare(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image,
+                                bool query, model_sequence *seq) {
     (void)query; /* no query adapter */
     const abc_model *m = ctx->model;
     size_t n_placeholders;
@@ -12338,18 +12374,15 @@ static abc_status phi3v_embed(abc_context *ctx, const abc_input *in, const char 
         return fail(&ctx->err, ABC_ERR_PROMPT, "an image was given but the prompt has no %s for it", m->placeholder);
     if (!has_image && n_placeholders > 0)
         return fail(&ctx->err, ABC_ERR_PROMPT, "the prompt has %s but no image was given", m->placeholder);
-    float *pixels = NULL;
-    size_t n_slots = 0;
-    int grid[3] = {0, 0, 0};
-    int_vec raw = {0}, ids = {0};
+    int_vec raw = {0};
     st = phi3_prompt_ids(ctx, prompt, 1, &raw); /* one -1 per placeholder: prompt errors before image work */
-    if (st == ABC_OK && has_image) st = prepare_hd_image(ctx, in, &pixels, &n_slots, grid);
+    if (st == ABC_OK && has_image) st = prepare_hd_image(ctx, in, &seq->pixels, &seq->n_patches, seq->grid);
     if (st == ABC_OK)
-        st = expand_image_tokens(ctx, &raw, has_image ? hd_image_token_count(&phi3v_of(m)->clip, grid[1], grid[2]) : 1, &ids);
-    if (st == ABC_OK) st = run_model(ctx, ids.data, ids.len, pixels, n_slots, grid, false, out);
-    free(pixels);
+        st = expand_image_tokens(ctx, &raw,
+                                 has_image ? hd_image_token_count(&phi3v_of(m)->clip, seq->grid[1], seq->grid[2]) : 1,
+                                 &seq->ids);
+    seq->query = false;
     int_vec_free(&raw);
-    int_vec_free(&ids);
     return st;
 }
 
@@ -12367,7 +12400,7 @@ static const model_family family_phi3v = {
     .bind = phi3v_bind,
     .free_data = phi3v_free,
     .describe = phi3v_describe,
-    .embed = phi3v_embed,
+    .prepare = phi3v_prepare,
     .check_image = phi3v_check_image,
     .position_ids = phi3v_position_ids,
     .encode_image = phi3v_encode_image,
@@ -12622,12 +12655,11 @@ static abc_status check_output(abc_context *ctx, const float *out, size_t out_le
     return ABC_OK;
 }
 
-static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out, size_t out_len) {
+/* Checks an input and turns it into ids (and pixel values): everything before the model runs. */
+static abc_status prepare_input(abc_context *ctx, const abc_input *in, model_sequence *seq) {
     const abc_model *m = ctx->model;
     abc_error *err = &ctx->err;
     if (!in) return fail(err, ABC_ERR_INVALID_ARG, "the input is NULL");
-    abc_status st = check_output(ctx, out, out_len);
-    if (st != ABC_OK) return st;
     if (!role_valid(in->role)) return fail(err, ABC_ERR_INVALID_ARG, "role %d is not a valid abc_role", (int)in->role);
     const int sources = (in->image_path != NULL) + (in->image_data != NULL) + (in->rgb != NULL);
     if (sources > 1) return fail(err, ABC_ERR_INVALID_ARG, "give one image source, not %d", sources);
@@ -12639,8 +12671,19 @@ static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out,
 
     char *prompt = build_prompt(m, in, has_image);
     if (!prompt) return fail(err, ABC_ERR_NOMEM, "out of memory building the prompt");
-    st = m->family->embed(ctx, in, prompt, has_image, query && m->family->query_adapter, out);
+    abc_status st = m->family->prepare(ctx, in, prompt, has_image, query && m->family->query_adapter, seq);
     free(prompt);
+    return st;
+}
+
+static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out, size_t out_len) {
+    if (!in) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "the input is NULL");
+    abc_status st = check_output(ctx, out, out_len);
+    model_sequence seq = {0};
+    if (st == ABC_OK) st = prepare_input(ctx, in, &seq);
+    if (st == ABC_OK)
+        st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, out);
+    model_sequence_free(&seq);
     return st;
 }
 
@@ -12765,8 +12808,105 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     return has_arena(ctx) ? arena_end(ctx, st) : st;
 }
 
-/* Collections: a plain loop over the one-input path, so row i is exactly what abc_embed gives for
- * inputs[i] alone (nothing is padded or shared between inputs). */
+/* ---- collections: abc_embed_batch ----
+ * Inputs with an image go one at a time (threads work inside each). Text-only inputs are packed: up to a
+ * pack's budget of sequences go through the decoder together, end to end with block-diagonal attention
+ * and no padding (sequence_spans), so the weights are read once per pack instead of once per input.
+ * Every decoder step is row-wise or per sequence, and a pack holds sequences of one kind only: the same
+ * adapter setting, and all at most GEMV_MAX_ROWS tokens or all longer (the f32 matmul path each takes
+ * alone, pool->path_rows). So row i is exactly what abc_embed gives for inputs[i] alone, whatever else
+ * is in the batch. With a stage callback or an arena every input goes alone (stages are per input; the
+ * arena is sized for one). */
+
+#define PACK_TOKENS 512           /* rows of a pack of longer sequences (the GEMM path) */
+#define PACK_SHORT_TOKENS 64      /* rows of a pack of short ones: the dot-product path keeps their x in L2 */
+#define PACK_MAX_SEQUENCES 64
+
+typedef struct {
+    int32_t ids[PACK_TOKENS];
+    int32_t pos[3 * PACK_TOKENS]; /* each sequence's position ids [3][its length], one after another */
+    int64_t start[PACK_MAX_SEQUENCES + 1];
+    size_t input[PACK_MAX_SEQUENCES]; /* the batch index of each sequence */
+    int n;
+    int64_t max_len;
+} text_pack;
+
+typedef struct {
+    abc_context *ctx;
+    float *out;
+    size_t dim;
+    abc_status *statuses;
+    abc_status first; /* the failure of the lowest input index, with its message */
+    size_t first_index;
+    abc_error first_err;
+    text_pack *packs; /* [2 · query adapter on + short]; NULL: every input alone */
+} batch_run;
+
+static void batch_record(batch_run *b, size_t i, abc_status st) {
+    if (b->statuses) b->statuses[i] = st;
+    if (st == ABC_OK) return;
+    float *row = b->out + i * b->dim;
+    for (size_t k = 0; k < b->dim; k++) row[k] = NAN;
+    if (b->first == ABC_OK || i < b->first_index) {
+        b->first = st;
+        b->first_index = i;
+        b->first_err = b->ctx->err;
+    }
+}
+
+/* Embeds the pack's sequences in one pass and records each. */
+static void pack_flush(batch_run *b, text_pack *p, bool query) {
+    if (p->n == 0) return;
+    abc_context *ctx = b->ctx;
+    const abc_model *m = ctx->model;
+    const int64_t L = p->start[p->n], H = m->text.hidden;
+    clear_error(&ctx->err);
+    abc_status st = ABC_OK;
+    float *hidden = xmalloc_aligned((size_t)L * (size_t)H * sizeof *hidden);
+    if (!hidden) st = fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the hidden states of %lld tokens", (long long)L);
+    if (st == ABC_OK) {
+        const sequence_spans spans = {p->start, p->n};
+        language_embed_inputs(&m->text, &m->text_w, p->ids, L, NULL, 0, hidden);
+        ctx->pool->path_rows = p->max_len;
+        st = language_decode(ctx->pool, &m->text, &m->text_w, &spans, p->pos, query, &ctx->ws, hidden, &ctx->err);
+        ctx->pool->path_rows = 0;
+    }
+    for (int i = 0; i < p->n; i++) {
+        abc_status si = st;
+        if (si == ABC_OK) {
+            clear_error(&ctx->err);
+            const int64_t at = p->start[i];
+            si = pool_and_head(ctx, p->ids + at, p->start[i + 1] - at, hidden + at * H, b->out + p->input[i] * b->dim);
+        }
+        batch_record(b, p->input[i], si);
+    }
+    free(hidden);
+    p->n = 0;
+    p->max_len = 0;
+}
+
+/* Adds a checked text-only sequence to the pack of its kind (flushing it first when full); *packed is
+ * false when the sequence must run alone. */
+static abc_status pack_add(batch_run *b, const model_sequence *seq, size_t index, bool *packed) {
+    abc_context *ctx = b->ctx;
+    const int64_t L = (int64_t)seq->ids.len;
+    *packed = false;
+    if (L > PACK_TOKENS) return ABC_OK;
+    const bool is_short = L <= GEMV_MAX_ROWS;
+    text_pack *p = &b->packs[2 * seq->query + is_short];
+    if (p->start[p->n] + L > (is_short ? PACK_SHORT_TOKENS : PACK_TOKENS) || p->n == PACK_MAX_SEQUENCES)
+        pack_flush(b, p, seq->query);
+    const int64_t at = p->start[p->n];
+    abc_status st = ctx->model->family->position_ids(ctx, seq->ids.data, L, NULL, NULL, p->pos + 3 * at);
+    if (st != ABC_OK) return st;
+    memcpy(p->ids + at, seq->ids.data, (size_t)L * sizeof *p->ids);
+    p->input[p->n++] = index;
+    p->start[p->n] = at + L;
+    p->max_len = MAX(p->max_len, L);
+    *packed = true;
+    return ABC_OK;
+}
+
 abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, float *out, abc_status *statuses) {
     if (!ctx) return ABC_ERR_INVALID_ARG;
     clear_error(&ctx->err);
@@ -12776,25 +12916,28 @@ abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, 
     const size_t dim = (size_t)ctx->model->embedding_dim;
     if (dim == 0 || n > SIZE_MAX / sizeof(float) / dim)
         return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: %zu inputs of %zu floats overflow", n, dim);
-    abc_status first = ABC_OK;
-    abc_error first_err = {ABC_OK, ""};
-    size_t first_index = 0;
+    const bool packing = !ctx->on_stage && !has_arena(ctx) && n > 1;
+    batch_run b = {ctx, out, dim, statuses, ABC_OK, 0, {ABC_OK, ""}, NULL};
+    if (packing) b.packs = xcalloc(4, sizeof *b.packs); /* when this fails, every input goes alone */
     for (size_t i = 0; i < n; i++) {
-        float *row = out + i * dim;
         clear_error(&ctx->err);
-        abc_status st = embed_input(ctx, &inputs[i], row, dim);
-        if (statuses) statuses[i] = st;
-        if (st == ABC_OK) continue;
-        for (size_t k = 0; k < dim; k++) row[k] = NAN;
-        if (first == ABC_OK) {
-            first = st;
-            first_index = i;
-            first_err = ctx->err;
+        model_sequence seq = {0};
+        abc_status st = prepare_input(ctx, &inputs[i], &seq);
+        bool packed = false;
+        if (st == ABC_OK && b.packs && !seq.pixels) {
+            st = check_tokens_and_image(ctx, seq.ids.data, seq.ids.len, NULL, 0, NULL);
+            if (st == ABC_OK) st = pack_add(&b, &seq, i, &packed);
         }
+        if (st == ABC_OK && !packed)
+            st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, out + i * dim);
+        model_sequence_free(&seq);
+        if (!packed) batch_record(&b, i, st);
     }
-    if (first == ABC_OK) {
+    for (int k = 0; b.packs && k < 4; k++) pack_flush(&b, &b.packs[k], k >= 2);
+    free(b.packs);
+    if (b.first == ABC_OK) {
         clear_error(&ctx->err);
         return ABC_OK;
     }
-    return fail(&ctx->err, first, "input %zu: %s", first_index, first_err.message);
+    return fail(&ctx->err, b.first, "input %zu: %s", b.first_index, b.first_err.message);
 }

@@ -167,7 +167,9 @@ static void test_page_from_clip_features(void) {
     language_embed_inputs(&m->text, &m->text_w, ids, L, image, n, x);
     d = test_compare_f32(x, embeds.data, (size_t)L * H);
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "inputs_embeds max|d| %.3g", d.max_abs);
-    CHECK(language_decode(pool, &m->text, &m->text_w, L, pos, false, &ws, x, &err) == ABC_OK, "%s", err.message);
+    const int64_t span[2] = {0, L};
+    const sequence_spans spans = {span, 1};
+    CHECK(language_decode(pool, &m->text, &m->text_w, &spans, pos, false, &ws, x, &err) == ABC_OK, "%s", err.message);
     d = test_compare_f32(x, hidden.data, (size_t)L * H);
     printf("  last_hidden_state (page): max|d| %.3g, max|ref| %.3g\n", d.max_abs, d.max_ref);
     CHECK(d.max_abs <= 5e-4 * d.max_ref, "last_hidden_state max|d| %.3g", d.max_abs);
@@ -360,7 +362,9 @@ static float *runtime_decoder(const text_config *c, const int32_t *ids, int64_t 
     int32_t *pos = malloc((size_t)L * sizeof *pos);
     for (int64_t i = 0; i < L; i++) pos[i] = (int32_t)i;
     language_embed_inputs(c, &g_model->text_w, ids, L, NULL, 0, x);
-    CHECK(language_decode(pool, c, &g_model->text_w, L, pos, false, &ws, x, &err) == ABC_OK, "%s", err.message);
+    const int64_t span[2] = {0, L};
+    const sequence_spans spans = {span, 1};
+    CHECK(language_decode(pool, c, &g_model->text_w, &spans, pos, false, &ws, x, &err) == ABC_OK, "%s", err.message);
     free(pos);
     workspace_free(&ws);
     thread_pool_free(pool);
