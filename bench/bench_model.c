@@ -22,6 +22,11 @@
  * average, for comparing machines. Models: `make bench-model`, `bench-model-q8`, `bench-model-7b`,
  * `bench-model-phi3v`.
  *
+ * --texts N: instead, N short texts (3 to 20 words each, the same every run) as text candidates, embedded
+ * one at a time (abc_embed in a loop) and as one batch (abc_embed_batch, which packs text-only inputs
+ * into shared decoder passes), best of --runs after a warm-up on 4 texts; reports texts/s for both, the
+ * speed-up, and whether every batched row equals its single one bit for bit (`make bench-texts`).
+ *
  * Includes abc.c for the CPU-feature detection (the ISA path) and to read the file's metadata and
  * tensor directory (architecture, dtype, shapes); the model itself runs through the public API.
  */
@@ -386,6 +391,116 @@ static bool measure(const abc_model *model, const bench_setup *b, int threads, s
     return ok;
 }
 
+/* ---- short texts: one at a time vs one batch ---- */
+
+/* Text i of n: 3 to 20 words from a small vocabulary, from a fixed-seed generator. */
+static char **make_texts(int n) {
+    static const char *const words[] = {
+        "a", "the", "dog", "cat", "red", "small", "house", "river", "city", "photo", "of", "on", "with", "two",
+        "people", "walking", "near", "old", "car", "blue", "sky", "table", "coffee", "book", "tree", "green",
+        "mountain", "children", "playing", "football", "beach", "night", "light", "bridge", "train", "station",
+        "market", "fresh", "bread", "woman", "man", "holding", "umbrella", "rain", "street", "window", "bird", "flying",
+    };
+    const int n_words = (int)(sizeof words / sizeof words[0]);
+    char **texts = calloc((size_t)n, sizeof *texts);
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; texts && i < n; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        int count = 3 + (int)((state >> 33) % 18);
+        char *t = texts[i] = malloc((size_t)count * 12 + 1);
+        if (!t) break;
+        t[0] = 0;
+        for (int w = 0; w < count; w++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            if (w) strcat(t, " ");
+            strcat(t, words[(state >> 33) % (uint64_t)n_words]);
+        }
+    }
+    return texts;
+}
+
+typedef struct {
+    int threads;
+    double single_s, batch_s; /* best run each: all texts */
+    int differing_rows;       /* batched rows not bit-identical to the single ones */
+} texts_row;
+
+static bool measure_texts(const abc_model *model, const bench_setup *b, char **texts, int n, int threads,
+                          texts_row *row) {
+    abc_context_params cp = abc_context_default_params();
+    cp.n_threads = threads;
+    abc_context *ctx;
+    abc_error err;
+    if (abc_context_new(model, &cp, &ctx, &err) != ABC_OK) {
+        fprintf(stderr, "bench_model: %s\n", err.message);
+        return false;
+    }
+    const size_t dim = (size_t)abc_model_embedding_dim(model);
+    abc_input *in = calloc((size_t)n, sizeof *in);
+    float *single = malloc((size_t)n * dim * sizeof *single), *batch = malloc((size_t)n * dim * sizeof *batch);
+    bool ok = in && single && batch;
+    if (!ok) fprintf(stderr, "bench_model: out of memory\n");
+    for (int i = 0; ok && i < n; i++) {
+        in[i] = abc_input_default();
+        in[i].text = texts[i];
+        in[i].role = ABC_ROLE_CANDIDATE;
+    }
+    row->threads = threads;
+    row->single_s = row->batch_s = 1e300;
+    for (int r = -1; ok && r < b->runs; r++) { /* run −1 warms up (faults the weights in) on a few texts */
+        const int count = r < 0 ? MIN(n, 4) : n;
+        double t0 = now_s();
+        for (int i = 0; ok && i < count; i++)
+            if (abc_embed(ctx, &in[i], single + (size_t)i * dim, dim) != ABC_OK) {
+                fprintf(stderr, "bench_model: text %d: %s\n", i, abc_context_errmsg(ctx));
+                ok = false;
+            }
+        double t1 = now_s();
+        if (ok && abc_embed_batch(ctx, in, (size_t)count, batch, NULL) != ABC_OK) {
+            fprintf(stderr, "bench_model: batch: %s\n", abc_context_errmsg(ctx));
+            ok = false;
+        }
+        double t2 = now_s();
+        if (!ok) break;
+        if (!b->quiet)
+            fprintf(stderr, "  threads %d %s: one at a time %.3f s, batched %.3f s\n", threads, r < 0 ? "warm-up" : "run",
+                    t1 - t0, t2 - t1);
+        if (r < 0) continue;
+        row->single_s = MIN(row->single_s, t1 - t0);
+        row->batch_s = MIN(row->batch_s, t2 - t1);
+    }
+    row->differing_rows = 0;
+    for (int i = 0; ok && i < n; i++)
+        row->differing_rows += memcmp(single + (size_t)i * dim, batch + (size_t)i * dim, dim * sizeof(float)) != 0;
+    free(in);
+    free(single);
+    free(batch);
+    abc_context_free(ctx);
+    return ok;
+}
+
+/* Tokens of the texts as the model sees them (template included), summed. */
+static long long texts_tokens(const abc_model *model, char **texts, int n) {
+    abc_context_params cp = abc_context_default_params();
+    cp.n_threads = 1;
+    abc_context *ctx;
+    abc_error err;
+    long long total = 0;
+    if (abc_context_new(model, &cp, &ctx, &err) != ABC_OK) return -1;
+    for (int i = 0; i < n; i++) {
+        abc_input in = abc_input_default();
+        in.text = texts[i];
+        in.role = ABC_ROLE_CANDIDATE;
+        model_sequence seq = {0};
+        if (prepare_input(ctx, &in, &seq) == ABC_OK) total += (long long)seq.ids.len;
+        else total = -1;
+        model_sequence_free(&seq);
+        if (total < 0) break;
+    }
+    abc_context_free(ctx);
+    return total;
+}
+
 /* ---- report ---- */
 
 typedef struct {
@@ -508,9 +623,48 @@ static void print_table(const bench_setup *b, const bench_env *e, const model_fa
     }
 }
 
+static void print_texts(const bench_setup *b, const bench_env *e, const model_facts *f, int n, long long tokens,
+                        const texts_row *rows, int n_rows, bool as_json) {
+    if (as_json) {
+        printf("{\n  ");
+        json_string(stdout, "mode", "texts", ",\n  ");
+        json_string(stdout, "model", b->model_path, ",\n  ");
+        json_string(stdout, "architecture", f->architecture, ",\n  ");
+        json_string(stdout, "preset", f->preset, ",\n  ");
+        json_string(stdout, "dtype", f->dtype, ",\n  ");
+        json_string(stdout, "cpu", e->cpu, ",\n  ");
+        json_string(stdout, "isa", e->isa, ",\n  ");
+        json_string(stdout, "loadavg_start", e->load_start, ",\n  ");
+        json_string(stdout, "loadavg_end", e->load_end, ",\n  ");
+        printf("\"texts\": %d,\n  \"tokens\": %lld,\n  \"runs\": %d,\n  \"results\": [\n", n, tokens, b->runs);
+        for (int i = 0; i < n_rows; i++) {
+            const texts_row *r = &rows[i];
+            printf("    {\"threads\": %d, \"single_s\": %.4f, \"batch_s\": %.4f, \"single_texts_per_s\": %.3f, "
+                   "\"batch_texts_per_s\": %.3f, \"speedup\": %.3f, \"differing_rows\": %d}%s\n",
+                   r->threads, r->single_s, r->batch_s, n / r->single_s, n / r->batch_s, r->single_s / r->batch_s,
+                   r->differing_rows, i + 1 < n_rows ? "," : "");
+        }
+        printf("  ]\n}\n");
+        return;
+    }
+    printf("model   %s: %s, preset %s, dtype %s, %.0f MiB\n", b->model_path, f->architecture, f->preset, f->dtype,
+           (double)f->file_bytes / MIB);
+    printf("cpu     %s, %ld online, kernels %s%s; load average %s at start, %s at end\n", e->cpu, e->online_cpus,
+           e->isa, e->vnni ? " (vnni)" : e->neon_dot ? " (dot)" : "", e->load_start, e->load_end);
+    printf("input   %d texts of 3-20 words, %lld tokens in all (%.1f per text); best of %d run%s after a warm-up\n\n", n,
+           tokens, n ? (double)tokens / n : 0.0, b->runs, b->runs > 1 ? "s" : "");
+    printf("%7s %15s %16s %9s %s\n", "threads", "single texts/s", "batched texts/s", "speed-up", "rows identical");
+    for (int i = 0; i < n_rows; i++) {
+        const texts_row *r = &rows[i];
+        printf("%7d %15.2f %16.2f %8.2fx %s\n", r->threads, n / r->single_s, n / r->batch_s, r->single_s / r->batch_s,
+               r->differing_rows ? "NO" : "yes");
+        if (r->differing_rows) printf("        %d of %d rows differ\n", r->differing_rows, n);
+    }
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: bench_model -m MODEL.abc [--threads 1,2,...] [--runs N] [--size WxH] [--text TEXT] "
-                    "[--no-image] [--json] [--quiet]\n");
+                    "[--no-image] [--texts N] [--json] [--quiet]\n");
     exit(2);
 }
 
@@ -518,6 +672,7 @@ int main(int argc, char **argv) {
     bench_setup b = {.text = "What is the person holding?", .width = 448, .height = 448, .runs = 1};
     int threads[MAX_THREAD_COUNTS] = {1, 2}, n_threads = 2;
     bool as_json = false;
+    int n_texts = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
@@ -536,7 +691,10 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--json") == 0) as_json = true;
         else if (strcmp(a, "--no-image") == 0) b.no_image = true;
         else if (strcmp(a, "--quiet") == 0) b.quiet = true;
-        else usage();
+        else if (strcmp(a, "--texts") == 0 && has_value) {
+            n_texts = atoi(argv[++i]);
+            if (n_texts < 1 || n_texts > 100000) usage();
+        } else usage();
     }
     if (!b.model_path) usage();
 
@@ -561,6 +719,23 @@ int main(int argc, char **argv) {
     e.neon_dot = features.neon_dot;
     e.online_cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_model_name(e.cpu, sizeof e.cpu);
+
+    if (n_texts > 0) {
+        char **texts = make_texts(n_texts);
+        bool ok = texts != NULL;
+        for (int i = 0; ok && i < n_texts; i++) ok = texts[i] != NULL;
+        long long tokens = ok ? texts_tokens(model, texts, n_texts) : -1;
+        if (!ok || tokens < 0) fprintf(stderr, "bench_model: cannot prepare the texts\n");
+        ok = ok && tokens >= 0;
+        texts_row trows[MAX_THREAD_COUNTS];
+        for (int i = 0; i < n_threads && ok; i++) ok = measure_texts(model, &b, texts, n_texts, threads[i], &trows[i]);
+        load_average(e.load_end, sizeof e.load_end);
+        if (ok) print_texts(&b, &e, &facts, n_texts, tokens, trows, n_threads, as_json);
+        for (int i = 0; texts && i < n_texts; i++) free(texts[i]);
+        free(texts);
+        abc_model_free(model);
+        return ok ? 0 : 1;
+    }
 
     uint8_t *rgb = make_image(b.width, b.height);
     if (!rgb) {

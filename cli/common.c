@@ -232,6 +232,7 @@ typedef struct {
     const cli_embed_job *job;
     const size_t *list; /* indices this phase embeds */
     size_t n_list;
+    size_t chunk;       /* inputs a worker takes at once (several: through abc_embed_batch) */
     size_t next;        /* next position in list */
     bool stop;
     bool failed;        /* storage failed: reported once */
@@ -242,7 +243,9 @@ typedef struct {
 typedef struct {
     sched *s;
     abc_context *ctx;
-    float *row;          /* scratch when job->out is NULL */
+    float *rows;          /* chunk rows of scratch (the chunk's rows are not contiguous in job->out) */
+    abc_input *inputs;    /* the chunk's inputs, side by side for abc_embed_batch */
+    abc_status *statuses;
 } worker;
 
 static void *worker_main(void *arg) {
@@ -250,41 +253,60 @@ static void *worker_main(void *arg) {
     sched *s = w->s;
     const cli_embed_job *job = s->job;
     const size_t dim = (size_t)abc_model_embedding_dim(job->model);
+    size_t indices[CLI_TEXT_CHUNK];
     for (;;) {
         pthread_mutex_lock(&s->lock);
         if (s->stop || s->next >= s->n_list) {
             pthread_mutex_unlock(&s->lock);
             break;
         }
-        size_t index = s->list[s->next++];
-        if (job->start) job->start(job->user, index);
-        pthread_mutex_unlock(&s->lock);
-
-        float *row = job->out ? job->out + index * dim : w->row;
-        abc_status st = abc_embed(w->ctx, &job->inputs[index], row, dim);
-        if (st != ABC_OK)
-            for (size_t k = 0; k < dim; k++) row[k] = NAN;
-        char err[512] = "";
-        bool stored = !job->store || job->store(job->user, index, row, err, sizeof err);
-
-        pthread_mutex_lock(&s->lock);
-        if (!stored) {
-            if (!s->failed) snprintf(s->message, sizeof s->message, "%s", err);
-            s->failed = s->stop = true;
-        } else if (job->done && !job->done(job->user, index, st, st == ABC_OK ? "" : abc_context_errmsg(w->ctx))) {
-            s->stop = true;
+        size_t n = 0;
+        while (n < s->chunk && s->next < s->n_list) {
+            indices[n] = s->list[s->next++];
+            if (job->start) job->start(job->user, indices[n]);
+            n++;
         }
         pthread_mutex_unlock(&s->lock);
+
+        if (n == 1) {
+            w->statuses[0] = abc_embed(w->ctx, &job->inputs[indices[0]], w->rows, dim);
+        } else {
+            for (size_t k = 0; k < n; k++) w->inputs[k] = job->inputs[indices[k]];
+            abc_embed_batch(w->ctx, w->inputs, n, w->rows, w->statuses); /* rows of failed inputs are NaN */
+        }
+        for (size_t k = 0; k < n; k++) {
+            float *row = w->rows + k * dim;
+            abc_status st = w->statuses[k];
+            /* the batch keeps only the first failure's message: an input that failed is run alone for its own */
+            if (st != ABC_OK && n > 1) st = abc_embed(w->ctx, &job->inputs[indices[k]], row, dim);
+            if (st != ABC_OK)
+                for (size_t c = 0; c < dim; c++) row[c] = NAN;
+            if (job->out) memcpy(job->out + indices[k] * dim, row, dim * sizeof *row);
+            char err[512] = "";
+            bool stored = !job->store || job->store(job->user, indices[k], row, err, sizeof err);
+
+            pthread_mutex_lock(&s->lock);
+            if (!stored) {
+                if (!s->failed) snprintf(s->message, sizeof s->message, "%s", err);
+                s->failed = s->stop = true;
+            } else if (job->done && !job->done(job->user, indices[k], st, st == ABC_OK ? "" : abc_context_errmsg(w->ctx))) {
+                s->stop = true;
+            }
+            pthread_mutex_unlock(&s->lock);
+        }
     }
     return NULL;
 }
 
 /* Runs `n_workers` workers of `per_worker` threads each over `list`. */
 static int run_phase(const cli_embed_job *job, const size_t *list, size_t n_list, int n_workers, int per_worker,
-                     bool *stopped) {
+                     size_t chunk, bool *stopped) {
     if (n_list == 0) return CLI_EXIT_OK;
     if ((size_t)n_workers > n_list) n_workers = (int)n_list;
-    sched s = {job, list, n_list, 0, false, false, "", PTHREAD_MUTEX_INITIALIZER};
+    /* every worker gets work: chunks no larger than an even share */
+    if (chunk > 1 && chunk > (n_list + (size_t)n_workers - 1) / (size_t)n_workers)
+        chunk = (n_list + (size_t)n_workers - 1) / (size_t)n_workers;
+    sched s = {job, list, n_list, chunk, 0, false, false, "", PTHREAD_MUTEX_INITIALIZER};
     worker *ws = calloc((size_t)n_workers, sizeof *ws);
     pthread_t *tids = calloc((size_t)n_workers, sizeof *tids);
     const size_t dim = (size_t)abc_model_embedding_dim(job->model);
@@ -297,8 +319,10 @@ static int run_phase(const cli_embed_job *job, const size_t *list, size_t n_list
         ws[k].s = &s;
         abc_status st = abc_context_new(job->model, &cp, &ws[k].ctx, &err);
         if (st != ABC_OK) rc = cli_report(st, "%s", err.message);
-        else if (!job->out && !(ws[k].row = malloc(dim * sizeof(float))))
-            rc = cli_report(ABC_ERR_NOMEM, "out of memory for an embedding row");
+        else if (!(ws[k].rows = malloc(chunk * dim * sizeof(float))) ||
+                 !(ws[k].inputs = malloc(chunk * sizeof(abc_input))) ||
+                 !(ws[k].statuses = malloc(chunk * sizeof(abc_status))))
+            rc = cli_report(ABC_ERR_NOMEM, "out of memory for %zu embedding rows", chunk);
     }
     /* One worker runs on this thread: a single-worker phase starts no extra thread. */
     for (int k = 1; rc == CLI_EXIT_OK && k < n_workers; k++, started++)
@@ -314,7 +338,9 @@ static int run_phase(const cli_embed_job *job, const size_t *list, size_t n_list
     if (s.stop) *stopped = true;
     for (int k = 0; ws && k < n_workers; k++) {
         abc_context_free(ws[k].ctx);
-        free(ws[k].row);
+        free(ws[k].rows);
+        free(ws[k].inputs);
+        free(ws[k].statuses);
     }
     free(ws);
     free(tids);
@@ -343,8 +369,8 @@ int cli_embed_many(const cli_embed_job *job) {
         else light[nl++] = job->todo[k];
     }
     bool stopped = false;
-    int rc = run_phase(job, heavy, nh, 1, threads, &stopped);
-    if (rc == CLI_EXIT_OK && !stopped) rc = run_phase(job, light, nl, threads, 1, &stopped);
+    int rc = run_phase(job, heavy, nh, 1, threads, 1, &stopped);
+    if (rc == CLI_EXIT_OK && !stopped) rc = run_phase(job, light, nl, threads, 1, CLI_TEXT_CHUNK, &stopped);
     free(heavy);
     free(light);
     return rc;

@@ -59,12 +59,14 @@ double cli_now(void); /* monotonic seconds */
 
 /* ---- embedding many inputs with all cores ----
  * Inputs with an image are embedded one at a time with all `threads` inside each embedding (the vision
- * tower and long sequences parallelise well); text-only inputs, which are short, are embedded
- * `threads` at a time with one thread each. Results do not depend on the thread count, so the
- * split changes only the speed. `done` is called from worker threads, serialised under a lock, once
+ * tower and long sequences parallelise well); text-only inputs, which are short, go to `threads`
+ * workers of one thread each, CLI_TEXT_CHUNK at a time through abc_embed_batch (which packs them into
+ * shared decoder passes). Results do not depend on the thread count or the chunks, so the split
+ * changes only the speed. `done` is called from worker threads, serialised under a lock, once
  * per finished input (status and the library's message); returning false stops the run (inputs
  * not yet started are left alone). */
 typedef bool (*cli_done_fn)(void *user, size_t index, abc_status st, const char *message);
+#define CLI_TEXT_CHUNK 64
 typedef void (*cli_start_fn)(void *user, size_t index);
 
 typedef struct {
