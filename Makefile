@@ -246,10 +246,15 @@ bench-model-phi3v: all build/abc-synth build/bench_model
 bench-model-q8: all build/abc-synth build/bench_model
 	model=$$(tools/synth_abc.sh 2b abc q8) && build/bench_model -m "$$model" --threads $(BENCH_THREADS) $(BENCH_ARGS)
 
+# Packed text batches (abc_embed_batch): 256 short texts one at a time vs batched, on the 2B synthetic model.
+TEXTS_DTYPE ?= f32
+bench-texts: all build/abc-synth build/bench_model
+	model=$$(tools/synth_abc.sh 2b vlm2vec $(TEXTS_DTYPE)) && build/bench_model -m "$$model" --texts 256 --threads $(BENCH_THREADS) $(BENCH_ARGS)
+
 # tests/test_bench_model.sh runs build/bench_model on the tiny models
 test: build/bench_model
 
-.PHONY: bench-model-phi3v bench-model-q8
+.PHONY: bench-model-phi3v bench-model-q8 bench-texts
 
 # ---- abc serve (issue #23): tests/test_serve.sh drives ./abc serve and build/abc-san serve with
 # build/tool_http_load (load generator, raw-bytes client, decompression-bomb PNG writer) ----

@@ -100,6 +100,23 @@ else
     bad "phi3_v case: no $PHI (make test builds it)"
 fi
 
+# --texts: short texts one at a time vs packed (abc_embed_batch); every batched row equals its single one
+if "$BENCH" -m "$MODEL" --texts 24 --threads 1,2 --quiet >"$TMP/texts.txt" 2>"$TMP/texts.err"; then
+    ok
+    has "texts: input line" "$TMP/texts.txt" "^input   24 texts of 3-20 words, [0-9]+ tokens in all"
+    has "texts: 1-thread row, rows identical" "$TMP/texts.txt" "^ +1 +[0-9.]+ +[0-9.]+ +[0-9.]+x yes$"
+    has "texts: 2-thread row, rows identical" "$TMP/texts.txt" "^ +2 +[0-9.]+ +[0-9.]+ +[0-9.]+x yes$"
+else
+    bad "bench_model --texts failed: $(cat "$TMP/texts.err")"
+fi
+if "$BENCH" -m build/tiny-vlm2vec.abc --texts 12 --threads 1 --json --quiet >"$TMP/texts.json" 2>"$TMP/texts.err"; then
+    has "texts --json: mode and preset" "$TMP/texts.json" '"mode": "texts"'
+    has "texts --json: preset" "$TMP/texts.json" '"preset": "vlm2vec"'
+    has "texts --json: row" "$TMP/texts.json" '"threads": 1, "single_s": [0-9.]+, "batch_s": [0-9.]+, .*"differing_rows": 0\}'
+else
+    bad "bench_model --texts --json failed: $(cat "$TMP/texts.err")"
+fi
+
 # bad invocations
 fails_with() { # MESSAGE-PATTERN EXPECTED-STATUS COMMAND...
     local pattern=$1 status=$2; shift 2
@@ -114,6 +131,7 @@ fails_with "usage" 2 "$BENCH" -m "$MODEL" --threads 1,x
 fails_with "usage" 2 "$BENCH" -m "$MODEL" --runs 0
 fails_with "usage" 2 "$BENCH" -m "$MODEL" --size 10x10
 fails_with "usage" 2 "$BENCH" -m "$MODEL" --frobnicate
+fails_with "usage" 2 "$BENCH" -m "$MODEL" --texts 0
 fails_with "cannot open '$TMP/missing.abc'" 1 "$BENCH" -m "$TMP/missing.abc"
 head -c 100 "$MODEL" >"$TMP/short.abc"
 fails_with "truncated" 1 "$BENCH" -m "$TMP/short.abc"
