@@ -267,7 +267,7 @@ test: build/tool_http_load
 # tests/fuzz/fuzz_http_request.c (HTTP parser + JSON body + /v1/embeddings decoding): standalone mutation
 # driver under ASan/UBSan; tests/test_fuzz_http.sh runs it briefly and, where clang has libFuzzer, a libFuzzer
 # build too. `make fuzz-http FUZZ_HTTP_SECONDS=300` runs the longer campaign of bench/RESULTS.md.
-SERVE_PARSE_SRC = cli/serve_http.c cli/serve_json.c cli/serve_api.c cli/serve_http.h cli/serve_json.h cli/serve_api.h
+SERVE_PARSE_SRC = cli/serve_http.c model_convert/json.c cli/serve_api.c cli/serve_http.h model_convert/json.h cli/serve_api.h
 build/fuzz_http_request: tests/fuzz/fuzz_http_request.c $(SERVE_PARSE_SRC) abc.h
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -DFUZZ_HTTP_STANDALONE_MAIN -o $@ tests/fuzz/fuzz_http_request.c $(LDLIBS)

@@ -10,7 +10,7 @@
 #include "abc.h"
 #include "serve_api.h"
 #include "serve_http.h"
-#include "serve_json.h"
+#include "../model_convert/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -150,7 +150,7 @@ static void sb_json_string(sbuf *b, const char *s) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x80) {
             size_t l = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2; /* the length the lead byte announces */
-            if (strnlen(s + i, l) == l && sj_utf8_valid(s + i, l)) {
+            if (strnlen(s + i, l) == l && json_utf8_valid(s + i, l)) {
                 sb_put(b, s + i, l);
                 i += l;
             } else {

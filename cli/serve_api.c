@@ -32,7 +32,7 @@ void api_request_free(api_request *req) {
     free(req->items);
     for (size_t i = 0; i < req->n_owned; i++) free(req->owned_texts[i]);
     free(req->owned_texts);
-    sj_free(req->doc);
+    json_free(req->doc);
     memset(req, 0, sizeof *req);
 }
 
@@ -156,72 +156,78 @@ static bool read_file_url(const char *url, const api_config *cfg, api_item *it, 
     return true;
 }
 
-static bool load_image_url(const sj_value *url, const api_config *cfg, api_item *it, api_error *e) {
-    if (!url || url->type != SJ_STRING) return BAD(e, "messages", "image_url.url must be a string");
+/* Request bodies are small, shallow documents: bounded so that a few MB cannot become GB of values. */
+static json_limits serve_json_limits(void) {
+    json_limits l = {32, 262144, 256};
+    return l;
+}
+
+static bool load_image_url(const json_value *url, const api_config *cfg, api_item *it, api_error *e) {
+    if (!url || url->type != JSON_STRING) return BAD(e, "messages", "image_url.url must be a string");
     if (it->image) return BAD(e, "messages", "one image per request is supported");
-    if (strlen(url->str) != url->len) return BAD(e, "messages", "NUL character in image URL");
-    if (has_prefix(url->str, "data:")) return decode_data_url(url->str, url->len, it, e);
-    if (has_prefix(url->str, "file://")) return read_file_url(url->str, cfg, it, e);
-    if (has_prefix(url->str, "http://") || has_prefix(url->str, "https://"))
+    if (strlen(url->string) != url->string_len) return BAD(e, "messages", "NUL character in image URL");
+    if (has_prefix(url->string, "data:")) return decode_data_url(url->string, url->string_len, it, e);
+    if (has_prefix(url->string, "file://")) return read_file_url(url->string, cfg, it, e);
+    if (has_prefix(url->string, "http://") || has_prefix(url->string, "https://"))
         return BAD(e, "messages", "remote image URLs are not fetched: send the image inline as a data: URL");
     return BAD(e, "messages", "unsupported image URL scheme (use a data: URL)");
 }
 
 /* Appends `s` to the growing message text (parts are joined with a newline). */
-static bool append_text(char **acc, size_t *acc_len, const sj_value *s, api_error *e) {
-    if (strlen(s->str) != s->len) return BAD(e, "messages", "NUL character in text");
-    size_t extra = s->len + (*acc ? 1 : 0);
+static bool append_text(char **acc, size_t *acc_len, const json_value *s, api_error *e) {
+    if (strlen(s->string) != s->string_len) return BAD(e, "messages", "NUL character in text");
+    size_t extra = s->string_len + (*acc ? 1 : 0);
     char *grown = realloc(*acc, *acc_len + extra + 1);
     if (!grown) {
         api_set_error(e, 503, "server_error", NULL, "out_of_memory", "out of memory");
         return false;
     }
     if (*acc) grown[(*acc_len)++] = '\n';
-    memcpy(grown + *acc_len, s->str, s->len);
-    *acc_len += s->len;
+    memcpy(grown + *acc_len, s->string, s->string_len);
+    *acc_len += s->string_len;
     grown[*acc_len] = 0;
     *acc = grown;
     return true;
 }
 
 /* vLLM's chat form: one conversation → one input (its image and its texts joined by newlines). */
-static bool parse_messages(const sj_value *msgs, const api_config *cfg, api_request *req, api_error *e) {
-    if (msgs->type != SJ_ARRAY || msgs->len == 0) return BAD(e, "messages", "'messages' must be a non-empty array");
+static bool parse_messages(const json_value *msgs, const api_config *cfg, api_request *req, api_error *e) {
+    if (msgs->type != JSON_ARRAY || msgs->n_items == 0) return BAD(e, "messages", "'messages' must be a non-empty array");
     api_item it = {0};
     char *text = NULL;
     size_t text_len = 0;
     bool ok = true;
-    for (size_t m = 0; ok && m < msgs->len; m++) {
-        const sj_value *msg = &msgs->items[m];
-        const sj_value *role = sj_get(msg, "role"), *content = sj_get(msg, "content");
-        if (msg->type != SJ_OBJECT || !role || role->type != SJ_STRING) {
+    for (size_t m = 0; ok && m < msgs->n_items; m++) {
+        const json_value *msg = &msgs->items[m];
+        const json_value *role = json_get(msg, "role"), *content = json_get(msg, "content");
+        if (msg->type != JSON_OBJECT || !role || role->type != JSON_STRING) {
             ok = BAD(e, "messages", "each message must be an object with a string 'role'");
             break;
         }
-        if (strcmp(role->str, "user") != 0 && strcmp(role->str, "system") != 0 && strcmp(role->str, "assistant") != 0) {
+        if (strcmp(role->string, "user") != 0 && strcmp(role->string, "system") != 0 && strcmp(role->string, "assistant") != 0) {
             ok = BAD(e, "messages", "message role must be user, system or assistant");
             break;
         }
-        if (!content || content->type == SJ_NULL) continue;
-        if (content->type == SJ_STRING) {
-            if (content->len) ok = append_text(&text, &text_len, content, e);
+        if (!content || content->type == JSON_NULL) continue;
+        if (content->type == JSON_STRING) {
+            if (content->string_len) ok = append_text(&text, &text_len, content, e);
             continue;
         }
-        if (content->type != SJ_ARRAY) {
+        if (content->type != JSON_ARRAY) {
             ok = BAD(e, "messages", "message content must be a string or an array of parts");
             break;
         }
-        for (size_t k = 0; ok && k < content->len; k++) {
-            const sj_value *part = &content->items[k], *type = sj_get(part, "type");
-            if (!type || type->type != SJ_STRING) {
+        for (size_t k = 0; ok && k < content->n_items; k++) {
+            const json_value *part = &content->items[k], *type = json_get(part, "type");
+            if (!type || type->type != JSON_STRING) {
                 ok = BAD(e, "messages", "each content part needs a string 'type'");
-            } else if (strcmp(type->str, "text") == 0) {
-                const sj_value *t = sj_get(part, "text");
-                if (!t || t->type != SJ_STRING) ok = BAD(e, "messages", "text part needs a string 'text'");
-                else if (t->len) ok = append_text(&text, &text_len, t, e);
-            } else if (strcmp(type->str, "image_url") == 0) {
-                const sj_value *iu = sj_get(part, "image_url");
-                ok = load_image_url(iu && iu->type == SJ_OBJECT ? sj_get(iu, "url") : iu, cfg, &it, e);
+            } else if (strcmp(type->string, "text") == 0) {
+                const json_value *t = json_get(part, "text");
+                if (!t || t->type != JSON_STRING) ok = BAD(e, "messages", "text part needs a string 'text'");
+                else if (t->string_len) ok = append_text(&text, &text_len, t, e);
+            } else if (strcmp(type->string, "image_url") == 0) {
+                const json_value *iu = json_get(part, "image_url");
+                ok = load_image_url(iu && iu->type == JSON_OBJECT ? json_get(iu, "url") : iu, cfg, &it, e);
             } else {
                 ok = BAD(e, "messages", "content part type must be 'text' or 'image_url'");
             }
@@ -248,9 +254,9 @@ static bool parse_messages(const sj_value *msgs, const api_config *cfg, api_requ
     return true;
 }
 
-static bool parse_input(const sj_value *input, const api_config *cfg, api_request *req, api_error *e) {
-    size_t n = input->type == SJ_ARRAY ? input->len : 1;
-    if (input->type != SJ_STRING && input->type != SJ_ARRAY)
+static bool parse_input(const json_value *input, const api_config *cfg, api_request *req, api_error *e) {
+    size_t n = input->type == JSON_ARRAY ? input->n_items : 1;
+    if (input->type != JSON_STRING && input->type != JSON_ARRAY)
         return BAD(e, "input", "'input' must be a string or an array of strings");
     if (n == 0) return BAD(e, "input", "'input' must not be an empty array");
     if (n > cfg->max_inputs) return BAD(e, "input", "%zu inputs in one request, more than the limit of %zu", n, cfg->max_inputs);
@@ -260,13 +266,13 @@ static bool parse_input(const sj_value *input, const api_config *cfg, api_reques
         return false;
     }
     for (size_t i = 0; i < n; i++) {
-        const sj_value *s = input->type == SJ_ARRAY ? &input->items[i] : input;
-        if (s->type == SJ_NUMBER || s->type == SJ_ARRAY)
+        const json_value *s = input->type == JSON_ARRAY ? &input->items[i] : input;
+        if (s->type == JSON_NUMBER || s->type == JSON_ARRAY)
             return BAD(e, "input", "token-id inputs are not supported: send text");
-        if (s->type != SJ_STRING) return BAD(e, "input", "input %zu is not a string", i);
-        if (s->len == 0) return BAD(e, "input", "input %zu is an empty string", i);
-        if (strlen(s->str) != s->len) return BAD(e, "input", "input %zu contains a NUL character", i);
-        req->items[i].text = s->str;
+        if (s->type != JSON_STRING) return BAD(e, "input", "input %zu is not a string", i);
+        if (s->string_len == 0) return BAD(e, "input", "input %zu is an empty string", i);
+        if (strlen(s->string) != s->string_len) return BAD(e, "input", "input %zu contains a NUL character", i);
+        req->items[i].text = s->string;
         req->n_items = i + 1;
     }
     return true;
@@ -279,62 +285,62 @@ bool api_parse_embeddings(const char *body, size_t len, const api_config *cfg, a
     char msg[200];
     int too_many = 0;
     if (len == 0) return BAD(e, NULL, "empty request body: a JSON object is expected");
-    sj_limits lim = sj_default_limits();
+    json_limits lim = serve_json_limits();
     /* enough values for max_inputs strings plus the surrounding object */
     if (cfg->max_inputs + 64 > lim.max_values) lim.max_values = cfg->max_inputs + 64;
-    req->doc = sj_parse(body, len, &lim, msg, sizeof msg, &too_many);
+    req->doc = json_parse_limited(body, len, &lim, msg, sizeof msg, &too_many);
     if (!req->doc) {
         if (too_many) api_set_error(e, 413, "invalid_request_error", NULL, "json_too_large", "%s", msg);
-        else (void)BAD(e, NULL, "%s", msg);
+        else (void)BAD(e, NULL, "invalid %s", msg); /* "invalid JSON: <what> at line L column C (byte B)" */
         return false;
     }
-    const sj_value *d = req->doc;
+    const json_value *d = req->doc;
     bool ok = true;
-    if (d->type != SJ_OBJECT) {
+    if (d->type != JSON_OBJECT) {
         ok = BAD(e, NULL, "the request body must be a JSON object");
         goto out;
     }
-    const sj_value *model = sj_get(d, "model"), *input = sj_get(d, "input"), *msgs = sj_get(d, "messages");
-    const sj_value *fmt = sj_get(d, "encoding_format"), *dims = sj_get(d, "dimensions"), *role = sj_get(d, "abc_role");
-    if (model && model->type != SJ_NULL) {
-        if (model->type != SJ_STRING) {
+    const json_value *model = json_get(d, "model"), *input = json_get(d, "input"), *msgs = json_get(d, "messages");
+    const json_value *fmt = json_get(d, "encoding_format"), *dims = json_get(d, "dimensions"), *role = json_get(d, "abc_role");
+    if (model && model->type != JSON_NULL) {
+        if (model->type != JSON_STRING) {
             ok = BAD(e, "model", "'model' must be a string");
             goto out;
         }
-        if (cfg->model_name && strcmp(model->str, cfg->model_name) != 0) {
+        if (cfg->model_name && strcmp(model->string, cfg->model_name) != 0) {
             api_set_error(e, 404, "invalid_request_error", "model", "model_not_found",
-                          "the model '%.100s' does not exist (this server has '%.100s')", model->str, cfg->model_name);
+                          "the model '%.100s' does not exist (this server has '%.100s')", model->string, cfg->model_name);
             ok = false;
             goto out;
         }
     }
-    if (fmt && fmt->type != SJ_NULL) {
-        if (fmt->type == SJ_STRING && strcmp(fmt->str, "base64") == 0) req->base64 = true;
-        else if (!(fmt->type == SJ_STRING && strcmp(fmt->str, "float") == 0)) {
+    if (fmt && fmt->type != JSON_NULL) {
+        if (fmt->type == JSON_STRING && strcmp(fmt->string, "base64") == 0) req->base64 = true;
+        else if (!(fmt->type == JSON_STRING && strcmp(fmt->string, "float") == 0)) {
             ok = BAD(e, "encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
             goto out;
         }
     }
-    if (dims && dims->type != SJ_NULL) {
+    if (dims && dims->type != JSON_NULL) {
         /* range first: converting an out-of-range double to an integer is undefined */
-        if (dims->type != SJ_NUMBER || !(dims->number >= 1 && dims->number <= cfg->embedding_dim) ||
+        if (dims->type != JSON_NUMBER || !(dims->number >= 1 && dims->number <= cfg->embedding_dim) ||
             dims->number != (double)(int)dims->number) {
             ok = BAD(e, "dimensions", "'dimensions' must be an integer from 1 to %d", cfg->embedding_dim);
             goto out;
         }
         req->dimensions = (int)dims->number;
     }
-    if (role && role->type != SJ_NULL) {
-        if (role->type == SJ_STRING && strcmp(role->str, "query") == 0) req->role = ABC_ROLE_QUERY;
-        else if (role->type == SJ_STRING && strcmp(role->str, "candidate") == 0) req->role = ABC_ROLE_CANDIDATE;
-        else if (!(role->type == SJ_STRING && strcmp(role->str, "auto") == 0)) {
+    if (role && role->type != JSON_NULL) {
+        if (role->type == JSON_STRING && strcmp(role->string, "query") == 0) req->role = ABC_ROLE_QUERY;
+        else if (role->type == JSON_STRING && strcmp(role->string, "candidate") == 0) req->role = ABC_ROLE_CANDIDATE;
+        else if (!(role->type == JSON_STRING && strcmp(role->string, "auto") == 0)) {
             ok = BAD(e, "abc_role", "'abc_role' must be \"query\", \"candidate\" or \"auto\"");
             goto out;
         }
     }
     /* the openai client's embeddings.create() always sends "input": with the chat shape in extra_body it
      * is left empty ("" or []), which stands for "none" */
-    if (input && msgs && ((input->type == SJ_STRING || input->type == SJ_ARRAY) && input->len == 0)) input = NULL;
+    if (input && msgs && ((input->type == JSON_STRING ? input->string_len : input->type == JSON_ARRAY ? input->n_items : 1) == 0)) input = NULL;
     if (input && msgs) {
         ok = BAD(e, NULL, "give either 'input' or 'messages', not both");
     } else if (input) {

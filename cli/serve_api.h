@@ -4,7 +4,7 @@
 #ifndef ABC_SERVE_API_H
 #define ABC_SERVE_API_H
 #include "abc.h"
-#include "serve_json.h"
+#include "../model_convert/json.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,7 +33,7 @@ typedef struct {
 } api_item;
 
 typedef struct {
-    sj_value *doc;
+    json_value *doc;
     api_item *items;
     size_t n_items;
     char **owned_texts;       /* joined message texts */

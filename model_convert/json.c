@@ -13,7 +13,9 @@ typedef struct {
     const char *start, *p, *end;
     char *err;
     size_t errsize;
-    int depth;
+    int depth, max_depth;
+    size_t values, max_values, max_members; /* 0: no bound */
+    int too_many;                           /* a limit, not the syntax, stopped the parse */
 } parser;
 
 static void set_error(parser *ps, const char *fmt, ...) {
@@ -316,7 +318,11 @@ static size_t find_duplicate_key(char **keys, const size_t *lens, size_t n) {
 
 static int parse_container(parser *ps, json_value *out, int is_object) {
     char close = is_object ? '}' : ']';
-    if (++ps->depth > JSON_MAX_DEPTH) { set_error(ps, "nesting deeper than %d", JSON_MAX_DEPTH); return -1; }
+    if (++ps->depth > ps->max_depth) {
+        ps->too_many = 1;
+        set_error(ps, "nesting deeper than %d", ps->max_depth);
+        return -1;
+    }
     ps->p++;
     builder b = {0};
     skip_ws(ps);
@@ -324,6 +330,11 @@ static int parse_container(parser *ps, json_value *out, int is_object) {
         ps->p++;
     } else {
         for (;;) {
+            if (is_object && ps->max_members && b.n == ps->max_members) {
+                ps->too_many = 1;
+                set_error(ps, "more than %zu members in an object", ps->max_members);
+                goto fail;
+            }
             if (builder_push(ps, &b, is_object) < 0) goto fail;
             skip_ws(ps);
             if (is_object) {
@@ -377,6 +388,11 @@ static int parse_value(parser *ps, json_value *out) {
     memset(out, 0, sizeof *out);
     skip_ws(ps);
     if (ps->p >= ps->end) { set_error(ps, "unexpected end of input"); return -1; }
+    if (ps->max_values && ++ps->values > ps->max_values) {
+        ps->too_many = 1;
+        set_error(ps, "more than %zu values", ps->max_values);
+        return -1;
+    }
     switch (*ps->p) {
     case '{': return parse_container(ps, out, 1);
     case '[': return parse_container(ps, out, 0);
@@ -394,20 +410,49 @@ static int parse_value(parser *ps, json_value *out) {
     }
 }
 
-json_value *json_parse(const char *text, size_t len, char *err, size_t errsize) {
+json_value *json_parse_limited(const char *text, size_t len, const json_limits *limits, char *err, size_t errsize,
+                               int *too_many) {
     if (err && errsize) err[0] = '\0';
+    if (too_many) *too_many = 0;
     if (!text) {
         if (err && errsize) snprintf(err, errsize, "JSON: no input");
         return NULL;
     }
-    parser ps = { text, text, text + len, err, errsize, 0 };
-    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) { set_error(&ps, "byte order mark not allowed"); return NULL; }
-    json_value *root = json_alloc(&ps, sizeof *root);
-    if (!root) return NULL;
-    if (parse_value(&ps, root) < 0) { free(root); return NULL; }
-    skip_ws(&ps);
-    if (ps.p != ps.end) { set_error(&ps, "unexpected data after the JSON value"); json_free(root); return NULL; }
+    parser ps = {text, text, text + len, err, errsize, 0, JSON_MAX_DEPTH, 0, 0, 0, 0};
+    if (limits) {
+        if (limits->max_depth > 0 && limits->max_depth < JSON_MAX_DEPTH) ps.max_depth = limits->max_depth;
+        ps.max_values = limits->max_values;
+        ps.max_members = limits->max_members;
+    }
+    json_value *root = NULL;
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) set_error(&ps, "byte order mark not allowed");
+    else if ((root = json_alloc(&ps, sizeof *root)) && parse_value(&ps, root) < 0) {
+        free(root);
+        root = NULL;
+    } else if (root) {
+        skip_ws(&ps);
+        if (ps.p != ps.end) {
+            set_error(&ps, "unexpected data after the JSON value");
+            json_free(root);
+            root = NULL;
+        }
+    }
+    if (!root && too_many) *too_many = ps.too_many;
     return root;
+}
+
+json_value *json_parse(const char *text, size_t len, char *err, size_t errsize) {
+    return json_parse_limited(text, len, NULL, err, errsize, NULL);
+}
+
+int json_utf8_valid(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_sequence_length(u + i, n - i);
+        if (len == 0) return 0;
+        i += len;
+    }
+    return 1;
 }
 
 const json_value *json_get(const json_value *obj, const char *key) {

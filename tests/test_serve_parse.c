@@ -1,11 +1,11 @@
 /* Unit tests of what `abc serve` does with request bytes before a model runs (cli/serve_http.c,
- * cli/serve_json.c, cli/serve_api.c): HTTP framing field by field, chunked decoding fed one byte at a time,
+ * model_convert/json.c, cli/serve_api.c): HTTP framing field by field, chunked decoding fed one byte at a time,
  * base64 against the RFC 4648 test vectors, JSON escapes/numbers/limits, and /v1/embeddings decoding
  * (input, messages, data: and file:// URLs). tests/test_serve.sh covers the same over real sockets. */
 #define _XOPEN_SOURCE 700
 #include "cli/serve_api.c"
 #include "cli/serve_http.c"
-#include "cli/serve_json.c"
+#include "model_convert/json.c"
 #include "tests/test.h"
 
 #include <stdlib.h>
@@ -173,48 +173,48 @@ static void test_json_values(void) {
     int too_many;
     const char *doc = " {\"s\": \"a\\u00e9\\ud83d\\ude00\\n\\\"\\/\", \"n\": [-0, 1e3, 1.5E-2, 12345678901234567890],"
                       " \"t\": true, \"f\": false, \"z\": null, \"e\": {}, \"a\": []} ";
-    sj_value *v = sj_parse(doc, strlen(doc), NULL, err, sizeof err, &too_many);
+    json_value *v = json_parse_limited(doc, strlen(doc), NULL, err, sizeof err, &too_many);
     CHECK(v != NULL, "parse: %s", err);
     if (!v) return;
-    const sj_value *s = sj_get(v, "s"), *n = sj_get(v, "n");
-    CHECK(s && s->type == SJ_STRING && s->len == 10 && memcmp(s->str, "a\xc3\xa9\xf0\x9f\x98\x80\n\"/", 10) == 0,
+    const json_value *s = json_get(v, "s"), *n = json_get(v, "n");
+    CHECK(s && s->type == JSON_STRING && s->string_len == 10 && memcmp(s->string, "a\xc3\xa9\xf0\x9f\x98\x80\n\"/", 10) == 0,
           "escapes decoded to UTF-8");
-    CHECK(n && n->type == SJ_ARRAY && n->len == 4, "number array");
-    if (n && n->len == 4) {
+    CHECK(n && n->type == JSON_ARRAY && n->n_items == 4, "number array");
+    if (n && n->n_items == 4) {
         CHECK(n->items[0].number == 0 && n->items[1].number == 1000 && n->items[2].number == 0.015 &&
                   n->items[3].number == 12345678901234567890.0,
               "numbers %g %g %g %g", n->items[0].number, n->items[1].number, n->items[2].number, n->items[3].number);
     }
-    CHECK(sj_get(v, "t")->boolean == 1 && sj_get(v, "f")->type == SJ_BOOL && sj_get(v, "z")->type == SJ_NULL, "literals");
-    CHECK(sj_get(v, "e")->type == SJ_OBJECT && sj_get(v, "a")->type == SJ_ARRAY && sj_get(v, "missing") == NULL, "empty containers");
-    sj_free(v);
+    CHECK(json_get(v, "t")->boolean == 1 && json_get(v, "f")->type == JSON_BOOL && json_get(v, "z")->type == JSON_NULL, "literals");
+    CHECK(json_get(v, "e")->type == JSON_OBJECT && json_get(v, "a")->type == JSON_ARRAY && json_get(v, "missing") == NULL, "empty containers");
+    json_free(v);
 
     static const char *bad[] = {"01", "1.", ".5", "+1", "1e", "NaN", "Infinity", "1e400", "[1,]", "{\"a\":1,}",
                                 "{\"a\" 1}", "{a:1}", "\"\\x\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
                                 "\"\xc3\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"a\tb\"",
                                 "{\"a\":1,\"a\":2}", "[1] 2", "", "  ", "tru", "nul", "[", "\"abc", "\"\\"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        v = sj_parse(bad[i], strlen(bad[i]), NULL, err, sizeof err, &too_many);
+        v = json_parse_limited(bad[i], strlen(bad[i]), NULL, err, sizeof err, &too_many);
         CHECK(v == NULL && err[0] && !too_many, "'%s' must be refused as a syntax error", bad[i]);
-        sj_free(v);
+        json_free(v);
     }
 }
 
 static void test_json_limits(void) {
     char err[200];
     int too_many;
-    sj_limits lim = {3, 10, 2};
-    sj_value *v = sj_parse("[[[1]]]", 7, &lim, err, sizeof err, &too_many);
+    json_limits lim = {3, 10, 2};
+    json_value *v = json_parse_limited("[[[1]]]", 7, &lim, err, sizeof err, &too_many);
     CHECK(v != NULL, "depth 3 accepted: %s", err);
-    sj_free(v);
-    v = sj_parse("[[[[1]]]]", 9, &lim, err, sizeof err, &too_many);
+    json_free(v);
+    v = json_parse_limited("[[[[1]]]]", 9, &lim, err, sizeof err, &too_many);
     CHECK(!v && too_many, "depth 4 refused as too large");
-    v = sj_parse("[1,2,3,4,5,6,7,8,9]", 19, &lim, err, sizeof err, &too_many);
+    v = json_parse_limited("[1,2,3,4,5,6,7,8,9]", 19, &lim, err, sizeof err, &too_many);
     CHECK(v != NULL, "10 values accepted: %s", err);
-    sj_free(v);
-    v = sj_parse("[1,2,3,4,5,6,7,8,9,10]", 22, &lim, err, sizeof err, &too_many);
+    json_free(v);
+    v = json_parse_limited("[1,2,3,4,5,6,7,8,9,10]", 22, &lim, err, sizeof err, &too_many);
     CHECK(!v && too_many, "11 values refused as too large");
-    v = sj_parse("{\"a\":1,\"b\":2,\"c\":3}", 19, &lim, err, sizeof err, &too_many);
+    v = json_parse_limited("{\"a\":1,\"b\":2,\"c\":3}", 19, &lim, err, sizeof err, &too_many);
     CHECK(!v && too_many, "3 members refused as too large");
 }
 

@@ -1,5 +1,5 @@
 /* Fuzz target: what `abc serve` does with untrusted bytes before any model runs: the HTTP/1.1 request
- * parser (cli/serve_http.c), the JSON body reader (cli/serve_json.c) and the /v1/embeddings decoding
+ * parser (cli/serve_http.c), the JSON body reader (model_convert/json.c) and the /v1/embeddings decoding
  * (cli/serve_api.c: input/messages, data: URLs, base64).
  *
  * Input: byte 0 picks how the request is fed (0: all at once; n: n bytes more per call, as a client sending
@@ -14,7 +14,7 @@
 #define _XOPEN_SOURCE 700
 #include "cli/serve_api.c"
 #include "cli/serve_http.c"
-#include "cli/serve_json.c"
+#include "model_convert/json.c"
 
 #include <dirent.h>
 #include <signal.h>
@@ -36,25 +36,25 @@
 
 static const http_limits fuzz_limits = {2048, 32, 1 << 16};
 
-static void check_json(const sj_value *v, int depth, const sj_limits *lim) {
+static void check_json(const json_value *v, int depth, const json_limits *lim) {
     FUZZ_CHECK(depth <= lim->max_depth, "nesting beyond max_depth");
-    if (v->type == SJ_STRING) {
-        FUZZ_CHECK(v->str && v->str[v->len] == 0, "string not terminated");
-        FUZZ_CHECK(sj_utf8_valid(v->str, v->len), "string not valid UTF-8");
+    if (v->type == JSON_STRING) {
+        FUZZ_CHECK(v->string && v->string[v->string_len] == 0, "string not terminated");
+        FUZZ_CHECK(json_utf8_valid(v->string, v->string_len), "string not valid UTF-8");
     }
-    if (v->type == SJ_OBJECT) FUZZ_CHECK(v->len <= lim->max_members, "object beyond max_members");
-    if (v->type == SJ_ARRAY || v->type == SJ_OBJECT)
-        for (size_t i = 0; i < v->len; i++) check_json(&v->items[i], depth + 1, lim);
+    if (v->type == JSON_OBJECT) FUZZ_CHECK(v->n_items <= lim->max_members, "object beyond max_members");
+    if (v->type == JSON_ARRAY || v->type == JSON_OBJECT)
+        for (size_t i = 0; i < v->n_items; i++) check_json(&v->items[i], depth + 1, lim);
 }
 
 static void check_body(const char *body, size_t n) {
-    sj_limits lim = {8, 512, 16};
+    json_limits lim = {8, 512, 16};
     char err[200];
     int too_many = 0;
-    sj_value *v = sj_parse(body, n, &lim, err, sizeof err, &too_many);
+    json_value *v = json_parse_limited(body, n, &lim, err, sizeof err, &too_many);
     if (v) check_json(v, 1, &lim);
     else FUZZ_CHECK(err[0], "JSON refused without a message");
-    sj_free(v);
+    json_free(v);
 
     api_config cfg = {8, NULL, 1 << 16, "m", 16};
     api_request req;
@@ -64,7 +64,7 @@ static void check_body(const char *body, size_t n) {
         for (size_t i = 0; i < req.n_items; i++) {
             const api_item *it = &req.items[i];
             FUZZ_CHECK(it->text || it->image, "an input with neither text nor image");
-            if (it->text) FUZZ_CHECK(sj_utf8_valid(it->text, strlen(it->text)), "input text not UTF-8");
+            if (it->text) FUZZ_CHECK(json_utf8_valid(it->text, strlen(it->text)), "input text not UTF-8");
             if (it->image) FUZZ_CHECK(it->image_size > 0, "empty image");
         }
         FUZZ_CHECK(req.dimensions >= 0 && req.dimensions <= cfg.embedding_dim, "dimensions");
