@@ -10774,7 +10774,7 @@ typedef struct {
     double rope_theta;
     int mrope_section[3]; /* rotary frequencies per position component (t, h, w); sum = head_dim/2 */
     bool causal;          /* vlm2vec: causal; abc: bidirectional */
-    bool mrope_token_type; /* transformers ≥ 5: every image run gets 3-D ids (else only announced ones) */
+    int mrope_rule;        /* which image runs get 3-D ids: MROPE_VISION_START, _TOKEN_TYPE or _SEQUENTIAL */
     int32_t image_token, vision_start_token;
     int merge_size;        /* the vision tower's: merged grid = patch grid / merge_size */
     /* Phi-3 "su" (longrope) scaling: inv_freq[j] / factor[j] with the short factors while the sequence
@@ -10803,11 +10803,16 @@ static int64_t image_token_count(const int grid[3], int merge) {
     return (int64_t)grid[0] * (grid[1] / merge) * (grid[2] / merge);
 }
 
+/* The order matches the metadata's names (read_config). */
+enum { MROPE_VISION_START, MROPE_TOKEN_TYPE, MROPE_SEQUENTIAL };
+
 /* How many image-token runs get 3-D ids. transformers ≤ 4.5x (ABC, VLM2Vec) counts the images
  * announced by <|vision_start|> directly before an image token, then gives 3-D ids to that many runs
- * in order; transformers 5 gives them to every run. */
+ * in order; transformers 5 gives them to every run. GME calls the decoder without position ids, and
+ * transformers 4.4x's decoder then numbers every token like text: no run gets 3-D ids. */
 static int64_t mrope_3d_runs(const text_config *c, const int32_t *ids, int64_t L, int64_t total_runs) {
-    if (c->mrope_token_type) return total_runs;
+    if (c->mrope_rule == MROPE_TOKEN_TYPE) return total_runs;
+    if (c->mrope_rule == MROPE_SEQUENTIAL) return 0;
     int64_t announced = 0;
     for (int64_t i = 0; i + 1 < L; i++)
         if (ids[i] == c->vision_start_token && ids[i + 1] == c->image_token) announced++;
@@ -11070,6 +11075,7 @@ struct abc_model {
     tokenizer *tok;
     /* NUL-terminated copies of metadata strings */
     char *preset, *dtype, *prompt_image_text, *prompt_image, *prompt_text, *placeholder;
+    char *prompt_instruction; /* what "{instruction}" becomes without abc_input.instruction; NULL: no slot */
     char *description;
 };
 
@@ -11236,6 +11242,9 @@ static abc_status read_prompts(const weight_file *wf, abc_model *m, abc_error *e
         return fail(err, ABC_ERR_FORMAT, "an image prompt template lacks the placeholder '%s'", m->placeholder);
     if (strstr(m->prompt_text, m->placeholder))
         return fail(err, ABC_ERR_FORMAT, "the text prompt template contains the image placeholder");
+    /* optional: GME puts a task instruction in the system turn */
+    if (wf_meta(wf, "prompt.instruction") && !meta_string_copy(wf, "prompt.instruction", &m->prompt_instruction, err))
+        return err ? err->code : ABC_ERR_FORMAT;
     return ABC_OK;
 }
 
@@ -11245,7 +11254,7 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
     static const char *const attentions[] = {"bidirectional", "causal"};
     static const char *const poolings[] = {"mean_nonzero", "last"};
     static const char *const heads[] = {"none", "mlp"};
-    static const char *const rules[] = {"vision_start", "token_type"};
+    static const char *const rules[] = {"vision_start", "token_type", "sequential"};
     int attn, pooling, head, rule = 0;
     const char *arch;
     size_t arch_len;
@@ -11270,10 +11279,10 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
         !meta_int_in(wf, "model.embedding_dim", 1, MODEL_MAX_DIM, &dim, err))
         return err ? err->code : ABC_ERR_FORMAT;
     /* Absent in early files: the transformers ≤ 4.5x rule both presets were trained with. */
-    if (wf_meta(wf, "model.mrope_rule") && !meta_choice(wf, "model.mrope_rule", rules, 2, &rule, err))
+    if (wf_meta(wf, "model.mrope_rule") && !meta_choice(wf, "model.mrope_rule", rules, 3, &rule, err))
         return err ? err->code : ABC_ERR_FORMAT;
     m->text.causal = attn == 1;
-    m->text.mrope_token_type = rule == 1;
+    m->text.mrope_rule = rule;
     m->pooling = pooling == 0 ? POOL_MEAN_NONZERO : POOL_LAST;
     m->has_head = head == 1;
     m->normalize = normalize == 1;
@@ -11576,33 +11585,40 @@ done:
 
 /* ---- prompts and images ---- */
 
-/* A copy of `template` with every "{text}" replaced by `text`. */
-static char *fill_template(const char *template, const char *text) {
-    static const char key[] = "{text}";
-    const size_t key_len = sizeof key - 1, text_len = strlen(text);
-    size_t n_keys = 0;
-    for (const char *p = strstr(template, key); p; p = strstr(p + key_len, key)) n_keys++;
-    const size_t base = strlen(template);
-    if (n_keys && text_len > (SIZE_MAX - base - 1) / n_keys) return NULL;
-    char *out = xmalloc(base - n_keys * key_len + n_keys * text_len + 1), *w = out;
-    if (!out) return NULL;
-    for (const char *p = template;;) {
-        const char *k = strstr(p, key);
-        size_t n = k ? (size_t)(k - p) : strlen(p);
-        memcpy(w, p, n);
-        w += n;
-        if (!k) break;
-        memcpy(w, text, text_len);
-        w += text_len;
-        p = k + key_len;
+/* A copy of `template` with every "{text}" replaced by `text` and every "{instruction}" by
+ * `instruction`, in one pass (a value is never scanned for keys). */
+static char *fill_template(const char *template, const char *text, const char *instruction) {
+    static const char *const keys[2] = {"{text}", "{instruction}"};
+    const char *values[2] = {text, instruction};
+    size_t key_len[2], value_len[2];
+    for (int k = 0; k < 2; k++) key_len[k] = strlen(keys[k]), value_len[k] = strlen(values[k]);
+    /* two passes: the first measures, the second writes */
+    char *out = NULL;
+    size_t size = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n = 0;
+        for (const char *p = template; *p;) {
+            int k = 0;
+            while (k < 2 && strncmp(p, keys[k], key_len[k]) != 0) k++;
+            const size_t len = k < 2 ? value_len[k] : 1;
+            if (len > SIZE_MAX - 1 - n) return NULL;
+            if (out) memcpy(out + n, k < 2 ? values[k] : p, len);
+            n += len;
+            p += k < 2 ? key_len[k] : 1;
+        }
+        if (out) {
+            out[n] = 0;
+            break;
+        }
+        size = n + 1;
+        if (!(out = xmalloc(size))) return NULL;
     }
-    *w = 0;
     return out;
 }
 
 /* The prompt for an input: the raw prompt; or the text itself when it already holds the image
  * placeholder (VLM2Vec users write "<|image_pad|> ..." themselves); or the model's template for the
- * inputs present. */
+ * inputs present. A candidate keeps the model's default instruction, as GME's script does. */
 static char *build_prompt(const abc_model *m, const abc_input *in, bool has_image) {
     const char *src = NULL;
     if (in->prompt) src = in->prompt;
@@ -11614,7 +11630,8 @@ static char *build_prompt(const abc_model *m, const abc_input *in, bool has_imag
         return copy;
     }
     const char *template = has_image ? (in->text ? m->prompt_image_text : m->prompt_image) : m->prompt_text;
-    return fill_template(template, in->text ? in->text : "");
+    const char *instruction = in->instruction && in->role != ABC_ROLE_CANDIDATE ? in->instruction : m->prompt_instruction;
+    return fill_template(template, in->text ? in->text : "", instruction ? instruction : "");
 }
 
 /* Replaces every image placeholder token by `per_image` image tokens. */
@@ -12406,6 +12423,7 @@ static void model_free(abc_model *m) {
     free(m->prompt_image);
     free(m->prompt_text);
     free(m->placeholder);
+    free(m->prompt_instruction);
     free(m->description);
     weight_file_close(&m->wf);
     free(m);
@@ -12636,6 +12654,9 @@ static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out,
     if (!has_image && !has_text && !in->prompt)
         return fail(err, ABC_ERR_INVALID_ARG, "nothing to embed: give an image, a text or a prompt");
     const bool query = in->role == ABC_ROLE_QUERY || (in->role == ABC_ROLE_AUTO && has_image && has_text);
+    if (in->instruction && !m->prompt_instruction)
+        return fail(err, ABC_ERR_INVALID_ARG, "preset %s has no instruction in its prompt (give the whole prompt instead)",
+                    m->preset);
 
     char *prompt = build_prompt(m, in, has_image);
     if (!prompt) return fail(err, ABC_ERR_NOMEM, "out of memory building the prompt");
@@ -12727,7 +12748,7 @@ static abc_status tokens_are_query(abc_context *ctx, const int32_t *ids, size_t 
     if (!has_image) return ABC_OK;
     const abc_model *m = ctx->model;
     int_vec image_only = {0};
-    char *prompt = fill_template(m->prompt_image, "");
+    char *prompt = fill_template(m->prompt_image, "", m->prompt_instruction ? m->prompt_instruction : "");
     if (!prompt) return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory");
     abc_status st = tokenizer_encode(m->tok, prompt, strlen(prompt), &image_only, &ctx->err);
     free(prompt);

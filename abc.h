@@ -237,6 +237,9 @@ typedef struct {
     const char *text;            /* instruction or text, UTF-8; NULL for none */
     const char *prompt;          /* raw prompt replacing the template (each <|image_pad|> takes the image) */
     abc_role role;
+    /* Task instruction for presets whose prompt has one (gme: the system turn; NULL: the model's
+     * default). Ignored for role candidate, which keeps the default; other presets refuse it. */
+    const char *instruction;
 } abc_input;
 
 ABC_API abc_input abc_input_default(void);

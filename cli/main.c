@@ -40,7 +40,7 @@ static void print_main_usage(FILE *f) {
 
 static void print_embed_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL [--image PATH] [--text TEXT] [--role query|candidate|auto]\n"
-          "                 [--prompt RAW] [-o OUT.npy] [--threads N] [--dump DIR]\n"
+          "                 [--prompt RAW] [--instruction TEXT] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "                 [--stop-after preprocess|STAGE] [--num-crops N] [--json]\n"
           "                 [--min-pixels N] [--max-pixels N] [--no-mmap]\n"
           "                 [--max-image-pixels N] [--max-decode-ratio N]\n"
@@ -56,6 +56,8 @@ static void print_embed_usage(FILE *f) {
           "  --role ROLE           query, candidate or auto (default auto: image+text is a query)\n"
           "  --prompt RAW          raw prompt replacing the model's template; each <|image_pad|>\n"
           "                        (phi3_v: <|image_1|>) takes the image's tokens\n"
+          "  --instruction TEXT    gme: the task instruction (the system turn) of a query;\n"
+          "                        candidates keep the model's default\n"
           "  -o, --output OUT.npy  write the embedding as float32 .npy, shape [D]; without -o the\n"
           "                        vector is printed on stdout, one line, values as %.9g\n"
           "  --json                print {\"dim\":D,\"embedding\":[...]} on stdout instead\n"
@@ -239,7 +241,7 @@ static int on_stage(void *user, const char *name, abc_array_dtype dtype, int ndi
 }
 
 typedef struct {
-    const char *model, *image, *text, *prompt, *output, *dump, *stop_after;
+    const char *model, *image, *text, *prompt, *instruction, *output, *dump, *stop_after;
     const char *input_ids, *pixel_values, *grid;
     abc_role role;
     int threads;
@@ -265,6 +267,7 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
         } else if (cli_take(&c, "--image", NULL, &o->image)) {
         } else if (cli_take(&c, "--text", NULL, &o->text)) {
         } else if (cli_take(&c, "--prompt", NULL, &o->prompt)) {
+        } else if (cli_take(&c, "--instruction", NULL, &o->instruction)) {
         } else if (cli_take(&c, "--output", "-o", &o->output)) {
         } else if (cli_take(&c, "--dump", NULL, &o->dump)) {
         } else if (cli_take(&c, "--stop-after", NULL, &o->stop_after)) {
@@ -315,8 +318,9 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
     if (!o->model) return cli_usage_error("embed: -m MODEL is required");
     bool raw = o->input_ids || o->pixel_values || o->grid;
     if (raw) {
-        if (o->image || o->text || o->prompt)
-            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text or --prompt");
+        if (o->image || o->text || o->prompt || o->instruction)
+            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text, --prompt or "
+                                   "--instruction");
         if (!o->input_ids) return cli_usage_error("--pixel-values needs --input-ids");
         if (!o->pixel_values != !o->grid) return cli_usage_error("--pixel-values and --grid go together");
     } else if (!o->image && !o->text && !o->prompt) {
@@ -396,6 +400,7 @@ static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_
         in.image_path = o->image;
         in.text = o->text;
         in.prompt = o->prompt;
+        in.instruction = o->instruction;
         in.role = o->role;
         return abc_embed(ctx, &in, vec, dim);
     }

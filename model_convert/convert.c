@@ -638,6 +638,8 @@ static int queue_query_adapter(conv_state *s, abc_writer *w, char *err, size_t e
 #define QWEN_SYSTEM "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
 #define QWEN_ASSISTANT "<|im_end|>\n<|im_start|>assistant\n"
 #define QWEN_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
+#define GME_END "<|endoftext|>"
+#define GME_SYSTEM "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n"
 
 static const char *base_name(const char *path, char *buf, size_t size) {
     size_t n = strlen(path);
@@ -730,7 +732,7 @@ static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size
 static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     if (s->cfg.arch == ARCH_PHI3_V) return add_metadata_phi3(s, w, err, errsize);
     const model_config *c = &s->cfg;
-    int abc = strcmp(s->opt->preset, "abc") == 0;
+    int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
     int rc = 0;
     if (add_metadata_general(s, w, "qwen2_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
@@ -750,7 +752,8 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
     rc |= writer_add_str(w, "model.head", abc ? "mlp" : "none");
     rc |= add_i(w, "model.normalize", 1);
     rc |= add_i(w, "model.embedding_dim", c->hidden);
-    rc |= writer_add_str(w, "model.mrope_rule", "vision_start");
+    /* GME runs the decoder without position ids: transformers 4.4x then numbers every token as text */
+    rc |= writer_add_str(w, "model.mrope_rule", gme ? "sequential" : "vision_start");
     rc |= add_i(w, "tokens.image_pad", c->image_token);
     rc |= add_i(w, "tokens.vision_start", c->vision_start_token);
     rc |= add_i(w, "tokens.vision_end", c->vision_end_token);
@@ -758,6 +761,13 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
         rc |= writer_add_str(w, "prompt.image_text", QWEN_SYSTEM QWEN_IMAGE "Instruction: {text}" QWEN_ASSISTANT);
         rc |= writer_add_str(w, "prompt.image", QWEN_SYSTEM QWEN_IMAGE QWEN_ASSISTANT);
         rc |= writer_add_str(w, "prompt.text", QWEN_SYSTEM "{text}" QWEN_ASSISTANT);
+    } else if (gme) {
+        /* gme_inference.py: the image before the text in one user turn, and <|endoftext|> after the
+         * assistant header is the pooled last token */
+        rc |= writer_add_str(w, "prompt.image_text", GME_SYSTEM QWEN_IMAGE "{text}" QWEN_ASSISTANT GME_END);
+        rc |= writer_add_str(w, "prompt.image", GME_SYSTEM QWEN_IMAGE QWEN_ASSISTANT GME_END);
+        rc |= writer_add_str(w, "prompt.text", GME_SYSTEM "{text}" QWEN_ASSISTANT GME_END);
+        rc |= writer_add_str(w, "prompt.instruction", "You are a helpful assistant.");
     } else {
         rc |= writer_add_str(w, "prompt.image_text", "<|image_pad|> {text}");
         rc |= writer_add_str(w, "prompt.image", "<|image_pad|>");
@@ -765,12 +775,13 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
     }
     rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
     rc |= add_i(w, "image.factor", c->v_patch * c->v_merge);
-    if (abc) {
-        /* ABC fixes both resize stages in its own code (qwen_vl_utils, then the processor) */
+    if (abc || gme) {
+        /* ABC and GME fix both resize stages in their own code (qwen_vl_utils' bounds, then the
+         * processor's: 256..1024 image tokens for ABC, 256..1280 for GME) */
         rc |= add_i(w, "image.stage1_min_pixels", 3136);
         rc |= add_i(w, "image.stage1_max_pixels", 12845056);
         rc |= add_i(w, "image.min_pixels", 200704);
-        rc |= add_i(w, "image.max_pixels", 802816);
+        rc |= add_i(w, "image.max_pixels", gme ? 1003520 : 802816);
     } else {
         rc |= add_i(w, "image.min_pixels", c->min_pixels);
         rc |= add_i(w, "image.max_pixels", c->max_pixels);
@@ -848,8 +859,9 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     char *tok_path = cv_path_join(opt->hf_dir, "tokenizer.json");
     int rc = -1;
     if (!tok_path) { cv_fail(err, errsize, "out of memory"); goto done; }
-    if (strcmp(opt->preset, "abc") != 0 && strcmp(opt->preset, "vlm2vec") != 0 && strcmp(opt->preset, "vlm2vec-phi3v") != 0) {
-        cv_fail(err, errsize, "unknown preset \"%s\" (abc, vlm2vec or vlm2vec-phi3v)", opt->preset);
+    if (strcmp(opt->preset, "abc") != 0 && strcmp(opt->preset, "vlm2vec") != 0 && strcmp(opt->preset, "gme") != 0 &&
+        strcmp(opt->preset, "vlm2vec-phi3v") != 0) {
+        cv_fail(err, errsize, "unknown preset \"%s\" (abc, vlm2vec, gme or vlm2vec-phi3v)", opt->preset);
         goto done;
     }
     if (config_load(opt->hf_dir, &s.cfg, err, errsize) < 0) goto done;

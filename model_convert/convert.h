@@ -168,7 +168,7 @@ int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t ro
 typedef struct {
     const char *hf_dir;
     const char *out_path;
-    const char *preset;             /* "abc" or "vlm2vec" */
+    const char *preset;             /* "abc", "vlm2vec", "gme" or "vlm2vec-phi3v" */
     const char **merge_adapters;
     size_t n_merge_adapters;
     const char *query_adapter;      /* NULL when none */

@@ -63,6 +63,7 @@ class _Input(ctypes.Structure):  # abc_input in abc.h
         ("text", ctypes.c_char_p),
         ("prompt", ctypes.c_char_p),
         ("role", ctypes.c_int),
+        ("instruction", ctypes.c_char_p),
     ]
 
 
@@ -188,7 +189,7 @@ class Model:
     def __del__(self):
         self.close()
 
-    def _input(self, keep, image=None, text=None, prompt=None, role="auto"):
+    def _input(self, keep, image=None, text=None, prompt=None, role="auto", instruction=None):
         """Fills an abc_input; `keep` holds the buffers it points into until the call returns."""
         if role not in ROLES:
             raise ValueError("role must be one of %s, not %r" % (", ".join(ROLES), role))
@@ -196,6 +197,7 @@ class Model:
         inp.role = ROLES[role]
         inp.text = _text(text, "text")
         inp.prompt = _text(prompt, "prompt")
+        inp.instruction = _text(instruction, "instruction")
         if image is None:
             pass
         elif isinstance(image, (str, os.PathLike)):
@@ -222,11 +224,12 @@ class Model:
             return _np.ctypeslib.as_array(buf)[start * self.dim:(start + n) * self.dim].reshape(n, self.dim).copy()
         return [list(buf[(start + i) * self.dim:(start + i + 1) * self.dim]) for i in range(n)]
 
-    def embed(self, image=None, text=None, role="auto", prompt=None):
-        """One L2-normalised vector (numpy float32 [D], or a list) for an image and/or a text."""
+    def embed(self, image=None, text=None, role="auto", prompt=None, instruction=None):
+        """One L2-normalised vector (numpy float32 [D], or a list) for an image and/or a text.
+        `instruction`: the task instruction of presets that have one (gme)."""
         self._check_open()
         keep = []
-        inp = self._input(keep, image=image, text=text, prompt=prompt, role=role)
+        inp = self._input(keep, image=image, text=text, prompt=prompt, role=role, instruction=instruction)
         out = (ctypes.c_float * self.dim)()
         st = self._lib.abc_embed(self._ctx, ctypes.byref(inp), out, self.dim)
         if st != 0:
@@ -236,7 +239,7 @@ class Model:
 
     def encode(self, inputs, batch_size=32, role=None):
         """Embeds a list of inputs into [N, D] (numpy float32, or a list of lists). Each input is a str
-        (a text) or a dict with "image", "text", "prompt", "role". `role` overrides the inputs' roles.
+        (a text) or a dict with "image", "text", "prompt", "role", "instruction". `role` overrides the inputs' roles.
         Raises AbcError for the first input that fails (its index in the message)."""
         self._check_open()
         inputs = list(inputs)
@@ -252,11 +255,11 @@ class Model:
                     item = {"text": item}
                 if not isinstance(item, dict):
                     raise TypeError("input %d must be a str or a dict, not %s" % (start + i, type(item).__name__))
-                unknown = set(item) - {"image", "text", "prompt", "role", "id"}
+                unknown = set(item) - {"image", "text", "prompt", "role", "instruction", "id"}
                 if unknown:
                     raise ValueError("input %d has unknown keys %s" % (start + i, sorted(unknown)))
                 arr[i] = self._input(keep, image=item.get("image"), text=item.get("text"), prompt=item.get("prompt"),
-                                     role=role or item.get("role", "auto"))
+                                     role=role or item.get("role", "auto"), instruction=item.get("instruction"))
             out = (ctypes.c_float * (len(chunk) * self.dim))()
             statuses = (ctypes.c_int * len(chunk))()
             st = self._lib.abc_embed_batch(self._ctx, arr, len(chunk), out, statuses)
