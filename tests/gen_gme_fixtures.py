@@ -25,7 +25,6 @@ the runtime and the other fixtures follow (docs/image-pipeline.md) when one axis
 """
 import hashlib
 import json
-import math
 import os
 import sys
 
@@ -36,6 +35,9 @@ import transformers
 from PIL import Image
 from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_smart_resize_cases import smart_resize_qvu  # noqa: E402  (same rounding, one copy)
 
 BASE = "tests/fixtures/qwen2vl-tiny/base"
 IMAGES = "tests/fixtures/images"
@@ -52,19 +54,9 @@ CASES = [
 ]
 
 
-def smart_resize_stage1(height, width, factor=28, min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28):
-    """qwen_vl_utils' rounding (Python's round, half to even), as GME's script has it."""
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = math.floor(height / beta / factor) * factor
-        w_bar = math.floor(width / beta / factor) * factor
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+def smart_resize_stage1(height, width):
+    """qwen_vl_utils' rounding with GME's fetch_image bounds (4..16384 tokens of 28x28)."""
+    return smart_resize_qvu(height, width, 28, 4 * 28 * 28, 16384 * 28 * 28)
 
 
 def prompt_for(image, text, instruction):
