@@ -149,7 +149,12 @@ build/tiny-gme-q8.abc: abc-convert $(wildcard $(TINY)/base/*)
 	@mkdir -p build
 	./abc-convert $(TINY)/base -o $@ --preset gme --dtype q8
 
-test: build/tiny-gme.abc build/tiny-gme-q8.abc
+# video input (tests/test_video.sh, tests/fixtures/qwen2vl-tiny-video): the vlm2vec file in q8 too
+build/tiny-vlm2vec-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec_dora_adapter/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset vlm2vec --merge-adapter $(TINY)/vlm2vec_dora_adapter --dtype q8
+
+test: build/tiny-gme.abc build/tiny-gme-q8.abc build/tiny-vlm2vec-q8.abc
 
 # The bundled example: the tiny random-weight ABC model embeds an image with an instruction.
 example: all build/tiny-abc.abc

@@ -240,6 +240,12 @@ typedef struct {
     /* Task instruction for presets whose prompt has one (gme: the system turn; NULL: the model's
      * default). Ignored for role candidate, which keeps the default; other presets refuse it. */
     const char *instruction;
+    /* A video as frames in order (qwen2_vl files with video support, e.g. preset vlm2vec): each frame
+     * is resized like an image, all must end at the same size, consecutive pairs form the temporal
+     * patches (an odd count repeats the last frame) and the prompt's <|video_pad|> takes their tokens.
+     * Not together with an image source. The frames are read, never kept or changed. */
+    const abc_image *frames;
+    int n_frames;
 } abc_input;
 
 ABC_API abc_input abc_input_default(void);

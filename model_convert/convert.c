@@ -774,6 +774,16 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
         rc |= writer_add_str(w, "prompt.text", "{text}");
     }
     rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
+    if (!abc && !gme && c->video_token >= 0) {
+        /* VLM2Vec-V2 video: its demo's prompt shape and qwen_vl_utils' frame bounds (min_pixels 4·28·28,
+         * the demo's max_pixels 360·420); the processor's image bounds then apply to each frame */
+        rc |= add_i(w, "tokens.video_pad", c->video_token);
+        rc |= writer_add_str(w, "prompt.video_placeholder", "<|video_pad|>");
+        rc |= writer_add_str(w, "prompt.video_text", "<|video_pad|> {text}");
+        rc |= writer_add_str(w, "prompt.video", "<|video_pad|>");
+        rc |= add_i(w, "video.min_pixels", 3136);
+        rc |= add_i(w, "video.max_pixels", 151200);
+    }
     rc |= add_i(w, "image.factor", c->v_patch * c->v_merge);
     if (abc || gme) {
         /* ABC and GME fix both resize stages in their own code (qwen_vl_utils' bounds, then the
@@ -796,21 +806,23 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
 /* Older configs may lack the special token ids; tokenizer.json's added_tokens has them. */
 static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, size_t errsize) {
     model_config *c = &s->cfg;
-    if (c->image_token >= 0 && c->vision_start_token >= 0 && c->vision_end_token >= 0) return 0;
+    if (c->image_token >= 0 && c->vision_start_token >= 0 && c->vision_end_token >= 0 && c->video_token >= 0) return 0;
     json_value *tok = cv_read_json(tokenizer_path, err, errsize);
     if (!tok) return -1;
     const json_value *added = json_get(tok, "added_tokens");
     struct { const char *text; int64_t *id; } want[] = {
-        { "<|image_pad|>", &c->image_token }, { "<|vision_start|>", &c->vision_start_token }, { "<|vision_end|>", &c->vision_end_token } };
+        { "<|image_pad|>", &c->image_token }, { "<|vision_start|>", &c->vision_start_token }, { "<|vision_end|>", &c->vision_end_token },
+        { "<|video_pad|>", &c->video_token } };
     int rc = 0;
-    for (size_t k = 0; k < 3 && rc == 0; k++) {
+    for (size_t k = 0; k < 4 && rc == 0; k++) {
         if (*want[k].id >= 0) continue;
         for (size_t i = 0; added && added->type == JSON_ARRAY && i < added->n_items; i++) {
             const json_value *content = json_get(&added->items[i], "content");
             if (content && content->type == JSON_STRING && strcmp(content->string, want[k].text) == 0)
                 cv_json_int(json_get(&added->items[i], "id"), 0, INT32_MAX, want[k].id);
         }
-        if (*want[k].id < 0) rc = cv_fail(err, errsize, "no token id for %s in config.json or tokenizer.json", want[k].text);
+        /* <|video_pad|> is optional: without it the file has no video input */
+        if (*want[k].id < 0 && k < 3) rc = cv_fail(err, errsize, "no token id for %s in config.json or tokenizer.json", want[k].text);
     }
     json_free(tok);
     return rc;

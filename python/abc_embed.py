@@ -64,6 +64,8 @@ class _Input(ctypes.Structure):  # abc_input in abc.h
         ("prompt", ctypes.c_char_p),
         ("role", ctypes.c_int),
         ("instruction", ctypes.c_char_p),
+        ("frames", ctypes.c_void_p),
+        ("n_frames", ctypes.c_int),
     ]
 
 
