@@ -51,6 +51,10 @@ class _ContextParams(ctypes.Structure):
                 ("arena", ctypes.c_void_p), ("arena_size", ctypes.c_size_t)]
 
 
+class _Image(ctypes.Structure):  # abc_image in abc.h
+    _fields_ = [("width", ctypes.c_int), ("height", ctypes.c_int), ("rgb", ctypes.c_void_p)]
+
+
 class _Input(ctypes.Structure):  # abc_input in abc.h
     _fields_ = [
         ("image_path", ctypes.c_char_p),
@@ -120,6 +124,10 @@ def _declare(lib):
     lib.abc_context_free.restype = None
     lib.abc_context_errmsg.argtypes = [P]
     lib.abc_context_errmsg.restype = ctypes.c_char_p
+    lib.abc_image_load.restype = ctypes.c_int
+    lib.abc_image_load.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_Image), ctypes.POINTER(_Error)]
+    lib.abc_image_free.argtypes = [ctypes.POINTER(_Image)]
+    lib.abc_image_free.restype = None
     lib.abc_embed.restype = ctypes.c_int
     lib.abc_embed.argtypes = [P, ctypes.POINTER(_Input), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t]
     lib.abc_embed_batch.restype = ctypes.c_int
@@ -226,14 +234,46 @@ class Model:
             return _np.ctypeslib.as_array(buf)[start * self.dim:(start + n) * self.dim].reshape(n, self.dim).copy()
         return [list(buf[(start + i) * self.dim:(start + i + 1) * self.dim]) for i in range(n)]
 
-    def embed(self, image=None, text=None, role="auto", prompt=None, instruction=None):
+    def _frames(self, video, keep, decoded):
+        """abc_image array for `video`, a list of frame paths or uint8 (H, W, 3) numpy arrays; the frames
+        the library decodes go to `decoded` (the caller frees them)."""
+        frames = (_Image * len(video))()
+        for i, f in enumerate(video):
+            if isinstance(f, (str, os.PathLike)):
+                err = _Error()
+                st = self._lib.abc_image_load(os.fsencode(f), 0, ctypes.byref(frames[i]), ctypes.byref(err))
+                if st != 0:
+                    raise self._error(st, err.message.decode("utf-8", "replace"))
+                decoded.append(frames[i])
+            elif _np is not None and isinstance(f, _np.ndarray) and f.dtype == _np.uint8 and f.ndim == 3 \
+                    and f.shape[2] == 3:
+                arr = _np.ascontiguousarray(f)
+                keep.append(arr)
+                frames[i].rgb = arr.ctypes.data
+                frames[i].height, frames[i].width = int(arr.shape[0]), int(arr.shape[1])
+            else:
+                raise TypeError("video frames must be paths or uint8 (H, W, 3) numpy arrays")
+        keep.append(frames)
+        return frames
+
+    def embed(self, image=None, text=None, role="auto", prompt=None, instruction=None, video=None):
         """One L2-normalised vector (numpy float32 [D], or a list) for an image and/or a text.
-        `instruction`: the task instruction of presets that have one (gme)."""
+        `instruction`: the task instruction of presets that have one (gme). `video`: a list of frames
+        (paths or uint8 arrays) instead of an image, for models with video input (vlm2vec)."""
         self._check_open()
-        keep = []
+        keep, decoded = [], []
         inp = self._input(keep, image=image, text=text, prompt=prompt, role=role, instruction=instruction)
-        out = (ctypes.c_float * self.dim)()
-        st = self._lib.abc_embed(self._ctx, ctypes.byref(inp), out, self.dim)
+        try:
+            if video is not None:
+                if image is not None or not len(video):
+                    raise ValueError("video must be a non-empty list of frames, and not given with image")
+                inp.frames = ctypes.cast(self._frames(video, keep, decoded), ctypes.c_void_p)
+                inp.n_frames = len(video)
+            out = (ctypes.c_float * self.dim)()
+            st = self._lib.abc_embed(self._ctx, ctypes.byref(inp), out, self.dim)
+        finally:
+            for f in decoded:
+                self._lib.abc_image_free(ctypes.byref(f))
         if st != 0:
             raise self._error(st, self._lib.abc_context_errmsg(self._ctx).decode("utf-8", "replace"))
         v = self._vector(out, 0, 1)
