@@ -97,6 +97,12 @@ check "manifest prompt of gme_query_text is the one used here" \
 if run_cli 0 "--prompt (raw)" embed -m "$MODEL" --prompt "$PROMPT" -o "$TMP/raw.npy"; then
     compare "--prompt = --text + --instruction" --exact "$TMP/raw.npy" "$TMP/gme_query_text.npy"
 fi
+# --batch: "instruction" per line, the same vector as abc embed
+printf '{"id": "q", "text": "A red rocket on a launch pad", "instruction": "Find an image that matches the given text."}\n' \
+    > "$TMP/in.jsonl"
+if run_cli 0 "embed --batch with instruction" embed -m "$MODEL" --batch "$TMP/in.jsonl" -o "$TMP/batch.npy"; then
+    compare "--batch instruction = --instruction" --exact --squeeze "$TMP/batch.npy" "$TMP/gme_query_text.npy"
+fi
 expect_error 1 "--instruction on a preset without one" "no instruction" embed -m "$MODEL_VLM" --text hi \
     --instruction "Find it."
 expect_error 2 "--instruction with --input-ids" "cannot be combined" embed -m "$MODEL" \
