@@ -140,6 +140,22 @@ build/tool_npycmp: tests/tool_npycmp.c cli/npy.c cli/npy.h tests/sha256.h $(BUIL
 
 test: build/tiny-abc.abc build/tiny-vlm2vec.abc build/abc-san build/tool_npycmp
 
+# preset gme (GME-Qwen2-VL) on the same tiny checkpoint (tests/test_gme.sh, tests/fixtures/gme-tiny)
+build/tiny-gme.abc: abc-convert $(wildcard $(TINY)/base/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset gme
+
+build/tiny-gme-q8.abc: abc-convert $(wildcard $(TINY)/base/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset gme --dtype q8
+
+# video input (tests/test_video.sh, tests/fixtures/qwen2vl-tiny-video): the vlm2vec file in q8 too
+build/tiny-vlm2vec-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec_dora_adapter/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset vlm2vec --merge-adapter $(TINY)/vlm2vec_dora_adapter --dtype q8
+
+test: build/tiny-gme.abc build/tiny-gme-q8.abc build/tiny-vlm2vec-q8.abc
+
 # The bundled example: the tiny random-weight ABC model embeds an image with an instruction.
 example: all build/tiny-abc.abc
 	./abc embed -m build/tiny-abc.abc --image tests/fixtures/images/astronaut.png --text "What is the person holding?"

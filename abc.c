@@ -10779,8 +10779,9 @@ typedef struct {
     double rope_theta;
     int mrope_section[3]; /* rotary frequencies per position component (t, h, w); sum = head_dim/2 */
     bool causal;          /* vlm2vec: causal; abc: bidirectional */
-    bool mrope_token_type; /* transformers ≥ 5: every image run gets 3-D ids (else only announced ones) */
+    int mrope_rule;        /* which image runs get 3-D ids: MROPE_VISION_START, _TOKEN_TYPE or _SEQUENTIAL */
     int32_t image_token, vision_start_token;
+    int32_t video_token;   /* <|video_pad|>, a visual token like image_token; -1 when the model has none */
     int merge_size;        /* the vision tower's: merged grid = patch grid / merge_size */
     /* Phi-3 "su" (longrope) scaling: inv_freq[j] / factor[j] with the short factors while the sequence
      * fits original_max_positions, the long ones beyond; cos/sin scaled by attention_factor. NULL
@@ -10803,19 +10804,29 @@ typedef struct {
 
 /* ---- multimodal RoPE position ids ---- */
 
+/* Image and video tokens both take rows of the vision tower's output (an input has one or the other). */
+static bool is_visual_token(const text_config *c, int32_t id) {
+    return id == c->image_token || (c->video_token >= 0 && id == c->video_token);
+}
+
 /* Number of image tokens one image occupies: t · (h/merge) · (w/merge). */
 static int64_t image_token_count(const int grid[3], int merge) {
     return (int64_t)grid[0] * (grid[1] / merge) * (grid[2] / merge);
 }
 
+/* The order matches the metadata's names (read_config). */
+enum { MROPE_VISION_START, MROPE_TOKEN_TYPE, MROPE_SEQUENTIAL };
+
 /* How many image-token runs get 3-D ids. transformers ≤ 4.5x (ABC, VLM2Vec) counts the images
  * announced by <|vision_start|> directly before an image token, then gives 3-D ids to that many runs
- * in order; transformers 5 gives them to every run. */
+ * in order; transformers 5 gives them to every run. GME calls the decoder without position ids, and
+ * transformers 4.4x's decoder then numbers every token like text: no run gets 3-D ids. */
 static int64_t mrope_3d_runs(const text_config *c, const int32_t *ids, int64_t L, int64_t total_runs) {
-    if (c->mrope_token_type) return total_runs;
+    if (c->mrope_rule == MROPE_TOKEN_TYPE) return total_runs;
+    if (c->mrope_rule == MROPE_SEQUENTIAL) return 0;
     int64_t announced = 0;
     for (int64_t i = 0; i + 1 < L; i++)
-        if (ids[i] == c->vision_start_token && ids[i + 1] == c->image_token) announced++;
+        if (ids[i] == c->vision_start_token && is_visual_token(c, ids[i + 1])) announced++;
     return MIN(announced, total_runs);
 }
 
@@ -10826,7 +10837,7 @@ static int64_t mrope_3d_runs(const text_config *c, const int32_t *ids, int64_t L
 static abc_status mrope_position_ids(const text_config *c, const int32_t *ids, int64_t L,
                                      const int grid[3], int32_t *pos, abc_error *err) {
     int64_t per_image = grid ? image_token_count(grid, c->merge_size) : 0, n_image_tokens = 0;
-    for (int64_t i = 0; i < L; i++) n_image_tokens += ids[i] == c->image_token;
+    for (int64_t i = 0; i < L; i++) n_image_tokens += is_visual_token(c, ids[i]);
     if (n_image_tokens && !per_image)
         return fail(err, ABC_ERR_PROMPT, "the tokens contain %lld image tokens but there is no image",
                     (long long)n_image_tokens);
@@ -10839,12 +10850,12 @@ static abc_status mrope_position_ids(const text_config *c, const int32_t *ids, i
     int32_t *pt = pos, *ph = pos + L, *pw = pos + 2 * L;
     int64_t next = 0, done_3d = 0, i = 0;
     while (i < L) {
-        if (ids[i] == c->image_token && done_3d < runs_3d) {
+        if (is_visual_token(c, ids[i]) && done_3d < runs_3d) {
             if (i + per_image > L)
                 return fail(err, ABC_ERR_PROMPT, "an image-token run at %lld is shorter than the image's %lld tokens",
                             (long long)i, (long long)per_image);
             for (int64_t k = 0; k < per_image; k++) {
-                if (ids[i + k] != c->image_token)
+                if (!is_visual_token(c, ids[i + k]))
                     return fail(err, ABC_ERR_PROMPT,
                                 "an image-token run at %lld is shorter than the image's %lld tokens",
                                 (long long)i, (long long)per_image);
@@ -10955,7 +10966,7 @@ static void language_embed_inputs(const text_config *c, const text_weights *w, c
     const int H = c->hidden;
     int64_t image_row = 0;
     for (int64_t i = 0; i < L; i++) {
-        if (ids[i] == c->image_token && image_embeds) {
+        if (is_visual_token(c, ids[i]) && image_embeds) {
             memcpy(x + i * H, image_embeds + (image_row % n_image_rows) * H, (size_t)H * sizeof *x);
             image_row++;
         } else {
@@ -11106,6 +11117,8 @@ struct abc_model {
     tokenizer *tok;
     /* NUL-terminated copies of metadata strings */
     char *preset, *dtype, *prompt_image_text, *prompt_image, *prompt_text, *placeholder;
+    char *prompt_instruction; /* what "{instruction}" becomes without abc_input.instruction; NULL: no slot */
+    char *prompt_video_text, *prompt_video, *video_placeholder; /* NULL: no video input */
     char *description;
 };
 
@@ -11273,6 +11286,18 @@ static abc_status read_prompts(const weight_file *wf, abc_model *m, abc_error *e
         return fail(err, ABC_ERR_FORMAT, "an image prompt template lacks the placeholder '%s'", m->placeholder);
     if (strstr(m->prompt_text, m->placeholder))
         return fail(err, ABC_ERR_FORMAT, "the text prompt template contains the image placeholder");
+    /* optional: GME puts a task instruction in the system turn */
+    if (wf_meta(wf, "prompt.instruction") && !meta_string_copy(wf, "prompt.instruction", &m->prompt_instruction, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    /* optional: video prompts (the family checks that the rest of the video metadata is there) */
+    if (!wf_meta(wf, "prompt.video_placeholder")) return ABC_OK;
+    if (!meta_string_copy(wf, "prompt.video_placeholder", &m->video_placeholder, err) ||
+        !meta_string_copy(wf, "prompt.video_text", &m->prompt_video_text, err) ||
+        !meta_string_copy(wf, "prompt.video", &m->prompt_video, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    if (!m->video_placeholder[0] || !strstr(m->prompt_video_text, m->video_placeholder) ||
+        !strstr(m->prompt_video, m->video_placeholder))
+        return fail(err, ABC_ERR_FORMAT, "a video prompt template lacks the placeholder '%s'", m->video_placeholder);
     return ABC_OK;
 }
 
@@ -11282,7 +11307,7 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
     static const char *const attentions[] = {"bidirectional", "causal"};
     static const char *const poolings[] = {"mean_nonzero", "last"};
     static const char *const heads[] = {"none", "mlp"};
-    static const char *const rules[] = {"vision_start", "token_type"};
+    static const char *const rules[] = {"vision_start", "token_type", "sequential"};
     int attn, pooling, head, rule = 0;
     const char *arch;
     size_t arch_len;
@@ -11296,7 +11321,8 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
     if (!meta_string_copy(wf, "general.preset", &m->preset, err)) return err ? err->code : ABC_ERR_FORMAT;
     if (wf_meta(wf, "general.dtype") && !meta_string_copy(wf, "general.dtype", &m->dtype, err))
         return err ? err->code : ABC_ERR_FORMAT;
-    abc_status st = read_text_config(wf, &m->text, err);
+    abc_status st = read_prompts(wf, m, err); /* first: the family checks its video metadata against them */
+    if (st == ABC_OK) st = read_text_config(wf, &m->text, err);
     if (st == ABC_OK) st = m->family->read_config(m, err);
     if (st != ABC_OK) return st;
     int64_t normalize, dim;
@@ -11307,10 +11333,10 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
         !meta_int_in(wf, "model.embedding_dim", 1, MODEL_MAX_DIM, &dim, err))
         return err ? err->code : ABC_ERR_FORMAT;
     /* Absent in early files: the transformers ≤ 4.5x rule both presets were trained with. */
-    if (wf_meta(wf, "model.mrope_rule") && !meta_choice(wf, "model.mrope_rule", rules, 2, &rule, err))
+    if (wf_meta(wf, "model.mrope_rule") && !meta_choice(wf, "model.mrope_rule", rules, 3, &rule, err))
         return err ? err->code : ABC_ERR_FORMAT;
     m->text.causal = attn == 1;
-    m->text.mrope_token_type = rule == 1;
+    m->text.mrope_rule = rule;
     m->pooling = pooling == 0 ? POOL_MEAN_NONZERO : POOL_LAST;
     m->has_head = head == 1;
     m->normalize = normalize == 1;
@@ -11318,7 +11344,7 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
     if (dim != m->text.hidden)
         return fail(err, ABC_ERR_FORMAT, "model.embedding_dim %lld != text.hidden_size %d", (long long)dim,
                     m->text.hidden);
-    return read_prompts(wf, m, err);
+    return ABC_OK;
 }
 
 /* ---- binding tensors ---- */
@@ -11525,7 +11551,7 @@ static abc_status check_tokens_and_image(abc_context *ctx, const int32_t *ids, s
                     m->params.max_tokens);
     size_t n_image_tokens = 0;
     for (size_t i = 0; i < n_ids; i++) {
-        if (ids[i] == m->text.image_token) { /* a family may mark image tokens outside the vocabulary (-1) */
+        if (is_visual_token(&m->text, ids[i])) { /* a family may mark image tokens outside the vocabulary (-1) */
             n_image_tokens++;
             if (ids[i] < 0) continue;
         }
@@ -11615,58 +11641,68 @@ done:
 
 /* ---- prompts and images ---- */
 
-/* A copy of `template` with every "{text}" replaced by `text`. */
-static char *fill_template(const char *template, const char *text) {
-    static const char key[] = "{text}";
-    const size_t key_len = sizeof key - 1, text_len = strlen(text);
-    size_t n_keys = 0;
-    for (const char *p = strstr(template, key); p; p = strstr(p + key_len, key)) n_keys++;
-    const size_t base = strlen(template);
-    if (n_keys && text_len > (SIZE_MAX - base - 1) / n_keys) return NULL;
-    char *out = xmalloc(base - n_keys * key_len + n_keys * text_len + 1), *w = out;
-    if (!out) return NULL;
-    for (const char *p = template;;) {
-        const char *k = strstr(p, key);
-        size_t n = k ? (size_t)(k - p) : strlen(p);
-        memcpy(w, p, n);
-        w += n;
-        if (!k) break;
-        memcpy(w, text, text_len);
-        w += text_len;
-        p = k + key_len;
+/* A copy of `template` with every "{text}" replaced by `text` and every "{instruction}" by
+ * `instruction`, in one pass (a value is never scanned for keys). */
+static char *fill_template(const char *template, const char *text, const char *instruction) {
+    static const char *const keys[2] = {"{text}", "{instruction}"};
+    const char *values[2] = {text, instruction};
+    size_t key_len[2], value_len[2];
+    for (int k = 0; k < 2; k++) key_len[k] = strlen(keys[k]), value_len[k] = strlen(values[k]);
+    /* two passes: the first measures, the second writes */
+    char *out = NULL;
+    size_t size = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t n = 0;
+        for (const char *p = template; *p;) {
+            int k = 0;
+            while (k < 2 && strncmp(p, keys[k], key_len[k]) != 0) k++;
+            const size_t len = k < 2 ? value_len[k] : 1;
+            if (len > SIZE_MAX - 1 - n) return NULL;
+            if (out) memcpy(out + n, k < 2 ? values[k] : p, len);
+            n += len;
+            p += k < 2 ? key_len[k] : 1;
+        }
+        if (out) {
+            out[n] = 0;
+            break;
+        }
+        size = n + 1;
+        if (!(out = xmalloc(size))) return NULL;
     }
-    *w = 0;
     return out;
 }
 
 /* The prompt for an input: the raw prompt; or the text itself when it already holds the image
  * placeholder (VLM2Vec users write "<|image_pad|> ..." themselves); or the model's template for the
- * inputs present. */
+ * inputs present. A candidate keeps the model's default instruction, as GME's script does. */
 static char *build_prompt(const abc_model *m, const abc_input *in, bool has_image) {
     const char *src = NULL;
+    const bool video = in->n_frames > 0;
     if (in->prompt) src = in->prompt;
-    else if (in->text && strstr(in->text, m->placeholder)) src = in->text;
+    else if (in->text && strstr(in->text, video ? m->video_placeholder : m->placeholder)) src = in->text;
     if (src) {
         size_t n = strlen(src);
         char *copy = xmalloc(n + 1);
         if (copy) memcpy(copy, src, n + 1);
         return copy;
     }
-    const char *template = has_image ? (in->text ? m->prompt_image_text : m->prompt_image) : m->prompt_text;
-    return fill_template(template, in->text ? in->text : "");
+    const char *template = video ? (in->text ? m->prompt_video_text : m->prompt_video)
+                                 : has_image ? (in->text ? m->prompt_image_text : m->prompt_image) : m->prompt_text;
+    const char *instruction = in->instruction && in->role != ABC_ROLE_CANDIDATE ? in->instruction : m->prompt_instruction;
+    return fill_template(template, in->text ? in->text : "", instruction ? instruction : "");
 }
 
 /* Replaces every image placeholder token by `per_image` image tokens. */
 static abc_status expand_image_tokens(abc_context *ctx, const int_vec *raw, int64_t per_image, int_vec *out) {
     const abc_model *m = ctx->model;
     size_t n_placeholders = 0;
-    for (size_t i = 0; i < raw->len; i++) n_placeholders += raw->data[i] == m->text.image_token;
+    for (size_t i = 0; i < raw->len; i++) n_placeholders += is_visual_token(&m->text, raw->data[i]);
     const uint64_t total = (uint64_t)(raw->len - n_placeholders) + (uint64_t)n_placeholders * (uint64_t)per_image;
     if (total > (uint64_t)m->params.max_tokens)
         return fail(&ctx->err, ABC_ERR_TOO_LARGE, "the sequence would have %llu tokens, more than the limit of %d",
                     (unsigned long long)total, m->params.max_tokens);
     for (size_t i = 0; i < raw->len; i++) {
-        int64_t copies = raw->data[i] == m->text.image_token ? per_image : 1;
+        int64_t copies = is_visual_token(&m->text, raw->data[i]) ? per_image : 1;
         for (int64_t k = 0; k < copies; k++)
             if (!int_vec_push(out, raw->data[i]))
                 return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the token ids");
@@ -11709,6 +11745,9 @@ typedef struct {
     vision_weights vision_w;
     preprocess_config preprocess;
     int32_t vision_end_token;
+    /* video frames: each resized like an image whose first (qwen_vl_utils) stage has these bounds;
+     * 0 = the file has no video support */
+    int64_t video_min_pixels, video_max_pixels;
 } qwen2vl_data;
 
 static const qwen2vl_data *qwen2vl_of(const abc_model *m) { return m->family_data; }
@@ -11847,6 +11886,20 @@ static abc_status qwen2vl_read_config(abc_model *m, abc_error *err) {
         !meta_token_id(wf, "tokens.vision_start", m->text.vocab, &m->text.vision_start_token, err) ||
         !meta_token_id(wf, "tokens.vision_end", m->text.vocab, &d->vision_end_token, err))
         return err ? err->code : ABC_ERR_FORMAT;
+    /* optional: video (VLM2Vec-V2), the token, the frame bounds and the prompts come together */
+    m->text.video_token = -1;
+    const bool video = wf_meta(wf, "tokens.video_pad") != NULL;
+    if (video != (wf_meta(wf, "video.min_pixels") != NULL) || video != (wf_meta(wf, "video.max_pixels") != NULL) ||
+        video != (m->prompt_video != NULL))
+        return fail(err, ABC_ERR_FORMAT, "tokens.video_pad, video.min_pixels, video.max_pixels and the video prompts "
+                    "come together");
+    if (video && (!meta_token_id(wf, "tokens.video_pad", m->text.vocab, &m->text.video_token, err) ||
+                  !meta_int_in(wf, "video.min_pixels", 1, INT64_C(1) << 40, &d->video_min_pixels, err) ||
+                  !meta_int_in(wf, "video.max_pixels", 1, INT64_C(1) << 40, &d->video_max_pixels, err)))
+        return err ? err->code : ABC_ERR_FORMAT;
+    if (video && (d->video_min_pixels > d->video_max_pixels || m->text.video_token == m->text.image_token))
+        return fail(err, ABC_ERR_FORMAT, "bad video metadata (min_pixels %lld, max_pixels %lld, token %d)",
+                    (long long)d->video_min_pixels, (long long)d->video_max_pixels, (int)m->text.video_token);
     return ABC_OK;
 }
 
@@ -11947,16 +12000,23 @@ static abc_status qwen2vl_encode_image(abc_context *ctx, const float *pixels, si
 }
 
 /* Tokenizes the prompt and checks that it has an image placeholder exactly when there is an image. */
-static abc_status tokenize_prompt(abc_context *ctx, const char *prompt, bool has_image, int_vec *ids) {
+static abc_status tokenize_prompt(abc_context *ctx, const char *prompt, bool has_image, bool video, int_vec *ids) {
     const abc_model *m = ctx->model;
     abc_error *err = &ctx->err;
     abc_status st = tokenizer_encode_max(m->tok, prompt, strlen(prompt), (size_t)m->params.max_tokens, ids, err);
     if (st != ABC_OK) return st;
-    size_t n_placeholders = 0;
-    for (size_t i = 0; i < ids->len; i++) n_placeholders += ids->data[i] == m->text.image_token;
-    if (has_image && n_placeholders == 0)
-        return fail(err, ABC_ERR_PROMPT, "an image was given but the prompt has no %s for it", m->placeholder);
-    if (!has_image && n_placeholders > 0)
+    size_t n_image = 0, n_video = 0;
+    for (size_t i = 0; i < ids->len; i++) {
+        n_image += ids->data[i] == m->text.image_token;
+        n_video += m->text.video_token >= 0 && ids->data[i] == m->text.video_token;
+    }
+    const char *want = video ? m->video_placeholder : m->placeholder;
+    if (has_image && (video ? n_video : n_image) == 0)
+        return fail(err, ABC_ERR_PROMPT, "%s was given but the prompt has no %s for it", video ? "a video" : "an image",
+                    want);
+    if ((!has_image || !video) && n_video > 0)
+        return fail(err, ABC_ERR_PROMPT, "the prompt has %s but no video was given", m->video_placeholder);
+    if ((!has_image || video) && n_image > 0)
         return fail(err, ABC_ERR_PROMPT, "the prompt has %s but no image was given", m->placeholder);
     return ABC_OK;
 }
@@ -11989,13 +12049,97 @@ static abc_status prepare_image(abc_context *ctx, const abc_input *in, float **p
     return st;
 }
 
+/* Video frames → pixel_values of grid (pairs, h, w): every frame resized like an image whose first
+ * stage has the video bounds (qwen_vl_utils' frame-list path, then the processor's resize), then frame
+ * 2k and 2k+1 side by side in each patch's temporal slots; an odd count repeats the last frame.
+ * Emits "resized" (the first frame) and "pixel_values". */
+static abc_status prepare_video(abc_context *ctx, const abc_input *in, float **pixels, int64_t *n_patches,
+                                int grid[3]) {
+    const qwen2vl_data *d = qwen2vl_of(ctx->model);
+    abc_error *err = &ctx->err;
+    preprocess_config cfg = d->preprocess;
+    cfg.two_stage = true;
+    cfg.stage1_min_pixels = d->video_min_pixels;
+    cfg.stage1_max_pixels = d->video_max_pixels;
+    const int T = cfg.temporal_patch_size, n_frames = in->n_frames, n_steps = (n_frames + T - 1) / T;
+    const size_t frame_len = (size_t)cfg.patch_size * cfg.patch_size, patch_len = 3 * (size_t)T * frame_len;
+    float *frame_pv = NULL, *pv = NULL;
+    abc_image first = {0};
+    int64_t per_frame = 0;
+    int frame_grid[3] = {0, 0, 0};
+    abc_status st = ABC_OK;
+    *pixels = NULL;
+    for (int f = 0; f < n_frames && st == ABC_OK; f++) {
+        const abc_image *src = &in->frames[f];
+        if (!src->rgb || src->width <= 0 || src->height <= 0) {
+            st = fail(err, ABC_ERR_INVALID_ARG, "video frame %d is empty (%dx%d)", f, src->width, src->height);
+            break;
+        }
+        if ((uint64_t)src->width * (uint64_t)src->height > (uint64_t)ctx->model->params.max_image_pixels) {
+            st = fail(err, ABC_ERR_TOO_LARGE, "video frame %d (%dx%d) exceeds the image pixel limit", f, src->width,
+                      src->height);
+            break;
+        }
+        abc_image resized = {0};
+        int g[3];
+        int64_t n;
+        st = preprocess_image(src, &cfg, &resized, &frame_pv, &n, g, err);
+        if (st != ABC_OK) break;
+        if (f == 0) {
+            per_frame = n;
+            memcpy(frame_grid, g, sizeof g);
+            first = resized;
+            size_t n_floats, n_bytes;
+            if ((uint64_t)per_frame * (uint64_t)n_steps > (uint64_t)INT32_MAX ||
+                !mul_size((size_t)per_frame * (size_t)n_steps, patch_len, &n_floats) ||
+                !mul_size(n_floats, sizeof(float), &n_bytes) || !(pv = xmalloc_aligned(n_bytes)))
+                st = fail(err, ABC_ERR_NOMEM, "out of memory for %d video frames", n_frames);
+        } else {
+            free(resized.rgb);
+            if (g[1] != frame_grid[1] || g[2] != frame_grid[2])
+                st = fail(err, ABC_ERR_INVALID_ARG, "video frame %d resizes to %dx%d, frame 0 to %dx%d: frames must "
+                          "share one size", f, g[2] * cfg.patch_size, g[1] * cfg.patch_size,
+                          frame_grid[2] * cfg.patch_size, frame_grid[1] * cfg.patch_size);
+        }
+        /* this frame fills temporal slot f % T of its step (and every later slot when it is the last) */
+        for (int slot = f % T; st == ABC_OK && slot < (f == n_frames - 1 ? T : f % T + 1); slot++) {
+            float *step = pv + (size_t)(f / T) * (size_t)per_frame * patch_len;
+            for (int64_t p = 0; p < per_frame; p++)
+                for (int c = 0; c < 3; c++)
+                    memcpy(step + (size_t)p * patch_len + ((size_t)c * T + slot) * frame_len,
+                           frame_pv + (size_t)p * patch_len + (size_t)c * T * frame_len, frame_len * sizeof(float));
+        }
+        free(frame_pv);
+        frame_pv = NULL;
+    }
+    if (st == ABC_OK) {
+        int64_t shape[3] = {first.height, first.width, 3};
+        st = emit_stage(ctx, ABC_STAGE_RESIZED, ABC_DTYPE_U8, 3, shape, first.rgb);
+        *n_patches = per_frame * n_steps;
+        grid[0] = n_steps;
+        grid[1] = frame_grid[1];
+        grid[2] = frame_grid[2];
+        shape[0] = *n_patches;
+        shape[1] = d->vision.patch_dim;
+        if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_PIXEL_VALUES, ABC_DTYPE_F32, 2, shape, pv);
+    }
+    free(first.rgb);
+    if (st != ABC_OK) free(pv);
+    else *pixels = pv;
+    return st;
+}
+
 static abc_status qwen2vl_prepare(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image,
                                   bool query, model_sequence *seq) {
     const abc_model *m = ctx->model;
     int_vec raw = {0};
-    abc_status st = tokenize_prompt(ctx, prompt, has_image, &raw); /* prompt errors come before any image work */
+    const bool video = in->n_frames > 0;
+    /* prompt errors come before any image work */
+    abc_status st = tokenize_prompt(ctx, prompt, has_image, video, &raw);
     int64_t n_patches = 0;
-    if (st == ABC_OK && has_image) st = prepare_image(ctx, in, &seq->pixels, &n_patches, seq->grid);
+    if (st == ABC_OK && has_image)
+        st = video ? prepare_video(ctx, in, &seq->pixels, &n_patches, seq->grid)
+                   : prepare_image(ctx, in, &seq->pixels, &n_patches, seq->grid);
     if (st == ABC_OK) {
         const int group = qwen2vl_of(m)->vision.merge_size * qwen2vl_of(m)->vision.merge_size;
         st = expand_image_tokens(ctx, &raw, has_image ? n_patches / group : 1, &seq->ids);
@@ -12134,7 +12278,7 @@ static abc_status phi3v_read_config(abc_model *m, abc_error *err) {
     if (st == ABC_OK) st = read_clip_config(wf, &d->clip, &d->hd, m->text.hidden, m->params.num_crops, err);
     if (st != ABC_OK) return st;
     /* image tokens are the processor's -1 marker; every text chunk starts with <s> */
-    m->text.image_token = m->text.vision_start_token = -1;
+    m->text.image_token = m->text.vision_start_token = m->text.video_token = -1;
     m->text.merge_size = 1;
     if (!meta_token_id(wf, "tokens.bos", m->text.vocab, &d->bos_token, err)) return err ? err->code : ABC_ERR_FORMAT;
     return ABC_OK;
@@ -12439,6 +12583,10 @@ static void model_free(abc_model *m) {
     free(m->prompt_image);
     free(m->prompt_text);
     free(m->placeholder);
+    free(m->prompt_instruction);
+    free(m->prompt_video_text);
+    free(m->prompt_video);
+    free(m->video_placeholder);
     free(m->description);
     weight_file_close(&m->wf);
     free(m);
@@ -12664,10 +12812,19 @@ static abc_status prepare_input(abc_context *ctx, const abc_input *in, model_seq
     const int sources = (in->image_path != NULL) + (in->image_data != NULL) + (in->rgb != NULL);
     if (sources > 1) return fail(err, ABC_ERR_INVALID_ARG, "give one image source, not %d", sources);
     if (in->image_data && in->image_size == 0) return fail(err, ABC_ERR_INVALID_ARG, "the image data is empty");
-    const bool has_image = sources == 1, has_text = in->text != NULL;
+    if (in->n_frames < 0 || (in->n_frames > 0) != (in->frames != NULL))
+        return fail(err, ABC_ERR_INVALID_ARG, "frames and n_frames (%d) disagree", in->n_frames);
+    if (in->n_frames > 0 && sources)
+        return fail(err, ABC_ERR_INVALID_ARG, "give an image or video frames, not both");
+    if (in->n_frames > 0 && !m->prompt_video)
+        return fail(err, ABC_ERR_UNSUPPORTED, "this model (preset %s) has no video input", m->preset);
+    const bool has_image = sources == 1 || in->n_frames > 0, has_text = in->text != NULL;
     if (!has_image && !has_text && !in->prompt)
         return fail(err, ABC_ERR_INVALID_ARG, "nothing to embed: give an image, a text or a prompt");
     const bool query = in->role == ABC_ROLE_QUERY || (in->role == ABC_ROLE_AUTO && has_image && has_text);
+    if (in->instruction && !m->prompt_instruction)
+        return fail(err, ABC_ERR_INVALID_ARG, "preset %s has no instruction in its prompt (give the whole prompt instead)",
+                    m->preset);
 
     char *prompt = build_prompt(m, in, has_image);
     if (!prompt) return fail(err, ABC_ERR_NOMEM, "out of memory building the prompt");
@@ -12770,7 +12927,7 @@ static abc_status tokens_are_query(abc_context *ctx, const int32_t *ids, size_t 
     if (!has_image) return ABC_OK;
     const abc_model *m = ctx->model;
     int_vec image_only = {0};
-    char *prompt = fill_template(m->prompt_image, "");
+    char *prompt = fill_template(m->prompt_image, "", m->prompt_instruction ? m->prompt_instruction : "");
     if (!prompt) return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory");
     abc_status st = tokenizer_encode(m->tok, prompt, strlen(prompt), &image_only, &ctx->err);
     free(prompt);

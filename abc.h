@@ -237,6 +237,15 @@ typedef struct {
     const char *text;            /* instruction or text, UTF-8; NULL for none */
     const char *prompt;          /* raw prompt replacing the template (each <|image_pad|> takes the image) */
     abc_role role;
+    /* Task instruction for presets whose prompt has one (gme: the system turn; NULL: the model's
+     * default). Ignored for role candidate, which keeps the default; other presets refuse it. */
+    const char *instruction;
+    /* A video as frames in order (qwen2_vl files with video support, e.g. preset vlm2vec): each frame
+     * is resized like an image, all must end at the same size, consecutive pairs form the temporal
+     * patches (an odd count repeats the last frame) and the prompt's <|video_pad|> takes their tokens.
+     * Not together with an image source. The frames are read, never kept or changed. */
+    const abc_image *frames;
+    int n_frames;
 } abc_input;
 
 ABC_API abc_input abc_input_default(void);

@@ -28,7 +28,7 @@
 typedef struct {
     char *id;       /* the row's id: its "id", or its 0-based line number */
     char *image;    /* resolved path or NULL */
-    char *text, *prompt;
+    char *text, *prompt, *instruction;
     abc_role role;
     char *error;    /* why the line cannot be embedded, or NULL */
 } batch_row;
@@ -208,7 +208,8 @@ static void parse_row(const char *line, size_t len, size_t line_no, const char *
             ok = false;
         }
         ok = ok && string_field(v, "image", &image, &row->error) && string_field(v, "text", &row->text, &row->error) &&
-             string_field(v, "prompt", &row->prompt, &row->error) && string_field(v, "role", &role, &row->error);
+             string_field(v, "prompt", &row->prompt, &row->error) && string_field(v, "role", &role, &row->error) &&
+             string_field(v, "instruction", &row->instruction, &row->error);
         if (ok && role && !cli_parse_role(role, &row->role)) {
             row->error = format_string("\"role\" must be query, candidate or auto, not '%.100s'", role);
             ok = false;
@@ -235,6 +236,7 @@ static void free_rows(batch *b) {
         free(b->rows[k].image);
         free(b->rows[k].text);
         free(b->rows[k].prompt);
+        free(b->rows[k].instruction);
         free(b->rows[k].error);
     }
     for (size_t k = 0; b->errors && k < b->n; k++) free(b->errors[k]);
@@ -638,6 +640,7 @@ int cmd_embed_batch(int argc, char **argv) {
         in.image_path = r->image;
         in.text = r->text;
         in.prompt = r->prompt;
+        in.instruction = r->instruction;
         in.role = r->role;
         b.inputs[k] = in;
     }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -39,8 +40,8 @@ static void print_main_usage(FILE *f) {
 }
 
 static void print_embed_usage(FILE *f) {
-    fputs("usage: abc embed -m MODEL [--image PATH] [--text TEXT] [--role query|candidate|auto]\n"
-          "                 [--prompt RAW] [-o OUT.npy] [--threads N] [--dump DIR]\n"
+    fputs("usage: abc embed -m MODEL [--image PATH]... [--video DIR] [--text TEXT] [--role query|candidate|auto]\n"
+          "                 [--prompt RAW] [--instruction TEXT] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "                 [--stop-after preprocess|STAGE] [--num-crops N] [--json]\n"
           "                 [--min-pixels N] [--max-pixels N] [--no-mmap]\n"
           "                 [--max-image-pixels N] [--max-decode-ratio N]\n"
@@ -51,11 +52,15 @@ static void print_embed_usage(FILE *f) {
           "                 [--role query|candidate] [-o OUT.npy] [--threads N] [--dump DIR]\n"
           "\n"
           "  -m, --model MODEL     .abc weight file written by abc-convert\n"
-          "  --image PATH          PNG, JPEG or PPM/PGM image\n"
+          "  --image PATH          PNG, JPEG or PPM/PGM image; given several times, the frames of a\n"
+          "                        video in that order (models with video input, e.g. vlm2vec)\n"
+          "  --video DIR           a video as the image files of DIR, in name order\n"
           "  --text TEXT           instruction (with an image) or text to embed (UTF-8)\n"
           "  --role ROLE           query, candidate or auto (default auto: image+text is a query)\n"
           "  --prompt RAW          raw prompt replacing the model's template; each <|image_pad|>\n"
           "                        (phi3_v: <|image_1|>) takes the image's tokens\n"
+          "  --instruction TEXT    gme: the task instruction (the system turn) of a query;\n"
+          "                        candidates keep the model's default\n"
           "  -o, --output OUT.npy  write the embedding as float32 .npy, shape [D]; without -o the\n"
           "                        vector is printed on stdout, one line, values as %.9g\n"
           "  --json                print {\"dim\":D,\"embedding\":[...]} on stdout instead\n"
@@ -238,8 +243,13 @@ static int on_stage(void *user, const char *name, abc_array_dtype dtype, int ndi
     return 0;
 }
 
+#define EMBED_MAX_IMAGES 1024 /* repeated --image: video frames */
+
 typedef struct {
-    const char *model, *image, *text, *prompt, *output, *dump, *stop_after;
+    const char *model, *image, *text, *prompt, *instruction, *output, *dump, *stop_after;
+    const char *images[EMBED_MAX_IMAGES]; /* every --image, in order; more than one is a video */
+    int n_images;
+    const char *video; /* --video DIR */
     const char *input_ids, *pixel_values, *grid;
     abc_role role;
     int threads;
@@ -262,9 +272,15 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
         if (cli_take(&c, "--model", "-m", &o->model)) {
         } else if (is_flag(arg, "--json")) {
             o->json = true;
-        } else if (cli_take(&c, "--image", NULL, &o->image)) {
+        } else if (cli_take(&c, "--image", NULL, &v)) {
+            if (c.bad) return EXIT_USAGE;
+            if (o->n_images == EMBED_MAX_IMAGES) return cli_usage_error("at most %d --image", EMBED_MAX_IMAGES);
+            if (!o->image) o->image = v;
+            o->images[o->n_images++] = v;
+        } else if (cli_take(&c, "--video", NULL, &o->video)) {
         } else if (cli_take(&c, "--text", NULL, &o->text)) {
         } else if (cli_take(&c, "--prompt", NULL, &o->prompt)) {
+        } else if (cli_take(&c, "--instruction", NULL, &o->instruction)) {
         } else if (cli_take(&c, "--output", "-o", &o->output)) {
         } else if (cli_take(&c, "--dump", NULL, &o->dump)) {
         } else if (cli_take(&c, "--stop-after", NULL, &o->stop_after)) {
@@ -315,13 +331,15 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
     if (!o->model) return cli_usage_error("embed: -m MODEL is required");
     bool raw = o->input_ids || o->pixel_values || o->grid;
     if (raw) {
-        if (o->image || o->text || o->prompt)
-            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text or --prompt");
+        if (o->image || o->video || o->text || o->prompt || o->instruction)
+            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text, --prompt or "
+                                   "--instruction");
         if (!o->input_ids) return cli_usage_error("--pixel-values needs --input-ids");
         if (!o->pixel_values != !o->grid) return cli_usage_error("--pixel-values and --grid go together");
-    } else if (!o->image && !o->text && !o->prompt) {
-        return cli_usage_error("embed: nothing to embed (give --image, --text or --prompt)");
+    } else if (!o->image && !o->video && !o->text && !o->prompt) {
+        return cli_usage_error("embed: nothing to embed (give --image, --video, --text or --prompt)");
     }
+    if (o->video && o->image) return cli_usage_error("--video cannot be combined with --image");
     if (o->stop_after && strcmp(o->stop_after, "preprocess") != 0 && !is_stage_name(o->stop_after))
         return cli_usage_error("--stop-after must be 'preprocess' or a stage name, not '%s'", o->stop_after);
     return EXIT_OK;
@@ -390,12 +408,98 @@ static int print_vector(const float *v, int n) {
     return EXIT_OK;
 }
 
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The regular files of DIR (hidden ones skipped), sorted by name: the frames of --video. */
+static int list_frames(const char *dir, char ***paths, int *n) {
+    char msg[600];
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(msg, sizeof msg, "cannot open the video directory '%s': %s", dir, strerror(errno));
+        return report_io(msg);
+    }
+    char **list = NULL;
+    int count = 0, rc = EXIT_OK;
+    for (struct dirent *e; rc == EXIT_OK && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        char *path = malloc(len), **grown = NULL;
+        struct stat sb;
+        if (path) snprintf(path, len, "%s/%s", dir, e->d_name);
+        if (path && (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+            free(path);
+            continue;
+        }
+        if (count == EMBED_MAX_IMAGES) {
+            free(path);
+            snprintf(msg, sizeof msg, "'%s' holds more than %d frames", dir, EMBED_MAX_IMAGES);
+            rc = report(ABC_ERR_TOO_LARGE, msg, NULL);
+        } else if (!path || !(grown = realloc(list, (size_t)(count + 1) * sizeof *list))) {
+            free(path);
+            rc = report(ABC_ERR_NOMEM, "video frame list", NULL);
+        } else {
+            list = grown;
+            list[count++] = path;
+        }
+    }
+    closedir(d);
+    if (rc == EXIT_OK && count == 0) {
+        snprintf(msg, sizeof msg, "the video directory '%s' holds no files", dir);
+        rc = report(ABC_ERR_INVALID_ARG, msg, NULL);
+    }
+    if (rc != EXIT_OK) {
+        for (int k = 0; k < count; k++) free(list[k]);
+        free(list);
+        return rc;
+    }
+    qsort(list, (size_t)count, sizeof *list, by_name);
+    *paths = list;
+    *n = count;
+    return EXIT_OK;
+}
+
+/* Several --image or --video DIR: the frames decoded, then one abc_embed. -1 when already reported. */
+static int run_embed_video(abc_context *ctx, const embed_options *o, float *vec, size_t dim) {
+    char **listed = NULL;
+    int n = o->n_images;
+    if (o->video && list_frames(o->video, &listed, &n) != EXIT_OK) return -1;
+    const char *const *paths = listed ? (const char *const *)listed : o->images;
+    abc_image *frames = calloc((size_t)n, sizeof *frames);
+    int rc = frames ? ABC_OK : -1, loaded = 0;
+    if (!frames) report(ABC_ERR_NOMEM, "video frames", NULL);
+    for (; rc == ABC_OK && loaded < n; loaded++) {
+        abc_error err = {0};
+        abc_status st = abc_image_load(paths[loaded], 0, &frames[loaded], &err);
+        if (st != ABC_OK) {
+            report(st, err.message, paths[loaded]);
+            rc = -1;
+        }
+    }
+    if (rc == ABC_OK) {
+        abc_input in = abc_input_default();
+        in.frames = frames;
+        in.n_frames = n;
+        in.text = o->text;
+        in.prompt = o->prompt;
+        in.instruction = o->instruction;
+        in.role = o->role;
+        rc = abc_embed(ctx, &in, vec, dim);
+    }
+    for (int k = 0; frames && k < n; k++) abc_image_free(&frames[k]);
+    free(frames);
+    for (int k = 0; listed && k < n; k++) free(listed[k]);
+    free(listed);
+    return rc;
+}
+
 static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_t dim) {
+    if (o->video || o->n_images > 1) return run_embed_video(ctx, o, vec, dim);
     if (!o->input_ids) {
         abc_input in = abc_input_default();
         in.image_path = o->image;
         in.text = o->text;
         in.prompt = o->prompt;
+        in.instruction = o->instruction;
         in.role = o->role;
         return abc_embed(ctx, &in, vec, dim);
     }
@@ -433,7 +537,7 @@ static int cmd_embed(int argc, char **argv) {
     stage_sink sink = {0};
     sink.dump_dir = o.dump;
     if (o.stop_after) {
-        bool has_image = o.image || o.pixel_values;
+        bool has_image = o.image || o.video || o.pixel_values;
         if (strcmp(o.stop_after, "preprocess") == 0)
             sink.stop_stage = has_image ? ABC_STAGE_PIXEL_VALUES : ABC_STAGE_POSITION_IDS;
         else
@@ -478,7 +582,7 @@ static int cmd_embed(int argc, char **argv) {
     } else if (est == ABC_ERR_STOPPED && sink.stopped) {
         rc = EXIT_OK; /* --stop-after: no embedding to write */
     } else if (est != ABC_OK) {
-        const char *context = (est == ABC_ERR_IO || est == ABC_ERR_IMAGE) ? o.image : NULL;
+        const char *context = (est == ABC_ERR_IO || est == ABC_ERR_IMAGE) && o.n_images == 1 ? o.image : NULL;
         rc = report((abc_status)est, abc_context_errmsg(ctx), context);
     } else {
         if (o.stop_after)

@@ -406,7 +406,8 @@ int config_load(const char *dir, model_config *c, char *err, size_t errsize) {
     if (read_text(&r, c) < 0 || read_rope(&r, c) < 0 || read_vision(&r, c) < 0) goto done;
     if (read_token_id(&r, "image_token_id", &c->image_token) < 0 ||
         read_token_id(&r, "vision_start_token_id", &c->vision_start_token) < 0 ||
-        read_token_id(&r, "vision_end_token_id", &c->vision_end_token) < 0)
+        read_token_id(&r, "vision_end_token_id", &c->vision_end_token) < 0 ||
+        read_token_id(&r, "video_token_id", &c->video_token) < 0)
         goto done;
     rc = read_preprocessor(dir, c, err, errsize);
 done:

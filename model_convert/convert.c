@@ -638,6 +638,8 @@ static int queue_query_adapter(conv_state *s, abc_writer *w, char *err, size_t e
 #define QWEN_SYSTEM "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
 #define QWEN_ASSISTANT "<|im_end|>\n<|im_start|>assistant\n"
 #define QWEN_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
+#define GME_END "<|endoftext|>"
+#define GME_SYSTEM "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n"
 
 static const char *base_name(const char *path, char *buf, size_t size) {
     size_t n = strlen(path);
@@ -730,7 +732,7 @@ static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size
 static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     if (s->cfg.arch == ARCH_PHI3_V) return add_metadata_phi3(s, w, err, errsize);
     const model_config *c = &s->cfg;
-    int abc = strcmp(s->opt->preset, "abc") == 0;
+    int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
     int rc = 0;
     if (add_metadata_general(s, w, "qwen2_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
@@ -750,7 +752,8 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
     rc |= writer_add_str(w, "model.head", abc ? "mlp" : "none");
     rc |= add_i(w, "model.normalize", 1);
     rc |= add_i(w, "model.embedding_dim", c->hidden);
-    rc |= writer_add_str(w, "model.mrope_rule", "vision_start");
+    /* GME runs the decoder without position ids: transformers 4.4x then numbers every token as text */
+    rc |= writer_add_str(w, "model.mrope_rule", gme ? "sequential" : "vision_start");
     rc |= add_i(w, "tokens.image_pad", c->image_token);
     rc |= add_i(w, "tokens.vision_start", c->vision_start_token);
     rc |= add_i(w, "tokens.vision_end", c->vision_end_token);
@@ -758,19 +761,37 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
         rc |= writer_add_str(w, "prompt.image_text", QWEN_SYSTEM QWEN_IMAGE "Instruction: {text}" QWEN_ASSISTANT);
         rc |= writer_add_str(w, "prompt.image", QWEN_SYSTEM QWEN_IMAGE QWEN_ASSISTANT);
         rc |= writer_add_str(w, "prompt.text", QWEN_SYSTEM "{text}" QWEN_ASSISTANT);
+    } else if (gme) {
+        /* gme_inference.py: the image before the text in one user turn, and <|endoftext|> after the
+         * assistant header is the pooled last token */
+        rc |= writer_add_str(w, "prompt.image_text", GME_SYSTEM QWEN_IMAGE "{text}" QWEN_ASSISTANT GME_END);
+        rc |= writer_add_str(w, "prompt.image", GME_SYSTEM QWEN_IMAGE QWEN_ASSISTANT GME_END);
+        rc |= writer_add_str(w, "prompt.text", GME_SYSTEM "{text}" QWEN_ASSISTANT GME_END);
+        rc |= writer_add_str(w, "prompt.instruction", "You are a helpful assistant.");
     } else {
         rc |= writer_add_str(w, "prompt.image_text", "<|image_pad|> {text}");
         rc |= writer_add_str(w, "prompt.image", "<|image_pad|>");
         rc |= writer_add_str(w, "prompt.text", "{text}");
     }
     rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
+    if (!abc && !gme && c->video_token >= 0) {
+        /* VLM2Vec-V2 video: its demo's prompt shape and qwen_vl_utils' frame bounds (min_pixels 4·28·28,
+         * the demo's max_pixels 360·420); the processor's image bounds then apply to each frame */
+        rc |= add_i(w, "tokens.video_pad", c->video_token);
+        rc |= writer_add_str(w, "prompt.video_placeholder", "<|video_pad|>");
+        rc |= writer_add_str(w, "prompt.video_text", "<|video_pad|> {text}");
+        rc |= writer_add_str(w, "prompt.video", "<|video_pad|>");
+        rc |= add_i(w, "video.min_pixels", 3136);
+        rc |= add_i(w, "video.max_pixels", 151200);
+    }
     rc |= add_i(w, "image.factor", c->v_patch * c->v_merge);
-    if (abc) {
-        /* ABC fixes both resize stages in its own code (qwen_vl_utils, then the processor) */
+    if (abc || gme) {
+        /* ABC and GME fix both resize stages in their own code (qwen_vl_utils' bounds, then the
+         * processor's: 256..1024 image tokens for ABC, 256..1280 for GME) */
         rc |= add_i(w, "image.stage1_min_pixels", 3136);
         rc |= add_i(w, "image.stage1_max_pixels", 12845056);
         rc |= add_i(w, "image.min_pixels", 200704);
-        rc |= add_i(w, "image.max_pixels", 802816);
+        rc |= add_i(w, "image.max_pixels", gme ? 1003520 : 802816);
     } else {
         rc |= add_i(w, "image.min_pixels", c->min_pixels);
         rc |= add_i(w, "image.max_pixels", c->max_pixels);
@@ -785,21 +806,23 @@ static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t er
 /* Older configs may lack the special token ids; tokenizer.json's added_tokens has them. */
 static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, size_t errsize) {
     model_config *c = &s->cfg;
-    if (c->image_token >= 0 && c->vision_start_token >= 0 && c->vision_end_token >= 0) return 0;
+    if (c->image_token >= 0 && c->vision_start_token >= 0 && c->vision_end_token >= 0 && c->video_token >= 0) return 0;
     json_value *tok = cv_read_json(tokenizer_path, err, errsize);
     if (!tok) return -1;
     const json_value *added = json_get(tok, "added_tokens");
     struct { const char *text; int64_t *id; } want[] = {
-        { "<|image_pad|>", &c->image_token }, { "<|vision_start|>", &c->vision_start_token }, { "<|vision_end|>", &c->vision_end_token } };
+        { "<|image_pad|>", &c->image_token }, { "<|vision_start|>", &c->vision_start_token }, { "<|vision_end|>", &c->vision_end_token },
+        { "<|video_pad|>", &c->video_token } };
     int rc = 0;
-    for (size_t k = 0; k < 3 && rc == 0; k++) {
+    for (size_t k = 0; k < 4 && rc == 0; k++) {
         if (*want[k].id >= 0) continue;
         for (size_t i = 0; added && added->type == JSON_ARRAY && i < added->n_items; i++) {
             const json_value *content = json_get(&added->items[i], "content");
             if (content && content->type == JSON_STRING && strcmp(content->string, want[k].text) == 0)
                 cv_json_int(json_get(&added->items[i], "id"), 0, INT32_MAX, want[k].id);
         }
-        if (*want[k].id < 0) rc = cv_fail(err, errsize, "no token id for %s in config.json or tokenizer.json", want[k].text);
+        /* <|video_pad|> is optional: without it the file has no video input */
+        if (*want[k].id < 0 && k < 3) rc = cv_fail(err, errsize, "no token id for %s in config.json or tokenizer.json", want[k].text);
     }
     json_free(tok);
     return rc;
@@ -848,8 +871,9 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     char *tok_path = cv_path_join(opt->hf_dir, "tokenizer.json");
     int rc = -1;
     if (!tok_path) { cv_fail(err, errsize, "out of memory"); goto done; }
-    if (strcmp(opt->preset, "abc") != 0 && strcmp(opt->preset, "vlm2vec") != 0 && strcmp(opt->preset, "vlm2vec-phi3v") != 0) {
-        cv_fail(err, errsize, "unknown preset \"%s\" (abc, vlm2vec or vlm2vec-phi3v)", opt->preset);
+    if (strcmp(opt->preset, "abc") != 0 && strcmp(opt->preset, "vlm2vec") != 0 && strcmp(opt->preset, "gme") != 0 &&
+        strcmp(opt->preset, "vlm2vec-phi3v") != 0) {
+        cv_fail(err, errsize, "unknown preset \"%s\" (abc, vlm2vec, gme or vlm2vec-phi3v)", opt->preset);
         goto done;
     }
     if (config_load(opt->hf_dir, &s.cfg, err, errsize) < 0) goto done;

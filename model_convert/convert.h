@@ -112,7 +112,7 @@ typedef struct {
     /* vision tower */
     int64_t v_depth, v_embed, v_heads, v_mlp, v_patch, v_temporal_patch, v_merge, v_in_channels, v_out;
     /* special tokens; -1 when the config does not say */
-    int64_t image_token, vision_start_token, vision_end_token;
+    int64_t image_token, vision_start_token, vision_end_token, video_token;
     /* preprocessor_config.json */
     int64_t min_pixels, max_pixels;
     double image_mean[3], image_std[3];
@@ -168,7 +168,7 @@ int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t ro
 typedef struct {
     const char *hf_dir;
     const char *out_path;
-    const char *preset;             /* "abc" or "vlm2vec" */
+    const char *preset;             /* "abc", "vlm2vec", "gme" or "vlm2vec-phi3v" */
     const char **merge_adapters;
     size_t n_merge_adapters;
     const char *query_adapter;      /* NULL when none */

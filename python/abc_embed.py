@@ -51,6 +51,10 @@ class _ContextParams(ctypes.Structure):
                 ("arena", ctypes.c_void_p), ("arena_size", ctypes.c_size_t)]
 
 
+class _Image(ctypes.Structure):  # abc_image in abc.h
+    _fields_ = [("width", ctypes.c_int), ("height", ctypes.c_int), ("rgb", ctypes.c_void_p)]
+
+
 class _Input(ctypes.Structure):  # abc_input in abc.h
     _fields_ = [
         ("image_path", ctypes.c_char_p),
@@ -63,6 +67,9 @@ class _Input(ctypes.Structure):  # abc_input in abc.h
         ("text", ctypes.c_char_p),
         ("prompt", ctypes.c_char_p),
         ("role", ctypes.c_int),
+        ("instruction", ctypes.c_char_p),
+        ("frames", ctypes.c_void_p),
+        ("n_frames", ctypes.c_int),
     ]
 
 
@@ -117,6 +124,10 @@ def _declare(lib):
     lib.abc_context_free.restype = None
     lib.abc_context_errmsg.argtypes = [P]
     lib.abc_context_errmsg.restype = ctypes.c_char_p
+    lib.abc_image_load.restype = ctypes.c_int
+    lib.abc_image_load.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_Image), ctypes.POINTER(_Error)]
+    lib.abc_image_free.argtypes = [ctypes.POINTER(_Image)]
+    lib.abc_image_free.restype = None
     lib.abc_embed.restype = ctypes.c_int
     lib.abc_embed.argtypes = [P, ctypes.POINTER(_Input), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t]
     lib.abc_embed_batch.restype = ctypes.c_int
@@ -188,7 +199,7 @@ class Model:
     def __del__(self):
         self.close()
 
-    def _input(self, keep, image=None, text=None, prompt=None, role="auto"):
+    def _input(self, keep, image=None, text=None, prompt=None, role="auto", instruction=None):
         """Fills an abc_input; `keep` holds the buffers it points into until the call returns."""
         if role not in ROLES:
             raise ValueError("role must be one of %s, not %r" % (", ".join(ROLES), role))
@@ -196,6 +207,7 @@ class Model:
         inp.role = ROLES[role]
         inp.text = _text(text, "text")
         inp.prompt = _text(prompt, "prompt")
+        inp.instruction = _text(instruction, "instruction")
         if image is None:
             pass
         elif isinstance(image, (str, os.PathLike)):
@@ -222,13 +234,46 @@ class Model:
             return _np.ctypeslib.as_array(buf)[start * self.dim:(start + n) * self.dim].reshape(n, self.dim).copy()
         return [list(buf[(start + i) * self.dim:(start + i + 1) * self.dim]) for i in range(n)]
 
-    def embed(self, image=None, text=None, role="auto", prompt=None):
-        """One L2-normalised vector (numpy float32 [D], or a list) for an image and/or a text."""
+    def _frames(self, video, keep, decoded):
+        """abc_image array for `video`, a list of frame paths or uint8 (H, W, 3) numpy arrays; the frames
+        the library decodes go to `decoded` (the caller frees them)."""
+        frames = (_Image * len(video))()
+        for i, f in enumerate(video):
+            if isinstance(f, (str, os.PathLike)):
+                err = _Error()
+                st = self._lib.abc_image_load(os.fsencode(f), 0, ctypes.byref(frames[i]), ctypes.byref(err))
+                if st != 0:
+                    raise self._error(st, err.message.decode("utf-8", "replace"))
+                decoded.append(frames[i])
+            elif _np is not None and isinstance(f, _np.ndarray) and f.dtype == _np.uint8 and f.ndim == 3 \
+                    and f.shape[2] == 3:
+                arr = _np.ascontiguousarray(f)
+                keep.append(arr)
+                frames[i].rgb = arr.ctypes.data
+                frames[i].height, frames[i].width = int(arr.shape[0]), int(arr.shape[1])
+            else:
+                raise TypeError("video frames must be paths or uint8 (H, W, 3) numpy arrays")
+        keep.append(frames)
+        return frames
+
+    def embed(self, image=None, text=None, role="auto", prompt=None, instruction=None, video=None):
+        """One L2-normalised vector (numpy float32 [D], or a list) for an image and/or a text.
+        `instruction`: the task instruction of presets that have one (gme). `video`: a list of frames
+        (paths or uint8 arrays) instead of an image, for models with video input (vlm2vec)."""
         self._check_open()
-        keep = []
-        inp = self._input(keep, image=image, text=text, prompt=prompt, role=role)
-        out = (ctypes.c_float * self.dim)()
-        st = self._lib.abc_embed(self._ctx, ctypes.byref(inp), out, self.dim)
+        keep, decoded = [], []
+        inp = self._input(keep, image=image, text=text, prompt=prompt, role=role, instruction=instruction)
+        try:
+            if video is not None:
+                if image is not None or not len(video):
+                    raise ValueError("video must be a non-empty list of frames, and not given with image")
+                inp.frames = ctypes.cast(self._frames(video, keep, decoded), ctypes.c_void_p)
+                inp.n_frames = len(video)
+            out = (ctypes.c_float * self.dim)()
+            st = self._lib.abc_embed(self._ctx, ctypes.byref(inp), out, self.dim)
+        finally:
+            for f in decoded:
+                self._lib.abc_image_free(ctypes.byref(f))
         if st != 0:
             raise self._error(st, self._lib.abc_context_errmsg(self._ctx).decode("utf-8", "replace"))
         v = self._vector(out, 0, 1)
@@ -236,7 +281,7 @@ class Model:
 
     def encode(self, inputs, batch_size=32, role=None):
         """Embeds a list of inputs into [N, D] (numpy float32, or a list of lists). Each input is a str
-        (a text) or a dict with "image", "text", "prompt", "role". `role` overrides the inputs' roles.
+        (a text) or a dict with "image", "text", "prompt", "role", "instruction". `role` overrides the inputs' roles.
         Raises AbcError for the first input that fails (its index in the message)."""
         self._check_open()
         inputs = list(inputs)
@@ -252,11 +297,11 @@ class Model:
                     item = {"text": item}
                 if not isinstance(item, dict):
                     raise TypeError("input %d must be a str or a dict, not %s" % (start + i, type(item).__name__))
-                unknown = set(item) - {"image", "text", "prompt", "role", "id"}
+                unknown = set(item) - {"image", "text", "prompt", "role", "instruction", "id"}
                 if unknown:
                     raise ValueError("input %d has unknown keys %s" % (start + i, sorted(unknown)))
                 arr[i] = self._input(keep, image=item.get("image"), text=item.get("text"), prompt=item.get("prompt"),
-                                     role=role or item.get("role", "auto"))
+                                     role=role or item.get("role", "auto"), instruction=item.get("instruction"))
             out = (ctypes.c_float * (len(chunk) * self.dim))()
             statuses = (ctypes.c_int * len(chunk))()
             st = self._lib.abc_embed_batch(self._ctx, arr, len(chunk), out, statuses)

@@ -527,7 +527,7 @@ static void test_stage_callback(void) {
     CHECK(n_listed == 8, "%d stages listed", n_listed);
 }
 
-/* M-RoPE ids under both rules, on a made-up 4×6 patch grid (2×3 merged, 6 image tokens). */
+/* M-RoPE ids under the three rules, on a made-up 4×6 patch grid (2×3 merged, 6 image tokens). */
 static void test_position_rules(void) {
     text_config c = {0};
     c.image_token = 10;
@@ -546,11 +546,15 @@ static void test_position_rules(void) {
     const int32_t b[] = {10, 10, 10, 10, 10, 10, 2};
     CHECK(mrope_position_ids(&c, b, 7, grid, pos, &err) == ABC_OK, "%s", err.message);
     for (int i = 0; i < 21; i++) CHECK(pos[i] == i % 7, "1-D id %d = %d", i, pos[i]);
-    c.mrope_token_type = true;
+    c.mrope_rule = MROPE_TOKEN_TYPE;
     CHECK(mrope_position_ids(&c, b, 7, grid, pos, &err) == ABC_OK, "%s", err.message);
     const int32_t want_b[3][7] = {{0, 0, 0, 0, 0, 0, 3}, {0, 0, 0, 1, 1, 1, 3}, {0, 1, 2, 0, 1, 2, 3}};
     for (int k = 0; k < 3; k++) CHECK(!memcmp(pos + 7 * k, want_b[k], sizeof want_b[k]), "token_type, row %d", k);
-    c.mrope_token_type = false;
+    /* sequential (GME): even the announced run is numbered like text */
+    c.mrope_rule = MROPE_SEQUENTIAL;
+    CHECK(mrope_position_ids(&c, a, 10, grid, pos, &err) == ABC_OK, "%s", err.message);
+    for (int i = 0; i < 30; i++) CHECK(pos[i] == i % 10, "sequential id %d = %d", i, pos[i]);
+    c.mrope_rule = MROPE_VISION_START;
     /* two runs, one announced: the first run in order gets 3-D ids, the second counts on in 1-D */
     const int32_t d[] = {9, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 3};
     CHECK(mrope_position_ids(&c, d, 14, grid, pos, &err) == ABC_OK, "%s", err.message);

@@ -123,6 +123,16 @@ def raises(fn, status_name, needle):
 
 ok, why = raises(lambda: abc.embed(image=os.path.join(tmp, "missing.png")), "input/output error", "missing.png")
 check("missing image: AbcError(input/output error) naming the file (%s)" % why, ok)
+# video frames (paths) on the vlm2vec model, against the fixture
+frames_dir = os.path.join(os.environ["ABC_ROOT"], "tests", "fixtures", "qwen2vl-tiny-video")
+frame_paths = [os.path.join(frames_dir, "frames", "%02d.png" % k) for k in range(4)]
+vref, _ = read_npy_f32(os.path.join(frames_dir, "cases", "video4_text", "embedding.npy"))
+vv = opened["vlm"].embed(video=frame_paths, text="Represent the given video.")
+check("embed(video=paths) matches the video fixture (cos >= 0.99999)", cos(as_list(vv), vref) >= 0.99999,
+      "cos %.9f" % cos(as_list(vv), vref))
+ok, why = raises(lambda: opened["vlm"].embed(video=frame_paths[:1] + [os.path.join(tmp, "missing.png")]),
+                 "input/output error", "missing.png")
+check("embed(video=...) with a missing frame raises", ok, why)
 ok, why = raises(lambda: abc.embed(text="caf\udce9"), "invalid UTF-8", "UTF-8")
 check("invalid UTF-8: AbcError (%s)" % why, ok)
 ok, why = raises(lambda: abc.encode(["fine", {"image": os.path.join(tmp, "gone.png")}], batch_size=8), "input/output error", "input 1:")
