@@ -407,7 +407,7 @@ static uint8_t *q4_strips_from_rows(const int8_t *q, const float *scales, int64_
             uint8_t *block = image + ((j / 16) * blocks + b) * (256 + 32);
             for (int k = 0; k < 32; k++)
                 block[(k / 8) * 64 + (j % 16) * 4 + k % 4] |= (uint8_t)((q[j * in + b * 32 + k] + 8) << (k % 8 < 4 ? 0 : 4));
-            uint16_t h;
+            uint16_t h = 0;
             abc_f32_to_f16(scales[j * blocks + b], &h);
             memcpy(block + 256 + (j % 16) * 2, &h, 2);
         }
@@ -433,7 +433,7 @@ static q8_weights make_quant_weights(uint32_t dtype, int64_t out, int64_t in, fl
             float d = (float)(amax / 127.0);
             const long qmin = dtype == DT_Q4 ? -8 : -127, qmax = dtype == DT_Q4 ? 7 : 127;
             if (dtype == DT_Q4) {
-                uint16_t h;
+                uint16_t h = 0;
                 abc_f32_to_f16((float)(amax / 7.5) * ((j + b) % 3 == 0 ? -1.0f : 1.0f), &h);
                 d = abc_f16_to_f32(h);
             }
