@@ -588,7 +588,7 @@ static int phi3_canonical_adapter(peft_adapter *a, char *err, size_t errsize) {
 
 /* ---- the mixed-precision policy ---- */
 
-static const char *const class_names[CV_N_CLASSES] = {"text", "embed", "vision", "merger", "head"};
+static const char *const class_names[CV_N_CLASSES] = {"attn", "mlp", "down", "embed", "vision", "merger", "head"};
 
 int cv_dtype_parse(const char *name, uint32_t *dtype) {
     static const struct { const char *name; uint32_t dtype; } types[] = {
@@ -629,14 +629,19 @@ int cv_policy_parse(convert_options *opt, const char *spec, char *err, size_t er
         const char *eq = memchr(p, '=', len);
         char dtype_name[8];
         int c = 0;
-        while (eq && c < CV_N_CLASSES && !(strlen(class_names[c]) == (size_t)(eq - p) && !memcmp(p, class_names[c], (size_t)(eq - p)))) c++;
+        const int text = eq && eq - p == 4 && !memcmp(p, "text", 4); /* the three language-model classes */
+        while (eq && !text && c < CV_N_CLASSES && !(strlen(class_names[c]) == (size_t)(eq - p) && !memcmp(p, class_names[c], (size_t)(eq - p)))) c++;
         size_t vlen = eq ? len - (size_t)(eq - p) - 1 : 0;
         if (!eq || c == CV_N_CLASSES || vlen == 0 || vlen >= sizeof dtype_name)
-            return cv_fail(err, errsize, "--policy \"%s\": each item is CLASS=DTYPE, CLASS one of text, embed, vision, merger, head", spec);
+            return cv_fail(err, errsize, "--policy \"%s\": each item is CLASS=DTYPE, CLASS one of text (= attn, mlp and down), "
+                           "attn, mlp, down, embed, vision, merger, head", spec);
         memcpy(dtype_name, eq + 1, vlen);
         dtype_name[vlen] = '\0';
-        if (cv_dtype_parse(dtype_name, &opt->class_dtype[c]) < 0)
-            return cv_fail(err, errsize, "--policy: unknown dtype \"%s\" for %s (f32, f16, bf16, q8 or q4)", dtype_name, class_names[c]);
+        uint32_t dtype;
+        if (cv_dtype_parse(dtype_name, &dtype) < 0)
+            return cv_fail(err, errsize, "--policy: unknown dtype \"%s\" for %.*s (f32, f16, bf16, q8 or q4)", dtype_name, (int)(eq - p), p);
+        if (text) opt->class_dtype[CV_CLASS_ATTN] = opt->class_dtype[CV_CLASS_MLP] = opt->class_dtype[CV_CLASS_DOWN] = dtype;
+        else opt->class_dtype[c] = dtype;
         p += len + (end != NULL);
     }
     return 0;
@@ -651,11 +656,13 @@ void cv_policy_describe(const convert_options *opt, char *out, size_t size) {
 
 /* The policy's dtype for a 2-D tensor (by its output name). */
 static uint32_t policy_dtype(const convert_options *opt, const char *name) {
-    int c = CV_CLASS_TEXT;
-    if (strcmp(name, "model.embed_tokens.weight") == 0) c = CV_CLASS_EMBED;
-    else if (strncmp(name, "visual.merger.", 14) == 0 || strncmp(name, "hd.", 3) == 0) c = CV_CLASS_MERGER;
+    int c = CV_CLASS_MLP; /* the towers first: CLIP's layers have self_attn too */
+    if (strncmp(name, "visual.merger.", 14) == 0 || strncmp(name, "hd.", 3) == 0) c = CV_CLASS_MERGER;
     else if (strncmp(name, "visual.", 7) == 0 || strncmp(name, "clip.", 5) == 0) c = CV_CLASS_VISION;
     else if (strncmp(name, "mlp_head.", 9) == 0) c = CV_CLASS_HEAD;
+    else if (strcmp(name, "model.embed_tokens.weight") == 0) c = CV_CLASS_EMBED;
+    else if (strstr(name, ".self_attn.")) c = CV_CLASS_ATTN;
+    else if (strstr(name, ".mlp.down_proj.")) c = CV_CLASS_DOWN;
     return opt->class_dtype[c];
 }
 

@@ -173,9 +173,11 @@ const adapter_param *peft_find_param(const peft_adapter *a, const char *name);
 int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t row0, int64_t rows, int64_t in, char *err, size_t errsize);
 
 /* ---- convert.c ---- */
-/* The tensor classes of the mixed-precision policy (--policy): the language model's layers, the token
- * embedding, the vision tower, the merger / image projection, the embedding head (mlp_head). */
-enum { CV_CLASS_TEXT, CV_CLASS_EMBED, CV_CLASS_VISION, CV_CLASS_MERGER, CV_CLASS_HEAD, CV_N_CLASSES };
+/* The tensor classes of the mixed-precision policy (--policy): the language model's attention
+ * projections, its MLP gate/up and down projections, the token embedding, the vision tower, the merger /
+ * image projection, the embedding head (mlp_head). */
+enum { CV_CLASS_ATTN, CV_CLASS_MLP, CV_CLASS_DOWN, CV_CLASS_EMBED, CV_CLASS_VISION, CV_CLASS_MERGER, CV_CLASS_HEAD,
+       CV_N_CLASSES };
 typedef struct {
     const char *hf_dir;
     const char *out_path;
@@ -198,9 +200,10 @@ const char *cv_dtype_name(uint32_t dtype);
 /* Every class gets opt->dtype, except with q4, whose default keeps the measured sensitive classes in
  * q8 (README's "4-bit weights"). */
 void cv_policy_init(convert_options *opt);
-/* Overrides from "class=dtype[,class=dtype...]" (classes text, embed, vision, merger, head). */
+/* Overrides from "class=dtype[,class=dtype...]" (classes attn, mlp, down, embed, vision, merger, head;
+ * text = attn + mlp + down). */
 int cv_policy_parse(convert_options *opt, const char *spec, char *err, size_t errsize);
-/* "text=q4,embed=q8,..." into out. */
+/* "attn=q4,mlp=q4,...,head=q8" into out. */
 void cv_policy_describe(const convert_options *opt, char *out, size_t size);
 
 #endif

@@ -25,9 +25,9 @@ static void usage(FILE *f) {
             "                    q8: int8 blocks of 32 with a scale each, for matrices whose rows are a multiple of 32;\n"
             "                    q4: 4-bit blocks of 32 with a float16 scale each, by default with the vision tower,\n"
             "                    merger and head in q8: see --policy)\n"
-            "  --policy          per class of matrices, overriding --dtype: CLASS=DTYPE[,...], CLASS one of text (the\n"
-            "                    language model's layers), embed (token embedding), vision, merger, head; recorded in\n"
-            "                    the file (general.policy) and shown by `abc info`\n"
+            "  --policy          per class of matrices, overriding --dtype: CLASS=DTYPE[,...], CLASS one of attn, mlp\n"
+            "                    (gate/up), down (the language model's layers; text = all three), embed (token\n"
+            "                    embedding), vision, merger, head; recorded in the file (general.policy), shown by `abc info`\n"
             "  --threads         threads converting while the file is written (default: every online CPU);\n"
             "                    the output does not depend on it\n"
             "  --quiet           no notes and no progress line (the progress line only appears on a terminal)\n");
