@@ -9647,7 +9647,6 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
         _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i##r##1), _mm256_mul_ps(s, sw1), _mm256_loadu_ps(cr + 8))); \
     }
         Q8_AVX2_SCALE(0) Q8_AVX2_SCALE(1) Q8_AVX2_SCALE(2) Q8_AVX2_SCALE(3)
-#undef Q8_AVX2_SCALE
     }
 }
 
@@ -9714,15 +9713,8 @@ static AVX2_TARGET void q4_micro_avx2(int64_t blocks, const uint8_t *a, const ui
         const float *sx = (const float *)(const void *)(ab + MR * Q8_BLOCK);
         const __m256 sw0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(bb + Q4_NIBBLE_BYTES)));
         const __m256 sw1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(bb + Q4_NIBBLE_BYTES + 16)));
-#define Q4_AVX2_SCALE(r)                                                                                    \
-    {                                                                                                       \
-        const __m256 s = _mm256_broadcast_ss(sx + (r));                                                     \
-        float *cr = c + (r) * ldc;                                                                          \
-        _mm256_storeu_ps(cr, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i##r##0), _mm256_mul_ps(s, sw0), _mm256_loadu_ps(cr))); \
-        _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i##r##1), _mm256_mul_ps(s, sw1), _mm256_loadu_ps(cr + 8))); \
-    }
-        Q4_AVX2_SCALE(0) Q4_AVX2_SCALE(1) Q4_AVX2_SCALE(2) Q4_AVX2_SCALE(3)
-#undef Q4_AVX2_SCALE
+        Q8_AVX2_SCALE(0) Q8_AVX2_SCALE(1) Q8_AVX2_SCALE(2) Q8_AVX2_SCALE(3) /* q8_micro_avx2's float step */
+#undef Q8_AVX2_SCALE
     }
 }
 
@@ -9789,19 +9781,13 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
 #define Q8_VNNI_NR 32
 #define Q8_VNNI_ROWS(X) X(0) X(1) X(2) X(3)
 
-/* 4 rows × 32 columns (two strips): 8 int32 block accumulators started at each row's −128·Σqx, 8 float
- * accumulators. vpdpbusd adds (w+128)·qx over four k per lane (weights flipped to unsigned by one xor
- * per vector): the block sum is exact. Four rows, not the six the registers would hold: on Zen 5 the
- * 4-row tile ran 720–734 GOP/s on L1-resident data against 700 for 6 rows (5 rows: 723), and the
- * model's shapes 3 % faster (2026-12-04). */
-static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
-                                      int64_t ldc, bool accumulate) {
-    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR };
+/* The VNNI micro-kernels' steps (q8_micro_vnni, q4_micro_vnni): per row r, float accumulators f·l/f·h
+ * (columns 0..15, 16..31), int32 block sums s·l/s·h started at the row's compensation / COMP_DIV. */
 #define VNNI_DECLARE(r)                                                                     \
     __m512 f##r##l = accumulate ? _mm512_loadu_ps(c + (r) * ldc) : _mm512_setzero_ps();     \
     __m512 f##r##h = accumulate ? _mm512_loadu_ps(c + (r) * ldc + 16) : _mm512_setzero_ps(); \
     __m512i s##r##l, s##r##h;
-#define VNNI_START(r) s##r##l = s##r##h = _mm512_set1_epi32(comps[r]);
+#define VNNI_START(r) s##r##l = s##r##h = _mm512_set1_epi32(comps[r] / COMP_DIV);
 #define VNNI_STEP(r)                                                                        \
     {                                                                                       \
         int32_t q;                                                                          \
@@ -9817,6 +9803,15 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
         f##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##h), _mm512_mul_ps(sx, sw_h), f##r##h);          \
     }
 #define VNNI_STORE(r) _mm512_storeu_ps(c + (r) * ldc, f##r##l), _mm512_storeu_ps(c + (r) * ldc + 16, f##r##h);
+
+/* 4 rows × 32 columns (two strips): 8 int32 block accumulators started at each row's −128·Σqx, 8 float
+ * accumulators. vpdpbusd adds (w+128)·qx over four k per lane (weights flipped to unsigned by one xor
+ * per vector): the block sum is exact. Four rows, not the six the registers would hold: on Zen 5 the
+ * 4-row tile ran 720–734 GOP/s on L1-resident data against 700 for 6 rows (5 rows: 723), and the
+ * model's shapes 3 % faster (2026-12-04). */
+static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                                      int64_t ldc, bool accumulate) {
+    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR, COMP_DIV = 1 };
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     Q8_VNNI_ROWS(VNNI_DECLARE)
     for (int64_t blk = 0; blk < blocks; blk++) {
@@ -9842,39 +9837,14 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
         Q8_VNNI_ROWS(VNNI_SCALE)
     }
     Q8_VNNI_ROWS(VNNI_STORE)
-#undef VNNI_DECLARE
-#undef VNNI_START
-#undef VNNI_STEP
-#undef VNNI_SCALE
-#undef VNNI_STORE
 }
 
 /* q4, 4 rows × 32 columns: q8_micro_vnni with the weights' unsigned bytes taken from the nibbles
  * (masked for k4 = 2p, shifted for 2p + 1: q + 8, no flip) and the block sums started at −8·Σqx. */
 static VNNI_TARGET void q4_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0,
                                       float *c, int64_t ldc, bool accumulate) {
-    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR };
+    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR, COMP_DIV = 16 };
     (void)j0; /* two whole strips */
-#define VNNI_DECLARE(r)                                                                     \
-    __m512 f##r##l = accumulate ? _mm512_loadu_ps(c + (r) * ldc) : _mm512_setzero_ps();     \
-    __m512 f##r##h = accumulate ? _mm512_loadu_ps(c + (r) * ldc + 16) : _mm512_setzero_ps(); \
-    __m512i s##r##l, s##r##h;
-#define VNNI_START(r) s##r##l = s##r##h = _mm512_set1_epi32(comps[r] / 16);
-#define VNNI_STEP(r)                                                                        \
-    {                                                                                       \
-        int32_t q;                                                                          \
-        memcpy(&q, ab + (k4 * MR + (r)) * 4, 4);                                            \
-        __m512i xv = _mm512_set1_epi32(q);                                                  \
-        s##r##l = _mm512_dpbusd_epi32(s##r##l, w0, xv);                                     \
-        s##r##h = _mm512_dpbusd_epi32(s##r##h, w1, xv);                                     \
-    }
-#define VNNI_SCALE(r)                                                                       \
-    {                                                                                       \
-        __m512 sx = _mm512_set1_ps(sxs[r]);                                                 \
-        f##r##l = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##l), _mm512_mul_ps(sx, sw_l), f##r##l);          \
-        f##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##h), _mm512_mul_ps(sx, sw_h), f##r##h);          \
-    }
-#define VNNI_STORE(r) _mm512_storeu_ps(c + (r) * ldc, f##r##l), _mm512_storeu_ps(c + (r) * ldc + 16, f##r##h);
     const __m512i nibble = _mm512_set1_epi8(15);
     Q8_VNNI_ROWS(VNNI_DECLARE)
     for (int64_t blk = 0; blk < blocks; blk++) {
@@ -10297,6 +10267,41 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
     vst1q_f32(c + 3 * ldc, f30), vst1q_f32(c + 3 * ldc + 4, f31);
 }
 
+/* The 4×8 float tile of the NEON kernels: loaded (or zero), stored. */
+static inline void q8_neon_tile_load(float32x4_t f[Q8_NEON_MR][2], const float *c, int64_t ldc, bool accumulate) {
+    for (int r = 0; r < Q8_NEON_MR; r++) {
+        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
+        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
+    }
+}
+
+static inline void q8_neon_tile_store(float32x4_t f[Q8_NEON_MR][2], float *c, int64_t ldc) {
+    for (int r = 0; r < Q8_NEON_MR; r++) {
+        vst1q_f32(c + r * ldc, f[r][0]);
+        vst1q_f32(c + r * ldc + 4, f[r][1]);
+    }
+}
+
+/* smull step: pairs (columns 0..1, 2..3, 4..5, 6..7 of b0, b1) += x's quad at `quad` times the columns' quads. */
+static inline void q8_neon_mull_quad(int32x4_t pairs[4], int8x16_t b0, int8x16_t b1, const uint8_t *quad) {
+    int32_t q;
+    memcpy(&q, quad, 4);
+    const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(q));
+    pairs[0] = vpadalq_s16(pairs[0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
+    pairs[1] = vpadalq_s16(pairs[1], vmull_high_s8(b0, xv));
+    pairs[2] = vpadalq_s16(pairs[2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
+    pairs[3] = vpadalq_s16(pairs[3], vmull_high_s8(b1, xv));
+}
+
+/* The block's float step of the smull kernels for every row. */
+static inline void q8_neon_mull_scale(float32x4_t f[Q8_NEON_MR][2], int32x4_t pairs[Q8_NEON_MR][4], const float *sx,
+                                      float32x4_t sw0, float32x4_t sw1) {
+    for (int r = 0; r < Q8_NEON_MR; r++) {
+        f[r][0] = q8_neon_scale(f[r][0], vpaddq_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
+        f[r][1] = q8_neon_scale(f[r][1], vpaddq_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
+    }
+}
+
 /* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
  * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
  * one pairwise add gives each column's sum. */
@@ -10305,10 +10310,7 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
     (void)b_hi;
     float32x4_t f[MR][2];
-    for (int r = 0; r < MR; r++) {
-        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
-        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
-    }
+    q8_neon_tile_load(f, c, ldc, accumulate);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         int32x4_t pairs[MR][4];
@@ -10316,29 +10318,14 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
             for (int p = 0; p < 4; p++) pairs[r][p] = vdupq_n_s32(0);
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
             int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
-            for (int r = 0; r < MR; r++) {
-                int32_t quad;
-                memcpy(&quad, ab + (k4 * MR + r) * 4, 4);
-                int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
-                pairs[r][0] = vpadalq_s16(pairs[r][0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
-                pairs[r][1] = vpadalq_s16(pairs[r][1], vmull_high_s8(b0, xv));
-                pairs[r][2] = vpadalq_s16(pairs[r][2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
-                pairs[r][3] = vpadalq_s16(pairs[r][3], vmull_high_s8(b1, xv));
-            }
+            for (int r = 0; r < MR; r++) q8_neon_mull_quad(pairs[r], b0, b1, ab + (k4 * MR + r) * 4);
         }
         const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
-        float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        for (int r = 0; r < MR; r++) {
-            f[r][0] = q8_neon_scale(f[r][0], vpaddq_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
-            f[r][1] = q8_neon_scale(f[r][1], vpaddq_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
-        }
+        q8_neon_mull_scale(f, pairs, sx, vld1q_f32(sw), vld1q_f32(sw + 4));
     }
-    for (int r = 0; r < MR; r++) {
-        vst1q_f32(c + r * ldc, f[r][0]);
-        vst1q_f32(c + r * ldc + 4, f[r][1]);
-    }
+    q8_neon_tile_store(f, c, ldc);
 }
 
 /* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, the block's scale and its
@@ -10474,10 +10461,7 @@ static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
     (void)b_hi;
     float32x4_t f[MR][2];
-    for (int r = 0; r < MR; r++) {
-        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
-        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
-    }
+    q8_neon_tile_load(f, c, ldc, accumulate);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
         int32x4_t s00 = vdupq_n_s32(0), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
@@ -10505,10 +10489,7 @@ static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a
         f[2][0] = q8_neon_scale(f[2][0], s20, sx[2], sw0), f[2][1] = q8_neon_scale(f[2][1], s21, sx[2], sw1);
         f[3][0] = q8_neon_scale(f[3][0], s30, sx[3], sw0), f[3][1] = q8_neon_scale(f[3][1], s31, sx[3], sw1);
     }
-    for (int r = 0; r < MR; r++) {
-        vst1q_f32(c + r * ldc, f[r][0]);
-        vst1q_f32(c + r * ldc + 4, f[r][1]);
-    }
+    q8_neon_tile_store(f, c, ldc);
 }
 
 /* q4 without sdot: q8_micro_neon_mull with the weights widened from nibbles. */
@@ -10517,10 +10498,7 @@ static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
     (void)b_hi;
     float32x4_t f[MR][2];
-    for (int r = 0; r < MR; r++) {
-        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
-        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
-    }
+    q8_neon_tile_load(f, c, ldc, accumulate);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
         int32x4_t pairs[MR][4];
@@ -10529,32 +10507,16 @@ static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
         for (int p = 0; p < Q8_BLOCK / 8; p++) {
             int8x16_t w[2][2];
             q4_neon_weights(bb, p, j0, w);
-            for (int half = 0; half < 2; half++) {
-                const int8x16_t b0 = w[half][0], b1 = w[half][1];
-                for (int r = 0; r < MR; r++) {
-                    int32_t quad;
-                    memcpy(&quad, ab + ((2 * p + half) * MR + r) * 4, 4);
-                    int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
-                    pairs[r][0] = vpadalq_s16(pairs[r][0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
-                    pairs[r][1] = vpadalq_s16(pairs[r][1], vmull_high_s8(b0, xv));
-                    pairs[r][2] = vpadalq_s16(pairs[r][2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
-                    pairs[r][3] = vpadalq_s16(pairs[r][3], vmull_high_s8(b1, xv));
-                }
-            }
+            for (int half = 0; half < 2; half++)
+                for (int r = 0; r < MR; r++) q8_neon_mull_quad(pairs[r], w[half][0], w[half][1], ab + ((2 * p + half) * MR + r) * 4);
         }
         float32x4_t sw0, sw1;
         q4_neon_scales(bb, j0, &sw0, &sw1);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        for (int r = 0; r < MR; r++) {
-            f[r][0] = q8_neon_scale(f[r][0], vpaddq_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
-            f[r][1] = q8_neon_scale(f[r][1], vpaddq_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
-        }
+        q8_neon_mull_scale(f, pairs, sx, sw0, sw1);
     }
-    for (int r = 0; r < MR; r++) {
-        vst1q_f32(c + r * ldc, f[r][0]);
-        vst1q_f32(c + r * ldc + 4, f[r][1]);
-    }
+    q8_neon_tile_store(f, c, ldc);
 }
 
 static const q8_kernels q8_kernels_neon_dot_table = {

@@ -614,7 +614,8 @@ const char *cv_dtype_name(uint32_t dtype) {
 
 void cv_policy_init(convert_options *opt) {
     for (int c = 0; c < CV_N_CLASSES; c++) opt->class_dtype[c] = opt->dtype;
-    if (opt->dtype == ABC_FILE_Q4) {
+    if (opt->dtype == ABC_FILE_Q4) { /* bench/RESULTS.md "q4": attention in q4 costs the most cosine per byte */
+        opt->class_dtype[CV_CLASS_ATTN] = ABC_FILE_Q8;
         opt->class_dtype[CV_CLASS_VISION] = ABC_FILE_Q8;
         opt->class_dtype[CV_CLASS_MERGER] = ABC_FILE_Q8;
         opt->class_dtype[CV_CLASS_HEAD] = ABC_FILE_Q8;

@@ -51,24 +51,9 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) __builtin_convertvector(__builtin_convertvector((a), qk_f2), qk_v2)
 #define QK_SEL_LT(a, b, x, y) qk_sel2((qk_m2)((a) < (b)), (x), (y))
 #define QK_SEL_GT(a, b, x, y) qk_sel2((qk_m2)((a) > (b)), (x), (y))
-#define QK_NAME q8_blocks_generic
-#define QK_QMIN (-127.0)
-#define QK_QMAX 127.0
-#define QK_BASE 127.0
-#include "q8_kernel.h"
-#undef QK_NAME
-#undef QK_QMIN
-#undef QK_QMAX
-#undef QK_BASE
-#define QK_NAME q4_blocks_generic
-#define QK_QMIN (-8.0)
-#define QK_QMAX 7.0
-#define QK_BASE 8.0
-#include "q8_kernel.h"
-#undef QK_NAME
-#undef QK_QMIN
-#undef QK_QMAX
-#undef QK_BASE
+#define QK_NAME_Q8 q8_blocks_generic
+#define QK_NAME_Q4 q4_blocks_generic
+#include "quant_both.h"
 #undef QK_TARGET
 #undef QK_V
 #undef QK_LANES
@@ -109,24 +94,9 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) _mm256_cvtps_pd(_mm256_cvtpd_ps(a))
 #define QK_SEL_LT(a, b, x, y) _mm256_blendv_pd((y), (x), _mm256_cmp_pd((a), (b), _CMP_LT_OQ))
 #define QK_SEL_GT(a, b, x, y) _mm256_blendv_pd((y), (x), _mm256_cmp_pd((a), (b), _CMP_GT_OQ))
-#define QK_NAME q8_blocks_avx2
-#define QK_QMIN (-127.0)
-#define QK_QMAX 127.0
-#define QK_BASE 127.0
-#include "q8_kernel.h"
-#undef QK_NAME
-#undef QK_QMIN
-#undef QK_QMAX
-#undef QK_BASE
-#define QK_NAME q4_blocks_avx2
-#define QK_QMIN (-8.0)
-#define QK_QMAX 7.0
-#define QK_BASE 8.0
-#include "q8_kernel.h"
-#undef QK_NAME
-#undef QK_QMIN
-#undef QK_QMAX
-#undef QK_BASE
+#define QK_NAME_Q8 q8_blocks_avx2
+#define QK_NAME_Q4 q4_blocks_avx2
+#include "quant_both.h"
 #undef QK_TARGET
 #undef QK_V
 #undef QK_LANES
@@ -162,24 +132,9 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) _mm512_cvtps_pd(_mm512_cvtpd_ps(a))
 #define QK_SEL_LT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_LT_OQ), (y), (x))
 #define QK_SEL_GT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_GT_OQ), (y), (x))
-#define QK_NAME q8_blocks_avx512
-#define QK_QMIN (-127.0)
-#define QK_QMAX 127.0
-#define QK_BASE 127.0
-#include "q8_kernel.h"
-#undef QK_NAME
-#undef QK_QMIN
-#undef QK_QMAX
-#undef QK_BASE
-#define QK_NAME q4_blocks_avx512
-#define QK_QMIN (-8.0)
-#define QK_QMAX 7.0
-#define QK_BASE 8.0
-#include "q8_kernel.h"
-#undef QK_NAME
-#undef QK_QMIN
-#undef QK_QMAX
-#undef QK_BASE
+#define QK_NAME_Q8 q8_blocks_avx512
+#define QK_NAME_Q4 q4_blocks_avx512
+#include "quant_both.h"
 #endif /* __x86_64__ */
 
 #else /* no vector extensions: the scalar definition, block by block */

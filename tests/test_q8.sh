@@ -58,7 +58,7 @@ if [ -s "$Q_VLM" ] && [ -s "$TMP/f32.abc" ]; then
     if [ "$q_size" -lt "$limit" ]; then ok "$DT file is less than $limit bytes"; else bad "$DT file size $q_size vs f32 $f32_size"; fi
 fi
 want_info="weights $DT"
-if [ "$DT" = q4 ]; then want_info="weights q4 (policy attn=q4,mlp=q4,down=q4,embed=q4,vision=q8,merger=q8,head=q8)"; fi
+if [ "$DT" = q4 ]; then want_info="weights q4 (policy attn=q8,mlp=q4,down=q4,embed=q4,vision=q8,merger=q8,head=q8)"; fi
 if "$ABC" info -m "$Q_ABC" >"$TMP/info" 2>&1 && grep -qF "$want_info" "$TMP/info"; then
     ok "abc info says $want_info"
 else
