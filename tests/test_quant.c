@@ -139,12 +139,14 @@ static void test_q4_round_trip(void) {
     for (int64_t j = 0; j < rows; j++)
         for (int64_t b = 0; b < blocks; b++) {
             double amax = 0, e2 = 0, r2 = 0;
-            for (int k = 0; k < 32; k++) amax = fmax(amax, fabs(w[j * in + b * 32 + k]));
+            for (int k = 0; k < 32; k++) /* not fmax(): gcc 12 for aarch64 crashes vectorising that reduction */
+                if (fabs(w[j * in + b * 32 + k]) > amax) amax = fabs(w[j * in + b * 32 + k]);
             for (int k = 0; k < 32; k++) {
                 const double x = w[j * in + b * 32 + k], y = q4_value(got, in, j, b * 32 + k);
                 e2 += (x - y) * (x - y), r2 += x * x;
                 /* |error| ≤ one step of the plain scale amax/7 (the search only picks smaller errors overall) */
-                worst_step = fmax(worst_step, fabs(x - y) / (amax / 7.0));
+                const double step = fabs(x - y) / (amax / 7.0);
+                if (step > worst_step) worst_step = step;
             }
             err2 += e2 / r2, ref2 += 1;
         }
