@@ -24,8 +24,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/abc_test_$DT.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 . "$(dirname "$0")/cli_checks.sh"
 
-for f in "$ABC" "$CONVERT" "$CMP" "$FIX/manifest.json"; do
-    if [ ! -e "$f" ]; then bad "prerequisite $f is missing (run 'make abc abc-convert build/tool_npycmp')"; fi
+for f in "$ABC" "$CONVERT" "$CMP" build/tool_abccheck "$FIX/manifest.json"; do
+    if [ ! -e "$f" ]; then bad "prerequisite $f is missing (run 'make abc abc-convert build/tool_npycmp build/tool_abccheck')"; fi
 done
 if [ "$failed" -ne 0 ]; then echo "RESULT $passed $failed"; exit 1; fi
 
@@ -124,6 +124,20 @@ if [ "$DT" = q4 ]; then
         bad "--policy text=q8,embed=q8 differs from --dtype q8: $(cat "$TMP/err")"
     fi
     if "$ABC" info -m "$TMP/q8.abc" 2>/dev/null | grep -q "policy"; then bad "a plain q8 file shows a policy"; else ok "a plain q8 file has no policy"; fi
+    # each class in its policy dtype (tests/tool_abccheck.c reads the file independently of the library)
+    want="model.embed_tokens.weight q4 [151936,32]
+model.layers.1.self_attn.q_proj.weight q8 [32,32]
+model.layers.1.mlp.gate_proj.weight q4 [64,32]
+model.layers.1.mlp.down_proj.weight q4 [32,64]
+visual.blocks.0.attn.qkv.weight q8 [96,32]
+visual.merger.mlp.0.weight q8 [128,128]
+visual.patch_embed.proj.weight f32 [32,1176]"
+    got=$(build/tool_abccheck info "$Q_ABC" 2>&1 | grep -E '^(model.embed_tokens|model.layers.1.self_attn.q_proj|model.layers.1.mlp.(gate|down)_proj|visual.blocks.0.attn.qkv|visual.merger.mlp.0|visual.patch_embed.proj).weight ' | sort)
+    if [ "$got" = "$(printf '%s\n' "$want" | sort)" ] && build/tool_abccheck check "$Q_ABC" >/dev/null 2>&1; then
+        ok "the default policy's dtypes per class, and the file checks"
+    else
+        bad "policy dtypes: $got"
+    fi
     for spec in "text" "text=q3" "vision=q4,bogus=q8" "=q8"; do
         if convert_abc "$TMP/bad.abc" --dtype q4 --policy "$spec"; then
             bad "--policy $spec accepted"
