@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
 done
 CONFIGS=("$@")
 if [ ${#CONFIGS[@]} -eq 0 ]; then
-    CONFIGS=(f32 q8 q4 "q4:embed=q8" "q4:vision=q4" "q4:vision=q4,merger=q4,head=q4")
+    CONFIGS=(f32 q8 q4 "q4:attn=q4" "q4:vision=q4")
 fi
 CMP=build/tool_npycmp
 OUT=build/q4acc
