@@ -415,7 +415,7 @@ static void int_vec_free(int_vec *v) {
 /* ---- weight-file tensors (section 3 fills them) ---- */
 
 enum { DT_F32 = ABC_FILE_F32, DT_F16 = ABC_FILE_F16, DT_BF16 = ABC_FILE_BF16, DT_I32 = ABC_FILE_I32, DT_U8 = ABC_FILE_U8,
-       DT_Q8_ROWS_RETIRED = ABC_FILE_Q8_ROWS_RETIRED, DT_Q8 = ABC_FILE_Q8 };
+       DT_Q8_ROWS_RETIRED = ABC_FILE_Q8_ROWS_RETIRED, DT_Q8 = ABC_FILE_Q8, DT_Q4 = ABC_FILE_Q4 };
 
 typedef struct {
     const char *name;  /* points into the mapping, not NUL-terminated */
@@ -930,18 +930,30 @@ static float q8_strip_weight_value(const uint8_t *column, int k) {
     return (float)(int8_t)column[(size_t)(k / 4) * Q8_STRIP * 4 + k % 4] * scale;
 }
 
-/* Bytes of a q8 [out][in] tensor; false when `in` is not a multiple of Q8_BLOCK or the size overflows. */
-static bool q8_nbytes(uint64_t out, uint64_t in, uint64_t *nbytes) {
+/* DT_Q4: abc.h's layout (ABC_FILE_Q4_*): the same blocks and strips as q8, nibbles and float16 scales. */
+#define Q4_NIBBLE_BYTES ((size_t)ABC_FILE_Q4_NIBBLE_BYTES)
+#define Q4_STRIP_BLOCK_BYTES ((size_t)ABC_FILE_Q4_STRIP_BLOCK_BYTES)
+
+/* Element k of column j (< Q8_STRIP) of the q4 strip block at b: (float)q · its block's scale. */
+static float q4_strip_weight_value(const uint8_t *b, int j, int k) {
+    const uint8_t byte = b[(size_t)(k / 8) * Q8_STRIP * 4 + (size_t)j * 4 + k % 4];
+    const int q = (k % 8 < 4 ? byte & 15 : byte >> 4) - 8;
+    return (float)q * abc_f16_to_f32((uint16_t)(b[Q4_NIBBLE_BYTES + 2 * (size_t)j] | b[Q4_NIBBLE_BYTES + 2 * (size_t)j + 1] << 8));
+}
+
+/* Bytes of a q8 or q4 [out][in] tensor; false when `in` is not a multiple of Q8_BLOCK or the size overflows. */
+static bool q8_nbytes(uint32_t dtype, uint64_t out, uint64_t in, uint64_t *nbytes) {
     if (in % Q8_BLOCK != 0 || out == 0 || in == 0) return false;
     uint64_t strips = out / Q8_STRIP + (out % Q8_STRIP != 0);
-    uint64_t per_strip = in / Q8_BLOCK * (Q8_STRIP * (Q8_BLOCK + 4)); /* in ≤ INT64_MAX: no overflow */
+    /* in ≤ INT64_MAX: no overflow */
+    uint64_t per_strip = in / Q8_BLOCK * (dtype == DT_Q4 ? Q4_STRIP_BLOCK_BYTES : Q8_STRIP_BLOCK_BYTES);
     if (per_strip > UINT64_MAX / strips) return false;
     *nbytes = per_strip * strips;
     return true;
 }
 
 static const char *dtype_name(uint32_t dtype) {
-    static const char *names[] = {"f32", "f16", "bf16", "i32", "u8", "q8-rows", "q8"};
+    static const char *names[] = {"f32", "f16", "bf16", "i32", "u8", "q8-rows", "q8", "q4"};
     return dtype < sizeof names / sizeof names[0] ? names[dtype] : "unknown";
 }
 
@@ -1005,7 +1017,7 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
         t->name = (const char *)wf->base + pos + 64;
         int nl = (int)t->name_len;
         if (ndim < 1 || ndim > 4) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': bad rank %u", nl, t->name, ndim);
-        if (t->dtype > DT_Q8) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': unknown dtype %u", nl, t->name, t->dtype);
+        if (t->dtype > DT_Q4) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': unknown dtype %u", nl, t->name, t->dtype);
         if (t->dtype == DT_Q8_ROWS_RETIRED)
             return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': q8 in rows (dtype 5, converters before 2026-12-02) is no longer "
                         "read: convert the checkpoint again", nl, t->name);
@@ -1023,14 +1035,14 @@ static abc_status parse_tensor_directory(weight_file *wf, uint64_t off, uint64_t
         if (esize && (elements > UINT64_MAX / esize || elements * esize != nbytes))
             return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %llu bytes do not match its shape and dtype %s", nl, t->name,
                         (unsigned long long)nbytes, dtype_name(t->dtype));
-        if (t->dtype == DT_Q8) {
+        if (t->dtype == DT_Q8 || t->dtype == DT_Q4) {
             uint64_t want = 0;
             if (t->ndim != 2 || t->shape[1] % Q8_BLOCK != 0)
-                return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': q8 needs 2 dimensions with the second a multiple of %d",
-                            nl, t->name, Q8_BLOCK);
-            if (!q8_nbytes((uint64_t)t->shape[0], (uint64_t)t->shape[1], &want) || want != nbytes)
-                return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %llu bytes do not match its shape and dtype q8", nl, t->name,
-                            (unsigned long long)nbytes);
+                return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %s needs 2 dimensions with the second a multiple of %d",
+                            nl, t->name, dtype_name(t->dtype), Q8_BLOCK);
+            if (!q8_nbytes(t->dtype, (uint64_t)t->shape[0], (uint64_t)t->shape[1], &want) || want != nbytes)
+                return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': %llu bytes do not match its shape and dtype %s", nl, t->name,
+                            (unsigned long long)nbytes, dtype_name(t->dtype));
         }
         if (data_off % ABC_FILE_TENSOR_ALIGN) return fail(err, ABC_ERR_FORMAT, "tensor '%.*s': data offset not 64-byte aligned", nl, t->name);
         if (!range_inside(data_off, nbytes, data_start, wf->size - data_start))
@@ -8022,6 +8034,13 @@ static void tensor_row_f32(const tensor *t, int64_t row, float *out) {
                 out[b * Q8_BLOCK + k] = q8_strip_weight_value(column + b * (int64_t)Q8_STRIP_BLOCK_BYTES, k);
         return;
     }
+    if (t->dtype == DT_Q4) {
+        const uint8_t *strip = (const uint8_t *)t->data + (row / Q8_STRIP) * (cols / Q8_BLOCK) * (int64_t)Q4_STRIP_BLOCK_BYTES;
+        for (int64_t b = 0; b < cols / Q8_BLOCK; b++)
+            for (int k = 0; k < Q8_BLOCK; k++)
+                out[b * Q8_BLOCK + k] = q4_strip_weight_value(strip + b * (int64_t)Q4_STRIP_BLOCK_BYTES, (int)(row % Q8_STRIP), k);
+        return;
+    }
     weights_to_f32(&kernel_ops_scalar, t->data, t->dtype, row * cols, cols, out);
 }
 
@@ -8220,14 +8239,14 @@ static int matmul_plan(matmul_job *job, int threads) {
     return p.n_tasks;
 }
 
-static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, int64_t out_dim,
-                      int64_t in_dim, const float *bias);
+static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, uint32_t dtype,
+                      int64_t out_dim, int64_t in_dim, const float *bias);
 
 static void matmul_any(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, uint32_t dtype,
                        int64_t out_dim, int64_t in_dim, const float *bias) {
     if (n <= 0 || out_dim <= 0) return;
-    if (dtype == DT_Q8 && in_dim > 0 && in_dim % Q8_BLOCK == 0) {
-        matmul_q8(pool, y, x, n, w, out_dim, in_dim, bias);
+    if ((dtype == DT_Q8 || dtype == DT_Q4) && in_dim > 0 && in_dim % Q8_BLOCK == 0) {
+        matmul_q8(pool, y, x, n, w, dtype, out_dim, in_dim, bias);
         return;
     }
     if (in_dim <= 0 || !(dtype == DT_F32 || dtype == DT_F16 || dtype == DT_BF16)) {
@@ -8320,12 +8339,20 @@ typedef void (*q8_pack_rows_fn)(uint8_t *a_pack, int mr, const float *x, int64_t
 typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int nj,
                                      const q8_outlier *outliers, int n_outliers);
 
+/* q4 (DT_Q4): as q8_micro_fn over q4 strip blocks, b and b_hi at their strips' column 0; the tile's
+ * columns are the strips' columns j0.. (j0 is 8 for the right half of an 8-wide kernel, else 0). Each
+ * block's Σ qx·qw (qw = nibble − 8) is the same exact int32 as q8's, the float step the same fma with
+ * the float16 scale widened (exactly). */
+typedef void (*q4_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
+                            int64_t ldc, bool accumulate);
+
 typedef struct {
     const char *name;
     int mr, nr, nc;
     q8_micro_fn micro;
     q8_pack_rows_fn pack_rows;
     q8_strip_outliers_fn strip_outliers;
+    q4_micro_fn micro4; /* NULL: q4 products take the scalar table (same activations, same results) */
 } q8_kernels;
 
 /* The outlier rule of a block with `large` elements above amax/4 (at most Q8_OUTLIERS_MAX): they are
@@ -8475,8 +8502,63 @@ static void q8_strip_outliers_scalar(float *c, int64_t ldc, const uint8_t *b, co
     }
 }
 
+/* Column j0 + j's float16 scales of a q4 strip block, widened. */
+static void q4_strip_scales(const uint8_t *bb, int j0, int n, float *out) {
+    for (int j = 0; j < n; j++) {
+        uint16_t h;
+        memcpy(&h, bb + Q4_NIBBLE_BYTES + (size_t)(j0 + j) * 2, sizeof h);
+        out[j] = abc_f16_to_f32(h);
+    }
+}
+
+/* The definition of q4_micro_fn. */
+static void q4_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
+                            int64_t ldc, bool accumulate) {
+    enum { MR = Q8_SCALAR_MR, NR = Q8_SCALAR_NR };
+    (void)b_hi;
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
+        float sa[MR], sb[NR];
+        memcpy(sa, ab + MR * Q8_BLOCK, sizeof sa);
+        q4_strip_scales(bb, j0, NR, sb);
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) {
+                int32_t sum = 0;
+                for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++)
+                    for (int t = 0; t < 4; t++) {
+                        const uint8_t byte = bb[((k4 / 2) * Q8_STRIP + j0 + j) * 4 + t];
+                        sum += (int8_t)ab[(k4 * MR + i) * 4 + t] * ((k4 % 2 ? byte >> 4 : byte & 15) - 8);
+                    }
+                acc[i][j] = fmaf((float)sum, sa[i] * sb[j], acc[i][j]);
+            }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
+}
+
+/* q8_strip_outliers_fn for q4 strips (b, b_hi at column 0, the tile from column j0), the same products
+ * with q4's weight values; scalar on every path (outliers are a fraction of a percent of the work). */
+static void q4_strip_outliers(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0, int nj,
+                              const q8_outlier *outliers, int n_outliers) {
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const size_t block = (size_t)out->block * Q4_STRIP_BLOCK_BYTES;
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < nj; j++) {
+            const int col = j0 + j;
+            const float w = col < Q8_STRIP ? q4_strip_weight_value(b + block, col, out->k)
+                                           : q4_strip_weight_value(b_hi + block, col - Q8_STRIP, out->k);
+            row[j] = row[j] + out->value * w;
+        }
+    }
+}
+
 static const q8_kernels q8_kernels_scalar = {
     "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, q8_micro_scalar, q8_pack_rows_scalar, q8_strip_outliers_scalar,
+    q4_micro_scalar,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
@@ -8500,6 +8582,8 @@ typedef struct {
     float *y;
     const float *x;
     const uint8_t *w; /* strips (section 3) */
+    bool q4;          /* DT_Q4 strips (micro4), else DT_Q8 */
+    size_t strip_block_bytes;
     const float *bias;
     int64_t n, in, out;
     task_plan plan;
@@ -8519,14 +8603,14 @@ static _Alignas(64) const uint8_t q8_zero_strip[Q8_KC_BLOCKS * Q8_STRIP_BLOCK_BY
 
 /* Block b of the strip that holds weight row `row` (a multiple of Q8_STRIP). */
 static const uint8_t *q8_strip_block(const q8_job *job, int64_t row, int64_t b) {
-    return job->w + ((row / Q8_STRIP) * (job->in / Q8_BLOCK) + b) * (int64_t)Q8_STRIP_BLOCK_BYTES;
+    return job->w + ((row / Q8_STRIP) * (job->in / Q8_BLOCK) + b) * (int64_t)job->strip_block_bytes;
 }
 
 /* Lines [from, to) of the weight slice from row j0, blocks [b0, b0 + nb), towards the cache: per strip
  * one contiguous piece of nb strip blocks, numbered strip by strip. */
 static void q8_prefetch_slice(const q8_job *job, int64_t j0, int64_t b0, int64_t nb, int64_t from, int64_t to) {
 #if defined(__GNUC__)
-    const int64_t strip_lines = (int64_t)(nb * Q8_STRIP_BLOCK_BYTES / 64);
+    const int64_t strip_lines = ceil_div(nb * (int64_t)job->strip_block_bytes, 64);
     if (from >= to) return;
     int64_t strip = from / strip_lines, part = from % strip_lines; /* then stepped: no division per line */
     const uint8_t *piece = q8_strip_block(job, j0 + strip * Q8_STRIP, b0);
@@ -8605,7 +8689,7 @@ static void matmul_q8_task(void *arg, int task, int thread) {
             next_nc = job->plan.n_row_blocks > 1 ? 0 : MIN(nc, job->out - next_j0);
         }
         const int64_t next_nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - next_b0);
-        const int64_t next_lines = next_nc > 0 ? ceil_div(next_nc, Q8_STRIP) * (int64_t)(next_nb * Q8_STRIP_BLOCK_BYTES / 64) : 0;
+        const int64_t next_lines = next_nc > 0 ? ceil_div(next_nc, Q8_STRIP) * ceil_div(next_nb * (int64_t)job->strip_block_bytes, 64) : 0;
         for (int64_t i = 0; i < rows; i += mr) {
             const int64_t mi = MIN((int64_t)mr, rows - i), group = i / mr;
             q8_prefetch_slice(job, next_j0, next_b0, next_nb, next_lines * group / row_groups,
@@ -8627,32 +8711,40 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                 const int64_t nj = MIN((int64_t)nr, nc - jr), col = j0 + jr;
                 if (accumulate && jr + nr < nc)
                     for (int64_t r = 0; r < mi; r++) prefetch_bytes(job->y + (i0 + i + r) * ldy + col + nr, nr * (int64_t)sizeof(float));
-                /* columns col.. are in strip col / 16, at column col % 16 (8-wide kernels take halves) */
-                const uint8_t *b = q8_strip_block(job, col - col % Q8_STRIP, b0) + (col % Q8_STRIP) * 4;
+                /* columns col.. are in strip col / 16, at column col % 16 (8-wide kernels take halves;
+                 * q8's kernels get the strip moved by 4 bytes a column, q4's the column) */
+                const int j_in = (int)(col % Q8_STRIP);
+                const uint8_t *strip = q8_strip_block(job, col - j_in, b0), *b = job->q4 ? strip : strip + j_in * 4;
                 const uint8_t *b_hi = nj > Q8_STRIP ? q8_strip_block(job, col + Q8_STRIP, b0) : q8_zero_strip;
                 float *c = job->y + (i0 + i) * ldy + col;
-                if (mi == mr && nj == nr) {
-                    k->micro(nb, x_pack, b, b_hi, c, ldy, accumulate);
-                } else {
+                float *tile = c;
+                int64_t ldt = ldy;
+                if (mi != mr || nj != nr) {
                     edge_tile_load(tail_c, mr, nr, c, ldy, mi, nj, accumulate);
-                    k->micro(nb, x_pack, b, b_hi, tail_c, nr, accumulate);
-                    edge_tile_store(tail_c, nr, c, ldy, mi, nj);
+                    tile = tail_c, ldt = nr;
                 }
+                if (job->q4) k->micro4(nb, x_pack, b, b_hi, j_in, tile, ldt, accumulate);
+                else k->micro(nb, x_pack, b, b_hi, tile, ldt, accumulate);
+                if (tile != c) edge_tile_store(tail_c, nr, c, ldy, mi, nj);
                 /* the outliers' products after the slice's block sums, as in the definition; the
                  * strips and the tile are still cached */
-                if (n_outliers) k->strip_outliers(c, ldy, b, b_hi, (int)nj, outliers, n_outliers);
+                if (n_outliers && job->q4) q4_strip_outliers(c, ldy, b, b_hi, j_in, (int)nj, outliers, n_outliers);
+                else if (n_outliers) k->strip_outliers(c, ldy, b, b_hi, (int)nj, outliers, n_outliers);
             }
             if (last && job->bias) add_bias_block(job->ops, job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
         }
     }
 }
 
-/* y = x · Wᵀ (+ bias) for a q8 W [out_dim][in_dim] (in_dim a multiple of Q8_BLOCK). */
-static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, int64_t out_dim,
-                      int64_t in_dim, const float *bias) {
+/* y = x · Wᵀ (+ bias) for a q8 or q4 W [out_dim][in_dim] (in_dim a multiple of Q8_BLOCK). */
+static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, const void *w, uint32_t dtype,
+                      int64_t out_dim, int64_t in_dim, const float *bias) {
     const q8_kernels *k = q8_kernels_for(pool);
+    const bool q4 = dtype == DT_Q4;
+    if (q4 && !k->micro4) k = &q8_kernels_scalar;
     q8_job job = {
-        .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .w = w, .bias = bias, .n = n, .in = in_dim, .out = out_dim,
+        .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .w = w, .q4 = q4,
+        .strip_block_bytes = q4 ? Q4_STRIP_BLOCK_BYTES : Q8_STRIP_BLOCK_BYTES, .bias = bias, .n = n, .in = in_dim, .out = out_dim,
     };
     job.plan = plan_tasks(n, out_dim, k->mr, k->nr, k->nc, thread_pool_size(pool));
     /* With several column blocks, quantizing x once instead of once per block saves that many passes over
@@ -9560,7 +9652,6 @@ static AVX2_TARGET void q8_micro_avx2(int64_t blocks, const uint8_t *a, const ui
         _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i##r##1), _mm256_mul_ps(s, sw1), _mm256_loadu_ps(cr + 8))); \
     }
         Q8_AVX2_SCALE(0) Q8_AVX2_SCALE(1) Q8_AVX2_SCALE(2) Q8_AVX2_SCALE(3)
-#undef Q8_AVX2_SCALE
     }
 }
 
@@ -9588,8 +9679,52 @@ static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint
     }
 }
 
+/* q4, 4 rows × 16 columns: per pair of quads the nibbles masked (k4 = 2p) and shifted (2p + 1) are
+ * already unsigned q + 8 for vpmaddubsw (pairs ≤ 2·15·127), and each row's block sum starts at −8·Σqx
+ * (its q8 compensation / 16), so the sums are the exact Σ qx·qw of the definition. */
+static AVX2_TARGET void q4_micro_avx2(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0,
+                                      float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_AVX2_MR, NR = Q8_AVX2_NR };
+    (void)b_hi, (void)j0; /* one whole strip */
+    if (!accumulate)
+        for (int r = 0; r < MR; r++) {
+            _mm256_storeu_ps(c + r * ldc, _mm256_setzero_ps());
+            _mm256_storeu_ps(c + r * ldc + 8, _mm256_setzero_ps());
+        }
+    const __m256i ones = _mm256_set1_epi16(1), nibble = _mm256_set1_epi8(15);
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
+        int32_t comps[MR];
+        memcpy(comps, ab + MR * (Q8_BLOCK + 4), sizeof comps);
+        __m256i i00 = _mm256_set1_epi32(comps[0] / 16), i01 = i00, i10 = _mm256_set1_epi32(comps[1] / 16), i11 = i10;
+        __m256i i20 = _mm256_set1_epi32(comps[2] / 16), i21 = i20, i30 = _mm256_set1_epi32(comps[3] / 16), i31 = i30;
+        for (int p = 0; p < Q8_BLOCK / 8; p++) {
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(bb + p * NR * 4));
+            const __m256i v1 = _mm256_loadu_si256((const __m256i *)(const void *)(bb + p * NR * 4 + 32));
+            for (int half = 0; half < 2; half++) {
+                const __m256i w0 = _mm256_and_si256(half ? _mm256_srli_epi16(v0, 4) : v0, nibble);
+                const __m256i w1 = _mm256_and_si256(half ? _mm256_srli_epi16(v1, 4) : v1, nibble);
+                const uint8_t *quads = ab + (2 * p + half) * MR * 4;
+#define Q4_AVX2_ROW(r)                                                                                      \
+    {                                                                                                       \
+        const __m256i xv = _mm256_broadcastd_epi32(_mm_loadu_si32(quads + 4 * (r)));                        \
+        i##r##0 = _mm256_add_epi32(i##r##0, _mm256_madd_epi16(_mm256_maddubs_epi16(w0, xv), ones));         \
+        i##r##1 = _mm256_add_epi32(i##r##1, _mm256_madd_epi16(_mm256_maddubs_epi16(w1, xv), ones));         \
+    }
+                Q4_AVX2_ROW(0) Q4_AVX2_ROW(1) Q4_AVX2_ROW(2) Q4_AVX2_ROW(3)
+#undef Q4_AVX2_ROW
+            }
+        }
+        const float *sx = (const float *)(const void *)(ab + MR * Q8_BLOCK);
+        const __m256 sw0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(bb + Q4_NIBBLE_BYTES)));
+        const __m256 sw1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(bb + Q4_NIBBLE_BYTES + 16)));
+        Q8_AVX2_SCALE(0) Q8_AVX2_SCALE(1) Q8_AVX2_SCALE(2) Q8_AVX2_SCALE(3) /* q8_micro_avx2's float step */
+#undef Q8_AVX2_SCALE
+    }
+}
+
 static const q8_kernels q8_kernels_avx2_table = {
-    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, q8_micro_avx2, q8_pack_rows_avx2, q8_strip_outliers_avx2,
+    "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, q8_micro_avx2, q8_pack_rows_avx2, q8_strip_outliers_avx2, q4_micro_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -9651,19 +9786,13 @@ static VNNI_TARGET void q8_pack_rows_vnni(uint8_t *a_pack, int mr, const float *
 #define Q8_VNNI_NR 32
 #define Q8_VNNI_ROWS(X) X(0) X(1) X(2) X(3)
 
-/* 4 rows × 32 columns (two strips): 8 int32 block accumulators started at each row's −128·Σqx, 8 float
- * accumulators. vpdpbusd adds (w+128)·qx over four k per lane (weights flipped to unsigned by one xor
- * per vector): the block sum is exact. Four rows, not the six the registers would hold: on Zen 5 the
- * 4-row tile ran 720–734 GOP/s on L1-resident data against 700 for 6 rows (5 rows: 723), and the
- * model's shapes 3 % faster (2026-12-04). */
-static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
-                                      int64_t ldc, bool accumulate) {
-    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR };
+/* The VNNI micro-kernels' steps (q8_micro_vnni, q4_micro_vnni): per row r, float accumulators f·l/f·h
+ * (columns 0..15, 16..31), int32 block sums s·l/s·h started at the row's compensation / COMP_DIV. */
 #define VNNI_DECLARE(r)                                                                     \
     __m512 f##r##l = accumulate ? _mm512_loadu_ps(c + (r) * ldc) : _mm512_setzero_ps();     \
     __m512 f##r##h = accumulate ? _mm512_loadu_ps(c + (r) * ldc + 16) : _mm512_setzero_ps(); \
     __m512i s##r##l, s##r##h;
-#define VNNI_START(r) s##r##l = s##r##h = _mm512_set1_epi32(comps[r]);
+#define VNNI_START(r) s##r##l = s##r##h = _mm512_set1_epi32(comps[r] / COMP_DIV);
 #define VNNI_STEP(r)                                                                        \
     {                                                                                       \
         int32_t q;                                                                          \
@@ -9679,6 +9808,15 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
         f##r##h = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s##r##h), _mm512_mul_ps(sx, sw_h), f##r##h);          \
     }
 #define VNNI_STORE(r) _mm512_storeu_ps(c + (r) * ldc, f##r##l), _mm512_storeu_ps(c + (r) * ldc + 16, f##r##h);
+
+/* 4 rows × 32 columns (two strips): 8 int32 block accumulators started at each row's −128·Σqx, 8 float
+ * accumulators. vpdpbusd adds (w+128)·qx over four k per lane (weights flipped to unsigned by one xor
+ * per vector): the block sum is exact. Four rows, not the six the registers would hold: on Zen 5 the
+ * 4-row tile ran 720–734 GOP/s on L1-resident data against 700 for 6 rows (5 rows: 723), and the
+ * model's shapes 3 % faster (2026-12-04). */
+static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                                      int64_t ldc, bool accumulate) {
+    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR, COMP_DIV = 1 };
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     Q8_VNNI_ROWS(VNNI_DECLARE)
     for (int64_t blk = 0; blk < blocks; blk++) {
@@ -9704,6 +9842,47 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
         Q8_VNNI_ROWS(VNNI_SCALE)
     }
     Q8_VNNI_ROWS(VNNI_STORE)
+}
+
+/* q4, 4 rows × 32 columns: q8_micro_vnni with the weights' unsigned bytes taken from the nibbles
+ * (masked for k4 = 2p, shifted for 2p + 1: q + 8, no flip) and the block sums started at −8·Σqx. */
+static VNNI_TARGET void q4_micro_vnni(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0,
+                                      float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_VNNI_MR, NR = Q8_VNNI_NR, COMP_DIV = 16 };
+    (void)j0; /* two whole strips */
+    const __m512i nibble = _mm512_set1_epi8(15);
+    Q8_VNNI_ROWS(VNNI_DECLARE)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR);
+        const uint8_t *bl = b + blk * Q4_STRIP_BLOCK_BYTES, *bh = b_hi + blk * Q4_STRIP_BLOCK_BYTES;
+        int32_t comps[MR];
+        memcpy(comps, ab + MR * (Q8_BLOCK + 4), sizeof comps);
+        Q8_VNNI_ROWS(VNNI_START)
+#define VNNI_P(p)                                                                           \
+    {                                                                                       \
+        const __m512i vl = _mm512_loadu_si512((const void *)(bl + (p) * Q8_STRIP * 4));     \
+        const __m512i vh = _mm512_loadu_si512((const void *)(bh + (p) * Q8_STRIP * 4));     \
+        {                                                                                   \
+            const int k4 = 2 * (p);                                                         \
+            const __m512i w0 = _mm512_and_si512(vl, nibble), w1 = _mm512_and_si512(vh, nibble); \
+            Q8_VNNI_ROWS(VNNI_STEP)                                                         \
+        }                                                                                   \
+        {                                                                                   \
+            const int k4 = 2 * (p) + 1;                                                     \
+            const __m512i w0 = _mm512_and_si512(_mm512_srli_epi16(vl, 4), nibble);         \
+            const __m512i w1 = _mm512_and_si512(_mm512_srli_epi16(vh, 4), nibble);         \
+            Q8_VNNI_ROWS(VNNI_STEP)                                                         \
+        }                                                                                   \
+    }
+        VNNI_P(0) VNNI_P(1) VNNI_P(2) VNNI_P(3)
+#undef VNNI_P
+        const __m512 sw_l = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(bl + Q4_NIBBLE_BYTES)));
+        const __m512 sw_h = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(bh + Q4_NIBBLE_BYTES)));
+        float sxs[MR];
+        memcpy(sxs, ab + MR * Q8_BLOCK, sizeof sxs);
+        Q8_VNNI_ROWS(VNNI_SCALE)
+    }
+    Q8_VNNI_ROWS(VNNI_STORE)
 #undef VNNI_DECLARE
 #undef VNNI_START
 #undef VNNI_STEP
@@ -9713,7 +9892,7 @@ static VNNI_TARGET void q8_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 
 static const q8_kernels q8_kernels_vnni_table = {
     /* outliers are ~0.3 % of a q8 embedding: no 512-bit copy */
-    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, q8_micro_vnni, q8_pack_rows_vnni, q8_strip_outliers_avx2,
+    "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, q8_micro_vnni, q8_pack_rows_vnni, q8_strip_outliers_avx2, q4_micro_vnni,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
@@ -10093,6 +10272,41 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
     vst1q_f32(c + 3 * ldc, f30), vst1q_f32(c + 3 * ldc + 4, f31);
 }
 
+/* The 4×8 float tile of the NEON kernels: loaded (or zero), stored. */
+static inline void q8_neon_tile_load(float32x4_t f[Q8_NEON_MR][2], const float *c, int64_t ldc, bool accumulate) {
+    for (int r = 0; r < Q8_NEON_MR; r++) {
+        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
+        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
+    }
+}
+
+static inline void q8_neon_tile_store(float32x4_t f[Q8_NEON_MR][2], float *c, int64_t ldc) {
+    for (int r = 0; r < Q8_NEON_MR; r++) {
+        vst1q_f32(c + r * ldc, f[r][0]);
+        vst1q_f32(c + r * ldc + 4, f[r][1]);
+    }
+}
+
+/* smull step: pairs (columns 0..1, 2..3, 4..5, 6..7 of b0, b1) += x's quad at `quad` times the columns' quads. */
+static inline void q8_neon_mull_quad(int32x4_t pairs[4], int8x16_t b0, int8x16_t b1, const uint8_t *quad) {
+    int32_t q;
+    memcpy(&q, quad, 4);
+    const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(q));
+    pairs[0] = vpadalq_s16(pairs[0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
+    pairs[1] = vpadalq_s16(pairs[1], vmull_high_s8(b0, xv));
+    pairs[2] = vpadalq_s16(pairs[2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
+    pairs[3] = vpadalq_s16(pairs[3], vmull_high_s8(b1, xv));
+}
+
+/* The block's float step of the smull kernels for every row. */
+static inline void q8_neon_mull_scale(float32x4_t f[Q8_NEON_MR][2], int32x4_t pairs[Q8_NEON_MR][4], const float *sx,
+                                      float32x4_t sw0, float32x4_t sw1) {
+    for (int r = 0; r < Q8_NEON_MR; r++) {
+        f[r][0] = q8_neon_scale(f[r][0], vpaddq_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
+        f[r][1] = q8_neon_scale(f[r][1], vpaddq_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
+    }
+}
+
 /* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
  * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
  * one pairwise add gives each column's sum. */
@@ -10101,10 +10315,7 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
     (void)b_hi;
     float32x4_t f[MR][2];
-    for (int r = 0; r < MR; r++) {
-        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
-        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
-    }
+    q8_neon_tile_load(f, c, ldc, accumulate);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         int32x4_t pairs[MR][4];
@@ -10112,29 +10323,14 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
             for (int p = 0; p < 4; p++) pairs[r][p] = vdupq_n_s32(0);
         for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
             int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
-            for (int r = 0; r < MR; r++) {
-                int32_t quad;
-                memcpy(&quad, ab + (k4 * MR + r) * 4, 4);
-                int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
-                pairs[r][0] = vpadalq_s16(pairs[r][0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
-                pairs[r][1] = vpadalq_s16(pairs[r][1], vmull_high_s8(b0, xv));
-                pairs[r][2] = vpadalq_s16(pairs[r][2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
-                pairs[r][3] = vpadalq_s16(pairs[r][3], vmull_high_s8(b1, xv));
-            }
+            for (int r = 0; r < MR; r++) q8_neon_mull_quad(pairs[r], b0, b1, ab + (k4 * MR + r) * 4);
         }
         const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
-        float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        for (int r = 0; r < MR; r++) {
-            f[r][0] = q8_neon_scale(f[r][0], vpaddq_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
-            f[r][1] = q8_neon_scale(f[r][1], vpaddq_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
-        }
+        q8_neon_mull_scale(f, pairs, sx, vld1q_f32(sw), vld1q_f32(sw + 4));
     }
-    for (int r = 0; r < MR; r++) {
-        vst1q_f32(c + r * ldc, f[r][0]);
-        vst1q_f32(c + r * ldc + 4, f[r][1]);
-    }
+    q8_neon_tile_store(f, c, ldc);
 }
 
 /* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, the block's scale and its
@@ -10246,11 +10442,95 @@ static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, cons
     }
 }
 
+/* q4: columns j0..j0+7 of a pair of nibble quads (k4 = 2p, 2p + 1) as signed q (nibble − 8). */
+static inline void q4_neon_weights(const uint8_t *bb, int p, int j0, int8x16_t w[2][2]) {
+    const uint8x16_t mask = vdupq_n_u8(15);
+    const int8x16_t eight = vdupq_n_s8(8);
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t raw = vld1q_u8(bb + ((size_t)p * Q8_STRIP + (size_t)j0) * 4 + 16 * (size_t)h);
+        w[0][h] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, mask)), eight);
+        w[1][h] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), eight);
+    }
+}
+
+/* Columns j0..j0+7's float16 scales of a q4 strip block, widened (exactly). */
+static inline void q4_neon_scales(const uint8_t *bb, int j0, float32x4_t *s0, float32x4_t *s1) {
+    const uint16x8_t h = vld1q_u16((const uint16_t *)(const void *)(bb + Q4_NIBBLE_BYTES + (size_t)j0 * 2));
+    *s0 = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h)));
+    *s1 = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h)));
+}
+
+/* q4 with sdot: q8_micro_neon_dot with the weights widened from nibbles. */
+static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi,
+                                                int j0, float *c, int64_t ldc, bool accumulate) {
+    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    (void)b_hi;
+    float32x4_t f[MR][2];
+    q8_neon_tile_load(f, c, ldc, accumulate);
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
+        int32x4_t s00 = vdupq_n_s32(0), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+        for (int p = 0; p < Q8_BLOCK / 8; p++) {
+            int8x16_t w[2][2];
+            q4_neon_weights(bb, p, j0, w);
+            for (int half = 0; half < 2; half++) {
+                const int8x16_t av = vld1q_s8((const int8_t *)ab + (2 * p + half) * MR * 4), b0 = w[half][0], b1 = w[half][1];
+                Q8_SDOT_LANE(s00, b0, av, 0);
+                Q8_SDOT_LANE(s01, b1, av, 0);
+                Q8_SDOT_LANE(s10, b0, av, 1);
+                Q8_SDOT_LANE(s11, b1, av, 1);
+                Q8_SDOT_LANE(s20, b0, av, 2);
+                Q8_SDOT_LANE(s21, b1, av, 2);
+                Q8_SDOT_LANE(s30, b0, av, 3);
+                Q8_SDOT_LANE(s31, b1, av, 3);
+            }
+        }
+        float32x4_t sw0, sw1;
+        q4_neon_scales(bb, j0, &sw0, &sw1);
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        f[0][0] = q8_neon_scale(f[0][0], s00, sx[0], sw0), f[0][1] = q8_neon_scale(f[0][1], s01, sx[0], sw1);
+        f[1][0] = q8_neon_scale(f[1][0], s10, sx[1], sw0), f[1][1] = q8_neon_scale(f[1][1], s11, sx[1], sw1);
+        f[2][0] = q8_neon_scale(f[2][0], s20, sx[2], sw0), f[2][1] = q8_neon_scale(f[2][1], s21, sx[2], sw1);
+        f[3][0] = q8_neon_scale(f[3][0], s30, sx[3], sw0), f[3][1] = q8_neon_scale(f[3][1], s31, sx[3], sw1);
+    }
+    q8_neon_tile_store(f, c, ldc);
+}
+
+/* q4 without sdot: q8_micro_neon_mull with the weights widened from nibbles. */
+static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
+                               int64_t ldc, bool accumulate) {
+    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    (void)b_hi;
+    float32x4_t f[MR][2];
+    q8_neon_tile_load(f, c, ldc, accumulate);
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
+        int32x4_t pairs[MR][4];
+        for (int r = 0; r < MR; r++)
+            for (int q = 0; q < 4; q++) pairs[r][q] = vdupq_n_s32(0);
+        for (int p = 0; p < Q8_BLOCK / 8; p++) {
+            int8x16_t w[2][2];
+            q4_neon_weights(bb, p, j0, w);
+            for (int half = 0; half < 2; half++)
+                for (int r = 0; r < MR; r++) q8_neon_mull_quad(pairs[r], w[half][0], w[half][1], ab + ((2 * p + half) * MR + r) * 4);
+        }
+        float32x4_t sw0, sw1;
+        q4_neon_scales(bb, j0, &sw0, &sw1);
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        q8_neon_mull_scale(f, pairs, sx, sw0, sw1);
+    }
+    q8_neon_tile_store(f, c, ldc);
+}
+
 static const q8_kernels q8_kernels_neon_dot_table = {
     "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_dot, q8_pack_rows_neon, q8_strip_outliers_neon,
+    q4_micro_neon_dot,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
     "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
+    q4_micro_neon_mull,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
@@ -11321,6 +11601,18 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
     if (!meta_string_copy(wf, "general.preset", &m->preset, err)) return err ? err->code : ABC_ERR_FORMAT;
     if (wf_meta(wf, "general.dtype") && !meta_string_copy(wf, "general.dtype", &m->dtype, err))
         return err ? err->code : ABC_ERR_FORMAT;
+    if (wf_meta(wf, "general.policy")) { /* mixed precision: shown with the dtype ("q4 (policy text=q4,...)") */
+        char *policy = NULL;
+        if (!meta_string_copy(wf, "general.policy", &policy, err)) return err ? err->code : ABC_ERR_FORMAT;
+        const char *dtype = m->dtype ? m->dtype : "?";
+        const size_t n = strlen(dtype) + strlen(policy) + 16;
+        char *both = xmalloc(n);
+        if (both) snprintf(both, n, "%s (policy %s)", dtype, policy);
+        free(policy);
+        if (!both) return fail(err, ABC_ERR_NOMEM, "out of memory reading metadata 'general.policy'");
+        free(m->dtype);
+        m->dtype = both;
+    }
     abc_status st = read_prompts(wf, m, err); /* first: the family checks its video metadata against them */
     if (st == ABC_OK) st = read_text_config(wf, &m->text, err);
     if (st == ABC_OK) st = m->family->read_config(m, err);
@@ -11385,11 +11677,11 @@ static const tensor *bind_tensor(binder *b, bool matrix, int64_t d0, int64_t d1,
         return NULL;
     }
     const bool dtype_ok = matrix ? (t->dtype == DT_F32 || t->dtype == DT_F16 || t->dtype == DT_BF16 ||
-                                    t->dtype == DT_Q8)
+                                    t->dtype == DT_Q8 || t->dtype == DT_Q4)
                                  : t->dtype == DT_F32;
     if (!dtype_ok) {
         b->status = fail(b->err, ABC_ERR_FORMAT, "tensor '%s' has dtype %s, expected %s", name,
-                         dtype_name(t->dtype), matrix ? "f32, f16, bf16 or q8" : "f32");
+                         dtype_name(t->dtype), matrix ? "f32, f16, bf16, q8 or q4" : "f32");
         return NULL;
     }
     return t;

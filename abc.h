@@ -300,7 +300,8 @@ typedef enum {
     ABC_FILE_I32 = 3,
     ABC_FILE_U8 = 4,
     ABC_FILE_Q8_ROWS_RETIRED = 5,         /* an early q8 layout: refused with "convert again" */
-    ABC_FILE_Q8 = 6                       /* int8 blocks in strips, below */
+    ABC_FILE_Q8 = 6,                      /* int8 blocks in strips, below */
+    ABC_FILE_Q4 = 7                       /* 4-bit blocks in strips, below */
 } abc_file_dtype;
 
 enum { ABC_FILE_META_I64 = 1, ABC_FILE_META_F64 = 2, ABC_FILE_META_STR = 3 };
@@ -311,6 +312,13 @@ enum { ABC_FILE_META_I64 = 1, ABC_FILE_META_F64 = 2, ABC_FILE_META_STR = 3 };
 #define ABC_FILE_Q8_BLOCK 32
 #define ABC_FILE_Q8_STRIP 16
 #define ABC_FILE_Q8_STRIP_BLOCK_BYTES (ABC_FILE_Q8_STRIP * (ABC_FILE_Q8_BLOCK + 4))
+
+/* q4: as q8 (same block and strip), element (j, k) is q[j][k] · scale[j][k / BLOCK] with q in [-8, 7]
+ * and a float16 scale. A strip block is nibbles [BLOCK/8][STRIP][4] bytes, byte (p, j, t) holding
+ * q[j][8p + t] + 8 in its low and q[j][8p + 4 + t] + 8 in its high half (so a mask and a shift give
+ * q8's [k/4][STRIP][4] quads of k4 = 2p and 2p + 1), then float16 scales [STRIP]: 4.5 bits a weight. */
+#define ABC_FILE_Q4_NIBBLE_BYTES (ABC_FILE_Q8_STRIP * ABC_FILE_Q8_BLOCK / 2)
+#define ABC_FILE_Q4_STRIP_BLOCK_BYTES (ABC_FILE_Q4_NIBBLE_BYTES + ABC_FILE_Q8_STRIP * 2)
 
 typedef union {
     float f;

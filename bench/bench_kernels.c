@@ -1,6 +1,6 @@
-/* Times the kernels (section 7) on the Qwen2-VL-2B shapes: matmul (f32, bf16 and q8 weights) and
+/* Times the kernels (section 7) on the Qwen2-VL-2B shapes: matmul (f32, bf16, q8 and q4 weights) and
  * attention, per thread count, against the machine's measured FMA peak and, when built with
- * OPENBLAS=1, against OpenBLAS cblas_sgemm on the same f32 data. q8 counts 2 operations per int8
+ * OPENBLAS=1, against OpenBLAS cblas_sgemm on the same f32 data. q8 and q4 count 2 operations per integer
  * multiply-add like the float rows (its %peak is against the float FMA peak, so it can pass 100%).
  *
  *   make bench [OPENBLAS=1]
@@ -140,6 +140,8 @@ static const gemm_shape shapes[] = {
     {"vit.fc2", 1296, 5120, 1280},    {"merger.fc1", 324, 5120, 5120},   {"merger.fc2", 324, 5120, 1536},
     {"lm.q/o", 350, 1536, 1536},      {"lm.k/v", 350, 1536, 256},        {"lm.gate/up", 350, 1536, 8960},
     {"lm.down", 350, 8960, 1536},
+    /* a short text query (16 tokens): weight-bound, on the 2B's and the 7B's widest matrices */
+    {"lm.gate/up.text", 16, 1536, 8960}, {"7b.down.text", 16, 18944, 3584},
 };
 
 typedef struct {
@@ -236,8 +238,8 @@ int main(int argc, char **argv) {
     float *x = xmalloc_aligned(max_x * sizeof(float)), *w = xmalloc_aligned(max_w * sizeof(float));
     float *y = xmalloc_aligned(max_y * sizeof(float)), *y_blas = xmalloc_aligned(max_y * sizeof(float));
     uint16_t *w_bf16 = xmalloc_aligned(max_w * sizeof(uint16_t));
-    uint8_t *w_q8 = xmalloc_aligned(max_q8);
-    if (!x || !w || !y || !y_blas || !w_bf16 || !w_q8) return 1;
+    uint8_t *w_q8 = xmalloc_aligned(max_q8), *w_q4 = xmalloc_aligned(max_q8); /* q4's strips are smaller */
+    if (!x || !w || !y || !y_blas || !w_bf16 || !w_q8 || !w_q4) return 1;
     fill(x, max_x, 1);
     fill(w, max_w, 2);
     for (size_t i = 0; i < max_w; i++) {
@@ -299,16 +301,34 @@ int main(int argc, char **argv) {
                             block[(k / 4 * Q8_STRIP + j % Q8_STRIP) * 4 + k % 4] = (uint8_t)(int8_t)(d > 0 ? lrintf(src[k] / d) : 0);
                         memcpy(block + Q8_STRIP * Q8_BLOCK + (j % Q8_STRIP) * 4, &d, 4);
                     }
+                memset(w_q4, 0, max_q8); /* q4: amax/8 as float16, nibbles q + 8 (FORMAT.md) */
+                for (int64_t j = 0; j < sh->out; j++)
+                    for (int64_t b = 0; b < blocks; b++) {
+                        const float *src = w + j * sh->in + b * Q8_BLOCK;
+                        uint8_t *block = w_q4 + ((j / Q8_STRIP) * blocks + b) * (int64_t)Q4_STRIP_BLOCK_BYTES;
+                        float amax = 0;
+                        for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabsf(src[k]));
+                        uint16_t h = 0;
+                        abc_f32_to_f16(amax / 8, &h);
+                        const float d = abc_f16_to_f32(h);
+                        for (int k = 0; k < Q8_BLOCK; k++) {
+                            long q = d > 0 ? lrintf(src[k] / d) : 0;
+                            q = MAX(-8L, MIN(7L, q));
+                            block[((k / 8) * Q8_STRIP + j % Q8_STRIP) * 4 + k % 4] |= (uint8_t)((q + 8) << (k % 8 < 4 ? 0 : 4));
+                        }
+                        memcpy(block + Q4_NIBBLE_BYTES + (j % Q8_STRIP) * 2, &h, 2);
+                    }
                 q8_quantized_in = sh->in * 1000003 + sh->out;
             }
-            tensor Ws[3] = {{.dtype = DT_F32, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w},
+            tensor Ws[4] = {{.dtype = DT_F32, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w},
                             {.dtype = DT_BF16, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w_bf16},
-                            {.dtype = DT_Q8, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w_q8}};
-            double best[4] = {1e30, 1e30, 1e30, 1e30};
+                            {.dtype = DT_Q8, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w_q8},
+                            {.dtype = DT_Q4, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w_q4}};
+            double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
             for (int phase = have_blas ? 0 : 1; phase < 2; phase++) {
                 double spent = 0;
                 for (int r = -1; r < reps && (r < 2 || spent < 1.5); r++) { /* r = -1: warm-up */
-                    for (int which = phase ? 1 : 0; which < (phase ? 4 : 1); which++) {
+                    for (int which = phase ? 1 : 0; which < (phase ? 5 : 1); which++) {
                         double t0 = seconds_now();
                         if (which > 0) matmul(pool, y, x, sh->n, &Ws[which - 1], NULL);
 #ifdef BENCH_OPENBLAS
@@ -326,8 +346,8 @@ int main(int argc, char **argv) {
                 }
             }
             double t_blas = best[0];
-            static const char *dtypes[3] = {"f32", "bf16", "q8"};
-            for (int bf = 0; bf < 3; bf++) {
+            static const char *dtypes[4] = {"f32", "bf16", "q8", "q4"};
+            for (int bf = 0; bf < 4; bf++) {
                 double t = best[1 + bf];
                 double gf = flops / t * 1e-9, ratio = have_blas ? t_blas / t : 0;
                 if (json) {
@@ -379,5 +399,6 @@ int main(int argc, char **argv) {
     free(y_blas);
     free(w_bf16);
     free(w_q8);
+    free(w_q4);
     return 0;
 }

@@ -586,6 +586,87 @@ static int phi3_canonical_adapter(peft_adapter *a, char *err, size_t errsize) {
     return 0;
 }
 
+/* ---- the mixed-precision policy ---- */
+
+static const char *const class_names[CV_N_CLASSES] = {"attn", "mlp", "down", "embed", "vision", "merger", "head"};
+
+int cv_dtype_parse(const char *name, uint32_t *dtype) {
+    static const struct { const char *name; uint32_t dtype; } types[] = {
+        {"f32", ABC_FILE_F32}, {"f16", ABC_FILE_F16}, {"bf16", ABC_FILE_BF16}, {"q8", ABC_FILE_Q8}, {"q4", ABC_FILE_Q4},
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(name, types[i].name) == 0) {
+            *dtype = types[i].dtype;
+            return 0;
+        }
+    return -1;
+}
+
+const char *cv_dtype_name(uint32_t dtype) {
+    switch (dtype) {
+    case ABC_FILE_F16: return "f16";
+    case ABC_FILE_BF16: return "bf16";
+    case ABC_FILE_Q8: return "q8";
+    case ABC_FILE_Q4: return "q4";
+    default: return "f32";
+    }
+}
+
+void cv_policy_init(convert_options *opt) {
+    for (int c = 0; c < CV_N_CLASSES; c++) opt->class_dtype[c] = opt->dtype;
+    if (opt->dtype == ABC_FILE_Q4) { /* bench/RESULTS.md "q4": attention in q4 costs the most cosine per byte */
+        opt->class_dtype[CV_CLASS_ATTN] = ABC_FILE_Q8;
+        opt->class_dtype[CV_CLASS_VISION] = ABC_FILE_Q8;
+        opt->class_dtype[CV_CLASS_MERGER] = ABC_FILE_Q8;
+        opt->class_dtype[CV_CLASS_HEAD] = ABC_FILE_Q8;
+    }
+}
+
+int cv_policy_parse(convert_options *opt, const char *spec, char *err, size_t errsize) {
+    const char *p = spec;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char dtype_name[8];
+        int c = 0;
+        const int text = eq && eq - p == 4 && !memcmp(p, "text", 4); /* the three language-model classes */
+        while (eq && !text && c < CV_N_CLASSES && !(strlen(class_names[c]) == (size_t)(eq - p) && !memcmp(p, class_names[c], (size_t)(eq - p)))) c++;
+        size_t vlen = eq ? len - (size_t)(eq - p) - 1 : 0;
+        if (!eq || c == CV_N_CLASSES || vlen == 0 || vlen >= sizeof dtype_name)
+            return cv_fail(err, errsize, "--policy \"%s\": each item is CLASS=DTYPE, CLASS one of text (= attn, mlp and down), "
+                           "attn, mlp, down, embed, vision, merger, head", spec);
+        memcpy(dtype_name, eq + 1, vlen);
+        dtype_name[vlen] = '\0';
+        uint32_t dtype;
+        if (cv_dtype_parse(dtype_name, &dtype) < 0)
+            return cv_fail(err, errsize, "--policy: unknown dtype \"%s\" for %.*s (f32, f16, bf16, q8 or q4)", dtype_name, (int)(eq - p), p);
+        if (text) opt->class_dtype[CV_CLASS_ATTN] = opt->class_dtype[CV_CLASS_MLP] = opt->class_dtype[CV_CLASS_DOWN] = dtype;
+        else opt->class_dtype[c] = dtype;
+        p += len + (end != NULL);
+    }
+    return 0;
+}
+
+void cv_policy_describe(const convert_options *opt, char *out, size_t size) {
+    size_t n = 0;
+    out[0] = '\0';
+    for (int c = 0; c < CV_N_CLASSES && n < size; c++)
+        n += (size_t)snprintf(out + n, size - n, "%s%s=%s", c ? "," : "", class_names[c], cv_dtype_name(opt->class_dtype[c]));
+}
+
+/* The policy's dtype for a 2-D tensor (by its output name). */
+static uint32_t policy_dtype(const convert_options *opt, const char *name) {
+    int c = CV_CLASS_MLP; /* the towers first: CLIP's layers have self_attn too */
+    if (strncmp(name, "visual.merger.", 14) == 0 || strncmp(name, "hd.", 3) == 0) c = CV_CLASS_MERGER;
+    else if (strncmp(name, "visual.", 7) == 0 || strncmp(name, "clip.", 5) == 0) c = CV_CLASS_VISION;
+    else if (strncmp(name, "mlp_head.", 9) == 0) c = CV_CLASS_HEAD;
+    else if (strcmp(name, "model.embed_tokens.weight") == 0) c = CV_CLASS_EMBED;
+    else if (strstr(name, ".self_attn.")) c = CV_CLASS_ATTN;
+    else if (strstr(name, ".mlp.down_proj.")) c = CV_CLASS_DOWN;
+    return opt->class_dtype[c];
+}
+
 static int queue_model_tensors(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     const peft_adapter **adapters = malloc((s->n_merges + 1) * sizeof *adapters);
     const lora_module **modules = malloc((s->n_merges + 1) * sizeof *modules);
@@ -595,7 +676,7 @@ static int queue_model_tensors(const conv_state *s, abc_writer *w, char *err, si
         const expected_tensor *e = &s->exp.items[i];
         tensor_source src;
         rc = resolve_source(s, e, &src, adapters, modules, err, errsize);
-        if (rc == 0) rc = queue_tensor(w, e, &src, e->ndim == 2 ? s->opt->dtype : ABC_FILE_F32, 1.0f, err, errsize);
+        if (rc == 0) rc = queue_tensor(w, e, &src, e->ndim == 2 ? policy_dtype(s->opt, e->name) : ABC_FILE_F32, 1.0f, err, errsize);
     }
     free(adapters);
     free(modules);
@@ -668,14 +749,18 @@ static int add_f(abc_writer *w, const char *key, double v) { return writer_add_f
 static int add_metadata_general(const conv_state *s, abc_writer *w, const char *architecture, char *err,
                                 size_t errsize) {
     const model_config *c = &s->cfg;
-    const uint32_t dt = s->opt->dtype;
-    const char *dtype = dt == ABC_FILE_F16 ? "f16" : dt == ABC_FILE_BF16 ? "bf16" : dt == ABC_FILE_Q8 ? "q8" : "f32";
+    const char *dtype = cv_dtype_name(s->opt->dtype);
+    char policy[128];
+    cv_policy_describe(s->opt, policy, sizeof policy);
+    int mixed = 0; /* general.policy only where the classes differ from general.dtype (older files stay byte-identical) */
+    for (int c = 0; c < CV_N_CLASSES; c++) mixed |= s->opt->class_dtype[c] != s->opt->dtype;
     char source[2048];
     if (describe_source(s, source, sizeof source) < 0) return cv_fail(err, errsize, "input paths too long");
     int rc = 0;
     rc |= writer_add_str(w, "general.architecture", architecture);
     rc |= writer_add_str(w, "general.preset", s->opt->preset);
     rc |= writer_add_str(w, "general.dtype", dtype);
+    if (mixed) rc |= writer_add_str(w, "general.policy", policy);
     rc |= writer_add_str(w, "general.source", source);
     rc |= add_i(w, "text.hidden_size", c->hidden);
     rc |= add_i(w, "text.intermediate_size", c->intermediate);

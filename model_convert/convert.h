@@ -36,7 +36,11 @@ int cv_json_int(const json_value *v, int64_t lo, int64_t hi, int64_t *out);
 #define CV_Q8_BLOCK ABC_FILE_Q8_BLOCK
 #define CV_Q8_STRIP ABC_FILE_Q8_STRIP
 #define CV_Q8_STRIP_BLOCK_BYTES ABC_FILE_Q8_STRIP_BLOCK_BYTES
+#define CV_Q4_NIBBLE_BYTES ABC_FILE_Q4_NIBBLE_BYTES
+#define CV_Q4_STRIP_BLOCK_BYTES ABC_FILE_Q4_STRIP_BLOCK_BYTES
 void cv_quantize_q8_row(const float *src, int64_t in, int8_t *q, float *scales);
+/* The same search with quants in [-8, 7] and divisor 8 (q4, before its float16 rounding). */
+void cv_quantize_q4_row(const float *src, int64_t in, int8_t *q, float *scales);
 
 /* ---- quant.c ---- */
 /* cv_quantize_q8_row's result for nblocks consecutive blocks of 32, computed side by side (vectorised;
@@ -45,6 +49,10 @@ void cv_quantize_q8_blocks(const float *src, int64_t nblocks, int8_t *q, float *
 typedef void (*cv_q8_kernel)(const float *src, int64_t nblocks, int8_t *q, float *scales);
 /* The kernel of one ISA level (0 baseline, 1 AVX2, 2 AVX-512F); NULL when this CPU or build lacks it. */
 cv_q8_kernel cv_q8_kernel_for(int level);
+/* The same for q8's or q4's search (dtype ABC_FILE_Q8 or ABC_FILE_Q4); cv_quantize_q4_blocks is
+ * cv_quantize_q4_row's result, as cv_quantize_q8_blocks is q8's. */
+cv_q8_kernel cv_quant_kernel_for(uint32_t dtype, int level);
+void cv_quantize_q4_blocks(const float *src, int64_t nblocks, int8_t *q, float *scales);
 /* A block-quantized storage type: rows of `in` values (a multiple of block) stored in strips of
  * strip_rows rows, strip_bytes(in) bytes each. encode turns `rows` rows (at most strips·strip_rows;
  * the rest of the last strip is zero padding) into `strips` whole strips at dst. */
@@ -165,6 +173,11 @@ const adapter_param *peft_find_param(const peft_adapter *a, const char *name);
 int peft_merge(const peft_adapter *a, const lora_module *m, float *W, int64_t row0, int64_t rows, int64_t in, char *err, size_t errsize);
 
 /* ---- convert.c ---- */
+/* The tensor classes of the mixed-precision policy (--policy): the language model's attention
+ * projections, its MLP gate/up and down projections, the token embedding, the vision tower, the merger /
+ * image projection, the embedding head (mlp_head). */
+enum { CV_CLASS_ATTN, CV_CLASS_MLP, CV_CLASS_DOWN, CV_CLASS_EMBED, CV_CLASS_VISION, CV_CLASS_MERGER, CV_CLASS_HEAD,
+       CV_N_CLASSES };
 typedef struct {
     const char *hf_dir;
     const char *out_path;
@@ -172,7 +185,8 @@ typedef struct {
     const char **merge_adapters;
     size_t n_merge_adapters;
     const char *query_adapter;      /* NULL when none */
-    uint32_t dtype;                 /* ABC_FILE_F32, _F16, _BF16 or _Q8 */
+    uint32_t dtype;                 /* ABC_FILE_F32, _F16, _BF16, _Q8 or _Q4 (--dtype) */
+    uint32_t class_dtype[CV_N_CLASSES]; /* per class (cv_policy_init, cv_policy_parse) */
     int quiet;
     int threads;                    /* conversion workers; 0 = every online CPU */
     int progress;                   /* a progress line on stderr (main.c: only when it is a terminal) */
@@ -180,5 +194,16 @@ typedef struct {
 } convert_options;
 
 int convert_model(const convert_options *opt, char *err, size_t errsize);
+/* "f32", "f16", "bf16", "q8", "q4" -> ABC_FILE_*; -1 when unknown. */
+int cv_dtype_parse(const char *name, uint32_t *dtype);
+const char *cv_dtype_name(uint32_t dtype);
+/* Every class gets opt->dtype, except with q4, whose default keeps the measured sensitive classes in
+ * q8 (README's "4-bit weights"). */
+void cv_policy_init(convert_options *opt);
+/* Overrides from "class=dtype[,class=dtype...]" (classes attn, mlp, down, embed, vision, merger, head;
+ * text = attn + mlp + down). */
+int cv_policy_parse(convert_options *opt, const char *spec, char *err, size_t errsize);
+/* "attn=q4,mlp=q4,...,head=q8" into out. */
+void cv_policy_describe(const convert_options *opt, char *out, size_t size);
 
 #endif

@@ -1,6 +1,6 @@
 /* abc-convert: Hugging Face Qwen2-VL checkpoint (+ PEFT adapters) -> .abc weight file.
  *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|vlm2vec-phi3v [--merge-adapter DIR]... [--query-adapter DIR]
- *               [--dtype f32|f16|bf16|q8] [--num-crops N] [--threads N] [--quiet] */
+ *               [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet] */
 #define _POSIX_C_SOURCE 200809L
 #include "convert.h"
 
@@ -12,7 +12,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|vlm2vec-phi3v [--merge-adapter DIR]... [--query-adapter DIR]\n"
-            "                   [--dtype f32|f16|bf16|q8] [--num-crops N] [--threads N] [--quiet]\n"
+            "                   [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet]\n"
             "  HF_DIR            Qwen2-VL or Phi-3.5-vision checkpoint (config.json, safetensors, tokenizer.json,\n"
             "                    preprocessor_config.json)\n"
             "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token);\n"
@@ -23,7 +23,12 @@ static void usage(FILE *f) {
             "  --query-adapter   PEFT LoRA kept apart and applied at run time for role=query (ABC instruct adapter)\n"
             "  --num-crops       phi3_v: HD crops per image stored in the file (default: the checkpoint's num_crops, else 4)\n"
             "  --dtype           storage of the large matrices (default f32; norms and biases are always f32;\n"
-            "                    q8: int8 blocks of 32 with a scale each, for matrices whose rows are a multiple of 32)\n"
+            "                    q8: int8 blocks of 32 with a scale each, for matrices whose rows are a multiple of 32;\n"
+            "                    q4: 4-bit blocks of 32 with a float16 scale each, by default with the attention\n"
+            "                    projections, vision tower, merger and head in q8: see --policy)\n"
+            "  --policy          per class of matrices, overriding --dtype: CLASS=DTYPE[,...], CLASS one of attn, mlp\n"
+            "                    (gate/up), down (the language model's layers; text = all three), embed (token\n"
+            "                    embedding), vision, merger, head; recorded in the file (general.policy), shown by `abc info`\n"
             "  --threads         threads converting while the file is written (default: every online CPU);\n"
             "                    the output does not depend on it\n"
             "  --quiet           no notes and no progress line (the progress line only appears on a terminal)\n");
@@ -43,6 +48,7 @@ int main(int argc, char **argv) {
     opt.merge_adapters = calloc((size_t)argc, sizeof *opt.merge_adapters);
     if (!opt.merge_adapters) { fprintf(stderr, "abc-convert: out of memory\n"); return 1; }
     int status = 2;
+    const char *policy = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
@@ -50,7 +56,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--quiet") == 0) opt.quiet = 1;
         else if (strcmp(a, "-o") == 0 || strcmp(a, "--preset") == 0 || strcmp(a, "--merge-adapter") == 0 ||
                  strcmp(a, "--query-adapter") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--num-crops") == 0 ||
-                 strcmp(a, "--threads") == 0) {
+                 strcmp(a, "--threads") == 0 || strcmp(a, "--policy") == 0) {
             if (!has_value) { fprintf(stderr, "abc-convert: %s needs a value\n", a); goto done; }
             const char *v = argv[++i];
             if (strcmp(a, "-o") == 0) {
@@ -74,12 +80,12 @@ int main(int argc, char **argv) {
             } else if (strcmp(a, "--query-adapter") == 0) {
                 if (opt.query_adapter) { fprintf(stderr, "abc-convert: only one --query-adapter is supported\n"); goto done; }
                 opt.query_adapter = v;
-            } else {
-                if (strcmp(v, "f32") == 0) opt.dtype = ABC_FILE_F32;
-                else if (strcmp(v, "f16") == 0) opt.dtype = ABC_FILE_F16;
-                else if (strcmp(v, "bf16") == 0) opt.dtype = ABC_FILE_BF16;
-                else if (strcmp(v, "q8") == 0) opt.dtype = ABC_FILE_Q8;
-                else { fprintf(stderr, "abc-convert: unknown --dtype \"%s\" (f32, f16, bf16 or q8)\n", v); goto done; }
+            } else if (strcmp(a, "--policy") == 0) {
+                if (policy) { fprintf(stderr, "abc-convert: --policy given twice\n"); goto done; }
+                policy = v;
+            } else if (cv_dtype_parse(v, &opt.dtype) < 0) {
+                fprintf(stderr, "abc-convert: unknown --dtype \"%s\" (f32, f16, bf16, q8 or q4)\n", v);
+                goto done;
             }
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "abc-convert: unknown option %s\n", a);
@@ -103,6 +109,11 @@ int main(int argc, char **argv) {
     if (!host_is_little_endian()) { fprintf(stderr, "abc-convert: error: needs a little-endian host\n"); status = 1; goto done; }
     opt.progress = !opt.quiet && isatty(STDERR_FILENO);
     char err[1024] = "";
+    cv_policy_init(&opt);
+    if (policy && cv_policy_parse(&opt, policy, err, sizeof err) < 0) {
+        fprintf(stderr, "abc-convert: %s\n", err);
+        goto done;
+    }
     if (convert_model(&opt, err, sizeof err) != 0) {
         fprintf(stderr, "abc-convert: error: %s\n", err[0] ? err : "conversion failed");
         status = 1;

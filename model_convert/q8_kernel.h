@@ -1,5 +1,6 @@
-/* The q8 scale search of cv_quantize_q8_row (dtype.c) for QK_LANES blocks at a time, one block per
- * double lane; included by quant.c once per instruction set, after it defines
+/* The scale search of cv_quantize_q8_row / cv_quantize_q4_row (dtype.c) for QK_LANES blocks at a time,
+ * one block per double lane; included by quant.c once per instruction set and type, after it defines
+ *   QK_QMIN, QK_QMAX, QK_BASE (the type's quant range and plain divisor: -127, 127, 127 or -8, 7, 8),
  *   QK_NAME, QK_TARGET (function attributes), QK_V (vector of QK_LANES doubles), QK_LANES,
  *   QK_SPLAT(x), QK_LOAD(p), QK_ADD/SUB/MUL/DIV(a, b), QK_ABS(a), QK_MIN/MAX(a, b),
  *   QK_ROUND(a) (to nearest, ties to even), QK_TO_FLOAT(a) (rounded to float, widened back),
@@ -7,9 +8,9 @@
  * Every lane performs the scalar code's operations in the scalar code's order (no reassociation,
  * no fused multiply-add), so the results are bit-identical. */
 
-/* q = clamp(nearbyint(w·inv), -127, 127): clamping first gives the same integer (the bounds are
+/* q = clamp(nearbyint(w·inv), QK_QMIN, QK_QMAX): clamping first gives the same integer (the bounds are
  * integers, rounding is monotonic). */
-#define QK_QUANT(wk, inv) QK_ROUND(QK_MAX(QK_MIN(QK_MUL((wk), (inv)), QK_SPLAT(127.0)), QK_SPLAT(-127.0)))
+#define QK_QUANT(wk, inv) QK_ROUND(QK_MAX(QK_MIN(QK_MUL((wk), (inv)), QK_SPLAT(QK_QMAX)), QK_SPLAT(QK_QMIN)))
 /* 1/d, or 0 where d is 0 (q8_block_error's `d > 0 ? 1.0 / d : 0.0`; d is never negative) */
 #define QK_INV(d) QK_SEL_GT((d), QK_SPLAT(0.0), QK_DIV(QK_SPLAT(1.0), (d)), QK_SPLAT(0.0))
 #define QK_TRIALS 17 /* t = -8, -6, ..., 24 */
@@ -32,8 +33,8 @@ static QK_TARGET void QK_NAME(const float *src, int64_t nblocks, int8_t *q, floa
          * by least squares; they are independent, so they are computed QK_GROUP at a time (separate
          * dependency chains), then compared in the scalar code's order */
         QK_V cand[1 + QK_TRIALS], err[1 + QK_TRIALS];
-        cand[0] = QK_TO_FLOAT(QK_DIV(amax, QK_SPLAT(127.0)));
-        for (int j = 1; j <= QK_TRIALS; j++) cand[j] = QK_TO_FLOAT(QK_DIV(amax, QK_SPLAT(127.0 + (2 * (j - 1) - 8) / 8.0)));
+        cand[0] = QK_TO_FLOAT(QK_DIV(amax, QK_SPLAT(QK_BASE)));
+        for (int j = 1; j <= QK_TRIALS; j++) cand[j] = QK_TO_FLOAT(QK_DIV(amax, QK_SPLAT(QK_BASE + (2 * (j - 1) - 8) / 8.0)));
         for (int j0 = 1; j0 <= QK_TRIALS; j0 += QK_GROUP) {
             const int g = QK_TRIALS + 1 - j0 < QK_GROUP ? QK_TRIALS + 1 - j0 : QK_GROUP;
             QK_V inv[QK_GROUP], wq[QK_GROUP], qq[QK_GROUP];

@@ -34,7 +34,6 @@ typedef float qk_f2 __attribute__((vector_size(8)));
 static inline qk_v2 qk_sel2(qk_m2 m, qk_v2 a, qk_v2 b) { return (qk_v2)((m & (qk_m2)a) | (~m & (qk_m2)b)); }
 static inline qk_v2 qk_load2(const double *p) { qk_v2 v; memcpy(&v, p, sizeof v); return v; }
 static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
-#define QK_NAME q8_blocks_generic
 #define QK_TARGET
 #define QK_V qk_v2
 #define QK_LANES 2
@@ -52,8 +51,9 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) __builtin_convertvector(__builtin_convertvector((a), qk_f2), qk_v2)
 #define QK_SEL_LT(a, b, x, y) qk_sel2((qk_m2)((a) < (b)), (x), (y))
 #define QK_SEL_GT(a, b, x, y) qk_sel2((qk_m2)((a) > (b)), (x), (y))
-#include "q8_kernel.h"
-#undef QK_NAME
+#define QK_NAME_Q8 q8_blocks_generic
+#define QK_NAME_Q4 q4_blocks_generic
+#include "quant_both.h"
 #undef QK_TARGET
 #undef QK_V
 #undef QK_LANES
@@ -77,7 +77,6 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 
 #define QK_ROUND_MODE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
-#define QK_NAME q8_blocks_avx2
 #define QK_TARGET __attribute__((target("avx2")))
 #define QK_V __m256d
 #define QK_LANES 4
@@ -95,8 +94,9 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) _mm256_cvtps_pd(_mm256_cvtpd_ps(a))
 #define QK_SEL_LT(a, b, x, y) _mm256_blendv_pd((y), (x), _mm256_cmp_pd((a), (b), _CMP_LT_OQ))
 #define QK_SEL_GT(a, b, x, y) _mm256_blendv_pd((y), (x), _mm256_cmp_pd((a), (b), _CMP_GT_OQ))
-#include "q8_kernel.h"
-#undef QK_NAME
+#define QK_NAME_Q8 q8_blocks_avx2
+#define QK_NAME_Q4 q4_blocks_avx2
+#include "quant_both.h"
 #undef QK_TARGET
 #undef QK_V
 #undef QK_LANES
@@ -115,7 +115,6 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #undef QK_SEL_LT
 #undef QK_SEL_GT
 
-#define QK_NAME q8_blocks_avx512
 #define QK_TARGET __attribute__((target("avx2,avx512f")))
 #define QK_V __m512d
 #define QK_LANES 8
@@ -133,7 +132,9 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) _mm512_cvtps_pd(_mm512_cvtpd_ps(a))
 #define QK_SEL_LT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_LT_OQ), (y), (x))
 #define QK_SEL_GT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_GT_OQ), (y), (x))
-#include "q8_kernel.h"
+#define QK_NAME_Q8 q8_blocks_avx512
+#define QK_NAME_Q4 q4_blocks_avx512
+#include "quant_both.h"
 #endif /* __x86_64__ */
 
 #else /* no vector extensions: the scalar definition, block by block */
@@ -141,27 +142,44 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 static void q8_blocks_generic(const float *src, int64_t nblocks, int8_t *q, float *scales) {
     cv_quantize_q8_row(src, nblocks * CV_Q8_BLOCK, q, scales);
 }
+static void q4_blocks_generic(const float *src, int64_t nblocks, int8_t *q, float *scales) {
+    cv_quantize_q4_row(src, nblocks * CV_Q8_BLOCK, q, scales);
+}
 
 #endif
 
-cv_q8_kernel cv_q8_kernel_for(int level) {
-    if (level == 0) return q8_blocks_generic;
+cv_q8_kernel cv_quant_kernel_for(uint32_t dtype, int level) {
+    const int q4 = dtype == ABC_FILE_Q4;
+    if (level == 0) return q4 ? q4_blocks_generic : q8_blocks_generic;
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(ABC_NO_SIMD)
     __builtin_cpu_init(); /* __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512 state */
-    if (level == 1 && __builtin_cpu_supports("avx2")) return q8_blocks_avx2;
-    if (level == 2 && __builtin_cpu_supports("avx512f")) return q8_blocks_avx512;
+    if (level == 1 && __builtin_cpu_supports("avx2")) return q4 ? q4_blocks_avx2 : q8_blocks_avx2;
+    if (level == 2 && __builtin_cpu_supports("avx512f")) return q4 ? q4_blocks_avx512 : q8_blocks_avx512;
 #endif
     return NULL;
 }
 
-void cv_quantize_q8_blocks(const float *src, int64_t nblocks, int8_t *q, float *scales) {
-    static cv_q8_kernel kernel; /* chosen once; threads racing here all choose the same one */
-    cv_q8_kernel k = __atomic_load_n(&kernel, __ATOMIC_RELAXED);
+cv_q8_kernel cv_q8_kernel_for(int level) { return cv_quant_kernel_for(ABC_FILE_Q8, level); }
+
+/* The best kernel of this CPU for q8 (slot 0) or q4 (slot 1), chosen once; threads racing here all
+ * choose the same one. */
+static void quantize_blocks(uint32_t dtype, const float *src, int64_t nblocks, int8_t *q, float *scales) {
+    static cv_q8_kernel kernels[2];
+    const int slot = dtype == ABC_FILE_Q4;
+    cv_q8_kernel k = __atomic_load_n(&kernels[slot], __ATOMIC_RELAXED);
     if (!k) {
-        for (int level = 2; level >= 0 && !k; level--) k = cv_q8_kernel_for(level);
-        __atomic_store_n(&kernel, k, __ATOMIC_RELAXED);
+        for (int level = 2; level >= 0 && !k; level--) k = cv_quant_kernel_for(dtype, level);
+        __atomic_store_n(&kernels[slot], k, __ATOMIC_RELAXED);
     }
     k(src, nblocks, q, scales);
+}
+
+void cv_quantize_q8_blocks(const float *src, int64_t nblocks, int8_t *q, float *scales) {
+    quantize_blocks(ABC_FILE_Q8, src, nblocks, q, scales);
+}
+
+void cv_quantize_q4_blocks(const float *src, int64_t nblocks, int8_t *q, float *scales) {
+    quantize_blocks(ABC_FILE_Q4, src, nblocks, q, scales);
 }
 
 /* ---- strip encoders ---- */
@@ -196,8 +214,69 @@ static int q8_encode(const float *src, int64_t rows, int64_t in, int64_t strips,
     return 0;
 }
 
+static size_t q4_strip_bytes(int64_t in) { return (size_t)(in / CV_Q8_BLOCK) * CV_Q4_STRIP_BLOCK_BYTES; }
+
+/* Each block turned so that its largest magnitude (the first, on ties) is negative: -8 reaches it
+ * there, so the scale search has 8 steps on that side. Returns the sign applied (-1 or 1). */
+static float q4_orient_block(const float *w, float *out) {
+    float amax = 0.0f, sign = 1.0f;
+    for (int k = 0; k < CV_Q8_BLOCK; k++)
+        if (fabsf(w[k]) > amax) amax = fabsf(w[k]), sign = w[k] > 0 ? -1.0f : 1.0f;
+    for (int k = 0; k < CV_Q8_BLOCK; k++) out[k] = sign * w[k];
+    return sign;
+}
+
+/* rows (<= strips·16, the rest zero padding) of width in -> whole q4 strips at dst (FORMAT.md). The
+ * searched float32 scale is rounded to float16 and the block quantized again with that scale (what the
+ * kernels multiply by); the orientation's sign goes into the stored scale. */
+static int q4_encode(const float *src, int64_t rows, int64_t in, int64_t strips, void *dst, char *err, size_t errsize) {
+    const int64_t blocks = in / CV_Q8_BLOCK;
+    float *turned = malloc((size_t)(rows * in) * sizeof *turned + sizeof *turned);
+    float *signs = malloc((size_t)(rows * blocks) * sizeof *signs + sizeof *signs);
+    int8_t *q = malloc((size_t)(rows * in) + 1);
+    float *scales = malloc((size_t)(rows * blocks) * sizeof *scales + sizeof *scales);
+    int rc = 0;
+    if (!turned || !signs || !q || !scales) {
+        rc = cv_fail(err, errsize, "out of memory");
+        goto done;
+    }
+    for (int64_t b = 0; b < rows * blocks; b++) signs[b] = q4_orient_block(src + b * CV_Q8_BLOCK, turned + b * CV_Q8_BLOCK);
+    cv_quantize_q4_blocks(turned, rows * blocks, q, scales);
+    unsigned char *out = dst;
+    memset(out, 0, (size_t)strips * q4_strip_bytes(in));
+    for (int64_t j = 0; j < rows; j++)
+        for (int64_t b = 0; b < blocks; b++) {
+            const int64_t at = j * blocks + b;
+            uint16_t h;
+            if (abc_f32_to_f16(scales[at], &h) != 0) {
+                rc = cv_fail(err, errsize, "a q4 block scale (%g) is out of float16 range: weights this large need q8 or f32", (double)scales[at]);
+                goto done;
+            }
+            const double d = abc_f16_to_f32(h), inv = d > 0 ? 1.0 / d : 0.0;
+            int8_t qb[CV_Q8_BLOCK];
+            for (int k = 0; k < CV_Q8_BLOCK; k++) {
+                double v = nearbyint((double)turned[at * CV_Q8_BLOCK + k] * inv);
+                qb[k] = (int8_t)(v > 7 ? 7 : v < -8 ? -8 : v);
+            }
+            if (signs[at] < 0) h ^= 0x8000; /* the scale carries the orientation back */
+            unsigned char *block = out + ((j / CV_Q8_STRIP) * blocks + b) * CV_Q4_STRIP_BLOCK_BYTES;
+            const int row = (int)(j % CV_Q8_STRIP);
+            for (int p = 0; p < CV_Q8_BLOCK / 8; p++)
+                for (int t = 0; t < 4; t++)
+                    block[(p * CV_Q8_STRIP + row) * 4 + t] = (unsigned char)((qb[8 * p + t] + 8) | (qb[8 * p + 4 + t] + 8) << 4);
+            memcpy(block + CV_Q4_NIBBLE_BYTES + row * 2, &h, 2); /* the host is little-endian (main.c checks) */
+        }
+done:
+    free(turned);
+    free(signs);
+    free(q);
+    free(scales);
+    return rc;
+}
+
 static const cv_quant_type quant_types[] = {
     { ABC_FILE_Q8, "q8", CV_Q8_BLOCK, CV_Q8_STRIP, q8_strip_bytes, q8_encode },
+    { ABC_FILE_Q4, "q4", CV_Q8_BLOCK, CV_Q8_STRIP, q4_strip_bytes, q4_encode },
 };
 
 const cv_quant_type *cv_quant_find(uint32_t dtype) {

@@ -164,7 +164,7 @@ static int add_tensor(abc_writer *w, const tensor_entry *proto, const int64_t *s
     if (proto->ndim < 1 || proto->ndim > 4) return werr(w, "tensor \"%s\": %u dimensions (must be 1..4)", name, proto->ndim);
     if (!shape) return werr(w, "tensor \"%s\": no shape", name);
     size_t esize = writer_dtype_size(proto->dtype);
-    if (proto->dtype > ABC_FILE_Q8) return werr(w, "tensor \"%s\": unknown dtype %u", name, proto->dtype);
+    if (proto->dtype > ABC_FILE_Q4) return werr(w, "tensor \"%s\": unknown dtype %u", name, proto->dtype);
     uint64_t count = 1;
     tensor_entry t = *proto;
     for (int i = 0; i < 4; i++) t.shape[i] = 1;

@@ -259,8 +259,8 @@ mkdir -p $BAD/regex
 sed 's/"alpha_pattern": {}/"alpha_pattern": {".*q_proj": 32}/' $FX/vlm2vec_dora_adapter/adapter_config.json >$BAD/regex/adapter_config.json
 cp $FX/vlm2vec_dora_adapter/adapter_model.safetensors $BAD/regex/
 expect_error "regex in alpha_pattern" "is a regular expression" $FX/base -o $OUT/x.abc --preset vlm2vec --merge-adapter $BAD/regex
-"$ASAN" $FX/base -o $OUT/x.abc --preset vlm2vec --dtype q4 >$OUT/err.log 2>&1; rc=$?
-[ $rc -eq 2 ] && grep -q 'unknown --dtype "q4"' $OUT/err.log && ok "unknown --dtype (usage error)" || ko "unknown --dtype (exit $rc)"
+"$ASAN" $FX/base -o $OUT/x.abc --preset vlm2vec --dtype q3 >$OUT/err.log 2>&1; rc=$?
+[ $rc -eq 2 ] && grep -q 'unknown --dtype "q3"' $OUT/err.log && ok "unknown --dtype (usage error)" || ko "unknown --dtype (exit $rc)"
 expect_error "missing input directory" "cannot open" $OUT/nonexistent -o $OUT/x.abc --preset vlm2vec
 expect "failed conversions leave no output" test ! -e $OUT/x.abc
 "$ASAN" $FX/base -o $OUT/x.abc --preset nonsense >$OUT/err.log 2>&1; rc=$?

@@ -396,7 +396,26 @@ static uint8_t *q8_strips_from_rows(const int8_t *q, const float *scales, int64_
     return image;
 }
 
-static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t outlier_every) {
+/* FORMAT.md's q4 layout, written out: strips of 16 rows, block by block, nibble bytes [k/8][row % 16][k % 4]
+ * (k % 8 < 4 in the low half), q + 8 each, then 16 float16 scales. */
+static uint8_t *q4_strips_from_rows(const int8_t *q, const float *scales, int64_t out, int64_t in, size_t *bytes) {
+    int64_t blocks = in / 32, strips = (out + 15) / 16;
+    *bytes = (size_t)(strips * blocks * (256 + 32));
+    uint8_t *image = calloc(1, *bytes);
+    for (int64_t j = 0; j < out; j++)
+        for (int64_t b = 0; b < blocks; b++) {
+            uint8_t *block = image + ((j / 16) * blocks + b) * (256 + 32);
+            for (int k = 0; k < 32; k++)
+                block[(k / 8) * 64 + (j % 16) * 4 + k % 4] |= (uint8_t)((q[j * in + b * 32 + k] + 8) << (k % 8 < 4 ? 0 : 4));
+            uint16_t h = 0;
+            abc_f32_to_f16(scales[j * blocks + b], &h);
+            memcpy(block + 256 + (j % 16) * 2, &h, 2);
+        }
+    return image;
+}
+
+/* dtype DT_Q8 or DT_Q4 (quants in [-8, 7], float16 scales, every third block's scale negative). */
+static q8_weights make_quant_weights(uint32_t dtype, int64_t out, int64_t in, float scale, int64_t outlier_every) {
     q8_weights w;
     memset(&w, 0, sizeof w);
     int64_t blocks = in / Q8_BLOCK;
@@ -412,10 +431,16 @@ static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t 
             double amax = 0;
             for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabs(raw[b * Q8_BLOCK + k]));
             float d = (float)(amax / 127.0);
+            const long qmin = dtype == DT_Q4 ? -8 : -127, qmax = dtype == DT_Q4 ? 7 : 127;
+            if (dtype == DT_Q4) {
+                uint16_t h = 0;
+                abc_f32_to_f16((float)(amax / 7.5) * ((j + b) % 3 == 0 ? -1.0f : 1.0f), &h);
+                d = abc_f16_to_f32(h);
+            }
             for (int k = 0; k < Q8_BLOCK; k++) {
                 int64_t at = j * in + b * Q8_BLOCK + k;
-                long q = d > 0 ? lround(raw[b * Q8_BLOCK + k] / d) : 0;
-                q = MAX(-127L, MIN(127L, q));
+                long q = d != 0 ? lround(raw[b * Q8_BLOCK + k] / d) : 0;
+                q = MAX(qmin, MIN(qmax, q));
                 w.q[at] = (int8_t)q;
                 w.values[at] = (float)q * d;
             }
@@ -424,8 +449,8 @@ static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t 
     }
     free(raw);
     size_t bytes;
-    w.storage = q8_strips_from_rows(w.q, w.scales, out, in, &bytes);
-    w.t.dtype = DT_Q8;
+    w.storage = dtype == DT_Q4 ? q4_strips_from_rows(w.q, w.scales, out, in, &bytes) : q8_strips_from_rows(w.q, w.scales, out, in, &bytes);
+    w.t.dtype = dtype;
     w.t.ndim = 2;
     w.t.shape[0] = out;
     w.t.shape[1] = in;
@@ -433,6 +458,9 @@ static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t 
     w.t.data = w.storage;
     w.t.nbytes = bytes;
     return w;
+}
+static q8_weights make_q8_weights(int64_t out, int64_t in, float scale, int64_t outlier_every) {
+    return make_quant_weights(DT_Q8, out, in, scale, outlier_every);
 }
 static void free_q8_weights(q8_weights *w) {
     free(w->q);
@@ -700,7 +728,7 @@ static void test_q8_strip_outliers_all_paths(void) {
 
 /* One shape on one variant: bit-identical to the naive definition for 1..4 threads, within the
  * quantization bound of the double-precision product, with and without bias. */
-static void check_q8_shape(thread_pool *pools[4], int64_t n, int64_t in, int64_t out, int64_t outliers) {
+static void check_q8_shape(thread_pool *pools[4], uint32_t dtype, int64_t n, int64_t in, int64_t out, int64_t outliers) {
     float *x = malloc((size_t)(n * in) * sizeof(float)), *bias = malloc((size_t)out * sizeof(float));
     float *want = malloc((size_t)(n * out) * sizeof(float)), *y = malloc((size_t)(n * out) * sizeof(float));
     fill_random(x, (size_t)(n * in), 1.0f);
@@ -710,8 +738,9 @@ static void check_q8_shape(thread_pool *pools[4], int64_t n, int64_t in, int64_t
             x[i * in + in - 5] *= -18.0f;
         }
     fill_random(bias, (size_t)out, 0.5f);
-    q8_weights w = make_q8_weights(out, in, 0.1f, outliers);
-    const char *name = q8_kernels_for(pools[0])->name;
+    q8_weights w = make_quant_weights(dtype, out, in, 0.1f, outliers);
+    char name[64];
+    snprintf(name, sizeof name, "%s %s", dtype_name(dtype), q8_kernels_for(pools[0])->name);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         tensor b = {.dtype = DT_F32, .ndim = 1, .shape = {out, 1, 1, 1}, .data = bias};
         q8_matmul_naive(want, x, &w, with_bias ? bias : NULL, n);
@@ -756,14 +785,18 @@ static void test_q8_matmul_all_paths(void) {
         thread_pool *pools[4];
         for (int t = 0; t < 4; t++) pools[t] = make_q8_pool(t + 1, v[p]);
         if (!pools[0] || !pools[1] || !pools[2] || !pools[3]) return;
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-            check_q8_shape(pools, shapes[s][0], shapes[s][1], shapes[s][2], s % 3 == 0 ? 5 : 0);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            check_q8_shape(pools, DT_Q8, shapes[s][0], shapes[s][1], shapes[s][2], s % 3 == 0 ? 5 : 0);
+            check_q8_shape(pools, DT_Q4, shapes[s][0], shapes[s][1], shapes[s][2], s % 3 == 0 ? 5 : 0);
+        }
         for (int t = 0; t < 4; t++) thread_pool_free(pools[t]);
     }
     /* without a pool: the single-threaded one-strip tasks */
     thread_pool *none[4] = {NULL, NULL, NULL, NULL};
-    check_q8_shape(none, 9, 96, 70, 0);
-    check_q8_shape(none, 1, 1024, 3, 7);
+    check_q8_shape(none, DT_Q8, 9, 96, 70, 0);
+    check_q8_shape(none, DT_Q8, 1, 1024, 3, 7);
+    check_q8_shape(none, DT_Q4, 9, 96, 70, 0);
+    check_q8_shape(none, DT_Q4, 1, 1024, 3, 7);
 }
 
 /* Non-finite activations make their outputs NaN; nothing else is disturbed. */
@@ -781,13 +814,15 @@ static void test_q8_non_finite(void) {
 }
 
 static void test_q8_tensor_row(void) {
-    q8_weights w = make_q8_weights(5, 96, 1.0f, 0);
-    float row[96];
-    for (int r = 0; r < 5; r++) {
-        tensor_row_f32(&w.t, r, row);
-        CHECK(memcmp(row, w.values + r * 96, sizeof row) == 0, "q8 row %d", r);
+    for (uint32_t dtype = DT_Q8; dtype <= DT_Q4; dtype++) {
+        q8_weights w = make_quant_weights(dtype, 21, 96, 1.0f, 0);
+        float row[96];
+        for (int r = 0; r < 21; r++) {
+            tensor_row_f32(&w.t, r, row);
+            CHECK(memcmp(row, w.values + r * 96, sizeof row) == 0, "%s row %d", dtype_name(dtype), r);
+        }
+        free_q8_weights(&w);
     }
-    free_q8_weights(&w);
 }
 
 /* ---- attention ---- */

@@ -317,9 +317,62 @@ static void test_q8_tensors(void) {
     CHECK(parse_one_tensor(DT_Q8_ROWS_RETIRED, 2, OUT, IN, 1, OUT * IN + OUT * 2 * 4, &err) == ABC_ERR_FORMAT &&
               strstr(err.message, "convert the checkpoint again"),
           "dtype 5: %s", err.message);
-    /* the q8 dtype code one past the last is unknown */
-    CHECK(parse_one_tensor(DT_Q8 + 1, 2, OUT, IN, 1, BYTES, &err) == ABC_ERR_FORMAT && strstr(err.message, "dtype"),
-          "dtype 7: %s", err.message);
+}
+
+/* q4 (FORMAT.md): [3, 64] is one strip × 2 blocks of 256 nibble bytes and 16 float16 scales. */
+static void test_q4_tensors(void) {
+    abc_error err = {0};
+    enum { OUT = 3, IN = 64, BLOCK_BYTES = 16 * 32 / 2 + 16 * 2, BYTES = 2 * BLOCK_BYTES };
+    uint8_t data[BYTES];
+    memset(data, 0, sizeof data);
+    for (int j = 0; j < OUT; j++)
+        for (int k = 0; k < IN; k++) {
+            uint8_t *block = data + (k / 32) * BLOCK_BYTES;
+            const int q = (j * IN + k) % 16 - 8, kk = k % 32;
+            block[(kk / 8) * 64 + j * 4 + kk % 4] |= (uint8_t)((q + 8) << (kk % 8 < 4 ? 0 : 4));
+            uint16_t h = (uint16_t)(0x3800 + 0x400 * (j * 2 + k / 32)); /* 0.5, 1, 2, ... */
+            if (j == 1) h |= 0x8000;                                    /* negative scales too */
+            memcpy(block + 256 + j * 2, &h, 2);
+        }
+    const uint64_t shape[4] = {OUT, IN, 1, 1};
+    size_t size;
+    uint8_t *f = one_tensor_file(DT_Q4, 2, shape, BYTES, data, BYTES, &size);
+    weight_file wf;
+    memset(&wf, 0, sizeof wf);
+    wf.base = f;
+    wf.size = size;
+    abc_status st = weight_file_parse(&wf, &err);
+    CHECK(st == ABC_OK, "valid q4 tensor refused: %s", err.message);
+    if (st == ABC_OK) {
+        const tensor *t = wf_tensor(&wf, "w");
+        for (int j = 0; j < OUT; j++) {
+            float row[IN];
+            tensor_row_f32(t, j, row);
+            for (int k = 0; k < IN; k++) {
+                float want = (float)((j * IN + k) % 16 - 8) * ldexpf(j == 1 ? -0.5f : 0.5f, j * 2 + k / 32);
+                CHECK(row[k] == want, "row %d [%d] = %g, want %g", j, k, row[k], want);
+            }
+        }
+    }
+    weight_file_close(&wf); /* frees f */
+    /* sizes off by one, q8's size for the shape, float32 scales, rows that are not whole blocks, other ranks */
+    CHECK(parse_one_tensor(DT_Q4, 2, OUT, IN, 1, BYTES - 1, &err) == ABC_ERR_FORMAT && strstr(err.message, "q4"),
+          "short q4: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q4, 2, OUT, IN, 1, BYTES + 1, &err) == ABC_ERR_FORMAT && strstr(err.message, "q4"),
+          "long q4: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q4, 2, OUT, IN, 1, 2 * (16 * 32 + 16 * 4), &err) == ABC_ERR_FORMAT && strstr(err.message, "q4"),
+          "q4 with q8's size: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q4, 2, OUT, IN, 1, 2 * (16 * 16 + 16 * 4), &err) == ABC_ERR_FORMAT, "q4 with f32 scales: %s",
+          err.message);
+    CHECK(parse_one_tensor(DT_Q4, 2, 3, 48, 1, 3 * 24 + 3 * 2 * 2, &err) == ABC_ERR_FORMAT && strstr(err.message, "multiple of 32"),
+          "48 columns: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q4, 1, 64, 1, 1, 32 + 4, &err) == ABC_ERR_FORMAT && strstr(err.message, "2 dimensions"),
+          "1-D q4: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q4, 2, 1ull << 59, 32, 1, 288ull << 55, &err) == ABC_ERR_FORMAT, "2^59 rows: %s", err.message);
+    CHECK(parse_one_tensor(DT_Q4, 2, 3, 1ull << 62, 1, 3, &err) == ABC_ERR_FORMAT, "2^62 columns: %s", err.message);
+    /* the dtype code one past the last is unknown */
+    CHECK(parse_one_tensor(DT_Q4 + 1, 2, OUT, IN, 1, BYTES, &err) == ABC_ERR_FORMAT && strstr(err.message, "unknown dtype"),
+          "dtype 8: %s", err.message);
 }
 
 static void test_allocation_failures(void) {
@@ -350,6 +403,7 @@ int main(void) {
     RUN_TEST(test_mutation_fuzz);
     RUN_TEST(test_allocation_failures);
     RUN_TEST(test_q8_tensors);
+    RUN_TEST(test_q4_tensors);
     free(original);
     return test_summary();
 }

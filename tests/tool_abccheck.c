@@ -96,11 +96,14 @@ static int parse(abc_file *a, const char *path) {
         d->off = u64(b + p + 48);
         d->size = u64(b + p + 56);
         d->name = (const char *)b + p + 64;
-        if (d->ndim < 1 || d->ndim > 4 || d->dtype > 6 || d->dtype == 5) return bad("ndim/dtype");
+        if (d->ndim < 1 || d->ndim > 4 || d->dtype > 7 || d->dtype == 5) return bad("ndim/dtype");
         static const uint64_t esize[] = { 4, 2, 2, 4, 1 };
         if (d->dtype == 6) { /* q8: strips of 16 rows × blocks of 32, 16·32 int8 + 16 f32 scales each (FORMAT.md) */
             if (d->ndim != 2 || d->shape[1] % 32 || d->size != (d->shape[0] + 15) / 16 * (d->shape[1] / 32) * 576)
                 return bad("q8 tensor shape or size");
+        } else if (d->dtype == 7) { /* q4: the same strips, 16·32 nibbles + 16 float16 scales each (FORMAT.md) */
+            if (d->ndim != 2 || d->shape[1] % 32 || d->size != (d->shape[0] + 15) / 16 * (d->shape[1] / 32) * 288)
+                return bad("q4 tensor shape or size");
         } else if (d->size != numel * esize[d->dtype]) return bad("tensor size != shape x element size");
         if (d->off % 64 || d->off < prev_end || d->off + d->size > size) return bad("tensor data offset (alignment, order, range)");
         prev_end = d->off + d->size;
@@ -189,7 +192,7 @@ static int vs_npy(const abc_file *a, const char *name, const char *npy, double t
 static int vs_st(const abc_file *a, const char *name, const char *st_path, const char *st_name, long long row0) {
     const dir_entry *d = find_tensor(a, name);
     if (!d) { fprintf(stderr, "no tensor %s\n", name); return 1; }
-    if (d->dtype == 6) { fprintf(stderr, "%s is q8: not comparable element by element\n", name); return 1; }
+    if (d->dtype >= 6) { fprintf(stderr, "%s is q8 or q4: not comparable element by element\n", name); return 1; }
     blob s = load(st_path);
     uint64_t hl = u64(s.b);
     char err[200];
@@ -238,7 +241,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "check") == 0) printf("ok %u metadata, %u tensors\n", a.n_meta, a.n_dir);
     else if (strcmp(cmd, "info") == 0) {
-        static const char *names[] = { "f32", "f16", "bf16", "i32", "u8", "q8-rows", "q8" };
+        static const char *names[] = { "f32", "f16", "bf16", "i32", "u8", "q8-rows", "q8", "q4" };
         for (uint32_t i = 0; i < a.n_dir; i++) {
             printf("%.*s %s [", (int)a.dir[i].len, a.dir[i].name, names[a.dir[i].dtype]);
             for (uint32_t k = 0; k < a.dir[i].ndim; k++) printf(k ? ",%llu" : "%llu", (unsigned long long)a.dir[i].shape[k]);
