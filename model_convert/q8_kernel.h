@@ -3,17 +3,13 @@
  *   QK_NAME, QK_TARGET (function attributes), QK_V (vector of QK_LANES doubles), QK_LANES,
  *   QK_SPLAT(x), QK_LOAD(p), QK_ADD/SUB/MUL/DIV(a, b), QK_ABS(a), QK_MIN/MAX(a, b),
  *   QK_ROUND(a) (to nearest, ties to even), QK_TO_FLOAT(a) (rounded to float, widened back),
- *   QK_SEL_LT(a, b, x, y) (a < b ? x : y per lane), QK_SEL_GT(a, b, x, y), and optionally
- *   QK_CLAMP127(x) (x limited to [-127, 127]).
+ *   QK_SEL_LT(a, b, x, y) (a < b ? x : y per lane), QK_SEL_GT(a, b, x, y).
  * Every lane performs the scalar code's operations in the scalar code's order (no reassociation,
  * no fused multiply-add), so the results are bit-identical. */
 
 /* q = clamp(nearbyint(w·inv), -127, 127): clamping first gives the same integer (the bounds are
- * integers, rounding is monotonic). An ISA may clamp in one instruction (QK_CLAMP127). */
-#ifndef QK_CLAMP127
-#define QK_CLAMP127(x) QK_MAX(QK_MIN((x), QK_SPLAT(127.0)), QK_SPLAT(-127.0))
-#endif
-#define QK_QUANT(wk, inv) QK_ROUND(QK_CLAMP127(QK_MUL((wk), (inv))))
+ * integers, rounding is monotonic). */
+#define QK_QUANT(wk, inv) QK_ROUND(QK_MAX(QK_MIN(QK_MUL((wk), (inv)), QK_SPLAT(127.0)), QK_SPLAT(-127.0)))
 /* 1/d, or 0 where d is 0 (q8_block_error's `d > 0 ? 1.0 / d : 0.0`; d is never negative) */
 #define QK_INV(d) QK_SEL_GT((d), QK_SPLAT(0.0), QK_DIV(QK_SPLAT(1.0), (d)), QK_SPLAT(0.0))
 #define QK_TRIALS 17 /* t = -8, -6, ..., 24 */
@@ -85,6 +81,5 @@ static QK_TARGET void QK_NAME(const float *src, int64_t nblocks, int8_t *q, floa
 }
 
 #undef QK_QUANT
-#undef QK_CLAMP127
 #undef QK_INV
 #undef QK_TRIALS

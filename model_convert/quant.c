@@ -4,7 +4,7 @@
  * same thing for many blocks side by side, one block per double lane, so every lane performs exactly
  * the operations of the scalar code in the same order (no reassociation, no fused multiply-add):
  * the scales and quants are bit-identical, which tests/test_quant.c checks against the scalar code.
- * One source is compiled for the baseline ISA and, on x86-64, again for AVX2 and AVX-512 (F and DQ); the CPU
+ * One source is compiled for the baseline ISA and, on x86-64, again for AVX2 and AVX-512F; the CPU
  * picks at run time.
  *
  * Quantized types are described by cv_quant_type entries (cv_quant_find), so that a new type (4-bit)
@@ -116,7 +116,7 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #undef QK_SEL_GT
 
 #define QK_NAME q8_blocks_avx512
-#define QK_TARGET __attribute__((target("avx2,avx512f,avx512dq")))
+#define QK_TARGET __attribute__((target("avx2,avx512f")))
 #define QK_V __m512d
 #define QK_LANES 8
 #define QK_SPLAT(x) _mm512_set1_pd(x)
@@ -133,10 +133,6 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) _mm512_cvtps_pd(_mm512_cvtpd_ps(a))
 #define QK_SEL_LT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_LT_OQ), (y), (x))
 #define QK_SEL_GT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_GT_OQ), (y), (x))
-/* VRANGEPD, imm 0b0010: the operand of smaller magnitude with x's sign, i.e. x clamped to
- * [-127, 127] in one instruction instead of a min and a max (the kernel's clamp ran 35 times per
- * element); the same values, -0 included (x is finite) */
-#define QK_CLAMP127(x) _mm512_range_pd((x), _mm512_set1_pd(127.0), 0x02)
 #include "q8_kernel.h"
 #endif /* __x86_64__ */
 
@@ -153,7 +149,7 @@ cv_q8_kernel cv_q8_kernel_for(int level) {
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(ABC_NO_SIMD)
     __builtin_cpu_init(); /* __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512 state */
     if (level == 1 && __builtin_cpu_supports("avx2")) return q8_blocks_avx2;
-    if (level == 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return q8_blocks_avx512;
+    if (level == 2 && __builtin_cpu_supports("avx512f")) return q8_blocks_avx512;
 #endif
     return NULL;
 }
