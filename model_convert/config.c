@@ -50,26 +50,6 @@ static int check_string(const cfg_reader *r, const json_value *v, const char *ke
     return 0;
 }
 
-/* Which model this is: model_type first, else architectures[0]. */
-static int check_architecture(const cfg_reader *r, model_arch *arch) {
-    const json_value *mt = json_get(r->root, "model_type");
-    const json_value *archs = json_get(r->root, "architectures");
-    if (mt && mt->type == JSON_STRING) {
-        if (strcmp(mt->string, "qwen2_vl") == 0) *arch = ARCH_QWEN2_VL;
-        else if (strcmp(mt->string, "phi3_v") == 0) *arch = ARCH_PHI3_V;
-        else return cv_fail(r->err, r->errsize, "%s: unsupported architecture: model_type \"%.60s\" (supported: qwen2_vl, phi3_v)", r->path, mt->string);
-        return 0;
-    }
-    if (archs && archs->type == JSON_ARRAY && archs->n_items > 0 && archs->items[0].type == JSON_STRING) {
-        if (strcmp(archs->items[0].string, "Qwen2VLForConditionalGeneration") == 0) *arch = ARCH_QWEN2_VL;
-        else if (strcmp(archs->items[0].string, "Phi3VForCausalLM") == 0) *arch = ARCH_PHI3_V;
-        else return cv_fail(r->err, r->errsize, "%s: unsupported architecture \"%.60s\" (supported: Qwen2VLForConditionalGeneration, Phi3VForCausalLM)", r->path,
-                            archs->items[0].string);
-        return 0;
-    }
-    return cv_fail(r->err, r->errsize, "%s: neither \"model_type\" nor \"architectures\" says which model this is", r->path);
-}
-
 static int read_rope(const cfg_reader *r, model_config *c) {
     const json_value *rs = text_field(r, "rope_scaling");
     if (!rs) rs = text_field(r, "rope_parameters");
@@ -385,6 +365,56 @@ static int phi3_load(cfg_reader *r, const char *dir, model_config *c) {
     return phi3_read_preprocessor(dir, c, r->err, r->errsize);
 }
 
+static int qwen2vl_load(cfg_reader *r, const char *dir, model_config *c) {
+    r->text = json_get(r->root, "text_config");
+    if (r->text && r->text->type != JSON_OBJECT) r->text = NULL;
+    r->vision = json_get(r->root, "vision_config");
+    if (!r->vision || r->vision->type != JSON_OBJECT) return cv_fail(r->err, r->errsize, "%s: \"vision_config\" is missing", r->path);
+    if (read_text(r, c) < 0 || read_rope(r, c) < 0 || read_vision(r, c) < 0) return -1;
+    if (read_token_id(r, "image_token_id", &c->image_token) < 0 || read_token_id(r, "vision_start_token_id", &c->vision_start_token) < 0 ||
+        read_token_id(r, "vision_end_token_id", &c->vision_end_token) < 0 || read_token_id(r, "video_token_id", &c->video_token) < 0)
+        return -1;
+    return read_preprocessor(dir, c, r->err, r->errsize);
+}
+
+/* The families config.json can name (by model_type, else by architectures[0]) and their readers;
+ * convert.c's families[] says how each is converted. */
+static const struct {
+    model_arch arch;
+    const char *model_type, *hf_class;
+    int (*load)(cfg_reader *r, const char *dir, model_config *c);
+} config_families[] = {
+    { ARCH_QWEN2_VL, "qwen2_vl", "Qwen2VLForConditionalGeneration", qwen2vl_load },
+    { ARCH_PHI3_V, "phi3_v", "Phi3VForCausalLM", phi3_load },
+};
+#define N_CONFIG_FAMILIES (sizeof config_families / sizeof config_families[0])
+
+const char *config_arch_name(model_arch arch) {
+    for (size_t i = 0; i < N_CONFIG_FAMILIES; i++)
+        if (config_families[i].arch == arch) return config_families[i].model_type;
+    return "?";
+}
+
+/* Which family this is: model_type first, else architectures[0]; the error lists what is supported. */
+static int find_family(const cfg_reader *r, size_t *family) {
+    const json_value *mt = json_get(r->root, "model_type");
+    const json_value *archs = json_get(r->root, "architectures");
+    const char *name = NULL;
+    int by_type = mt && mt->type == JSON_STRING;
+    if (by_type) name = mt->string;
+    else if (archs && archs->type == JSON_ARRAY && archs->n_items > 0 && archs->items[0].type == JSON_STRING) name = archs->items[0].string;
+    else return cv_fail(r->err, r->errsize, "%s: neither \"model_type\" nor \"architectures\" says which model this is", r->path);
+    char supported[256];
+    size_t n = 0;
+    for (size_t i = 0; i < N_CONFIG_FAMILIES; i++) {
+        const char *known = by_type ? config_families[i].model_type : config_families[i].hf_class;
+        if (strcmp(name, known) == 0) { *family = i; return 0; }
+        if (n < sizeof supported) n += (size_t)snprintf(supported + n, sizeof supported - n, "%s%s", i ? ", " : "", known);
+    }
+    return cv_fail(r->err, r->errsize, by_type ? "%s: unsupported architecture: model_type \"%.60s\" (supported: %s)" : "%s: unsupported architecture \"%.60s\" (supported: %s)",
+                   r->path, name, supported);
+}
+
 int config_load(const char *dir, model_config *c, char *err, size_t errsize) {
     memset(c, 0, sizeof *c);
     char *path = cv_path_join(dir, "config.json");
@@ -394,22 +424,10 @@ int config_load(const char *dir, model_config *c, char *err, size_t errsize) {
     cfg_reader r = { path, root, NULL, NULL, err, errsize };
     int rc = -1;
     if (root->type != JSON_OBJECT) { cv_fail(err, errsize, "%s: not a JSON object", path); goto done; }
-    if (check_architecture(&r, &c->arch) < 0) goto done;
-    if (c->arch == ARCH_PHI3_V) {
-        rc = phi3_load(&r, dir, c);
-        goto done;
-    }
-    r.text = json_get(root, "text_config");
-    if (r.text && r.text->type != JSON_OBJECT) r.text = NULL;
-    r.vision = json_get(root, "vision_config");
-    if (!r.vision || r.vision->type != JSON_OBJECT) { cv_fail(err, errsize, "%s: \"vision_config\" is missing", path); goto done; }
-    if (read_text(&r, c) < 0 || read_rope(&r, c) < 0 || read_vision(&r, c) < 0) goto done;
-    if (read_token_id(&r, "image_token_id", &c->image_token) < 0 ||
-        read_token_id(&r, "vision_start_token_id", &c->vision_start_token) < 0 ||
-        read_token_id(&r, "vision_end_token_id", &c->vision_end_token) < 0 ||
-        read_token_id(&r, "video_token_id", &c->video_token) < 0)
-        goto done;
-    rc = read_preprocessor(dir, c, err, errsize);
+    size_t family = 0;
+    if (find_family(&r, &family) < 0) goto done;
+    c->arch = config_families[family].arch;
+    rc = config_families[family].load(&r, dir, c);
 done:
     json_free(root);
     free(path);

@@ -31,8 +31,11 @@ typedef struct {
     size_t n, cap;
 } expected_list;
 
+typedef struct cv_family cv_family;
+
 typedef struct {
     const convert_options *opt;
+    const cv_family *family; /* the checkpoint's entry of families[] */
     model_config cfg;
     st_set base;
     peft_adapter *merges;
@@ -58,6 +61,24 @@ typedef struct {
     uint32_t dtype;
     float post_scale;      /* query adapter lora_B: the LoRA scale folded in; 1 otherwise */
 } fill_ctx;
+
+/* What differs between the model families the converter knows: one entry each in families[] (and
+ * one in config.c's config_families[], which reads their config.json). */
+struct cv_family {
+    model_arch arch;
+    const char *presets[4];  /* the --preset values of this family, NULL-terminated */
+    const char *wrong_preset; /* the error for another family's preset; %s: the checkpoint directory */
+    int query_adapter, num_crops; /* --query-adapter / --num-crops supported */
+    char *(*canonical_name)(const char *name); /* checkpoint names -> the hub spelling (a new string) */
+    int (*canonical_adapter)(peft_adapter *a, char *err, size_t errsize); /* adapters' names likewise; NULL: as they are */
+    int (*prepare)(conv_state *s, const char *tokenizer_path, char *err, size_t errsize); /* NULL: nothing to do */
+    int (*expected)(const conv_state *s, expected_list *l); /* every output tensor, in file order */
+    int (*dropped)(const model_config *c, const char *hub); /* checkpoint tensors left out on purpose; NULL: none */
+    const char *drop_note;   /* said once when one is dropped */
+    const char *prefixes[3]; /* a checkpoint tensor under these that no output uses is an error */
+    const char *embed_alias; /* another name model.embed_tokens.weight may be saved under; NULL: none */
+    int (*metadata)(const conv_state *s, abc_writer *w, char *err, size_t errsize);
+};
 
 /* ---- expected tensors ---- */
 
@@ -89,7 +110,9 @@ static int expect(expected_list *l, int ndim, int64_t d0, int64_t d1, const char
 }
 
 /* Every tensor of FORMAT.md for this config, in file order. */
-static int build_expected(const model_config *c, int64_t head_dim, expected_list *l) {
+static int build_expected_qwen2vl(const conv_state *s, expected_list *l) {
+    const model_config *c = &s->cfg;
+    const int64_t head_dim = s->head_dim;
     const int64_t E = c->v_embed, M = c->v_mlp, H = c->hidden, I = c->intermediate;
     const int64_t patch_len = c->v_in_channels * c->v_temporal_patch * c->v_patch * c->v_patch;
     const int64_t merged = E * c->v_merge * c->v_merge;
@@ -176,7 +199,8 @@ static int expect_split(expected_list *l, const char *name, const char *hub, int
     return expect_from(l, name, 2, rows, in, hub, 2, src, row0);
 }
 
-static int build_expected_phi3(const model_config *c, expected_list *l) {
+static int build_expected_phi3(const conv_state *s, expected_list *l) {
+    const model_config *c = &s->cfg;
     const int64_t C = c->clip_hidden, CI = c->clip_intermediate, H = c->hidden, I = c->intermediate;
     const int64_t kv = c->kv_heads * c->head_dim, patch_len = 3 * c->clip_patch * c->clip_patch;
     const int64_t positions = (c->clip_image / c->clip_patch) * (c->clip_image / c->clip_patch) + 1;
@@ -420,9 +444,9 @@ static int is_head_param(const char *name) { return strncmp(name, "mlp_head.", 9
 
 /* Base tensor names are mapped to the hub layout; a checkpoint holding both spellings of one
  * tensor is ambiguous. */
-static int normalize_base_names(st_set *set, model_arch arch, char *err, size_t errsize) {
+static int normalize_base_names(st_set *set, const cv_family *f, char *err, size_t errsize) {
     for (size_t i = 0; i < set->n_tensors; i++) {
-        char *n = arch == ARCH_PHI3_V ? phi3_canonical_name(set->tensors[i].name) : cv_normalize_name(set->tensors[i].name);
+        char *n = f->canonical_name(set->tensors[i].name);
         if (!n) return cv_fail(err, errsize, "out of memory");
         free(set->tensors[i].name);
         set->tensors[i].name = n;
@@ -437,17 +461,18 @@ static int normalize_base_names(st_set *set, model_arch arch, char *err, size_t 
 /* The tensors of the checkpoint that no output uses: lm_head (tied or not) is expected; anything
  * else under the model's own prefixes means the config and the weights disagree. */
 static int check_unused_base(const conv_state *s, char *err, size_t errsize) {
-    const int phi3 = s->cfg.arch == ARCH_PHI3_V;
+    const cv_family *f = s->family;
     int noted_drop = 0;
     for (size_t i = 0; i < s->base.n_tensors; i++) {
         const char *n = s->base.tensors[i].name;
         if (find_by_hub(&s->exp, n) || strcmp(n, "lm_head.weight") == 0) continue;
-        if (phi3 && phi3_dropped(&s->cfg, n)) {
-            if (!s->opt->quiet && !noted_drop++)
-                fprintf(stderr, "abc-convert: note: dropping CLIP's last layer and post_layernorm (the image features are hidden_states[-2])\n");
+        if (f->dropped && f->dropped(&s->cfg, n)) {
+            if (!s->opt->quiet && !noted_drop++) fprintf(stderr, "abc-convert: note: %s\n", f->drop_note);
             continue;
         }
-        if (strncmp(n, "model.layers.", 13) == 0 || strncmp(n, "visual.", 7) == 0 || (phi3 && strncmp(n, PHI3_VISION, strlen(PHI3_VISION)) == 0))
+        int own = 0;
+        for (size_t k = 0; k < sizeof f->prefixes / sizeof f->prefixes[0] && f->prefixes[k]; k++) own |= strncmp(n, f->prefixes[k], strlen(f->prefixes[k])) == 0;
+        if (own)
             return cv_fail(err, errsize, "checkpoint tensor %s is not part of the model described by config.json (wrong config?)", n);
         if (!s->opt->quiet) fprintf(stderr, "abc-convert: note: ignoring checkpoint tensor %s (unused by the runtime)\n", n);
     }
@@ -476,13 +501,13 @@ static int resolve_head(conv_state *s, char *err, size_t errsize) {
 /* Checks, before anything is written, that every adapter entry lands on a tensor of the model. */
 static int check_merge_adapter(const conv_state *s, const peft_adapter *a, char *err, size_t errsize) {
     int abc = strcmp(s->opt->preset, "abc") == 0;
-    const int phi3 = s->cfg.arch == ARCH_PHI3_V;
+    const cv_family *f = s->family;
     for (size_t i = 0; i < a->n_modules; i++) {
         const lora_module *m = &a->modules[i];
         char wname[MAX_NAME + 16];
         snprintf(wname, sizeof wname, "%s.weight", m->module);
         const expected_tensor *e = find_by_hub(&s->exp, wname);
-        if (!e && phi3 && phi3_dropped(&s->cfg, wname)) {
+        if (!e && f->dropped && f->dropped(&s->cfg, wname)) {
             if (!s->opt->quiet) fprintf(stderr, "abc-convert: note: %s: skipping LoRA on %s (not part of the converted model)\n", a->dir, m->module);
             continue;
         }
@@ -539,7 +564,7 @@ static int resolve_source(const conv_state *s, const expected_tensor *e, tensor_
     const st_tensor *t = st_find(&s->base, hub);
     /* Phi-3-V's image embedding shares the token embedding (vision_embed_tokens.wte); a checkpoint
      * saved with shared tensors deduplicated may keep it under that name only */
-    if (!t && s->cfg.arch == ARCH_PHI3_V && strcmp(hub, "model.embed_tokens.weight") == 0) t = st_find(&s->base, PHI3_VISION "wte.weight");
+    if (!t && s->family->embed_alias && strcmp(hub, "model.embed_tokens.weight") == 0) t = st_find(&s->base, s->family->embed_alias);
     if (t) { src->set = &s->base; src->src = t; }
     char module[MAX_NAME];
     size_t len = strlen(hub);
@@ -814,8 +839,7 @@ static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size
     return 0;
 }
 
-static int add_metadata(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
-    if (s->cfg.arch == ARCH_PHI3_V) return add_metadata_phi3(s, w, err, errsize);
+static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     const model_config *c = &s->cfg;
     int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
     int rc = 0;
@@ -913,6 +937,41 @@ static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, 
     return rc;
 }
 
+/* ---- the families ---- */
+
+static const cv_family families[] = {
+    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", NULL }, "%s is a Qwen2-VL checkpoint: --preset vlm2vec-phi3v needs a phi3_v one", 1, 0,
+      cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
+      add_metadata_qwen2vl },
+    { ARCH_PHI3_V, { "vlm2vec-phi3v", NULL, NULL }, "%s is a Phi-3-V (phi3_v) checkpoint: use --preset vlm2vec-phi3v", 0, 1,
+      phi3_canonical_name, phi3_canonical_adapter, NULL, build_expected_phi3, phi3_dropped,
+      "dropping CLIP's last layer and post_layernorm (the image features are hidden_states[-2])",
+      { "model.layers.", "visual.", PHI3_VISION }, PHI3_VISION "wte.weight", add_metadata_phi3 },
+};
+
+static int has_preset(const cv_family *f, const char *preset) {
+    for (size_t k = 0; k < sizeof f->presets / sizeof f->presets[0] && f->presets[k]; k++)
+        if (strcmp(f->presets[k], preset) == 0) return 1;
+    return 0;
+}
+
+static const char *family_name(const cv_family *f) { return config_arch_name(f->arch); }
+
+/* Whether some family takes the preset; the error lists them all ("a, b or c"). */
+static int known_preset(const char *preset, char *err, size_t errsize) {
+    char list[256] = "";
+    size_t n = 0, total = 0, k_all = 0;
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        if (has_preset(&families[i], preset)) return 1;
+        for (size_t k = 0; families[i].presets[k]; k++) total++;
+    }
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        for (size_t k = 0; families[i].presets[k] && n < sizeof list; k++, k_all++)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", k_all == 0 ? "" : k_all + 1 == total ? " or " : ", ", families[i].presets[k]);
+    cv_fail(err, errsize, "unknown preset \"%s\" (%s)", preset, list);
+    return 0;
+}
+
 /* ---- driver ---- */
 
 /* The progress line (convert_options.progress): tensor i/n, GB written, rate, time left; redrawn
@@ -956,37 +1015,32 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     char *tok_path = cv_path_join(opt->hf_dir, "tokenizer.json");
     int rc = -1;
     if (!tok_path) { cv_fail(err, errsize, "out of memory"); goto done; }
-    if (strcmp(opt->preset, "abc") != 0 && strcmp(opt->preset, "vlm2vec") != 0 && strcmp(opt->preset, "gme") != 0 &&
-        strcmp(opt->preset, "vlm2vec-phi3v") != 0) {
-        cv_fail(err, errsize, "unknown preset \"%s\" (abc, vlm2vec, gme or vlm2vec-phi3v)", opt->preset);
-        goto done;
-    }
+    if (!known_preset(opt->preset, err, errsize)) goto done;
     if (config_load(opt->hf_dir, &s.cfg, err, errsize) < 0) goto done;
-    const int phi3 = s.cfg.arch == ARCH_PHI3_V;
-    if (phi3 != (strcmp(opt->preset, "vlm2vec-phi3v") == 0)) {
-        cv_fail(err, errsize, phi3 ? "%s is a Phi-3-V (phi3_v) checkpoint: use --preset vlm2vec-phi3v" : "%s is a Qwen2-VL checkpoint: --preset vlm2vec-phi3v needs a phi3_v one",
-                opt->hf_dir);
-        goto done;
-    }
-    if (phi3 && opt->query_adapter) { cv_fail(err, errsize, "--query-adapter is not supported for phi3_v (merge LoRA adapters with --merge-adapter)"); goto done; }
-    if (!phi3 && opt->num_crops) { cv_fail(err, errsize, "--num-crops applies to phi3_v checkpoints only"); goto done; }
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (families[i].arch == s.cfg.arch) s.family = &families[i];
+    const cv_family *f = s.family;
+    if (!f) { cv_fail(err, errsize, "no converter for this architecture"); goto done; }
+    if (!has_preset(f, opt->preset)) { cv_fail(err, errsize, f->wrong_preset, opt->hf_dir); goto done; }
+    if (!f->query_adapter && opt->query_adapter) { cv_fail(err, errsize, "--query-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
+    if (!f->num_crops && opt->num_crops) { cv_fail(err, errsize, "--num-crops applies to phi3_v checkpoints only"); goto done; }
     if (!cv_file_exists(tok_path)) { cv_fail(err, errsize, "%s not found", tok_path); goto done; }
-    if (!phi3 && fill_token_ids(&s, tok_path, err, errsize) < 0) goto done;
-    if (st_open_checkpoint(&s.base, opt->hf_dir, err, errsize) < 0 || normalize_base_names(&s.base, s.cfg.arch, err, errsize) < 0) goto done;
+    if (f->prepare && f->prepare(&s, tok_path, err, errsize) < 0) goto done;
+    if (st_open_checkpoint(&s.base, opt->hf_dir, err, errsize) < 0 || normalize_base_names(&s.base, f, err, errsize) < 0) goto done;
 
     s.merges = calloc(opt->n_merge_adapters + 1, sizeof *s.merges);
     if (!s.merges) { cv_fail(err, errsize, "out of memory"); goto done; }
     for (size_t i = 0; i < opt->n_merge_adapters; i++) {
         if (peft_load(opt->merge_adapters[i], &s.merges[i], err, errsize) < 0) { s.n_merges = i + 1; goto done; }
         s.n_merges = i + 1;
-        if (phi3 && phi3_canonical_adapter(&s.merges[i], err, errsize) < 0) goto done;
+        if (f->canonical_adapter && f->canonical_adapter(&s.merges[i], err, errsize) < 0) goto done;
     }
     if (opt->query_adapter) {
         s.has_query = 1;
         if (peft_load(opt->query_adapter, &s.query, err, errsize) < 0) goto done;
     }
     if (resolve_head(&s, err, errsize) < 0) goto done;
-    if ((phi3 ? build_expected_phi3(&s.cfg, &s.exp) : build_expected(&s.cfg, s.head_dim, &s.exp)) < 0) { cv_fail(err, errsize, "out of memory"); goto done; }
+    if (f->expected(&s, &s.exp) < 0) { cv_fail(err, errsize, "out of memory"); goto done; }
     if (check_unused_base(&s, err, errsize) < 0) goto done;
     for (size_t i = 0; i < s.n_merges; i++)
         if (check_merge_adapter(&s, &s.merges[i], err, errsize) < 0) goto done;
@@ -994,7 +1048,7 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
 
     w = writer_new();
     if (!w) { cv_fail(err, errsize, "out of memory"); goto done; }
-    if (add_metadata(&s, w, err, errsize) < 0) goto done;
+    if (f->metadata(&s, w, err, errsize) < 0) goto done;
     if (queue_model_tensors(&s, w, err, errsize) < 0) goto done;
     if (s.has_query && queue_query_adapter(&s, w, err, errsize) < 0) goto done;
     char terr[512] = "";

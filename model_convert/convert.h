@@ -136,6 +136,7 @@ typedef struct {
 } model_config;
 
 int config_load(const char *dir, model_config *c, char *err, size_t errsize);
+const char *config_arch_name(model_arch arch); /* config.json's model_type of the family */
 
 /* ---- peft.c ---- */
 typedef struct {
