@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `abc bench` on the tiny synthetic model (built in memory: no fixture, no file): the JSON record parses
-# and holds every field of docs/testing.md#abc-bench, the Markdown table has its rows, --compare merges
+# and holds every field (README, "abc bench"), the Markdown table has its rows, --compare merges
 # records (speed-ups, baseline ratios), --svg writes a well-formed chart, ABC_KERNEL_PATH is honoured
 # and recorded, and bad invocations fail with a clear message. Times are not checked (only that they are
 # positive and consistent). The JSON and SVG parse checks need python3 (a counted skip without it).
@@ -68,6 +68,16 @@ EOF
 else
     echo "SKIP bench record checks: python3 not installed"; skipped=$((skipped + 1))
 fi
+
+# ---- a converted file (-m): its dtype and preset come from the file, FLOPs from its sizes ----
+TINY=${ABC_TINY_MODEL:-build/tiny-abc.abc}
+if [ ! -s "$TINY" ]; then bad "prerequisite $TINY is missing (run 'make test')"
+elif run_cli 0 "bench -m" bench -m "$TINY" --threads 1 --runs 1 --image 56x56 --json; then
+    check "bench -m: the file's name, dtype and preset; GFLOP/s counted" sh -c \
+        "grep -q '\"model\": \"$(basename "$TINY")\", \"synthetic\": false, \"dtype\": \"f32\", \"preset\": \"abc\"' '$TMP/out' &&
+         ! grep -q '\"vision_gflops\": 0.00' '$TMP/out'"
+fi
+expect_error 2 "-m with --dtype" "go with --synth" bench -m "$TINY" --dtype f32
 
 # ---- Markdown ----
 if run_cli 0 "bench md" bench --synth tiny --threads 1,2 --runs 1 --image 56x56 --tokens 4; then
