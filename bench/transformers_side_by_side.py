@@ -47,14 +47,17 @@ def main():
     import torch
     import transformers
     from PIL import Image
-    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+    from transformers import AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
     from abc_embed import Model
 
     prompt = "<|image_pad|> " + a.text
     t = time.perf_counter()
-    processor = AutoProcessor.from_pretrained(a.checkpoint)
+    # Qwen2VLProcessor's two halves by hand: AutoProcessor also builds the video processor, which needs
+    # torchvision; the image processor here is the PIL one, what the processor uses without torchvision
+    image_processor = Qwen2VLImageProcessor.from_pretrained(a.checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(a.checkpoint)
     model = Qwen2VLForConditionalGeneration.from_pretrained(a.checkpoint, dtype=torch.float32).eval()
     load_s = time.perf_counter() - t
     print("transformers %s, torch %s: loaded in %.1f s" % (transformers.__version__, torch.__version__, load_s),
@@ -63,10 +66,17 @@ def main():
 
     def hf_embed():
         image = Image.open(a.image).convert("RGB")
-        inputs = processor(text=[prompt], images=[image], return_tensors="pt")
+        inputs = dict(image_processor(images=[image], return_tensors="pt"))
+        n_image = int(inputs["image_grid_thw"].prod()) // image_processor.merge_size ** 2
+        inputs.update(tokenizer([prompt.replace("<|image_pad|>", "<|image_pad|>" * n_image)], return_tensors="pt"))
         with torch.inference_mode():
+            # VLM2Vec's prompt has no <|vision_start|>, so under the M-RoPE rule of the transformers its
+            # model was made with (and abc's model.mrope_rule vision_start) every position is the token's
+            # index; transformers 5 would give the image tokens 3-D positions by token type instead
+            positions = torch.arange(inputs["input_ids"].shape[1]).unsqueeze(0)
             out = lm(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                     pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"])
+                     pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"],
+                     position_ids=positions)
         v = out.last_hidden_state[0, -1].double()
         return (v / v.norm()).numpy(), int(inputs["input_ids"].shape[1])
 

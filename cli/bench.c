@@ -795,7 +795,7 @@ static void write_svg(FILE *f, const record *recs, int n) {
             if (s > max_s) max_s = s;
         }
     }
-    const int bar_h = 22, gap = 6, left = 330, width = 900, top = 50, plot_w = width - left - 90;
+    const int bar_h = 22, gap = 6, left = 380, width = 960, top = 56, plot_w = width - left - 90;
     const int height = top + rows * (bar_h + gap) + 40;
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
@@ -804,6 +804,18 @@ static void write_svg(FILE *f, const record *recs, int n) {
             "<text x=\"%d\" y=\"24\" font-size=\"16\" font-weight=\"bold\">abc bench: one embedding (image + "
             "instruction), seconds, lower is better</text>\n",
             width, height, width, height, 10);
+    /* legend: the dtypes present */
+    int lx = left;
+    for (size_t c = 0; c < sizeof colours / sizeof colours[0]; c++) {
+        int present = 0;
+        for (int i = 0; i < n; i++) present |= strcmp(recs[i].dtype, colours[c].dtype) == 0;
+        if (!present) continue;
+        fprintf(f, "<rect x=\"%d\" y=\"32\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"43\">%s</text>\n",
+                lx, colours[c].colour, lx + 16, colours[c].dtype);
+        lx += 70;
+    }
+    int same_model = 1;
+    for (int i = 1; i < n; i++) same_model &= strcmp(recs[i].model, recs[0].model) == 0;
     int y = top;
     for (int i = 0; i < n; i++) {
         const json_value *res = json_get(recs[i].root, "results");
@@ -815,7 +827,12 @@ static void write_svg(FILE *f, const record *recs, int n) {
             const int w = max_s > 0 ? (int)(plot_w * s / max_s + 0.5) : 0;
             fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 8, y + bar_h - 6);
             svg_escape(f, recs[i].machine);
-            fprintf(f, " · %s · %dt</text>\n", recs[i].dtype, (int)jnum(&res->items[k], "threads"));
+            if (!same_model) {
+                fputs(" · ", f);
+                svg_escape(f, recs[i].model);
+            }
+            fprintf(f, " · %s · %dt%s</text>\n", recs[i].dtype, (int)jnum(&res->items[k], "threads"),
+                    jnum(&res->items[k], "vision_s") > 0 ? "" : " (text)");
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", left, y, w > 0 ? w : 1,
                     bar_h, colour);
             fprintf(f, "<text x=\"%d\" y=\"%d\">%.2f s</text>\n", left + w + 6, y + bar_h - 6, s);

@@ -104,7 +104,7 @@ root = ET.parse(sys.argv[1]).getroot()
 ns = "{http://www.w3.org/2000/svg}"
 assert root.tag == ns + "svg"
 rects = root.findall(ns + "rect")
-assert len(rects) == 1 + 4, len(rects)  # the background and four bars
+assert len(rects) == 1 + 2 + 4, len(rects)  # the background, the legend (q8, f16) and four bars
 texts = "".join(t.text or "" for t in root.findall(ns + "text"))
 assert "test machine" in texts and " s" in texts
 EOF
