@@ -301,6 +301,20 @@ static uint8_t *make_image(int w, int h) {
     return rgb;
 }
 
+/* One timed embedding: its wall seconds into *t, the stage times in *clock; checked finite and unit-length. */
+static int embed_once(abc_context *ctx, const abc_input *input, float *vec, int dim, stage_clock *clock, double *t,
+                      char *err, size_t errlen) {
+    memset(clock, 0, sizeof *clock);
+    clock->start = clock->last = cli_now();
+    abc_status st = abc_embed(ctx, input, vec, (size_t)dim);
+    *t = cli_now() - clock->start;
+    if (st != ABC_OK) {
+        snprintf(err, errlen, "%s", abc_context_errmsg(ctx));
+        return -1;
+    }
+    return check_embedding(vec, dim, err, errlen);
+}
+
 static int run_threads(const bench_options *o, const abc_model *model, int threads, const abc_input *img_input,
                        const abc_input *text_input, result_row *row, stage_clock *shape, char *err, size_t errlen) {
     abc_context_params cp = abc_context_default_params();
@@ -328,15 +342,8 @@ static int run_threads(const bench_options *o, const abc_model *model, int threa
     row->threads = threads;
     if (!o->text_only) {
         for (int r = -1; r < o->runs; r++) { /* r = -1: the warm-up */
-            memset(&clock, 0, sizeof clock);
-            clock.start = clock.last = cli_now();
-            st = abc_embed(ctx, img_input, vec, (size_t)dim);
-            const double t = cli_now() - clock.start;
-            if (st != ABC_OK) {
-                snprintf(err, errlen, "%s", abc_context_errmsg(ctx));
-                goto done;
-            }
-            if (check_embedding(vec, dim, err, errlen) < 0) goto done;
+            double t;
+            if (embed_once(ctx, img_input, vec, dim, &clock, &t, err, errlen) < 0) goto done;
             if (r < 0) {
                 row->first_s = t;
                 *shape = clock;
@@ -359,15 +366,8 @@ static int run_threads(const bench_options *o, const abc_model *model, int threa
     const int n_text = o->runs < 3 ? 3 : o->runs;
     double text_total = 0;
     for (int r = -1; r < n_text; r++) {
-        memset(&clock, 0, sizeof clock);
-        clock.start = clock.last = cli_now();
-        st = abc_embed(ctx, text_input, vec, (size_t)dim);
-        const double t = cli_now() - clock.start;
-        if (st != ABC_OK) {
-            snprintf(err, errlen, "%s", abc_context_errmsg(ctx));
-            goto done;
-        }
-        if (check_embedding(vec, dim, err, errlen) < 0) goto done;
+        double t;
+        if (embed_once(ctx, text_input, vec, dim, &clock, &t, err, errlen) < 0) goto done;
         if (r < 0) {
             if (o->text_only) {
                 row->first_s = t;
