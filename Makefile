@@ -46,8 +46,15 @@ $(BUILD)/abc.o: abc.c abc.h $(BUILD)/.toolchain
 # The CLI reads JSON lines (embed --batch, eval) with the converter's strict JSON parser.
 CLI_SRCS = $(wildcard cli/*.c)
 CLI_JSON = model_convert/json.c model_convert/json.h
-$(BIN)/abc: $(BUILD)/abc.o $(CLI_SRCS) $(wildcard cli/*.h) abc.h $(CLI_JSON) $(BUILD)/.toolchain
-	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $(CLI_SRCS) model_convert/json.c $(BUILD)/abc.o $(LDLIBS)
+# `abc bench` records name the build: the flags and, in a git checkout, the commit ("-dirty" with
+# uncommitted changes); .buildinfo relinks ./abc when either changes.
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+BUILD_INFO  = -DABC_BUILD_FLAGS='"$(BASEFLAGS) $(CFLAGS)"' -DABC_GIT_COMMIT='"$(if $(filter-out -dirty,$(GIT_COMMIT)),$(GIT_COMMIT),unknown)"'
+$(BUILD)/.buildinfo: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(subst ','',$(BUILD_INFO))' | cmp -s - $@ || echo '$(subst ','',$(BUILD_INFO))' > $@
+$(BIN)/abc: $(BUILD)/abc.o $(CLI_SRCS) $(wildcard cli/*.h) abc.h $(CLI_JSON) $(BUILD)/.toolchain $(BUILD)/.buildinfo
+	$(CC) $(BASEFLAGS) $(CFLAGS) $(BUILD_INFO) -o $@ $(CLI_SRCS) model_convert/json.c $(BUILD)/abc.o $(LDLIBS)
 
 CONVERT_SRC = $(wildcard model_convert/*.c)
 $(BIN)/abc-convert: $(CONVERT_SRC) $(wildcard model_convert/*.h) $(BUILD)/.toolchain

@@ -656,6 +656,22 @@ static int kernel_path_best(const cpu_features *f) {
     return KERNEL_SCALAR;
 }
 
+/* The path to run: the best, unless the environment's ABC_KERNEL_PATH names another one these features
+ * support (avx512, avx2, neon, scalar) — so `abc bench` can time every path of one machine with one
+ * binary. Any other value is ignored. */
+static int kernel_path_chosen(const cpu_features *f) {
+    static const char *const names[] = {"scalar", "avx2", "avx512", "neon"};
+    static const int paths[] = {KERNEL_SCALAR, KERNEL_AVX2, KERNEL_AVX512, KERNEL_NEON};
+#if defined(ABC_BARE_METAL) /* no environment */
+    const char *want = NULL;
+#else
+    const char *want = getenv("ABC_KERNEL_PATH");
+#endif
+    for (size_t i = 0; want && i < sizeof paths / sizeof paths[0]; i++)
+        if (strcmp(want, names[i]) == 0 && kernel_path_supported(f, paths[i])) return paths[i];
+    return kernel_path_best(f);
+}
+
 /* For abc_system_info, logs and benchmarks. */
 static const char *kernel_path_name(int path) {
     switch (path) {
@@ -781,7 +797,7 @@ static abc_status thread_pool_new(int n_threads, thread_pool **out) {
     if (!pool) return ABC_ERR_NOMEM;
     pool->n_threads = n_threads;
     pool->features = cpu_features_detect();
-    pool->kernel_path = kernel_path_best(&pool->features);
+    pool->kernel_path = kernel_path_chosen(&pool->features);
     pool->scratch_floats = POOL_SCRATCH_FLOATS;
 #if defined(ABC_NO_THREADS)
     pool->n_threads = 1;
@@ -12936,7 +12952,7 @@ static void system_info_fill(void) {
     const char *compiler = "unknown compiler";
 #endif
     snprintf(system_info_text, sizeof system_info_text, "abc %s; kernels %s; cpu features:%s; cpus %d; %s",
-             ABC_VERSION_STRING, kernel_path_name(kernel_path_best(&f)), n ? features : " none", online_cpus(),
+             ABC_VERSION_STRING, kernel_path_name(kernel_path_chosen(&f)), n ? features : " none", online_cpus(),
              compiler);
 }
 

@@ -22,6 +22,7 @@
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 int cmd_serve(int argc, char **argv); /* cli/serve.c */
+int cmd_bench(int argc, char **argv); /* cli/bench.c */
 
 static void print_main_usage(FILE *f) {
     fputs("usage: abc <command> [options]\n"
@@ -33,6 +34,7 @@ static void print_main_usage(FILE *f) {
           "  tokenize  print the token ids of a text (no chat template)\n"
           "  info      describe a model file\n"
           "  serve     HTTP server for the OpenAI/vLLM embeddings API\n"
+          "  bench     time embeddings on this machine (built-in synthetic models), compare records\n"
           "  version   print the version\n"
           "\n"
           "Run 'abc <command> --help' for the options of a command.\n",
@@ -794,5 +796,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "search") == 0) return cmd_search(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1); /* cli/serve.c */
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1); /* cli/bench.c */
     return cli_usage_error("unknown command '%s'", cmd);
 }
