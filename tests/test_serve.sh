@@ -374,7 +374,7 @@ printf '{"input": "a", "input": "b"}' >"$TMP/bad.json"; post_label "duplicate ke
 printf '{"input": [1, 2, 3]}' >"$TMP/bad.json"; post_label "token-id input" 400 'token' "$TMP/bad.json"
 printf '{"input": "x", "messages": [{"role":"user","content":"y"}]}' >"$TMP/bad.json"; post_label "both input and messages" 400 'not both' "$TMP/bad.json"
 printf '{"input": "x", "encoding_format": "int8"}' >"$TMP/bad.json"; post_label "bad encoding_format" 400 'encoding_format' "$TMP/bad.json"
-{ printf '{"input":'; for i in $(seq 1 100); do printf '['; done; } >"$TMP/bad.json"; post_label "deep nesting" 413 'nested' "$TMP/bad.json"
+{ printf '{"input":'; for i in $(seq 1 100); do printf '['; done; } >"$TMP/bad.json"; post_label "deep nesting" 413 'nesting deeper than' "$TMP/bad.json"
 chat() { # chat URL TEXT > file: a vLLM chat request with one image URL
     printf '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"%s"}},{"type":"text","text":"%s"}]}]}' "$1" "$2"
 }
