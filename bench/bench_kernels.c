@@ -4,7 +4,7 @@
  * multiply-add like the float rows (its %peak is against the float FMA peak, so it can pass 100%).
  *
  *   make bench [OPENBLAS=1]
- *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon] [--quick] [--json]
+ *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json]
  */
 #include "../abc.c"
 #include <time.h>
@@ -69,7 +69,7 @@ __attribute__((target("avx2,fma,avx512f"))) static double fma_loop_avx512(float 
     return (double)(PEAK_ITERATIONS / 12) * 12 * 32;
 }
 #endif
-#if defined(__aarch64__)
+#if defined(ABC_NEON_KERNELS)
 static double fma_loop_neon(float *sink) {
     float32x4_t a[12], m = vdupq_n_f32(0.999999f), s = vdupq_n_f32(1e-7f);
     for (int i = 0; i < 12; i++) a[i] = vdupq_n_f32((float)i);
@@ -77,7 +77,7 @@ static double fma_loop_neon(float *sink) {
         for (int i = 0; i < 12; i++) a[i] = vfmaq_f32(s, a[i], m);
     float32x4_t t = a[0];
     for (int i = 1; i < 12; i++) t = vaddq_f32(t, a[i]);
-    *sink = vaddvq_f32(t);
+    *sink = neon_addv_f32(t);
     return (double)(PEAK_ITERATIONS / 12) * 12 * 8;
 }
 #endif
@@ -98,7 +98,7 @@ static void peak_task(void *arg, int task, int thread) {
     case KERNEL_AVX2: flops = fma_loop_avx2(&job->sink[task]); break;
     case KERNEL_AVX512: flops = fma_loop_avx512(&job->sink[task]); break;
 #endif
-#if defined(__aarch64__)
+#if defined(ABC_NEON_KERNELS)
     case KERNEL_NEON: flops = fma_loop_neon(&job->sink[task]); break;
 #endif
     default: flops = fma_loop_scalar(&job->sink[task]); break;
@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon] [--quick] [--json]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json]\n", argv[0]);
             return 2;
         }
     }

@@ -191,6 +191,46 @@ static void test_cpu_features(void) {
 #endif
 }
 
+#if defined(ABC_NEON_KERNELS)
+/* Section 7c's neon_* helpers (armv7 builds them from pairwise and scalar operations) against their
+ * definitions: the sums' order, ties to even, exact division, the integer reductions. */
+static void test_neon_helpers(void) {
+    const float v[4] = {1e8f, 1.0f, -1e8f, 1.0f}; /* (v0 + v1) + (v2 + v3) = 0; other orders give 1 or 2 */
+    float32x4_t vv = vld1q_f32(v);
+    CHECK(neon_addv_f32(vv) == (v[0] + v[1]) + (v[2] + v[3]), "addv %g", neon_addv_f32(vv));
+    CHECK(neon_maxv_f32(vv) == 1e8f && neon_minv_f32(vv) == -1e8f, "maxv/minv");
+    const float ties[] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 126.5f, -127.5f, 127.00002f, 3.4999998f,
+                          4194303.5f, -4194302.5f, 0.49999997f, -0.0f};
+    for (size_t i = 0; i < sizeof ties / sizeof ties[0]; i += 2) {
+        float in[4] = {ties[i], i + 1 < sizeof ties / sizeof ties[0] ? ties[i + 1] : 0.0f, 0.0f, 0.0f}, out[4];
+        int32_t n[4];
+        vst1q_f32(out, neon_round_f32(vld1q_f32(in)));
+        vst1q_s32(n, neon_round_s32(vld1q_f32(in)));
+        for (int l = 0; l < 2; l++)
+            CHECK(out[l] == nearbyintf(in[l]) && n[l] == (int32_t)nearbyintf(in[l]), "round(%.9g) = %.9g / %d",
+                  in[l], out[l], n[l]);
+    }
+    float a[4] = {1.0f, 2.0f, -7.0f, 1e30f}, b[4] = {3.0f, 7.0f, 0.1f, 3e-9f}, q[4];
+    vst1q_f32(q, neon_div_f32(vld1q_f32(a), vld1q_f32(b)));
+    for (int l = 0; l < 4; l++) CHECK(q[l] == a[l] / b[l], "div lane %d: %.9g", l, q[l]);
+    const uint32_t u[4] = {7, 0xffffffffu, 3, 5};
+    CHECK(neon_addv_u32(vld1q_u32(u)) == 14u && neon_minv_u32(vld1q_u32(u)) == 3u, "u32 reductions");
+    const int32_t si[4] = {-7, 100, -3, 5};
+    CHECK(neon_addv_s32(vld1q_s32(si)) == 95, "s32 sum");
+    int8_t bytes[16], other[16];
+    int want = 0;
+    for (int i = 0; i < 16; i++) bytes[i] = (int8_t)(i % 2 ? -128 + i : 127 - i), other[i] = (int8_t)(3 * i - 20), want += bytes[i];
+    CHECK(neon_addlv_s8(vld1q_s8(bytes)) == want, "addlv %d vs %d", neon_addlv_s8(vld1q_s8(bytes)), want);
+    int16_t prod[8];
+    vst1q_s16(prod, neon_mull_high_s8(vld1q_s8(bytes), vld1q_s8(other)));
+    for (int i = 0; i < 8; i++) CHECK(prod[i] == bytes[8 + i] * other[8 + i], "mull_high lane %d", i);
+    const int32_t pa[4] = {1, 2, 30, 40}, pb[4] = {-5, 6, 700, 800};
+    int32_t ps[4];
+    vst1q_s32(ps, neon_padd_s32(vld1q_s32(pa), vld1q_s32(pb)));
+    CHECK(ps[0] == 3 && ps[1] == 70 && ps[2] == 1 && ps[3] == 1500, "padd %d %d %d %d", ps[0], ps[1], ps[2], ps[3]);
+}
+#endif
+
 /* ---- conversions ---- */
 
 static void test_half_conversions(void) {
@@ -1259,6 +1299,9 @@ int main(void) {
     RUN_TEST(test_pool_out_of_memory);
 #endif
     RUN_TEST(test_half_conversions);
+#if defined(ABC_NEON_KERNELS)
+    RUN_TEST(test_neon_helpers);
+#endif
     RUN_TEST(test_tensor_row);
     RUN_TEST(test_matmul_all_paths);
     RUN_TEST(test_matmul_without_pool);
