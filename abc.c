@@ -10226,52 +10226,61 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
     vst1q_f32(c + 2 * ldc, f20), vst1q_f32(c + 2 * ldc + 4, f21);
     vst1q_f32(c + 3 * ldc, f30), vst1q_f32(c + 3 * ldc + 4, f31);
 }
-#define Q8_MULL_ROW_GROUP 4 /* all rows' 16 int32 accumulators at once: 32 vector registers */
+/* all rows' 16 int32 accumulators at once in the 32 vector registers */
+#define Q8_MULL_ROW_COUNT 4
+#define Q8_MULL_ROWS(X) X(0) X(1) X(2) X(3)
 #else
-#define Q8_MULL_ROW_GROUP 2 /* armv7's 16 q registers: two rows' accumulators, B and the x quads */
+/* armv7's 16 q registers: two rows' 8 accumulators, B and an x quad */
+#define Q8_MULL_ROW_COUNT 2
+#define Q8_MULL_ROWS(X) X(0) X(1)
 #endif
 
 /* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
  * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
- * one pairwise add gives each column's sum. Rows go Q8_MULL_ROW_GROUP at a time through a block (the
- * integer sums are exact, so the grouping changes no result). */
+ * one pairwise add gives each column's sum. Rows go Q8_MULL_ROWS at a time through a block, their
+ * accumulators named (GCC keeps an array of them in memory on armv7); the integer sums are exact, so
+ * the grouping changes no result. */
 static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
                                int64_t ldc, bool accumulate) {
-    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR, G = Q8_MULL_ROW_GROUP };
+    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
     (void)b_hi;
     float32x4_t f[MR][2];
     for (int r = 0; r < MR; r++) {
         f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
         f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
     }
+#define Q8_MULL_DECLARE(r) int32x4_t p##r##0 = vdupq_n_s32(0), p##r##1 = p##r##0, p##r##2 = p##r##0, p##r##3 = p##r##0;
+#define Q8_MULL_STEP(r)                                                                      \
+    {                                                                                        \
+        int32_t quad;                                                                        \
+        memcpy(&quad, ab + (k4 * MR + r0 + (r)) * 4, 4);                                     \
+        int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));                              \
+        p##r##0 = vpadalq_s16(p##r##0, vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));          \
+        p##r##1 = vpadalq_s16(p##r##1, neon_mull_high_s8(b0, xv));                           \
+        p##r##2 = vpadalq_s16(p##r##2, vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));          \
+        p##r##3 = vpadalq_s16(p##r##3, neon_mull_high_s8(b1, xv));                           \
+    }
+#define Q8_MULL_SCALE(r)                                                                                        \
+    f[r0 + (r)][0] = q8_neon_scale(f[r0 + (r)][0], neon_padd_s32(p##r##0, p##r##1), sx[r0 + (r)], sw0);          \
+    f[r0 + (r)][1] = q8_neon_scale(f[r0 + (r)][1], neon_padd_s32(p##r##2, p##r##3), sx[r0 + (r)], sw1);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
         const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
         float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        for (int r0 = 0; r0 < MR; r0 += G) {
-            int32x4_t pairs[G][4];
-            for (int r = 0; r < G; r++)
-                for (int p = 0; p < 4; p++) pairs[r][p] = vdupq_n_s32(0);
+        for (int r0 = 0; r0 < MR; r0 += Q8_MULL_ROW_COUNT) {
+            Q8_MULL_ROWS(Q8_MULL_DECLARE)
             for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
                 int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
-                for (int r = 0; r < G; r++) {
-                    int32_t quad;
-                    memcpy(&quad, ab + (k4 * MR + r0 + r) * 4, 4);
-                    int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));
-                    pairs[r][0] = vpadalq_s16(pairs[r][0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
-                    pairs[r][1] = vpadalq_s16(pairs[r][1], neon_mull_high_s8(b0, xv));
-                    pairs[r][2] = vpadalq_s16(pairs[r][2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
-                    pairs[r][3] = vpadalq_s16(pairs[r][3], neon_mull_high_s8(b1, xv));
-                }
+                Q8_MULL_ROWS(Q8_MULL_STEP)
             }
-            for (int r = 0; r < G; r++) {
-                f[r0 + r][0] = q8_neon_scale(f[r0 + r][0], neon_padd_s32(pairs[r][0], pairs[r][1]), sx[r0 + r], sw0);
-                f[r0 + r][1] = q8_neon_scale(f[r0 + r][1], neon_padd_s32(pairs[r][2], pairs[r][3]), sx[r0 + r], sw1);
-            }
+            Q8_MULL_ROWS(Q8_MULL_SCALE)
         }
     }
+#undef Q8_MULL_DECLARE
+#undef Q8_MULL_STEP
+#undef Q8_MULL_SCALE
     for (int r = 0; r < MR; r++) {
         vst1q_f32(c + r * ldc, f[r][0]);
         vst1q_f32(c + r * ldc + 4, f[r][1]);

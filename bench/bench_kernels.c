@@ -4,7 +4,10 @@
  * multiply-add like the float rows (its %peak is against the float FMA peak, so it can pass 100%).
  *
  *   make bench [OPENBLAS=1]
- *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json]
+ *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N]
+ *
+ * --max-rows N caps every shape's rows (matmul n, attention sequence length) at N: a run that finishes
+ * under an emulator (qemu-user) shows the kernels run there, not how fast a board is.
  */
 #include "../abc.c"
 #include <time.h>
@@ -191,10 +194,12 @@ static int parse_threads(const char *s, int *out, int max) {
 
 int main(int argc, char **argv) {
     int threads[16] = {1, 2}, n_threads = 2, forced_path = -1, reps = 5;
+    int64_t max_rows = 0; /* 0: the shapes as they are */
     bool json = false, quick = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--max-rows") && i + 1 < argc) max_rows = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) n_threads = parse_threads(argv[++i], threads, 16);
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *p = argv[++i];
@@ -205,7 +210,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N]\n", argv[0]);
             return 2;
         }
     }
@@ -280,7 +285,9 @@ int main(int argc, char **argv) {
                    "%peak", "blas ms", "blas GF", "ours/bl");
         }
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            const gemm_shape *sh = &shapes[s];
+            gemm_shape capped = shapes[s];
+            if (max_rows > 0) capped.n = MIN(capped.n, max_rows);
+            const gemm_shape *sh = &capped;
             double flops = 2.0 * (double)sh->n * (double)sh->in * (double)sh->out;
             /* ours f32 and bf16 in turns, then OpenBLAS, best of each. OpenBLAS's idle threads spin for a
              * while after each call and would steal the cores from ours, hence the separate phases and
@@ -348,7 +355,9 @@ int main(int argc, char **argv) {
             }
         }
         for (size_t s = 0; s < sizeof attention_shapes / sizeof attention_shapes[0]; s++) {
-            const attention_shape *a = &attention_shapes[s];
+            attention_shape capped = attention_shapes[s];
+            if (max_rows > 0) capped.n = MIN(capped.n, max_rows);
+            const attention_shape *a = &capped;
             int64_t qw = (int64_t)a->heads * a->head_dim, kvw = (int64_t)a->kv_heads * a->head_dim;
             size_t need = (size_t)(a->n * (qw + 2 * kvw));
             if (need > max_x || (size_t)(a->n * qw) > max_y) continue;
