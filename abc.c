@@ -9767,28 +9767,20 @@ static inline int16x8_t neon_mull_high_s8(int8x16_t a, int8x16_t b) { return vmu
 static inline int32x4_t neon_padd_s32(int32x4_t a, int32x4_t b) { return vpaddq_s32(a, b); }
 static inline float32x4_t neon_f16_to_f32(uint16x4_t h) { return vcvt_f32_f16(vreinterpret_f16_u16(h)); }
 #else
-/* (v0 + v1) + (v2 + v3), the order of aarch64's faddp pair */
-static inline float neon_addv_f32(float32x4_t v) {
-    float32x2_t p = vpadd_f32(vget_low_f32(v), vget_high_f32(v));
-    return vget_lane_f32(vpadd_f32(p, p), 0);
-}
-static inline float neon_maxv_f32(float32x4_t v) {
-    float32x2_t p = vpmax_f32(vget_low_f32(v), vget_high_f32(v));
-    return vget_lane_f32(vpmax_f32(p, p), 0);
-}
-static inline float neon_minv_f32(float32x4_t v) {
-    float32x2_t p = vpmin_f32(vget_low_f32(v), vget_high_f32(v));
-    return vget_lane_f32(vpmin_f32(p, p), 0);
-}
-static inline uint32_t neon_addv_u32(uint32x4_t v) {
-    uint32x2_t p = vpadd_u32(vget_low_u32(v), vget_high_u32(v));
-    return vget_lane_u32(vpadd_u32(p, p), 0);
-}
+/* Across-vector reductions as two pairwise steps: for the sum (v0 + v1) + (v2 + v3), the order of
+ * aarch64's faddp pair; max and min are exact in any order. */
+#define NEON_PAIRWISE_REDUCE(name, type, sfx, op)                          \
+    static inline type##_t name(type##x4_t v) {                           \
+        type##x2_t p = op##_##sfx(vget_low_##sfx(v), vget_high_##sfx(v)); \
+        return vget_lane_##sfx(op##_##sfx(p, p), 0);                      \
+    }
+NEON_PAIRWISE_REDUCE(neon_addv_f32, float32, f32, vpadd)
+NEON_PAIRWISE_REDUCE(neon_maxv_f32, float32, f32, vpmax)
+NEON_PAIRWISE_REDUCE(neon_minv_f32, float32, f32, vpmin)
+NEON_PAIRWISE_REDUCE(neon_addv_u32, uint32, u32, vpadd)
+NEON_PAIRWISE_REDUCE(neon_minv_u32, uint32, u32, vpmin)
+#undef NEON_PAIRWISE_REDUCE
 static inline int32_t neon_addv_s32(int32x4_t v) { return (int32_t)neon_addv_u32(vreinterpretq_u32_s32(v)); }
-static inline uint32_t neon_minv_u32(uint32x4_t v) {
-    uint32x2_t p = vpmin_u32(vget_low_u32(v), vget_high_u32(v));
-    return vget_lane_u32(vpmin_u32(p, p), 0);
-}
 static inline int32_t neon_addlv_s8(int8x16_t v) {
     int64x2_t s = vpaddlq_s32(vpaddlq_s16(vpaddlq_s8(v)));
     return (int32_t)(vgetq_lane_s64(s, 0) + vgetq_lane_s64(s, 1));

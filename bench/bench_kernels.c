@@ -215,6 +215,7 @@ int main(int argc, char **argv) {
         }
     }
     if (quick) reps = 2;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* each row as it is measured: a long emulated run may be cut short */
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
     cpu_features features = cpu_features_detect();
