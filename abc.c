@@ -68,8 +68,13 @@
 #if defined(__ARM_NEON)
 #include <arm_neon.h>
 #endif
-#if defined(__aarch64__) && defined(__linux__)
+#if (defined(__aarch64__) || defined(__arm__)) && defined(__linux__)
 #include <sys/auxv.h>
+#endif
+/* Section 7c's NEON kernels: always on aarch64; on 32-bit Arm when the build targets NEON with VFPv4
+ * (-mfpu=neon-vfpv4), whose fused multiply-add the kernels need to match the aarch64 arithmetic. */
+#if defined(__ARM_NEON) && !defined(ABC_NO_SIMD) && (defined(__aarch64__) || defined(__ARM_FEATURE_FMA))
+#define ABC_NEON_KERNELS 1
 #endif
 
 /* ================================================================================================
@@ -573,7 +578,7 @@ typedef struct {
     bool avx2_fma;   /* AVX2 + FMA (+ F16C), and the OS saves ymm state */
     bool avx512;     /* AVX-512 F/BW/VL, and the OS saves zmm state */
     bool avx512vnni; /* AVX512-VNNI (int8 dot products) */
-    bool neon;       /* Advanced SIMD (always on aarch64) */
+    bool neon;       /* Advanced SIMD (always on aarch64; with VFPv4 on 32-bit Arm) */
     bool neon_dot;   /* aarch64 asimddp (int8 dot products) */
 } cpu_features;
 
@@ -593,6 +598,9 @@ static uint64_t xgetbv0(void) {
 
 #if defined(__aarch64__) && defined(__linux__)
 #define HWCAP_ASIMDDP_BIT (1UL << 20) /* HWCAP_ASIMDDP in <asm/hwcap.h> */
+#elif defined(__arm__) && defined(__linux__)
+#define HWCAP_ARM_NEON_BIT (1UL << 12)  /* HWCAP_NEON in the 32-bit <asm/hwcap.h> */
+#define HWCAP_ARM_VFPV4_BIT (1UL << 16) /* HWCAP_VFPv4: the fused multiply-add */
 #endif
 
 static cpu_features cpu_features_detect(void) {
@@ -624,8 +632,12 @@ static cpu_features cpu_features_detect(void) {
 #elif defined(ABC_ARM_DOTPROD) || defined(__ARM_FEATURE_DOTPROD)
     f.neon_dot = true; /* no OS to ask: the build says (-march=...+dotprod, or ABC_ARM_DOTPROD) */
 #endif
+#elif defined(__ARM_NEON) && defined(__linux__)
+    /* a NEON build can still meet a core without it (or without VFPv4's fma): ask the kernel */
+    const unsigned long need = HWCAP_ARM_NEON_BIT | HWCAP_ARM_VFPV4_BIT;
+    f.neon = (getauxval(AT_HWCAP) & need) == need;
 #elif defined(__ARM_NEON)
-    f.neon = true;
+    f.neon = true; /* no OS to ask: the build targets NEON */
 #endif
     return f;
 }
@@ -638,8 +650,8 @@ static bool kernel_path_supported(const cpu_features *f, int path) {
     case KERNEL_SCALAR: return true;
     case KERNEL_AVX2: return f->avx2_fma;
     case KERNEL_AVX512: return f->avx512;
-    case KERNEL_NEON: /* the NEON kernels are aarch64 only; 32-bit Arm runs the scalar ones */
-#if defined(__aarch64__)
+    case KERNEL_NEON: /* compiled in on aarch64, and on 32-bit Arm built for neon-vfpv4 */
+#if defined(ABC_NEON_KERNELS)
         return f->neon;
 #else
         return false;
@@ -678,7 +690,11 @@ static const char *kernel_path_name(int path) {
     case KERNEL_SCALAR: return "scalar";
     case KERNEL_AVX2: return "avx2";
     case KERNEL_AVX512: return "avx512";
+#if defined(__aarch64__)
     case KERNEL_NEON: return "neon";
+#else
+    case KERNEL_NEON: return "neon32"; /* 32-bit Arm: section 7c's armv7 variant */
+#endif
     default: return "?";
     }
 }
@@ -736,7 +752,7 @@ struct thread_pool {
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __asm__ volatile("pause" ::: "memory");
-#elif defined(__aarch64__)
+#elif defined(__aarch64__) || (defined(__arm__) && __ARM_ARCH >= 7)
     __asm__ volatile("yield" ::: "memory");
 #endif
 }
@@ -9922,11 +9938,86 @@ static const q8_kernels *q8_kernels_avx512vnni(void) { return NULL; }
 #endif
 
 /* ================================================================================================
- * 7c. Kernels for Arm: NEON on aarch64 (always present there). 32-bit Arm uses the scalar path.
+ * 7c. Kernels for Arm: NEON on aarch64 (always present there) and on 32-bit Arm (armv7-a with
+ * neon-vfpv4, path "neon32", when the CPU reports NEON and VFPv4).
+ *
+ * One set of kernels serves both; the few aarch64-only intrinsics go through the neon_* helpers below,
+ * which on armv7 compute the same values in the same order (pairwise adds for across-vector sums,
+ * round-to-nearest-even by the 1.5·2^23 trick, division lane by lane). What armv7 cannot share: the GEMM
+ * micro-kernel (16 vector registers, no fma by lane: 6×8 with broadcast loads), the double-precision
+ * norm sum (no f64 vectors: the scalar definition) and sdot (the vmull/vpadal q8 kernel only).
+ * armv7's NEON always flushes subnormal floats to zero, so there results match the scalar definitions
+ * (and aarch64) bit for bit except where an operand or result is subnormal.
  * ================================================================================================ */
 
-#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(ABC_NO_SIMD)
+#if defined(ABC_NEON_KERNELS)
 
+#if defined(__aarch64__)
+static inline float neon_addv_f32(float32x4_t v) { return vaddvq_f32(v); }
+static inline float neon_maxv_f32(float32x4_t v) { return vmaxvq_f32(v); }
+static inline float neon_minv_f32(float32x4_t v) { return vminvq_f32(v); }
+static inline uint32_t neon_addv_u32(uint32x4_t v) { return vaddvq_u32(v); }
+static inline int32_t neon_addv_s32(int32x4_t v) { return vaddvq_s32(v); }
+static inline uint32_t neon_minv_u32(uint32x4_t v) { return vminvq_u32(v); }
+static inline int32_t neon_addlv_s8(int8x16_t v) { return vaddlvq_s8(v); }
+static inline float32x4_t neon_round_f32(float32x4_t v) { return vrndnq_f32(v); }
+static inline int32x4_t neon_round_s32(float32x4_t v) { return vcvtnq_s32_f32(v); }
+static inline float32x4_t neon_div_f32(float32x4_t a, float32x4_t b) { return vdivq_f32(a, b); }
+static inline int16x8_t neon_mull_high_s8(int8x16_t a, int8x16_t b) { return vmull_high_s8(a, b); }
+static inline int32x4_t neon_padd_s32(int32x4_t a, int32x4_t b) { return vpaddq_s32(a, b); }
+static inline float32x4_t neon_f16_to_f32(uint16x4_t h) { return vcvt_f32_f16(vreinterpret_f16_u16(h)); }
+#else
+/* Across-vector reductions as two pairwise steps: for the sum (v0 + v1) + (v2 + v3), the order of
+ * aarch64's faddp pair; max and min are exact in any order. */
+#define NEON_PAIRWISE_REDUCE(name, type, sfx, op)                          \
+    static inline type##_t name(type##x4_t v) {                           \
+        type##x2_t p = op##_##sfx(vget_low_##sfx(v), vget_high_##sfx(v)); \
+        return vget_lane_##sfx(op##_##sfx(p, p), 0);                      \
+    }
+NEON_PAIRWISE_REDUCE(neon_addv_f32, float32, f32, vpadd)
+NEON_PAIRWISE_REDUCE(neon_maxv_f32, float32, f32, vpmax)
+NEON_PAIRWISE_REDUCE(neon_minv_f32, float32, f32, vpmin)
+NEON_PAIRWISE_REDUCE(neon_addv_u32, uint32, u32, vpadd)
+NEON_PAIRWISE_REDUCE(neon_minv_u32, uint32, u32, vpmin)
+#undef NEON_PAIRWISE_REDUCE
+static inline int32_t neon_addv_s32(int32x4_t v) { return (int32_t)neon_addv_u32(vreinterpretq_u32_s32(v)); }
+static inline int32_t neon_addlv_s8(int8x16_t v) {
+    int64x2_t s = vpaddlq_s32(vpaddlq_s16(vpaddlq_s8(v)));
+    return (int32_t)(vgetq_lane_s64(s, 0) + vgetq_lane_s64(s, 1));
+}
+/* round to nearest even, exact for |v| < 2^22 (every caller's range): NEON rounds to nearest */
+static inline float32x4_t neon_round_f32(float32x4_t v) {
+    const float32x4_t magic = vdupq_n_f32(12582912.0f); /* 1.5·2^23 */
+    return vsubq_f32(vaddq_f32(v, magic), magic);
+}
+static inline int32x4_t neon_round_s32(float32x4_t v) { return vcvtq_s32_f32(neon_round_f32(v)); }
+/* no vector division before aarch64: VFP's correctly rounded one, lane by lane */
+static inline float32x4_t neon_div_f32(float32x4_t a, float32x4_t b) {
+    float x[4], y[4];
+    vst1q_f32(x, a);
+    vst1q_f32(y, b);
+    for (int i = 0; i < 4; i++) x[i] = x[i] / y[i];
+    return vld1q_f32(x);
+}
+static inline int16x8_t neon_mull_high_s8(int8x16_t a, int8x16_t b) { return vmull_s8(vget_high_s8(a), vget_high_s8(b)); }
+static inline int32x4_t neon_padd_s32(int32x4_t a, int32x4_t b) {
+    return vcombine_s32(vpadd_s32(vget_low_s32(a), vget_high_s32(a)), vpadd_s32(vget_low_s32(b), vget_high_s32(b)));
+}
+/* abc_f16_to_f32 on four lanes in integer arithmetic (the half-float intrinsics need -mfp16-format):
+ * subnormals as mantissa · 2^-24 (normal in f32, so untouched by flush-to-zero), inf/NaN keep the payload */
+static inline float32x4_t neon_f16_to_f32(uint16x4_t h) {
+    const uint32x4_t x = vmovl_u16(h), em = vandq_u32(x, vdupq_n_u32(0x7fff));
+    const uint32x4_t sign = vshlq_n_u32(vandq_u32(x, vdupq_n_u32(0x8000)), 16);
+    uint32x4_t normal = vaddq_u32(vshlq_n_u32(em, 13), vdupq_n_u32(112u << 23));
+    uint32x4_t special = vaddq_u32(normal, vdupq_n_u32(112u << 23));
+    float32x4_t sub = vmulq_f32(vcvtq_f32_u32(em), vdupq_n_f32(5.9604644775390625e-08f));
+    uint32x4_t r = vbslq_u32(vcgeq_u32(em, vdupq_n_u32(0x7c00)), special, normal);
+    r = vbslq_u32(vcltq_u32(em, vdupq_n_u32(0x0400)), vreinterpretq_u32_f32(sub), r);
+    return vreinterpretq_f32_u32(vorrq_u32(r, sign));
+}
+#endif
+
+#if defined(__aarch64__)
 #define NEON_MR 6
 #define NEON_NR 16
 
@@ -9966,11 +10057,45 @@ static void gemm_micro_neon(int64_t kc, const float *a, const float *b, float *c
 #undef NEON_STEP
 #undef NEON_STORE
 }
+#else
+/* armv7: 6 rows × 8 columns, 12 accumulators + 2 for B + 1 broadcast of A in the 16 q registers (VFMA
+ * has no by-lane form here). Each element's arithmetic is the aarch64 kernel's: fmas from 0 in k order,
+ * then c added. */
+#define NEON_MR 6
+#define NEON_NR 8
+static void gemm_micro_neon(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, bool accumulate) {
+#define NEON_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define NEON_DECLARE(i) float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0;
+#define NEON_STEP(i)                                  \
+    {                                                 \
+        float32x4_t ai = vld1q_dup_f32(a + (i));      \
+        c##i##0 = vfmaq_f32(c##i##0, b0, ai);         \
+        c##i##1 = vfmaq_f32(c##i##1, b1, ai);         \
+    }
+#define NEON_STORE(i)                                                         \
+    if (accumulate) {                                                         \
+        c##i##0 = vaddq_f32(vld1q_f32(c + (i) * ldc), c##i##0);               \
+        c##i##1 = vaddq_f32(vld1q_f32(c + (i) * ldc + 4), c##i##1);           \
+    }                                                                         \
+    vst1q_f32(c + (i) * ldc, c##i##0);                                        \
+    vst1q_f32(c + (i) * ldc + 4, c##i##1);
+    NEON_ROWS(NEON_DECLARE)
+    for (int64_t k = 0; k < kc; k++, a += NEON_MR, b += NEON_NR) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4);
+        NEON_ROWS(NEON_STEP)
+    }
+    NEON_ROWS(NEON_STORE)
+#undef NEON_ROWS
+#undef NEON_DECLARE
+#undef NEON_STEP
+#undef NEON_STORE
+}
+#endif
 
 static inline float32x4_t load4_as_f32_neon(const void *w, uint32_t dtype, int64_t at) {
     if (dtype == DT_F32) return vld1q_f32((const float *)w + at);
     uint16x4_t h = vld1_u16((const uint16_t *)w + at);
-    if (dtype == DT_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+    if (dtype == DT_F16) return neon_f16_to_f32(h);
     return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
 }
 
@@ -10059,7 +10184,7 @@ static float dot_neon(const float *a, const float *b, int64_t n) {
         s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
         i += 4;
     }
-    float sum = vaddvq_f32(vaddq_f32(s0, s1));
+    float sum = neon_addv_f32(vaddq_f32(s0, s1));
     for (; i < n; i++) sum += a[i] * b[i];
     return sum;
 }
@@ -10083,7 +10208,7 @@ static void dot4_neon(const float *w, const float *const x[4], int64_t n, float 
         i += 4;
     }
     for (int r = 0; r < 4; r++) {
-        float s = vaddvq_f32(vaddq_f32(a[r], b[r]));
+        float s = neon_addv_f32(vaddq_f32(a[r], b[r]));
         for (int64_t k = i; k < n; k++) s += x[r][k] * w[k];
         out[r] = s;
     }
@@ -10100,7 +10225,7 @@ static float row_max_neon(const float *x, int64_t n) {
     float32x4_t m = vdupq_n_f32(-INFINITY);
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) m = vmaxq_f32(m, vld1q_f32(x + i));
-    float r = vmaxvq_f32(m);
+    float r = neon_maxv_f32(m);
     for (; i < n; i++) r = MAX(r, x[i]);
     return r;
 }
@@ -10108,7 +10233,7 @@ static float row_max_neon(const float *x, int64_t n) {
 /* e^x as in exp_avx2 (section 7b): 2^n · e^r, degree-7 polynomial, x clamped to [−87.3, 88.37]. */
 static inline float32x4_t exp_neon(float32x4_t x) {
     x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.37f));
-    float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+    float32x4_t n = neon_round_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
     float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
     r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
     float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
@@ -10160,7 +10285,7 @@ static float exp_sum_neon(float *s, int64_t n, float scale, float max) {
         memcpy(s + i, tail, (size_t)rest * sizeof(float));
         sum = vaddq_f32(sum, vld1q_f32(tail));
     }
-    return vaddvq_f32(sum);
+    return neon_addv_f32(sum);
 }
 
 /* x·σ(α·x) = x / (1 + e^(−α·x)) (· up), as sigmoid_gate_avx2; the tail through the scalar definition. */
@@ -10169,7 +10294,7 @@ static void sigmoid_gate_neon(float *x, const float *up, int64_t n, float alpha)
     int64_t i = 0;
     for (; i + 4 <= n; i += 4) {
         float32x4_t v = vld1q_f32(x + i);
-        float32x4_t g = vdivq_f32(v, vaddq_f32(one, exp_neon(vmulq_f32(neg_alpha, v))));
+        float32x4_t g = neon_div_f32(v, vaddq_f32(one, exp_neon(vmulq_f32(neg_alpha, v))));
         if (up) g = vmulq_f32(g, vld1q_f32(up + i));
         vst1q_f32(x + i, g);
     }
@@ -10187,6 +10312,7 @@ static void rotate_half_neon(float *v, const float *cos_a, const float *sin_a, i
     rotate_half_tail(v + i, cos_a + i, sin_a + i, half - i, half);
 }
 
+#if defined(__aarch64__)
 /* norm_sum_scalar's partials i mod 16 as eight vectors of two doubles. */
 static double norm_sum_neon(const float *x, int64_t n, double shift, bool square) {
     const float64x2_t vshift = vdupq_n_f64(shift);
@@ -10204,6 +10330,9 @@ static double norm_sum_neon(const float *x, int64_t n, double shift, bool square
     for (int q = 0; q < 8; q++) vst1q_f64(partials + 2 * q, p[q]);
     return norm_partials_finish(partials, x + i, n - i, shift, square);
 }
+#else
+#define norm_sum_neon norm_sum_scalar /* armv7 NEON has no doubles: VFP runs the definition */
+#endif
 
 static void norm_apply_neon(float *y, const float *x, int64_t n, float shift, float inv, const float *w, const float *b) {
     const float32x4_t vshift = vdupq_n_f32(shift), vinv = vdupq_n_f32(inv);
@@ -10223,11 +10352,18 @@ static const kernel_ops kernel_ops_neon_table = {
 
 static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; }
 
-/* ---- q8 (section 7's q8 part): sdot when the CPU has it (HWCAP asimddp), else smull + sadalp ---- */
+/* ---- q8 (section 7's q8 part): sdot when the CPU has it (HWCAP asimddp), else smull + sadalp
+ * (armv7: always the latter, vmull.s8 + vpadal.s16) ---- */
 
 #define Q8_NEON_MR 4
 #define Q8_NEON_NR 8
 
+/* The float step of one block for a row: fma((float)isum, sx · sw, acc), as in the scalar kernel. */
+static inline float32x4_t q8_neon_scale(float32x4_t acc, int32x4_t isum, float sx, float32x4_t sw) {
+    return vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(sw, sx));
+}
+
+#if defined(__aarch64__)
 /* acc.4s += b.16b · a.4b[lane] (SDOT by element). Inline assembly: this file is built for baseline
  * aarch64, and clang's intrinsic exists only when the whole unit targets dotprod. The instruction is
  * allowed by the function's target (clang) or by an .arch directive (GCC's assembler). */
@@ -10240,11 +10376,6 @@ static const kernel_ops *kernel_ops_neon(void) { return &kernel_ops_neon_table; 
 #endif
 #define Q8_SDOT_LANE(acc, b, a, lane)                                                                   \
     __asm__(Q8_SDOT_ARCH "sdot %0.4s, %1.16b, %2.4b[" #lane "]" : "+w"(acc) : "w"(b), "w"(a))
-
-/* The float step of one block for a row: fma((float)isum, sx · sw, acc), as in the scalar kernel. */
-static inline float32x4_t q8_neon_scale(float32x4_t acc, int32x4_t isum, float sx, float32x4_t sw) {
-    return vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(sw, sx));
-}
 
 /* Both kernels take half a strip: b is moved to the strip's column 0 or 8 (quads Q8_STRIP·4 bytes apart). */
 static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi,
@@ -10287,6 +10418,14 @@ static Q8_DOTPROD_TARGET void q8_micro_neon_dot(int64_t blocks, const uint8_t *a
     vst1q_f32(c + 2 * ldc, f20), vst1q_f32(c + 2 * ldc + 4, f21);
     vst1q_f32(c + 3 * ldc, f30), vst1q_f32(c + 3 * ldc + 4, f31);
 }
+/* all rows' 16 int32 accumulators at once in the 32 vector registers */
+#define Q8_MULL_ROW_COUNT 4
+#define Q8_MULL_ROWS(X) X(0) X(1) X(2) X(3)
+#else
+/* armv7's 16 q registers: two rows' 8 accumulators, B and an x quad */
+#define Q8_MULL_ROW_COUNT 2
+#define Q8_MULL_ROWS(X) X(0) X(1)
+#endif
 
 /* The 4×8 float tile of the NEON kernels: loaded (or zero), stored. */
 static inline void q8_neon_tile_load(float32x4_t f[Q8_NEON_MR][2], const float *c, int64_t ldc, bool accumulate) {
@@ -10309,44 +10448,70 @@ static inline void q8_neon_mull_quad(int32x4_t pairs[4], int8x16_t b0, int8x16_t
     memcpy(&q, quad, 4);
     const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(q));
     pairs[0] = vpadalq_s16(pairs[0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
-    pairs[1] = vpadalq_s16(pairs[1], vmull_high_s8(b0, xv));
+    pairs[1] = vpadalq_s16(pairs[1], neon_mull_high_s8(b0, xv));
     pairs[2] = vpadalq_s16(pairs[2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
-    pairs[3] = vpadalq_s16(pairs[3], vmull_high_s8(b1, xv));
+    pairs[3] = vpadalq_s16(pairs[3], neon_mull_high_s8(b1, xv));
 }
 
 /* The block's float step of the smull kernels for every row. */
 static inline void q8_neon_mull_scale(float32x4_t f[Q8_NEON_MR][2], int32x4_t pairs[Q8_NEON_MR][4], const float *sx,
                                       float32x4_t sw0, float32x4_t sw1) {
     for (int r = 0; r < Q8_NEON_MR; r++) {
-        f[r][0] = q8_neon_scale(f[r][0], vpaddq_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
-        f[r][1] = q8_neon_scale(f[r][1], vpaddq_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
+        f[r][0] = q8_neon_scale(f[r][0], neon_padd_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
+        f[r][1] = q8_neon_scale(f[r][1], neon_padd_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
     }
 }
 
 /* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
  * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
- * one pairwise add gives each column's sum. */
+ * one pairwise add gives each column's sum. Rows go Q8_MULL_ROWS at a time through a block, their
+ * accumulators named (GCC keeps an array of them in memory on armv7); the integer sums are exact, so
+ * the grouping changes no result. */
 static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
                                int64_t ldc, bool accumulate) {
     enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
     (void)b_hi;
     float32x4_t f[MR][2];
-    q8_neon_tile_load(f, c, ldc, accumulate);
+    for (int r = 0; r < MR; r++) {
+        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
+        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
+    }
+#define Q8_MULL_DECLARE(r) int32x4_t p##r##0 = vdupq_n_s32(0), p##r##1 = p##r##0, p##r##2 = p##r##0, p##r##3 = p##r##0;
+#define Q8_MULL_STEP(r)                                                                      \
+    {                                                                                        \
+        int32_t quad;                                                                        \
+        memcpy(&quad, ab + (k4 * MR + r0 + (r)) * 4, 4);                                     \
+        int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(quad));                              \
+        p##r##0 = vpadalq_s16(p##r##0, vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));          \
+        p##r##1 = vpadalq_s16(p##r##1, neon_mull_high_s8(b0, xv));                           \
+        p##r##2 = vpadalq_s16(p##r##2, vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));          \
+        p##r##3 = vpadalq_s16(p##r##3, neon_mull_high_s8(b1, xv));                           \
+    }
+#define Q8_MULL_SCALE(r)                                                                                        \
+    f[r0 + (r)][0] = q8_neon_scale(f[r0 + (r)][0], neon_padd_s32(p##r##0, p##r##1), sx[r0 + (r)], sw0);          \
+    f[r0 + (r)][1] = q8_neon_scale(f[r0 + (r)][1], neon_padd_s32(p##r##2, p##r##3), sx[r0 + (r)], sw1);
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
-        int32x4_t pairs[MR][4];
-        for (int r = 0; r < MR; r++)
-            for (int p = 0; p < 4; p++) pairs[r][p] = vdupq_n_s32(0);
-        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
-            int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
-            for (int r = 0; r < MR; r++) q8_neon_mull_quad(pairs[r], b0, b1, ab + (k4 * MR + r) * 4);
-        }
         const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
+        float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
         float sx[MR];
         memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        q8_neon_mull_scale(f, pairs, sx, vld1q_f32(sw), vld1q_f32(sw + 4));
+        for (int r0 = 0; r0 < MR; r0 += Q8_MULL_ROW_COUNT) {
+            Q8_MULL_ROWS(Q8_MULL_DECLARE)
+            for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+                int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
+                Q8_MULL_ROWS(Q8_MULL_STEP)
+            }
+            Q8_MULL_ROWS(Q8_MULL_SCALE)
+        }
     }
-    q8_neon_tile_store(f, c, ldc);
+#undef Q8_MULL_DECLARE
+#undef Q8_MULL_STEP
+#undef Q8_MULL_SCALE
+    for (int r = 0; r < MR; r++) {
+        vst1q_f32(c + r * ldc, f[r][0]);
+        vst1q_f32(c + r * ldc + 4, f[r][1]);
+    }
 }
 
 /* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, the block's scale and its
@@ -10356,7 +10521,7 @@ static inline void q8_store_quads_neon(uint8_t *block, int mr, int r, int8x16_t 
     vst1q_s8((int8_t *)(void *)quads, lo);
     vst1q_s8((int8_t *)(void *)(quads + 4), hi);
     for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) memcpy(block + ((size_t)k4 * mr + r) * 4, &quads[k4], 4);
-    q8_store_row_scale(block, mr, r, vaddlvq_s8(lo) + vaddlvq_s8(hi), scale);
+    q8_store_row_scale(block, mr, r, neon_addlv_s8(lo) + neon_addlv_s8(hi), scale);
 }
 
 /* The bit mask (bit k: element k) of eight lane masks of four elements each. */
@@ -10364,7 +10529,7 @@ static inline uint32_t q8_mask_bits_neon(const uint32x4_t m[8]) {
     static const uint32_t weights[4] = {1, 2, 4, 8};
     const uint32x4_t w = vld1q_u32(weights);
     uint32_t bits = 0;
-    for (int i = 0; i < 8; i++) bits |= vaddvq_u32(vandq_u32(m[i], w)) << (4 * i);
+    for (int i = 0; i < 8; i++) bits |= neon_addv_u32(vandq_u32(m[i], w)) << (4 * i);
     return bits;
 }
 
@@ -10391,8 +10556,8 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
                 finite = vandq_u32(finite, vcleq_f32(a[i], big)); /* false for NaN too */
                 vmax = vmaxq_f32(vmax, a[i]);
             }
-            float amax = vmaxvq_f32(vmax);
-            if (vminvq_u32(finite) == 0 || amax < Q8_TINY) { /* rare: the definition */
+            float amax = neon_maxv_f32(vmax);
+            if (neon_minv_u32(finite) == 0 || amax < Q8_TINY) { /* rare: the definition */
                 q8_pack_row_block_scalar(block, mr, r, xb, b, outliers, n_outliers);
                 continue;
             }
@@ -10405,14 +10570,14 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
             }
             uint32_t outlier_mask = 0;
             float qmax = amax;
-            if (vaddvq_s32(count) <= Q8_OUTLIERS_MAX) {
+            if (neon_addv_s32(count) <= Q8_OUTLIERS_MAX) {
                 float32x4_t rest = vdupq_n_f32(0.0f), low = inf;
                 for (int i = 0; i < 8; i++) {
                     rest = vmaxq_f32(rest, vbslq_f32(large[i], vdupq_n_f32(0.0f), a[i]));
                     low = vminq_f32(low, vbslq_f32(large[i], a[i], inf));
                 }
-                float rest_max = vmaxvq_f32(rest);
-                if (q8_outliers_apart(vminvq_f32(low), rest_max)) {
+                float rest_max = neon_maxv_f32(rest);
+                if (q8_outliers_apart(neon_minv_f32(low), rest_max)) {
                     outlier_mask = q8_mask_bits_neon(large);
                     qmax = rest_max;
                     for (int i = 0; i < 8; i++) v[i] = vbslq_f32(large[i], vdupq_n_f32(0.0f), v[i]);
@@ -10426,8 +10591,8 @@ static void q8_pack_rows_neon(uint8_t *a_pack, int mr, const float *x, int64_t l
             const float32x4_t inv = vdupq_n_f32(127.0f / qmax);
             int16x8_t h[4];
             for (int i = 0; i < 4; i++) /* |x·inv| ≤ 127.00002: the narrowing never saturates */
-                h[i] = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[2 * i], inv))),
-                                    vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(v[2 * i + 1], inv))));
+                h[i] = vcombine_s16(vqmovn_s32(neon_round_s32(vmulq_f32(v[2 * i], inv))),
+                                    vqmovn_s32(neon_round_s32(vmulq_f32(v[2 * i + 1], inv))));
             q8_store_quads_neon(block, mr, r, vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])),
                                 vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3])), qmax / 127.0f);
         }
@@ -10458,6 +10623,7 @@ static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, cons
     }
 }
 
+#if defined(__aarch64__) /* q4 on armv7: the scalar kernel (the table leaves it NULL) */
 /* q4: columns j0..j0+7 of a pair of nibble quads (k4 = 2p, 2p + 1) as signed q (nibble − 8). */
 static inline void q4_neon_weights(const uint8_t *bb, int p, int j0, int8x16_t w[2][2]) {
     const uint8x16_t mask = vdupq_n_u8(15);
@@ -10552,6 +10718,17 @@ static const q8_kernels q8_kernels_neon_mull_table = {
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
     return dotprod ? &q8_kernels_neon_dot_table : &q8_kernels_neon_mull_table;
 }
+#else
+static const q8_kernels q8_kernels_neon_mull_table = {
+    "neon32-vmull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
+    NULL, /* q4: the scalar kernel */
+};
+
+static const q8_kernels *q8_kernels_neon(bool dotprod) {
+    (void)dotprod; /* no sdot before armv8.2 */
+    return &q8_kernels_neon_mull_table;
+}
+#endif
 
 #else
 static const kernel_ops *kernel_ops_neon(void) { return NULL; }

@@ -4,7 +4,10 @@
  * multiply-add like the float rows (its %peak is against the float FMA peak, so it can pass 100%).
  *
  *   make bench [OPENBLAS=1]
- *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon] [--quick] [--json]
+ *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N]
+ *
+ * --max-rows N caps every shape's rows (matmul n, attention sequence length) at N: a run that finishes
+ * under an emulator (qemu-user) shows the kernels run there, not how fast a board is.
  */
 #include "../abc.c"
 #include <time.h>
@@ -69,7 +72,7 @@ __attribute__((target("avx2,fma,avx512f"))) static double fma_loop_avx512(float 
     return (double)(PEAK_ITERATIONS / 12) * 12 * 32;
 }
 #endif
-#if defined(__aarch64__)
+#if defined(ABC_NEON_KERNELS)
 static double fma_loop_neon(float *sink) {
     float32x4_t a[12], m = vdupq_n_f32(0.999999f), s = vdupq_n_f32(1e-7f);
     for (int i = 0; i < 12; i++) a[i] = vdupq_n_f32((float)i);
@@ -77,7 +80,7 @@ static double fma_loop_neon(float *sink) {
         for (int i = 0; i < 12; i++) a[i] = vfmaq_f32(s, a[i], m);
     float32x4_t t = a[0];
     for (int i = 1; i < 12; i++) t = vaddq_f32(t, a[i]);
-    *sink = vaddvq_f32(t);
+    *sink = neon_addv_f32(t);
     return (double)(PEAK_ITERATIONS / 12) * 12 * 8;
 }
 #endif
@@ -98,7 +101,7 @@ static void peak_task(void *arg, int task, int thread) {
     case KERNEL_AVX2: flops = fma_loop_avx2(&job->sink[task]); break;
     case KERNEL_AVX512: flops = fma_loop_avx512(&job->sink[task]); break;
 #endif
-#if defined(__aarch64__)
+#if defined(ABC_NEON_KERNELS)
     case KERNEL_NEON: flops = fma_loop_neon(&job->sink[task]); break;
 #endif
     default: flops = fma_loop_scalar(&job->sink[task]); break;
@@ -193,10 +196,12 @@ static int parse_threads(const char *s, int *out, int max) {
 
 int main(int argc, char **argv) {
     int threads[16] = {1, 2}, n_threads = 2, forced_path = -1, reps = 5;
+    int64_t max_rows = 0; /* 0: the shapes as they are */
     bool json = false, quick = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--max-rows") && i + 1 < argc) max_rows = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) n_threads = parse_threads(argv[++i], threads, 16);
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
             const char *p = argv[++i];
@@ -207,11 +212,12 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon] [--quick] [--json]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N]\n", argv[0]);
             return 2;
         }
     }
     if (quick) reps = 2;
+    setvbuf(stdout, NULL, _IOLBF, 0); /* each row as it is measured: a long emulated run may be cut short */
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
     cpu_features features = cpu_features_detect();
@@ -282,7 +288,9 @@ int main(int argc, char **argv) {
                    "%peak", "blas ms", "blas GF", "ours/bl");
         }
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            const gemm_shape *sh = &shapes[s];
+            gemm_shape capped = shapes[s];
+            if (max_rows > 0) capped.n = MIN(capped.n, max_rows);
+            const gemm_shape *sh = &capped;
             double flops = 2.0 * (double)sh->n * (double)sh->in * (double)sh->out;
             /* ours f32 and bf16 in turns, then OpenBLAS, best of each. OpenBLAS's idle threads spin for a
              * while after each call and would steal the cores from ours, hence the separate phases and
@@ -368,7 +376,9 @@ int main(int argc, char **argv) {
             }
         }
         for (size_t s = 0; s < sizeof attention_shapes / sizeof attention_shapes[0]; s++) {
-            const attention_shape *a = &attention_shapes[s];
+            attention_shape capped = attention_shapes[s];
+            if (max_rows > 0) capped.n = MIN(capped.n, max_rows);
+            const attention_shape *a = &capped;
             int64_t qw = (int64_t)a->heads * a->head_dim, kvw = (int64_t)a->kv_heads * a->head_dim;
             size_t need = (size_t)(a->n * (qw + 2 * kvw));
             if (need > max_x || (size_t)(a->n * qw) > max_y) continue;

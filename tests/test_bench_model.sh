@@ -41,7 +41,7 @@ json_checks() { # FILE DTYPE
     has "$dtype json: architecture" "$j" '"architecture": "qwen2_vl"'
     has "$dtype json: dtype" "$j" "\"dtype\": \"$dtype\""
     has "$dtype json: bytes of $dtype tensors" "$j" "\"tensor_bytes_by_dtype\": \\{.*\"$dtype\": [1-9][0-9]*"
-    has "$dtype json: isa" "$j" '"isa": "(scalar|avx2|avx512|neon)"'
+    has "$dtype json: isa" "$j" '"isa": "(scalar|avx2|avx512|neon|neon32)"'
     has "$dtype json: tokens" "$j" '"sequence_tokens": 285,'
     has "$dtype json: file size" "$j" "\"file_bytes\": $(wc -c <"${3}"),"
     has "$dtype json: 1-thread result" "$j" '\{"threads": 1, "vision_s": [0-9.]+, "prefill_s": [0-9.]+'

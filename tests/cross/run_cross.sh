@@ -34,9 +34,10 @@ aarch64-nodot)
     EXTRA=""; WANT_PATH="neon"; WANT_DOT=0
     ONLY="test_kernels test_quant test_model test_weights test_q8.sh test_q4.sh test_cli.sh" ;;
 armv7)
-    # Raspberry Pi OS 32-bit: armv7-a hard float; 64-bit file offsets for large model files.
+    # Raspberry Pi OS 32-bit: armv7-a hard float with NEON + VFPv4 (section 7c's neon32 kernels, which
+    # must be the ones detected); 64-bit file offsets for large model files.
     CC=arm-linux-gnueabihf-gcc; RUNNER="qemu-arm -L /usr/arm-linux-gnueabihf"
-    EXTRA="-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard -D_FILE_OFFSET_BITS=64"; WANT_PATH="scalar"; WANT_DOT=0 ;;
+    EXTRA="-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard -D_FILE_OFFSET_BITS=64"; WANT_PATH="neon32"; WANT_DOT=0 ;;
 scalar)
     # Native, so with the sanitizers of `make test` (-O1): the whole models on the scalar kernels under
     # ASan/UBSan, which the host suite (on its best SIMD path) does not cover.
@@ -98,7 +99,8 @@ paths=$("$B/run/test_kernels" 2>&1 | grep 'kernel paths on this machine' || true
 echo "     $paths"
 [ -n "$paths" ] || fail_setup "test_kernels did not report the kernel paths"
 case "$WANT_PATH" in
-neon) echo "$paths" | grep -q ' neon' || fail_setup "the NEON path was not detected" ;;
+neon) echo "$paths" | grep -Eq ' neon( |$)' || fail_setup "the NEON path was not detected" ;;
+neon32) echo "$paths" | grep -Eq ' neon32( |$)' || fail_setup "the armv7 NEON path (neon32) was not detected" ;;
 scalar) echo "$paths" | grep -Eq 'avx|neon' && fail_setup "a SIMD path is compiled in: $paths" ;;
 esac
 if [ "$WANT_PATH" = neon ]; then
