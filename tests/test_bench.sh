@@ -39,7 +39,7 @@ r = json.load(open(sys.argv[1]))
 m, b, run, res = r["machine"], r["build"], r["run"], r["results"]
 assert r["abc_bench"] == 1
 assert m["label"] == "test machine" and m["cpu"] and m["cores"] >= 1 and m["simd"]
-assert m["kernel_path"] in ("avx512", "avx2", "neon", "scalar"), m["kernel_path"]
+assert m["kernel_path"] in ("avx512", "avx2", "neon", "neon32", "scalar"), m["kernel_path"]
 assert "l2" in m and "l3" in m and m["system_info"].startswith("abc ")
 assert b["compiler"] and b["flags"] and b["abc_version"] == sys.argv[2] and b["git_commit"]
 assert run["model"] == "tiny synthetic" and run["synthetic"] is True
