@@ -1,6 +1,7 @@
 /* The scale search of cv_quantize_q8_row / cv_quantize_q4_row (dtype.c) for QK_LANES blocks at a time,
  * one block per double lane; included by quant.c once per instruction set and type, after it defines
  *   QK_QMIN, QK_QMAX, QK_BASE (the type's quant range and plain divisor: -127, 127, 127 or -8, 7, 8),
+ *   QK_SYMMETRIC (1 when QK_QMIN is -QK_QMAX),
  *   QK_NAME, QK_TARGET (function attributes), QK_V (vector of QK_LANES doubles), QK_LANES,
  *   QK_SPLAT(x), QK_LOAD(p), QK_ADD/SUB/MUL/DIV(a, b), QK_ABS(a), QK_MIN/MAX(a, b),
  *   QK_ROUND(a) (to nearest, ties to even), QK_TO_FLOAT(a) (rounded to float, widened back),
@@ -9,8 +10,14 @@
  * no fused multiply-add), so the results are bit-identical. */
 
 /* q = clamp(nearbyint(w·inv), QK_QMIN, QK_QMAX): clamping first gives the same integer (the bounds are
- * integers, rounding is monotonic). */
-#define QK_QUANT(wk, inv) QK_ROUND(QK_MAX(QK_MIN(QK_MUL((wk), (inv)), QK_SPLAT(QK_QMAX)), QK_SPLAT(QK_QMIN)))
+ * integers, rounding is monotonic). An ISA may give the clamp for symmetric ranges in one instruction
+ * (QK_CLAMP_SYMMETRIC(x, m): sign(x)·min(|x|, m), the same value as the min/max pair). */
+#if defined(QK_CLAMP_SYMMETRIC) && QK_SYMMETRIC
+#define QK_CLAMP(x) QK_CLAMP_SYMMETRIC((x), QK_QMAX)
+#else
+#define QK_CLAMP(x) QK_MAX(QK_MIN((x), QK_SPLAT(QK_QMAX)), QK_SPLAT(QK_QMIN))
+#endif
+#define QK_QUANT(wk, inv) QK_ROUND(QK_CLAMP(QK_MUL((wk), (inv))))
 /* 1/d, or 0 where d is 0 (q8_block_error's `d > 0 ? 1.0 / d : 0.0`; d is never negative) */
 #define QK_INV(d) QK_SEL_GT((d), QK_SPLAT(0.0), QK_DIV(QK_SPLAT(1.0), (d)), QK_SPLAT(0.0))
 #define QK_TRIALS 17 /* t = -8, -6, ..., 24 */
@@ -82,5 +89,6 @@ static QK_TARGET void QK_NAME(const float *src, int64_t nblocks, int8_t *q, floa
 }
 
 #undef QK_QUANT
+#undef QK_CLAMP
 #undef QK_INV
 #undef QK_TRIALS

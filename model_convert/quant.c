@@ -116,7 +116,9 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #undef QK_SEL_LT
 #undef QK_SEL_GT
 
-#define QK_TARGET __attribute__((target("avx2,avx512f")))
+#define QK_TARGET __attribute__((target("avx2,avx512f,avx512dq")))
+/* VRANGEPD imm 0b0010: the operand of smaller magnitude, with x's sign: sign(x)·min(|x|, m) */
+#define QK_CLAMP_SYMMETRIC(x, m) _mm512_range_pd((x), _mm512_set1_pd(m), 0x02)
 #define QK_V __m512d
 #define QK_LANES 8
 #define QK_SPLAT(x) _mm512_set1_pd(x)
@@ -136,6 +138,7 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_NAME_Q8 q8_blocks_avx512
 #define QK_NAME_Q4 q4_blocks_avx512
 #include "quant_both.h"
+#undef QK_CLAMP_SYMMETRIC
 #endif /* __x86_64__ */
 
 #else /* no vector extensions: the scalar definition, block by block */
@@ -155,7 +158,7 @@ cv_q8_kernel cv_quant_kernel_for(uint32_t dtype, int level) {
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(ABC_NO_SIMD)
     __builtin_cpu_init(); /* __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512 state */
     if (level == 1 && __builtin_cpu_supports("avx2")) return q4 ? q4_blocks_avx2 : q8_blocks_avx2;
-    if (level == 2 && __builtin_cpu_supports("avx512f")) return q4 ? q4_blocks_avx512 : q8_blocks_avx512;
+    if (level == 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return q4 ? q4_blocks_avx512 : q8_blocks_avx512;
 #endif
     return NULL;
 }
