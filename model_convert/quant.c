@@ -12,7 +12,6 @@
  * streaming code. */
 #include "convert.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,25 +229,6 @@ static float q4_orient_block(const float *w, float *out) {
     return sign;
 }
 
-/* q[k] = clamp(nearbyint(w[k]·inv), -8, 7) for one block, without a libm call per element: clamping
- * first gives the same integer (the bounds are integers, rounding is monotonic), and adding and
- * subtracting 1.5·2^52 rounds to nearest with ties to even, as nearbyint does in the default mode,
- * exactly for |v| <= 8. A plain loop the compiler can vectorise. */
-static void q4_requantize(const float *w, double inv, int8_t *q) {
-    const double round_bias = 6755399441055744.0;
-    for (int k = 0; k < CV_Q8_BLOCK; k++) {
-        double v = (double)w[k] * inv;
-        v = v > 7.0 ? 7.0 : v;
-        v = v < -8.0 ? -8.0 : v;
-#if FLT_EVAL_METHOD == 0
-        q[k] = (int8_t)((v + round_bias) - round_bias);
-#else /* wider intermediates (x87) would not round at the integer: the library call */
-        (void)round_bias;
-        q[k] = (int8_t)nearbyint(v);
-#endif
-    }
-}
-
 /* rows (<= strips·16, the rest zero padding) of width in -> whole q4 strips at dst (FORMAT.md). The
  * searched float32 scale is rounded to float16 and the block quantized again with that scale (what the
  * kernels multiply by); the orientation's sign goes into the stored scale. */
@@ -277,7 +257,10 @@ static int q4_encode(const float *src, int64_t rows, int64_t in, int64_t strips,
             }
             const double d = abc_f16_to_f32(h), inv = d > 0 ? 1.0 / d : 0.0;
             int8_t qb[CV_Q8_BLOCK];
-            q4_requantize(turned + at * CV_Q8_BLOCK, inv, qb);
+            for (int k = 0; k < CV_Q8_BLOCK; k++) {
+                double v = nearbyint((double)turned[at * CV_Q8_BLOCK + k] * inv);
+                qb[k] = (int8_t)(v > 7 ? 7 : v < -8 ? -8 : v);
+            }
             if (signs[at] < 0) h ^= 0x8000; /* the scale carries the orientation back */
             unsigned char *block = out + ((j / CV_Q8_STRIP) * blocks + b) * CV_Q4_STRIP_BLOCK_BYTES;
             const int row = (int)(j % CV_Q8_STRIP);
