@@ -34,9 +34,9 @@
 #define MAX_RUNS 1000
 
 static void print_bench_usage(FILE *f) {
-    fputs("usage: abc bench [--synth qwen2vl-2b|qwen2vl-7b|tiny | -m MODEL] [--preset abc|vlm2vec]\n"
+    fputs("usage: abc bench [--synth qwen2vl-2b|qwen2vl-7b|phi35v|tiny|tiny-phi3v | -m MODEL] [--preset abc|vlm2vec]\n"
           "                 [--dtype f32|f16|bf16|q8] [--threads 1,2,4] [--image WxH] [--tokens N] [--text-only]\n"
-          "                 [--runs N] [--label TEXT] [--json|--md] [-o FILE]\n"
+          "                 [--num-crops N] [--runs N] [--label TEXT] [--json|--md] [-o FILE]\n"
           "       abc bench --compare A.json B.json ... [--baseline N] [--svg CHART.svg]\n"
           "\n"
           "Times one embedding of a synthetic image (default 448x448) with an instruction of about --tokens\n"
@@ -46,7 +46,8 @@ static void print_bench_usage(FILE *f) {
           "\n"
           "--synth builds the model in memory, in --dtype (default q8), from a fixed rule (deterministic,\n"
           "not trained weights; a synthetic byte-level vocabulary): no download, no file on disk. Preset abc\n"
-          "(default) or vlm2vec. The sizes are Qwen2-VL-2B's and -7B's; tiny is for tests.\n"
+          "(default) or vlm2vec. The sizes are Qwen2-VL-2B's and -7B's, and Phi-3.5-V's (phi35v, preset\n"
+          "vlm2vec-phi3v, HD crops of 336x336: --num-crops N, default 4); tiny and tiny-phi3v are for tests.\n"
           "-m MODEL times a converted .abc file instead.\n"
           "\n"
           "--md (default) prints a Markdown table, --json one record (machine, build, run, results); -o FILE\n"
@@ -146,6 +147,7 @@ static void machine_detect(machine_info *m) {
 typedef struct {
     double start, last, vision, prefill;
     int64_t seq_len, patches, image_tokens;
+    int64_t views, view_px; /* phi3_v: pixel_values [views][3][view_px][view_px] (global view + crops) */
 } stage_clock;
 
 static int on_stage(void *user, const char *name, abc_array_dtype dtype, int ndim, const int64_t *shape,
@@ -154,11 +156,18 @@ static int on_stage(void *user, const char *name, abc_array_dtype dtype, int ndi
     (void)data;
     stage_clock *c = user;
     const double t = cli_now();
-    if (strcmp(name, ABC_STAGE_VISION_EMBEDS) == 0) c->vision += t - c->last;
+    /* the vision side ends with vision_embeds (qwen2_vl) or, for phi3_v, is CLIP (clip_patch_features)
+     * then the HD layout and projection (image_features) */
+    const bool vision_end = strcmp(name, ABC_STAGE_VISION_EMBEDS) == 0 || strcmp(name, ABC_STAGE_IMAGE_FEATURES) == 0;
+    if (vision_end || strcmp(name, ABC_STAGE_CLIP_FEATURES) == 0) c->vision += t - c->last;
     else if (strcmp(name, ABC_STAGE_LAST_HIDDEN) == 0) c->prefill += t - c->last;
     if (ndim >= 1 && strcmp(name, ABC_STAGE_INPUT_IDS) == 0) c->seq_len = shape[0];
-    if (ndim >= 1 && strcmp(name, ABC_STAGE_PIXEL_VALUES) == 0) c->patches = shape[0];
-    if (ndim >= 1 && strcmp(name, ABC_STAGE_VISION_EMBEDS) == 0) c->image_tokens = shape[0];
+    if (ndim == 2 && strcmp(name, ABC_STAGE_PIXEL_VALUES) == 0) c->patches = shape[0];
+    if (ndim == 4 && strcmp(name, ABC_STAGE_PIXEL_VALUES) == 0) {
+        c->views = shape[0];
+        c->view_px = shape[2];
+    }
+    if (ndim >= 1 && vision_end) c->image_tokens = shape[0];
     c->last = t;
     return 0;
 }
@@ -210,12 +219,22 @@ typedef struct {
     const bench_synth_size *dims; /* the sizes that count FLOPs: size, or read from a qwen2_vl file (else NULL) */
     const char *model_path, *preset, *dtype, *label, *out_path;
     int threads[MAX_THREAD_COUNTS], n_threads;
-    int width, height, tokens, runs, text_only, json;
+    int width, height, tokens, runs, text_only, json, num_crops;
 } bench_options;
 
-/* FLOPs (2 per multiply-add) of the linear layers and attention, from the model's sizes. */
-static double vision_flops(const bench_synth_size *s, int64_t patches) {
-    if (!s || patches <= 0) return 0;
+/* FLOPs (2 per multiply-add) of the linear layers and attention, from the model's sizes. phi3_v:
+ * CLIP over each view's patches + class token, then the projection of the HD layout's image tokens. */
+static double vision_flops(const bench_synth_size *s, const stage_clock *c) {
+    if (!s) return 0;
+    if (s->phi3) {
+        if (c->views <= 0 || s->v_patch <= 0) return 0;
+        const double g = (double)(s->v_image / s->v_patch), T = g * g + 1, C = (double)s->v_embed,
+                     I = (double)s->v_mlp, H = (double)s->hidden, pd = 3.0 * (double)(s->v_patch * s->v_patch);
+        const double per_view = g * g * pd * C + (double)s->v_depth * (T * (4 * C * C + 2 * C * I) + 2 * T * T * C);
+        return 2 * ((double)c->views * per_view + (double)c->image_tokens * (4 * C * H + H * H));
+    }
+    const int64_t patches = c->patches;
+    if (patches <= 0) return 0;
     const double P = (double)patches, E = (double)s->v_embed, M = (double)s->v_mlp, H = (double)s->hidden;
     const double per_patch = 4 * E * E + 2 * E * M;
     return 2 * (P * 1176 * E + (double)s->v_depth * (P * per_patch + 2 * P * P * E) + P / 4 * (16 * E * E + 4 * E * H));
@@ -228,8 +247,8 @@ static double prefill_flops(const bench_synth_size *s, int64_t len) {
     return 2 * (double)s->layers * (L * (2 * H * q + 2 * H * kv + 3 * H * I) + 2 * L * L * q);
 }
 
-/* The sizes of a qwen2_vl model from abc_model_description (NULL for other architectures); its
- * weights' dtype into `dtype`. */
+/* The sizes of a qwen2_vl or phi3_v model from abc_model_description (NULL for other architectures);
+ * its weights' dtype into `dtype`. */
 static const bench_synth_size *dims_from_description(const char *d, bench_synth_size *s, char *dtype, size_t cap) {
     const char *w = strstr(d, "weights ");
     if (w) {
@@ -237,10 +256,19 @@ static const bench_synth_size *dims_from_description(const char *d, bench_synth_
         snprintf(dtype, cap, "%.*s", (int)strcspn(w, " \n,;"), w);
     }
     memset(s, 0, sizeof *s);
-    int depth, embed, vheads, mlp, layers, hidden, heads, kv, head_dim, inter;
+    int depth, embed, vheads, mlp, layers, hidden, heads, kv, head_dim, inter, patch = 0, image = 0;
     const char *v = strstr(d, "vision: "), *l = strstr(d, "language: ");
-    if (strncmp(d, "architecture: qwen2_vl", 22) != 0 || !v || !l) return NULL;
-    if (sscanf(v, "vision: %d blocks, width %d, %d heads, mlp %d", &depth, &embed, &vheads, &mlp) != 4) return NULL;
+    if (!v || !l) return NULL;
+    if (strncmp(d, "architecture: phi3_v", 20) == 0) {
+        if (sscanf(v, "vision: CLIP, %d layers run, width %d, %d heads, mlp %d, patch %d, image %d", &depth, &embed,
+                   &vheads, &mlp, &patch, &image) != 6 || patch < 1)
+            return NULL;
+        s->phi3 = 1;
+        s->v_patch = patch;
+        s->v_image = image;
+    } else if (strncmp(d, "architecture: qwen2_vl", 22) != 0 ||
+               sscanf(v, "vision: %d blocks, width %d, %d heads, mlp %d", &depth, &embed, &vheads, &mlp) != 4)
+        return NULL;
     if (sscanf(l, "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d", &layers, &hidden,
                &heads, &kv, &head_dim, &inter) != 6)
         return NULL;
@@ -347,6 +375,8 @@ static int run_threads(const bench_options *o, const abc_model *model, int threa
             if (r < 0) {
                 row->first_s = t;
                 *shape = clock;
+                if (shape->views > 0 && o->dims && o->dims->v_patch > 0) /* phi3_v: CLIP patches of every view */
+                    shape->patches = shape->views * (shape->view_px / o->dims->v_patch) * (shape->view_px / o->dims->v_patch);
                 continue;
             }
             vis[r] = clock.vision;
@@ -359,7 +389,7 @@ static int run_threads(const bench_options *o, const abc_model *model, int threa
         row->prefill_s = pre[0];
         row->embed_median_s = median(tot, o->runs);
         row->embed_s = tot[0];
-        row->vision_gflops = row->vision_s > 0 ? vision_flops(o->dims, shape->patches) / row->vision_s * 1e-9 : 0;
+        row->vision_gflops = row->vision_s > 0 ? vision_flops(o->dims, shape) / row->vision_s * 1e-9 : 0;
         row->prefill_gflops = row->prefill_s > 0 ? prefill_flops(o->dims, shape->seq_len) / row->prefill_s * 1e-9 : 0;
     }
     /* text only: warm-up, then --runs embeddings (at least 3: they are short) */
@@ -399,14 +429,26 @@ done:
     return rc;
 }
 
+/* The 1-minute load average (-1 where /proc/loadavg is missing): on a shared machine the times mean
+ * little without it. */
+static double load_average(void) {
+    double la = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &la) != 1) la = -1;
+        fclose(f);
+    }
+    return la;
+}
+
 /* ---- output ---- */
 
 static void json_str(FILE *f, const char *s) { cli_json_string(f, s, strlen(s)); }
 
 typedef struct {
     machine_info m;
-    double build_s, load_s, model_bytes, load_avg;
-    int text_tokens;
+    double build_s, load_s, model_bytes, load_avg, load_avg_end;
+    int text_tokens, num_crops;
     stage_clock shape;
     char date[32], model[96];
 } run_info;
@@ -443,10 +485,13 @@ static void write_json(FILE *f, const bench_options *o, const run_info *ri, cons
     fprintf(f,
             ", \"image\": \"%s\", \"image_width\": %d, \"image_height\": %d, \"image_patches\": %lld, "
             "\"image_tokens\": %lld, \"sequence_tokens\": %lld, \"text_tokens\": %d, \"runs\": %d, \"date\": \"%s\", "
-            "\"load_average\": %.2f},\n",
+            "\"load_average\": %.2f, \"load_average_end\": %.2f",
             o->text_only ? "none" : "synthetic", o->text_only ? 0 : o->width, o->text_only ? 0 : o->height,
             (long long)ri->shape.patches, (long long)ri->shape.image_tokens, (long long)ri->shape.seq_len,
-            ri->text_tokens, o->runs, ri->date, ri->load_avg);
+            ri->text_tokens, o->runs, ri->date, ri->load_avg, ri->load_avg_end);
+    if (ri->num_crops) /* phi3_v: the crop budget and the views it gave (global + crops) */
+        fprintf(f, ", \"num_crops\": %d, \"image_views\": %lld", ri->num_crops, (long long)ri->shape.views);
+    fputs("},\n", f);
     fprintf(f, "  \"setup\": {\"build_s\": %.3f, \"load_s\": %.3f, \"model_bytes\": %.0f},\n  \"results\": [\n",
             ri->build_s, ri->load_s, ri->model_bytes);
     for (int i = 0; i < n; i++) {
@@ -469,10 +514,16 @@ static void write_md(FILE *f, const bench_options *o, const run_info *ri, const 
     fprintf(f, "model %s (%.2f GB), preset %s, built in %.2f s, loaded in %.3f s; ", ri->model, ri->model_bytes / 1e9,
             o->preset, ri->build_s, ri->load_s);
     if (o->text_only) fprintf(f, "text only, %lld tokens", (long long)ri->shape.seq_len);
+    else if (ri->num_crops)
+        fprintf(f, "image %dx%d (num_crops %d: %lld views of %lldx%lld, %lld patches, %lld image tokens), %lld tokens",
+                o->width, o->height, ri->num_crops, (long long)ri->shape.views, (long long)ri->shape.view_px,
+                (long long)ri->shape.view_px, (long long)ri->shape.patches, (long long)ri->shape.image_tokens,
+                (long long)ri->shape.seq_len);
     else
         fprintf(f, "image %dx%d (%lld patches, %lld image tokens), %lld tokens", o->width, o->height,
                 (long long)ri->shape.patches, (long long)ri->shape.image_tokens, (long long)ri->shape.seq_len);
-    fprintf(f, "; best | median of %d runs after a warm-up\n\n", o->runs);
+    fprintf(f, "; best | median of %d runs after a warm-up; load average %.2f at the start, %.2f at the end\n\n",
+            o->runs, ri->load_avg, ri->load_avg_end);
     fputs("| model | dtype | threads | vision s | prefill s | embed s | first s | text emb/s | vision GFLOP/s | "
           "prefill GFLOP/s | peak RSS MiB | speed-up |\n"
           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
@@ -547,7 +598,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (TAKE("--synth", NULL)) {
             if (!(o.size = bench_synth_find(v))) {
                 free(compare);
-                return cli_usage_error("--synth must be qwen2vl-2b, qwen2vl-7b or tiny, not '%s'", v);
+                return cli_usage_error("--synth must be qwen2vl-2b, qwen2vl-7b, phi35v, tiny or tiny-phi3v, not '%s'", v);
             }
         } else if (TAKE("-m", "--model")) o.model_path = v;
         else if (TAKE("--preset", NULL)) o.preset = v, preset_given = 1;
@@ -572,6 +623,12 @@ int cmd_bench(int argc, char **argv) {
                 return cli_usage_error("--tokens must be an integer from 1 to 100000, not '%s'", v);
             }
             o.tokens = (int)n;
+        } else if (TAKE("--num-crops", NULL)) {
+            if (!cli_parse_long(v, 1, 4096, &n)) {
+                free(compare);
+                return cli_usage_error("--num-crops must be an integer from 1 to 4096, not '%s'", v);
+            }
+            o.num_crops = (int)n;
         } else if (TAKE("--runs", NULL)) {
             if (!cli_parse_long(v, 1, MAX_RUNS, &n)) {
                 free(compare);
@@ -620,8 +677,14 @@ int cmd_bench(int argc, char **argv) {
     if (o.size && strcmp(o.dtype, "f32") != 0 && strcmp(o.dtype, "f16") != 0 && strcmp(o.dtype, "bf16") != 0 &&
         strcmp(o.dtype, "q8") != 0)
         return cli_usage_error("--dtype must be f32, f16, bf16 or q8, not '%s'", o.dtype);
-    if (o.size && strcmp(o.preset, "abc") != 0 && strcmp(o.preset, "vlm2vec") != 0)
-        return cli_usage_error("--synth models have preset abc or vlm2vec, not '%s'", o.preset);
+    if (o.size && o.size->phi3) {
+        if (!preset_given) o.preset = "vlm2vec-phi3v";
+        if (strcmp(o.preset, "vlm2vec-phi3v") != 0)
+            return cli_usage_error("--synth %s has preset vlm2vec-phi3v, not '%s'", o.size->name, o.preset);
+    } else if (o.size && strcmp(o.preset, "abc") != 0 && strcmp(o.preset, "vlm2vec") != 0)
+        return cli_usage_error("--synth %s has preset abc or vlm2vec, not '%s'", o.size->name, o.preset);
+    if (o.size && !o.size->phi3 && o.num_crops)
+        return cli_usage_error("--num-crops goes with phi3_v models (--synth phi35v), not %s", o.size->name);
     if (o.model_path && (dtype_given || preset_given))
         return cli_usage_error("--dtype and --preset go with --synth (a model file has its own)");
     if (o.n_threads == 0) {
@@ -638,13 +701,7 @@ int cmd_bench(int argc, char **argv) {
         struct tm tm;
         gmtime_r(&now, &tm);
         strftime(ri.date, sizeof ri.date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        double la[1];
-        FILE *f = fopen("/proc/loadavg", "r");
-        ri.load_avg = -1;
-        if (f) {
-            if (fscanf(f, "%lf", &la[0]) == 1) ri.load_avg = la[0];
-            fclose(f);
-        }
+        ri.load_avg = load_average();
     }
     bench_synth_size file_dims;
     char file_dtype[16] = "?";
@@ -655,6 +712,8 @@ int cmd_bench(int argc, char **argv) {
     abc_model *model = NULL;
     abc_error e;
     abc_status st;
+    abc_model_params params = abc_model_default_params();
+    params.num_crops = o.num_crops;
     int max_threads = 1;
     for (int i = 0; i < o.n_threads; i++) max_threads = o.threads[i] > max_threads ? o.threads[i] : max_threads;
     if (o.size) {
@@ -666,11 +725,11 @@ int cmd_bench(int argc, char **argv) {
         snprintf(ri.model, sizeof ri.model, "%s synthetic", o.size->name);
         ri.model_bytes = (double)image_size;
         const double t1 = cli_now();
-        st = abc_model_load_from_memory(image, image_size, NULL, &model, &e);
+        st = abc_model_load_from_memory(image, image_size, &params, &model, &e);
         ri.load_s = cli_now() - t1;
     } else {
         const double t1 = cli_now();
-        st = abc_model_load(o.model_path, NULL, &model, &e);
+        st = abc_model_load(o.model_path, &params, &model, &e);
         ri.load_s = cli_now() - t1;
         const char *base = strrchr(o.model_path, '/');
         snprintf(ri.model, sizeof ri.model, "%s", base ? base + 1 : o.model_path);
@@ -688,6 +747,13 @@ int cmd_bench(int argc, char **argv) {
     if (st != ABC_OK) {
         free(image);
         return cli_report(st, "%s", e.message);
+    }
+    /* phi3_v: the crop budget in effect (the file's, or --num-crops) */
+    const char *hd = strstr(abc_model_description(model), "HD transform with ");
+    if (!hd || sscanf(hd, "HD transform with %d crops", &ri.num_crops) != 1) ri.num_crops = 0;
+    if (o.num_crops && !ri.num_crops) {
+        abc_model_free(model);
+        return cli_usage_error("--num-crops goes with phi3_v models; %s is not one", o.model_path);
     }
 
     int rc = CLI_EXIT_FAILED;
@@ -718,6 +784,7 @@ int cmd_bench(int argc, char **argv) {
         if (i == 0) ri.shape = shape;
         if (i == 0) fprintf(stderr, "abc bench: first result after %.2f s\n", cli_now() - t0);
     }
+    ri.load_avg_end = load_average();
     FILE *f = open_memstream(&out, &out_len);
     if (!f) {
         rc = cli_report(ABC_ERR_NOMEM, "out of memory");
@@ -880,7 +947,7 @@ static int cmd_compare(int n_files, char **files, int baseline, const char *svg_
         goto done;
     }
     fprintf(f, "| machine | model | dtype | image | threads | vision s | prefill s | embed s | text emb/s | "
-               "speed-up vs 1 thread | speed vs record %d |\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|\n",
+               "speed-up vs 1 thread | speed vs record %d | load |\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
             baseline);
     const record *base = &recs[baseline - 1];
     for (int i = 0; i < n_files; i++) {
@@ -899,9 +966,18 @@ static int cmd_compare(int n_files, char **files, int baseline, const char *svg_
             char image[32] = "none";
             if (w && h && w->type == JSON_NUMBER && h->type == JSON_NUMBER && w->number > 0)
                 snprintf(image, sizeof image, "%dx%d", (int)w->number, (int)h->number);
-            fprintf(f, "| %s | %s | %s | %s | %d | %.3f | %.3f | %.3f | %.2f | %s | %s |\n", recs[i].machine,
+            /* the load average at the start (and end, in newer records) of the run */
+            char load[32] = "?";
+            const json_value *la = jpath(recs[i].root, "run", "load_average"),
+                             *le = jpath(recs[i].root, "run", "load_average_end");
+            if (la && la->type == JSON_NUMBER && la->number >= 0) {
+                if (le && le->type == JSON_NUMBER && le->number >= 0)
+                    snprintf(load, sizeof load, "%.1f-%.1f", la->number, le->number);
+                else snprintf(load, sizeof load, "%.1f", la->number);
+            }
+            fprintf(f, "| %s | %s | %s | %s | %d | %.3f | %.3f | %.3f | %.2f | %s | %s | %s |\n", recs[i].machine,
                     recs[i].model, recs[i].dtype, image, threads, jnum(r, "vision_s"), jnum(r, "prefill_s"), s,
-                    jnum(r, "text_per_s"), speedup, ratio);
+                    jnum(r, "text_per_s"), speedup, ratio, load);
         }
     }
     if (fclose(f) != 0) {

@@ -69,6 +69,41 @@ else
     echo "SKIP bench record checks: python3 not installed"; skipped=$((skipped + 1))
 fi
 
+# ---- phi3_v (--synth tiny-phi3v): the HD crops, CLIP + projection timed as the vision side ----
+# 500x300 under 4 crops is a 2x2 grid: 5 views of 336x336 (576 patches each) and 2·12·(2·12+1) + 12·13 + 1
+# = 757 image tokens; one crop: 1x1, 2 views, 12·13 + 1 + 12·13 = 313 (hd_image_token_count)
+for crops in 4 1; do
+    if run_cli 0 "bench phi3v num_crops $crops" bench --synth tiny-phi3v --dtype q8 --threads 1 --runs 1 \
+        --image 500x300 --tokens 8 --num-crops "$crops" --json; then
+        cp "$TMP/out" "$TMP/phi3v-$crops.json"
+        if [ -n "$PY" ]; then
+            check "phi3v record, num_crops $crops" "$PY" - "$TMP/phi3v-$crops.json" "$crops" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1])); crops = int(sys.argv[2])
+run, x = r["run"], r["results"][0]
+views, tokens = {4: (5, 757), 1: (2, 313)}[crops]
+assert (run["model"], run["preset"], run["dtype"]) == ("tiny-phi3v synthetic", "vlm2vec-phi3v", "q8"), run
+assert (run["num_crops"], run["image_views"], run["image_patches"], run["image_tokens"]) == (crops, views, views * 576, tokens), run
+# <s> + the image tokens + <s> + the instruction's tokens (prompt "<|image_1|> {text}")
+assert run["sequence_tokens"] == tokens + 2 + run["text_tokens"], run
+assert 0 < x["vision_s"] and 0 < x["prefill_s"] and x["vision_s"] + x["prefill_s"] <= x["embed_s"], x
+assert x["vision_gflops"] > 0 and x["prefill_gflops"] > 0 and x["text_per_s"] > 0, x
+EOF
+        fi
+    fi
+done
+for dt in f32 bf16; do
+    run_cli 0 "bench phi3v $dt" bench --synth tiny-phi3v --dtype "$dt" --threads 2 --runs 1 --image 56x56 --num-crops 1 &&
+        ok "bench phi3v $dt runs"
+done
+PHI3=${ABC_TINY_PHI3_MODEL:-build/tiny-phi3v.abc}
+if [ ! -s "$PHI3" ]; then bad "prerequisite $PHI3 is missing (run 'make test')"
+elif run_cli 0 "bench -m phi3v" bench -m "$PHI3" --threads 1 --runs 1 --image 56x56 --num-crops 1 --json; then
+    check "bench -m phi3v: the file's preset, its crops, GFLOP/s counted" sh -c \
+        "grep -q '\"preset\": \"vlm2vec-phi3v\"' '$TMP/out' && grep -q '\"num_crops\": 1, \"image_views\": 2' '$TMP/out' &&
+         ! grep -q '\"vision_gflops\": 0.00' '$TMP/out'"
+fi
+
 # ---- a converted file (-m): its dtype and preset come from the file, FLOPs from its sizes ----
 TINY=${ABC_TINY_MODEL:-build/tiny-abc.abc}
 if [ ! -s "$TINY" ]; then bad "prerequisite $TINY is missing (run 'make test')"
@@ -96,7 +131,7 @@ if run_cli 0 "compare" bench --compare "$TMP/a.json" "$TMP/b.json" "$TMP/c.json"
     check "compare: one row per record and thread count" \
         sh -c "[ \$(grep -c '^| ' '$TMP/out') -eq 5 ] && [ \$(grep -c '^| test machine | tiny synthetic | q8 ' '$TMP/out') -eq 2 ]"
     # record a's own 1-thread row: speed-up 1.00x and 1.00x the baseline (itself)
-    check "compare: baseline row is 1.00x" grep -q '^| test machine | tiny synthetic | q8 | 112x84 | 1 | .* | 1.00x | 1.00x |$' "$TMP/out"
+    check "compare: baseline row is 1.00x" grep -q '^| test machine | tiny synthetic | q8 | 112x84 | 1 | .* | 1.00x | 1.00x | [0-9.]*-[0-9.]* |$' "$TMP/out"
     if [ -n "$PY" ]; then
         check "svg is well-formed with one bar per row" "$PY" - "$TMP/chart.svg" <<'EOF'
 import sys, xml.etree.ElementTree as ET
@@ -115,7 +150,11 @@ fi
 
 # ---- errors ----
 echo '{"not": "a record"}' > "$TMP/bad.json"
-expect_error 2 "unknown synth size" "qwen2vl-2b, qwen2vl-7b or tiny" bench --synth qwen9
+expect_error 2 "unknown synth size" "qwen2vl-2b, qwen2vl-7b, phi35v, tiny or tiny-phi3v" bench --synth qwen9
+expect_error 2 "phi3v preset" "has preset vlm2vec-phi3v" bench --synth tiny-phi3v --preset abc
+expect_error 2 "num-crops on qwen2vl" "--num-crops goes with phi3_v" bench --synth tiny --num-crops 4
+expect_error 2 "num-crops on a qwen2vl file" "--num-crops goes with phi3_v" bench -m "$TINY" --num-crops 4
+expect_error 2 "bad num-crops" "--num-crops must be" bench --synth tiny-phi3v --num-crops 0
 expect_error 2 "bad dtype" "--dtype must be" bench --synth tiny --dtype q4
 expect_error 2 "bad preset" "preset abc or vlm2vec" bench --synth tiny --preset phi
 expect_error 2 "no model" "one of --synth" bench --threads 1
