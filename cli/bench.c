@@ -848,22 +848,61 @@ static void svg_escape(FILE *f, const char *s) {
     }
 }
 
-/* A horizontal bar per (record, threads) row: embedding time, colour by dtype. */
+/* A record's run as a short text: "preset WxH" (+ crops), or "preset text only". */
+static void run_text(const record *r, char *out, size_t cap) {
+    const json_value *w = jpath(r->root, "run", "image_width"), *h = jpath(r->root, "run", "image_height"),
+                     *crops = jpath(r->root, "run", "num_crops");
+    const char *preset = jstr(r->root, "run", "preset", "?");
+    if (w && h && w->type == JSON_NUMBER && h->type == JSON_NUMBER && w->number > 0) {
+        if (crops && crops->type == JSON_NUMBER)
+            snprintf(out, cap, "%s %dx%d, num_crops %d", preset, (int)w->number, (int)h->number, (int)crops->number);
+        else snprintf(out, cap, "%s %dx%d", preset, (int)w->number, (int)h->number);
+    } else snprintf(out, cap, "%s text only", preset);
+}
+
+/* Characters of UTF-8 text (for the label column's width). */
+static int text_chars(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Whether records a and b timed the same work (model and run), so that their times compare. */
+static bool same_work(const record *a, const record *b) {
+    char ra[96], rb[96];
+    run_text(a, ra, sizeof ra);
+    run_text(b, rb, sizeof rb);
+    return strcmp(a->model, b->model) == 0 && strcmp(ra, rb) == 0;
+}
+
+/* A horizontal bar per (record, threads) row: embedding time, colour by dtype; the run (model, preset,
+ * image) joins the label when the records differ in it, and bars share a scale only with rows of the
+ * same work (a 112x112 run beside a 448x448 one would be a sliver); each bar ends with the run's load
+ * average. */
 static void write_svg(FILE *f, const record *recs, int n) {
     static const struct { const char *dtype, *colour; } colours[] = {
         {"q8", "#2b8cbe"}, {"f32", "#e6550d"}, {"f16", "#31a354"}, {"bf16", "#756bb1"}};
-    int rows = 0;
-    double max_s = 0;
+    int rows = 0, same_model = 1, same_run = 1, label_chars = 0;
+    char run0[96], run[96];
+    run_text(&recs[0], run0, sizeof run0);
     for (int i = 0; i < n; i++) {
         const json_value *res = json_get(recs[i].root, "results");
-        for (size_t k = 0; res && k < res->n_items; k++) {
-            rows++;
-            double s = jnum(&res->items[k], "embed_s");
-            if (s > max_s) max_s = s;
-        }
+        rows += res ? (int)res->n_items : 0;
+        run_text(&recs[i], run, sizeof run);
+        same_model &= strcmp(recs[i].model, recs[0].model) == 0;
+        same_run &= strcmp(run, run0) == 0;
     }
-    const int bar_h = 22, gap = 6, left = 380, width = 960, top = 56, plot_w = width - left - 90;
-    const int height = top + rows * (bar_h + gap) + 40;
+    for (int i = 0; i < n; i++) {
+        run_text(&recs[i], run, sizeof run);
+        int c = text_chars(recs[i].machine) + text_chars(" · q8 · 16t (text)");
+        if (!same_model) c += text_chars(recs[i].model) + 3;
+        if (!same_run) c += text_chars(run) + 3;
+        if (c > label_chars) label_chars = c;
+    }
+    /* about 7 px per character at 13 px sans-serif */
+    const int bar_h = 22, gap = 6, group_gap = 10, left = label_chars * 7 + 24, plot_w = 520, right = 200;
+    const int width = left + plot_w + right, top = 56;
+    const int height = top + rows * (bar_h + gap) + (n - 1) * group_gap + 44;
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
             "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"13\">\n"
@@ -881,14 +920,37 @@ static void write_svg(FILE *f, const record *recs, int n) {
                 lx, colours[c].colour, lx + 16, colours[c].dtype);
         lx += 70;
     }
-    int same_model = 1;
-    for (int i = 1; i < n; i++) same_model &= strcmp(recs[i].model, recs[0].model) == 0;
+    if (same_run || same_model) {
+        /* what every bar shares goes under the title once */
+        fputs("<text x=\"10\" y=\"43\" fill=\"#555555\">", f);
+        if (same_model) svg_escape(f, recs[0].model);
+        if (same_run) {
+            fputs(same_model ? ", " : "", f);
+            svg_escape(f, run0);
+        }
+        fputs("</text>\n", f);
+    }
     int y = top;
     for (int i = 0; i < n; i++) {
         const json_value *res = json_get(recs[i].root, "results");
         const char *colour = "#636363";
         for (size_t c = 0; c < sizeof colours / sizeof colours[0]; c++)
             if (strcmp(recs[i].dtype, colours[c].dtype) == 0) colour = colours[c].colour;
+        const json_value *la = jpath(recs[i].root, "run", "load_average"),
+                         *le = jpath(recs[i].root, "run", "load_average_end");
+        char load[48] = "";
+        if (la && la->type == JSON_NUMBER && la->number >= 0) {
+            if (le && le->type == JSON_NUMBER && le->number >= 0)
+                snprintf(load, sizeof load, "(load %.1f-%.1f)", la->number, le->number);
+            else snprintf(load, sizeof load, "(load %.1f)", la->number);
+        }
+        run_text(&recs[i], run, sizeof run);
+        double max_s = 0;
+        for (int j = 0; j < n; j++) {
+            const json_value *other = json_get(recs[j].root, "results");
+            for (size_t k = 0; other && same_work(&recs[i], &recs[j]) && k < other->n_items; k++)
+                if (jnum(&other->items[k], "embed_s") > max_s) max_s = jnum(&other->items[k], "embed_s");
+        }
         for (size_t k = 0; res && k < res->n_items; k++) {
             const double s = jnum(&res->items[k], "embed_s");
             const int w = max_s > 0 ? (int)(plot_w * s / max_s + 0.5) : 0;
@@ -898,16 +960,24 @@ static void write_svg(FILE *f, const record *recs, int n) {
                 fputs(" · ", f);
                 svg_escape(f, recs[i].model);
             }
+            if (!same_run) {
+                fputs(" · ", f);
+                svg_escape(f, run);
+            }
             fprintf(f, " · %s · %dt%s</text>\n", recs[i].dtype, (int)jnum(&res->items[k], "threads"),
                     jnum(&res->items[k], "vision_s") > 0 ? "" : " (text)");
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", left, y, w > 0 ? w : 1,
                     bar_h, colour);
-            fprintf(f, "<text x=\"%d\" y=\"%d\">%.2f s</text>\n", left + w + 6, y + bar_h - 6, s);
+            /* xml:space: else renderers drop the space before the tspan */
+            fprintf(f, "<text x=\"%d\" y=\"%d\" xml:space=\"preserve\">%.2f s <tspan fill=\"#555555\">%s</tspan></text>\n", left + w + 6,
+                    y + bar_h - 6, s, load);
             y += bar_h + gap;
         }
+        y += group_gap;
     }
-    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n</svg>\n", left, top - 4, left,
-            y);
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", left, top - 4, left, y - group_gap);
+    fprintf(f, "<text x=\"10\" y=\"%d\" fill=\"#555555\">load: the machine's load average at the start (-end) of the run%s</text>\n</svg>\n",
+            y - group_gap + 26, same_run && same_model ? "" : "; bars are to scale among rows of the same model and run");
 }
 
 static int cmd_compare(int n_files, char **files, int baseline, const char *svg_path) {
@@ -946,7 +1016,7 @@ static int cmd_compare(int n_files, char **files, int baseline, const char *svg_
         rc = cli_report(ABC_ERR_NOMEM, "out of memory");
         goto done;
     }
-    fprintf(f, "| machine | model | dtype | image | threads | vision s | prefill s | embed s | text emb/s | "
+    fprintf(f, "| machine | model | dtype | run | threads | vision s | prefill s | embed s | text emb/s | "
                "speed-up vs 1 thread | speed vs record %d | load |\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
             baseline);
     const record *base = &recs[baseline - 1];
@@ -957,15 +1027,14 @@ static int cmd_compare(int n_files, char **files, int baseline, const char *svg_
             const json_value *r = &res->items[k];
             const int threads = (int)jnum(r, "threads");
             const double s = jnum(r, "embed_s");
-            const json_value *b = row_for(base, threads);
-            if (!b) b = row_for(base, 1);
+            /* a ratio to the baseline only for the same work: another image size is another task */
+            const json_value *b = same_work(&recs[i], base) ? row_for(base, threads) : NULL;
+            if (!b && same_work(&recs[i], base)) b = row_for(base, 1);
             char speedup[32] = "–", ratio[32] = "–";
             if (one && s > 0) snprintf(speedup, sizeof speedup, "%.2fx", jnum(one, "embed_s") / s);
             if (b && s > 0) snprintf(ratio, sizeof ratio, "%.2fx", jnum(b, "embed_s") / s);
-            const json_value *w = jpath(recs[i].root, "run", "image_width"), *h = jpath(recs[i].root, "run", "image_height");
-            char image[32] = "none";
-            if (w && h && w->type == JSON_NUMBER && h->type == JSON_NUMBER && w->number > 0)
-                snprintf(image, sizeof image, "%dx%d", (int)w->number, (int)h->number);
+            char image[96];
+            run_text(&recs[i], image, sizeof image);
             /* the load average at the start (and end, in newer records) of the run */
             char load[32] = "?";
             const json_value *la = jpath(recs[i].root, "run", "load_average"),

@@ -131,17 +131,25 @@ if run_cli 0 "compare" bench --compare "$TMP/a.json" "$TMP/b.json" "$TMP/c.json"
     check "compare: one row per record and thread count" \
         sh -c "[ \$(grep -c '^| ' '$TMP/out') -eq 5 ] && [ \$(grep -c '^| test machine | tiny synthetic | q8 ' '$TMP/out') -eq 2 ]"
     # record a's own 1-thread row: speed-up 1.00x and 1.00x the baseline (itself)
-    check "compare: baseline row is 1.00x" grep -q '^| test machine | tiny synthetic | q8 | 112x84 | 1 | .* | 1.00x | 1.00x | [0-9.]*-[0-9.]* |$' "$TMP/out"
+    check "compare: baseline row is 1.00x" grep -q '^| test machine | tiny synthetic | q8 | abc 112x84 | 1 | .* | 1.00x | 1.00x | [0-9.]*-[0-9.]* |$' "$TMP/out"
+    # record b times other work (text only, vlm2vec): no ratio to the baseline
+    check "compare: no ratio across different work" grep -q '^| .* | tiny synthetic | f16 | vlm2vec text only | 1 | .* | 1.00x | – | [0-9.]*-[0-9.]* |$' "$TMP/out"
     if [ -n "$PY" ]; then
-        check "svg is well-formed with one bar per row" "$PY" - "$TMP/chart.svg" <<'EOF'
+        check "svg is well-formed with one bar per row" "$PY" - "$TMP/chart.svg" "$TMP/a.json" <<'EOF'
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 ns = "{http://www.w3.org/2000/svg}"
 assert root.tag == ns + "svg"
 rects = root.findall(ns + "rect")
 assert len(rects) == 1 + 2 + 4, len(rects)  # the background, the legend (q8, f16) and four bars
-texts = "".join(t.text or "" for t in root.findall(ns + "text"))
-assert "test machine" in texts and " s" in texts
+texts = " ".join("".join(t.itertext()) for t in root.findall(ns + "text"))
+assert "test machine" in texts and " s" in texts and "(load " in texts
+# bars share a scale within the same work only: a's two rows, then b and c alone (each its own longest)
+bars = [float(r.get("width")) for r in rects[3:]]
+import json
+a = [x["embed_s"] for x in json.load(open(sys.argv[2]))["results"]]
+assert max(bars[:2]) == 520 and bars[2] == 520 and bars[3] == 520, bars
+assert abs(min(bars[:2]) / 520 - min(a) / max(a)) < 0.01, (bars, a)
 EOF
     else
         echo "SKIP bench svg check: python3 not installed"; skipped=$((skipped + 1))
