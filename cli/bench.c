@@ -37,7 +37,7 @@ static void print_bench_usage(FILE *f) {
     fputs("usage: abc bench [--synth qwen2vl-2b|qwen2vl-7b|phi35v|tiny|tiny-phi3v | -m MODEL] [--preset abc|vlm2vec]\n"
           "                 [--dtype f32|f16|bf16|q8] [--threads 1,2,4] [--image WxH] [--tokens N] [--text-only]\n"
           "                 [--num-crops N] [--runs N] [--label TEXT] [--json|--md] [-o FILE]\n"
-          "       abc bench --compare A.json B.json ... [--baseline N] [--svg CHART.svg]\n"
+          "       abc bench --compare A.json B.json ... [--baseline N|B.json] [--svg CHART.svg]\n"
           "\n"
           "Times one embedding of a synthetic image (default 448x448) with an instruction of about --tokens\n"
           "tokens (default 16): vision tower, language-model prefill, whole embedding (best and median of\n"
@@ -53,7 +53,8 @@ static void print_bench_usage(FILE *f) {
           "--md (default) prints a Markdown table, --json one record (machine, build, run, results); -o FILE\n"
           "writes it to FILE (complete or not at all). --label names the machine in comparisons.\n"
           "--compare prints one table over records: rows machine x dtype x threads, speed-up over one thread\n"
-          "and speed relative to record --baseline (default 1); --svg also draws embedding time per row.\n"
+          "and speed relative to record --baseline (a number, default 1, or one of the files) for the same\n"
+          "work (model, preset, image); --svg also draws embedding time per row.\n"
           "ABC_KERNEL_PATH=avx2|scalar|... in the environment runs a slower kernel path this CPU supports.\n",
           f);
 }
@@ -578,13 +579,14 @@ static bool parse_threads(const char *v, bench_options *o) {
     return o->n_threads > 0;
 }
 
-static int cmd_compare(int n_files, char **files, int baseline, const char *svg_path);
+static int cmd_compare(int n_files, char **files, int baseline, const char *baseline_file, const char *svg_path);
 
 int cmd_bench(int argc, char **argv) {
     bench_options o = {.preset = "abc", .dtype = "q8", .width = 448, .height = 448, .tokens = 16, .runs = 3};
     const char *svg = NULL;
     char **compare = NULL;
     int n_compare = 0, baseline = 1, dtype_given = 0, preset_given = 0;
+    const char *baseline_file = NULL;
     cli_args c = {argc, argv, 1, false};
     /* an option missing its value is reported by cli_take, then matches nothing (c.bad ends the loop) */
 #define TAKE(name, alias) (cli_take(&c, name, alias, &v) && !c.bad)
@@ -636,11 +638,12 @@ int cmd_bench(int argc, char **argv) {
             }
             o.runs = (int)n;
         } else if (TAKE("--baseline", NULL)) {
-            if (!cli_parse_long(v, 1, 100000, &n)) {
+            /* a number, or one of the records by name (stays right when records are added to a folder) */
+            if (cli_parse_long(v, 1, 100000, &n)) baseline = (int)n, baseline_file = NULL;
+            else if (v[0] >= '0' && v[0] <= '9') {
                 free(compare);
-                return cli_usage_error("--baseline must be a record number from 1, not '%s'", v);
-            }
-            baseline = (int)n;
+                return cli_usage_error("--baseline must be a record number from 1 or a record's file, not '%s'", v);
+            } else baseline_file = v;
         } else if (strcmp(a, "--text-only") == 0) o.text_only = 1;
         else if (strcmp(a, "--json") == 0) o.json = 1;
         else if (strcmp(a, "--md") == 0) o.json = 0;
@@ -668,7 +671,7 @@ int cmd_bench(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     if (compare) {
-        int rc = cmd_compare(n_compare, compare, baseline, svg);
+        int rc = cmd_compare(n_compare, compare, baseline, baseline_file, svg);
         free(compare);
         return rc;
     }
@@ -980,7 +983,13 @@ static void write_svg(FILE *f, const record *recs, int n) {
             y - group_gap + 26, same_run && same_model ? "" : "; bars are to scale among rows of the same model and run");
 }
 
-static int cmd_compare(int n_files, char **files, int baseline, const char *svg_path) {
+static int cmd_compare(int n_files, char **files, int baseline, const char *baseline_file, const char *svg_path) {
+    if (baseline_file) {
+        baseline = 0;
+        for (int i = 0; i < n_files && !baseline; i++)
+            if (strcmp(files[i], baseline_file) == 0) baseline = i + 1;
+        if (!baseline) return cli_usage_error("--baseline %s is not one of the records compared", baseline_file);
+    }
     if (baseline > n_files) return cli_usage_error("--baseline %d: only %d records given", baseline, n_files);
     record *recs = calloc((size_t)n_files, sizeof *recs);
     int rc = CLI_EXIT_FAILED;

@@ -170,6 +170,10 @@ expect_error 2 "bad threads" "--threads must be" bench --synth tiny --threads 1,
 expect_error 2 "bad image" "--image must be" bench --synth tiny --image 10y10
 expect_error 2 "svg without compare" "--svg goes with --compare" bench --synth tiny --svg "$TMP/x.svg"
 expect_error 2 "baseline out of range" "only 1 records" bench --compare "$TMP/b.json" --baseline 2
+expect_error 2 "baseline not a record" "is not one of the records" bench --compare "$TMP/b.json" --baseline "$TMP/a.json"
+if run_cli 0 "compare, baseline by file" bench --compare "$TMP/a.json" "$TMP/c.json" --baseline "$TMP/c.json"; then
+    check "compare: --baseline FILE is that record" grep -q '^| .* | speed vs record 2 | load |$' "$TMP/out"
+fi
 expect_error 1 "compare a non-record" "not an abc bench record" bench --compare "$TMP/bad.json"
 expect_error 1 "compare a missing file" "" bench --compare "$TMP/missing.json"
 expect_error 1 "output into a missing folder" "" bench --synth tiny --threads 1 --runs 1 --image 56x56 -o "$TMP/no/dir/r.json"
