@@ -1020,15 +1020,31 @@ static int cmd_compare(int n_files, char **files, int baseline, const char *base
         recs[i].dtype = jstr(recs[i].root, "run", "dtype", "?");
         recs[i].model = jstr(recs[i].root, "run", "model", "?");
     }
+    /* rows of the same work together (in the order each work first appears), so that what compares
+     * stands together in the table and on one scale in the chart */
+    const json_value *base_root = recs[baseline - 1].root;
+    for (int i = 1; i < n_files; i++) {
+        int first = 0; /* the first record of i's work */
+        while (!same_work(&recs[first], &recs[i])) first++;
+        int at = i; /* after the last record of that work before i */
+        while (at > first + 1 && !same_work(&recs[at - 1], &recs[i])) at--;
+        if (first < i && at < i) {
+            record moved = recs[i];
+            memmove(&recs[at + 1], &recs[at], (size_t)(i - at) * sizeof *recs);
+            recs[at] = moved;
+        }
+    }
+    for (int i = 0; i < n_files; i++)
+        if (recs[i].root == base_root) baseline = i + 1;
     FILE *f = open_memstream(&out, &out_len);
     if (!f) {
         rc = cli_report(ABC_ERR_NOMEM, "out of memory");
         goto done;
     }
-    fprintf(f, "| machine | model | dtype | run | threads | vision s | prefill s | embed s | text emb/s | "
-               "speed-up vs 1 thread | speed vs record %d | load |\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
-            baseline);
     const record *base = &recs[baseline - 1];
+    fprintf(f, "| machine | model | dtype | run | threads | vision s | prefill s | embed s | text emb/s | "
+               "speed-up vs 1 thread | speed vs %s | load |\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            base->machine);
     for (int i = 0; i < n_files; i++) {
         const json_value *res = json_get(recs[i].root, "results");
         const json_value *one = row_for(&recs[i], 1);

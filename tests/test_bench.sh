@@ -172,7 +172,11 @@ expect_error 2 "svg without compare" "--svg goes with --compare" bench --synth t
 expect_error 2 "baseline out of range" "only 1 records" bench --compare "$TMP/b.json" --baseline 2
 expect_error 2 "baseline not a record" "is not one of the records" bench --compare "$TMP/b.json" --baseline "$TMP/a.json"
 if run_cli 0 "compare, baseline by file" bench --compare "$TMP/a.json" "$TMP/c.json" --baseline "$TMP/c.json"; then
-    check "compare: --baseline FILE is that record" grep -q '^| .* | speed vs record 2 | load |$' "$TMP/out"
+    check "compare: --baseline FILE is that record" grep -q '^| .* | speed vs .*(scalar) | load |$' "$TMP/out"
+fi
+# the same work stands together: a, c, a is shown a, a, c (c, the scalar record, last)
+if run_cli 0 "compare, grouped by work" bench --compare "$TMP/a.json" "$TMP/c.json" "$TMP/a.json"; then
+    check "compare: rows of the same work together" sh -c "tail -n 1 '$TMP/out' | grep -q '(scalar) | tiny synthetic | q8 | abc 56x56 | 1 |'"
 fi
 expect_error 1 "compare a non-record" "not an abc bench record" bench --compare "$TMP/bad.json"
 expect_error 1 "compare a missing file" "" bench --compare "$TMP/missing.json"
