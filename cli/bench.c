@@ -905,7 +905,10 @@ static void write_svg(FILE *f, const record *recs, int n) {
     /* about 7 px per character at 13 px sans-serif */
     const int bar_h = 22, gap = 6, group_gap = 10, left = label_chars * 7 + 24, plot_w = 520, right = 200;
     const int width = left + plot_w + right, top = 56;
-    const int height = top + rows * (bar_h + gap) + (n - 1) * group_gap + 44;
+    int works = 1; /* a rule and more space between rows of different work */
+    for (int i = 1; i < n; i++) works += !same_work(&recs[i - 1], &recs[i]);
+    const int work_gap = 16;
+    const int height = top + rows * (bar_h + gap) + (n - 1) * group_gap + (works - 1) * work_gap + 44;
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
             "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"13\">\n"
@@ -937,6 +940,11 @@ static void write_svg(FILE *f, const record *recs, int n) {
     for (int i = 0; i < n; i++) {
         const json_value *res = json_get(recs[i].root, "results");
         const char *colour = "#636363";
+        if (i > 0 && !same_work(&recs[i - 1], &recs[i])) {
+            fprintf(f, "<line x1=\"10\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#bbbbbb\"/>\n", y - group_gap / 2 + work_gap / 2,
+                    width - 10, y - group_gap / 2 + work_gap / 2);
+            y += work_gap;
+        }
         for (size_t c = 0; c < sizeof colours / sizeof colours[0]; c++)
             if (strcmp(recs[i].dtype, colours[c].dtype) == 0) colour = colours[c].colour;
         const json_value *la = jpath(recs[i].root, "run", "load_average"),
