@@ -571,8 +571,10 @@ static bool parse_threads(const char *v, bench_options *o) {
         char *end;
         long t = strtol(p, &end, 10);
         if (end == p || t < 1 || t > 1024 || o->n_threads == MAX_THREAD_COUNTS) return false;
+        for (int i = 0; i < o->n_threads; i++)
+            if (o->threads[i] == t) return false; /* a repeated count would only repeat a row */
         o->threads[o->n_threads++] = (int)t;
-        if (*end == ',') end++;
+        if (*end == ',' && end[1]) end++;
         else if (*end) return false;
         p = end;
     }
@@ -611,7 +613,7 @@ int cmd_bench(int argc, char **argv) {
         else if (TAKE("--threads", "-t")) {
             if (!parse_threads(v, &o)) {
                 free(compare);
-                return cli_usage_error("--threads must be a list like 1,2,4 (1..1024, at most %d), not '%s'",
+                return cli_usage_error("--threads must be a list like 1,2,4 (1..1024, distinct, at most %d), not '%s'",
                                        MAX_THREAD_COUNTS, v);
             }
         } else if (TAKE("--image", NULL)) {

@@ -167,6 +167,9 @@ expect_error 2 "bad dtype" "--dtype must be" bench --synth tiny --dtype q4
 expect_error 2 "bad preset" "preset abc or vlm2vec" bench --synth tiny --preset phi
 expect_error 2 "no model" "one of --synth" bench --threads 1
 expect_error 2 "bad threads" "--threads must be" bench --synth tiny --threads 1,,2
+expect_error 2 "threads trailing comma" "--threads must be" bench --synth tiny --threads 1,
+expect_error 2 "threads repeated" "--threads must be" bench --synth tiny --threads 2,2
+expect_error 2 "threads zero" "--threads must be" bench --synth tiny --threads 0
 expect_error 2 "bad image" "--image must be" bench --synth tiny --image 10y10
 expect_error 2 "svg without compare" "--svg goes with --compare" bench --synth tiny --svg "$TMP/x.svg"
 expect_error 2 "baseline out of range" "only 1 records" bench --compare "$TMP/b.json" --baseline 2
