@@ -212,9 +212,37 @@ static void add_linear(tensor_list *l, const char *prefix, int64_t out, int64_t 
     }
 }
 
+/* The decoder (Qwen2 with q/k/v biases, Phi-3 without, both in abc-convert's separate q/k/v form). */
+static void add_decoder_tensors(tensor_list *l, const bench_synth_size *s, int qkv_bias) {
+    char p[80];
+    const int64_t H = s->hidden, q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    add_tensor(l, "model.embed_tokens.weight", s->vocab, H);
+    add_tensor(l, "model.norm.weight", H, 0);
+    for (int64_t i = 0; i < s->layers; i++) {
+        snprintf(p, sizeof p, "model.layers.%lld.input_layernorm.weight", (long long)i);
+        add_tensor(l, p, H, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.post_attention_layernorm.weight", (long long)i);
+        add_tensor(l, p, H, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.self_attn.q_proj", (long long)i);
+        add_linear(l, p, q, H, qkv_bias);
+        snprintf(p, sizeof p, "model.layers.%lld.self_attn.k_proj", (long long)i);
+        add_linear(l, p, kv, H, qkv_bias);
+        snprintf(p, sizeof p, "model.layers.%lld.self_attn.v_proj", (long long)i);
+        add_linear(l, p, kv, H, qkv_bias);
+        snprintf(p, sizeof p, "model.layers.%lld.self_attn.o_proj", (long long)i);
+        add_linear(l, p, H, q, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.mlp.gate_proj", (long long)i);
+        add_linear(l, p, s->intermediate, H, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.mlp.up_proj", (long long)i);
+        add_linear(l, p, s->intermediate, H, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.mlp.down_proj", (long long)i);
+        add_linear(l, p, H, s->intermediate, 0);
+    }
+}
+
 static void add_model_tensors(tensor_list *l, const bench_synth_size *s, int abc_preset) {
     char p[80]; /* the longest name is 50 characters */
-    const int64_t E = s->v_embed, H = s->hidden, q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    const int64_t E = s->v_embed, H = s->hidden;
     add_tensor(l, "visual.patch_embed.proj.weight", E, 3 * 2 * 14 * 14);
     for (int64_t i = 0; i < s->v_depth; i++) {
         const char *parts[] = {"norm1", "norm2"};
@@ -237,28 +265,7 @@ static void add_model_tensors(tensor_list *l, const bench_synth_size *s, int abc
     add_tensor(l, "visual.merger.ln_q.bias", E, 0);
     add_linear(l, "visual.merger.mlp.0", 4 * E, 4 * E, 1);
     add_linear(l, "visual.merger.mlp.2", H, 4 * E, 1);
-    add_tensor(l, "model.embed_tokens.weight", s->vocab, H);
-    add_tensor(l, "model.norm.weight", H, 0);
-    for (int64_t i = 0; i < s->layers; i++) {
-        snprintf(p, sizeof p, "model.layers.%lld.input_layernorm.weight", (long long)i);
-        add_tensor(l, p, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.post_attention_layernorm.weight", (long long)i);
-        add_tensor(l, p, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.q_proj", (long long)i);
-        add_linear(l, p, q, H, 1);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.k_proj", (long long)i);
-        add_linear(l, p, kv, H, 1);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.v_proj", (long long)i);
-        add_linear(l, p, kv, H, 1);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.o_proj", (long long)i);
-        add_linear(l, p, H, q, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.gate_proj", (long long)i);
-        add_linear(l, p, s->intermediate, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.up_proj", (long long)i);
-        add_linear(l, p, s->intermediate, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.down_proj", (long long)i);
-        add_linear(l, p, H, s->intermediate, 0);
-    }
+    add_decoder_tensors(l, s, 1);
     if (abc_preset) {
         add_linear(l, "mlp_head.linear_layer1", s->head_hidden, H, 1);
         add_linear(l, "mlp_head.linear_layer2", H, s->head_hidden, 1);
@@ -269,8 +276,7 @@ static void add_model_tensors(tensor_list *l, const bench_synth_size *s, int abc
  * then a Phi-3 decoder (separate q/k/v, no biases). */
 static void add_phi3_tensors(tensor_list *l, const bench_synth_size *s) {
     char p[80];
-    const int64_t C = s->v_embed, H = s->hidden, grid = s->v_image / s->v_patch, q = s->heads * s->head_dim,
-                  kv = s->kv_heads * s->head_dim;
+    const int64_t C = s->v_embed, H = s->hidden, grid = s->v_image / s->v_patch;
     add_tensor(l, "clip.embeddings.class_embedding", C, 0);
     add_tensor(l, "clip.embeddings.patch_embedding.weight", C, 3 * s->v_patch * s->v_patch);
     add_tensor(l, "clip.embeddings.position_embedding.weight", grid * grid + 1, C);
@@ -300,29 +306,7 @@ static void add_phi3_tensors(tensor_list *l, const bench_synth_size *s) {
     if (t) t->scale = sqrt(3.0) / sqrt(4.0 * (double)C);
     add_linear(l, "hd.img_projection.0", H, 4 * C, 1);
     add_linear(l, "hd.img_projection.2", H, H, 1);
-    add_tensor(l, "model.embed_tokens.weight", s->vocab, H);
-    add_tensor(l, "model.norm.weight", H, 0);
-    for (int64_t i = 0; i < s->layers; i++) {
-        static const char *const norms[] = {"input_layernorm.weight", "post_attention_layernorm.weight"};
-        for (int k = 0; k < 2; k++) {
-            snprintf(p, sizeof p, "model.layers.%lld.%s", (long long)i, norms[k]);
-            add_tensor(l, p, H, 0);
-        }
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.q_proj", (long long)i);
-        add_linear(l, p, q, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.k_proj", (long long)i);
-        add_linear(l, p, kv, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.v_proj", (long long)i);
-        add_linear(l, p, kv, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.o_proj", (long long)i);
-        add_linear(l, p, H, q, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.gate_proj", (long long)i);
-        add_linear(l, p, s->intermediate, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.up_proj", (long long)i);
-        add_linear(l, p, s->intermediate, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.down_proj", (long long)i);
-        add_linear(l, p, H, s->intermediate, 0);
-    }
+    add_decoder_tensors(l, s, 0);
 }
 
 /* ---- the synthetic tokenizer ---- */
@@ -477,16 +461,13 @@ static uint64_t dtype_bytes(uint32_t dtype) {
     return dtype == ABC_FILE_F16 || dtype == ABC_FILE_BF16 ? 2 : dtype == ABC_FILE_U8 ? 1 : 4;
 }
 
-static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_preset, const char *dtype,
-                         const synth_tokenizer *tok) {
-#define QWEN_SYSTEM "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-#define QWEN_ASSISTANT "<|im_end|>\n<|im_start|>assistant\n"
-#define QWEN_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
-    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, stdev[3] = {0.26862954, 0.26130258, 0.27577711};
+/* The keys both architectures write alike: general.*, the decoder's sizes. */
+static void add_general_meta(bytes *m, int *n, const bench_synth_size *s, const char *architecture, const char *preset,
+                             const char *dtype, double rms_eps, double rope_theta) {
     char source[64];
     snprintf(source, sizeof source, "abc bench --synth %s", s->name);
-    meta_str(m, n, "general.architecture", "qwen2_vl");
-    meta_str(m, n, "general.preset", abc_preset ? "abc" : "vlm2vec");
+    meta_str(m, n, "general.architecture", architecture);
+    meta_str(m, n, "general.preset", preset);
     meta_str(m, n, "general.dtype", dtype);
     meta_str(m, n, "general.source", source);
     meta_i64(m, n, "text.hidden_size", s->hidden);
@@ -496,8 +477,27 @@ static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_pr
     meta_i64(m, n, "text.num_kv_heads", s->kv_heads);
     meta_i64(m, n, "text.head_dim", s->head_dim);
     meta_i64(m, n, "text.vocab_size", s->vocab);
-    meta_f64(m, n, "text.rms_norm_eps", 1e-6);
-    meta_f64(m, n, "text.rope_theta", 1000000.0);
+    meta_f64(m, n, "text.rms_norm_eps", rms_eps);
+    meta_f64(m, n, "text.rope_theta", rope_theta);
+}
+
+/* ... and the CLIP normalisation, no query adapter, the synthetic byte-level tokenizer. */
+static void add_tail_meta(bytes *m, int *n) {
+    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, stdev[3] = {0.26862954, 0.26130258, 0.27577711};
+    meta_f64s(m, n, "image.mean", mean, 3);
+    meta_f64s(m, n, "image.std", stdev, 3);
+    meta_i64(m, n, "query_adapter.rank", 0);
+    meta_str(m, n, "tokenizer.model", "bpe_byte_level");
+    meta_str(m, n, "tokenizer.normalizer", "none");
+    meta_str(m, n, "tokenizer.pretokenizer", "qwen2");
+}
+
+static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_preset, const char *dtype,
+                         const synth_tokenizer *tok) {
+#define QWEN_SYSTEM "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+#define QWEN_ASSISTANT "<|im_end|>\n<|im_start|>assistant\n"
+#define QWEN_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
+    add_general_meta(m, n, s, "qwen2_vl", abc_preset ? "abc" : "vlm2vec", dtype, 1e-6, 1000000.0);
     meta_i64s(m, n, "text.mrope_section", s->mrope, 3);
     meta_i64(m, n, "vision.depth", s->v_depth);
     meta_i64(m, n, "vision.embed_dim", s->v_embed);
@@ -536,12 +536,7 @@ static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_pr
     }
     meta_str(m, n, "prompt.image_placeholder", "<|image_pad|>");
     meta_i64(m, n, "image.factor", 28);
-    meta_f64s(m, n, "image.mean", mean, 3);
-    meta_f64s(m, n, "image.std", stdev, 3);
-    meta_i64(m, n, "query_adapter.rank", 0);
-    meta_str(m, n, "tokenizer.model", "bpe_byte_level");
-    meta_str(m, n, "tokenizer.normalizer", "none");
-    meta_str(m, n, "tokenizer.pretokenizer", "qwen2");
+    add_tail_meta(m, n);
 #undef QWEN_SYSTEM
 #undef QWEN_ASSISTANT
 #undef QWEN_IMAGE
@@ -552,23 +547,8 @@ static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_pr
  * SentencePiece vocabulary (<s> is id 1, as in Phi-3's); the processor splits the prompt on
  * <|image_1|> before tokenizing, so the vocabulary needs no image token. */
 static void add_phi3_metadata(bytes *m, int *n, const bench_synth_size *s, const char *dtype) {
-    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, stdev[3] = {0.26862954, 0.26130258, 0.27577711};
     const int64_t grid = s->v_image / s->v_patch;
-    char source[64];
-    snprintf(source, sizeof source, "abc bench --synth %s", s->name);
-    meta_str(m, n, "general.architecture", "phi3_v");
-    meta_str(m, n, "general.preset", "vlm2vec-phi3v");
-    meta_str(m, n, "general.dtype", dtype);
-    meta_str(m, n, "general.source", source);
-    meta_i64(m, n, "text.hidden_size", s->hidden);
-    meta_i64(m, n, "text.intermediate_size", s->intermediate);
-    meta_i64(m, n, "text.num_layers", s->layers);
-    meta_i64(m, n, "text.num_heads", s->heads);
-    meta_i64(m, n, "text.num_kv_heads", s->kv_heads);
-    meta_i64(m, n, "text.head_dim", s->head_dim);
-    meta_i64(m, n, "text.vocab_size", s->vocab);
-    meta_f64(m, n, "text.rms_norm_eps", 1e-5);
-    meta_f64(m, n, "text.rope_theta", 10000.0);
+    add_general_meta(m, n, s, "phi3_v", "vlm2vec-phi3v", dtype, 1e-5, 10000.0);
     meta_i64(m, n, "clip.hidden_size", s->v_embed);
     meta_i64(m, n, "clip.intermediate_size", s->v_mlp);
     meta_i64(m, n, "clip.num_heads", s->v_heads);
@@ -578,8 +558,6 @@ static void add_phi3_metadata(bytes *m, int *n, const bench_synth_size *s, const
     meta_f64(m, n, "clip.layer_norm_eps", 1e-5);
     meta_i64(m, n, "hd.num_crops", 4); /* VLM2Vec's setting; --num-crops overrides it */
     meta_i64(m, n, "hd.num_img_tokens", (grid / 2) * (grid / 2));
-    meta_f64s(m, n, "image.mean", mean, 3);
-    meta_f64s(m, n, "image.std", stdev, 3);
     meta_i64(m, n, "tokens.bos", 1);
     meta_str(m, n, "prompt.image_placeholder", "<|image_1|>");
     meta_str(m, n, "prompt.image_text", "<|image_1|> {text}");
@@ -590,10 +568,7 @@ static void add_phi3_metadata(bytes *m, int *n, const bench_synth_size *s, const
     meta_str(m, n, "model.head", "none");
     meta_i64(m, n, "model.normalize", 1);
     meta_i64(m, n, "model.embedding_dim", s->hidden);
-    meta_i64(m, n, "query_adapter.rank", 0);
-    meta_str(m, n, "tokenizer.model", "bpe_byte_level");
-    meta_str(m, n, "tokenizer.normalizer", "none");
-    meta_str(m, n, "tokenizer.pretokenizer", "qwen2");
+    add_tail_meta(m, n);
 }
 
 int bench_synth_build(const bench_synth_size *s, const char *preset, const char *dtype, int threads, void **data,
