@@ -34,10 +34,10 @@
 #define MAX_RUNS 1000
 
 static void print_bench_usage(FILE *f) {
-    fputs("usage: abc bench [--synth qwen2vl-2b|qwen2vl-7b|tiny | -m MODEL] [--preset abc|vlm2vec]\n"
+    fputs("usage: abc bench [--synth qwen2vl-2b|qwen2vl-7b|phi35v|tiny|tiny-phi3v | -m MODEL] [--preset abc|vlm2vec]\n"
           "                 [--dtype f32|f16|bf16|q8] [--threads 1,2,4] [--image WxH] [--tokens N] [--text-only]\n"
-          "                 [--runs N] [--label TEXT] [--json|--md] [-o FILE]\n"
-          "       abc bench --compare A.json B.json ... [--baseline N] [--svg CHART.svg]\n"
+          "                 [--num-crops N] [--runs N] [--label TEXT] [--json|--md] [-o FILE]\n"
+          "       abc bench --compare A.json B.json ... [--baseline N|B.json] [--svg CHART.svg]\n"
           "\n"
           "Times one embedding of a synthetic image (default 448x448) with an instruction of about --tokens\n"
           "tokens (default 16): vision tower, language-model prefill, whole embedding (best and median of\n"
@@ -46,13 +46,15 @@ static void print_bench_usage(FILE *f) {
           "\n"
           "--synth builds the model in memory, in --dtype (default q8), from a fixed rule (deterministic,\n"
           "not trained weights; a synthetic byte-level vocabulary): no download, no file on disk. Preset abc\n"
-          "(default) or vlm2vec. The sizes are Qwen2-VL-2B's and -7B's; tiny is for tests.\n"
+          "(default) or vlm2vec. The sizes are Qwen2-VL-2B's and -7B's, and Phi-3.5-V's (phi35v, preset\n"
+          "vlm2vec-phi3v, HD crops of 336x336: --num-crops N, default 4); tiny and tiny-phi3v are for tests.\n"
           "-m MODEL times a converted .abc file instead.\n"
           "\n"
           "--md (default) prints a Markdown table, --json one record (machine, build, run, results); -o FILE\n"
           "writes it to FILE (complete or not at all). --label names the machine in comparisons.\n"
           "--compare prints one table over records: rows machine x dtype x threads, speed-up over one thread\n"
-          "and speed relative to record --baseline (default 1); --svg also draws embedding time per row.\n"
+          "and speed relative to record --baseline (a number, default 1, or one of the files) for the same\n"
+          "work (model, preset, image); --svg also draws embedding time per row.\n"
           "ABC_KERNEL_PATH=avx2|scalar|... in the environment runs a slower kernel path this CPU supports.\n",
           f);
 }
@@ -146,6 +148,7 @@ static void machine_detect(machine_info *m) {
 typedef struct {
     double start, last, vision, prefill;
     int64_t seq_len, patches, image_tokens;
+    int64_t views, view_px; /* phi3_v: pixel_values [views][3][view_px][view_px] (global view + crops) */
 } stage_clock;
 
 static int on_stage(void *user, const char *name, abc_array_dtype dtype, int ndim, const int64_t *shape,
@@ -154,11 +157,18 @@ static int on_stage(void *user, const char *name, abc_array_dtype dtype, int ndi
     (void)data;
     stage_clock *c = user;
     const double t = cli_now();
-    if (strcmp(name, ABC_STAGE_VISION_EMBEDS) == 0) c->vision += t - c->last;
+    /* the vision side ends with vision_embeds (qwen2_vl) or, for phi3_v, is CLIP (clip_patch_features)
+     * then the HD layout and projection (image_features) */
+    const bool vision_end = strcmp(name, ABC_STAGE_VISION_EMBEDS) == 0 || strcmp(name, ABC_STAGE_IMAGE_FEATURES) == 0;
+    if (vision_end || strcmp(name, ABC_STAGE_CLIP_FEATURES) == 0) c->vision += t - c->last;
     else if (strcmp(name, ABC_STAGE_LAST_HIDDEN) == 0) c->prefill += t - c->last;
     if (ndim >= 1 && strcmp(name, ABC_STAGE_INPUT_IDS) == 0) c->seq_len = shape[0];
-    if (ndim >= 1 && strcmp(name, ABC_STAGE_PIXEL_VALUES) == 0) c->patches = shape[0];
-    if (ndim >= 1 && strcmp(name, ABC_STAGE_VISION_EMBEDS) == 0) c->image_tokens = shape[0];
+    if (ndim == 2 && strcmp(name, ABC_STAGE_PIXEL_VALUES) == 0) c->patches = shape[0];
+    if (ndim == 4 && strcmp(name, ABC_STAGE_PIXEL_VALUES) == 0) {
+        c->views = shape[0];
+        c->view_px = shape[2];
+    }
+    if (ndim >= 1 && vision_end) c->image_tokens = shape[0];
     c->last = t;
     return 0;
 }
@@ -210,12 +220,22 @@ typedef struct {
     const bench_synth_size *dims; /* the sizes that count FLOPs: size, or read from a qwen2_vl file (else NULL) */
     const char *model_path, *preset, *dtype, *label, *out_path;
     int threads[MAX_THREAD_COUNTS], n_threads;
-    int width, height, tokens, runs, text_only, json;
+    int width, height, tokens, runs, text_only, json, num_crops;
 } bench_options;
 
-/* FLOPs (2 per multiply-add) of the linear layers and attention, from the model's sizes. */
-static double vision_flops(const bench_synth_size *s, int64_t patches) {
-    if (!s || patches <= 0) return 0;
+/* FLOPs (2 per multiply-add) of the linear layers and attention, from the model's sizes. phi3_v:
+ * CLIP over each view's patches + class token, then the projection of the HD layout's image tokens. */
+static double vision_flops(const bench_synth_size *s, const stage_clock *c) {
+    if (!s) return 0;
+    if (s->phi3) {
+        if (c->views <= 0 || s->v_patch <= 0) return 0;
+        const double g = (double)(s->v_image / s->v_patch), T = g * g + 1, C = (double)s->v_embed,
+                     I = (double)s->v_mlp, H = (double)s->hidden, pd = 3.0 * (double)(s->v_patch * s->v_patch);
+        const double per_view = g * g * pd * C + (double)s->v_depth * (T * (4 * C * C + 2 * C * I) + 2 * T * T * C);
+        return 2 * ((double)c->views * per_view + (double)c->image_tokens * (4 * C * H + H * H));
+    }
+    const int64_t patches = c->patches;
+    if (patches <= 0) return 0;
     const double P = (double)patches, E = (double)s->v_embed, M = (double)s->v_mlp, H = (double)s->hidden;
     const double per_patch = 4 * E * E + 2 * E * M;
     return 2 * (P * 1176 * E + (double)s->v_depth * (P * per_patch + 2 * P * P * E) + P / 4 * (16 * E * E + 4 * E * H));
@@ -228,8 +248,8 @@ static double prefill_flops(const bench_synth_size *s, int64_t len) {
     return 2 * (double)s->layers * (L * (2 * H * q + 2 * H * kv + 3 * H * I) + 2 * L * L * q);
 }
 
-/* The sizes of a qwen2_vl model from abc_model_description (NULL for other architectures); its
- * weights' dtype into `dtype`. */
+/* The sizes of a qwen2_vl or phi3_v model from abc_model_description (NULL for other architectures);
+ * its weights' dtype into `dtype`. */
 static const bench_synth_size *dims_from_description(const char *d, bench_synth_size *s, char *dtype, size_t cap) {
     const char *w = strstr(d, "weights ");
     if (w) {
@@ -237,10 +257,19 @@ static const bench_synth_size *dims_from_description(const char *d, bench_synth_
         snprintf(dtype, cap, "%.*s", (int)strcspn(w, " \n,;"), w);
     }
     memset(s, 0, sizeof *s);
-    int depth, embed, vheads, mlp, layers, hidden, heads, kv, head_dim, inter;
+    int depth, embed, vheads, mlp, layers, hidden, heads, kv, head_dim, inter, patch = 0, image = 0;
     const char *v = strstr(d, "vision: "), *l = strstr(d, "language: ");
-    if (strncmp(d, "architecture: qwen2_vl", 22) != 0 || !v || !l) return NULL;
-    if (sscanf(v, "vision: %d blocks, width %d, %d heads, mlp %d", &depth, &embed, &vheads, &mlp) != 4) return NULL;
+    if (!v || !l) return NULL;
+    if (strncmp(d, "architecture: phi3_v", 20) == 0) {
+        if (sscanf(v, "vision: CLIP, %d layers run, width %d, %d heads, mlp %d, patch %d, image %d", &depth, &embed,
+                   &vheads, &mlp, &patch, &image) != 6 || patch < 1)
+            return NULL;
+        s->phi3 = 1;
+        s->v_patch = patch;
+        s->v_image = image;
+    } else if (strncmp(d, "architecture: qwen2_vl", 22) != 0 ||
+               sscanf(v, "vision: %d blocks, width %d, %d heads, mlp %d", &depth, &embed, &vheads, &mlp) != 4)
+        return NULL;
     if (sscanf(l, "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d", &layers, &hidden,
                &heads, &kv, &head_dim, &inter) != 6)
         return NULL;
@@ -347,6 +376,8 @@ static int run_threads(const bench_options *o, const abc_model *model, int threa
             if (r < 0) {
                 row->first_s = t;
                 *shape = clock;
+                if (shape->views > 0 && o->dims && o->dims->v_patch > 0) /* phi3_v: CLIP patches of every view */
+                    shape->patches = shape->views * (shape->view_px / o->dims->v_patch) * (shape->view_px / o->dims->v_patch);
                 continue;
             }
             vis[r] = clock.vision;
@@ -359,7 +390,7 @@ static int run_threads(const bench_options *o, const abc_model *model, int threa
         row->prefill_s = pre[0];
         row->embed_median_s = median(tot, o->runs);
         row->embed_s = tot[0];
-        row->vision_gflops = row->vision_s > 0 ? vision_flops(o->dims, shape->patches) / row->vision_s * 1e-9 : 0;
+        row->vision_gflops = row->vision_s > 0 ? vision_flops(o->dims, shape) / row->vision_s * 1e-9 : 0;
         row->prefill_gflops = row->prefill_s > 0 ? prefill_flops(o->dims, shape->seq_len) / row->prefill_s * 1e-9 : 0;
     }
     /* text only: warm-up, then --runs embeddings (at least 3: they are short) */
@@ -399,14 +430,26 @@ done:
     return rc;
 }
 
+/* The 1-minute load average (-1 where /proc/loadavg is missing): on a shared machine the times mean
+ * little without it. */
+static double load_average(void) {
+    double la = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &la) != 1) la = -1;
+        fclose(f);
+    }
+    return la;
+}
+
 /* ---- output ---- */
 
 static void json_str(FILE *f, const char *s) { cli_json_string(f, s, strlen(s)); }
 
 typedef struct {
     machine_info m;
-    double build_s, load_s, model_bytes, load_avg;
-    int text_tokens;
+    double build_s, load_s, model_bytes, load_avg, load_avg_end;
+    int text_tokens, num_crops;
     stage_clock shape;
     char date[32], model[96];
 } run_info;
@@ -443,10 +486,13 @@ static void write_json(FILE *f, const bench_options *o, const run_info *ri, cons
     fprintf(f,
             ", \"image\": \"%s\", \"image_width\": %d, \"image_height\": %d, \"image_patches\": %lld, "
             "\"image_tokens\": %lld, \"sequence_tokens\": %lld, \"text_tokens\": %d, \"runs\": %d, \"date\": \"%s\", "
-            "\"load_average\": %.2f},\n",
+            "\"load_average\": %.2f, \"load_average_end\": %.2f",
             o->text_only ? "none" : "synthetic", o->text_only ? 0 : o->width, o->text_only ? 0 : o->height,
             (long long)ri->shape.patches, (long long)ri->shape.image_tokens, (long long)ri->shape.seq_len,
-            ri->text_tokens, o->runs, ri->date, ri->load_avg);
+            ri->text_tokens, o->runs, ri->date, ri->load_avg, ri->load_avg_end);
+    if (ri->num_crops) /* phi3_v: the crop budget and the views it gave (global + crops) */
+        fprintf(f, ", \"num_crops\": %d, \"image_views\": %lld", ri->num_crops, (long long)ri->shape.views);
+    fputs("},\n", f);
     fprintf(f, "  \"setup\": {\"build_s\": %.3f, \"load_s\": %.3f, \"model_bytes\": %.0f},\n  \"results\": [\n",
             ri->build_s, ri->load_s, ri->model_bytes);
     for (int i = 0; i < n; i++) {
@@ -469,10 +515,16 @@ static void write_md(FILE *f, const bench_options *o, const run_info *ri, const 
     fprintf(f, "model %s (%.2f GB), preset %s, built in %.2f s, loaded in %.3f s; ", ri->model, ri->model_bytes / 1e9,
             o->preset, ri->build_s, ri->load_s);
     if (o->text_only) fprintf(f, "text only, %lld tokens", (long long)ri->shape.seq_len);
+    else if (ri->num_crops)
+        fprintf(f, "image %dx%d (num_crops %d: %lld views of %lldx%lld, %lld patches, %lld image tokens), %lld tokens",
+                o->width, o->height, ri->num_crops, (long long)ri->shape.views, (long long)ri->shape.view_px,
+                (long long)ri->shape.view_px, (long long)ri->shape.patches, (long long)ri->shape.image_tokens,
+                (long long)ri->shape.seq_len);
     else
         fprintf(f, "image %dx%d (%lld patches, %lld image tokens), %lld tokens", o->width, o->height,
                 (long long)ri->shape.patches, (long long)ri->shape.image_tokens, (long long)ri->shape.seq_len);
-    fprintf(f, "; best | median of %d runs after a warm-up\n\n", o->runs);
+    fprintf(f, "; best | median of %d runs after a warm-up; load average %.2f at the start, %.2f at the end\n\n",
+            o->runs, ri->load_avg, ri->load_avg_end);
     fputs("| model | dtype | threads | vision s | prefill s | embed s | first s | text emb/s | vision GFLOP/s | "
           "prefill GFLOP/s | peak RSS MiB | speed-up |\n"
           "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
@@ -519,21 +571,24 @@ static bool parse_threads(const char *v, bench_options *o) {
         char *end;
         long t = strtol(p, &end, 10);
         if (end == p || t < 1 || t > 1024 || o->n_threads == MAX_THREAD_COUNTS) return false;
+        for (int i = 0; i < o->n_threads; i++)
+            if (o->threads[i] == t) return false; /* a repeated count would only repeat a row */
         o->threads[o->n_threads++] = (int)t;
-        if (*end == ',') end++;
+        if (*end == ',' && end[1]) end++;
         else if (*end) return false;
         p = end;
     }
     return o->n_threads > 0;
 }
 
-static int cmd_compare(int n_files, char **files, int baseline, const char *svg_path);
+static int cmd_compare(int n_files, char **files, int baseline, const char *baseline_file, const char *svg_path);
 
 int cmd_bench(int argc, char **argv) {
     bench_options o = {.preset = "abc", .dtype = "q8", .width = 448, .height = 448, .tokens = 16, .runs = 3};
     const char *svg = NULL;
     char **compare = NULL;
     int n_compare = 0, baseline = 1, dtype_given = 0, preset_given = 0;
+    const char *baseline_file = NULL;
     cli_args c = {argc, argv, 1, false};
     /* an option missing its value is reported by cli_take, then matches nothing (c.bad ends the loop) */
 #define TAKE(name, alias) (cli_take(&c, name, alias, &v) && !c.bad)
@@ -547,7 +602,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (TAKE("--synth", NULL)) {
             if (!(o.size = bench_synth_find(v))) {
                 free(compare);
-                return cli_usage_error("--synth must be qwen2vl-2b, qwen2vl-7b or tiny, not '%s'", v);
+                return cli_usage_error("--synth must be qwen2vl-2b, qwen2vl-7b, phi35v, tiny or tiny-phi3v, not '%s'", v);
             }
         } else if (TAKE("-m", "--model")) o.model_path = v;
         else if (TAKE("--preset", NULL)) o.preset = v, preset_given = 1;
@@ -558,7 +613,7 @@ int cmd_bench(int argc, char **argv) {
         else if (TAKE("--threads", "-t")) {
             if (!parse_threads(v, &o)) {
                 free(compare);
-                return cli_usage_error("--threads must be a list like 1,2,4 (1..1024, at most %d), not '%s'",
+                return cli_usage_error("--threads must be a list like 1,2,4 (1..1024, distinct, at most %d), not '%s'",
                                        MAX_THREAD_COUNTS, v);
             }
         } else if (TAKE("--image", NULL)) {
@@ -572,6 +627,12 @@ int cmd_bench(int argc, char **argv) {
                 return cli_usage_error("--tokens must be an integer from 1 to 100000, not '%s'", v);
             }
             o.tokens = (int)n;
+        } else if (TAKE("--num-crops", NULL)) {
+            if (!cli_parse_long(v, 1, 4096, &n)) {
+                free(compare);
+                return cli_usage_error("--num-crops must be an integer from 1 to 4096, not '%s'", v);
+            }
+            o.num_crops = (int)n;
         } else if (TAKE("--runs", NULL)) {
             if (!cli_parse_long(v, 1, MAX_RUNS, &n)) {
                 free(compare);
@@ -579,11 +640,12 @@ int cmd_bench(int argc, char **argv) {
             }
             o.runs = (int)n;
         } else if (TAKE("--baseline", NULL)) {
-            if (!cli_parse_long(v, 1, 100000, &n)) {
+            /* a number, or one of the records by name (stays right when records are added to a folder) */
+            if (cli_parse_long(v, 1, 100000, &n)) baseline = (int)n, baseline_file = NULL;
+            else if (v[0] >= '0' && v[0] <= '9') {
                 free(compare);
-                return cli_usage_error("--baseline must be a record number from 1, not '%s'", v);
-            }
-            baseline = (int)n;
+                return cli_usage_error("--baseline must be a record number from 1 or a record's file, not '%s'", v);
+            } else baseline_file = v;
         } else if (strcmp(a, "--text-only") == 0) o.text_only = 1;
         else if (strcmp(a, "--json") == 0) o.json = 1;
         else if (strcmp(a, "--md") == 0) o.json = 0;
@@ -611,7 +673,7 @@ int cmd_bench(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     if (compare) {
-        int rc = cmd_compare(n_compare, compare, baseline, svg);
+        int rc = cmd_compare(n_compare, compare, baseline, baseline_file, svg);
         free(compare);
         return rc;
     }
@@ -620,8 +682,14 @@ int cmd_bench(int argc, char **argv) {
     if (o.size && strcmp(o.dtype, "f32") != 0 && strcmp(o.dtype, "f16") != 0 && strcmp(o.dtype, "bf16") != 0 &&
         strcmp(o.dtype, "q8") != 0)
         return cli_usage_error("--dtype must be f32, f16, bf16 or q8, not '%s'", o.dtype);
-    if (o.size && strcmp(o.preset, "abc") != 0 && strcmp(o.preset, "vlm2vec") != 0)
-        return cli_usage_error("--synth models have preset abc or vlm2vec, not '%s'", o.preset);
+    if (o.size && o.size->phi3) {
+        if (!preset_given) o.preset = "vlm2vec-phi3v";
+        if (strcmp(o.preset, "vlm2vec-phi3v") != 0)
+            return cli_usage_error("--synth %s has preset vlm2vec-phi3v, not '%s'", o.size->name, o.preset);
+    } else if (o.size && strcmp(o.preset, "abc") != 0 && strcmp(o.preset, "vlm2vec") != 0)
+        return cli_usage_error("--synth %s has preset abc or vlm2vec, not '%s'", o.size->name, o.preset);
+    if (o.size && !o.size->phi3 && o.num_crops)
+        return cli_usage_error("--num-crops goes with phi3_v models (--synth phi35v), not %s", o.size->name);
     if (o.model_path && (dtype_given || preset_given))
         return cli_usage_error("--dtype and --preset go with --synth (a model file has its own)");
     if (o.n_threads == 0) {
@@ -638,13 +706,7 @@ int cmd_bench(int argc, char **argv) {
         struct tm tm;
         gmtime_r(&now, &tm);
         strftime(ri.date, sizeof ri.date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        double la[1];
-        FILE *f = fopen("/proc/loadavg", "r");
-        ri.load_avg = -1;
-        if (f) {
-            if (fscanf(f, "%lf", &la[0]) == 1) ri.load_avg = la[0];
-            fclose(f);
-        }
+        ri.load_avg = load_average();
     }
     bench_synth_size file_dims;
     char file_dtype[16] = "?";
@@ -655,6 +717,8 @@ int cmd_bench(int argc, char **argv) {
     abc_model *model = NULL;
     abc_error e;
     abc_status st;
+    abc_model_params params = abc_model_default_params();
+    params.num_crops = o.num_crops;
     int max_threads = 1;
     for (int i = 0; i < o.n_threads; i++) max_threads = o.threads[i] > max_threads ? o.threads[i] : max_threads;
     if (o.size) {
@@ -666,11 +730,11 @@ int cmd_bench(int argc, char **argv) {
         snprintf(ri.model, sizeof ri.model, "%s synthetic", o.size->name);
         ri.model_bytes = (double)image_size;
         const double t1 = cli_now();
-        st = abc_model_load_from_memory(image, image_size, NULL, &model, &e);
+        st = abc_model_load_from_memory(image, image_size, &params, &model, &e);
         ri.load_s = cli_now() - t1;
     } else {
         const double t1 = cli_now();
-        st = abc_model_load(o.model_path, NULL, &model, &e);
+        st = abc_model_load(o.model_path, &params, &model, &e);
         ri.load_s = cli_now() - t1;
         const char *base = strrchr(o.model_path, '/');
         snprintf(ri.model, sizeof ri.model, "%s", base ? base + 1 : o.model_path);
@@ -688,6 +752,13 @@ int cmd_bench(int argc, char **argv) {
     if (st != ABC_OK) {
         free(image);
         return cli_report(st, "%s", e.message);
+    }
+    /* phi3_v: the crop budget in effect (the file's, or --num-crops) */
+    const char *hd = strstr(abc_model_description(model), "HD transform with ");
+    if (!hd || sscanf(hd, "HD transform with %d crops", &ri.num_crops) != 1) ri.num_crops = 0;
+    if (o.num_crops && !ri.num_crops) {
+        abc_model_free(model);
+        return cli_usage_error("--num-crops goes with phi3_v models; %s is not one", o.model_path);
     }
 
     int rc = CLI_EXIT_FAILED;
@@ -718,6 +789,7 @@ int cmd_bench(int argc, char **argv) {
         if (i == 0) ri.shape = shape;
         if (i == 0) fprintf(stderr, "abc bench: first result after %.2f s\n", cli_now() - t0);
     }
+    ri.load_avg_end = load_average();
     FILE *f = open_memstream(&out, &out_len);
     if (!f) {
         rc = cli_report(ABC_ERR_NOMEM, "out of memory");
@@ -781,22 +853,64 @@ static void svg_escape(FILE *f, const char *s) {
     }
 }
 
-/* A horizontal bar per (record, threads) row: embedding time, colour by dtype. */
+/* A record's run as a short text: "preset WxH" (+ crops), or "preset text only". */
+static void run_text(const record *r, char *out, size_t cap) {
+    const json_value *w = jpath(r->root, "run", "image_width"), *h = jpath(r->root, "run", "image_height"),
+                     *crops = jpath(r->root, "run", "num_crops");
+    const char *preset = jstr(r->root, "run", "preset", "?");
+    if (w && h && w->type == JSON_NUMBER && h->type == JSON_NUMBER && w->number > 0) {
+        if (crops && crops->type == JSON_NUMBER)
+            snprintf(out, cap, "%s %dx%d, num_crops %d", preset, (int)w->number, (int)h->number, (int)crops->number);
+        else snprintf(out, cap, "%s %dx%d", preset, (int)w->number, (int)h->number);
+    } else snprintf(out, cap, "%s text only", preset);
+}
+
+/* Characters of UTF-8 text (for the label column's width). */
+static int text_chars(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* Whether records a and b timed the same work (model and run), so that their times compare. */
+static bool same_work(const record *a, const record *b) {
+    char ra[96], rb[96];
+    run_text(a, ra, sizeof ra);
+    run_text(b, rb, sizeof rb);
+    return strcmp(a->model, b->model) == 0 && strcmp(ra, rb) == 0;
+}
+
+/* A horizontal bar per (record, threads) row: embedding time, colour by dtype; the run (model, preset,
+ * image) joins the label when the records differ in it, and bars share a scale only with rows of the
+ * same work (a 112x112 run beside a 448x448 one would be a sliver); each bar ends with the run's load
+ * average. */
 static void write_svg(FILE *f, const record *recs, int n) {
     static const struct { const char *dtype, *colour; } colours[] = {
         {"q8", "#2b8cbe"}, {"f32", "#e6550d"}, {"f16", "#31a354"}, {"bf16", "#756bb1"}};
-    int rows = 0;
-    double max_s = 0;
+    int rows = 0, same_model = 1, same_run = 1, label_chars = 0;
+    char run0[96], run[96];
+    run_text(&recs[0], run0, sizeof run0);
     for (int i = 0; i < n; i++) {
         const json_value *res = json_get(recs[i].root, "results");
-        for (size_t k = 0; res && k < res->n_items; k++) {
-            rows++;
-            double s = jnum(&res->items[k], "embed_s");
-            if (s > max_s) max_s = s;
-        }
+        rows += res ? (int)res->n_items : 0;
+        run_text(&recs[i], run, sizeof run);
+        same_model &= strcmp(recs[i].model, recs[0].model) == 0;
+        same_run &= strcmp(run, run0) == 0;
     }
-    const int bar_h = 22, gap = 6, left = 380, width = 960, top = 56, plot_w = width - left - 90;
-    const int height = top + rows * (bar_h + gap) + 40;
+    for (int i = 0; i < n; i++) {
+        run_text(&recs[i], run, sizeof run);
+        int c = text_chars(recs[i].machine) + text_chars(" · q8 · 16t (text)");
+        if (!same_model) c += text_chars(recs[i].model) + 3;
+        if (!same_run) c += text_chars(run) + 3;
+        if (c > label_chars) label_chars = c;
+    }
+    /* about 7 px per character at 13 px sans-serif */
+    const int bar_h = 22, gap = 6, group_gap = 10, left = label_chars * 7 + 24, plot_w = 520, right = 200;
+    const int width = left + plot_w + right, top = 56;
+    int works = 1; /* a rule and more space between rows of different work */
+    for (int i = 1; i < n; i++) works += !same_work(&recs[i - 1], &recs[i]);
+    const int work_gap = 16;
+    const int height = top + rows * (bar_h + gap) + (n - 1) * group_gap + (works - 1) * work_gap + 44;
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
             "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"13\">\n"
@@ -814,14 +928,42 @@ static void write_svg(FILE *f, const record *recs, int n) {
                 lx, colours[c].colour, lx + 16, colours[c].dtype);
         lx += 70;
     }
-    int same_model = 1;
-    for (int i = 1; i < n; i++) same_model &= strcmp(recs[i].model, recs[0].model) == 0;
+    if (same_run || same_model) {
+        /* what every bar shares goes under the title once */
+        fputs("<text x=\"10\" y=\"43\" fill=\"#555555\">", f);
+        if (same_model) svg_escape(f, recs[0].model);
+        if (same_run) {
+            fputs(same_model ? ", " : "", f);
+            svg_escape(f, run0);
+        }
+        fputs("</text>\n", f);
+    }
     int y = top;
     for (int i = 0; i < n; i++) {
         const json_value *res = json_get(recs[i].root, "results");
         const char *colour = "#636363";
+        if (i > 0 && !same_work(&recs[i - 1], &recs[i])) {
+            fprintf(f, "<line x1=\"10\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#bbbbbb\"/>\n", y - group_gap / 2 + work_gap / 2,
+                    width - 10, y - group_gap / 2 + work_gap / 2);
+            y += work_gap;
+        }
         for (size_t c = 0; c < sizeof colours / sizeof colours[0]; c++)
             if (strcmp(recs[i].dtype, colours[c].dtype) == 0) colour = colours[c].colour;
+        const json_value *la = jpath(recs[i].root, "run", "load_average"),
+                         *le = jpath(recs[i].root, "run", "load_average_end");
+        char load[48] = "";
+        if (la && la->type == JSON_NUMBER && la->number >= 0) {
+            if (le && le->type == JSON_NUMBER && le->number >= 0)
+                snprintf(load, sizeof load, "(load %.1f-%.1f)", la->number, le->number);
+            else snprintf(load, sizeof load, "(load %.1f)", la->number);
+        }
+        run_text(&recs[i], run, sizeof run);
+        double max_s = 0;
+        for (int j = 0; j < n; j++) {
+            const json_value *other = json_get(recs[j].root, "results");
+            for (size_t k = 0; other && same_work(&recs[i], &recs[j]) && k < other->n_items; k++)
+                if (jnum(&other->items[k], "embed_s") > max_s) max_s = jnum(&other->items[k], "embed_s");
+        }
         for (size_t k = 0; res && k < res->n_items; k++) {
             const double s = jnum(&res->items[k], "embed_s");
             const int w = max_s > 0 ? (int)(plot_w * s / max_s + 0.5) : 0;
@@ -831,19 +973,33 @@ static void write_svg(FILE *f, const record *recs, int n) {
                 fputs(" · ", f);
                 svg_escape(f, recs[i].model);
             }
+            if (!same_run) {
+                fputs(" · ", f);
+                svg_escape(f, run);
+            }
             fprintf(f, " · %s · %dt%s</text>\n", recs[i].dtype, (int)jnum(&res->items[k], "threads"),
                     jnum(&res->items[k], "vision_s") > 0 ? "" : " (text)");
             fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", left, y, w > 0 ? w : 1,
                     bar_h, colour);
-            fprintf(f, "<text x=\"%d\" y=\"%d\">%.2f s</text>\n", left + w + 6, y + bar_h - 6, s);
+            /* xml:space: else renderers drop the space before the tspan */
+            fprintf(f, "<text x=\"%d\" y=\"%d\" xml:space=\"preserve\">%.2f s <tspan fill=\"#555555\">%s</tspan></text>\n", left + w + 6,
+                    y + bar_h - 6, s, load);
             y += bar_h + gap;
         }
+        y += group_gap;
     }
-    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n</svg>\n", left, top - 4, left,
-            y);
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", left, top - 4, left, y - group_gap);
+    fprintf(f, "<text x=\"10\" y=\"%d\" fill=\"#555555\">load: the machine's load average at the start (-end) of the run%s</text>\n</svg>\n",
+            y - group_gap + 26, same_run && same_model ? "" : "; bars are to scale among rows of the same model and run");
 }
 
-static int cmd_compare(int n_files, char **files, int baseline, const char *svg_path) {
+static int cmd_compare(int n_files, char **files, int baseline, const char *baseline_file, const char *svg_path) {
+    if (baseline_file) {
+        baseline = 0;
+        for (int i = 0; i < n_files && !baseline; i++)
+            if (strcmp(files[i], baseline_file) == 0) baseline = i + 1;
+        if (!baseline) return cli_usage_error("--baseline %s is not one of the records compared", baseline_file);
+    }
     if (baseline > n_files) return cli_usage_error("--baseline %d: only %d records given", baseline, n_files);
     record *recs = calloc((size_t)n_files, sizeof *recs);
     int rc = CLI_EXIT_FAILED;
@@ -874,15 +1030,31 @@ static int cmd_compare(int n_files, char **files, int baseline, const char *svg_
         recs[i].dtype = jstr(recs[i].root, "run", "dtype", "?");
         recs[i].model = jstr(recs[i].root, "run", "model", "?");
     }
+    /* rows of the same work together (in the order each work first appears), so that what compares
+     * stands together in the table and on one scale in the chart */
+    const json_value *base_root = recs[baseline - 1].root;
+    for (int i = 1; i < n_files; i++) {
+        int first = 0; /* the first record of i's work */
+        while (!same_work(&recs[first], &recs[i])) first++;
+        int at = i; /* after the last record of that work before i */
+        while (at > first + 1 && !same_work(&recs[at - 1], &recs[i])) at--;
+        if (first < i && at < i) {
+            record moved = recs[i];
+            memmove(&recs[at + 1], &recs[at], (size_t)(i - at) * sizeof *recs);
+            recs[at] = moved;
+        }
+    }
+    for (int i = 0; i < n_files; i++)
+        if (recs[i].root == base_root) baseline = i + 1;
     FILE *f = open_memstream(&out, &out_len);
     if (!f) {
         rc = cli_report(ABC_ERR_NOMEM, "out of memory");
         goto done;
     }
-    fprintf(f, "| machine | model | dtype | image | threads | vision s | prefill s | embed s | text emb/s | "
-               "speed-up vs 1 thread | speed vs record %d |\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|\n",
-            baseline);
     const record *base = &recs[baseline - 1];
+    fprintf(f, "| machine | model | dtype | run | threads | vision s | prefill s | embed s | text emb/s | "
+               "speed-up vs 1 thread | speed vs %s | load |\n|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            base->machine);
     for (int i = 0; i < n_files; i++) {
         const json_value *res = json_get(recs[i].root, "results");
         const json_value *one = row_for(&recs[i], 1);
@@ -890,18 +1062,26 @@ static int cmd_compare(int n_files, char **files, int baseline, const char *svg_
             const json_value *r = &res->items[k];
             const int threads = (int)jnum(r, "threads");
             const double s = jnum(r, "embed_s");
-            const json_value *b = row_for(base, threads);
-            if (!b) b = row_for(base, 1);
+            /* a ratio to the baseline only for the same work: another image size is another task */
+            const json_value *b = same_work(&recs[i], base) ? row_for(base, threads) : NULL;
+            if (!b && same_work(&recs[i], base)) b = row_for(base, 1);
             char speedup[32] = "–", ratio[32] = "–";
             if (one && s > 0) snprintf(speedup, sizeof speedup, "%.2fx", jnum(one, "embed_s") / s);
             if (b && s > 0) snprintf(ratio, sizeof ratio, "%.2fx", jnum(b, "embed_s") / s);
-            const json_value *w = jpath(recs[i].root, "run", "image_width"), *h = jpath(recs[i].root, "run", "image_height");
-            char image[32] = "none";
-            if (w && h && w->type == JSON_NUMBER && h->type == JSON_NUMBER && w->number > 0)
-                snprintf(image, sizeof image, "%dx%d", (int)w->number, (int)h->number);
-            fprintf(f, "| %s | %s | %s | %s | %d | %.3f | %.3f | %.3f | %.2f | %s | %s |\n", recs[i].machine,
+            char image[96];
+            run_text(&recs[i], image, sizeof image);
+            /* the load average at the start (and end, in newer records) of the run */
+            char load[32] = "?";
+            const json_value *la = jpath(recs[i].root, "run", "load_average"),
+                             *le = jpath(recs[i].root, "run", "load_average_end");
+            if (la && la->type == JSON_NUMBER && la->number >= 0) {
+                if (le && le->type == JSON_NUMBER && le->number >= 0)
+                    snprintf(load, sizeof load, "%.1f-%.1f", la->number, le->number);
+                else snprintf(load, sizeof load, "%.1f", la->number);
+            }
+            fprintf(f, "| %s | %s | %s | %s | %d | %.3f | %.3f | %.3f | %.2f | %s | %s | %s |\n", recs[i].machine,
                     recs[i].model, recs[i].dtype, image, threads, jnum(r, "vision_s"), jnum(r, "prefill_s"), s,
-                    jnum(r, "text_per_s"), speedup, ratio);
+                    jnum(r, "text_per_s"), speedup, ratio, load);
         }
     }
     if (fclose(f) != 0) {

@@ -1,6 +1,6 @@
-/* bench_synth.c — the synthetic Qwen2-VL models of `abc bench --synth`, built as a .abc file image in
- * memory (model_convert/FORMAT.md), directly in the chosen dtype, so a board needs no download and no
- * disk space. docs/testing.md#abc-bench-synthetic-models states the rule; in short:
+/* bench_synth.c — the synthetic Qwen2-VL and Phi-3.5-V models of `abc bench --synth`, built as a .abc
+ * file image in memory (model_convert/FORMAT.md), directly in the chosen dtype, so a board needs no
+ * download and no disk space. docs/testing.md#abc-bench-synthetic-models states the rule; in short:
  *
  * - every value of tensor NAME is a function of (NAME, element index) only: r = 2u − 1 with u from a
  *   splitmix64 counter stream seeded by the FNV-1a hash of NAME, then base + scale·r, with base/scale
@@ -14,7 +14,7 @@
  *   ids (the padding ids between are empty), so English text costs about two characters per token.
  *
  * No query adapter (rank 0): a query then costs what a candidate does, within the adapter's
- * few percent. */
+ * few percent. Phi-3.5-V (VLM2Vec-Full's base) follows the same rule over abc-convert's phi3_v layout. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 
@@ -28,13 +28,17 @@
 #include <string.h>
 
 /* name, hidden, intermediate, layers, heads, kv_heads, head_dim, vocab, vision embed, depth, heads, mlp,
- * ABC head width, mrope sections */
+ * ABC head width, mrope sections; phi3_v: 1, CLIP view and patch size */
 const bench_synth_size bench_synth_sizes[] = {
-    {"qwen2vl-2b", 1536, 8960, 28, 12, 2, 128, 151936, 1280, 32, 16, 5120, 4096, {16, 24, 24}},
-    {"qwen2vl-7b", 3584, 18944, 28, 28, 4, 128, 152064, 1280, 32, 16, 5120, 4096, {16, 24, 24}},
+    {"qwen2vl-2b", 1536, 8960, 28, 12, 2, 128, 151936, 1280, 32, 16, 5120, 4096, {16, 24, 24}, 0, 0, 0},
+    {"qwen2vl-7b", 3584, 18944, 28, 28, 4, 128, 152064, 1280, 32, 16, 5120, 4096, {16, 24, 24}, 0, 0, 0},
+    /* microsoft/Phi-3.5-vision-instruct: CLIP ViT-L/14-336 runs 23 of its 24 layers (the features are
+     * hidden_states[-2]), which is what abc-convert keeps */
+    {"phi35v", 3072, 8192, 32, 32, 32, 96, 32064, 1024, 23, 16, 4096, 0, {0, 0, 0}, 1, 336, 14},
     /* for tests: every code path of the full-size models at a few MB */
-    {"tiny", 64, 128, 2, 4, 2, 16, 512, 32, 2, 2, 128, 64, {2, 3, 3}},
-    {NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0}},
+    {"tiny", 64, 128, 2, 4, 2, 16, 512, 32, 2, 2, 128, 64, {2, 3, 3}, 0, 0, 0},
+    {"tiny-phi3v", 64, 128, 2, 4, 4, 16, 512, 32, 2, 2, 64, 0, {0, 0, 0}, 1, 336, 14},
+    {NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0}, 0, 0, 0},
 };
 
 const bench_synth_size *bench_synth_find(const char *name) {
@@ -208,9 +212,37 @@ static void add_linear(tensor_list *l, const char *prefix, int64_t out, int64_t 
     }
 }
 
+/* The decoder (Qwen2 with q/k/v biases, Phi-3 without, both in abc-convert's separate q/k/v form). */
+static void add_decoder_tensors(tensor_list *l, const bench_synth_size *s, int qkv_bias) {
+    char p[80];
+    const int64_t H = s->hidden, q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    add_tensor(l, "model.embed_tokens.weight", s->vocab, H);
+    add_tensor(l, "model.norm.weight", H, 0);
+    for (int64_t i = 0; i < s->layers; i++) {
+        snprintf(p, sizeof p, "model.layers.%lld.input_layernorm.weight", (long long)i);
+        add_tensor(l, p, H, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.post_attention_layernorm.weight", (long long)i);
+        add_tensor(l, p, H, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.self_attn.q_proj", (long long)i);
+        add_linear(l, p, q, H, qkv_bias);
+        snprintf(p, sizeof p, "model.layers.%lld.self_attn.k_proj", (long long)i);
+        add_linear(l, p, kv, H, qkv_bias);
+        snprintf(p, sizeof p, "model.layers.%lld.self_attn.v_proj", (long long)i);
+        add_linear(l, p, kv, H, qkv_bias);
+        snprintf(p, sizeof p, "model.layers.%lld.self_attn.o_proj", (long long)i);
+        add_linear(l, p, H, q, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.mlp.gate_proj", (long long)i);
+        add_linear(l, p, s->intermediate, H, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.mlp.up_proj", (long long)i);
+        add_linear(l, p, s->intermediate, H, 0);
+        snprintf(p, sizeof p, "model.layers.%lld.mlp.down_proj", (long long)i);
+        add_linear(l, p, H, s->intermediate, 0);
+    }
+}
+
 static void add_model_tensors(tensor_list *l, const bench_synth_size *s, int abc_preset) {
     char p[80]; /* the longest name is 50 characters */
-    const int64_t E = s->v_embed, H = s->hidden, q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    const int64_t E = s->v_embed, H = s->hidden;
     add_tensor(l, "visual.patch_embed.proj.weight", E, 3 * 2 * 14 * 14);
     for (int64_t i = 0; i < s->v_depth; i++) {
         const char *parts[] = {"norm1", "norm2"};
@@ -233,32 +265,48 @@ static void add_model_tensors(tensor_list *l, const bench_synth_size *s, int abc
     add_tensor(l, "visual.merger.ln_q.bias", E, 0);
     add_linear(l, "visual.merger.mlp.0", 4 * E, 4 * E, 1);
     add_linear(l, "visual.merger.mlp.2", H, 4 * E, 1);
-    add_tensor(l, "model.embed_tokens.weight", s->vocab, H);
-    add_tensor(l, "model.norm.weight", H, 0);
-    for (int64_t i = 0; i < s->layers; i++) {
-        snprintf(p, sizeof p, "model.layers.%lld.input_layernorm.weight", (long long)i);
-        add_tensor(l, p, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.post_attention_layernorm.weight", (long long)i);
-        add_tensor(l, p, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.q_proj", (long long)i);
-        add_linear(l, p, q, H, 1);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.k_proj", (long long)i);
-        add_linear(l, p, kv, H, 1);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.v_proj", (long long)i);
-        add_linear(l, p, kv, H, 1);
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.o_proj", (long long)i);
-        add_linear(l, p, H, q, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.gate_proj", (long long)i);
-        add_linear(l, p, s->intermediate, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.up_proj", (long long)i);
-        add_linear(l, p, s->intermediate, H, 0);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.down_proj", (long long)i);
-        add_linear(l, p, H, s->intermediate, 0);
-    }
+    add_decoder_tensors(l, s, 1);
     if (abc_preset) {
         add_linear(l, "mlp_head.linear_layer1", s->head_hidden, H, 1);
         add_linear(l, "mlp_head.linear_layer2", H, s->head_hidden, 1);
     }
+}
+
+/* phi3_v in abc-convert's layout: CLIP (separate q/k/v with biases), the HD separators and projection,
+ * then a Phi-3 decoder (separate q/k/v, no biases). */
+static void add_phi3_tensors(tensor_list *l, const bench_synth_size *s) {
+    char p[80];
+    const int64_t C = s->v_embed, H = s->hidden, grid = s->v_image / s->v_patch;
+    add_tensor(l, "clip.embeddings.class_embedding", C, 0);
+    add_tensor(l, "clip.embeddings.patch_embedding.weight", C, 3 * s->v_patch * s->v_patch);
+    add_tensor(l, "clip.embeddings.position_embedding.weight", grid * grid + 1, C);
+    add_tensor(l, "clip.pre_layrnorm.weight", C, 0);
+    add_tensor(l, "clip.pre_layrnorm.bias", C, 0);
+    for (int64_t i = 0; i < s->v_depth; i++) {
+        static const char *const norms[] = {"layer_norm1.weight", "layer_norm1.bias", "layer_norm2.weight",
+                                            "layer_norm2.bias"};
+        static const char *const attn[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+        for (int k = 0; k < 4; k++) {
+            snprintf(p, sizeof p, "clip.layers.%lld.%s", (long long)i, norms[k]);
+            add_tensor(l, p, C, 0);
+        }
+        for (int k = 0; k < 4; k++) {
+            snprintf(p, sizeof p, "clip.layers.%lld.self_attn.%s", (long long)i, attn[k]);
+            add_linear(l, p, C, C, 1);
+        }
+        snprintf(p, sizeof p, "clip.layers.%lld.mlp.fc1", (long long)i);
+        add_linear(l, p, s->v_mlp, C, 1);
+        snprintf(p, sizeof p, "clip.layers.%lld.mlp.fc2", (long long)i);
+        add_linear(l, p, C, s->v_mlp, 1);
+    }
+    /* the separators are [1, 1, 4C] in the checkpoint: ±√3/√(4C), as tools/synth.c's fan-in rule */
+    synth_tensor *t = add_tensor(l, "hd.glb_GN", 4 * C, 0);
+    if (t) t->scale = sqrt(3.0) / sqrt(4.0 * (double)C);
+    t = add_tensor(l, "hd.sub_GN", 4 * C, 0);
+    if (t) t->scale = sqrt(3.0) / sqrt(4.0 * (double)C);
+    add_linear(l, "hd.img_projection.0", H, 4 * C, 1);
+    add_linear(l, "hd.img_projection.2", H, H, 1);
+    add_decoder_tensors(l, s, 0);
 }
 
 /* ---- the synthetic tokenizer ---- */
@@ -413,16 +461,13 @@ static uint64_t dtype_bytes(uint32_t dtype) {
     return dtype == ABC_FILE_F16 || dtype == ABC_FILE_BF16 ? 2 : dtype == ABC_FILE_U8 ? 1 : 4;
 }
 
-static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_preset, const char *dtype,
-                         const synth_tokenizer *tok) {
-#define QWEN_SYSTEM "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-#define QWEN_ASSISTANT "<|im_end|>\n<|im_start|>assistant\n"
-#define QWEN_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
-    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, stdev[3] = {0.26862954, 0.26130258, 0.27577711};
+/* The keys both architectures write alike: general.*, the decoder's sizes. */
+static void add_general_meta(bytes *m, int *n, const bench_synth_size *s, const char *architecture, const char *preset,
+                             const char *dtype, double rms_eps, double rope_theta) {
     char source[64];
     snprintf(source, sizeof source, "abc bench --synth %s", s->name);
-    meta_str(m, n, "general.architecture", "qwen2_vl");
-    meta_str(m, n, "general.preset", abc_preset ? "abc" : "vlm2vec");
+    meta_str(m, n, "general.architecture", architecture);
+    meta_str(m, n, "general.preset", preset);
     meta_str(m, n, "general.dtype", dtype);
     meta_str(m, n, "general.source", source);
     meta_i64(m, n, "text.hidden_size", s->hidden);
@@ -432,8 +477,27 @@ static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_pr
     meta_i64(m, n, "text.num_kv_heads", s->kv_heads);
     meta_i64(m, n, "text.head_dim", s->head_dim);
     meta_i64(m, n, "text.vocab_size", s->vocab);
-    meta_f64(m, n, "text.rms_norm_eps", 1e-6);
-    meta_f64(m, n, "text.rope_theta", 1000000.0);
+    meta_f64(m, n, "text.rms_norm_eps", rms_eps);
+    meta_f64(m, n, "text.rope_theta", rope_theta);
+}
+
+/* ... and the CLIP normalisation, no query adapter, the synthetic byte-level tokenizer. */
+static void add_tail_meta(bytes *m, int *n) {
+    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, stdev[3] = {0.26862954, 0.26130258, 0.27577711};
+    meta_f64s(m, n, "image.mean", mean, 3);
+    meta_f64s(m, n, "image.std", stdev, 3);
+    meta_i64(m, n, "query_adapter.rank", 0);
+    meta_str(m, n, "tokenizer.model", "bpe_byte_level");
+    meta_str(m, n, "tokenizer.normalizer", "none");
+    meta_str(m, n, "tokenizer.pretokenizer", "qwen2");
+}
+
+static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_preset, const char *dtype,
+                         const synth_tokenizer *tok) {
+#define QWEN_SYSTEM "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+#define QWEN_ASSISTANT "<|im_end|>\n<|im_start|>assistant\n"
+#define QWEN_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
+    add_general_meta(m, n, s, "qwen2_vl", abc_preset ? "abc" : "vlm2vec", dtype, 1e-6, 1000000.0);
     meta_i64s(m, n, "text.mrope_section", s->mrope, 3);
     meta_i64(m, n, "vision.depth", s->v_depth);
     meta_i64(m, n, "vision.embed_dim", s->v_embed);
@@ -472,15 +536,39 @@ static void add_metadata(bytes *m, int *n, const bench_synth_size *s, int abc_pr
     }
     meta_str(m, n, "prompt.image_placeholder", "<|image_pad|>");
     meta_i64(m, n, "image.factor", 28);
-    meta_f64s(m, n, "image.mean", mean, 3);
-    meta_f64s(m, n, "image.std", stdev, 3);
-    meta_i64(m, n, "query_adapter.rank", 0);
-    meta_str(m, n, "tokenizer.model", "bpe_byte_level");
-    meta_str(m, n, "tokenizer.normalizer", "none");
-    meta_str(m, n, "tokenizer.pretokenizer", "qwen2");
+    add_tail_meta(m, n);
 #undef QWEN_SYSTEM
 #undef QWEN_ASSISTANT
 #undef QWEN_IMAGE
+}
+
+/* phi3_v as abc-convert writes a VLM2Vec-Full (Phi-3.5-V) file, less the su rope factors: they change
+ * the rotary frequencies only, not the work. The byte-level tokenizer stands in for Llama's
+ * SentencePiece vocabulary (<s> is id 1, as in Phi-3's); the processor splits the prompt on
+ * <|image_1|> before tokenizing, so the vocabulary needs no image token. */
+static void add_phi3_metadata(bytes *m, int *n, const bench_synth_size *s, const char *dtype) {
+    const int64_t grid = s->v_image / s->v_patch;
+    add_general_meta(m, n, s, "phi3_v", "vlm2vec-phi3v", dtype, 1e-5, 10000.0);
+    meta_i64(m, n, "clip.hidden_size", s->v_embed);
+    meta_i64(m, n, "clip.intermediate_size", s->v_mlp);
+    meta_i64(m, n, "clip.num_heads", s->v_heads);
+    meta_i64(m, n, "clip.num_layers", s->v_depth);
+    meta_i64(m, n, "clip.image_size", s->v_image);
+    meta_i64(m, n, "clip.patch_size", s->v_patch);
+    meta_f64(m, n, "clip.layer_norm_eps", 1e-5);
+    meta_i64(m, n, "hd.num_crops", 4); /* VLM2Vec's setting; --num-crops overrides it */
+    meta_i64(m, n, "hd.num_img_tokens", (grid / 2) * (grid / 2));
+    meta_i64(m, n, "tokens.bos", 1);
+    meta_str(m, n, "prompt.image_placeholder", "<|image_1|>");
+    meta_str(m, n, "prompt.image_text", "<|image_1|> {text}");
+    meta_str(m, n, "prompt.image", "<|image_1|>");
+    meta_str(m, n, "prompt.text", "{text}");
+    meta_str(m, n, "model.attention", "causal");
+    meta_str(m, n, "model.pooling", "last");
+    meta_str(m, n, "model.head", "none");
+    meta_i64(m, n, "model.normalize", 1);
+    meta_i64(m, n, "model.embedding_dim", s->hidden);
+    add_tail_meta(m, n);
 }
 
 int bench_synth_build(const bench_synth_size *s, const char *preset, const char *dtype, int threads, void **data,
@@ -488,7 +576,9 @@ int bench_synth_build(const bench_synth_size *s, const char *preset, const char 
     *data = NULL;
     *size = 0;
     const int abc_preset = strcmp(preset, "abc") == 0;
-    if (!abc_preset && strcmp(preset, "vlm2vec") != 0)
+    if (s->phi3 && strcmp(preset, "vlm2vec-phi3v") != 0)
+        return fail(err, errlen, "--synth %s has preset vlm2vec-phi3v, not '%s'", s->name, preset);
+    if (!s->phi3 && !abc_preset && strcmp(preset, "vlm2vec") != 0)
         return fail(err, errlen, "--synth models have preset abc or vlm2vec, not '%s'", preset);
     tensor_list l = {0};
     if (strcmp(dtype, "f32") == 0) l.matrix_dtype = ABC_FILE_F32;
@@ -506,13 +596,15 @@ int bench_synth_build(const bench_synth_size *s, const char *preset, const char 
         fail(err, errlen, "out of memory");
         goto done;
     }
-    add_model_tensors(&l, s, abc_preset);
+    if (s->phi3) add_phi3_tensors(&l, s);
+    else add_model_tensors(&l, s, abc_preset);
     add_fixed(&l, "tokenizer.vocab.bytes", ABC_FILE_U8, tok.n_bytes, 0, tok.vocab_bytes);
     add_fixed(&l, "tokenizer.vocab.offsets", ABC_FILE_I32, tok.n_vocab + 1, 0, tok.offsets);
     add_fixed(&l, "tokenizer.merges", ABC_FILE_I32, tok.n_merges, 3, tok.merges);
     add_fixed(&l, "tokenizer.added.ids", ABC_FILE_I32, N_SPECIAL, 0, tok.added_ids);
     add_fixed(&l, "tokenizer.added.special", ABC_FILE_I32, N_SPECIAL, 0, tok.added_special);
-    add_metadata(&meta, &n_meta, s, abc_preset, dtype, &tok);
+    if (s->phi3) add_phi3_metadata(&meta, &n_meta, s, dtype);
+    else add_metadata(&meta, &n_meta, s, abc_preset, dtype, &tok);
     if (l.oom || meta.oom) {
         fail(err, errlen, "out of memory");
         goto done;

@@ -69,6 +69,41 @@ else
     echo "SKIP bench record checks: python3 not installed"; skipped=$((skipped + 1))
 fi
 
+# ---- phi3_v (--synth tiny-phi3v): the HD crops, CLIP + projection timed as the vision side ----
+# 500x300 under 4 crops is a 2x2 grid: 5 views of 336x336 (576 patches each) and 2·12·(2·12+1) + 12·13 + 1
+# = 757 image tokens; one crop: 1x1, 2 views, 12·13 + 1 + 12·13 = 313 (hd_image_token_count)
+for crops in 4 1; do
+    if run_cli 0 "bench phi3v num_crops $crops" bench --synth tiny-phi3v --dtype q8 --threads 1 --runs 1 \
+        --image 500x300 --tokens 8 --num-crops "$crops" --json; then
+        cp "$TMP/out" "$TMP/phi3v-$crops.json"
+        if [ -n "$PY" ]; then
+            check "phi3v record, num_crops $crops" "$PY" - "$TMP/phi3v-$crops.json" "$crops" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1])); crops = int(sys.argv[2])
+run, x = r["run"], r["results"][0]
+views, tokens = {4: (5, 757), 1: (2, 313)}[crops]
+assert (run["model"], run["preset"], run["dtype"]) == ("tiny-phi3v synthetic", "vlm2vec-phi3v", "q8"), run
+assert (run["num_crops"], run["image_views"], run["image_patches"], run["image_tokens"]) == (crops, views, views * 576, tokens), run
+# <s> + the image tokens + <s> + the instruction's tokens (prompt "<|image_1|> {text}")
+assert run["sequence_tokens"] == tokens + 2 + run["text_tokens"], run
+assert 0 < x["vision_s"] and 0 < x["prefill_s"] and x["vision_s"] + x["prefill_s"] <= x["embed_s"], x
+assert x["vision_gflops"] > 0 and x["prefill_gflops"] > 0 and x["text_per_s"] > 0, x
+EOF
+        fi
+    fi
+done
+for dt in f32 bf16; do
+    run_cli 0 "bench phi3v $dt" bench --synth tiny-phi3v --dtype "$dt" --threads 2 --runs 1 --image 56x56 --num-crops 1 &&
+        ok "bench phi3v $dt runs"
+done
+PHI3=${ABC_TINY_PHI3_MODEL:-build/tiny-phi3v.abc}
+if [ ! -s "$PHI3" ]; then bad "prerequisite $PHI3 is missing (run 'make test')"
+elif run_cli 0 "bench -m phi3v" bench -m "$PHI3" --threads 1 --runs 1 --image 56x56 --num-crops 1 --json; then
+    check "bench -m phi3v: the file's preset, its crops, GFLOP/s counted" sh -c \
+        "grep -q '\"preset\": \"vlm2vec-phi3v\"' '$TMP/out' && grep -q '\"num_crops\": 1, \"image_views\": 2' '$TMP/out' &&
+         ! grep -q '\"vision_gflops\": 0.00' '$TMP/out'"
+fi
+
 # ---- a converted file (-m): its dtype and preset come from the file, FLOPs from its sizes ----
 TINY=${ABC_TINY_MODEL:-build/tiny-abc.abc}
 if [ ! -s "$TINY" ]; then bad "prerequisite $TINY is missing (run 'make test')"
@@ -96,17 +131,25 @@ if run_cli 0 "compare" bench --compare "$TMP/a.json" "$TMP/b.json" "$TMP/c.json"
     check "compare: one row per record and thread count" \
         sh -c "[ \$(grep -c '^| ' '$TMP/out') -eq 5 ] && [ \$(grep -c '^| test machine | tiny synthetic | q8 ' '$TMP/out') -eq 2 ]"
     # record a's own 1-thread row: speed-up 1.00x and 1.00x the baseline (itself)
-    check "compare: baseline row is 1.00x" grep -q '^| test machine | tiny synthetic | q8 | 112x84 | 1 | .* | 1.00x | 1.00x |$' "$TMP/out"
+    check "compare: baseline row is 1.00x" grep -q '^| test machine | tiny synthetic | q8 | abc 112x84 | 1 | .* | 1.00x | 1.00x | [0-9.]*-[0-9.]* |$' "$TMP/out"
+    # record b times other work (text only, vlm2vec): no ratio to the baseline
+    check "compare: no ratio across different work" grep -q '^| .* | tiny synthetic | f16 | vlm2vec text only | 1 | .* | 1.00x | – | [0-9.]*-[0-9.]* |$' "$TMP/out"
     if [ -n "$PY" ]; then
-        check "svg is well-formed with one bar per row" "$PY" - "$TMP/chart.svg" <<'EOF'
+        check "svg is well-formed with one bar per row" "$PY" - "$TMP/chart.svg" "$TMP/a.json" <<'EOF'
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 ns = "{http://www.w3.org/2000/svg}"
 assert root.tag == ns + "svg"
 rects = root.findall(ns + "rect")
 assert len(rects) == 1 + 2 + 4, len(rects)  # the background, the legend (q8, f16) and four bars
-texts = "".join(t.text or "" for t in root.findall(ns + "text"))
-assert "test machine" in texts and " s" in texts
+texts = " ".join("".join(t.itertext()) for t in root.findall(ns + "text"))
+assert "test machine" in texts and " s" in texts and "(load " in texts
+# bars share a scale within the same work only: a's two rows, then b and c alone (each its own longest)
+bars = [float(r.get("width")) for r in rects[3:]]
+import json
+a = [x["embed_s"] for x in json.load(open(sys.argv[2]))["results"]]
+assert max(bars[:2]) == 520 and bars[2] == 520 and bars[3] == 520, bars
+assert abs(min(bars[:2]) / 520 - min(a) / max(a)) < 0.01, (bars, a)
 EOF
     else
         echo "SKIP bench svg check: python3 not installed"; skipped=$((skipped + 1))
@@ -115,14 +158,29 @@ fi
 
 # ---- errors ----
 echo '{"not": "a record"}' > "$TMP/bad.json"
-expect_error 2 "unknown synth size" "qwen2vl-2b, qwen2vl-7b or tiny" bench --synth qwen9
+expect_error 2 "unknown synth size" "qwen2vl-2b, qwen2vl-7b, phi35v, tiny or tiny-phi3v" bench --synth qwen9
+expect_error 2 "phi3v preset" "has preset vlm2vec-phi3v" bench --synth tiny-phi3v --preset abc
+expect_error 2 "num-crops on qwen2vl" "--num-crops goes with phi3_v" bench --synth tiny --num-crops 4
+expect_error 2 "num-crops on a qwen2vl file" "--num-crops goes with phi3_v" bench -m "$TINY" --num-crops 4
+expect_error 2 "bad num-crops" "--num-crops must be" bench --synth tiny-phi3v --num-crops 0
 expect_error 2 "bad dtype" "--dtype must be" bench --synth tiny --dtype q4
 expect_error 2 "bad preset" "preset abc or vlm2vec" bench --synth tiny --preset phi
 expect_error 2 "no model" "one of --synth" bench --threads 1
 expect_error 2 "bad threads" "--threads must be" bench --synth tiny --threads 1,,2
+expect_error 2 "threads trailing comma" "--threads must be" bench --synth tiny --threads 1,
+expect_error 2 "threads repeated" "--threads must be" bench --synth tiny --threads 2,2
+expect_error 2 "threads zero" "--threads must be" bench --synth tiny --threads 0
 expect_error 2 "bad image" "--image must be" bench --synth tiny --image 10y10
 expect_error 2 "svg without compare" "--svg goes with --compare" bench --synth tiny --svg "$TMP/x.svg"
 expect_error 2 "baseline out of range" "only 1 records" bench --compare "$TMP/b.json" --baseline 2
+expect_error 2 "baseline not a record" "is not one of the records" bench --compare "$TMP/b.json" --baseline "$TMP/a.json"
+if run_cli 0 "compare, baseline by file" bench --compare "$TMP/a.json" "$TMP/c.json" --baseline "$TMP/c.json"; then
+    check "compare: --baseline FILE is that record" grep -q '^| .* | speed vs .*(scalar) | load |$' "$TMP/out"
+fi
+# the same work stands together: a, c, a is shown a, a, c (c, the scalar record, last)
+if run_cli 0 "compare, grouped by work" bench --compare "$TMP/a.json" "$TMP/c.json" "$TMP/a.json"; then
+    check "compare: rows of the same work together" sh -c "tail -n 1 '$TMP/out' | grep -q '(scalar) | tiny synthetic | q8 | abc 56x56 | 1 |'"
+fi
 expect_error 1 "compare a non-record" "not an abc bench record" bench --compare "$TMP/bad.json"
 expect_error 1 "compare a missing file" "" bench --compare "$TMP/missing.json"
 expect_error 1 "output into a missing folder" "" bench --synth tiny --threads 1 --runs 1 --image 56x56 -o "$TMP/no/dir/r.json"
