@@ -175,11 +175,11 @@ build/qwen25vl-tiny/.linked: $(addprefix $(Q25_TINY)/,$(Q25_FILES)) $(addprefix 
 	for f in $(Q25_SHARED); do ln -sf ../../$(TINY)/base/$$f build/qwen25vl-tiny/$$f; done
 	@touch $@
 
-build/tiny-nomic.abc: abc-convert build/qwen25vl-tiny/.linked
-	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic
+build/tiny-nomic.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(Q25_TINY)/nomic_adapter/*)
+	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic --merge-adapter $(Q25_TINY)/nomic_adapter
 
-build/tiny-nomic-q8.abc: abc-convert build/qwen25vl-tiny/.linked
-	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic --dtype q8
+build/tiny-nomic-q8.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(Q25_TINY)/nomic_adapter/*)
+	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic --merge-adapter $(Q25_TINY)/nomic_adapter --dtype q8
 
 test: build/tiny-nomic.abc build/tiny-nomic-q8.abc
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A tiny random Qwen2.5-VL and the reference outputs of preset nomic (nomic-embed-multimodal) on it:
 writes tests/fixtures/qwen25vl-tiny/{config.json, preprocessor_config.json,
-model-00002-of-00002.safetensors, model.safetensors.index.json, manifest.json} and
-cases/NAME/{input_ids,position_ids,vision_embeds,last_hidden,embedding}.npy.
+model-00002-of-00002.safetensors, model.safetensors.index.json, manifest.json}, a LoRA adapter
+nomic_adapter/ (nomic-embed-multimodal is published as a PEFT adapter on Qwen2.5-VL-Instruct) and
+cases/NAME/{input_ids,position_ids,vision_embeds,last_hidden,embedding}.npy computed with it merged.
 
-Run from the repository root with a Python that has torch, transformers (5.x), safetensors and Pillow,
+Run from the repository root with a Python that has torch, transformers (5.x), peft, safetensors and Pillow,
 e.g. a virtualenv outside the repository:  VENV/bin/python tests/gen_qwen25vl_fixtures.py
 Without them it prints "SKIP ..." and exits 0.
 
@@ -17,6 +18,8 @@ and so does this script in a temporary directory before loading the model with f
 The ViT: 3 blocks of width 32 (2 heads), window_size 84 pixels (3×3 merged groups a window), block 1
 with full attention, blocks 0 and 2 windowed; the images give 9 and 12 windows, some cut by the edge.
 Every parameter is random (norm weights around 1), so a wrong norm, bias, gate or window order shows.
+The adapter: rank 4 on the decoder's projections (the regex of colpali-engine's training configs, which
+leaves the ViT alone), random A and B, seed 1.
 
 Preset nomic follows colpali-engine's BiQwen2_5 / BiQwen2_5_Processor as of the model's release
 (colpali-engine 0.3.9, April 2025; docs/presets-and-prompts.md#nomic), in float32 on the CPU:
@@ -40,13 +43,14 @@ try:
     import torch
     import transformers
     from PIL import Image
+    from peft import LoraConfig, get_peft_model
     from safetensors import safe_open
     from safetensors.torch import save_file
     from transformers import (AutoTokenizer, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
                               Qwen2VLForConditionalGeneration)
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 except ImportError as e:  # the generator is optional: the fixtures it writes are committed
-    print(f"SKIP gen_qwen25vl_fixtures: {e} (needs torch, transformers 5.x, safetensors, Pillow)")
+    print(f"SKIP gen_qwen25vl_fixtures: {e} (needs torch, transformers 5.x, peft, safetensors, Pillow)")
     sys.exit(0)
 
 QWEN2VL = "tests/fixtures/qwen2vl-tiny/base"
@@ -174,6 +178,23 @@ def main():
                                 ref.model.language_model.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
     del ref
+    torch.manual_seed(1)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
+                      target_modules="(.*(model)(?!.*visual).*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj).*$)")
+    model = get_peft_model(model, lora)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(0.3 * torch.randn_like(p))
+    model.save_pretrained(f"{OUT}/nomic_adapter")
+    # no temporary path and no generated model card in the fixture
+    os.remove(f"{OUT}/nomic_adapter/README.md")
+    cfg_path = f"{OUT}/nomic_adapter/adapter_config.json"
+    adapter_cfg = json.load(open(cfg_path))
+    adapter_cfg["base_model_name_or_path"] = "build/qwen25vl-tiny"
+    write_json(cfg_path, adapter_cfg)
+    os.chmod(f"{OUT}/nomic_adapter/adapter_model.safetensors", 0o644)
+    model = model.merge_and_unload().eval()
     proc = Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=14, temporal_patch_size=2,
                                     merge_size=2, image_mean=json.load(open(f"{OUT}/preprocessor_config.json"))["image_mean"],
                                     image_std=json.load(open(f"{OUT}/preprocessor_config.json"))["image_std"])
@@ -182,6 +203,8 @@ def main():
         "generator": f"tests/gen_qwen25vl_fixtures.py; transformers {transformers.__version__}, torch {torch.__version__}, "
                      f"Pillow {PIL.__version__}, float32 on CPU",
         "checkpoint": f"{OUT} + {QWEN2VL}/{LM_SHARD} and its tokenizer",
+        "merged_adapter": f"{OUT}/nomic_adapter",
+        "versions": f"transformers {transformers.__version__}, peft {__import__('peft').__version__}",
         "preset": "nomic",
         "image_bounds": [MIN_PIXELS, MAX_PIXELS],
         "cases": [],

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of the Qwen2.5-VL family (qwen2_5_vl) with preset nomic (nomic-embed-multimodal;
 # docs/presets-and-prompts.md#nomic) on the tiny random Qwen2.5-VL of tests/fixtures/qwen25vl-tiny
-# (tests/gen_qwen25vl_fixtures.py: transformers in float32 following colpali-engine's BiQwen2_5).
+# with its LoRA adapter merged (tests/gen_qwen25vl_fixtures.py: transformers + peft in float32 following
+# colpali-engine's BiQwen2_5).
 #
 # Run from the repository root by `make test`, after build/abc-san, build/tool_npycmp,
 # build/tiny-nomic.abc (f32) and build/tiny-nomic-q8.abc exist. For each case (two image documents
