@@ -83,5 +83,17 @@ if run_cli 0 "--prompt (raw)" embed -m "$MODEL" --prompt "$PROMPT" -o "$TMP/raw.
 fi
 expect_error 1 "--instruction on nomic" "no instruction" embed -m "$MODEL" --text hi --instruction "Find it."
 
+echo "-- converter: presets belong to their family"
+CONVERT=${ABC_CONVERT:-./abc-convert}
+if [ -x "$CONVERT" ] && [ -e build/qwen25vl-tiny/config.json ]; then
+    "$CONVERT" build/qwen25vl-tiny -o "$TMP/x.abc" --preset gme --quiet >"$TMP/out" 2>"$TMP/err"
+    check "qwen2_5_vl checkpoint with --preset gme is refused" grep -q "qwen2_5_vl) checkpoint: use --preset nomic" "$TMP/err"
+    "$CONVERT" tests/fixtures/qwen2vl-tiny/base -o "$TMP/x.abc" --preset nomic --quiet >"$TMP/out" 2>"$TMP/err"
+    check "qwen2_vl checkpoint with --preset nomic is refused" grep -q "Qwen2-VL checkpoint: use --preset abc, vlm2vec or gme" "$TMP/err"
+    check "no output left behind" test ! -e "$TMP/x.abc"
+else
+    bad "prerequisite $CONVERT or build/qwen25vl-tiny is missing (run 'make test')"
+fi
+
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]
