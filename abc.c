@@ -12483,21 +12483,26 @@ static abc_status qwen2vl_bind(binder *b, abc_model *m) {
     if (!w->blocks) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the vision tower");
     bind_linear(b, &w->patch_embed, "visual.patch_embed.proj", E, c->patch_dim, false, &w->adapter_rank,
                 &w->adapter_width);
+    /* Qwen2.5-VL: RMSNorm weights only (no biases), mlp.gate_proj/up_proj/down_proj with biases */
+    const bool q25 = c->qwen25;
     for (int i = 0; i < c->depth && b->status == ABC_OK; i++) {
         vision_block *blk = &w->blocks[i];
 #define VNAME(s) (snprintf(p, sizeof p, "visual.blocks.%d.%s", i, s), p)
         blk->norm1_w = bind_vector(b, E, VNAME("norm1.weight"));
-        blk->norm1_b = bind_vector(b, E, VNAME("norm1.bias"));
+        blk->norm1_b = q25 ? NULL : bind_vector(b, E, VNAME("norm1.bias"));
         blk->norm2_w = bind_vector(b, E, VNAME("norm2.weight"));
-        blk->norm2_b = bind_vector(b, E, VNAME("norm2.bias"));
+        blk->norm2_b = q25 ? NULL : bind_vector(b, E, VNAME("norm2.bias"));
         bind_linear(b, &blk->qkv, VNAME("attn.qkv"), 3 * E, E, true, &w->adapter_rank, &w->adapter_width);
         bind_linear(b, &blk->proj, VNAME("attn.proj"), E, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->fc1, VNAME("mlp.fc1"), M, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->fc2, VNAME("mlp.fc2"), E, M, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &blk->fc1, VNAME(q25 ? "mlp.gate_proj" : "mlp.fc1"), M, E, true, &w->adapter_rank,
+                    &w->adapter_width);
+        if (q25) bind_linear(b, &blk->up, VNAME("mlp.up_proj"), M, E, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &blk->fc2, VNAME(q25 ? "mlp.down_proj" : "mlp.fc2"), E, M, true, &w->adapter_rank,
+                    &w->adapter_width);
 #undef VNAME
     }
     w->ln_q_w = bind_vector(b, E, "visual.merger.ln_q.weight");
-    w->ln_q_b = bind_vector(b, E, "visual.merger.ln_q.bias");
+    w->ln_q_b = q25 ? NULL : bind_vector(b, E, "visual.merger.ln_q.bias");
     bind_linear(b, &w->merger_fc1, "visual.merger.mlp.0", group_dim, group_dim, true, &w->adapter_rank,
                 &w->adapter_width);
     bind_linear(b, &w->merger_fc2, "visual.merger.mlp.2", c->out_dim, group_dim, true, &w->adapter_rank,
@@ -12768,46 +12773,13 @@ static abc_status qwen25vl_read_config(abc_model *m, abc_error *err) {
     return ABC_OK;
 }
 
-/* Qwen2.5-VL's ViT tensors: RMSNorm weights only, mlp.gate_proj/up_proj/down_proj with biases, ln_q
- * without bias. No query adapter on this family. */
-static abc_status qwen25vl_bind(binder *b, abc_model *m) {
-    qwen2vl_data *d = m->family_data;
-    const vision_config *c = &d->vision;
-    vision_weights *w = &d->vision_w;
-    const int64_t E = c->embed_dim, M = c->mlp_dim, group_dim = E * c->merge_size * c->merge_size;
-    char p[128];
-    w->blocks = xcalloc((size_t)c->depth, sizeof *w->blocks);
-    if (!w->blocks) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the vision tower");
-    bind_linear(b, &w->patch_embed, "visual.patch_embed.proj", E, c->patch_dim, false, &w->adapter_rank,
-                &w->adapter_width);
-    for (int i = 0; i < c->depth && b->status == ABC_OK; i++) {
-        vision_block *blk = &w->blocks[i];
-#define VNAME(s) (snprintf(p, sizeof p, "visual.blocks.%d.%s", i, s), p)
-        blk->norm1_w = bind_vector(b, E, VNAME("norm1.weight"));
-        blk->norm2_w = bind_vector(b, E, VNAME("norm2.weight"));
-        bind_linear(b, &blk->qkv, VNAME("attn.qkv"), 3 * E, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->proj, VNAME("attn.proj"), E, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->fc1, VNAME("mlp.gate_proj"), M, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->up, VNAME("mlp.up_proj"), M, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->fc2, VNAME("mlp.down_proj"), E, M, true, &w->adapter_rank, &w->adapter_width);
-#undef VNAME
-    }
-    w->ln_q_w = bind_vector(b, E, "visual.merger.ln_q.weight");
-    bind_linear(b, &w->merger_fc1, "visual.merger.mlp.0", group_dim, group_dim, true, &w->adapter_rank,
-                &w->adapter_width);
-    bind_linear(b, &w->merger_fc2, "visual.merger.mlp.2", c->out_dim, group_dim, true, &w->adapter_rank,
-                &w->adapter_width);
-    m->vision_adapter_rank = w->adapter_rank;
-    return b->status;
-}
-
 static const model_family family_qwen25vl = {
     .architecture = "qwen2_5_vl",
     .stages = qwen2vl_stages,
     .query_adapter = false,
     .text_qkv_bias = true,
     .read_config = qwen25vl_read_config,
-    .bind = qwen25vl_bind,
+    .bind = qwen2vl_bind,
     .free_data = qwen2vl_free,
     .describe = qwen2vl_describe,
     .prepare = qwen2vl_prepare,

@@ -109,13 +109,41 @@ static int expect(expected_list *l, int ndim, int64_t d0, int64_t d1, const char
     return 0;
 }
 
-/* The Qwen2 decoder's tensors (and the mlp_head of preset abc), after the image side. */
-static int build_expected_decoder(const conv_state *s, expected_list *l) {
+/* Every tensor of FORMAT.md for this config (qwen2_vl or qwen2_5_vl), in file order. */
+static int build_expected_qwen2vl(const conv_state *s, expected_list *l) {
     const model_config *c = &s->cfg;
     const int64_t head_dim = s->head_dim;
-    const int64_t H = c->hidden, I = c->intermediate;
+    const int64_t E = c->v_embed, M = c->v_mlp, H = c->hidden, I = c->intermediate;
+    const int64_t patch_len = c->v_in_channels * c->v_temporal_patch * c->v_patch * c->v_patch;
+    const int64_t merged = E * c->v_merge * c->v_merge;
     const int64_t kv = c->kv_heads * c->head_dim;
-    int rc = 0;
+    /* qwen2_5_vl: RMSNorm weights only (no biases), a gated MLP with biases, ln_q without bias */
+    const int q25 = c->arch == ARCH_QWEN2_5_VL;
+    int rc = expect(l, 2, E, patch_len, "visual.patch_embed.proj.weight");
+    for (int64_t b = 0; b < c->v_depth && rc == 0; b++) {
+        const char *p = "visual.blocks";
+        long long i = (long long)b;
+        rc |= expect(l, 1, E, 0, "%s.%lld.norm1.weight", p, i);
+        if (!q25) rc |= expect(l, 1, E, 0, "%s.%lld.norm1.bias", p, i);
+        rc |= expect(l, 1, E, 0, "%s.%lld.norm2.weight", p, i);
+        if (!q25) rc |= expect(l, 1, E, 0, "%s.%lld.norm2.bias", p, i);
+        rc |= expect(l, 2, 3 * E, E, "%s.%lld.attn.qkv.weight", p, i);
+        rc |= expect(l, 1, 3 * E, 0, "%s.%lld.attn.qkv.bias", p, i);
+        rc |= expect(l, 2, E, E, "%s.%lld.attn.proj.weight", p, i);
+        rc |= expect(l, 1, E, 0, "%s.%lld.attn.proj.bias", p, i);
+        rc |= expect(l, 2, M, E, "%s.%lld.mlp.%s.weight", p, i, q25 ? "gate_proj" : "fc1");
+        rc |= expect(l, 1, M, 0, "%s.%lld.mlp.%s.bias", p, i, q25 ? "gate_proj" : "fc1");
+        if (q25) rc |= expect(l, 2, M, E, "%s.%lld.mlp.up_proj.weight", p, i);
+        if (q25) rc |= expect(l, 1, M, 0, "%s.%lld.mlp.up_proj.bias", p, i);
+        rc |= expect(l, 2, E, M, "%s.%lld.mlp.%s.weight", p, i, q25 ? "down_proj" : "fc2");
+        rc |= expect(l, 1, E, 0, "%s.%lld.mlp.%s.bias", p, i, q25 ? "down_proj" : "fc2");
+    }
+    rc |= expect(l, 1, E, 0, "visual.merger.ln_q.weight");
+    if (!q25) rc |= expect(l, 1, E, 0, "visual.merger.ln_q.bias");
+    rc |= expect(l, 2, merged, merged, "visual.merger.mlp.0.weight");
+    rc |= expect(l, 1, merged, 0, "visual.merger.mlp.0.bias");
+    rc |= expect(l, 2, c->v_out, merged, "visual.merger.mlp.2.weight");
+    rc |= expect(l, 1, c->v_out, 0, "visual.merger.mlp.2.bias");
     rc |= expect(l, 2, c->vocab, H, "model.embed_tokens.weight");
     for (int64_t b = 0; b < c->layers && rc == 0; b++) {
         const char *p = "model.layers";
@@ -141,70 +169,6 @@ static int build_expected_decoder(const conv_state *s, expected_list *l) {
         rc |= expect(l, 1, H, 0, "mlp_head.linear_layer2.bias");
     }
     return rc ? -1 : 0;
-}
-
-/* Every tensor of FORMAT.md for this config, in file order. */
-static int build_expected_qwen2vl(const conv_state *s, expected_list *l) {
-    const model_config *c = &s->cfg;
-    const int64_t E = c->v_embed, M = c->v_mlp;
-    const int64_t patch_len = c->v_in_channels * c->v_temporal_patch * c->v_patch * c->v_patch;
-    const int64_t merged = E * c->v_merge * c->v_merge;
-    int rc = expect(l, 2, E, patch_len, "visual.patch_embed.proj.weight");
-    for (int64_t b = 0; b < c->v_depth && rc == 0; b++) {
-        const char *p = "visual.blocks";
-        long long i = (long long)b;
-        rc |= expect(l, 1, E, 0, "%s.%lld.norm1.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.norm1.bias", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.norm2.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.norm2.bias", p, i);
-        rc |= expect(l, 2, 3 * E, E, "%s.%lld.attn.qkv.weight", p, i);
-        rc |= expect(l, 1, 3 * E, 0, "%s.%lld.attn.qkv.bias", p, i);
-        rc |= expect(l, 2, E, E, "%s.%lld.attn.proj.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.attn.proj.bias", p, i);
-        rc |= expect(l, 2, M, E, "%s.%lld.mlp.fc1.weight", p, i);
-        rc |= expect(l, 1, M, 0, "%s.%lld.mlp.fc1.bias", p, i);
-        rc |= expect(l, 2, E, M, "%s.%lld.mlp.fc2.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.mlp.fc2.bias", p, i);
-    }
-    rc |= expect(l, 1, E, 0, "visual.merger.ln_q.weight");
-    rc |= expect(l, 1, E, 0, "visual.merger.ln_q.bias");
-    rc |= expect(l, 2, merged, merged, "visual.merger.mlp.0.weight");
-    rc |= expect(l, 1, merged, 0, "visual.merger.mlp.0.bias");
-    rc |= expect(l, 2, c->v_out, merged, "visual.merger.mlp.2.weight");
-    rc |= expect(l, 1, c->v_out, 0, "visual.merger.mlp.2.bias");
-    return rc ? -1 : build_expected_decoder(s, l);
-}
-
-/* qwen2_5_vl (FORMAT.md): the Qwen2-VL list with Qwen2.5-VL's ViT blocks (RMSNorm weights, gated MLP
- * with biases) and a bias-free ln_q. */
-static int build_expected_qwen25vl(const conv_state *s, expected_list *l) {
-    const model_config *c = &s->cfg;
-    const int64_t E = c->v_embed, M = c->v_mlp;
-    const int64_t patch_len = c->v_in_channels * c->v_temporal_patch * c->v_patch * c->v_patch;
-    const int64_t merged = E * c->v_merge * c->v_merge;
-    int rc = expect(l, 2, E, patch_len, "visual.patch_embed.proj.weight");
-    for (int64_t b = 0; b < c->v_depth && rc == 0; b++) {
-        const char *p = "visual.blocks";
-        long long i = (long long)b;
-        rc |= expect(l, 1, E, 0, "%s.%lld.norm1.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.norm2.weight", p, i);
-        rc |= expect(l, 2, 3 * E, E, "%s.%lld.attn.qkv.weight", p, i);
-        rc |= expect(l, 1, 3 * E, 0, "%s.%lld.attn.qkv.bias", p, i);
-        rc |= expect(l, 2, E, E, "%s.%lld.attn.proj.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.attn.proj.bias", p, i);
-        rc |= expect(l, 2, M, E, "%s.%lld.mlp.gate_proj.weight", p, i);
-        rc |= expect(l, 1, M, 0, "%s.%lld.mlp.gate_proj.bias", p, i);
-        rc |= expect(l, 2, M, E, "%s.%lld.mlp.up_proj.weight", p, i);
-        rc |= expect(l, 1, M, 0, "%s.%lld.mlp.up_proj.bias", p, i);
-        rc |= expect(l, 2, E, M, "%s.%lld.mlp.down_proj.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.mlp.down_proj.bias", p, i);
-    }
-    rc |= expect(l, 1, E, 0, "visual.merger.ln_q.weight");
-    rc |= expect(l, 2, merged, merged, "visual.merger.mlp.0.weight");
-    rc |= expect(l, 1, merged, 0, "visual.merger.mlp.0.bias");
-    rc |= expect(l, 2, c->v_out, merged, "visual.merger.mlp.2.weight");
-    rc |= expect(l, 1, c->v_out, 0, "visual.merger.mlp.2.bias");
-    return rc ? -1 : build_expected_decoder(s, l);
 }
 
 /* ---- phi3_v: the .abc names of FORMAT.md, made from the hub checkpoint's tensors ---- */
@@ -1034,7 +998,7 @@ static const cv_family families[] = {
       "dropping CLIP's last layer and post_layernorm (the image features are hidden_states[-2])",
       { "model.layers.", "visual.", PHI3_VISION }, PHI3_VISION "wte.weight", add_metadata_phi3 },
     { ARCH_QWEN2_5_VL, { "nomic", NULL, NULL }, "%s is a Qwen2.5-VL (qwen2_5_vl) checkpoint: use --preset nomic", 0, 0,
-      cv_normalize_name, NULL, fill_token_ids, build_expected_qwen25vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
+      cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
       add_metadata_qwen25vl },
 };
 
