@@ -163,6 +163,26 @@ build/tiny-vlm2vec-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec
 
 test: build/tiny-gme.abc build/tiny-gme-q8.abc build/tiny-vlm2vec-q8.abc
 
+# qwen2_5_vl, preset nomic (tests/test_qwen25vl.sh): the fixture's ViT shard and config with the tiny
+# Qwen2-VL's decoder shard and tokenizer, linked together (tests/gen_qwen25vl_fixtures.py)
+Q25_TINY = tests/fixtures/qwen25vl-tiny
+Q25_FILES = config.json preprocessor_config.json model-00002-of-00002.safetensors model.safetensors.index.json
+Q25_SHARED = tokenizer.json tokenizer_config.json model-00001-of-00002.safetensors
+
+build/qwen25vl-tiny/.linked: $(addprefix $(Q25_TINY)/,$(Q25_FILES)) $(addprefix $(TINY)/base/,$(Q25_SHARED))
+	@mkdir -p build/qwen25vl-tiny
+	for f in $(Q25_FILES); do ln -sf ../../$(Q25_TINY)/$$f build/qwen25vl-tiny/$$f; done
+	for f in $(Q25_SHARED); do ln -sf ../../$(TINY)/base/$$f build/qwen25vl-tiny/$$f; done
+	@touch $@
+
+build/tiny-nomic.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(Q25_TINY)/nomic_adapter/*)
+	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic --merge-adapter $(Q25_TINY)/nomic_adapter
+
+build/tiny-nomic-q8.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(Q25_TINY)/nomic_adapter/*)
+	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic --merge-adapter $(Q25_TINY)/nomic_adapter --dtype q8
+
+test: build/tiny-nomic.abc build/tiny-nomic-q8.abc
+
 # The bundled example: the tiny random-weight ABC model embeds an image with an instruction.
 example: all build/tiny-abc.abc
 	./abc embed -m build/tiny-abc.abc --image tests/fixtures/images/astronaut.png --text "What is the person holding?"

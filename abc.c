@@ -10951,6 +10951,8 @@ static void linear_forward(thread_pool *pool, const linear_layer *l, const float
  * 8. Vision encoder: the Qwen2-VL ViT and its 2×2 patch merger (docs/model.md#vision-tower)
  * ================================================================================================ */
 
+#define VISION_MAX_DEPTH 1024
+
 typedef struct {
     int depth, embed_dim, n_heads, head_dim, mlp_dim;
     int patch_dim;  /* in_channels · temporal_patch · patch² (1176) */
@@ -10958,11 +10960,18 @@ typedef struct {
     int out_dim;    /* the language model's width */
     float norm_eps;
     double rope_theta;
+    /* Qwen2.5-VL (vision25_* below): RMSNorm instead of LayerNorm (blocks and ln_q), the gated SiLU
+     * MLP (fc1 = gate, up, fc2 = down), attention within windows of window_merged² merged groups
+     * except in the blocks marked in full_attention. */
+    bool qwen25;
+    int window_merged;
+    bool full_attention[VISION_MAX_DEPTH];
 } vision_config;
 
 typedef struct {
     const float *norm1_w, *norm1_b, *norm2_w, *norm2_b;
     linear_layer qkv, proj, fc1, fc2;
+    linear_layer up; /* Qwen2.5-VL's up_proj (fc1 is gate_proj, fc2 down_proj) */
 } vision_block;
 
 typedef struct {
@@ -10983,15 +10992,19 @@ static void vision_patch_coordinates(int grid_w, int merge, int64_t k, int *row,
 }
 
 /* cos/sin [n][head_dim/2] of the 2-D rotary embedding: head_dim/4 row frequencies then head_dim/4
- * column frequencies, theta^(2j/(head_dim/2)). Frames repeat the same coordinates. */
-static void vision_rotary_tables(const vision_config *c, const int grid[3], float *cos_t, float *sin_t) {
-    const int half = c->head_dim / 2, quarter = half / 2;
+ * column frequencies, theta^(2j/(head_dim/2)). Frames repeat the same coordinates. Qwen2.5-VL computes
+ * the same angles per patch and permutes them with the patches (order, see vision25_window_order). */
+static void vision_rotary_tables(const vision_config *c, const int grid[3], const int64_t *order, float *cos_t,
+                                 float *sin_t) {
+    const int half = c->head_dim / 2, quarter = half / 2, group = c->merge_size * c->merge_size;
     float inv_freq[512]; /* head_dim ≤ 2048 is checked at load */
     rope_inverse_frequencies(c->rope_theta, half, inv_freq);
     const int64_t per_frame = (int64_t)grid[1] * grid[2];
     for (int64_t p = 0; p < per_frame * grid[0]; p++) {
         int row, col;
-        vision_patch_coordinates(grid[2], c->merge_size, p % per_frame, &row, &col);
+        /* in window order (order != NULL) row p is patch p % group of merged group order[p / group] */
+        const int64_t src = order ? order[p / group] * group + p % group : p;
+        vision_patch_coordinates(grid[2], c->merge_size, src % per_frame, &row, &col);
         float *cs = cos_t + p * half, *sn = sin_t + p * half;
         for (int j = 0; j < quarter; j++) {
             float a_row = (float)row * inv_freq[j], a_col = (float)col * inv_freq[j];
@@ -11004,35 +11017,77 @@ static void vision_rotary_tables(const vision_config *c, const int grid[3], floa
 }
 
 /* One pre-norm ViT block on x [n][E]: x += proj(attention(rope(qkv(LN1 x)))), x += fc2(qgelu(fc1(LN2 x))).
- * Attention is full (bidirectional) within each frame of grid_h·grid_w patches. */
+ * Attention is full (bidirectional) within each segment [bounds[i], bounds[i+1]) of the rows: the frames,
+ * or Qwen2.5-VL's windows. Qwen2.5-VL: RMSNorm, and x += down(silu(gate(h))·up(h)). */
 typedef struct {
-    float *x, *h, *qkv, *att, *mlp, *cos_t, *sin_t;
+    float *x, *h, *qkv, *att, *mlp, *mlp_up, *cos_t, *sin_t;
     adapter_scratch adapter;
 } vision_state;
 
+static void vision_norm(thread_pool *pool, const vision_config *c, float *out, const float *x, const float *w,
+                        const float *b, int64_t n) {
+    if (c->qwen25) rms_norm(pool, out, x, w, n, c->embed_dim, c->norm_eps);
+    else layer_norm(pool, out, x, w, b, n, c->embed_dim, c->norm_eps);
+}
+
 static void vision_block_forward(thread_pool *pool, const vision_config *c, const vision_block *b,
-                                 vision_state *s, const int grid[3], const adapter_scratch *adapter) {
-    const int64_t n = (int64_t)grid[0] * grid[1] * grid[2], per_frame = (int64_t)grid[1] * grid[2];
+                                 vision_state *s, int64_t n, const int64_t *bounds, int64_t n_segments,
+                                 const adapter_scratch *adapter) {
     const int E = c->embed_dim, hd = c->head_dim;
 
-    layer_norm(pool, s->h, s->x, b->norm1_w, b->norm1_b, n, E, c->norm_eps);
+    vision_norm(pool, c, s->h, s->x, b->norm1_w, b->norm1_b, n);
     linear_forward(pool, &b->qkv, s->h, n, s->qkv, adapter);
     /* each row is [q | k | v], each [heads][head_dim] */
     rope_rows(pool, s->qkv, n, 3 * (int64_t)E, c->n_heads, hd, s->cos_t, s->sin_t);
     rope_rows(pool, s->qkv + E, n, 3 * (int64_t)E, c->n_heads, hd, s->cos_t, s->sin_t);
-    for (int t = 0; t < grid[0]; t++) {
-        const float *q = s->qkv + (size_t)t * per_frame * 3 * E;
-        attention(pool, s->att + (size_t)t * per_frame * E, q, q + E, q + 2 * E, per_frame, c->n_heads,
+    for (int64_t t = 0; t < n_segments; t++) {
+        const float *q = s->qkv + (size_t)bounds[t] * 3 * E;
+        attention(pool, s->att + (size_t)bounds[t] * E, q, q + E, q + 2 * E, bounds[t + 1] - bounds[t], c->n_heads,
                   c->n_heads, hd, 3 * (int64_t)E, 3 * (int64_t)E, false);
     }
     linear_forward(pool, &b->proj, s->att, n, s->h, adapter);
     add_in_place(pool, s->x, s->h, (size_t)n * E);
 
-    layer_norm(pool, s->h, s->x, b->norm2_w, b->norm2_b, n, E, c->norm_eps);
+    vision_norm(pool, c, s->h, s->x, b->norm2_w, b->norm2_b, n);
     linear_forward(pool, &b->fc1, s->h, n, s->mlp, adapter);
-    quick_gelu_in_place(pool, s->mlp, (size_t)n * c->mlp_dim);
+    if (c->qwen25) {
+        linear_forward(pool, &b->up, s->h, n, s->mlp_up, adapter);
+        swiglu_in_place(pool, s->mlp, s->mlp_up, (size_t)n * c->mlp_dim);
+    } else {
+        quick_gelu_in_place(pool, s->mlp, (size_t)n * c->mlp_dim);
+    }
     linear_forward(pool, &b->fc2, s->mlp, n, s->h, adapter);
     add_in_place(pool, s->x, s->h, (size_t)n * E);
+}
+
+/* Qwen2.5-VL's window order: per frame, windows of win×win merged groups row-major over the merged grid
+ * (those on the right and bottom edges cut short), the groups row-major inside each window; order[j] is
+ * the merged group (row-major per frame, as the patches come) at position j. bounds gets the windows'
+ * first rows in patches and the total at the end; returns the number of windows. */
+static int64_t vision25_window_order(const int grid[3], int merge, int win, int64_t *order, int64_t *bounds) {
+    const int lh = grid[1] / merge, lw = grid[2] / merge, group = merge * merge;
+    int64_t j = 0, n_windows = 0;
+    bounds[0] = 0;
+    for (int t = 0; t < grid[0]; t++)
+        for (int wr = 0; wr < lh; wr += win)
+            for (int wc = 0; wc < lw; wc += win) {
+                for (int r = wr; r < MIN(wr + win, lh); r++)
+                    for (int col = wc; col < MIN(wc + win, lw); col++)
+                        order[j++] = ((int64_t)t * lh + r) * lw + col;
+                bounds[++n_windows] = j * group;
+            }
+    return n_windows;
+}
+
+/* Rows of `width` floats in groups of `rows` rows: dst group j = src group order[j] (inverse: dst group
+ * order[j] = src group j). */
+static void vision25_permute(float *dst, const float *src, const int64_t *order, int64_t n_groups, int64_t rows,
+                             int64_t width, bool inverse) {
+    const size_t len = (size_t)(rows * width);
+    for (int64_t j = 0; j < n_groups; j++) {
+        const int64_t d = inverse ? order[j] : j, s_ = inverse ? j : order[j];
+        memcpy(dst + (size_t)d * len, src + (size_t)s_ * len, len * sizeof(float));
+    }
 }
 
 /* pixels [n][patch_dim] in the patch order of docs/image-pipeline.md#patches → out [n/merge²][out_dim], the embeddings that
@@ -11040,34 +11095,64 @@ static void vision_block_forward(thread_pool *pool, const vision_config *c, cons
 static abc_status vision_forward(thread_pool *pool, const vision_config *c, const vision_weights *w,
                                  const float *pixels, const int grid[3], bool adapter_on, workspace *ws,
                                  float *out, abc_error *err) {
-    const int64_t n = (int64_t)grid[0] * grid[1] * grid[2];
+    const int64_t n = (int64_t)grid[0] * grid[1] * grid[2], per_frame = (int64_t)grid[1] * grid[2];
     const int E = c->embed_dim, group = c->merge_size * c->merge_size;
     const int64_t n_merged = n / group;
-    const bool use_adapter = adapter_on && w->adapter_rank > 0;
+    const bool use_adapter = adapter_on && w->adapter_rank > 0, windows = c->window_merged > 0;
     vision_state s;
+    float *merged = NULL;
     const size_t sizes[] = {floats_for(n, E),          floats_for(n, E),
                             floats_for(n, 3 * (int64_t)E), floats_for(n, E),
-                            floats_for(n, c->mlp_dim),  floats_for(n, c->head_dim / 2),
-                            floats_for(n, c->head_dim / 2),
+                            floats_for(n, c->mlp_dim),  c->qwen25 ? floats_for(n, c->mlp_dim) : 0,
+                            floats_for(n, c->head_dim / 2), floats_for(n, c->head_dim / 2),
                             use_adapter ? floats_for(n, w->adapter_rank) : 0,
-                            use_adapter ? floats_for(n, w->adapter_width) : 0};
-    float **arrays[] = {&s.x, &s.h, &s.qkv, &s.att, &s.mlp, &s.cos_t, &s.sin_t, &s.adapter.low_rank,
-                        &s.adapter.delta};
+                            use_adapter ? floats_for(n, w->adapter_width) : 0,
+                            windows ? floats_for(n_merged, c->out_dim) : 0};
+    float **arrays[] = {&s.x, &s.h, &s.qkv, &s.att, &s.mlp, &s.mlp_up, &s.cos_t, &s.sin_t, &s.adapter.low_rank,
+                        &s.adapter.delta, &merged};
     if (!workspace_carve(ws, (int)(sizeof sizes / sizeof sizes[0]), sizes, arrays))
         return fail(err, ABC_ERR_NOMEM, "out of memory for the vision tower (%lld patches)", (long long)n);
     if (!use_adapter) s.adapter.low_rank = s.adapter.delta = NULL;
     const adapter_scratch *adapter = use_adapter ? &s.adapter : NULL;
+    /* attention segments: the frames, and with windows the windows (rows in window order) */
+    int64_t *frames = xmalloc(((size_t)grid[0] + 1) * sizeof *frames), *order = NULL, *wbounds = NULL, n_windows = 0;
+    if (windows) {
+        order = xmalloc((size_t)n_merged * sizeof *order);
+        wbounds = xmalloc(((size_t)n_merged + 1) * sizeof *wbounds);
+    }
+    if (!frames || (windows && (!order || !wbounds))) {
+        free(frames);
+        free(order);
+        free(wbounds);
+        return fail(err, ABC_ERR_NOMEM, "out of memory for the vision tower (%lld patches)", (long long)n);
+    }
+    for (int t = 0; t <= grid[0]; t++) frames[t] = t * per_frame;
 
     linear_forward(pool, &w->patch_embed, pixels, n, s.x, adapter);
-    vision_rotary_tables(c, grid, s.cos_t, s.sin_t);
-    for (int i = 0; i < c->depth; i++) vision_block_forward(pool, c, &w->blocks[i], &s, grid, adapter);
+    if (windows) {
+        n_windows = vision25_window_order(grid, c->merge_size, c->window_merged, order, wbounds);
+        vision25_permute(s.h, s.x, order, n_merged, group, E, false);
+        float *t = s.x;
+        s.x = s.h;
+        s.h = t;
+    }
+    vision_rotary_tables(c, grid, order, s.cos_t, s.sin_t);
+    for (int i = 0; i < c->depth; i++) {
+        const bool full = !windows || c->full_attention[i];
+        vision_block_forward(pool, c, &w->blocks[i], &s, n, full ? frames : wbounds, full ? grid[0] : n_windows,
+                             adapter);
+    }
 
-    /* Merger: LayerNorm per patch; the `group` consecutive patches of a 2×2 group, side by side, are
-     * one row of [n_merged][group·E] — the same memory, so no copy. */
-    layer_norm(pool, s.h, s.x, w->ln_q_w, w->ln_q_b, n, E, c->norm_eps);
+    /* Merger: the norm per patch; the `group` consecutive patches of a 2×2 group, side by side, are
+     * one row of [n_merged][group·E] — the same memory, so no copy. Windows: back to the patches' order. */
+    vision_norm(pool, c, s.h, s.x, w->ln_q_w, w->ln_q_b, n);
     linear_forward(pool, &w->merger_fc1, s.h, n_merged, s.att, adapter);
     gelu_erf_in_place(pool, s.att, (size_t)n_merged * group * E);
-    linear_forward(pool, &w->merger_fc2, s.att, n_merged, out, adapter);
+    linear_forward(pool, &w->merger_fc2, s.att, n_merged, windows ? merged : out, adapter);
+    if (windows) vision25_permute(out, merged, order, n_merged, 1, c->out_dim, true);
+    free(frames);
+    free(order);
+    free(wbounds);
     return ABC_OK;
 }
 
@@ -12241,7 +12326,7 @@ static abc_status read_vision_config(const weight_file *wf, vision_config *c, in
                                      abc_error *err) {
     int patch, temporal, channels;
     double eps;
-    if (!meta_dim(wf, "vision.depth", MODEL_MAX_LAYERS, &c->depth, err) ||
+    if (!meta_dim(wf, "vision.depth", VISION_MAX_DEPTH, &c->depth, err) ||
         !meta_dim(wf, "vision.embed_dim", MODEL_MAX_DIM, &c->embed_dim, err) ||
         !meta_dim(wf, "vision.num_heads", MODEL_MAX_DIM, &c->n_heads, err) ||
         !meta_dim(wf, "vision.mlp_dim", MODEL_MAX_DIM, &c->mlp_dim, err) ||
@@ -12398,21 +12483,26 @@ static abc_status qwen2vl_bind(binder *b, abc_model *m) {
     if (!w->blocks) return fail(b->err, ABC_ERR_NOMEM, "out of memory binding the vision tower");
     bind_linear(b, &w->patch_embed, "visual.patch_embed.proj", E, c->patch_dim, false, &w->adapter_rank,
                 &w->adapter_width);
+    /* Qwen2.5-VL: RMSNorm weights only (no biases), mlp.gate_proj/up_proj/down_proj with biases */
+    const bool q25 = c->qwen25;
     for (int i = 0; i < c->depth && b->status == ABC_OK; i++) {
         vision_block *blk = &w->blocks[i];
 #define VNAME(s) (snprintf(p, sizeof p, "visual.blocks.%d.%s", i, s), p)
         blk->norm1_w = bind_vector(b, E, VNAME("norm1.weight"));
-        blk->norm1_b = bind_vector(b, E, VNAME("norm1.bias"));
+        blk->norm1_b = q25 ? NULL : bind_vector(b, E, VNAME("norm1.bias"));
         blk->norm2_w = bind_vector(b, E, VNAME("norm2.weight"));
-        blk->norm2_b = bind_vector(b, E, VNAME("norm2.bias"));
+        blk->norm2_b = q25 ? NULL : bind_vector(b, E, VNAME("norm2.bias"));
         bind_linear(b, &blk->qkv, VNAME("attn.qkv"), 3 * E, E, true, &w->adapter_rank, &w->adapter_width);
         bind_linear(b, &blk->proj, VNAME("attn.proj"), E, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->fc1, VNAME("mlp.fc1"), M, E, true, &w->adapter_rank, &w->adapter_width);
-        bind_linear(b, &blk->fc2, VNAME("mlp.fc2"), E, M, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &blk->fc1, VNAME(q25 ? "mlp.gate_proj" : "mlp.fc1"), M, E, true, &w->adapter_rank,
+                    &w->adapter_width);
+        if (q25) bind_linear(b, &blk->up, VNAME("mlp.up_proj"), M, E, true, &w->adapter_rank, &w->adapter_width);
+        bind_linear(b, &blk->fc2, VNAME(q25 ? "mlp.down_proj" : "mlp.fc2"), E, M, true, &w->adapter_rank,
+                    &w->adapter_width);
 #undef VNAME
     }
     w->ln_q_w = bind_vector(b, E, "visual.merger.ln_q.weight");
-    w->ln_q_b = bind_vector(b, E, "visual.merger.ln_q.bias");
+    w->ln_q_b = q25 ? NULL : bind_vector(b, E, "visual.merger.ln_q.bias");
     bind_linear(b, &w->merger_fc1, "visual.merger.mlp.0", group_dim, group_dim, true, &w->adapter_rank,
                 &w->adapter_width);
     bind_linear(b, &w->merger_fc2, "visual.merger.mlp.2", c->out_dim, group_dim, true, &w->adapter_rank,
@@ -12431,12 +12521,12 @@ static void qwen2vl_describe(const abc_model *m, char *out, size_t cap) {
     const vision_config *v = &qwen2vl_of(m)->vision;
     const text_config *t = &m->text;
     snprintf(out, cap,
-             "architecture: qwen2_vl (preset %s), weights %s\n"
+             "architecture: %s (preset %s), weights %s\n"
              "vision: %d blocks, width %d, %d heads, mlp %d, patch %d, merge %dx%d\n"
              "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d, vocab %lld\n"
              "attention %s, pooling %s, head %s%s, embedding dim %d\n"
              "query adapter (role=query): %d layers, rank up to %d\n",
-             m->preset, m->dtype ? m->dtype : "?", v->depth, v->embed_dim, v->n_heads, v->mlp_dim,
+             m->family->architecture, m->preset, m->dtype ? m->dtype : "?", v->depth, v->embed_dim, v->n_heads, v->mlp_dim,
              qwen2vl_of(m)->preprocess.patch_size, v->merge_size, v->merge_size, t->n_layers, t->hidden, t->n_heads,
              t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab,
              t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
@@ -12645,6 +12735,50 @@ static const model_family family_qwen2vl = {
     .query_adapter = true,
     .text_qkv_bias = true,
     .read_config = qwen2vl_read_config,
+    .bind = qwen2vl_bind,
+    .free_data = qwen2vl_free,
+    .describe = qwen2vl_describe,
+    .prepare = qwen2vl_prepare,
+    .check_image = qwen2vl_check_image,
+    .position_ids = qwen2vl_position_ids,
+    .encode_image = qwen2vl_encode_image,
+};
+
+/* ---- Qwen2.5-VL (qwen2_5_vl): the same pipeline, its own ViT (section 8's qwen25 variant) ---- */
+
+/* vision.window_size (pixels) and vision.fullatt_blocks on top of the Qwen2-VL metadata. */
+static abc_status qwen25vl_read_config(abc_model *m, abc_error *err) {
+    abc_status st = qwen2vl_read_config(m, err);
+    if (st != ABC_OK) return st;
+    vision_config *c = &((qwen2vl_data *)m->family_data)->vision;
+    const weight_file *wf = &m->wf;
+    int64_t window, patch, full[VISION_MAX_DEPTH];
+    const meta_entry *fe = wf_meta(wf, "vision.fullatt_blocks");
+    wf_int(wf, "vision.patch_size", &patch, NULL);
+    if (!meta_int_in(wf, "vision.window_size", 1, 1 << 20, &window, err)) return err ? err->code : ABC_ERR_FORMAT;
+    if (!fe || fe->count > VISION_MAX_DEPTH || !wf_int_array(wf, "vision.fullatt_blocks", full, (size_t)fe->count, err))
+        return fail(err, ABC_ERR_FORMAT, "metadata 'vision.fullatt_blocks' is missing or too long");
+    c->qwen25 = true;
+    /* transformers: window_size // spatial_merge_size // patch_size merged groups a side */
+    c->window_merged = (int)(window / c->merge_size / patch);
+    if (c->window_merged < 1)
+        return fail(err, ABC_ERR_FORMAT, "vision.window_size %lld is smaller than one merged group (%lld pixels)",
+                    (long long)window, (long long)(c->merge_size * patch));
+    for (size_t i = 0; i < (size_t)fe->count; i++) {
+        if (full[i] < 0 || full[i] >= c->depth)
+            return fail(err, ABC_ERR_FORMAT, "vision.fullatt_blocks[%zu] = %lld is not a block (depth %d)", i,
+                        (long long)full[i], c->depth);
+        c->full_attention[full[i]] = true;
+    }
+    return ABC_OK;
+}
+
+static const model_family family_qwen25vl = {
+    .architecture = "qwen2_5_vl",
+    .stages = qwen2vl_stages,
+    .query_adapter = false,
+    .text_qkv_bias = true,
+    .read_config = qwen25vl_read_config,
     .bind = qwen2vl_bind,
     .free_data = qwen2vl_free,
     .describe = qwen2vl_describe,
@@ -13039,7 +13173,7 @@ static const model_family family_phi3v = {
  * 11d. The family table; loading and freeing a model
  * ================================================================================================ */
 
-static const model_family *const model_families[] = {&family_qwen2vl, &family_phi3v};
+static const model_family *const model_families[] = {&family_qwen2vl, &family_phi3v, &family_qwen25vl};
 #define N_MODEL_FAMILIES (sizeof model_families / sizeof model_families[0])
 
 /* Every stage name of every family, each once, in first-seen order (abc_model_stages(NULL)). */

@@ -377,6 +377,53 @@ static int qwen2vl_load(cfg_reader *r, const char *dir, model_config *c) {
     return read_preprocessor(dir, c, r->err, r->errsize);
 }
 
+/* Qwen2.5-VL: the decoder as Qwen2-VL's; its vision_config names the ViT width hidden_size and the
+ * decoder's out_hidden_size, and adds the window attention fields. */
+static int read_vision25(const cfg_reader *r, model_config *c) {
+    const json_value *v = r->vision;
+    const int64_t big = INT64_C(1) << 24;
+    const json_value *inch = json_get(v, "in_chans");
+    if (!inch) inch = json_get(v, "in_channels");
+    if (req_int(r, json_get(v, "depth"), "vision_config.depth", 1, 4096, &c->v_depth) < 0 ||
+        req_int(r, json_get(v, "hidden_size"), "vision_config.hidden_size", 1, big, &c->v_embed) < 0 ||
+        req_int(r, json_get(v, "intermediate_size"), "vision_config.intermediate_size", 1, big, &c->v_mlp) < 0 ||
+        req_int(r, json_get(v, "num_heads"), "vision_config.num_heads", 1, 4096, &c->v_heads) < 0 ||
+        req_int(r, json_get(v, "patch_size"), "vision_config.patch_size", 1, 1024, &c->v_patch) < 0 ||
+        opt_int(r, json_get(v, "temporal_patch_size"), "vision_config.temporal_patch_size", 1, 64, 2, &c->v_temporal_patch) < 0 ||
+        opt_int(r, json_get(v, "spatial_merge_size"), "vision_config.spatial_merge_size", 1, 64, 2, &c->v_merge) < 0 ||
+        opt_int(r, inch, "vision_config.in_chans", 1, 64, 3, &c->v_in_channels) < 0 ||
+        req_int(r, json_get(v, "out_hidden_size"), "vision_config.out_hidden_size", 1, big, &c->v_out) < 0 ||
+        req_int(r, json_get(v, "window_size"), "vision_config.window_size", 1, 1 << 20, &c->v_window) < 0)
+        return -1;
+    if (c->v_embed % c->v_heads || (c->v_embed / c->v_heads) % 4)
+        return cv_fail(r->err, r->errsize, "%s: vision head_dim (hidden_size/num_heads) must be a multiple of 4", r->path);
+    if (c->v_out != c->hidden)
+        return cv_fail(r->err, r->errsize, "%s: vision_config.out_hidden_size %lld differs from the language model's hidden_size %lld", r->path,
+                       (long long)c->v_out, (long long)c->hidden);
+    if (c->v_window < c->v_patch * c->v_merge)
+        return cv_fail(r->err, r->errsize, "%s: vision_config.window_size %lld is smaller than one merged patch", r->path, (long long)c->v_window);
+    if (check_string(r, json_get(v, "hidden_act"), "vision_config.hidden_act", "silu") < 0) return -1;
+    const json_value *full = json_get(v, "fullatt_block_indexes");
+    if (!full || full->type != JSON_ARRAY || full->n_items > QWEN25_MAX_FULLATT)
+        return cv_fail(r->err, r->errsize, "%s: vision_config.fullatt_block_indexes must be an array of block indexes", r->path);
+    c->n_fullatt = (int64_t)full->n_items;
+    for (size_t i = 0; i < full->n_items; i++)
+        if (req_int(r, &full->items[i], "vision_config.fullatt_block_indexes[i]", 0, c->v_depth - 1, &c->fullatt[i]) < 0) return -1;
+    return 0;
+}
+
+static int qwen25vl_load(cfg_reader *r, const char *dir, model_config *c) {
+    r->text = json_get(r->root, "text_config");
+    if (r->text && r->text->type != JSON_OBJECT) r->text = NULL;
+    r->vision = json_get(r->root, "vision_config");
+    if (!r->vision || r->vision->type != JSON_OBJECT) return cv_fail(r->err, r->errsize, "%s: \"vision_config\" is missing", r->path);
+    if (read_text(r, c) < 0 || read_rope(r, c) < 0 || read_vision25(r, c) < 0) return -1;
+    if (read_token_id(r, "image_token_id", &c->image_token) < 0 || read_token_id(r, "vision_start_token_id", &c->vision_start_token) < 0 ||
+        read_token_id(r, "vision_end_token_id", &c->vision_end_token) < 0 || read_token_id(r, "video_token_id", &c->video_token) < 0)
+        return -1;
+    return read_preprocessor(dir, c, r->err, r->errsize);
+}
+
 /* The families config.json can name (by model_type, else by architectures[0]) and their readers;
  * convert.c's families[] says how each is converted. */
 static const struct {
@@ -386,6 +433,7 @@ static const struct {
 } config_families[] = {
     { ARCH_QWEN2_VL, "qwen2_vl", "Qwen2VLForConditionalGeneration", qwen2vl_load },
     { ARCH_PHI3_V, "phi3_v", "Phi3VForCausalLM", phi3_load },
+    { ARCH_QWEN2_5_VL, "qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", qwen25vl_load },
 };
 #define N_CONFIG_FAMILIES (sizeof config_families / sizeof config_families[0])
 

@@ -109,7 +109,7 @@ static int expect(expected_list *l, int ndim, int64_t d0, int64_t d1, const char
     return 0;
 }
 
-/* Every tensor of FORMAT.md for this config, in file order. */
+/* Every tensor of FORMAT.md for this config (qwen2_vl or qwen2_5_vl), in file order. */
 static int build_expected_qwen2vl(const conv_state *s, expected_list *l) {
     const model_config *c = &s->cfg;
     const int64_t head_dim = s->head_dim;
@@ -117,25 +117,29 @@ static int build_expected_qwen2vl(const conv_state *s, expected_list *l) {
     const int64_t patch_len = c->v_in_channels * c->v_temporal_patch * c->v_patch * c->v_patch;
     const int64_t merged = E * c->v_merge * c->v_merge;
     const int64_t kv = c->kv_heads * c->head_dim;
+    /* qwen2_5_vl: RMSNorm weights only (no biases), a gated MLP with biases, ln_q without bias */
+    const int q25 = c->arch == ARCH_QWEN2_5_VL;
     int rc = expect(l, 2, E, patch_len, "visual.patch_embed.proj.weight");
     for (int64_t b = 0; b < c->v_depth && rc == 0; b++) {
         const char *p = "visual.blocks";
         long long i = (long long)b;
         rc |= expect(l, 1, E, 0, "%s.%lld.norm1.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.norm1.bias", p, i);
+        if (!q25) rc |= expect(l, 1, E, 0, "%s.%lld.norm1.bias", p, i);
         rc |= expect(l, 1, E, 0, "%s.%lld.norm2.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.norm2.bias", p, i);
+        if (!q25) rc |= expect(l, 1, E, 0, "%s.%lld.norm2.bias", p, i);
         rc |= expect(l, 2, 3 * E, E, "%s.%lld.attn.qkv.weight", p, i);
         rc |= expect(l, 1, 3 * E, 0, "%s.%lld.attn.qkv.bias", p, i);
         rc |= expect(l, 2, E, E, "%s.%lld.attn.proj.weight", p, i);
         rc |= expect(l, 1, E, 0, "%s.%lld.attn.proj.bias", p, i);
-        rc |= expect(l, 2, M, E, "%s.%lld.mlp.fc1.weight", p, i);
-        rc |= expect(l, 1, M, 0, "%s.%lld.mlp.fc1.bias", p, i);
-        rc |= expect(l, 2, E, M, "%s.%lld.mlp.fc2.weight", p, i);
-        rc |= expect(l, 1, E, 0, "%s.%lld.mlp.fc2.bias", p, i);
+        rc |= expect(l, 2, M, E, "%s.%lld.mlp.%s.weight", p, i, q25 ? "gate_proj" : "fc1");
+        rc |= expect(l, 1, M, 0, "%s.%lld.mlp.%s.bias", p, i, q25 ? "gate_proj" : "fc1");
+        if (q25) rc |= expect(l, 2, M, E, "%s.%lld.mlp.up_proj.weight", p, i);
+        if (q25) rc |= expect(l, 1, M, 0, "%s.%lld.mlp.up_proj.bias", p, i);
+        rc |= expect(l, 2, E, M, "%s.%lld.mlp.%s.weight", p, i, q25 ? "down_proj" : "fc2");
+        rc |= expect(l, 1, E, 0, "%s.%lld.mlp.%s.bias", p, i, q25 ? "down_proj" : "fc2");
     }
     rc |= expect(l, 1, E, 0, "visual.merger.ln_q.weight");
-    rc |= expect(l, 1, E, 0, "visual.merger.ln_q.bias");
+    if (!q25) rc |= expect(l, 1, E, 0, "visual.merger.ln_q.bias");
     rc |= expect(l, 2, merged, merged, "visual.merger.mlp.0.weight");
     rc |= expect(l, 1, merged, 0, "visual.merger.mlp.0.bias");
     rc |= expect(l, 2, c->v_out, merged, "visual.merger.mlp.2.weight");
@@ -912,6 +916,52 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
     return 0;
 }
 
+/* qwen2_5_vl; preset nomic (nomic-embed-multimodal, colpali-engine's BiQwen2_5 as of its release):
+ * its processor's document and query prompts, causal attention, the last token, L2-normalised;
+ * the checkpoint's image bounds. */
+#define NOMIC_DOC_START "<|im_start|>user\n" QWEN_IMAGE
+#define NOMIC_DOC_END "<|im_end|>" GME_END
+static int add_metadata_qwen25vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
+    const model_config *c = &s->cfg;
+    int rc = 0;
+    if (add_metadata_general(s, w, "qwen2_5_vl", err, errsize) < 0) return -1;
+    rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
+    rc |= add_i(w, "vision.depth", c->v_depth);
+    rc |= add_i(w, "vision.embed_dim", c->v_embed);
+    rc |= add_i(w, "vision.num_heads", c->v_heads);
+    rc |= add_i(w, "vision.mlp_dim", c->v_mlp);
+    rc |= add_i(w, "vision.patch_size", c->v_patch);
+    rc |= add_i(w, "vision.temporal_patch_size", c->v_temporal_patch);
+    rc |= add_i(w, "vision.spatial_merge_size", c->v_merge);
+    rc |= add_i(w, "vision.in_channels", c->v_in_channels);
+    rc |= add_i(w, "vision.out_dim", c->v_out);
+    rc |= add_f(w, "vision.layer_norm_eps", 1e-6);   /* Qwen2_5_VLRMSNorm's fixed eps in the ViT */
+    rc |= add_f(w, "vision.rope_theta", 10000.0);
+    rc |= add_i(w, "vision.window_size", c->v_window);
+    rc |= writer_add_i64(w, "vision.fullatt_blocks", c->fullatt, (size_t)c->n_fullatt);
+    rc |= writer_add_str(w, "model.attention", "causal");
+    rc |= writer_add_str(w, "model.pooling", "last");
+    rc |= writer_add_str(w, "model.head", "none");
+    rc |= add_i(w, "model.normalize", 1);
+    rc |= add_i(w, "model.embedding_dim", c->hidden);
+    rc |= writer_add_str(w, "model.mrope_rule", "vision_start");
+    rc |= add_i(w, "tokens.image_pad", c->image_token);
+    rc |= add_i(w, "tokens.vision_start", c->vision_start_token);
+    rc |= add_i(w, "tokens.vision_end", c->vision_end_token);
+    rc |= writer_add_str(w, "prompt.image_text", NOMIC_DOC_START "{text}" NOMIC_DOC_END);
+    rc |= writer_add_str(w, "prompt.image", NOMIC_DOC_START "Describe the image." NOMIC_DOC_END);
+    rc |= writer_add_str(w, "prompt.text", "Query: {text}" GME_END);
+    rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
+    rc |= add_i(w, "image.factor", c->v_patch * c->v_merge);
+    rc |= add_i(w, "image.min_pixels", c->min_pixels);
+    rc |= add_i(w, "image.max_pixels", c->max_pixels);
+    rc |= writer_add_f64(w, "image.mean", c->image_mean, 3);
+    rc |= writer_add_f64(w, "image.std", c->image_std, 3);
+    rc |= add_i(w, "query_adapter.rank", 0);
+    if (rc) return cv_fail(err, errsize, "metadata: %s", writer_error(w));
+    return 0;
+}
+
 /* Older configs may lack the special token ids; tokenizer.json's added_tokens has them. */
 static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, size_t errsize) {
     model_config *c = &s->cfg;
@@ -940,13 +990,16 @@ static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, 
 /* ---- the families ---- */
 
 static const cv_family families[] = {
-    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", NULL }, "%s is a Qwen2-VL checkpoint: --preset vlm2vec-phi3v needs a phi3_v one", 1, 0,
+    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", NULL }, "%s is a Qwen2-VL checkpoint: use --preset abc, vlm2vec or gme", 1, 0,
       cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
       add_metadata_qwen2vl },
     { ARCH_PHI3_V, { "vlm2vec-phi3v", NULL, NULL }, "%s is a Phi-3-V (phi3_v) checkpoint: use --preset vlm2vec-phi3v", 0, 1,
       phi3_canonical_name, phi3_canonical_adapter, NULL, build_expected_phi3, phi3_dropped,
       "dropping CLIP's last layer and post_layernorm (the image features are hidden_states[-2])",
       { "model.layers.", "visual.", PHI3_VISION }, PHI3_VISION "wte.weight", add_metadata_phi3 },
+    { ARCH_QWEN2_5_VL, { "nomic", NULL, NULL }, "%s is a Qwen2.5-VL (qwen2_5_vl) checkpoint: use --preset nomic", 0, 0,
+      cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
+      add_metadata_qwen25vl },
 };
 
 static int has_preset(const cv_family *f, const char *preset) {

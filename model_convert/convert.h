@@ -107,7 +107,8 @@ int st_read_f32_range(const st_set *set, const st_tensor *t, uint64_t first, uin
 void st_close(st_set *set);
 
 /* ---- config.c ---- */
-typedef enum { ARCH_QWEN2_VL, ARCH_PHI3_V } model_arch;
+typedef enum { ARCH_QWEN2_VL, ARCH_PHI3_V, ARCH_QWEN2_5_VL } model_arch;
+#define QWEN25_MAX_FULLATT 1024  /* vision_config.fullatt_block_indexes entries */
 #define PHI3_MAX_ROPE_FACTORS 1024   /* head_dim / 2 entries each */
 
 typedef struct {
@@ -119,6 +120,8 @@ typedef struct {
     int tie_embeddings;
     /* vision tower */
     int64_t v_depth, v_embed, v_heads, v_mlp, v_patch, v_temporal_patch, v_merge, v_in_channels, v_out;
+    /* qwen2_5_vl: window attention (window_size in pixels) except in the listed blocks */
+    int64_t v_window, n_fullatt, fullatt[QWEN25_MAX_FULLATT];
     /* special tokens; -1 when the config does not say */
     int64_t image_token, vision_start_token, vision_end_token, video_token;
     /* preprocessor_config.json */

@@ -234,9 +234,9 @@ bad_dir dup
 $RELAYOUT st-edit $ST $BAD/dup/model.safetensors --copy model.language_model.norm.weight model.norm.weight
 expect_error "tensor under both layouts" "twice" $BAD/dup -o $OUT/x.abc --preset vlm2vec
 bad_dir arch
-sed 's/"model_type":"qwen2_vl"/"model_type":"qwen2_5_vl"/' $NEW/base/config.json >$BAD/arch/config.json
+sed 's/"model_type":"qwen2_vl"/"model_type":"qwen3_vl"/' $NEW/base/config.json >$BAD/arch/config.json
 cp $ST $BAD/arch/
-expect_error "unknown architecture" 'unsupported architecture: model_type "qwen2_5_vl"' $BAD/arch -o $OUT/x.abc --preset vlm2vec
+expect_error "unknown architecture" 'unsupported architecture: model_type "qwen3_vl"' $BAD/arch -o $OUT/x.abc --preset vlm2vec
 # an adapter for a module the model does not have
 mkdir -p $BAD/adapter_missing_module
 cp $FX/vlm2vec_dora_adapter/adapter_config.json $BAD/adapter_missing_module/

@@ -1,7 +1,7 @@
 /* abc-synth — writes the synthetic Qwen2-VL checkpoints of docs/testing.md#synthetic-full-size-checkpoints,
  * natively and streaming.
  *
- *   abc-synth qwen2vl-2b|qwen2vl-7b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]
+ *   abc-synth qwen2vl-2b|qwen2vl-7b|qwen25vl-3b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]
  *             [--threads N] [--head-hidden N]
  *
  * Every value of every tensor follows a rule (a counter-based splitmix64 stream seeded by the tensor's
@@ -23,6 +23,10 @@
  * model.vision_embed_tokens., follow the other cases (norm, bias, fan-in). No Qwen2-VL name is
  * affected. Alongside: Phi-3.5-V's config.json (real rope factors), its preprocessor_config.json
  * (num_crops 4) and tokenizer.json (copied; default tests/fixtures/phi35v-tiny/tokenizer.json).
+ *
+ * qwen25vl-3b applies the rule to Qwen2.5-VL-3B-Instruct's hub layout (the ViT's RMSNorm weights, gated
+ * MLP with biases, ln_q without bias), with that model's config.json; for benchmarks only (no Python
+ * writer or reference outputs exist for it).
  *
  * The model is never held in memory: each tensor is generated in chunks by a few threads and written
  * straight to its shard.
@@ -246,6 +250,7 @@ typedef struct {
     /* phi3_v: fused qkv_proj / gate_up_proj, no biases; CLIP tower (every configured layer is
      * written, as in the hub checkpoint) + HD separators + projection */
     int phi3;
+    int qwen25; /* Qwen2.5-VL's ViT names (see model_tensors) */
     int64_t clip_hidden, clip_mlp, clip_layers, clip_image, clip_patch;
 } synth_config;
 
@@ -277,13 +282,22 @@ static void model_tensors(const synth_config *c, tensor_list *l) {
     for (int64_t i = 0; i < c->v_depth; i++) {
 #define BLOCK(suffix, ...) (snprintf(name, sizeof name, "visual.blocks.%lld." suffix, (long long)i), add_rule(l, name, __VA_ARGS__))
         BLOCK("norm1.weight", 1, E, 0, 0, 0, 0);
-        BLOCK("norm1.bias", 1, E, 0, 0, 0, 0);
+        if (!c->qwen25) BLOCK("norm1.bias", 1, E, 0, 0, 0, 0);
         BLOCK("norm2.weight", 1, E, 0, 0, 0, 0);
-        BLOCK("norm2.bias", 1, E, 0, 0, 0, 0);
+        if (!c->qwen25) BLOCK("norm2.bias", 1, E, 0, 0, 0, 0);
         BLOCK("attn.qkv.weight", 2, 3 * E, E, 0, 0, 0);
         BLOCK("attn.qkv.bias", 1, 3 * E, 0, 0, 0, 0);
         BLOCK("attn.proj.weight", 2, E, E, 0, 0, 0);
         BLOCK("attn.proj.bias", 1, E, 0, 0, 0, 0);
+        if (c->qwen25) { /* Qwen2.5-VL: down(silu(gate)·up), RMSNorm without bias */
+            BLOCK("mlp.gate_proj.weight", 2, VI, E, 0, 0, 0);
+            BLOCK("mlp.gate_proj.bias", 1, VI, 0, 0, 0, 0);
+            BLOCK("mlp.up_proj.weight", 2, VI, E, 0, 0, 0);
+            BLOCK("mlp.up_proj.bias", 1, VI, 0, 0, 0, 0);
+            BLOCK("mlp.down_proj.weight", 2, E, VI, 0, 0, 0);
+            BLOCK("mlp.down_proj.bias", 1, E, 0, 0, 0, 0);
+            continue;
+        }
         BLOCK("mlp.fc1.weight", 2, VI, E, 0, 0, 0);
         BLOCK("mlp.fc1.bias", 1, VI, 0, 0, 0, 0);
         BLOCK("mlp.fc2.weight", 2, E, VI, 0, 0, 0);
@@ -292,7 +306,7 @@ static void model_tensors(const synth_config *c, tensor_list *l) {
     }
     int64_t M = E * c->v_merge * c->v_merge;
     add_rule(l, "visual.merger.ln_q.weight", 1, E, 0, 0, 0, 0);
-    add_rule(l, "visual.merger.ln_q.bias", 1, E, 0, 0, 0, 0);
+    if (!c->qwen25) add_rule(l, "visual.merger.ln_q.bias", 1, E, 0, 0, 0, 0);
     add_rule(l, "visual.merger.mlp.0.weight", 2, M, M, 0, 0, 0);
     add_rule(l, "visual.merger.mlp.0.bias", 1, M, 0, 0, 0, 0);
     add_rule(l, "visual.merger.mlp.2.weight", 2, H, M, 0, 0, 0);
@@ -577,6 +591,29 @@ static const synth_config QWEN2VL_7B = {.hidden = 3584, .intermediate = 18944, .
                                         .vocab = 152064, .v_embed = 1280, .v_depth = 32, .v_mlp = 5120, .v_patch = 14,
                                         .v_temporal = 2, .v_merge = 2, .tie_embeddings = 0};
 
+/* Qwen/Qwen2.5-VL-3B-Instruct's sizes (config.json as published, re-printed with indent=2; the hub
+ * cannot be reached from here: written from the published sizes as recalled, not checked against it). */
+static const char QWEN25VL_3B_CONFIG[] =
+    "{\n  \"architectures\": [\n    \"Qwen2_5_VLForConditionalGeneration\"\n  ],\n  \"attention_dropout\": 0.0,\n"
+    "  \"bos_token_id\": 151643,\n  \"eos_token_id\": 151645,\n  \"vision_start_token_id\": 151652,\n"
+    "  \"vision_end_token_id\": 151653,\n  \"vision_token_id\": 151654,\n  \"image_token_id\": 151655,\n"
+    "  \"video_token_id\": 151656,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": 2048,\n"
+    "  \"initializer_range\": 0.02,\n  \"intermediate_size\": 11008,\n  \"max_position_embeddings\": 128000,\n"
+    "  \"max_window_layers\": 70,\n  \"model_type\": \"qwen2_5_vl\",\n  \"num_attention_heads\": 16,\n"
+    "  \"num_hidden_layers\": 36,\n  \"num_key_value_heads\": 2,\n  \"rms_norm_eps\": 1e-06,\n"
+    "  \"rope_theta\": 1000000.0,\n  \"sliding_window\": 32768,\n  \"tie_word_embeddings\": true,\n"
+    "  \"torch_dtype\": \"bfloat16\",\n  \"use_cache\": true,\n  \"use_sliding_window\": false,\n"
+    "  \"vision_config\": {\n    \"depth\": 32,\n    \"hidden_act\": \"silu\",\n    \"hidden_size\": 1280,\n"
+    "    \"intermediate_size\": 3420,\n    \"num_heads\": 16,\n    \"in_chans\": 3,\n    \"out_hidden_size\": 2048,\n"
+    "    \"patch_size\": 14,\n    \"spatial_merge_size\": 2,\n    \"spatial_patch_size\": 14,\n    \"window_size\": 112,\n"
+    "    \"fullatt_block_indexes\": [\n      7,\n      15,\n      23,\n      31\n    ],\n    \"tokens_per_second\": 2,\n"
+    "    \"temporal_patch_size\": 2\n  },\n  \"rope_scaling\": {\n    \"type\": \"mrope\",\n"
+    "    \"mrope_section\": [\n      16,\n      24,\n      24\n    ]\n  },\n  \"vocab_size\": 151936\n}";
+
+static const synth_config QWEN25VL_3B = {.hidden = 2048, .intermediate = 11008, .layers = 36, .heads = 16, .kv_heads = 2,
+                                         .vocab = 151936, .v_embed = 1280, .v_depth = 32, .v_mlp = 3420, .v_patch = 14,
+                                         .v_temporal = 2, .v_merge = 2, .tie_embeddings = 1, .qwen25 = 1};
+
 /* microsoft/Phi-3.5-vision-instruct's config.json (the rope factors as published there; copied from
  * the copy of that config in sdpython/experimental-experiment, torch_models/llm_model_helper.py,
  * get_phi_3_5_vision_instruct, as the hub cannot be reached from here), re-printed with indent=2.
@@ -832,11 +869,12 @@ static int default_threads(void) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: abc-synth qwen2vl-2b|qwen2vl-7b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]\n"
+            "usage: abc-synth qwen2vl-2b|qwen2vl-7b|qwen25vl-3b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]\n"
             "                 [--threads N] [--head-hidden N]\n"
             "Writes the synthetic Qwen2-VL checkpoint of docs/testing.md (bf16 safetensors shards in the hub\n"
             "layout, byte-identical to the reference Python writer) and, with --head-adapter, ABC's head adapter;\n"
-            "phi35v (or a phi3_v CONFIG.json): the same rule over microsoft/Phi-3.5-vision-instruct's tensors.\n"
+            "phi35v (or a phi3_v CONFIG.json): the same rule over microsoft/Phi-3.5-vision-instruct's tensors;\n"
+            "qwen25vl-3b: over Qwen2.5-VL-3B-Instruct's (benchmarks only).\n"
             "The tokenizer is copied from --tokenizer (default " DEFAULT_TOKENIZER ",\n"
             "for phi3_v " DEFAULT_PHI3_TOKENIZER ").\n");
     exit(2);
@@ -940,6 +978,10 @@ int main(int argc, char **argv) {
     if (strcmp(which, "qwen2vl-2b") == 0 || strcmp(which, "qwen2vl-7b") == 0) {
         c = which[8] == '2' ? QWEN2VL_2B : QWEN2VL_7B;
         preset_config_json(&c, c.hidden, mrope, &config);
+    } else if (strcmp(which, "qwen25vl-3b") == 0) {
+        c = QWEN25VL_3B;
+        config.data = xstrdup(QWEN25VL_3B_CONFIG);
+        config.len = strlen(QWEN25VL_3B_CONFIG);
     } else if (strcmp(which, "phi35v") == 0) {
         c = PHI35V;
         config.data = xstrdup(PHI35V_CONFIG);
