@@ -163,6 +163,19 @@ build/tiny-vlm2vec-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec
 
 test: build/tiny-gme.abc build/tiny-gme-q8.abc build/tiny-vlm2vec-q8.abc
 
+# preset colqwen2 (multi-vector, tests/test_colqwen2.c and .sh, tests/fixtures/colqwen2-tiny): the tiny base
+# with the fixture's LoRA adapter and its 128-d projection
+COLQWEN = tests/fixtures/colqwen2-tiny
+build/tiny-colqwen2.abc: abc-convert $(wildcard $(TINY)/base/* $(COLQWEN)/adapter/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset colqwen2 --merge-adapter $(COLQWEN)/adapter --quiet
+
+build/tiny-colqwen2-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(COLQWEN)/adapter/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset colqwen2 --merge-adapter $(COLQWEN)/adapter --dtype q8 --quiet
+
+test: build/tiny-colqwen2.abc build/tiny-colqwen2-q8.abc
+
 # The bundled example: the tiny random-weight ABC model embeds an image with an instruction.
 example: all build/tiny-abc.abc
 	./abc embed -m build/tiny-abc.abc --image tests/fixtures/images/astronaut.png --text "What is the person holding?"
