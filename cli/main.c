@@ -494,15 +494,21 @@ static int run_embed_video(abc_context *ctx, const embed_options *o, float *vec,
     return rc;
 }
 
+/* The input of the options' single image and/or text. */
+static abc_input options_input(const embed_options *o) {
+    abc_input in = abc_input_default();
+    in.image_path = o->image;
+    in.text = o->text;
+    in.prompt = o->prompt;
+    in.instruction = o->instruction;
+    in.role = o->role;
+    return in;
+}
+
 static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_t dim) {
     if (o->video || o->n_images > 1) return run_embed_video(ctx, o, vec, dim);
     if (!o->input_ids) {
-        abc_input in = abc_input_default();
-        in.image_path = o->image;
-        in.text = o->text;
-        in.prompt = o->prompt;
-        in.instruction = o->instruction;
-        in.role = o->role;
+        abc_input in = options_input(o);
         return abc_embed(ctx, &in, vec, dim);
     }
     int32_t *ids = NULL;
@@ -527,12 +533,7 @@ static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_
 static int embed_multi(abc_context *ctx, const embed_options *o, int dim) {
     if (o->input_ids || o->video || o->n_images > 1)
         return cli_usage_error("a multi-vector model takes --image/--text/--prompt (not --input-ids or video)");
-    abc_input in = abc_input_default();
-    in.image_path = o->image;
-    in.text = o->text;
-    in.prompt = o->prompt;
-    in.instruction = o->instruction;
-    in.role = o->role;
+    abc_input in = options_input(o);
     size_t n = 0;
     abc_status st = abc_embed_multi(ctx, &in, NULL, 0, &n); /* the size: tokenising only */
     float *vecs = st == ABC_OK ? malloc(n * (size_t)dim * sizeof *vecs + 1) : NULL;

@@ -337,6 +337,20 @@ float cli_maxsim(const float *query, size_t nq, const float *rows, size_t n, siz
     return total;
 }
 
+/* OUT.npy's companion OUT<suffix> (a new string) when that file exists, else NULL. */
+static char *sibling_file(const char *index_path, const char *suffix) {
+    size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
+    size_t sn = strlen(suffix);
+    char *path = malloc(base + sn + 1);
+    struct stat st;
+    if (!path) return NULL;
+    memcpy(path, index_path, base);
+    memcpy(path + base, suffix, sn + 1);
+    if (stat(path, &st) == 0) return path;
+    free(path);
+    return NULL;
+}
+
 static void print_search_usage(FILE *f) {
     fputs("usage: abc search --index OUT.npy [--ids OUT.ids] -m MODEL [--image PATH] [--text TEXT]\n"
           "                  [--prompt RAW] [--role query|candidate|auto] [-k K] [--json] [--threads T]\n"
@@ -418,28 +432,12 @@ int cmd_search(int argc, char **argv) {
     size_t n_docs = 0, n_query_rows = 0;
     char *default_offsets = NULL;
     if (rc != CLI_EXIT_OK) goto done;
-    if (!offsets_path) { /* OUT.offsets.npy next to OUT.npy: a multi-vector index */
-        size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
-        default_offsets = malloc(base + 13);
-        if (default_offsets) {
-            memcpy(default_offsets, index_path, base);
-            memcpy(default_offsets + base, ".offsets.npy", 13);
-            struct stat st;
-            if (stat(default_offsets, &st) == 0) offsets_path = default_offsets;
-        }
-    }
+    if (!offsets_path) /* OUT.offsets.npy next to OUT.npy: a multi-vector index */
+        offsets_path = default_offsets = sibling_file(index_path, ".offsets.npy");
     if (offsets_path && (rc = cli_read_offsets(offsets_path, ix.n, &offsets, &n_docs)) != CLI_EXIT_OK) goto done;
 
-    if (!ids_path) { /* OUT.ids next to OUT.npy, as abc embed --batch writes them */
-        size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
-        default_ids = malloc(base + 5);
-        if (default_ids) {
-            memcpy(default_ids, index_path, base);
-            memcpy(default_ids + base, ".ids", 5);
-            struct stat st;
-            if (stat(default_ids, &st) == 0) ids_path = default_ids;
-        }
-    }
+    if (!ids_path) /* OUT.ids next to OUT.npy, as abc embed --batch writes them */
+        ids_path = default_ids = sibling_file(index_path, ".ids");
     if (ids_path && (rc = load_ids(ids_path, offsets ? n_docs : ix.n, &ids_data, &ids)) != CLI_EXIT_OK) goto done;
 
     if (query_path) {

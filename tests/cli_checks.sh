@@ -49,3 +49,10 @@ compare() {
     echo "     $line"
     if [ "$rc" -eq 0 ]; then ok "$label"; else bad "$label"; fi
 }
+
+# manifest_field CASE KEY: a string field of the case's entry in manifest.json (indent-1 JSON)
+# of a fixture directory $FIX (test_gme.sh, test_colqwen2.sh).
+manifest_field() {
+    awk -v name="\"$1\"," -v key="\"$2\":" '$1 == "\"name\":" { cur = ($2 == name) }
+        cur && $1 == key { sub(/^[^:]*: "/, ""); sub(/",?$/, ""); print; exit }' "$FIX/manifest.json"
+}

@@ -77,6 +77,15 @@ static double min_token_cos(const float *got, const float *ref, size_t n) {
     return worst;
 }
 
+/* The case's reference vectors [T][128]; false (a failed CHECK) when unreadable. */
+static bool read_reference(const col_case *c, test_npy *ref) {
+    char path[256];
+    snprintf(path, sizeof path, CASES_DIR "%s/multi_vector.npy", c->name);
+    const bool ok = test_npy_read(path, ref) == 0;
+    CHECK(ok, "cannot read %s", path);
+    return ok;
+}
+
 static void test_model_info(void) {
     CHECK(abc_model_embedding_dim(g_f32) == 0, "%d", abc_model_embedding_dim(g_f32));
     CHECK(abc_model_multi_vector_dim(g_f32) == 128, "%d", abc_model_multi_vector_dim(g_f32));
@@ -89,13 +98,8 @@ static void test_model_info(void) {
 static void test_cases_f32(void) {
     for (int i = 0; i < N_CASES; i++) {
         const col_case *c = &CASES[i];
-        char path[256];
         test_npy ref;
-        snprintf(path, sizeof path, CASES_DIR "%s/multi_vector.npy", c->name);
-        if (test_npy_read(path, &ref) != 0) {
-            CHECK(0, "cannot read %s", path);
-            continue;
-        }
+        if (!read_reference(c, &ref)) continue;
         g_vec[i] = embed_case(g_f32, c, &g_n[i]);
         CHECK(ref.dtype == 'f' && ref.ndim == 2 && ref.shape[1] == 128 && (size_t)ref.shape[0] == c->n_tokens,
               "%s: reference shape", c->name);
@@ -132,13 +136,8 @@ static size_t g_q8_n[N_CASES];
 static void test_cases_q8(void) {
     for (int i = 0; i < N_CASES; i++) {
         const col_case *c = &CASES[i];
-        char path[256];
         test_npy ref;
-        snprintf(path, sizeof path, CASES_DIR "%s/multi_vector.npy", c->name);
-        if (test_npy_read(path, &ref) != 0) {
-            CHECK(0, "cannot read %s", path);
-            continue;
-        }
+        if (!read_reference(c, &ref)) continue;
         size_t n = 0;
         float *v = embed_case(g_q8, c, &n);
         if (v && (size_t)ref.shape[0] == n) {

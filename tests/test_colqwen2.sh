@@ -39,12 +39,6 @@ if run_cli 0 "info" info -m "$MODEL"; then
     check "info: the multi-vector output" grep -q "one 128-float vector per token" "$TMP/out"
 fi
 
-# manifest_field CASE KEY: a string field of the case's entry in manifest.json (indent-1 JSON).
-manifest_field() {
-    awk -v name="\"$1\"," -v key="\"$2\":" '$1 == "\"name\":" { cur = ($2 == name) }
-        cur && $1 == key { sub(/^[^:]*: "/, ""); sub(/",?$/, ""); print; exit }' "$FIX/manifest.json"
-}
-
 embed_case() {
     local name=$1; shift
     local ref="$FIX/cases/$name" dump="$TMP/$name"

@@ -40,12 +40,6 @@ if run_cli 0 "info" info -m "$MODEL"; then
     check "info: qwen2_vl, preset gme" grep -q "preset gme" "$TMP/out"
 fi
 
-# manifest_field CASE KEY: a string field of the case's entry in manifest.json (indent-1 JSON).
-manifest_field() {
-    awk -v name="\"$1\"," -v key="\"$2\":" '$1 == "\"name\":" { cur = ($2 == name) }
-        cur && $1 == key { sub(/^[^:]*: "/, ""); sub(/",?$/, ""); print; exit }' "$FIX/manifest.json"
-}
-
 # embed_case NAME Q8_MIN_COS ARGS...: abc embed --dump with the f32 file, every stage against the
 # reference, then the q8 file's embedding (cosine with the f32 reference at least Q8_MIN_COS).
 embed_case() {
