@@ -4,7 +4,7 @@
 # (tests/gen_colqwen2_fixtures.py: transformers' ColQwen2ForRetrieval in float32).
 #
 # Run from the repository root by `make test`, after build/abc-san, build/tool_npycmp,
-# build/tiny-colqwen2.abc and build/tiny-vlm2vec.abc exist. Per case (2 image documents, 2 text queries)
+# build/tiny-colqwen2.abc, build/tiny-vlm2vec.abc and build/bench_model exist. Per case (2 image documents, 2 text queries)
 # `abc embed --dump` against every stage of the reference with the tolerances of
 # docs/testing.md#tolerances: input_ids and position_ids identical, pixel_values identical (SHA-256),
 # vision_embeds within 1e-4·max|ref|, last_hidden within 5e-4·max|ref|, the [T,128] token vectors within
@@ -28,7 +28,7 @@ trap 'rm -rf "$TMP"' EXIT
 . "$(dirname "$0")/cli_checks.sh"
 
 missing=0
-for f in "$ABC" "$CMP" "$MODEL" "$MODEL_VLM" "$FIX/manifest.json"; do
+for f in "$ABC" "$CMP" "$MODEL" "$MODEL_VLM" "$FIX/manifest.json" build/bench_model; do
     if [ ! -e "$f" ]; then bad "prerequisite $f is missing (run 'make test')"; missing=1; fi
 done
 if [ "$missing" -ne 0 ]; then echo "RESULT $passed $failed"; exit 1; fi
@@ -123,7 +123,16 @@ if run_cli 0 "eval (MaxSim)" eval -m "$MODEL" "$TMP/task.jsonl" --json; then
     check "eval ranks [$want] = search's" grep -q "\"ranks\":\[$want\]" "$TMP/out"
 fi
 
+echo "-- bench_model runs a multi-vector model"
+if build/bench_model -m "$MODEL" --threads 1 --runs 1 --size 64x64 --text "Describe the image." --quiet \
+    >"$TMP/bench.out" 2>&1; then
+    check "bench_model: the multi_vector stage is timed" grep -q "^multi_vector " "$TMP/bench.out"
+else
+    bad "bench_model on colqwen2"; sed 's/^/    /' "$TMP/bench.out" | head
+fi
+
 echo "-- errors"
+expect_error 1 "serve refuses a multi-vector model" "one vector per token" serve -m "$MODEL" --port 0
 expect_error 2 "--input-ids on a multi-vector model" "multi-vector" embed -m "$MODEL" \
     --input-ids "$FIX/cases/query_coffee/input_ids.npy"
 
