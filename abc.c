@@ -13487,12 +13487,21 @@ abc_status abc_embed_arena_size(const abc_model *model, const abc_context_params
     abc_context *ctx;
     abc_status st = abc_context_new(model, &p, &ctx, err);
     if (st == ABC_OK) {
-        float *vec = xmalloc((size_t)MAX(model->embedding_dim, 1) * sizeof(float));
-        if (!vec) st = fail(err, ABC_ERR_NOMEM, "out of memory");
+        /* a multi-vector model measures abc_embed_multi, its output sized by the size query */
+        const bool multi = model->pooling == POOL_NONE;
+        size_t n_out = (size_t)model->embedding_dim, n_vectors = 0;
+        if (multi) {
+            st = abc_embed_multi(ctx, &in, NULL, 0, &n_vectors);
+            if (st != ABC_OK) fail(err, st, "%s", ctx->err.message);
+            n_out = n_vectors * (size_t)model->multi.dim;
+        }
+        float *vec = st == ABC_OK ? xmalloc(MAX(n_out, 1) * sizeof(float)) : NULL;
+        if (st == ABC_OK && !vec) st = fail(err, ABC_ERR_NOMEM, "out of memory");
         if (st == ABC_OK) {
             ctx->arena.measure = true;
             arena_begin(ctx);
-            st = arena_end(ctx, embed_input(ctx, &in, vec, (size_t)model->embedding_dim));
+            st = arena_end(ctx, multi ? embed_multi_input(ctx, &in, vec, n_out, &n_vectors)
+                                      : embed_input(ctx, &in, vec, n_out));
             if (st == ABC_OK) *bytes = ctx->arena.peak;
             else fail(err, st, "%s", ctx->err.message);
         }

@@ -275,7 +275,8 @@ ABC_API abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, si
  * out_cap 0 set *n_vectors and return ABC_OK after tokenising and preprocessing only (no model run); too
  * small a buffer sets *n_vectors and fails with ABC_ERR_INVALID_ARG, writing nothing. A model without a
  * multi-vector output returns ABC_ERR_UNSUPPORTED. The stage callback receives "multi_vector" [T, D]
- * instead of "embedding"; an arena works as for abc_embed. */
+ * instead of "embedding"; an arena works as for abc_embed (abc_embed_arena_size measures this call for such
+ * a model). */
 ABC_API abc_status abc_embed_multi(abc_context *ctx, const abc_input *input, float *out, size_t out_cap,
                                    size_t *n_vectors);
 

@@ -249,11 +249,15 @@ static void test_api_contract(void) {
     if (full && g_vec[2]) CHECK(memcmp(full, g_vec[2], 21 * 128 * sizeof *full) == 0, "not the same as a plain context");
     abc_context_free(ctx);
 
-    /* an arena: the same vectors, and the allocator is left alone */
-    size_t need = 0;
+    /* an arena of the measured size: the same vectors */
+    size_t need = 0, arena_size = 0;
     abc_input img = abc_input_default();
     img.image_path = IMAGE_DIR "coffee.png";
-    size_t arena_size = 64u << 20;
+    abc_context_params mp = abc_context_default_params();
+    mp.n_threads = 2;
+    CHECK(abc_embed_arena_size(g_f32, &mp, &img, &arena_size, &err) == ABC_OK && arena_size > 0, "arena size: %s",
+          err.message);
+    arena_size += 63;
     void *arena = malloc(arena_size);
     abc_context_params ap = abc_context_default_params();
     ap.n_threads = 2;
@@ -264,7 +268,8 @@ static void test_api_contract(void) {
         CHECK(abc_embed_multi(ctx, &img, vecs, 305 * 128, &need) == ABC_OK && need == 305, "arena: %s",
               abc_context_errmsg(ctx));
         if (g_vec[0]) CHECK(memcmp(vecs, g_vec[0], 305 * 128 * sizeof *vecs) == 0, "arena: different vectors");
-        CHECK(abc_context_arena_used(ctx) > 0, "arena unused");
+        CHECK(abc_context_arena_used(ctx) > 0 && abc_context_arena_used(ctx) <= arena_size, "arena used %zu of %zu",
+              abc_context_arena_used(ctx), arena_size);
         abc_context_free(ctx);
     }
     free(arena);
