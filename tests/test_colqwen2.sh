@@ -4,7 +4,7 @@
 # (tests/gen_colqwen2_fixtures.py: transformers' ColQwen2ForRetrieval in float32).
 #
 # Run from the repository root by `make test`, after build/abc-san, build/tool_npycmp,
-# build/tiny-colqwen2.abc, build/tiny-vlm2vec.abc and build/bench_model exist. Per case (2 image documents, 2 text queries)
+# build/tiny-colqwen2.abc, build/tiny-vlm2vec.abc, build/bench_model and build/abc-convert-asan exist. Per case (2 image documents, 2 text queries)
 # `abc embed --dump` against every stage of the reference with the tolerances of
 # docs/testing.md#tolerances: input_ids and position_ids identical, pixel_values identical (SHA-256),
 # vision_embeds within 1e-4·max|ref|, last_hidden within 5e-4·max|ref|, the [T,128] token vectors within
@@ -28,7 +28,8 @@ trap 'rm -rf "$TMP"' EXIT
 . "$(dirname "$0")/cli_checks.sh"
 
 missing=0
-for f in "$ABC" "$CMP" "$MODEL" "$MODEL_VLM" "$FIX/manifest.json" build/bench_model; do
+CONVERT=${ABC_CONVERT:-build/abc-convert-asan}
+for f in "$ABC" "$CMP" "$MODEL" "$MODEL_VLM" "$FIX/manifest.json" build/bench_model "$CONVERT"; do
     if [ ! -e "$f" ]; then bad "prerequisite $f is missing (run 'make test')"; missing=1; fi
 done
 if [ "$missing" -ne 0 ]; then echo "RESULT $passed $failed"; exit 1; fi
@@ -135,6 +136,10 @@ echo "-- errors"
 expect_error 1 "serve refuses a multi-vector model" "one vector per token" serve -m "$MODEL" --port 0
 expect_error 2 "--input-ids on a multi-vector model" "multi-vector" embed -m "$MODEL" \
     --input-ids "$FIX/cases/query_coffee/input_ids.npy"
+
+"$CONVERT" tests/fixtures/qwen2vl-tiny/base -o "$TMP/noproj.abc" --preset colqwen2 --quiet >"$TMP/out" 2>"$TMP/err"
+check "convert: colqwen2 without custom_text_proj fails" test $? -ne 0 -a ! -e "$TMP/noproj.abc"
+check "convert: ... saying what is missing" grep -q "needs the projection custom_text_proj.weight" "$TMP/err"
 
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]
