@@ -182,6 +182,18 @@ build/tiny-nomic-q8.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(Q2
 	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic --merge-adapter $(Q25_TINY)/nomic_adapter --dtype q8
 
 test: build/tiny-nomic.abc build/tiny-nomic-q8.abc
+# preset colqwen2 (multi-vector, tests/test_colqwen2.c and .sh, tests/fixtures/colqwen2-tiny): the tiny base
+# with the fixture's LoRA adapter and its 128-d projection
+COLQWEN = tests/fixtures/colqwen2-tiny
+build/tiny-colqwen2.abc: abc-convert $(wildcard $(TINY)/base/* $(COLQWEN)/adapter/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset colqwen2 --merge-adapter $(COLQWEN)/adapter --quiet
+
+build/tiny-colqwen2-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(COLQWEN)/adapter/*)
+	@mkdir -p build
+	./abc-convert $(TINY)/base -o $@ --preset colqwen2 --merge-adapter $(COLQWEN)/adapter --dtype q8 --quiet
+
+test: build/tiny-colqwen2.abc build/tiny-colqwen2-q8.abc
 
 # The bundled example: the tiny random-weight ABC model embeds an image with an instruction.
 example: all build/tiny-abc.abc

@@ -11575,7 +11575,8 @@ static abc_status language_decode(thread_pool *pool, const text_config *c, const
  * 10. Pooling and heads: last hidden states [L][H] → one embedding (docs/model.md#pooling-and-heads)
  * ================================================================================================ */
 
-typedef enum { POOL_MEAN_NONZERO, POOL_LAST } pooling_kind;
+/* POOL_NONE: no single vector (a multi-vector model such as ColQwen2: abc_embed_multi only). */
+typedef enum { POOL_MEAN_NONZERO, POOL_LAST, POOL_NONE } pooling_kind;
 
 /* ABC's mlp_head: y = x + W2·selu(W1·x + b1) + b2. */
 typedef struct {
@@ -11625,6 +11626,22 @@ static void l2_normalize(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] = x[i] / norm;
 }
 
+/* A multi-vector output (late interaction: ColQwen2; jina-embeddings-v4's multi-vector head has the
+ * same shape): every token's last hidden state through one linear projection [D][H] (+ bias), each
+ * result L2-normalised on its own. Tensors multi_vector.proj.weight/.bias, metadata
+ * model.multi_vector_dim (model_convert/FORMAT.md). */
+typedef struct {
+    const tensor *w, *b; /* [D][H], [D] */
+    int dim;             /* D; 0: the model has none */
+} multi_vector_head;
+
+/* hidden [L][H] → out [L][D]. */
+static void multi_vector_forward(thread_pool *pool, const multi_vector_head *mv, const float *hidden, int64_t L,
+                                 float *out) {
+    matmul(pool, out, hidden, L, mv->w, mv->b);
+    for (int64_t i = 0; i < L; i++) l2_normalize(out + i * mv->dim, mv->dim);
+}
+
 /* ================================================================================================
  * 11a. The model: what every family shares (configuration, binding, prompts, the pipeline driver)
  *
@@ -11669,7 +11686,8 @@ struct abc_model {
     pooling_kind pooling;
     bool has_head, normalize;
     mlp_head head;
-    int embedding_dim;
+    int embedding_dim;        /* 0 with POOL_NONE: no single vector */
+    multi_vector_head multi;  /* multi.dim 0: no per-token output */
     int adapter_modules;      /* layers the query adapter touches (0: no adapter) */
     int vision_adapter_rank;  /* largest query-adapter rank on the image side (0: none) */
     tokenizer *tok;
@@ -11720,6 +11738,10 @@ struct model_family {
     abc_status (*encode_image)(abc_context *ctx, const float *pixels, size_t n_patches, const int grid[3], bool query,
                                float **image, int64_t *n_rows);
 };
+
+static const char *pooling_name(pooling_kind p) {
+    return p == POOL_LAST ? "last token" : p == POOL_NONE ? "none" : "mean (ids != 0)";
+}
 
 static bool family_emits(const model_family *f, const char *stage) {
     for (const char *const *s = f->stages; *s; s++)
@@ -11863,7 +11885,7 @@ static abc_status read_prompts(const weight_file *wf, abc_model *m, abc_error *e
 static abc_status read_config(abc_model *m, const model_family *const *families, size_t n_families, abc_error *err) {
     const weight_file *wf = &m->wf;
     static const char *const attentions[] = {"bidirectional", "causal"};
-    static const char *const poolings[] = {"mean_nonzero", "last"};
+    static const char *const poolings[] = {"mean_nonzero", "last", "none"};
     static const char *const heads[] = {"none", "mlp"};
     static const char *const rules[] = {"vision_start", "token_type", "sequential"};
     int attn, pooling, head, rule = 0;
@@ -11897,7 +11919,7 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
     if (st != ABC_OK) return st;
     int64_t normalize, dim;
     if (!meta_choice(wf, "model.attention", attentions, 2, &attn, err) ||
-        !meta_choice(wf, "model.pooling", poolings, 2, &pooling, err) ||
+        !meta_choice(wf, "model.pooling", poolings, 3, &pooling, err) ||
         !meta_choice(wf, "model.head", heads, 2, &head, err) ||
         !meta_int_in(wf, "model.normalize", 0, 1, &normalize, err) ||
         !meta_int_in(wf, "model.embedding_dim", 1, MODEL_MAX_DIM, &dim, err))
@@ -11907,13 +11929,23 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
         return err ? err->code : ABC_ERR_FORMAT;
     m->text.causal = attn == 1;
     m->text.mrope_rule = rule;
-    m->pooling = pooling == 0 ? POOL_MEAN_NONZERO : POOL_LAST;
+    m->pooling = pooling == 0 ? POOL_MEAN_NONZERO : pooling == 1 ? POOL_LAST : POOL_NONE;
     m->has_head = head == 1;
     m->normalize = normalize == 1;
     m->embedding_dim = (int)dim;
     if (dim != m->text.hidden)
         return fail(err, ABC_ERR_FORMAT, "model.embedding_dim %lld != text.hidden_size %d", (long long)dim,
                     m->text.hidden);
+    /* optional: one vector per token (the projection's width) */
+    int64_t multi = 0;
+    if (wf_meta(wf, "model.multi_vector_dim") && !meta_int_in(wf, "model.multi_vector_dim", 1, MODEL_MAX_DIM, &multi, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    m->multi.dim = (int)multi;
+    if (m->pooling == POOL_NONE) {
+        if (!multi) return fail(err, ABC_ERR_FORMAT, "model.pooling 'none' needs model.multi_vector_dim");
+        if (m->has_head) return fail(err, ABC_ERR_FORMAT, "model.pooling 'none' cannot have a head");
+        m->embedding_dim = 0;
+    }
     return ABC_OK;
 }
 
@@ -12041,6 +12073,12 @@ static abc_status bind_text(binder *b, const text_config *c, bool qkv_bias, text
     return b->status;
 }
 
+static abc_status bind_multi_vector(binder *b, int64_t H, multi_vector_head *mv) {
+    mv->w = bind_tensor(b, true, mv->dim, H, "multi_vector.proj.weight");
+    mv->b = bind_tensor(b, false, mv->dim, 1, "multi_vector.proj.bias");
+    return b->status;
+}
+
 static abc_status bind_head(binder *b, int64_t H, mlp_head *head) {
     const tensor *w1 = wf_tensor(b->wf, "mlp_head.linear_layer1.weight");
     const int64_t D = w1 && w1->ndim == 2 ? w1->shape[0] : 0;
@@ -12088,6 +12126,7 @@ static abc_status bind_weights(abc_model *m, abc_error *err) {
     abc_status st = m->family->bind(&b, m);
     if (st == ABC_OK) st = bind_text(&b, &m->text, m->family->text_qkv_bias, &m->text_w);
     if (st == ABC_OK && m->has_head) st = bind_head(&b, m->text.hidden, &m->head);
+    if (st == ABC_OK && m->multi.dim) st = bind_multi_vector(&b, m->text.hidden, &m->multi);
     if (st == ABC_OK) st = check_adapter_complete(&b, m);
     m->adapter_modules = b.adapter_modules;
     free(b.claimed);
@@ -12156,9 +12195,10 @@ static abc_status pool_and_head(abc_context *ctx, const int32_t *ids, int64_t L,
     return ABC_OK;
 }
 
-/* ids (image tokens already expanded) + pixel values → embedding, emitting every model stage. */
+/* ids (image tokens already expanded) + pixel values → embedding, emitting every model stage. With
+ * `multi`, out receives the per-token vectors [n_ids][multi.dim] instead (room checked by the caller). */
 static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixels,
-                            size_t n_patches, const int grid[3], bool query, float *out) {
+                            size_t n_patches, const int grid[3], bool query, bool multi, float *out) {
     const abc_model *m = ctx->model;
     abc_error *err = &ctx->err;
     abc_status st = check_tokens_and_image(ctx, ids, n_ids, pixels, n_patches, grid);
@@ -12190,6 +12230,18 @@ static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_LAST_HIDDEN, ABC_DTYPE_F32, 2, shape, hidden);
     if (st != ABC_OK) goto done;
 
+    if (multi) { /* every token is kept: one unpadded sequence has an attention mask of ones */
+        const size_t n_out = (size_t)L * (size_t)m->multi.dim;
+        if (!(embedding = xmalloc(n_out * sizeof *embedding))) {
+            st = fail(err, ABC_ERR_NOMEM, "out of memory for %lld token vectors", (long long)L);
+            goto done;
+        }
+        multi_vector_forward(ctx->pool, &m->multi, hidden, L, embedding);
+        shape[1] = m->multi.dim;
+        st = emit_stage(ctx, ABC_STAGE_MULTI_VECTOR, ABC_DTYPE_F32, 2, shape, embedding);
+        if (st == ABC_OK) memcpy(out, embedding, n_out * sizeof *out);
+        goto done;
+    }
     embedding = xmalloc((size_t)D * sizeof *embedding);
     if (!embedding) {
         st = fail(err, ABC_ERR_NOMEM, "out of memory for the embedding");
@@ -12529,7 +12581,7 @@ static void qwen2vl_describe(const abc_model *m, char *out, size_t cap) {
              m->family->architecture, m->preset, m->dtype ? m->dtype : "?", v->depth, v->embed_dim, v->n_heads, v->mlp_dim,
              qwen2vl_of(m)->preprocess.patch_size, v->merge_size, v->merge_size, t->n_layers, t->hidden, t->n_heads,
              t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab,
-             t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
+             t->causal ? "causal" : "bidirectional", pooling_name(m->pooling),
              m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim,
              m->adapter_modules, MAX(m->text_w.adapter_rank, m->vision_adapter_rank));
 }
@@ -12967,7 +13019,7 @@ static void phi3v_describe(const abc_model *m, char *out, size_t cap) {
              m->preset, m->dtype ? m->dtype : "?", c->n_layers, c->hidden, c->n_heads, c->intermediate,
              c->patch_size, c->image_size, phi3v_of(m)->hd.num_crops, 4 * c->hidden, c->out_dim, t->n_layers, t->hidden,
              t->n_heads, t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab, rope,
-             t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
+             t->causal ? "causal" : "bidirectional", pooling_name(m->pooling),
              m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim);
 }
 
@@ -13181,13 +13233,17 @@ static const char *const all_stages[] = {
     ABC_STAGE_DECODED,       ABC_STAGE_RESIZED,        ABC_STAGE_HD_IMAGE,      ABC_STAGE_IMAGE_SIZES,
     ABC_STAGE_PIXEL_VALUES,  ABC_STAGE_INPUT_IDS,      ABC_STAGE_POSITION_IDS,  ABC_STAGE_VISION_EMBEDS,
     ABC_STAGE_CLIP_FEATURES, ABC_STAGE_IMAGE_FEATURES, ABC_STAGE_INPUTS_EMBEDS, ABC_STAGE_LAST_HIDDEN,
-    ABC_STAGE_EMBEDDING,     NULL};
+    ABC_STAGE_EMBEDDING,     ABC_STAGE_MULTI_VECTOR,   NULL};
 
 static abc_status build_description(abc_model *m, abc_error *err) {
     const size_t cap = 1024;
     m->description = xmalloc(cap);
     if (!m->description) return fail(err, ABC_ERR_NOMEM, "out of memory");
     m->family->describe(m, m->description, cap);
+    const size_t n = strlen(m->description);
+    if (m->multi.dim)
+        snprintf(m->description + n, cap - n, "multi-vector output: one %d-float vector per token, L2-normalized\n",
+                 m->multi.dim);
     return ABC_OK;
 }
 
@@ -13347,6 +13403,7 @@ abc_status abc_model_load_from_memory(const void *data, size_t size, const abc_m
 void abc_model_free(abc_model *model) { model_free(model); }
 
 int abc_model_embedding_dim(const abc_model *model) { return model ? model->embedding_dim : 0; }
+int abc_model_multi_vector_dim(const abc_model *model) { return model ? model->multi.dim : 0; }
 
 const char *abc_model_preset(const abc_model *model) { return model ? model->preset : ""; }
 
@@ -13415,6 +13472,9 @@ static bool role_valid(abc_role role) {
 }
 
 static abc_status check_output(abc_context *ctx, const float *out, size_t out_len) {
+    if (ctx->model->pooling == POOL_NONE)
+        return fail(&ctx->err, ABC_ERR_UNSUPPORTED, "preset %s gives one vector per token and no single embedding: "
+                    "use abc_embed_multi", ctx->model->preset);
     if (!out) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "the output buffer is NULL");
     if (out_len < (size_t)ctx->model->embedding_dim)
         return fail(&ctx->err, ABC_ERR_INVALID_ARG, "the output buffer holds %zu floats, the embedding has %d", out_len,
@@ -13458,7 +13518,7 @@ static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out,
     model_sequence seq = {0};
     if (st == ABC_OK) st = prepare_input(ctx, in, &seq);
     if (st == ABC_OK)
-        st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, out);
+        st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, false, out);
     model_sequence_free(&seq);
     return st;
 }
@@ -13493,6 +13553,44 @@ abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_
     return arena_end(ctx, embed_input(ctx, input, out, out_len));
 }
 
+/* The size query (out NULL, out_cap 0) stops after tokenisation and preprocessing: it costs no model run. */
+static abc_status embed_multi_input(abc_context *ctx, const abc_input *in, float *out, size_t out_cap,
+                                    size_t *n_vectors) {
+    const abc_model *m = ctx->model;
+    model_sequence seq = {0};
+    abc_status st = prepare_input(ctx, in, &seq);
+    if (st == ABC_OK) {
+        *n_vectors = seq.ids.len;
+        const size_t dim = (size_t)m->multi.dim;
+        if (!out && out_cap == 0) {
+            model_sequence_free(&seq);
+            return ABC_OK;
+        }
+        if (!out) st = fail(&ctx->err, ABC_ERR_INVALID_ARG, "the output buffer is NULL");
+        else if (seq.ids.len > out_cap / dim)
+            st = fail(&ctx->err, ABC_ERR_INVALID_ARG, "the output buffer holds %zu floats, the %zu token vectors of %zu "
+                      "need %zu", out_cap, seq.ids.len, dim, seq.ids.len * dim);
+    }
+    if (st == ABC_OK)
+        st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, true, out);
+    model_sequence_free(&seq);
+    return st;
+}
+
+abc_status abc_embed_multi(abc_context *ctx, const abc_input *input, float *out, size_t out_cap, size_t *n_vectors) {
+    if (!ctx) return ABC_ERR_INVALID_ARG;
+    clear_error(&ctx->err);
+    if (!n_vectors) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "n_vectors is NULL");
+    *n_vectors = 0;
+    if (!ctx->model->multi.dim)
+        return fail(&ctx->err, ABC_ERR_UNSUPPORTED, "preset %s has no multi-vector output (use abc_embed)",
+                    ctx->model->preset);
+    if (!input) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "the input is NULL");
+    if (!has_arena(ctx)) return embed_multi_input(ctx, input, out, out_cap, n_vectors);
+    arena_begin(ctx);
+    return arena_end(ctx, embed_multi_input(ctx, input, out, out_cap, n_vectors));
+}
+
 size_t abc_context_arena_used(const abc_context *ctx) { return ctx && ctx->arena.base ? ctx->arena.peak : 0; }
 
 abc_status abc_embed_arena_size(const abc_model *model, const abc_context_params *params, const abc_input *input,
@@ -13523,12 +13621,21 @@ abc_status abc_embed_arena_size(const abc_model *model, const abc_context_params
     abc_context *ctx;
     abc_status st = abc_context_new(model, &p, &ctx, err);
     if (st == ABC_OK) {
-        float *vec = xmalloc((size_t)model->embedding_dim * sizeof(float));
-        if (!vec) st = fail(err, ABC_ERR_NOMEM, "out of memory");
+        /* a multi-vector model measures abc_embed_multi, its output sized by the size query */
+        const bool multi = model->pooling == POOL_NONE;
+        size_t n_out = (size_t)model->embedding_dim, n_vectors = 0;
+        if (multi) {
+            st = abc_embed_multi(ctx, &in, NULL, 0, &n_vectors);
+            if (st != ABC_OK) fail(err, st, "%s", ctx->err.message);
+            n_out = n_vectors * (size_t)model->multi.dim;
+        }
+        float *vec = st == ABC_OK ? xmalloc(MAX(n_out, 1) * sizeof(float)) : NULL;
+        if (st == ABC_OK && !vec) st = fail(err, ABC_ERR_NOMEM, "out of memory");
         if (st == ABC_OK) {
             ctx->arena.measure = true;
             arena_begin(ctx);
-            st = arena_end(ctx, embed_input(ctx, &in, vec, (size_t)model->embedding_dim));
+            st = arena_end(ctx, multi ? embed_multi_input(ctx, &in, vec, n_out, &n_vectors)
+                                      : embed_input(ctx, &in, vec, n_out));
             if (st == ABC_OK) *bytes = ctx->arena.peak;
             else fail(err, st, "%s", ctx->err.message);
         }
@@ -13580,7 +13687,7 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     if (has_arena(ctx)) arena_begin(ctx);
     if (role == ABC_ROLE_AUTO && n_ids && ctx->model->family->query_adapter)
         st = tokens_are_query(ctx, ids, n_ids, pixel_values != NULL, &query);
-    if (st == ABC_OK) st = run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, query, out);
+    if (st == ABC_OK) st = run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, query, false, out);
     return has_arena(ctx) ? arena_end(ctx, st) : st;
 }
 
@@ -13690,6 +13797,7 @@ abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, 
     if (!inputs) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: inputs is NULL");
     if (!out) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: out is NULL");
     const size_t dim = (size_t)ctx->model->embedding_dim;
+    if (ctx->model->pooling == POOL_NONE) return check_output(ctx, out, 0);
     if (dim == 0 || n > SIZE_MAX / sizeof(float) / dim)
         return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: %zu inputs of %zu floats overflow", n, dim);
     const bool packing = !ctx->on_stage && !has_arena(ctx) && n > 1;
@@ -13705,7 +13813,8 @@ abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, 
             if (st == ABC_OK) st = pack_add(&b, &seq, i, &packed);
         }
         if (st == ABC_OK && !packed)
-            st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, out + i * dim);
+            st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, false,
+                           out + i * dim);
         model_sequence_free(&seq);
         if (!packed) batch_record(&b, i, st);
     }

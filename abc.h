@@ -134,7 +134,11 @@ ABC_API abc_status abc_model_load_from_memory(const void *data, size_t size, con
                                               abc_model **out, abc_error *err);
 ABC_API void abc_model_free(abc_model *model);
 
+/* The single embedding's width; 0 for a model without one (a multi-vector model such as preset
+ * colqwen2, whose output is abc_embed_multi's). */
 ABC_API int abc_model_embedding_dim(const abc_model *model);
+/* The width of each per-token vector of abc_embed_multi; 0 when the model has no multi-vector output. */
+ABC_API int abc_model_multi_vector_dim(const abc_model *model);
 /* "abc", "vlm2vec", ... (the preset stored in the file). */
 ABC_API const char *abc_model_preset(const abc_model *model);
 /* Human-readable multi-line description (architecture, sizes, dtypes). Owned by the model. */
@@ -193,6 +197,7 @@ typedef enum { ABC_DTYPE_F32 = 0, ABC_DTYPE_U8 = 1, ABC_DTYPE_I32 = 2 } abc_arra
 #define ABC_STAGE_INPUTS_EMBEDS  "inputs_embeds"       /* phi3_v: f32 [L, hidden], the decoder's input */
 #define ABC_STAGE_LAST_HIDDEN    "last_hidden"         /* f32 [L, hidden], after the final norm */
 #define ABC_STAGE_EMBEDDING      "embedding"           /* f32 [D], the result */
+#define ABC_STAGE_MULTI_VECTOR   "multi_vector"        /* f32 [L, D'], abc_embed_multi's result */
 
 /* Called after each pipeline stage with its array (ABC_STAGE_* names). Return non-zero to stop:
  * abc_embed then returns ABC_ERR_STOPPED. */
@@ -250,7 +255,8 @@ typedef struct {
 
 ABC_API abc_input abc_input_default(void);
 
-/* Embeds one input; writes abc_model_embedding_dim() floats (L2-normalised) to `out`. */
+/* Embeds one input; writes abc_model_embedding_dim() floats (L2-normalised) to `out`. A model without a
+ * single vector (abc_model_embedding_dim 0, e.g. preset colqwen2) returns ABC_ERR_UNSUPPORTED. */
 ABC_API abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len);
 
 /* Embeds inputs[0..n) one after another on this context (each exactly as abc_embed would) into
@@ -260,6 +266,19 @@ ABC_API abc_status abc_embed(abc_context *ctx, const abc_input *input, float *ou
  * for that one). ABC_ERR_INVALID_ARG without touching out when the arguments themselves are bad. */
 ABC_API abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, float *out,
                            abc_status *statuses);
+
+/* Multi-vector (late interaction) output, for models with abc_model_multi_vector_dim D > 0 (preset
+ * colqwen2): one L2-normalised D-float vector per token of the input's sequence (every token is kept:
+ * prompt, image tokens and, for queries, the augmentation tokens), row-major [T][D] in `out`, T in
+ * *n_vectors. Score a query against a document with MaxSim: Σ over the query's rows of the largest dot
+ * product with any of the document's rows. `out_cap` is out's size in floats. Size query: out NULL and
+ * out_cap 0 set *n_vectors and return ABC_OK after tokenising and preprocessing only (no model run); too
+ * small a buffer sets *n_vectors and fails with ABC_ERR_INVALID_ARG, writing nothing. A model without a
+ * multi-vector output returns ABC_ERR_UNSUPPORTED. The stage callback receives "multi_vector" [T, D]
+ * instead of "embedding"; an arena works as for abc_embed (abc_embed_arena_size measures this call for such
+ * a model). */
+ABC_API abc_status abc_embed_multi(abc_context *ctx, const abc_input *input, float *out, size_t out_cap,
+                                   size_t *n_vectors);
 
 /* The arena bytes abc_embed of `input` needs on a context made with `params` (NULL: defaults; the thread
  * count matters, the arena fields are ignored). The input may name an image size without pixels:

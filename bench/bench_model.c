@@ -341,8 +341,18 @@ static bool measure(const abc_model *model, const bench_setup *b, int threads, s
     }
     in.text = b->text;
     in.role = ABC_ROLE_QUERY;
-    size_t dim = (size_t)abc_model_embedding_dim(model);
-    float *vec = malloc(dim * sizeof *vec);
+    size_t dim = (size_t)abc_model_embedding_dim(model), n_vectors = 1;
+    /* a multi-vector model (colqwen2): abc_embed_multi, its [T, D] output sized by the size query */
+    const bool multi = dim == 0 && abc_model_multi_vector_dim(model) > 0;
+    if (multi) {
+        dim = (size_t)abc_model_multi_vector_dim(model);
+        if (abc_embed_multi(ctx, &in, NULL, 0, &n_vectors) != ABC_OK) {
+            fprintf(stderr, "bench_model: %s\n", abc_context_errmsg(ctx));
+            abc_context_free(ctx);
+            return false;
+        }
+    }
+    float *vec = malloc(n_vectors * dim * sizeof *vec);
     double *totals = malloc((size_t)b->runs * sizeof *totals);
     bool ok = vec && totals;
     if (!ok) fprintf(stderr, "bench_model: out of memory\n");
@@ -353,7 +363,8 @@ static bool measure(const abc_model *model, const bench_setup *b, int threads, s
         memset(sc->run_s, 0, sizeof sc->run_s);
         double start = now_s();
         sc->last = start;
-        if (abc_embed(ctx, &in, vec, dim) != ABC_OK) {
+        size_t got = 0;
+        if ((multi ? abc_embed_multi(ctx, &in, vec, n_vectors * dim, &got) : abc_embed(ctx, &in, vec, dim)) != ABC_OK) {
             fprintf(stderr, "bench_model: %s\n", abc_context_errmsg(ctx));
             ok = false;
             break;

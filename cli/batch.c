@@ -13,6 +13,7 @@
 #define _FILE_OFFSET_BITS 64 /* partial files over 2 GB on 32-bit targets */
 #include "common.h"
 #include "model_convert/json.h"
+#include "npy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +76,9 @@ static void print_batch_usage(FILE *f) {
           "  -o OUT.npy        float32 [N,D], rows in input order, and OUT.ids (one id per line; the\n"
           "                    0-based line number where a line has no id). OUT.jsonl: one\n"
           "                    {\"id\":...,\"embedding\":[...]} per line instead\n"
+          "                    A multi-vector model (colqwen2): OUT.npy float32 [ΣT,D], every input's token\n"
+          "                    vectors in input order, and OUT.offsets.npy int64 [N+1] (input i: rows\n"
+          "                    offsets[i]..offsets[i+1]); no --resume, --shard, --keep-going or .jsonl\n"
           "  --resume          continue an interrupted run with the same inputs and output\n"
           "  --shard I/N       embed only the I-th of N contiguous blocks of lines (0 <= I < N)\n"
           "  --keep-going      a bad line gets a NaN row and a line in OUT.errors instead of\n"
@@ -559,6 +563,69 @@ static int write_jsonl(batch *b) {
     return rc;
 }
 
+/* ---- multi-vector models ----
+ * Each input gives [T_i, D] token vectors: OUT.npy is float32 [ΣT_i, D], the inputs' rows one after
+ * another in input order, and OUT.offsets.npy int64 [N+1] where input i's rows are
+ * offsets[i] .. offsets[i+1]. Everything is computed in memory first; then OUT.ids, OUT.offsets.npy and
+ * last OUT.npy are each written to a temporary name and renamed, so OUT.npy exists only when the
+ * whole set is there. */
+static int batch_multi(batch *b, const abc_model *model) {
+    if (b->o.resume || b->o.shard_n != 1 || b->o.keep_going || b->o.jsonl)
+        return cli_usage_error("embed --batch: a multi-vector model writes OUT.npy + OUT.offsets.npy; --resume, "
+                               "--shard, --keep-going and .jsonl output are not supported for it");
+    const size_t dim = (size_t)abc_model_multi_vector_dim(model);
+    abc_context_params cp = abc_context_default_params();
+    cp.n_threads = b->o.threads;
+    abc_context *ctx = NULL;
+    abc_error aerr = {0};
+    abc_status st = abc_context_new(model, &cp, &ctx, &aerr);
+    if (st != ABC_OK) return cli_report(st, "%s", aerr.message);
+    int64_t *offsets = calloc(b->n + 1, sizeof *offsets);
+    float *vecs = NULL;
+    size_t cap = 0, total = 0;
+    int rc = offsets ? CLI_EXIT_OK : cli_report(ABC_ERR_NOMEM, "out of memory for %zu inputs", b->n);
+    for (size_t k = 0; k < b->n && rc == CLI_EXIT_OK; k++) {
+        size_t n = 0;
+        st = abc_embed_multi(ctx, &b->inputs[k], NULL, 0, &n);
+        if (st == ABC_OK && (total + n) * dim > cap) {
+            size_t want = (total + n) * dim * 2;
+            float *grown = realloc(vecs, want * sizeof *vecs);
+            if (!grown) {
+                rc = cli_report(ABC_ERR_NOMEM, "out of memory for %zu token vectors", total + n);
+                break;
+            }
+            vecs = grown;
+            cap = want;
+        }
+        if (st == ABC_OK) st = abc_embed_multi(ctx, &b->inputs[k], vecs + total * dim, cap - total * dim, &n);
+        if (st != ABC_OK) {
+            fprintf(stderr, "abc: error: line %zu: %s: %s\n", b->first_line + k + 1, abc_status_string(st),
+                    abc_context_errmsg(ctx));
+            rc = CLI_EXIT_FAILED;
+            break;
+        }
+        total += n;
+        offsets[k + 1] = (int64_t)total;
+        if (b->show_progress) fprintf(stderr, "\rabc: %zu/%zu inputs, %zu token vectors", k + 1, b->n, total);
+    }
+    if (b->show_progress) fputc('\n', stderr);
+    char err[512];
+    size_t n = strlen(b->o.output), base = n > 4 && strcmp(b->o.output + n - 4, ".npy") == 0 ? n - 4 : n;
+    char *offsets_path = with_suffix(b->o.output, base, ".offsets.npy");
+    if (rc == CLI_EXIT_OK && !offsets_path) rc = cli_report(ABC_ERR_NOMEM, "out of memory");
+    if (rc == CLI_EXIT_OK) rc = write_ids_and_errors(b);
+    const int64_t oshape[1] = {(int64_t)b->n + 1}, vshape[2] = {(int64_t)total, (int64_t)dim};
+    if (rc == CLI_EXIT_OK && (npy_write(offsets_path, NPY_I64, 1, oshape, offsets, err, sizeof err) != 0 ||
+                              npy_write(b->o.output, NPY_F32, 2, vshape, vecs ? (const void *)vecs : (const void *)"",
+                                        err, sizeof err) != 0))
+        rc = cli_report(ABC_ERR_IO, "%s", err);
+    free(offsets_path);
+    free(offsets);
+    free(vecs);
+    abc_context_free(ctx);
+    return rc;
+}
+
 /* ---- the command ---- */
 
 static int setup_paths(batch *b) {
@@ -643,6 +710,11 @@ int cmd_embed_batch(int argc, char **argv) {
         in.instruction = r->instruction;
         in.role = r->role;
         b.inputs[k] = in;
+    }
+    if (b.dim == 0 && abc_model_multi_vector_dim(model) > 0) {
+        b.show_progress = b.o.progress_flag || isatty(STDERR_FILENO);
+        rc = batch_multi(&b, model);
+        goto done;
     }
 
     char header[128];

@@ -88,6 +88,9 @@ int cli_embed_many(const cli_embed_job *job);
 /* The embed subcommands living outside main.c. */
 int cmd_embed_batch(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+/* Multi-vector indexes (search.c): the offsets file of OUT.npy, and MaxSim of a query's token vectors. */
+int cli_read_offsets(const char *path, size_t n_rows, int64_t **offsets, size_t *n_docs);
+float cli_maxsim(const float *query, size_t nq, const float *rows, size_t n, size_t dim);
 int cmd_eval(int argc, char **argv);
 
 #endif

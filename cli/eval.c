@@ -159,12 +159,45 @@ static double dot_d(const float *a, const float *b, size_t n) {
     return s;
 }
 
+/* A multi-vector model: each item's [T, D] token vectors, one after another in *vecs; item k's are rows
+ * (*offs)[k] .. (*offs)[k+1]. A failure goes to on_eval_done (and stops). */
+static int embed_items_multi(const abc_model *model, int threads, const abc_input *inputs, size_t n, size_t dim,
+                             task_set *ts, float **vecs, size_t **offs) {
+    abc_context_params cp = abc_context_default_params();
+    cp.n_threads = threads;
+    abc_context *ctx = NULL;
+    abc_error aerr = {0};
+    abc_status st = abc_context_new(model, &cp, &ctx, &aerr);
+    if (st != ABC_OK) return cli_report(st, "%s", aerr.message);
+    size_t *o = calloc(n + 1, sizeof *o), cap = 0;
+    float *v = NULL;
+    int rc = o ? CLI_EXIT_OK : cli_report(ABC_ERR_NOMEM, "out of memory for %zu inputs", n);
+    for (size_t k = 0; k < n && rc == CLI_EXIT_OK && !ts->failed; k++) {
+        size_t t = 0;
+        st = abc_embed_multi(ctx, &inputs[k], NULL, 0, &t);
+        if (st == ABC_OK && (o[k] + t) * dim > cap) {
+            const size_t want = (o[k] + t) * dim * 2;
+            float *grown = realloc(v, want * sizeof *v);
+            if (!grown) rc = cli_report(ABC_ERR_NOMEM, "out of memory for %zu token vectors", o[k] + t);
+            else v = grown, cap = want;
+        }
+        if (rc == CLI_EXIT_OK && st == ABC_OK) st = abc_embed_multi(ctx, &inputs[k], v + o[k] * dim, cap - o[k] * dim, &t);
+        if (rc == CLI_EXIT_OK && st != ABC_OK) on_eval_done(ts, k, st, abc_context_errmsg(ctx));
+        o[k + 1] = o[k] + t;
+    }
+    abc_context_free(ctx);
+    *vecs = v;
+    *offs = o;
+    return rc;
+}
+
 static void print_eval_usage(FILE *f) {
     fputs("usage: abc eval -m MODEL TASK.jsonl [--image-root DIR] [--json] [--threads T]\n"
           "\n"
           "MMEB-style evaluation: each line of TASK.jsonl has qry_text, qry_img_path, tgt_text (list) and\n"
           "tgt_img_path (list), the ground truth first. Prints Precision@1 (hit@1), the number of queries\n"
           "and how many candidate embeddings were computed (each distinct image path + text once).\n"
+          "A multi-vector model (preset colqwen2) scores by MaxSim over the token vectors.\n"
           "  --image-root DIR  folder that relative image paths start from (default: TASK.jsonl's)\n"
           "  --json            one JSON object, with each query's rank of the ground truth\n"
           "  --threads T       worker threads (default: all online CPUs)\n",
@@ -207,7 +240,7 @@ int cmd_eval(int argc, char **argv) {
     task_query *qs = NULL;
     abc_model *model = NULL;
     abc_input *inputs = NULL;
-    size_t *todo = NULL, *ranks = NULL;
+    size_t *todo = NULL, *ranks = NULL, *offs = NULL;
     float *emb = NULL;
     int rc = CLI_EXIT_OK;
     if (cli_read_file(task_path, &data, &size, err, sizeof err) != 0) {
@@ -277,12 +310,13 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_report(st, "%s", aerr.message);
         goto done;
     }
-    const size_t dim = (size_t)abc_model_embedding_dim(model), n_items = ts.n_items;
+    const size_t multi = abc_model_embedding_dim(model) == 0 ? (size_t)abc_model_multi_vector_dim(model) : 0;
+    const size_t dim = multi ? multi : (size_t)abc_model_embedding_dim(model), n_items = ts.n_items;
     inputs = calloc(n_items, sizeof *inputs);
     todo = malloc(n_items * sizeof *todo);
     ranks = malloc(n_q * sizeof *ranks);
-    emb = malloc(n_items * dim * sizeof *emb);
-    if (!inputs || !todo || !ranks || !emb) {
+    emb = multi ? NULL : malloc(n_items * dim * sizeof *emb);
+    if (!inputs || !todo || !ranks || (!emb && !multi)) {
         rc = cli_report(ABC_ERR_NOMEM, "out of memory for %zu embeddings", n_items);
         goto done;
     }
@@ -295,7 +329,9 @@ int cmd_eval(int argc, char **argv) {
         todo[k] = k;
     }
     cli_embed_job job = {model, (int)threads, inputs, todo, n_items, emb, NULL, NULL, on_eval_done, &ts};
-    if ((rc = cli_embed_many(&job)) != CLI_EXIT_OK) goto done;
+    if (multi) rc = embed_items_multi(model, (int)threads, inputs, n_items, dim, &ts, &emb, &offs);
+    else rc = cli_embed_many(&job);
+    if (rc != CLI_EXIT_OK) goto done;
     if (ts.failed) {
         size_t i = ts.first_error_index, line = 0;
         for (size_t q = 0; q < n_q && !line; q++) {
@@ -309,10 +345,14 @@ int cmd_eval(int argc, char **argv) {
 
     size_t hits = 0;
     for (size_t q = 0; q < n_q; q++) {
-        const float *qv = emb + qs[q].query * dim;
-        double gt = dot_d(qv, emb + qs[q].cands[0] * dim, dim);
+        const size_t qi = qs[q].query;
+        const float *qv = emb + (multi ? offs[qi] : qi) * dim;
+#define EVAL_SCORE(c) (multi ? (double)cli_maxsim(qv, offs[qi + 1] - offs[qi], emb + offs[c] * dim, offs[(c) + 1] - offs[c], dim) \
+                             : dot_d(qv, emb + (c) * dim, dim))
+        double gt = EVAL_SCORE(qs[q].cands[0]);
         size_t rank = 1;
-        for (size_t k = 1; k < qs[q].n_cands; k++) rank += dot_d(qv, emb + qs[q].cands[k] * dim, dim) > gt;
+        for (size_t k = 1; k < qs[q].n_cands; k++) rank += EVAL_SCORE(qs[q].cands[k]) > gt;
+#undef EVAL_SCORE
         ranks[q] = rank;
         hits += rank == 1;
     }
@@ -342,6 +382,7 @@ done:
     free(todo);
     free(ranks);
     free(emb);
+    free(offs);
     abc_model_free(model);
     free(data);
     free(lines);

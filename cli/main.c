@@ -494,15 +494,21 @@ static int run_embed_video(abc_context *ctx, const embed_options *o, float *vec,
     return rc;
 }
 
+/* The input of the options' single image and/or text. */
+static abc_input options_input(const embed_options *o) {
+    abc_input in = abc_input_default();
+    in.image_path = o->image;
+    in.text = o->text;
+    in.prompt = o->prompt;
+    in.instruction = o->instruction;
+    in.role = o->role;
+    return in;
+}
+
 static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_t dim) {
     if (o->video || o->n_images > 1) return run_embed_video(ctx, o, vec, dim);
     if (!o->input_ids) {
-        abc_input in = abc_input_default();
-        in.image_path = o->image;
-        in.text = o->text;
-        in.prompt = o->prompt;
-        in.instruction = o->instruction;
-        in.role = o->role;
+        abc_input in = options_input(o);
         return abc_embed(ctx, &in, vec, dim);
     }
     int32_t *ids = NULL;
@@ -520,6 +526,46 @@ static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_
     free(ids);
     npy_free(&pv);
     return st;
+}
+
+/* A multi-vector model (abc_model_multi_vector_dim > 0, no single vector): the [T, D] token vectors of one
+ * input to -o (.npy), --json or standard output (one row per line). */
+static int embed_multi(abc_context *ctx, const embed_options *o, int dim) {
+    if (o->input_ids || o->video || o->n_images > 1)
+        return cli_usage_error("a multi-vector model takes --image/--text/--prompt (not --input-ids or video)");
+    abc_input in = options_input(o);
+    size_t n = 0;
+    abc_status st = abc_embed_multi(ctx, &in, NULL, 0, &n); /* the size: tokenising only */
+    float *vecs = st == ABC_OK ? malloc(n * (size_t)dim * sizeof *vecs + 1) : NULL;
+    if (st == ABC_OK && !vecs) return report(ABC_ERR_NOMEM, "token vector buffer", NULL);
+    if (st == ABC_OK) st = abc_embed_multi(ctx, &in, vecs, n * (size_t)dim, &n);
+    int rc = EXIT_OK;
+    char msg[512];
+    if (st == ABC_ERR_STOPPED) {
+        rc = EXIT_OK; /* --stop-after */
+    } else if (st != ABC_OK) {
+        rc = report(st, abc_context_errmsg(ctx), (st == ABC_ERR_IO || st == ABC_ERR_IMAGE) ? o->image : NULL);
+    } else if (o->json) {
+        printf("{\"n_vectors\":%zu,\"dim\":%d,\"vectors\":[", n, dim);
+        for (size_t t = 0; t < n; t++) {
+            printf(t ? ",[" : "[");
+            for (int k = 0; k < dim; k++) {
+                if (k) putchar(',');
+                cli_json_float(stdout, vecs[t * (size_t)dim + (size_t)k]);
+            }
+            putchar(']');
+        }
+        puts("]}");
+        if (fflush(stdout) != 0 || ferror(stdout)) rc = report_io("cannot write to standard output");
+    } else if (!o->output) {
+        for (size_t t = 0; t < n && rc == EXIT_OK; t++) rc = print_vector(vecs + t * (size_t)dim, dim);
+    }
+    if (st == ABC_OK && rc == EXIT_OK && o->output) {
+        const int64_t shape[2] = {(int64_t)n, dim};
+        rc = npy_write(o->output, NPY_F32, 2, shape, vecs, msg, sizeof msg) == 0 ? EXIT_OK : report_io(msg);
+    }
+    free(vecs);
+    return rc;
 }
 
 static int cmd_embed(int argc, char **argv) {
@@ -571,6 +617,14 @@ static int cmd_embed(int argc, char **argv) {
     }
 
     int dim = abc_model_embedding_dim(model);
+    const int multi_dim = abc_model_multi_vector_dim(model);
+    if (dim == 0 && multi_dim > 0) {
+        rc = embed_multi(ctx, &o, multi_dim);
+        if (rc == EXIT_OK && sink.write_failed) rc = report_io(sink.message);
+        abc_context_free(ctx);
+        abc_model_free(model);
+        return rc;
+    }
     float *vec = malloc(dim > 0 ? (size_t)dim * sizeof *vec : 1);
     if (!vec) {
         rc = report(ABC_ERR_NOMEM, "embedding buffer", NULL);

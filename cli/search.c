@@ -268,6 +268,89 @@ static int load_ids(const char *path, size_t n, char **data, char ***ids) {
     return CLI_EXIT_OK;
 }
 
+/* Query q's best hits (sorted): one JSON list, or "RANK<TAB>SCORE<TAB>ID" lines (prefixed by q when
+ * there are several queries). */
+static void print_hits(size_t q, size_t n_queries, const hit *hits, size_t m, char **ids, bool json) {
+    if (json) {
+        printf("%s[", q ? "," : "");
+        for (size_t j = 0; j < m; j++) {
+            char num[32];
+            const char *id = ids ? ids[hits[j].row] : (snprintf(num, sizeof num, "%zu", hits[j].row), num);
+            printf("%s{\"rank\":%zu,\"id\":", j ? "," : "", j + 1);
+            cli_json_string(stdout, id, strlen(id));
+            fputs(",\"score\":", stdout);
+            cli_json_float(stdout, hits[j].score);
+            putchar('}');
+        }
+        putchar(']');
+        return;
+    }
+    for (size_t j = 0; j < m; j++) {
+        if (n_queries > 1) printf("%zu\t", q);
+        printf("%zu\t%.9g\t", j + 1, (double)hits[j].score);
+        if (ids) fputs(ids[hits[j].row], stdout);
+        else printf("%zu", hits[j].row);
+        putchar('\n');
+    }
+}
+
+/* ---- multi-vector indexes (late interaction) ----
+ * OUT.npy [ΣT, D] with OUT.offsets.npy [N+1] (abc embed --batch on a multi-vector model): document i is
+ * rows offsets[i] .. offsets[i+1]. A query [Tq, D] scores each document by MaxSim, Σ over the query's
+ * rows of the largest dot product with any of the document's rows (ColBERT / ColPali). */
+
+/* OFFSETS int64 [N+1]: 0 first, never decreasing, ending at the index's row count. *n_docs = N. */
+int cli_read_offsets(const char *path, size_t n_rows, int64_t **offsets, size_t *n_docs) {
+    npy_array a = {0};
+    char err[512];
+    if (npy_read(path, &a, err, sizeof err) != 0) return cli_report(ABC_ERR_IO, "%s", err);
+    bool ok = a.dtype == NPY_I64 && a.ndim == 1 && a.count >= 1;
+    const int64_t *o = a.data;
+    for (size_t i = 0; ok && i < a.count; i++)
+        ok = i == 0 ? o[0] == 0 : o[i] >= o[i - 1];
+    if (!ok || (uint64_t)o[a.count - 1] != (uint64_t)n_rows) {
+        npy_free(&a);
+        return cli_report(ABC_ERR_INVALID_ARG, "'%s' must be int64 [N+1] offsets from 0 up to the index's %zu rows",
+                          path, n_rows);
+    }
+    *offsets = a.data;
+    *n_docs = a.count - 1;
+    return CLI_EXIT_OK;
+}
+
+/* MaxSim of query [nq][dim] against rows [n][dim]; an empty document scores 0 per query row, as the
+ * zero padding of ColQwen2Processor.score_retrieval does; NaN when a row is NaN. */
+float cli_maxsim(const float *query, size_t nq, const float *rows, size_t n, size_t dim) {
+    dot1_fn dot1;
+    dot4_fn dot4;
+    pick_dots(&dot1, &dot4);
+    float total = 0.0f;
+    for (size_t i = 0; i < nq; i++) {
+        float best = n ? -INFINITY : 0.0f;
+        for (size_t j = 0; j < n; j++) {
+            const float s = dot1(query + i * dim, rows + j * dim, dim);
+            if (s != s) return s;
+            if (s > best) best = s;
+        }
+        total += best;
+    }
+    return total;
+}
+
+/* OUT.npy's companion OUT<suffix> (a new string) when that file exists, else NULL. */
+static char *sibling_file(const char *index_path, const char *suffix) {
+    size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
+    size_t sn = strlen(suffix);
+    char *path = malloc(base + sn + 1);
+    struct stat st;
+    if (!path) return NULL;
+    memcpy(path, index_path, base);
+    memcpy(path + base, suffix, sn + 1);
+    if (stat(path, &st) == 0) return path;
+    free(path);
+    return NULL;
+}
+
 static void print_search_usage(FILE *f) {
     fputs("usage: abc search --index OUT.npy [--ids OUT.ids] -m MODEL [--image PATH] [--text TEXT]\n"
           "                  [--prompt RAW] [--role query|candidate|auto] [-k K] [--json] [--threads T]\n"
@@ -279,6 +362,10 @@ static void print_search_usage(FILE *f) {
           "an image with a text is a query) or read from Q.npy ([D], or [Q,D] for Q queries: then each\n"
           "line starts with the query number and --json prints one list per query). Ids come from\n"
           "--ids, else OUT.ids next to the index when it exists, else the row numbers (from 0).\n"
+          "Multi-vector index (a multi-vector model's abc embed --batch: OUT.npy [ΣT,D] with\n"
+          "OUT.offsets.npy next to it, or --offsets): each document's score is MaxSim, the sum over\n"
+          "the query's token vectors of the best dot product with the document's; the query is the\n"
+          "model's token vectors, or Q.npy [Tq,D] (one query).\n"
           "  -k K          how many rows (default 10)\n"
           "  --stats       print the scan time and queries/s on stderr\n",
           f);
@@ -286,7 +373,7 @@ static void print_search_usage(FILE *f) {
 
 int cmd_search(int argc, char **argv) {
     const char *index_path = NULL, *ids_path = NULL, *model_path = NULL, *image = NULL, *text = NULL;
-    const char *prompt = NULL, *query_path = NULL, *v = NULL;
+    const char *prompt = NULL, *query_path = NULL, *v = NULL, *offsets_path = NULL;
     abc_role role = ABC_ROLE_AUTO;
     long k = 10, threads = 0;
     bool json = false, stats = false;
@@ -301,6 +388,7 @@ int cmd_search(int argc, char **argv) {
         else if (strcmp(arg, "--stats") == 0) stats = true;
         else if (cli_take(&c, "--index", NULL, &index_path)) {
         } else if (cli_take(&c, "--ids", NULL, &ids_path)) {
+        } else if (cli_take(&c, "--offsets", NULL, &offsets_path)) {
         } else if (cli_take(&c, "--model", "-m", &model_path)) {
         } else if (cli_take(&c, "--image", NULL, &image)) {
         } else if (cli_take(&c, "--text", NULL, &text)) {
@@ -340,19 +428,17 @@ int cmd_search(int argc, char **argv) {
     scan_task *tasks = NULL;
     pthread_t *tids = NULL;
     npy_array qa = {0};
+    int64_t *offsets = NULL;
+    size_t n_docs = 0, n_query_rows = 0;
+    char *default_offsets = NULL;
     if (rc != CLI_EXIT_OK) goto done;
+    if (!offsets_path) /* OUT.offsets.npy next to OUT.npy: a multi-vector index */
+        offsets_path = default_offsets = sibling_file(index_path, ".offsets.npy");
+    if (offsets_path && (rc = cli_read_offsets(offsets_path, ix.n, &offsets, &n_docs)) != CLI_EXIT_OK) goto done;
 
-    if (!ids_path) { /* OUT.ids next to OUT.npy, as abc embed --batch writes them */
-        size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
-        default_ids = malloc(base + 5);
-        if (default_ids) {
-            memcpy(default_ids, index_path, base);
-            memcpy(default_ids + base, ".ids", 5);
-            struct stat st;
-            if (stat(default_ids, &st) == 0) ids_path = default_ids;
-        }
-    }
-    if (ids_path && (rc = load_ids(ids_path, ix.n, &ids_data, &ids)) != CLI_EXIT_OK) goto done;
+    if (!ids_path) /* OUT.ids next to OUT.npy, as abc embed --batch writes them */
+        ids_path = default_ids = sibling_file(index_path, ".ids");
+    if (ids_path && (rc = load_ids(ids_path, offsets ? n_docs : ix.n, &ids_data, &ids)) != CLI_EXIT_OK) goto done;
 
     if (query_path) {
         char err[512];
@@ -368,27 +454,35 @@ int cmd_search(int argc, char **argv) {
         }
         n_queries = qa.count / ix.dim;
         queries = qa.data;
+        if (offsets) n_query_rows = n_queries, n_queries = 1; /* [Tq, D]: one multi-vector query */
     } else {
         abc_model *model = NULL;
         abc_context *ctx = NULL;
         abc_error err = {0};
         abc_status st = abc_model_load(model_path, NULL, &model, &err);
-        if (st == ABC_OK && (size_t)abc_model_embedding_dim(model) != ix.dim) {
-            rc = cli_report(ABC_ERR_INVALID_ARG, "the model's embeddings have %d values, the index's rows %zu",
-                            abc_model_embedding_dim(model), ix.dim);
+        const int model_dim = st != ABC_OK ? 0 : offsets ? abc_model_multi_vector_dim(model) : abc_model_embedding_dim(model);
+        if (st == ABC_OK && (size_t)model_dim != ix.dim) {
+            rc = cli_report(ABC_ERR_INVALID_ARG, "the model's %s have %d values, the index's rows %zu",
+                            offsets ? "token vectors" : "embeddings", model_dim, ix.dim);
             abc_model_free(model);
             goto done;
         }
         abc_context_params cp = abc_context_default_params();
         cp.n_threads = (int)threads;
         if (st == ABC_OK) st = abc_context_new(model, &cp, &ctx, &err);
-        if (st == ABC_OK && !(queries = malloc(ix.dim * sizeof *queries))) st = ABC_ERR_NOMEM;
-        if (st == ABC_OK) {
-            abc_input in = abc_input_default();
-            in.image_path = image;
-            in.text = text;
-            in.prompt = prompt;
-            in.role = role;
+        abc_input in = abc_input_default();
+        in.image_path = image;
+        in.text = text;
+        in.prompt = prompt;
+        in.role = role;
+        if (st == ABC_OK && offsets) { /* the query's token vectors */
+            st = abc_embed_multi(ctx, &in, NULL, 0, &n_query_rows);
+            if (st == ABC_OK && !(queries = malloc((n_query_rows ? n_query_rows : 1) * ix.dim * sizeof *queries)))
+                st = ABC_ERR_NOMEM;
+            if (st == ABC_OK) st = abc_embed_multi(ctx, &in, queries, n_query_rows * ix.dim, &n_query_rows);
+            if (st != ABC_OK) snprintf(err.message, sizeof err.message, "%s", abc_context_errmsg(ctx));
+        } else if (st == ABC_OK && !(queries = malloc(ix.dim * sizeof *queries))) st = ABC_ERR_NOMEM;
+        if (st == ABC_OK && !offsets) {
             st = abc_embed(ctx, &in, queries, ix.dim);
             if (st != ABC_OK) snprintf(err.message, sizeof err.message, "%s", abc_context_errmsg(ctx));
         }
@@ -396,6 +490,29 @@ int cmd_search(int argc, char **argv) {
         abc_context_free(ctx);
         abc_model_free(model);
         if (rc != CLI_EXIT_OK) goto done;
+    }
+
+    if (offsets) { /* MaxSim over the documents, one query */
+        double t0 = cli_now();
+        merged = malloc((n_docs ? n_docs : 1) * sizeof *merged);
+        if (!merged) {
+            rc = cli_report(ABC_ERR_NOMEM, "out of memory for the search");
+            goto done;
+        }
+        size_t m = 0;
+        for (size_t d = 0; d < n_docs; d++) {
+            const size_t lo = (size_t)offsets[d], hi = (size_t)offsets[d + 1];
+            const float s = cli_maxsim(queries, n_query_rows, ix.rows + lo * ix.dim, hi - lo, ix.dim);
+            if (s == s) merged[m++] = (hit){s, d};
+        }
+        if (stats)
+            fprintf(stderr, "abc: MaxSim of %zu query vectors x %zu documents (%zu vectors of %zu) in %.3f s\n",
+                    n_query_rows, n_docs, ix.n, ix.dim, cli_now() - t0);
+        qsort(merged, m, sizeof *merged, better_first);
+        print_hits(0, 1, merged, m < (size_t)k ? m : (size_t)k, ids, json);
+        if (json) puts("");
+        if (fflush(stdout) != 0 || ferror(stdout)) rc = cli_report(ABC_ERR_IO, "cannot write to standard output");
+        goto done;
     }
 
     size_t kk = (size_t)k < ix.n ? (size_t)k : ix.n, n_threads = (size_t)threads;
@@ -441,28 +558,7 @@ int cmd_search(int argc, char **argv) {
             for (size_t j = 0; j < tasks[t].counts[q]; j++) merged[m++] = h[j];
         }
         qsort(merged, m, sizeof *merged, better_first);
-        if (m > kk) m = kk;
-        if (json) {
-            printf("%s[", q ? "," : "");
-            for (size_t j = 0; j < m; j++) {
-                char num[32];
-                const char *id = ids ? ids[merged[j].row] : (snprintf(num, sizeof num, "%zu", merged[j].row), num);
-                printf("%s{\"rank\":%zu,\"id\":", j ? "," : "", j + 1);
-                cli_json_string(stdout, id, strlen(id));
-                fputs(",\"score\":", stdout);
-                cli_json_float(stdout, merged[j].score);
-                putchar('}');
-            }
-            putchar(']');
-        } else {
-            for (size_t j = 0; j < m; j++) {
-                if (n_queries > 1) printf("%zu\t", q);
-                printf("%zu\t%.9g\t", j + 1, (double)merged[j].score);
-                if (ids) fputs(ids[merged[j].row], stdout);
-                else printf("%zu", merged[j].row);
-                putchar('\n');
-            }
-        }
+        print_hits(q, n_queries, merged, m < kk ? m : kk, ids, json);
     }
     if (json) puts(n_queries > 1 ? "]" : "");
     if (fflush(stdout) != 0 || ferror(stdout)) rc = cli_report(ABC_ERR_IO, "cannot write to standard output");
@@ -474,6 +570,8 @@ done:
     free(ids_data);
     free(ids);
     free(default_ids);
+    free(default_offsets);
+    free(offsets);
     free(heaps);
     free(counts);
     free(tasks);

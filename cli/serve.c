@@ -1007,6 +1007,14 @@ int cmd_serve(int argc, char **argv) {
         return EXIT_FAILED;
     }
     s->dim = abc_model_embedding_dim(s->model);
+    if (s->dim == 0) { /* a multi-vector model (colqwen2): the HTTP API serves single vectors only */
+        fprintf(stderr, "abc: error: %s: preset %s gives one vector per token; abc serve needs a single-vector model\n",
+                abc_status_string(ABC_ERR_UNSUPPORTED), abc_model_preset(s->model));
+        abc_model_free(s->model);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        free(s);
+        return EXIT_FAILED;
+    }
     if (o->model_name) {
         snprintf(s->model_name, sizeof s->model_name, "%s", o->model_name);
     } else {

@@ -44,6 +44,8 @@ typedef struct {
     int has_query;
     expected_list exp;
     int64_t head_dim;      /* mlp_head inner width D; 0 without a head */
+    int64_t multi_dim;     /* the per-token projection's width; 0 without a multi-vector output */
+    const char *multi_hub; /* the projection's checkpoint module (its .weight/.bias) */
 } conv_state;
 
 /* Where one output tensor comes from: a checkpoint or adapter tensor, then LoRA/DoRA merges. */
@@ -66,7 +68,7 @@ typedef struct {
  * one in config.c's config_families[], which reads their config.json). */
 struct cv_family {
     model_arch arch;
-    const char *presets[4];  /* the --preset values of this family, NULL-terminated */
+    const char *presets[5];  /* the --preset values of this family, NULL-terminated */
     const char *wrong_preset; /* the error for another family's preset; %s: the checkpoint directory */
     int query_adapter, num_crops; /* --query-adapter / --num-crops supported */
     char *(*canonical_name)(const char *name); /* checkpoint names -> the hub spelling (a new string) */
@@ -110,6 +112,8 @@ static int expect(expected_list *l, int ndim, int64_t d0, int64_t d1, const char
 }
 
 /* Every tensor of FORMAT.md for this config (qwen2_vl or qwen2_5_vl), in file order. */
+static int expect_renamed(expected_list *l, const char *out_prefix, const char *hub_prefix, const char *suffix, int ndim, int64_t d0, int64_t d1);
+
 static int build_expected_qwen2vl(const conv_state *s, expected_list *l) {
     const model_config *c = &s->cfg;
     const int64_t head_dim = s->head_dim;
@@ -162,6 +166,10 @@ static int build_expected_qwen2vl(const conv_state *s, expected_list *l) {
         rc |= expect(l, 2, H, I, "%s.%lld.mlp.down_proj.weight", p, i);
     }
     rc |= expect(l, 1, H, 0, "model.norm.weight");
+    if (s->multi_dim > 0) {
+        rc |= expect_renamed(l, "multi_vector.proj.", s->multi_hub, "weight", 2, s->multi_dim, H);
+        rc |= expect_renamed(l, "multi_vector.proj.", s->multi_hub, "bias", 1, s->multi_dim, 0);
+    }
     if (head_dim > 0) {
         rc |= expect(l, 2, head_dim, H, "mlp_head.linear_layer1.weight");
         rc |= expect(l, 1, head_dim, 0, "mlp_head.linear_layer1.bias");
@@ -502,6 +510,33 @@ static int resolve_head(conv_state *s, char *err, size_t errsize) {
     return 0;
 }
 
+/* Presets with a multi-vector output and their projection's checkpoint module (a Linear with bias). */
+static const struct { const char *preset, *module; } multi_vector_presets[] = {
+    { "colqwen2", "custom_text_proj." }, /* colpali-engine's name, in the base or an adapter's modules_to_save */
+};
+
+/* The multi-vector projection's width from the base or the last adapter that carries it. */
+static int resolve_multi_vector(conv_state *s, char *err, size_t errsize) {
+    for (size_t i = 0; i < sizeof multi_vector_presets / sizeof multi_vector_presets[0]; i++)
+        if (strcmp(s->opt->preset, multi_vector_presets[i].preset) == 0) s->multi_hub = multi_vector_presets[i].module;
+    if (!s->multi_hub) return 0;
+    char name[MAX_NAME];
+    snprintf(name, sizeof name, "%sweight", s->multi_hub);
+    const st_tensor *w = st_find(&s->base, name);
+    const char *from = s->opt->hf_dir;
+    for (size_t a = 0; a < s->n_merges; a++) {
+        const adapter_param *p = peft_find_param(&s->merges[a], name);
+        if (p) { w = p->t; from = s->merges[a].dir; }
+    }
+    if (!w)
+        return cv_fail(err, errsize, "preset %s needs the projection %s in the checkpoint or an adapter's modules_to_save; "
+                                     "neither provides it", s->opt->preset, name);
+    if (w->ndim != 2 || w->shape[1] != s->cfg.hidden || w->shape[0] < 1 || w->shape[0] > 65536)
+        return cv_fail(err, errsize, "%s: %s must be [D, %lld]", from, name, (long long)s->cfg.hidden);
+    s->multi_dim = w->shape[0];
+    return 0;
+}
+
 /* Checks, before anything is written, that every adapter entry lands on a tensor of the model. */
 static int check_merge_adapter(const conv_state *s, const peft_adapter *a, char *err, size_t errsize) {
     int abc = strcmp(s->opt->preset, "abc") == 0;
@@ -689,7 +724,7 @@ static uint32_t policy_dtype(const convert_options *opt, const char *name) {
     int c = CV_CLASS_MLP; /* the towers first: CLIP's layers have self_attn too */
     if (strncmp(name, "visual.merger.", 14) == 0 || strncmp(name, "hd.", 3) == 0) c = CV_CLASS_MERGER;
     else if (strncmp(name, "visual.", 7) == 0 || strncmp(name, "clip.", 5) == 0) c = CV_CLASS_VISION;
-    else if (strncmp(name, "mlp_head.", 9) == 0) c = CV_CLASS_HEAD;
+    else if (strncmp(name, "mlp_head.", 9) == 0 || strncmp(name, "multi_vector.", 13) == 0) c = CV_CLASS_HEAD;
     else if (strcmp(name, "model.embed_tokens.weight") == 0) c = CV_CLASS_EMBED;
     else if (strstr(name, ".self_attn.")) c = CV_CLASS_ATTN;
     else if (strstr(name, ".mlp.down_proj.")) c = CV_CLASS_DOWN;
@@ -749,6 +784,10 @@ static int queue_query_adapter(conv_state *s, abc_writer *w, char *err, size_t e
 #define QWEN_ASSISTANT "<|im_end|>\n<|im_start|>assistant\n"
 #define QWEN_IMAGE "<|vision_start|><|image_pad|><|vision_end|>"
 #define GME_END "<|endoftext|>"
+#define COLQWEN_USER "<|im_start|>user\n"
+#define COLQWEN_END "<|im_end|><|endoftext|>"
+#define COLQWEN_AUGMENT "<|endoftext|><|endoftext|><|endoftext|><|endoftext|><|endoftext|><|endoftext|><|endoftext|><|endoftext|><|endoftext|><|endoftext|>"
+#define COLQWEN_MAX_PIXELS (768 * 28 * 28)
 #define GME_SYSTEM "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n"
 
 static const char *base_name(const char *path, char *buf, size_t size) {
@@ -846,6 +885,7 @@ static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size
 static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     const model_config *c = &s->cfg;
     int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
+    int col = strcmp(s->opt->preset, "colqwen2") == 0;
     int rc = 0;
     if (add_metadata_general(s, w, "qwen2_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
@@ -861,10 +901,11 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
     rc |= add_f(w, "vision.layer_norm_eps", 1e-6);   /* fixed in transformers' Qwen2-VL vision blocks */
     rc |= add_f(w, "vision.rope_theta", 10000.0);
     rc |= writer_add_str(w, "model.attention", abc ? "bidirectional" : "causal");
-    rc |= writer_add_str(w, "model.pooling", abc ? "mean_nonzero" : "last");
+    rc |= writer_add_str(w, "model.pooling", abc ? "mean_nonzero" : col ? "none" : "last");
     rc |= writer_add_str(w, "model.head", abc ? "mlp" : "none");
     rc |= add_i(w, "model.normalize", 1);
     rc |= add_i(w, "model.embedding_dim", c->hidden);
+    if (s->multi_dim > 0) rc |= add_i(w, "model.multi_vector_dim", s->multi_dim);
     /* GME runs the decoder without position ids: transformers 4.4x then numbers every token as text */
     rc |= writer_add_str(w, "model.mrope_rule", gme ? "sequential" : "vision_start");
     rc |= add_i(w, "tokens.image_pad", c->image_token);
@@ -881,13 +922,19 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
         rc |= writer_add_str(w, "prompt.image", GME_SYSTEM QWEN_IMAGE QWEN_ASSISTANT GME_END);
         rc |= writer_add_str(w, "prompt.text", GME_SYSTEM "{text}" QWEN_ASSISTANT GME_END);
         rc |= writer_add_str(w, "prompt.instruction", "You are a helpful assistant.");
+    } else if (col) {
+        /* ColQwen2Processor: documents are images under a fixed instruction (an image with text puts the
+         * text in its place); queries get "Query: ", then 10 pad tokens (query augmentation) and "\n" */
+        rc |= writer_add_str(w, "prompt.image_text", COLQWEN_USER QWEN_IMAGE "{text}" COLQWEN_END);
+        rc |= writer_add_str(w, "prompt.image", COLQWEN_USER QWEN_IMAGE "Describe the image." COLQWEN_END);
+        rc |= writer_add_str(w, "prompt.text", "Query: {text}" COLQWEN_AUGMENT "\n");
     } else {
         rc |= writer_add_str(w, "prompt.image_text", "<|image_pad|> {text}");
         rc |= writer_add_str(w, "prompt.image", "<|image_pad|>");
         rc |= writer_add_str(w, "prompt.text", "{text}");
     }
     rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
-    if (!abc && !gme && c->video_token >= 0) {
+    if (!abc && !gme && !col && c->video_token >= 0) {
         /* VLM2Vec-V2 video: its demo's prompt shape and qwen_vl_utils' frame bounds (min_pixels 4·28·28,
          * the demo's max_pixels 360·420); the processor's image bounds then apply to each frame */
         rc |= add_i(w, "tokens.video_pad", c->video_token);
@@ -906,8 +953,9 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
         rc |= add_i(w, "image.min_pixels", 200704);
         rc |= add_i(w, "image.max_pixels", gme ? 1003520 : 802816);
     } else {
+        /* colpali-engine's ColQwen2Processor caps documents at 768 image tokens */
         rc |= add_i(w, "image.min_pixels", c->min_pixels);
-        rc |= add_i(w, "image.max_pixels", c->max_pixels);
+        rc |= add_i(w, "image.max_pixels", col && c->max_pixels > COLQWEN_MAX_PIXELS ? COLQWEN_MAX_PIXELS : c->max_pixels);
     }
     rc |= writer_add_f64(w, "image.mean", c->image_mean, 3);
     rc |= writer_add_f64(w, "image.std", c->image_std, 3);
@@ -990,7 +1038,7 @@ static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, 
 /* ---- the families ---- */
 
 static const cv_family families[] = {
-    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", NULL }, "%s is a Qwen2-VL checkpoint: use --preset abc, vlm2vec or gme", 1, 0,
+    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", "colqwen2", NULL }, "%s is a Qwen2-VL checkpoint: use --preset abc, vlm2vec, gme or colqwen2", 1, 0,
       cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
       add_metadata_qwen2vl },
     { ARCH_PHI3_V, { "vlm2vec-phi3v", NULL, NULL }, "%s is a Phi-3-V (phi3_v) checkpoint: use --preset vlm2vec-phi3v", 0, 1,
@@ -1092,7 +1140,7 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
         s.has_query = 1;
         if (peft_load(opt->query_adapter, &s.query, err, errsize) < 0) goto done;
     }
-    if (resolve_head(&s, err, errsize) < 0) goto done;
+    if (resolve_head(&s, err, errsize) < 0 || resolve_multi_vector(&s, err, errsize) < 0) goto done;
     if (f->expected(&s, &s.exp) < 0) { cv_fail(err, errsize, "out of memory"); goto done; }
     if (check_unused_base(&s, err, errsize) < 0) goto done;
     for (size_t i = 0; i < s.n_merges; i++)

@@ -185,7 +185,7 @@ enum { CV_CLASS_ATTN, CV_CLASS_MLP, CV_CLASS_DOWN, CV_CLASS_EMBED, CV_CLASS_VISI
 typedef struct {
     const char *hf_dir;
     const char *out_path;
-    const char *preset;             /* "abc", "vlm2vec", "gme" or "vlm2vec-phi3v" */
+    const char *preset;             /* "abc", "vlm2vec", "gme", "colqwen2" or "vlm2vec-phi3v" */
     const char **merge_adapters;
     size_t n_merge_adapters;
     const char *query_adapter;      /* NULL when none */

@@ -1,5 +1,5 @@
 /* abc-convert: Hugging Face Qwen2-VL checkpoint (+ PEFT adapters) -> .abc weight file.
- *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]
+ *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]
  *               [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet] */
 #define _POSIX_C_SOURCE 200809L
 #include "convert.h"
@@ -11,12 +11,13 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]\n"
+            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]\n"
             "                   [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet]\n"
             "  HF_DIR            Qwen2-VL, Qwen2.5-VL or Phi-3.5-vision checkpoint (config.json, safetensors, tokenizer.json,\n"
             "                    preprocessor_config.json)\n"
             "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token);\n"
             "                    gme: GME-Qwen2-VL (causal, chat prompt, last token, 1-D positions);\n"
+            "                    colqwen2: ColQwen2 (causal, one 128-d vector per token from custom_text_proj);\n"
             "                    vlm2vec-phi3v: VLM2Vec-Full on Phi-3.5-vision (causal, last token);\n"
             "                    nomic: nomic-embed-multimodal on Qwen2.5-VL (causal, last token; merge its adapter)\n"
             "  --merge-adapter   PEFT LoRA/DoRA adapter merged into the weights (repeatable, applied in order);\n"
@@ -102,9 +103,9 @@ int main(int argc, char **argv) {
         usage(stderr);
         goto done;
     }
-    if (strcmp(opt.preset, "abc") != 0 && strcmp(opt.preset, "vlm2vec") != 0 && strcmp(opt.preset, "gme") != 0 &&
+    if (strcmp(opt.preset, "abc") != 0 && strcmp(opt.preset, "vlm2vec") != 0 && strcmp(opt.preset, "gme") != 0 && strcmp(opt.preset, "colqwen2") != 0 &&
         strcmp(opt.preset, "vlm2vec-phi3v") != 0 && strcmp(opt.preset, "nomic") != 0) {
-        fprintf(stderr, "abc-convert: unknown --preset \"%s\" (abc, vlm2vec, gme, vlm2vec-phi3v or nomic)\n", opt.preset);
+        fprintf(stderr, "abc-convert: unknown --preset \"%s\" (abc, vlm2vec, gme, colqwen2, vlm2vec-phi3v or nomic)\n", opt.preset);
         goto done;
     }
     if (!host_is_little_endian()) { fprintf(stderr, "abc-convert: error: needs a little-endian host\n"); status = 1; goto done; }

@@ -49,3 +49,30 @@ compare() {
     echo "     $line"
     if [ "$rc" -eq 0 ]; then ok "$label"; else bad "$label"; fi
 }
+
+# manifest_field CASE KEY: a string field of the case's entry in manifest.json (indent-1 JSON)
+# of a fixture directory $FIX (test_gme.sh, test_colqwen2.sh).
+manifest_field() {
+    awk -v name="\"$1\"," -v key="\"$2\":" '$1 == "\"name\":" { cur = ($2 == name) }
+        cur && $1 == key { sub(/^[^:]*: "/, ""); sub(/",?$/, ""); print; exit }' "$FIX/manifest.json"
+}
+
+# compare_qwen2vl_stages NAME DUMP REF: a Qwen2-VL case's stages (abc embed --dump DUMP) against the
+# fixture's REF with the tolerances of docs/testing.md#tolerances: input_ids and position_ids identical,
+# pixel_values by the manifest's SHA-256 and vision_embeds within 1e-4·max|ref| (or no image stages for a
+# text-only case), last_hidden within 5e-4·max|ref|.
+compare_qwen2vl_stages() {
+    local name=$1 dump=$2 ref=$3
+    compare "$name/input_ids" --exact "$dump/input_ids.npy" "$ref/input_ids.npy"
+    compare "$name/position_ids" --exact "$dump/position_ids.npy" "$ref/position_ids.npy"
+    if [ -e "$ref/vision_embeds.npy" ]; then
+        local want got
+        want=$(manifest_field "$name" pixel_values_sha256)
+        got=$("$CMP" --sha256 "$dump/pixel_values.npy" 2>&1)
+        check "$name/pixel_values: sha256 ${want:0:16}… identical" test -n "$want" -a "$got" = "$want"
+        compare "$name/vision_embeds" --rel 1e-4 "$dump/vision_embeds.npy" "$ref/vision_embeds.npy"
+    else
+        check "$name: no image stages for a text-only input" test ! -e "$dump/pixel_values.npy"
+    fi
+    compare "$name/last_hidden" --rel 5e-4 "$dump/last_hidden.npy" "$ref/last_hidden.npy"
+}

@@ -40,30 +40,13 @@ if run_cli 0 "info" info -m "$MODEL"; then
     check "info: qwen2_vl, preset gme" grep -q "preset gme" "$TMP/out"
 fi
 
-# manifest_field CASE KEY: a string field of the case's entry in manifest.json (indent-1 JSON).
-manifest_field() {
-    awk -v name="\"$1\"," -v key="\"$2\":" '$1 == "\"name\":" { cur = ($2 == name) }
-        cur && $1 == key { sub(/^[^:]*: "/, ""); sub(/",?$/, ""); print; exit }' "$FIX/manifest.json"
-}
-
 # embed_case NAME Q8_MIN_COS ARGS...: abc embed --dump with the f32 file, every stage against the
 # reference, then the q8 file's embedding (cosine with the f32 reference at least Q8_MIN_COS).
 embed_case() {
     local name=$1 q8_cos=$2; shift 2
     local ref="$FIX/cases/$name" dump="$TMP/$name"
     run_cli 0 "$name: embed" embed -m "$MODEL" "$@" --dump "$dump" -o "$TMP/$name.npy" || return
-    compare "$name/input_ids" --exact "$dump/input_ids.npy" "$ref/input_ids.npy"
-    compare "$name/position_ids" --exact "$dump/position_ids.npy" "$ref/position_ids.npy"
-    if [ -e "$ref/vision_embeds.npy" ]; then
-        local want got
-        want=$(manifest_field "$name" pixel_values_sha256)
-        got=$("$CMP" --sha256 "$dump/pixel_values.npy" 2>&1)
-        check "$name/pixel_values: sha256 ${want:0:16}… identical" test -n "$want" -a "$got" = "$want"
-        compare "$name/vision_embeds" --rel 1e-4 "$dump/vision_embeds.npy" "$ref/vision_embeds.npy"
-    else
-        check "$name: no image stages for a text-only input" test ! -e "$dump/pixel_values.npy"
-    fi
-    compare "$name/last_hidden" --rel 5e-4 "$dump/last_hidden.npy" "$ref/last_hidden.npy"
+    compare_qwen2vl_stages "$name" "$dump" "$ref"
     compare "$name/embedding" --cos 0.99999 --abs 1e-4 "$dump/embedding.npy" "$ref/embedding.npy"
     compare "$name/-o = dumped embedding" --exact "$TMP/$name.npy" "$dump/embedding.npy"
     run_cli 0 "$name: embed (q8)" embed -m "$MODEL_Q8" "$@" -o "$TMP/$name.q8.npy" &&
