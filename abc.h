@@ -141,6 +141,14 @@ ABC_API const char *abc_model_preset(const abc_model *model);
 ABC_API const char *abc_model_description(const abc_model *model);
 /* The stages `model` emits, in order, NULL-terminated; with NULL, every stage of every family. */
 ABC_API const char *const *abc_model_stages(const abc_model *model);
+/* The task adapters abc_input.task may name, NULL-terminated (empty for files without any); the first
+ * listed by abc_model_default_task is used when task is NULL. */
+ABC_API const char *const *abc_model_tasks(const abc_model *model);
+/* The default task's name, or NULL for files without task adapters. */
+ABC_API const char *abc_model_default_task(const abc_model *model);
+/* The Matryoshka dims the file allows for abc_input.dim (*n of them), or NULL with *n = 0 when any
+ * dim in [1, abc_model_embedding_dim] is allowed. */
+ABC_API const int *abc_model_matryoshka_dims(const abc_model *model, int *n);
 
 /* ---- tokenizer -------------------------------------------------------------------------------- */
 
@@ -246,15 +254,23 @@ typedef struct {
      * Not together with an image source. The frames are read, never kept or changed. */
     const abc_image *frames;
     int n_frames;
+    /* Files with task adapters (jina-v4: "retrieval", "text-matching", "code"; abc_model_tasks): the
+     * adapter this call runs with. NULL: the file's default task; other files refuse a task. */
+    const char *task;
+    /* Matryoshka truncation: keep the first `dim` values of the normalised embedding and normalise
+     * again (abc_embed then writes `dim` floats). 0: the full abc_model_embedding_dim. Must lie in
+     * [1, full] and, where the file lists model.matryoshka_dims, be one of them or full. */
+    int dim;
 } abc_input;
 
 ABC_API abc_input abc_input_default(void);
 
-/* Embeds one input; writes abc_model_embedding_dim() floats (L2-normalised) to `out`. */
+/* Embeds one input; writes abc_model_embedding_dim() floats (or abc_input.dim), L2-normalised, to `out`. */
 ABC_API abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len);
 
 /* Embeds inputs[0..n) one after another on this context (each exactly as abc_embed would) into
- * out[i·D .. i·D+D), D = abc_model_embedding_dim. statuses[i] (may be NULL) receives each input's
+ * out[i·D .. i·D+D), D = abc_model_embedding_dim (an input with abc_input.dim fills its first dim values
+ * and zeroes the rest). statuses[i] (may be NULL) receives each input's
  * status; a failed input's row is filled with NaN and the others still run. Returns ABC_OK when every
  * input succeeded, else the status of the first failure (abc_context_errmsg: "input I: <message>"
  * for that one). ABC_ERR_INVALID_ARG without touching out when the arguments themselves are bad. */
