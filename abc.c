@@ -11547,6 +11547,11 @@ static void pool_mean_vision_span(const float *hidden, const int32_t *ids, int64
     for (int j = 0; j < H; j++) out[j] /= (float)(last - first + 1);
 }
 
+static const char *pooling_name(pooling_kind k) {
+    return k == POOL_LAST ? "last token" : k == POOL_MEAN_VISION_SPAN ? "mean (the image span with an image)"
+                                                                      : "mean (ids != 0)";
+}
+
 /* VLM2Vec: the last position's (post-norm) state. */
 static void pool_last(const float *hidden, int64_t L, int H, float *out) {
     memcpy(out, hidden + (L - 1) * H, (size_t)H * sizeof *out);
@@ -12591,13 +12596,14 @@ static void qwen2vl_describe(const abc_model *m, char *out, size_t cap) {
              "vision: %d blocks, width %d, %d heads, mlp %d, patch %d, merge %dx%d\n"
              "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d, vocab %lld\n"
              "attention %s, pooling %s, head %s%s, embedding dim %d\n"
-             "query adapter (role=query): %d layers, rank up to %d\n",
+             "%s: %d layers, rank up to %d\n",
              m->preset, m->dtype ? m->dtype : "?", v->depth, v->embed_dim, v->n_heads, v->mlp_dim,
              qwen2vl_of(m)->preprocess.patch_size, v->merge_size, v->merge_size, t->n_layers, t->hidden, t->n_heads,
              t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab,
-             t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
+             t->causal ? "causal" : "bidirectional", pooling_name(m->pooling),
              m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim,
-             m->adapter_modules, MAX(m->text_w.adapter_rank, m->vision_adapter_rank));
+             m->n_tasks ? "task adapters (chosen per call)" : "query adapter (role=query)", m->adapter_modules,
+             MAX(m->text_w.adapter_rank, m->vision_adapter_rank));
 }
 
 /* Image tokens in caller-prepared ids: a grid of whole merge groups holding n_patches. */
@@ -12989,7 +12995,7 @@ static void phi3v_describe(const abc_model *m, char *out, size_t cap) {
              m->preset, m->dtype ? m->dtype : "?", c->n_layers, c->hidden, c->n_heads, c->intermediate,
              c->patch_size, c->image_size, phi3v_of(m)->hd.num_crops, 4 * c->hidden, c->out_dim, t->n_layers, t->hidden,
              t->n_heads, t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab, rope,
-             t->causal ? "causal" : "bidirectional", m->pooling == POOL_LAST ? "last token" : "mean (ids != 0)",
+             t->causal ? "causal" : "bidirectional", pooling_name(m->pooling),
              m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim);
 }
 
