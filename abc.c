@@ -13735,7 +13735,7 @@ typedef struct {
 static void batch_record(batch_run *b, size_t i, abc_status st) {
     if (b->statuses) b->statuses[i] = st;
     float *row = b->out + i * b->dim;
-    const int dim = b->inputs[i].dim;
+    const int dim = b->inputs ? b->inputs[i].dim : 0; /* NULL: rows packed by hand (tests) */
     if (st == ABC_OK && dim > 0 && (size_t)dim < b->dim) { /* Matryoshka: the rest of the row is zero */
         truncate_embedding(row, dim);
         for (size_t k = (size_t)dim; k < b->dim; k++) row[k] = 0.0f;
