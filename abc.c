@@ -13506,10 +13506,11 @@ static abc_status check_dim(abc_context *ctx, int dim) {
     size_t n = 0;
     for (int k = 0; k < m->n_matryoshka; k++) {
         if (m->matryoshka[k] == dim) return ABC_OK;
-        if (n < sizeof dims) n += (size_t)snprintf(dims + n, sizeof dims - n, "%s%d", k ? ", " : "", m->matryoshka[k]);
+        if (n < sizeof dims && m->matryoshka[k] != m->embedding_dim)
+            n += (size_t)snprintf(dims + n, sizeof dims - n, "%d, ", m->matryoshka[k]);
     }
-    return fail(&ctx->err, ABC_ERR_INVALID_ARG, "dim %d is not one of this model's Matryoshka dims (%s, or %d)", dim,
-                dims, m->embedding_dim);
+    return fail(&ctx->err, ABC_ERR_INVALID_ARG, "dim %d is not one of this model's Matryoshka dims (%s%d)", dim, dims,
+                m->embedding_dim);
 }
 
 /* Matryoshka: the first `dim` values of the normalised vector, normalised again (jina-v4's order). */

@@ -1056,7 +1056,7 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     const cv_family *f = s.family;
     if (!f) { cv_fail(err, errsize, "no converter for this architecture"); goto done; }
     if (!has_preset(f, opt->preset)) { cv_fail(err, errsize, f->wrong_preset, opt->hf_dir); goto done; }
-    if (!f->query_adapter && (opt->query_adapter || opt->n_task_adapters)) { cv_fail(err, errsize, "--query-adapter and --task-adapter are not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
+    if (!f->query_adapter && opt->n_task_adapters) { cv_fail(err, errsize, "--task-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
     if (opt->query_adapter && opt->n_task_adapters) { cv_fail(err, errsize, "a file takes a --query-adapter or --task-adapter adapters, not both"); goto done; }
     if (!f->query_adapter && opt->query_adapter) { cv_fail(err, errsize, "--query-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
     if (!f->num_crops && opt->num_crops) { cv_fail(err, errsize, "--num-crops applies to phi3_v checkpoints only"); goto done; }

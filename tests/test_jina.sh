@@ -97,5 +97,24 @@ expect_error 1 "image with text" "not both" embed -m "$MODEL" --text hi --image 
 expect_error 2 "--task with --input-ids" "cannot be combined" embed -m "$MODEL" \
     --input-ids "$FIX/cases/code_query/input_ids.npy" --task code
 
+echo "-- abc-convert --task-adapter errors"
+# conv_error LABEL PATTERN ARGS...: abc-convert fails with PATTERN in its message and writes nothing
+conv_error() {
+    local label=$1 pattern=$2; shift 2
+    if ./abc-convert "$@" -o "$TMP/x.abc" --quiet >"$TMP/out" 2>"$TMP/err"; then bad "$label: succeeded"; return; fi
+    if grep -qF -- "$pattern" "$TMP/err" && [ ! -e "$TMP/x.abc" ]; then ok "$label: $(head -c 160 "$TMP/err")"
+    else bad "$label: $(head -c 300 "$TMP/err")"; fi
+}
+JB=build/jina-base
+A=$FIX/adapters
+conv_error "jina-v4 without task adapters" "needs its task adapters" "$JB" --preset jina-v4
+conv_error "--task-adapter without NAME=" "give NAME=DIR" "$JB" --preset jina-v4 --task-adapter "$A/code"
+conv_error "--task-adapter bad name" "give NAME=DIR" "$JB" --preset jina-v4 --task-adapter "a.b=$A/code"
+conv_error "--task-adapter twice the same name" "give NAME=DIR" "$JB" --preset jina-v4 \
+    --task-adapter "code=$A/code" --task-adapter "code=$A/retrieval"
+conv_error "query and task adapters together" "not both" "$JB" --preset jina-v4 --task-adapter "code=$A/code" \
+    --query-adapter "$A/retrieval"
+conv_error "--task-adapter missing directory" "$TMP/none" "$JB" --preset jina-v4 --task-adapter "code=$TMP/none"
+
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]
