@@ -293,7 +293,8 @@ ABC_API size_t abc_context_arena_used(const abc_context *ctx);
  * phi3_v: `pixel_values` is [n_patches][3][336][336], the image slots (global view, then the crops
  * row-major; no zero padding slots), `grid_thw` = (1, h_crop, w_crop) with n_patches = 1 + h·w;
  * image tokens are -1 in `ids`, (h·w + 1)·144 + 1 + (h + 1)·12 of them per image run, and every text
- * chunk starts with <s> as the Phi-3-V processor writes it. The role does not matter (no adapter). */
+ * chunk starts with <s> as the Phi-3-V processor writes it. The role does not matter (no adapter).
+ * Files with task adapters run the default task (abc_model_default_task); truncate the result yourself. */
 ABC_API abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids,
                             const float *pixel_values, size_t n_patches, const int grid_thw[3],
                             abc_role role, float *out, size_t out_len);

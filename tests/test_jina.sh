@@ -15,6 +15,7 @@ set -u
 
 ABC=${ABC_CLI:-build/abc-san}
 CMP=build/tool_npycmp
+CONV=${ABC_CONVERT:-./abc-convert}
 FIX=tests/fixtures/jina-tiny
 IMG=tests/fixtures/images
 MODEL=build/tiny-jina.abc
@@ -28,7 +29,7 @@ trap 'rm -rf "$TMP"' EXIT
 . "$(dirname "$0")/cli_checks.sh"
 
 missing=0
-for f in "$ABC" "$CMP" "$MODEL" "$MODEL_Q8" "$FIX/manifest.json"; do
+for f in "$ABC" "$CMP" "$CONV" "$MODEL" "$MODEL_Q8" "$FIX/manifest.json"; do
     if [ ! -e "$f" ]; then bad "prerequisite $f is missing (run 'make test')"; missing=1; fi
 done
 if [ "$missing" -ne 0 ]; then echo "RESULT $passed $failed"; exit 1; fi
@@ -101,7 +102,7 @@ echo "-- abc-convert --task-adapter errors"
 # conv_error LABEL PATTERN ARGS...: abc-convert fails with PATTERN in its message and writes nothing
 conv_error() {
     local label=$1 pattern=$2; shift 2
-    if ./abc-convert "$@" -o "$TMP/x.abc" --quiet >"$TMP/out" 2>"$TMP/err"; then bad "$label: succeeded"; return; fi
+    if "$CONV" "$@" -o "$TMP/x.abc" --quiet >"$TMP/out" 2>"$TMP/err"; then bad "$label: succeeded"; return; fi
     if grep -qF -- "$pattern" "$TMP/err" && [ ! -e "$TMP/x.abc" ]; then ok "$label: $(head -c 160 "$TMP/err")"
     else bad "$label: $(head -c 300 "$TMP/err")"; fi
 }
