@@ -5,16 +5,19 @@
  *   - truncation to 8 and 16 dims against the reference's, and the dims the file refuses;
  *   - unknown / absent task names, tasks on a model without any;
  *   - two contexts on one model running different tasks at the same time give the results of one
- *     context alone, bit for bit; abc_embed_batch rows with mixed tasks and dims equal abc_embed.
+ *     context alone, bit for bit; abc_embed_batch rows with mixed tasks and dims equal abc_embed;
+ *   - malformed task-adapter metadata and a transposed adapter factor are refused at load.
  * The stage-by-stage comparison and the q8 file are in tests/test_jina.sh.
  *
- * Needs build/tiny-jina.abc and build/tiny-abc.abc (`make test` converts them first). */
+ * Needs build/tiny-jina.abc and build/tiny-abc.abc (`make test` converts them first); writes and removes
+ * build/test_jina_corrupt.abc. */
 #include "../abc.c"
 
 #include <pthread.h>
 
 #include "npy.h"
 #include "test.h"
+#include "abc_file_patch.h"
 
 #define MODEL_JINA "build/tiny-jina.abc"
 #define MODEL_ABC "build/tiny-abc.abc"
@@ -261,6 +264,53 @@ static void test_batch_mixed_tasks(void) {
     abc_context_free(ctx);
 }
 
+/* Malformed task-adapter metadata in a copy of the file: each refused with ABC_ERR_FORMAT and a message. */
+static void test_malformed_metadata(void) {
+    file_bytes fb = file_bytes_read(MODEL_JINA);
+    CHECK(fb.size > 0, "read %s", MODEL_JINA);
+    if (!fb.size) return;
+    const char *path = "build/test_jina_corrupt.abc";
+    struct {
+        const char *key, *from, *to, *needle;
+    } strings[] = {
+        {"task_adapter.names", "code", "xode", "belongs to no layer"},             /* code's tensors orphaned */
+        {"task_adapter.names", "retrieval,", "retrieval.", "malformed name"},      /* a '.' in a name */
+        {"task_adapter.names", ",code", ",,ode", "malformed name"},                /* an empty name */
+        {"task_adapter.default", "retrieval", "retrievaX", "task_adapter.default"},
+        {"task_adapter.query_prompt", "text-matching", "text-matchinX", "task_adapter.query_prompt"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        size_t at = find_meta(&fb, strings[i].key);
+        CHECK(at != 0, "no metadata %s", strings[i].key);
+        uint8_t *p = at ? memmem(fb.data + at, 64, strings[i].from, strlen(strings[i].from)) : NULL;
+        CHECK(p != NULL, "%s lacks '%s'", strings[i].key, strings[i].from);
+        if (!p) continue;
+        memcpy(p, strings[i].to, strlen(strings[i].to));
+        expect_load_status(&fb, path, strings[i].key, ABC_ERR_FORMAT, strings[i].needle);
+        memcpy(p, strings[i].from, strlen(strings[i].from));
+    }
+    size_t at = find_meta(&fb, "model.matryoshka_dims");
+    CHECK(at != 0, "no model.matryoshka_dims");
+    if (at) {
+        int64_t old, bad = 33;
+        memcpy(&old, fb.data + at + 8, 8);
+        memcpy(fb.data + at + 8, &bad, 8);
+        expect_load_status(&fb, path, "matryoshka dim 33", ABC_ERR_FORMAT, "model.matryoshka_dims");
+        memcpy(fb.data + at + 8, &old, 8);
+    }
+    /* a task adapter factor transposed (same bytes: only the binder can notice) */
+    const char *factor = "task_adapter.code.model.layers.1.self_attn.k_proj.lora_B";
+    size_t e = find_tensor(&fb, factor);
+    CHECK(e != 0 && !matrix_is_square(&fb, e), "%s missing or square", factor);
+    if (e) {
+        swap_matrix_dims(&fb, e);
+        expect_load_status(&fb, path, factor, ABC_ERR_FORMAT, factor);
+        swap_matrix_dims(&fb, e);
+    }
+    expect_load_status(&fb, path, "restored file", ABC_OK, "");
+    free(fb.data);
+}
+
 int main(void) {
     abc_error err;
     if (abc_model_load(MODEL_JINA, NULL, &g_model, &err) != ABC_OK) {
@@ -273,6 +323,7 @@ int main(void) {
     RUN_TEST(test_bad_task_and_dim);
     RUN_TEST(test_concurrent_contexts);
     RUN_TEST(test_batch_mixed_tasks);
+    RUN_TEST(test_malformed_metadata);
     abc_model_free(g_model);
     return test_summary();
 }
