@@ -156,6 +156,23 @@ build/tiny-gme-q8.abc: abc-convert $(wildcard $(TINY)/base/*)
 	@mkdir -p build
 	./abc-convert $(TINY)/base -o $@ --preset gme --dtype q8
 
+# preset jina-v4 on a TEST-ONLY stand-in (tests/test_jina.sh, tests/fixtures/jina-tiny): the tiny Qwen2-VL
+# with jina's config.json keys and three random task adapters (the real model is Qwen2.5-VL)
+JINA = tests/fixtures/jina-tiny
+JINA_TASKS = --task-adapter retrieval=$(JINA)/adapters/retrieval --task-adapter text-matching=$(JINA)/adapters/text-matching \
+             --task-adapter code=$(JINA)/adapters/code
+build/jina-base/config.json: $(wildcard $(TINY)/base/*) $(JINA)/config.json
+	@rm -rf build/jina-base && mkdir -p build/jina-base
+	cp $(TINY)/base/* build/jina-base/ && cp $(JINA)/config.json build/jina-base/config.json
+
+build/tiny-jina.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
+	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --quiet
+
+build/tiny-jina-q8.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
+	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --dtype q8 --quiet
+
+test: build/tiny-jina.abc build/tiny-jina-q8.abc
+
 # video input (tests/test_video.sh, tests/fixtures/qwen2vl-tiny-video): the vlm2vec file in q8 too
 build/tiny-vlm2vec-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec_dora_adapter/*)
 	@mkdir -p build

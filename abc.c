@@ -10919,30 +10919,43 @@ static size_t floats_for(int64_t rows, int64_t cols) {
 
 /* ---- linear layers ---- */
 
-/* y = W·x + b, and for the ABC query adapter (kept apart from the weights) y += B·(A·x), the LoRA
- * scale already folded into B by the converter. */
+/* Run-time LoRA adapters kept apart from the weights: slot 0 is ABC's query adapter, slots 1.. the
+ * named task adapters (jina-v4's retrieval, text-matching, code). A call picks at most one. */
+#define MODEL_MAX_ADAPTERS 8
+#define ADAPTER_NONE (-1)
+#define ADAPTER_QUERY 0
+
+typedef struct {
+    const float *a; /* [rank][in] f32, or NULL when this adapter does not touch the layer */
+    const float *b; /* [out][rank] f32 */
+    int rank;
+} lora_factors;
+
+/* y = W·x + b, and with an adapter on y += B·(A·x), the LoRA scale already folded into B by the
+ * converter. */
 typedef struct {
     const tensor *weight; /* [out][in], any stored dtype */
     const tensor *bias;   /* [out] f32, or NULL */
-    const float *lora_a;  /* [rank][in] f32, or NULL when the adapter does not touch this layer */
-    const float *lora_b;  /* [out][rank] f32 */
+    lora_factors lora[MODEL_MAX_ADAPTERS];
     int64_t in, out;
-    int rank;
 } linear_layer;
 
-/* Room for the adapter path of one linear layer: rows·max_rank and rows·max_out floats. NULL (or
- * NULL members) means the adapter is off. */
+/* Room for the adapter path of one linear layer: rows·max_rank and rows·max_out floats, and the slot
+ * in use. NULL (or NULL members) means the adapter is off. */
 typedef struct {
     float *low_rank; /* A·x */
     float *delta;    /* B·(A·x) */
+    int slot;
 } adapter_scratch;
 
 static void linear_forward(thread_pool *pool, const linear_layer *l, const float *x, int64_t n,
                            float *y, const adapter_scratch *adapter) {
     matmul(pool, y, x, n, l->weight, l->bias);
-    if (!adapter || !adapter->low_rank || !l->lora_a) return;
-    matmul_f32(pool, adapter->low_rank, x, n, l->lora_a, l->rank, l->in, NULL);
-    matmul_f32(pool, adapter->delta, adapter->low_rank, n, l->lora_b, l->out, l->rank, NULL);
+    if (!adapter || !adapter->low_rank) return;
+    const lora_factors *f = &l->lora[adapter->slot];
+    if (!f->a) return;
+    matmul_f32(pool, adapter->low_rank, x, n, f->a, f->rank, l->in, NULL);
+    matmul_f32(pool, adapter->delta, adapter->low_rank, n, f->b, l->out, f->rank, NULL);
     size_t count = (size_t)n * (size_t)l->out;
     for (size_t i = 0; i < count; i++) y[i] += adapter->delta[i];
 }
@@ -11093,12 +11106,12 @@ static void vision25_permute(float *dst, const float *src, const int64_t *order,
 /* pixels [n][patch_dim] in the patch order of docs/image-pipeline.md#patches → out [n/merge²][out_dim], the embeddings that
  * replace the image tokens. The caller has checked the grid (t·h·w = n, h and w multiples of merge). */
 static abc_status vision_forward(thread_pool *pool, const vision_config *c, const vision_weights *w,
-                                 const float *pixels, const int grid[3], bool adapter_on, workspace *ws,
+                                 const float *pixels, const int grid[3], int adapter_slot, workspace *ws,
                                  float *out, abc_error *err) {
     const int64_t n = (int64_t)grid[0] * grid[1] * grid[2], per_frame = (int64_t)grid[1] * grid[2];
     const int E = c->embed_dim, group = c->merge_size * c->merge_size;
     const int64_t n_merged = n / group;
-    const bool use_adapter = adapter_on && w->adapter_rank > 0, windows = c->window_merged > 0;
+    const bool use_adapter = adapter_slot != ADAPTER_NONE && w->adapter_rank > 0, windows = c->window_merged > 0;
     vision_state s;
     float *merged = NULL;
     const size_t sizes[] = {floats_for(n, E),          floats_for(n, E),
@@ -11113,6 +11126,7 @@ static abc_status vision_forward(thread_pool *pool, const vision_config *c, cons
     if (!workspace_carve(ws, (int)(sizeof sizes / sizeof sizes[0]), sizes, arrays))
         return fail(err, ABC_ERR_NOMEM, "out of memory for the vision tower (%lld patches)", (long long)n);
     if (!use_adapter) s.adapter.low_rank = s.adapter.delta = NULL;
+    s.adapter.slot = adapter_slot;
     const adapter_scratch *adapter = use_adapter ? &s.adapter : NULL;
     /* attention segments: the frames, and with windows the windows (rows in window order) */
     int64_t *frames = xmalloc(((size_t)grid[0] + 1) * sizeof *frames), *order = NULL, *wbounds = NULL, n_windows = 0;
@@ -11339,6 +11353,7 @@ typedef struct {
     bool causal;          /* vlm2vec: causal; abc: bidirectional */
     int mrope_rule;        /* which image runs get 3-D ids: MROPE_VISION_START, _TOKEN_TYPE or _SEQUENTIAL */
     int32_t image_token, vision_start_token;
+    int32_t vision_end_token; /* qwen2_vl (mean_vision_span pooling ends there); -1 when the model has none */
     int32_t video_token;   /* <|video_pad|>, a visual token like image_token; -1 when the model has none */
     int merge_size;        /* the vision tower's: merged grid = patch grid / merge_size */
     /* Phi-3 "su" (longrope) scaling: inv_freq[j] / factor[j] with the short factors while the sequence
@@ -11537,13 +11552,13 @@ static void language_embed_inputs(const text_config *c, const text_weights *w, c
  * states out). Packed sequences share every row-wise step and attend only within themselves; pos holds
  * each sequence's position ids [3][its length], one after another. */
 static abc_status language_decode(thread_pool *pool, const text_config *c, const text_weights *w,
-                                  const sequence_spans *spans, const int32_t *pos, bool adapter_on, workspace *ws,
+                                  const sequence_spans *spans, const int32_t *pos, int adapter_slot, workspace *ws,
                                   float *x, abc_error *err) {
     const int H = c->hidden, half = c->head_dim / 2;
     const int64_t L = spans->start[spans->n];
     const int64_t q_width = (int64_t)c->n_heads * c->head_dim,
                   kv_width = (int64_t)c->n_kv_heads * c->head_dim;
-    const bool use_adapter = adapter_on && w->adapter_rank > 0;
+    const bool use_adapter = adapter_slot != ADAPTER_NONE && w->adapter_rank > 0;
     text_state s;
     const size_t sizes[] = {floats_for(L, H),
                             floats_for(L, q_width),
@@ -11560,6 +11575,7 @@ static abc_status language_decode(thread_pool *pool, const text_config *c, const
                         &s.adapter.low_rank, &s.adapter.delta};
     if (!workspace_carve(ws, (int)(sizeof sizes / sizeof sizes[0]), sizes, arrays))
         return fail(err, ABC_ERR_NOMEM, "out of memory for the language model (%lld tokens)", (long long)L);
+    s.adapter.slot = adapter_slot;
     const adapter_scratch *adapter = use_adapter ? &s.adapter : NULL;
 
     for (int i = 0; i < spans->n; i++) { /* positions (and su factors) are each sequence's own */
@@ -11576,7 +11592,7 @@ static abc_status language_decode(thread_pool *pool, const text_config *c, const
  * ================================================================================================ */
 
 /* POOL_NONE: no single vector (a multi-vector model such as ColQwen2: abc_embed_multi only). */
-typedef enum { POOL_MEAN_NONZERO, POOL_LAST, POOL_NONE } pooling_kind;
+typedef enum { POOL_MEAN_NONZERO, POOL_LAST, POOL_MEAN_VISION_SPAN, POOL_NONE } pooling_kind;
 
 /* ABC's mlp_head: y = x + W2·selu(W1·x + b1) + b2. */
 typedef struct {
@@ -11596,6 +11612,30 @@ static void pool_mean_nonzero(const float *hidden, const int32_t *ids, int64_t L
         for (int j = 0; j < H; j++) acc[j] += row[j];
     }
     for (int j = 0; j < H; j++) out[j] = (float)(acc[j] / (double)L);
+}
+
+/* jina-embeddings-v4: the mean of every row (float32 sum, as torch does it), or with an image the mean of
+ * the rows from the first <|vision_start|> to the first <|vision_end|> after it, both included. */
+static void pool_mean_vision_span(const float *hidden, const int32_t *ids, int64_t L, int H, int32_t start_id,
+                                  int32_t end_id, float *out) {
+    int64_t first = 0, last = L - 1;
+    for (int64_t i = 0; i < L; i++)
+        if (ids[i] == start_id) {
+            first = i;
+            for (last = i; last < L - 1 && ids[last] != end_id; last++) {}
+            break;
+        }
+    for (int j = 0; j < H; j++) out[j] = 0.0f;
+    for (int64_t i = first; i <= last; i++) {
+        const float *row = hidden + i * H;
+        for (int j = 0; j < H; j++) out[j] += row[j];
+    }
+    for (int j = 0; j < H; j++) out[j] /= (float)(last - first + 1);
+}
+
+static const char *pooling_name(pooling_kind k) {
+    return k == POOL_LAST ? "last token" : k == POOL_MEAN_VISION_SPAN ? "mean (the image span with an image)"
+         : k == POOL_NONE ? "none" : "mean (ids != 0)";
 }
 
 /* VLM2Vec: the last position's (post-norm) state. */
@@ -11654,6 +11694,7 @@ static void multi_vector_forward(thread_pool *pool, const multi_vector_head *mv,
  * ================================================================================================ */
 
 #define MODEL_MAX_DIM (1 << 20)     /* no width or count in a sane model comes near this */
+#define MODEL_MAX_MATRYOSHKA 32     /* model.matryoshka_dims entries */
 #define MODEL_MAX_LAYERS 1024
 #define MODEL_MAX_HEAD_DIM 2048     /* the rotary tables' local arrays depend on it */
 #define MODEL_MAX_VOCAB (1 << 24)
@@ -11667,7 +11708,7 @@ typedef struct {
     float *pixels;
     size_t n_patches;
     int grid[3];
-    bool query; /* the query adapter is on */
+    int adapter; /* the run-time adapter slot in use, or ADAPTER_NONE */
 } model_sequence;
 
 static void model_sequence_free(model_sequence *seq) {
@@ -11695,7 +11736,16 @@ struct abc_model {
     char *preset, *dtype, *prompt_image_text, *prompt_image, *prompt_text, *placeholder;
     char *prompt_instruction; /* what "{instruction}" becomes without abc_input.instruction; NULL: no slot */
     char *prompt_video_text, *prompt_video, *video_placeholder; /* NULL: no video input */
+    char *prompt_text_candidate; /* the text prompt of role candidate (jina-v4 "Passage: "); NULL: prompt_text */
     char *description;
+    /* Run-time adapters: the tensor prefix of each slot (NULL: slot unused); slot 0 the query adapter. */
+    const char *adapter_prefix[MODEL_MAX_ADAPTERS];
+    char *task_names[MODEL_MAX_ADAPTERS]; /* task i is slot i + 1; NULL-terminated (abc_model_tasks) */
+    bool task_query_prompt[MODEL_MAX_ADAPTERS]; /* task i embeds candidates with the query prompt too */
+    int n_tasks;
+    int default_adapter; /* the slot of abc_input.task == NULL: the default task, or ADAPTER_NONE */
+    int n_matryoshka;    /* the dims abc_input.dim may take besides the full one (0: any in [1, full]) */
+    int matryoshka[MODEL_MAX_MATRYOSHKA];
 };
 
 struct abc_context {
@@ -11726,7 +11776,7 @@ struct model_family {
     void (*describe)(const abc_model *m, char *out, size_t cap);
     /* Prompt → seq->ids, image → seq->pixels (emitting the preprocessing stages); the driver runs the
      * model on it. On failure the caller frees what seq holds. */
-    abc_status (*prepare)(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, bool query,
+    abc_status (*prepare)(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image, int adapter,
                           model_sequence *seq);
     /* Caller-prepared pixels and image tokens (abc_embed_tokens) checked against the model. */
     abc_status (*check_image)(abc_context *ctx, size_t n_image_tokens, const float *pixels, size_t n_patches,
@@ -11735,13 +11785,9 @@ struct model_family {
     abc_status (*position_ids)(abc_context *ctx, const int32_t *ids, int64_t L, const float *pixels,
                                const int grid[3], int32_t *pos);
     /* Pixel values → *image [n_rows][text hidden], emitting the encoder's stages. */
-    abc_status (*encode_image)(abc_context *ctx, const float *pixels, size_t n_patches, const int grid[3], bool query,
-                               float **image, int64_t *n_rows);
+    abc_status (*encode_image)(abc_context *ctx, const float *pixels, size_t n_patches, const int grid[3],
+                               int adapter, float **image, int64_t *n_rows);
 };
-
-static const char *pooling_name(pooling_kind p) {
-    return p == POOL_LAST ? "last token" : p == POOL_NONE ? "none" : "mean (ids != 0)";
-}
 
 static bool family_emits(const model_family *f, const char *stage) {
     for (const char *const *s = f->stages; *s; s++)
@@ -11856,15 +11902,21 @@ static abc_status read_text_config(const weight_file *wf, text_config *c, abc_er
 
 /* Prompt templates: the image ones must hold the placeholder, the text one must not. */
 static abc_status read_prompts(const weight_file *wf, abc_model *m, abc_error *err) {
-    if (!meta_string_copy(wf, "prompt.image_text", &m->prompt_image_text, err) ||
-        !meta_string_copy(wf, "prompt.image", &m->prompt_image, err) ||
+    /* optional: jina-v4 embeds an image or a text, never both */
+    if (wf_meta(wf, "prompt.image_text") && !meta_string_copy(wf, "prompt.image_text", &m->prompt_image_text, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    if (!meta_string_copy(wf, "prompt.image", &m->prompt_image, err) ||
         !meta_string_copy(wf, "prompt.text", &m->prompt_text, err) ||
         !meta_string_copy(wf, "prompt.image_placeholder", &m->placeholder, err))
         return err ? err->code : ABC_ERR_FORMAT;
     if (!m->placeholder[0]) return fail(err, ABC_ERR_FORMAT, "metadata 'prompt.image_placeholder' is empty");
-    if (!strstr(m->prompt_image_text, m->placeholder) || !strstr(m->prompt_image, m->placeholder))
+    if ((m->prompt_image_text && !strstr(m->prompt_image_text, m->placeholder)) || !strstr(m->prompt_image, m->placeholder))
         return fail(err, ABC_ERR_FORMAT, "an image prompt template lacks the placeholder '%s'", m->placeholder);
-    if (strstr(m->prompt_text, m->placeholder))
+    if (wf_meta(wf, "prompt.text_candidate") &&
+        !meta_string_copy(wf, "prompt.text_candidate", &m->prompt_text_candidate, err))
+        return err ? err->code : ABC_ERR_FORMAT;
+    if (strstr(m->prompt_text, m->placeholder) ||
+        (m->prompt_text_candidate && strstr(m->prompt_text_candidate, m->placeholder)))
         return fail(err, ABC_ERR_FORMAT, "the text prompt template contains the image placeholder");
     /* optional: GME puts a task instruction in the system turn */
     if (wf_meta(wf, "prompt.instruction") && !meta_string_copy(wf, "prompt.instruction", &m->prompt_instruction, err))
@@ -11881,11 +11933,94 @@ static abc_status read_prompts(const weight_file *wf, abc_model *m, abc_error *e
     return ABC_OK;
 }
 
+/* One name of a comma-separated list: letters, digits, '-' and '_' (it becomes part of tensor names). */
+static bool task_name_valid(const char *s, size_t n) {
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '-' || s[i] == '_'))
+            return false;
+    return true;
+}
+
+static int task_index(const abc_model *m, const char *name, size_t n) {
+    for (int i = 0; i < m->n_tasks; i++)
+        if (strlen(m->task_names[i]) == n && memcmp(m->task_names[i], name, n) == 0) return i;
+    return -1;
+}
+
+/* The run-time adapters (FORMAT.md "Run-time adapters") and the Matryoshka dims: slot 0 is always the
+ * query adapter's query_adapter.*; task_adapter.names "a,b,c" gives slots 1.. with task_adapter.NAME.*. */
+static abc_status read_adapters(const weight_file *wf, abc_model *m, abc_error *err) {
+    m->adapter_prefix[ADAPTER_QUERY] = "query_adapter.";
+    m->default_adapter = ADAPTER_NONE;
+    if (wf_meta(wf, "model.matryoshka_dims")) {
+        const meta_entry *e = wf_meta(wf, "model.matryoshka_dims");
+        int64_t dims[MODEL_MAX_MATRYOSHKA];
+        if (e->count < 1 || e->count > MODEL_MAX_MATRYOSHKA ||
+            !wf_int_array(wf, "model.matryoshka_dims", dims, (size_t)e->count, err))
+            return fail(err, ABC_ERR_FORMAT, "metadata 'model.matryoshka_dims' must be 1 to %d integers",
+                        MODEL_MAX_MATRYOSHKA);
+        for (uint64_t i = 0; i < e->count; i++) {
+            if (dims[i] < 1 || dims[i] > m->embedding_dim)
+                return fail(err, ABC_ERR_FORMAT, "metadata 'model.matryoshka_dims' has %lld, outside [1, %d]",
+                            (long long)dims[i], m->embedding_dim);
+            m->matryoshka[m->n_matryoshka++] = (int)dims[i];
+        }
+    }
+    if (!wf_meta(wf, "task_adapter.names")) return ABC_OK;
+    const char *list;
+    size_t len;
+    if (!wf_str(wf, "task_adapter.names", &list, &len, err)) return err ? err->code : ABC_ERR_FORMAT;
+    for (size_t at = 0; at <= len;) {
+        size_t end = at;
+        while (end < len && list[end] != ',') end++;
+        if (!task_name_valid(list + at, end - at) || task_index(m, list + at, end - at) >= 0)
+            return fail(err, ABC_ERR_FORMAT, "metadata 'task_adapter.names' has an empty, repeated or malformed name");
+        if (m->n_tasks == MODEL_MAX_ADAPTERS - 1)
+            return fail(err, ABC_ERR_FORMAT, "metadata 'task_adapter.names' lists more than %d tasks",
+                        MODEL_MAX_ADAPTERS - 1);
+        char *name = xmalloc(end - at + 1), *prefix = xmalloc(end - at + sizeof "task_adapter..");
+        if (!name || !prefix) {
+            free(name);
+            free(prefix);
+            return fail(err, ABC_ERR_NOMEM, "out of memory reading the task adapters");
+        }
+        memcpy(name, list + at, end - at);
+        name[end - at] = 0;
+        snprintf(prefix, end - at + sizeof "task_adapter..", "task_adapter.%s.", name);
+        m->task_names[m->n_tasks++] = name;
+        m->adapter_prefix[m->n_tasks] = prefix;
+        at = end + 1;
+    }
+    m->default_adapter = 1;
+    const char *s;
+    if (wf_meta(wf, "task_adapter.default")) {
+        if (!wf_str(wf, "task_adapter.default", &s, &len, err)) return err ? err->code : ABC_ERR_FORMAT;
+        const int i = task_index(m, s, len);
+        if (i < 0) return fail(err, ABC_ERR_FORMAT, "metadata 'task_adapter.default' is not one of task_adapter.names");
+        m->default_adapter = i + 1;
+    }
+    if (wf_meta(wf, "task_adapter.query_prompt")) {
+        if (!wf_str(wf, "task_adapter.query_prompt", &s, &len, err)) return err ? err->code : ABC_ERR_FORMAT;
+        for (size_t at = 0; at < len;) {
+            size_t end = at;
+            while (end < len && s[end] != ',') end++;
+            const int i = task_index(m, s + at, end - at);
+            if (i < 0)
+                return fail(err, ABC_ERR_FORMAT, "metadata 'task_adapter.query_prompt' names a task not in task_adapter.names");
+            m->task_query_prompt[i] = true;
+            at = end + 1;
+        }
+    }
+    return ABC_OK;
+}
+
 /* Architecture, preset, the decoder, the family's part, the pooling and head, the prompts. */
 static abc_status read_config(abc_model *m, const model_family *const *families, size_t n_families, abc_error *err) {
     const weight_file *wf = &m->wf;
     static const char *const attentions[] = {"bidirectional", "causal"};
-    static const char *const poolings[] = {"mean_nonzero", "last", "none"};
+    static const char *const poolings[] = {"mean_nonzero", "last", "mean_vision_span", "none"};
     static const char *const heads[] = {"none", "mlp"};
     static const char *const rules[] = {"vision_start", "token_type", "sequential"};
     int attn, pooling, head, rule = 0;
@@ -11929,7 +12064,7 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
         return err ? err->code : ABC_ERR_FORMAT;
     m->text.causal = attn == 1;
     m->text.mrope_rule = rule;
-    m->pooling = pooling == 0 ? POOL_MEAN_NONZERO : pooling == 1 ? POOL_LAST : POOL_NONE;
+    m->pooling = pooling == 0 ? POOL_MEAN_NONZERO : pooling == 1 ? POOL_LAST : pooling == 2 ? POOL_MEAN_VISION_SPAN : POOL_NONE;
     m->has_head = head == 1;
     m->normalize = normalize == 1;
     m->embedding_dim = (int)dim;
@@ -11946,7 +12081,7 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
         if (m->has_head) return fail(err, ABC_ERR_FORMAT, "model.pooling 'none' cannot have a head");
         m->embedding_dim = 0;
     }
-    return ABC_OK;
+    return read_adapters(wf, m, err);
 }
 
 /* ---- binding tensors ---- */
@@ -11955,8 +12090,10 @@ struct binder {
     const weight_file *wf;
     abc_error *err;
     abc_status status;      /* the first failure; binding stops there */
-    bool *claimed;          /* per tensor of the file: bound as a query-adapter factor */
+    bool *claimed;          /* per tensor of the file: bound as an adapter factor */
     int adapter_modules;
+    const abc_model *m;     /* its adapter_prefix[] names each slot's tensors */
+    int slot_modules[MODEL_MAX_ADAPTERS]; /* layers each adapter slot touches */
 };
 
 /* Looks a tensor up by a printf-formatted name and checks it: `matrix` = 2-D [d0][d1] of a weight
@@ -12002,13 +12139,13 @@ static const float *bind_vector(binder *b, int64_t n, const char *name) {
     return t ? (const float *)t->data : NULL;
 }
 
-/* An f32 LoRA factor of the query adapter, [rows][cols]; rows < 0 means "any" (the rank). */
+/* An f32 LoRA factor of a run-time adapter, [rows][cols]; rows < 0 means "any" (the rank). */
 static const tensor *bind_lora_factor(binder *b, const char *name, int64_t rows, int64_t cols) {
     const tensor *t = wf_tensor(b->wf, name);
     if (!t) return NULL;
     if (t->dtype != DT_F32 || t->ndim != 2 || (rows >= 0 && t->shape[0] != rows) || t->shape[1] != cols ||
         t->shape[0] < 1 || t->shape[0] > MODEL_MAX_DIM) {
-        b->status = fail(b->err, ABC_ERR_FORMAT, "query adapter tensor '%s' (%s, %d dims [%lld, %lld]) does not fit "
+        b->status = fail(b->err, ABC_ERR_FORMAT, "adapter tensor '%s' (%s, %d dims [%lld, %lld]) does not fit "
                          "its layer (expected f32 [%lld, %lld])", name, dtype_name(t->dtype), t->ndim,
                          (long long)t->shape[0], (long long)t->shape[1], (long long)(rows >= 0 ? rows : t->shape[0]),
                          (long long)cols);
@@ -12017,8 +12154,8 @@ static const tensor *bind_lora_factor(binder *b, const char *name, int64_t rows,
     return t;
 }
 
-/* Binds `prefix`.weight [out][in] (+ .bias [out]) and, when the file has them, the query adapter's
- * query_adapter.`prefix`.lora_A [r][in] and .lora_B [out][r]. */
+/* Binds `prefix`.weight [out][in] (+ .bias [out]) and, when the file has them, each run-time
+ * adapter's <slot prefix>`prefix`.lora_A [r][in] and .lora_B [out][r] (query_adapter.*, task_adapter.NAME.*). */
 static void bind_linear(binder *b, linear_layer *l, const char *prefix, int64_t out, int64_t in, bool has_bias,
                         int *max_rank, int *max_width) {
     memset(l, 0, sizeof *l);
@@ -12026,26 +12163,32 @@ static void bind_linear(binder *b, linear_layer *l, const char *prefix, int64_t 
     l->out = out;
     l->weight = bind_tensor(b, true, out, in, "%s.weight", prefix);
     if (has_bias) l->bias = bind_tensor(b, false, out, 1, "%s.bias", prefix);
-    if (b->status != ABC_OK) return;
-    char name_a[256], name_b[256];
-    snprintf(name_a, sizeof name_a, "query_adapter.%s.lora_A", prefix);
-    snprintf(name_b, sizeof name_b, "query_adapter.%s.lora_B", prefix);
-    const tensor *a = bind_lora_factor(b, name_a, -1, in);
-    if (b->status != ABC_OK) return;
-    const tensor *bt = a ? bind_lora_factor(b, name_b, out, a->shape[0]) : NULL;
-    if (b->status != ABC_OK) return;
-    if (!a != !bt || (!a && wf_tensor(b->wf, name_b))) {
-        b->status = fail(b->err, ABC_ERR_FORMAT, "query adapter of '%s' needs both lora_A and lora_B", prefix);
-        return;
+    for (int slot = 0; slot < MODEL_MAX_ADAPTERS && b->status == ABC_OK; slot++) {
+        const char *slot_prefix = b->m->adapter_prefix[slot];
+        if (!slot_prefix) continue;
+        char name_a[512], name_b[512];
+        snprintf(name_a, sizeof name_a, "%s%s.lora_A", slot_prefix, prefix);
+        snprintf(name_b, sizeof name_b, "%s%s.lora_B", slot_prefix, prefix);
+        const tensor *a = bind_lora_factor(b, name_a, -1, in);
+        if (b->status != ABC_OK) return;
+        const tensor *bt = a ? bind_lora_factor(b, name_b, out, a->shape[0]) : NULL;
+        if (b->status != ABC_OK) return;
+        if (!a != !bt || (!a && wf_tensor(b->wf, name_b))) {
+            b->status = fail(b->err, ABC_ERR_FORMAT, "adapter %s of '%s' needs both lora_A and lora_B", slot_prefix,
+                             prefix);
+            return;
+        }
+        if (!a) continue;
+        lora_factors *f = &l->lora[slot];
+        f->a = a->data;
+        f->b = bt->data;
+        f->rank = (int)a->shape[0];
+        *max_rank = MAX(*max_rank, f->rank);
+        *max_width = (int)MAX(*max_width, out);
+        b->claimed[a - b->wf->tensors] = b->claimed[bt - b->wf->tensors] = true;
+        b->adapter_modules++;
+        b->slot_modules[slot]++;
     }
-    if (!a) return;
-    l->lora_a = a->data;
-    l->lora_b = bt->data;
-    l->rank = (int)a->shape[0];
-    *max_rank = MAX(*max_rank, l->rank);
-    *max_width = (int)MAX(*max_width, out);
-    b->claimed[a - b->wf->tensors] = b->claimed[bt - b->wf->tensors] = true;
-    b->adapter_modules++;
 }
 
 static abc_status bind_text(binder *b, const text_config *c, bool qkv_bias, text_weights *w) {
@@ -12092,23 +12235,33 @@ static abc_status bind_head(binder *b, int64_t H, mlp_head *head) {
     return b->status;
 }
 
-/* Every query_adapter.* tensor must belong to a layer, and the metadata must agree. */
+static bool has_prefix(const tensor *t, const char *prefix) {
+    const size_t n = strlen(prefix);
+    return t->name_len >= n && memcmp(t->name, prefix, n) == 0;
+}
+
+/* Every query_adapter.* / task_adapter.* tensor must belong to a layer, and the metadata must agree. */
 static abc_status check_adapter_complete(binder *b, abc_model *m) {
-    static const char prefix[] = "query_adapter.";
     const weight_file *wf = &m->wf;
     uint32_t total = 0;
     for (uint32_t i = 0; i < wf->n_tensors; i++) {
         const tensor *t = &wf->tensors[i];
-        if (t->name_len < sizeof prefix - 1 || memcmp(t->name, prefix, sizeof prefix - 1) != 0) continue;
-        total++;
+        const bool query = has_prefix(t, "query_adapter.");
+        if (!query && !has_prefix(t, "task_adapter.")) continue;
+        total += query;
         if (!b->claimed[i])
-            return fail(b->err, ABC_ERR_FORMAT, "query adapter tensor '%.*s' belongs to no layer of the model",
+            return fail(b->err, ABC_ERR_FORMAT, "adapter tensor '%.*s' belongs to no layer of the model",
                         (int)MIN(t->name_len, 200), t->name);
     }
+    for (int slot = 1; slot < MODEL_MAX_ADAPTERS; slot++)
+        if (m->adapter_prefix[slot] && !b->slot_modules[slot])
+            return fail(b->err, ABC_ERR_FORMAT, "task adapter '%s' has no tensors", m->task_names[slot - 1]);
     int64_t rank = 0;
     if (wf_meta(wf, "query_adapter.rank") &&
         !meta_int_in(wf, "query_adapter.rank", 0, MODEL_MAX_DIM, &rank, b->err))
         return b->err ? b->err->code : ABC_ERR_FORMAT;
+    if (total > 0 && m->n_tasks > 0)
+        return fail(b->err, ABC_ERR_FORMAT, "a file has a query adapter or task adapters, not both");
     if ((rank > 0) != (total > 0))
         return fail(b->err, ABC_ERR_FORMAT, "metadata 'query_adapter.rank' = %lld but the file has %u adapter tensors",
                     (long long)rank, total);
@@ -12120,7 +12273,7 @@ static abc_status check_adapter_complete(binder *b, abc_model *m) {
 }
 
 static abc_status bind_weights(abc_model *m, abc_error *err) {
-    binder b = {&m->wf, err, ABC_OK, NULL, 0};
+    binder b = {&m->wf, err, ABC_OK, NULL, 0, m, {0}};
     b.claimed = xcalloc(m->wf.n_tensors, sizeof *b.claimed);
     if (!b.claimed) return fail(err, ABC_ERR_NOMEM, "out of memory binding tensors");
     abc_status st = m->family->bind(&b, m);
@@ -12185,6 +12338,8 @@ static abc_status pool_and_head(abc_context *ctx, const int32_t *ids, int64_t L,
         return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for pooling");
     }
     if (m->pooling == POOL_LAST) pool_last(hidden, L, H, pooled);
+    else if (m->pooling == POOL_MEAN_VISION_SPAN)
+        pool_mean_vision_span(hidden, ids, L, H, m->text.vision_start_token, m->text.vision_end_token, pooled);
     else pool_mean_nonzero(hidden, ids, L, H, acc, pooled);
     if (m->has_head) mlp_head_forward(ctx->pool, &m->head, pooled, H, inner, out);
     else memcpy(out, pooled, (size_t)H * sizeof *out);
@@ -12198,7 +12353,7 @@ static abc_status pool_and_head(abc_context *ctx, const int32_t *ids, int64_t L,
 /* ids (image tokens already expanded) + pixel values → embedding, emitting every model stage. With
  * `multi`, out receives the per-token vectors [n_ids][multi.dim] instead (room checked by the caller). */
 static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixels,
-                            size_t n_patches, const int grid[3], bool query, bool multi, float *out) {
+                            size_t n_patches, const int grid[3], int adapter, bool multi, float *out) {
     const abc_model *m = ctx->model;
     abc_error *err = &ctx->err;
     abc_status st = check_tokens_and_image(ctx, ids, n_ids, pixels, n_patches, grid);
@@ -12214,7 +12369,7 @@ static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     if (st == ABC_OK && !(pos = xmalloc(3 * (size_t)L * sizeof *pos)))
         st = fail(err, ABC_ERR_NOMEM, "out of memory for position ids");
     if (st == ABC_OK) st = m->family->position_ids(ctx, ids, L, pixels, grid, pos);
-    if (st == ABC_OK && pixels) st = m->family->encode_image(ctx, pixels, n_patches, grid, query, &image, &n_image_rows);
+    if (st == ABC_OK && pixels) st = m->family->encode_image(ctx, pixels, n_patches, grid, adapter, &image, &n_image_rows);
     if (st != ABC_OK) goto done;
 
     if (!mul_size((size_t)L, (size_t)H * sizeof(float), &n_hidden) || !(hidden = xmalloc_aligned(n_hidden))) {
@@ -12226,7 +12381,7 @@ static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, 
         st = emit_stage(ctx, ABC_STAGE_INPUTS_EMBEDS, ABC_DTYPE_F32, 2, shape, hidden);
     const int64_t span[2] = {0, L};
     const sequence_spans spans = {span, 1};
-    if (st == ABC_OK) st = language_decode(ctx->pool, &m->text, &m->text_w, &spans, pos, query, &ctx->ws, hidden, err);
+    if (st == ABC_OK) st = language_decode(ctx->pool, &m->text, &m->text_w, &spans, pos, adapter, &ctx->ws, hidden, err);
     if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_LAST_HIDDEN, ABC_DTYPE_F32, 2, shape, hidden);
     if (st != ABC_OK) goto done;
 
@@ -12297,7 +12452,8 @@ static char *fill_template(const char *template, const char *text, const char *i
 /* The prompt for an input: the raw prompt; or the text itself when it already holds the image
  * placeholder (VLM2Vec users write "<|image_pad|> ..." themselves); or the model's template for the
  * inputs present. A candidate keeps the model's default instruction, as GME's script does. */
-static char *build_prompt(const abc_model *m, const abc_input *in, bool has_image) {
+/* candidate_prompt: the text takes prompt.text_candidate where the file has one (jina-v4 "Passage: "). */
+static char *build_prompt(const abc_model *m, const abc_input *in, bool has_image, bool candidate_prompt) {
     const char *src = NULL;
     const bool video = in->n_frames > 0;
     if (in->prompt) src = in->prompt;
@@ -12309,7 +12465,9 @@ static char *build_prompt(const abc_model *m, const abc_input *in, bool has_imag
         return copy;
     }
     const char *template = video ? (in->text ? m->prompt_video_text : m->prompt_video)
-                                 : has_image ? (in->text ? m->prompt_image_text : m->prompt_image) : m->prompt_text;
+                           : has_image ? (in->text ? m->prompt_image_text : m->prompt_image)
+                           : candidate_prompt && m->prompt_text_candidate ? m->prompt_text_candidate
+                                                                          : m->prompt_text;
     const char *instruction = in->instruction && in->role != ABC_ROLE_CANDIDATE ? in->instruction : m->prompt_instruction;
     return fill_template(template, in->text ? in->text : "", instruction ? instruction : "");
 }
@@ -12366,7 +12524,6 @@ typedef struct {
     vision_config vision;
     vision_weights vision_w;
     preprocess_config preprocess;
-    int32_t vision_end_token;
     /* video frames: each resized like an image whose first (qwen_vl_utils) stage has these bounds;
      * 0 = the file has no video support */
     int64_t video_min_pixels, video_max_pixels;
@@ -12506,7 +12663,7 @@ static abc_status qwen2vl_read_config(abc_model *m, abc_error *err) {
     m->text.merge_size = d->vision.merge_size;
     if (!meta_token_id(wf, "tokens.image_pad", m->text.vocab, &m->text.image_token, err) ||
         !meta_token_id(wf, "tokens.vision_start", m->text.vocab, &m->text.vision_start_token, err) ||
-        !meta_token_id(wf, "tokens.vision_end", m->text.vocab, &d->vision_end_token, err))
+        !meta_token_id(wf, "tokens.vision_end", m->text.vocab, &m->text.vision_end_token, err))
         return err ? err->code : ABC_ERR_FORMAT;
     /* optional: video (VLM2Vec-V2), the token, the frame bounds and the prompts come together */
     m->text.video_token = -1;
@@ -12577,13 +12734,14 @@ static void qwen2vl_describe(const abc_model *m, char *out, size_t cap) {
              "vision: %d blocks, width %d, %d heads, mlp %d, patch %d, merge %dx%d\n"
              "language: %d layers, hidden %d, %d heads (%d kv), head_dim %d, intermediate %d, vocab %lld\n"
              "attention %s, pooling %s, head %s%s, embedding dim %d\n"
-             "query adapter (role=query): %d layers, rank up to %d\n",
+             "%s: %d layers, rank up to %d\n",
              m->family->architecture, m->preset, m->dtype ? m->dtype : "?", v->depth, v->embed_dim, v->n_heads, v->mlp_dim,
              qwen2vl_of(m)->preprocess.patch_size, v->merge_size, v->merge_size, t->n_layers, t->hidden, t->n_heads,
              t->n_kv_heads, t->head_dim, t->intermediate, (long long)t->vocab,
              t->causal ? "causal" : "bidirectional", pooling_name(m->pooling),
              m->has_head ? "mlp" : "none", m->normalize ? ", L2-normalized" : "", m->embedding_dim,
-             m->adapter_modules, MAX(m->text_w.adapter_rank, m->vision_adapter_rank));
+             m->n_tasks ? "task adapters (chosen per call)" : "query adapter (role=query)", m->adapter_modules,
+             MAX(m->text_w.adapter_rank, m->vision_adapter_rank));
 }
 
 /* Image tokens in caller-prepared ids: a grid of whole merge groups holding n_patches. */
@@ -12612,7 +12770,7 @@ static abc_status qwen2vl_position_ids(abc_context *ctx, const int32_t *ids, int
 
 /* The ViT + merger ("vision_embeds"). */
 static abc_status qwen2vl_encode_image(abc_context *ctx, const float *pixels, size_t n_patches, const int grid[3],
-                                       bool query, float **image, int64_t *n_rows) {
+                                       int adapter, float **image, int64_t *n_rows) {
     const abc_model *m = ctx->model;
     const qwen2vl_data *d = qwen2vl_of(m);
     const int64_t n_merged = (int64_t)n_patches / (d->vision.merge_size * d->vision.merge_size), H = m->text.hidden;
@@ -12620,7 +12778,7 @@ static abc_status qwen2vl_encode_image(abc_context *ctx, const float *pixels, si
     *n_rows = n_merged;
     if (!mul_size((size_t)n_merged, (size_t)H * sizeof(float), &n_bytes) || !(*image = xmalloc_aligned(n_bytes)))
         return fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the image embeddings");
-    abc_status st = vision_forward(ctx->pool, &d->vision, &d->vision_w, pixels, grid, query, &ctx->ws, *image, &ctx->err);
+    abc_status st = vision_forward(ctx->pool, &d->vision, &d->vision_w, pixels, grid, adapter, &ctx->ws, *image, &ctx->err);
     int64_t shape[2] = {n_merged, H};
     if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_VISION_EMBEDS, ABC_DTYPE_F32, 2, shape, *image);
     return st;
@@ -12757,7 +12915,7 @@ static abc_status prepare_video(abc_context *ctx, const abc_input *in, float **p
 }
 
 static abc_status qwen2vl_prepare(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image,
-                                  bool query, model_sequence *seq) {
+                                  int adapter, model_sequence *seq) {
     const abc_model *m = ctx->model;
     int_vec raw = {0};
     const bool video = in->n_frames > 0;
@@ -12772,7 +12930,7 @@ static abc_status qwen2vl_prepare(abc_context *ctx, const abc_input *in, const c
         st = expand_image_tokens(ctx, &raw, has_image ? n_patches / group : 1, &seq->ids);
     }
     seq->n_patches = (size_t)n_patches;
-    seq->query = query;
+    seq->adapter = adapter;
     int_vec_free(&raw);
     return st;
 }
@@ -12949,7 +13107,7 @@ static abc_status phi3v_read_config(abc_model *m, abc_error *err) {
     if (st == ABC_OK) st = read_clip_config(wf, &d->clip, &d->hd, m->text.hidden, m->params.num_crops, err);
     if (st != ABC_OK) return st;
     /* image tokens are the processor's -1 marker; every text chunk starts with <s> */
-    m->text.image_token = m->text.vision_start_token = m->text.video_token = -1;
+    m->text.image_token = m->text.vision_start_token = m->text.vision_end_token = m->text.video_token = -1;
     m->text.merge_size = 1;
     if (!meta_token_id(wf, "tokens.bos", m->text.vocab, &d->bos_token, err)) return err ? err->code : ABC_ERR_FORMAT;
     return ABC_OK;
@@ -13061,8 +13219,8 @@ static abc_status phi3v_position_ids(abc_context *ctx, const int32_t *ids, int64
 /* phi3_v: CLIP on the 1 + h·w slots ("clip_patch_features" [slots, grid², C]), then the HD layout and
  * projection into *image [n][H] ("image_features"). */
 static abc_status phi3v_encode_image(abc_context *ctx, const float *pixels, size_t n_slots, const int grid[3],
-                                     bool query, float **image, int64_t *n_rows) {
-    (void)query; /* no query adapter */
+                                     int adapter, float **image, int64_t *n_rows) {
+    (void)adapter; /* no run-time adapters */
     const abc_model *m = ctx->model;
     const phi3v_data *d = phi3v_of(m);
     const clip_config *c = &d->clip;
@@ -13179,8 +13337,8 @@ static abc_status prepare_hd_image(abc_context *ctx, const abc_input *in, float 
 }
 
 static abc_status phi3v_prepare(abc_context *ctx, const abc_input *in, const char *prompt, bool has_image,
-                                bool query, model_sequence *seq) {
-    (void)query; /* no query adapter */
+                                int adapter, model_sequence *seq) {
+    (void)adapter; /* no run-time adapters */
     const abc_model *m = ctx->model;
     size_t n_placeholders;
     abc_status st = count_phi3_placeholders(ctx, prompt, &n_placeholders);
@@ -13196,7 +13354,7 @@ static abc_status phi3v_prepare(abc_context *ctx, const abc_input *in, const cha
         st = expand_image_tokens(ctx, &raw,
                                  has_image ? hd_image_token_count(&phi3v_of(m)->clip, seq->grid[1], seq->grid[2]) : 1,
                                  &seq->ids);
-    seq->query = false;
+    seq->adapter = ADAPTER_NONE;
     int_vec_free(&raw);
     return st;
 }
@@ -13255,6 +13413,11 @@ static void model_free(abc_model *m) {
     free(m->preset);
     free(m->dtype);
     free(m->prompt_image_text);
+    free(m->prompt_text_candidate);
+    for (int i = 0; i < m->n_tasks; i++) {
+        free(m->task_names[i]);
+        free((char *)m->adapter_prefix[i + 1]);
+    }
     free(m->prompt_image);
     free(m->prompt_text);
     free(m->placeholder);
@@ -13407,6 +13570,21 @@ int abc_model_multi_vector_dim(const abc_model *model) { return model ? model->m
 
 const char *abc_model_preset(const abc_model *model) { return model ? model->preset : ""; }
 
+const char *const *abc_model_tasks(const abc_model *model) {
+    static const char *const none[1] = {NULL};
+    return model ? (const char *const *)model->task_names : none;
+}
+
+const char *abc_model_default_task(const abc_model *model) {
+    return model && model->n_tasks ? model->task_names[model->default_adapter - 1] : NULL;
+}
+
+const int *abc_model_matryoshka_dims(const abc_model *model, int *n) {
+    const int count = model ? model->n_matryoshka : 0;
+    if (n) *n = count;
+    return count ? model->matryoshka : NULL;
+}
+
 const char *abc_model_description(const abc_model *model) { return model ? model->description : ""; }
 
 const char *const *abc_model_stages(const abc_model *model) { return model ? model->family->stages : all_stages; }
@@ -13471,16 +13649,62 @@ static bool role_valid(abc_role role) {
     return role == ABC_ROLE_AUTO || role == ABC_ROLE_QUERY || role == ABC_ROLE_CANDIDATE;
 }
 
-static abc_status check_output(abc_context *ctx, const float *out, size_t out_len) {
+static abc_status check_output(abc_context *ctx, const float *out, size_t out_len, int dim) {
     if (ctx->model->pooling == POOL_NONE)
         return fail(&ctx->err, ABC_ERR_UNSUPPORTED, "preset %s gives one vector per token and no single embedding: "
                     "use abc_embed_multi", ctx->model->preset);
     if (!out) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "the output buffer is NULL");
-    if (out_len < (size_t)ctx->model->embedding_dim)
+    if (out_len < (size_t)dim)
         return fail(&ctx->err, ABC_ERR_INVALID_ARG, "the output buffer holds %zu floats, the embedding has %d", out_len,
-                    ctx->model->embedding_dim);
+                    dim);
     return ABC_OK;
 }
+
+/* abc_input.task → the adapter slot; a task whose candidates take the query prompt (jina-v4
+ * text-matching) clears *candidate_prompt. */
+static abc_status choose_task(abc_context *ctx, const abc_input *in, int *adapter, bool *candidate_prompt) {
+    const abc_model *m = ctx->model;
+    if (!in->task) {
+        if (m->n_tasks) *adapter = m->default_adapter;
+        if (m->n_tasks && m->task_query_prompt[m->default_adapter - 1]) *candidate_prompt = false;
+        return ABC_OK;
+    }
+    if (!m->n_tasks)
+        return fail(&ctx->err, ABC_ERR_INVALID_ARG, "preset %s has no task adapters (task \"%.64s\")", m->preset,
+                    in->task);
+    const int i = task_index(m, in->task, strlen(in->task));
+    if (i < 0) {
+        char names[256] = "";
+        size_t n = 0;
+        for (int k = 0; k < m->n_tasks && n < sizeof names; k++)
+            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", k ? ", " : "", m->task_names[k]);
+        return fail(&ctx->err, ABC_ERR_INVALID_ARG, "unknown task \"%.64s\" (this model has: %s)", in->task, names);
+    }
+    *adapter = i + 1;
+    if (m->task_query_prompt[i]) *candidate_prompt = false;
+    return ABC_OK;
+}
+
+/* abc_input.dim: 0 (full), or in [1, full] and, where the file lists Matryoshka dims, one of them. */
+static abc_status check_dim(abc_context *ctx, int dim) {
+    const abc_model *m = ctx->model;
+    if (dim == 0 || dim == m->embedding_dim) return ABC_OK;
+    if (dim < 0 || dim > m->embedding_dim)
+        return fail(&ctx->err, ABC_ERR_INVALID_ARG, "dim %d is outside [1, %d]", dim, m->embedding_dim);
+    if (m->n_matryoshka == 0) return ABC_OK;
+    char dims[256] = "";
+    size_t n = 0;
+    for (int k = 0; k < m->n_matryoshka; k++) {
+        if (m->matryoshka[k] == dim) return ABC_OK;
+        if (n < sizeof dims && m->matryoshka[k] != m->embedding_dim)
+            n += (size_t)snprintf(dims + n, sizeof dims - n, "%d, ", m->matryoshka[k]);
+    }
+    return fail(&ctx->err, ABC_ERR_INVALID_ARG, "dim %d is not one of this model's Matryoshka dims (%s%d)", dim, dims,
+                m->embedding_dim);
+}
+
+/* Matryoshka: the first `dim` values of the normalised vector, normalised again (jina-v4's order). */
+static void truncate_embedding(float *v, int dim) { l2_normalize(v, dim); }
 
 /* Checks an input and turns it into ids (and pixel values): everything before the model runs. */
 static abc_status prepare_input(abc_context *ctx, const abc_input *in, model_sequence *seq) {
@@ -13505,20 +13729,37 @@ static abc_status prepare_input(abc_context *ctx, const abc_input *in, model_seq
         return fail(err, ABC_ERR_INVALID_ARG, "preset %s has no instruction in its prompt (give the whole prompt instead)",
                     m->preset);
 
-    char *prompt = build_prompt(m, in, has_image);
+    if (has_image && has_text && !in->prompt && !m->prompt_image_text && !strstr(in->text, m->placeholder))
+        return fail(err, ABC_ERR_UNSUPPORTED, "preset %s embeds an image or a text, not both", m->preset);
+    int adapter = query && m->family->query_adapter ? ADAPTER_QUERY : ADAPTER_NONE;
+    bool candidate_prompt = in->role == ABC_ROLE_CANDIDATE;
+    abc_status st = choose_task(ctx, in, &adapter, &candidate_prompt);
+    if (st == ABC_OK) st = check_dim(ctx, in->dim);
+    if (st != ABC_OK) return st;
+
+    char *prompt = build_prompt(m, in, has_image, candidate_prompt);
     if (!prompt) return fail(err, ABC_ERR_NOMEM, "out of memory building the prompt");
-    abc_status st = m->family->prepare(ctx, in, prompt, has_image, query && m->family->query_adapter, seq);
+    st = m->family->prepare(ctx, in, prompt, has_image, adapter, seq);
     free(prompt);
     return st;
 }
 
 static abc_status embed_input(abc_context *ctx, const abc_input *in, float *out, size_t out_len) {
     if (!in) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "the input is NULL");
-    abc_status st = check_output(ctx, out, out_len);
+    const int D = ctx->model->embedding_dim, dim = in->dim > 0 && in->dim < D ? in->dim : D;
+    abc_status st = check_output(ctx, out, out_len, dim);
     model_sequence seq = {0};
+    float *full = out;
     if (st == ABC_OK) st = prepare_input(ctx, in, &seq);
+    if (st == ABC_OK && dim < D && !(full = xmalloc((size_t)D * sizeof *full)))
+        st = fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the embedding");
     if (st == ABC_OK)
-        st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, false, out);
+        st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.adapter, false, full);
+    if (st == ABC_OK && full != out) {
+        memcpy(out, full, (size_t)dim * sizeof *out);
+        truncate_embedding(out, dim);
+    }
+    if (full != out) free(full);
     model_sequence_free(&seq);
     return st;
 }
@@ -13572,7 +13813,7 @@ static abc_status embed_multi_input(abc_context *ctx, const abc_input *in, float
                       "need %zu", out_cap, seq.ids.len, dim, seq.ids.len * dim);
     }
     if (st == ABC_OK)
-        st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, true, out);
+        st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.adapter, true, out);
     model_sequence_free(&seq);
     return st;
 }
@@ -13677,7 +13918,7 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     clear_error(&ctx->err);
     abc_error *err = &ctx->err;
     if (!ids && n_ids) return fail(err, ABC_ERR_INVALID_ARG, "ids is NULL");
-    abc_status st = check_output(ctx, out, out_len);
+    abc_status st = check_output(ctx, out, out_len, ctx->model->embedding_dim);
     if (st != ABC_OK) return st;
     if (!role_valid(role)) return fail(err, ABC_ERR_INVALID_ARG, "role %d is not a valid abc_role", (int)role);
     if (!pixel_values != (n_patches == 0))
@@ -13687,7 +13928,9 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
     if (has_arena(ctx)) arena_begin(ctx);
     if (role == ABC_ROLE_AUTO && n_ids && ctx->model->family->query_adapter)
         st = tokens_are_query(ctx, ids, n_ids, pixel_values != NULL, &query);
-    if (st == ABC_OK) st = run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, query, false, out);
+    if (st == ABC_OK)
+        st = run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw,
+                       query && ctx->model->family->query_adapter ? ADAPTER_QUERY : ctx->model->default_adapter, false, out);
     return has_arena(ctx) ? arena_end(ctx, st) : st;
 }
 
@@ -13704,6 +13947,7 @@ abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, 
 #define PACK_TOKENS 512           /* rows of a pack of longer sequences (the GEMM path) */
 #define PACK_SHORT_TOKENS 64      /* rows of a pack of short ones: the dot-product path keeps their x in L2 */
 #define PACK_MAX_SEQUENCES 64
+#define BATCH_PACKS (2 * (MODEL_MAX_ADAPTERS + 1)) /* per adapter setting (none, each slot) × short/long */
 
 typedef struct {
     int32_t ids[PACK_TOKENS];
@@ -13722,13 +13966,19 @@ typedef struct {
     abc_status first; /* the failure of the lowest input index, with its message */
     size_t first_index;
     abc_error first_err;
-    text_pack *packs; /* [2 · query adapter on + short]; NULL: every input alone */
+    text_pack *packs; /* [2 · (adapter slot + 1) + short]; NULL: every input alone */
+    const abc_input *inputs;
 } batch_run;
 
 static void batch_record(batch_run *b, size_t i, abc_status st) {
     if (b->statuses) b->statuses[i] = st;
-    if (st == ABC_OK) return;
     float *row = b->out + i * b->dim;
+    const int dim = b->inputs ? b->inputs[i].dim : 0; /* NULL: rows packed by hand (tests) */
+    if (st == ABC_OK && dim > 0 && (size_t)dim < b->dim) { /* Matryoshka: the rest of the row is zero */
+        truncate_embedding(row, dim);
+        for (size_t k = (size_t)dim; k < b->dim; k++) row[k] = 0.0f;
+    }
+    if (st == ABC_OK) return;
     for (size_t k = 0; k < b->dim; k++) row[k] = NAN;
     if (b->first == ABC_OK || i < b->first_index) {
         b->first = st;
@@ -13738,7 +13988,7 @@ static void batch_record(batch_run *b, size_t i, abc_status st) {
 }
 
 /* Embeds the pack's sequences in one pass and records each. */
-static void pack_flush(batch_run *b, text_pack *p, bool query) {
+static void pack_flush(batch_run *b, text_pack *p, int adapter) {
     if (p->n == 0) return;
     abc_context *ctx = b->ctx;
     const abc_model *m = ctx->model;
@@ -13751,7 +14001,7 @@ static void pack_flush(batch_run *b, text_pack *p, bool query) {
         const sequence_spans spans = {p->start, p->n};
         language_embed_inputs(&m->text, &m->text_w, p->ids, L, NULL, 0, hidden);
         ctx->pool->path_rows = p->max_len;
-        st = language_decode(ctx->pool, &m->text, &m->text_w, &spans, p->pos, query, &ctx->ws, hidden, &ctx->err);
+        st = language_decode(ctx->pool, &m->text, &m->text_w, &spans, p->pos, adapter, &ctx->ws, hidden, &ctx->err);
         ctx->pool->path_rows = 0;
     }
     for (int i = 0; i < p->n; i++) {
@@ -13776,9 +14026,9 @@ static abc_status pack_add(batch_run *b, const model_sequence *seq, size_t index
     *packed = false;
     if (L > PACK_TOKENS) return ABC_OK;
     const bool is_short = L <= GEMV_MAX_ROWS;
-    text_pack *p = &b->packs[2 * seq->query + is_short];
+    text_pack *p = &b->packs[2 * (seq->adapter + 1) + is_short];
     if (p->start[p->n] + L > (is_short ? PACK_SHORT_TOKENS : PACK_TOKENS) || p->n == PACK_MAX_SEQUENCES)
-        pack_flush(b, p, seq->query);
+        pack_flush(b, p, seq->adapter);
     const int64_t at = p->start[p->n];
     abc_status st = ctx->model->family->position_ids(ctx, seq->ids.data, L, NULL, NULL, p->pos + 3 * at);
     if (st != ABC_OK) return st;
@@ -13797,12 +14047,12 @@ abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, 
     if (!inputs) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: inputs is NULL");
     if (!out) return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: out is NULL");
     const size_t dim = (size_t)ctx->model->embedding_dim;
-    if (ctx->model->pooling == POOL_NONE) return check_output(ctx, out, 0);
+    if (ctx->model->pooling == POOL_NONE) return check_output(ctx, out, 0, 0);
     if (dim == 0 || n > SIZE_MAX / sizeof(float) / dim)
         return fail(&ctx->err, ABC_ERR_INVALID_ARG, "abc_embed_batch: %zu inputs of %zu floats overflow", n, dim);
     const bool packing = !ctx->on_stage && !has_arena(ctx) && n > 1;
-    batch_run b = {ctx, out, dim, statuses, ABC_OK, 0, {ABC_OK, ""}, NULL};
-    if (packing) b.packs = xcalloc(4, sizeof *b.packs); /* when this fails, every input goes alone */
+    batch_run b = {ctx, out, dim, statuses, ABC_OK, 0, {ABC_OK, ""}, NULL, inputs};
+    if (packing) b.packs = xcalloc(BATCH_PACKS, sizeof *b.packs); /* when this fails, every input goes alone */
     for (size_t i = 0; i < n; i++) {
         clear_error(&ctx->err);
         model_sequence seq = {0};
@@ -13813,12 +14063,11 @@ abc_status abc_embed_batch(abc_context *ctx, const abc_input *inputs, size_t n, 
             if (st == ABC_OK) st = pack_add(&b, &seq, i, &packed);
         }
         if (st == ABC_OK && !packed)
-            st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.query, false,
-                           out + i * dim);
+            st = run_model(ctx, seq.ids.data, seq.ids.len, seq.pixels, seq.n_patches, seq.grid, seq.adapter, false, out + i * dim);
         model_sequence_free(&seq);
         if (!packed) batch_record(&b, i, st);
     }
-    for (int k = 0; b.packs && k < 4; k++) pack_flush(&b, &b.packs[k], k >= 2);
+    for (int k = 0; b.packs && k < BATCH_PACKS; k++) pack_flush(&b, &b.packs[k], k / 2 - 1);
     free(b.packs);
     if (b.first == ABC_OK) {
         clear_error(&ctx->err);

@@ -145,6 +145,14 @@ ABC_API const char *abc_model_preset(const abc_model *model);
 ABC_API const char *abc_model_description(const abc_model *model);
 /* The stages `model` emits, in order, NULL-terminated; with NULL, every stage of every family. */
 ABC_API const char *const *abc_model_stages(const abc_model *model);
+/* The task adapters abc_input.task may name, NULL-terminated (empty for files without any); the first
+ * listed by abc_model_default_task is used when task is NULL. */
+ABC_API const char *const *abc_model_tasks(const abc_model *model);
+/* The default task's name, or NULL for files without task adapters. */
+ABC_API const char *abc_model_default_task(const abc_model *model);
+/* The Matryoshka dims the file allows for abc_input.dim (*n of them), or NULL with *n = 0 when any
+ * dim in [1, abc_model_embedding_dim] is allowed. */
+ABC_API const int *abc_model_matryoshka_dims(const abc_model *model, int *n);
 
 /* ---- tokenizer -------------------------------------------------------------------------------- */
 
@@ -251,16 +259,24 @@ typedef struct {
      * Not together with an image source. The frames are read, never kept or changed. */
     const abc_image *frames;
     int n_frames;
+    /* Files with task adapters (jina-v4: "retrieval", "text-matching", "code"; abc_model_tasks): the
+     * adapter this call runs with. NULL: the file's default task; other files refuse a task. */
+    const char *task;
+    /* Matryoshka truncation: keep the first `dim` values of the normalised embedding and normalise
+     * again (abc_embed then writes `dim` floats). 0: the full abc_model_embedding_dim. Must lie in
+     * [1, full] and, where the file lists model.matryoshka_dims, be one of them or full. */
+    int dim;
 } abc_input;
 
 ABC_API abc_input abc_input_default(void);
 
-/* Embeds one input; writes abc_model_embedding_dim() floats (L2-normalised) to `out`. A model without a
- * single vector (abc_model_embedding_dim 0, e.g. preset colqwen2) returns ABC_ERR_UNSUPPORTED. */
+/* Embeds one input; writes abc_model_embedding_dim() floats (or abc_input.dim), L2-normalised, to `out`. A
+ * model without a single vector (abc_model_embedding_dim 0, e.g. preset colqwen2) returns ABC_ERR_UNSUPPORTED. */
 ABC_API abc_status abc_embed(abc_context *ctx, const abc_input *input, float *out, size_t out_len);
 
 /* Embeds inputs[0..n) one after another on this context (each exactly as abc_embed would) into
- * out[i·D .. i·D+D), D = abc_model_embedding_dim. statuses[i] (may be NULL) receives each input's
+ * out[i·D .. i·D+D), D = abc_model_embedding_dim (an input with abc_input.dim fills its first dim values
+ * and zeroes the rest). statuses[i] (may be NULL) receives each input's
  * status; a failed input's row is filled with NaN and the others still run. Returns ABC_OK when every
  * input succeeded, else the status of the first failure (abc_context_errmsg: "input I: <message>"
  * for that one). ABC_ERR_INVALID_ARG without touching out when the arguments themselves are bad. */
@@ -296,7 +312,8 @@ ABC_API size_t abc_context_arena_used(const abc_context *ctx);
  * phi3_v: `pixel_values` is [n_patches][3][336][336], the image slots (global view, then the crops
  * row-major; no zero padding slots), `grid_thw` = (1, h_crop, w_crop) with n_patches = 1 + h·w;
  * image tokens are -1 in `ids`, (h·w + 1)·144 + 1 + (h + 1)·12 of them per image run, and every text
- * chunk starts with <s> as the Phi-3-V processor writes it. The role does not matter (no adapter). */
+ * chunk starts with <s> as the Phi-3-V processor writes it. The role does not matter (no adapter).
+ * Files with task adapters run the default task (abc_model_default_task); truncate the result yourself. */
 ABC_API abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids,
                             const float *pixel_values, size_t n_patches, const int grid_thw[3],
                             abc_role role, float *out, size_t out_len);

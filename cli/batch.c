@@ -29,7 +29,7 @@
 typedef struct {
     char *id;       /* the row's id: its "id", or its 0-based line number */
     char *image;    /* resolved path or NULL */
-    char *text, *prompt, *instruction;
+    char *text, *prompt, *instruction, *task;
     abc_role role;
     char *error;    /* why the line cannot be embedded, or NULL */
 } batch_row;
@@ -72,7 +72,8 @@ static void print_batch_usage(FILE *f) {
           "\n"
           "  --batch FILE      one JSON object per line: \"id\", \"image\" (relative paths resolve\n"
           "                    against FILE's folder), \"text\", \"prompt\", \"role\"\n"
-          "                    (query|candidate|auto); '-' reads standard input\n"
+          "                    (query|candidate|auto), \"instruction\" (gme), \"task\" (task adapters,\n"
+          "                    e.g. jina-v4); '-' reads standard input\n"
           "  -o OUT.npy        float32 [N,D], rows in input order, and OUT.ids (one id per line; the\n"
           "                    0-based line number where a line has no id). OUT.jsonl: one\n"
           "                    {\"id\":...,\"embedding\":[...]} per line instead\n"
@@ -213,7 +214,8 @@ static void parse_row(const char *line, size_t len, size_t line_no, const char *
         }
         ok = ok && string_field(v, "image", &image, &row->error) && string_field(v, "text", &row->text, &row->error) &&
              string_field(v, "prompt", &row->prompt, &row->error) && string_field(v, "role", &role, &row->error) &&
-             string_field(v, "instruction", &row->instruction, &row->error);
+             string_field(v, "instruction", &row->instruction, &row->error) &&
+             string_field(v, "task", &row->task, &row->error);
         if (ok && role && !cli_parse_role(role, &row->role)) {
             row->error = format_string("\"role\" must be query, candidate or auto, not '%.100s'", role);
             ok = false;
@@ -241,6 +243,7 @@ static void free_rows(batch *b) {
         free(b->rows[k].text);
         free(b->rows[k].prompt);
         free(b->rows[k].instruction);
+        free(b->rows[k].task);
         free(b->rows[k].error);
     }
     for (size_t k = 0; b->errors && k < b->n; k++) free(b->errors[k]);
@@ -708,6 +711,7 @@ int cmd_embed_batch(int argc, char **argv) {
         in.text = r->text;
         in.prompt = r->prompt;
         in.instruction = r->instruction;
+        in.task = r->task;
         in.role = r->role;
         b.inputs[k] = in;
     }

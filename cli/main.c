@@ -43,7 +43,8 @@ static void print_main_usage(FILE *f) {
 
 static void print_embed_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL [--image PATH]... [--video DIR] [--text TEXT] [--role query|candidate|auto]\n"
-          "                 [--prompt RAW] [--instruction TEXT] [-o OUT.npy] [--threads N] [--dump DIR]\n"
+          "                 [--prompt RAW] [--instruction TEXT] [--task NAME] [--dim N] [-o OUT.npy]\n"
+          "                 [--threads N] [--dump DIR]\n"
           "                 [--stop-after preprocess|STAGE] [--num-crops N] [--json]\n"
           "                 [--min-pixels N] [--max-pixels N] [--no-mmap]\n"
           "                 [--max-image-pixels N] [--max-decode-ratio N]\n"
@@ -63,6 +64,10 @@ static void print_embed_usage(FILE *f) {
           "                        (phi3_v: <|image_1|>) takes the image's tokens\n"
           "  --instruction TEXT    gme: the task instruction (the system turn) of a query;\n"
           "                        candidates keep the model's default\n"
+          "  --task NAME           models with task adapters (jina-v4: retrieval, text-matching, code;\n"
+          "                        'abc info' lists them): the adapter to run with (default: the file's)\n"
+          "  --dim N               Matryoshka: keep the first N values and normalise again (jina-v4:\n"
+          "                        one of the file's dims, 'abc info')\n"
           "  -o, --output OUT.npy  write the embedding as float32 .npy, shape [D]; without -o the\n"
           "                        vector is printed on stdout, one line, values as %.9g\n"
           "  --json                print {\"dim\":D,\"embedding\":[...]} on stdout instead\n"
@@ -249,6 +254,8 @@ static int on_stage(void *user, const char *name, abc_array_dtype dtype, int ndi
 
 typedef struct {
     const char *model, *image, *text, *prompt, *instruction, *output, *dump, *stop_after;
+    const char *task; /* --task */
+    int dim;          /* --dim; 0: full */
     const char *images[EMBED_MAX_IMAGES]; /* every --image, in order; more than one is a video */
     int n_images;
     const char *video; /* --video DIR */
@@ -283,6 +290,12 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
         } else if (cli_take(&c, "--text", NULL, &o->text)) {
         } else if (cli_take(&c, "--prompt", NULL, &o->prompt)) {
         } else if (cli_take(&c, "--instruction", NULL, &o->instruction)) {
+        } else if (cli_take(&c, "--task", NULL, &o->task)) {
+        } else if (cli_take(&c, "--dim", NULL, &v)) {
+            long n;
+            if (c.bad) return EXIT_USAGE;
+            if (!cli_parse_long(v, 1, 1 << 20, &n)) return cli_usage_error("--dim must be a positive integer, not '%s'", v);
+            o->dim = (int)n;
         } else if (cli_take(&c, "--output", "-o", &o->output)) {
         } else if (cli_take(&c, "--dump", NULL, &o->dump)) {
         } else if (cli_take(&c, "--stop-after", NULL, &o->stop_after)) {
@@ -333,9 +346,9 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
     if (!o->model) return cli_usage_error("embed: -m MODEL is required");
     bool raw = o->input_ids || o->pixel_values || o->grid;
     if (raw) {
-        if (o->image || o->video || o->text || o->prompt || o->instruction)
-            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text, --prompt or "
-                                   "--instruction");
+        if (o->image || o->video || o->text || o->prompt || o->instruction || o->task || o->dim)
+            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text, --prompt, "
+                                   "--instruction, --task or --dim");
         if (!o->input_ids) return cli_usage_error("--pixel-values needs --input-ids");
         if (!o->pixel_values != !o->grid) return cli_usage_error("--pixel-values and --grid go together");
     } else if (!o->image && !o->video && !o->text && !o->prompt) {
@@ -484,6 +497,8 @@ static int run_embed_video(abc_context *ctx, const embed_options *o, float *vec,
         in.text = o->text;
         in.prompt = o->prompt;
         in.instruction = o->instruction;
+        in.task = o->task;
+        in.dim = o->dim;
         in.role = o->role;
         rc = abc_embed(ctx, &in, vec, dim);
     }
@@ -501,6 +516,8 @@ static abc_input options_input(const embed_options *o) {
     in.text = o->text;
     in.prompt = o->prompt;
     in.instruction = o->instruction;
+    in.task = o->task;
+    in.dim = o->dim;
     in.role = o->role;
     return in;
 }
@@ -631,6 +648,7 @@ static int cmd_embed(int argc, char **argv) {
         goto done;
     }
     int est = run_embed(ctx, &o, vec, dim > 0 ? (size_t)dim : 0);
+    if (o.dim > 0 && o.dim < dim) dim = o.dim; /* the library wrote the truncated vector */
     if (est < 0) {
         rc = EXIT_FAILED;
     } else if (sink.write_failed) {
@@ -825,6 +843,19 @@ static int cmd_info(int argc, char **argv) {
     printf("\npreset: %s\nembedding dim: %d\nstages:", abc_model_preset(model), abc_model_embedding_dim(model));
     for (const char *const *name = abc_model_stages(model); *name; name++) printf(" %s", *name);
     putchar('\n');
+    const char *const *tasks = abc_model_tasks(model);
+    if (*tasks) {
+        printf("tasks:");
+        for (; *tasks; tasks++) printf(" %s", *tasks);
+        printf(" (default %s)\n", abc_model_default_task(model));
+    }
+    int n_dims = 0;
+    const int *dims = abc_model_matryoshka_dims(model, &n_dims);
+    if (n_dims) {
+        printf("matryoshka dims:");
+        for (int k = 0; k < n_dims; k++) printf(" %d", dims[k]);
+        putchar('\n');
+    }
     if (fflush(stdout) != 0 || ferror(stdout)) rc = report_io("cannot write to standard output");
     abc_model_free(model);
     return rc;

@@ -374,6 +374,14 @@ static int qwen2vl_load(cfg_reader *r, const char *dir, model_config *c) {
     if (read_token_id(r, "image_token_id", &c->image_token) < 0 || read_token_id(r, "vision_start_token_id", &c->vision_start_token) < 0 ||
         read_token_id(r, "vision_end_token_id", &c->vision_end_token) < 0 || read_token_id(r, "video_token_id", &c->video_token) < 0)
         return -1;
+    /* jina-embeddings-v4 lists the dims its vector may be truncated to */
+    const json_value *dims = json_get(r->root, "matryoshka_dims");
+    if (dims && dims->type != JSON_NULL) {
+        if (dims->type != JSON_ARRAY || dims->n_items < 1 || dims->n_items > 32)
+            return cv_fail(r->err, r->errsize, "%s: \"matryoshka_dims\" must be a list of 1 to 32 integers", r->path);
+        for (size_t i = 0; i < dims->n_items; i++)
+            if (req_int(r, &dims->items[i], "matryoshka_dims", 1, c->hidden, &c->matryoshka[c->n_matryoshka++]) < 0) return -1;
+    }
     return read_preprocessor(dir, c, r->err, r->errsize);
 }
 

@@ -6,6 +6,7 @@
 #include "convert.h"
 #include "tokenizer.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +43,9 @@ typedef struct {
     size_t n_merges;
     peft_adapter query;
     int has_query;
+    peft_adapter *tasks;   /* --task-adapter NAME=DIR, in order */
+    char **task_names;
+    size_t n_tasks;
     expected_list exp;
     int64_t head_dim;      /* mlp_head inner width D; 0 without a head */
     int64_t multi_dim;     /* the per-token projection's width; 0 without a multi-vector output */
@@ -68,7 +72,7 @@ typedef struct {
  * one in config.c's config_families[], which reads their config.json). */
 struct cv_family {
     model_arch arch;
-    const char *presets[5];  /* the --preset values of this family, NULL-terminated */
+    const char *presets[8];  /* the --preset values of this family, NULL-terminated */
     const char *wrong_preset; /* the error for another family's preset; %s: the checkpoint directory */
     int query_adapter, num_crops; /* --query-adapter / --num-crops supported */
     char *(*canonical_name)(const char *name); /* checkpoint names -> the hub spelling (a new string) */
@@ -573,20 +577,21 @@ static int check_merge_adapter(const conv_state *s, const peft_adapter *a, char 
     return 0;
 }
 
-static int check_query_adapter(const conv_state *s, char *err, size_t errsize) {
-    const peft_adapter *q = &s->query;
-    if (q->dora) return cv_fail(err, errsize, "query adapter %s is a DoRA adapter; only plain LoRA can be kept apart for role=query (merge it with --merge-adapter instead)", q->dir);
-    if (q->n_params) return cv_fail(err, errsize, "query adapter %s carries full parameters (%s, ...) that cannot be switched per role", q->dir, q->params[0].name);
-    if (q->n_modules == 0) return cv_fail(err, errsize, "query adapter %s has no LoRA modules", q->dir);
+/* An adapter kept apart (the query adapter, a task adapter; `what` names it in errors): plain LoRA on
+ * Linear layers of the model only. */
+static int check_runtime_adapter(const conv_state *s, const peft_adapter *q, const char *what, char *err, size_t errsize) {
+    if (q->dora) return cv_fail(err, errsize, "%s %s is a DoRA adapter; only plain LoRA can be kept apart for run-time use (merge it with --merge-adapter instead)", what, q->dir);
+    if (q->n_params) return cv_fail(err, errsize, "%s %s carries full parameters (%s, ...) that cannot be switched per call", what, q->dir, q->params[0].name);
+    if (q->n_modules == 0) return cv_fail(err, errsize, "%s %s has no LoRA modules", what, q->dir);
     for (size_t i = 0; i < q->n_modules; i++) {
         const lora_module *m = &q->modules[i];
         char wname[MAX_NAME + 16];
         snprintf(wname, sizeof wname, "%s.weight", m->module);
         const expected_tensor *e = find_expected(&s->exp, wname);
         if (!e || e->ndim != 2 || strcmp(wname, "visual.patch_embed.proj.weight") == 0 || strcmp(wname, "model.embed_tokens.weight") == 0)
-            return cv_fail(err, errsize, "query adapter %s targets module %s, which does not exist in the model (or is not a Linear layer)", q->dir, m->module);
+            return cv_fail(err, errsize, "%s %s targets module %s, which does not exist in the model (or is not a Linear layer)", what, q->dir, m->module);
         if (m->B->shape[0] != e->shape[0] || m->A->shape[1] != e->shape[1])
-            return cv_fail(err, errsize, "query adapter %s: %s: lora_A/lora_B do not fit the weight [%lld, %lld]", q->dir, m->module,
+            return cv_fail(err, errsize, "%s %s: %s: lora_A/lora_B do not fit the weight [%lld, %lld]", what, q->dir, m->module,
                            (long long)e->shape[0], (long long)e->shape[1]);
     }
     return 0;
@@ -747,10 +752,10 @@ static int queue_model_tensors(const conv_state *s, abc_writer *w, char *err, si
     return rc;
 }
 
-/* query_adapter.<module>.lora_A [r, in] and .lora_B [out, r] (scale folded in), float32, in the
- * model's tensor order so the output does not depend on the adapter file's key order. */
-static int queue_query_adapter(conv_state *s, abc_writer *w, char *err, size_t errsize) {
-    const peft_adapter *q = &s->query;
+/* <prefix><module>.lora_A [r, in] and .lora_B [out, r] (scale folded in), float32, in the model's
+ * tensor order so the output does not depend on the adapter file's key order; prefix "query_adapter."
+ * or "task_adapter.NAME.". */
+static int queue_runtime_adapter(conv_state *s, abc_writer *w, const peft_adapter *q, const char *prefix, char *err, size_t errsize) {
     /* the expected list outlives the writer's callbacks; append the adapter entries to it */
     size_t n_model = s->exp.n;
     for (size_t i = 0; i < n_model; i++) {
@@ -761,15 +766,15 @@ static int queue_query_adapter(conv_state *s, abc_writer *w, char *err, size_t e
         snprintf(module, sizeof module, "%.*s", (int)(len - 7), name);
         const lora_module *m = peft_find_module(q, module);
         if (!m) continue;
-        if (expect(&s->exp, 2, m->rank, m->A->shape[1], "query_adapter.%s.lora_A", module) < 0 ||
-            expect(&s->exp, 2, m->B->shape[0], m->rank, "query_adapter.%s.lora_B", module) < 0)
+        if (expect(&s->exp, 2, m->rank, m->A->shape[1], "%s%s.lora_A", prefix, module) < 0 ||
+            expect(&s->exp, 2, m->B->shape[0], m->rank, "%s%s.lora_B", prefix, module) < 0)
             return cv_fail(err, errsize, "out of memory");
     }
     for (size_t i = n_model; i < s->exp.n; i++) {
         const expected_tensor *e = &s->exp.items[i];
         char module[MAX_NAME];
-        size_t len = strlen(e->name), prefix = strlen("query_adapter.");
-        snprintf(module, sizeof module, "%.*s", (int)(len - prefix - strlen(".lora_A")), e->name + prefix);
+        size_t len = strlen(e->name), skip = strlen(prefix);
+        snprintf(module, sizeof module, "%.*s", (int)(len - skip - strlen(".lora_A")), e->name + skip);
         const lora_module *m = peft_find_module(q, module);
         int is_b = strcmp(e->name + len - 7, ".lora_B") == 0;
         tensor_source src = { &q->st, is_b ? m->B : m->A, 0, NULL, NULL };
@@ -807,6 +812,8 @@ static int describe_source(const conv_state *s, char *out, size_t size) {
     for (size_t i = 0; i < s->n_merges && n < size; i++)
         n += (size_t)snprintf(out + n, size - n, " + merged adapter %s", base_name(s->merges[i].dir, b, sizeof b));
     if (s->has_query && n < size) n += (size_t)snprintf(out + n, size - n, " + query adapter %s", base_name(s->query.dir, b, sizeof b));
+    for (size_t i = 0; i < s->n_tasks && n < size; i++)
+        n += (size_t)snprintf(out + n, size - n, " + task adapter %s=%s", s->task_names[i], base_name(s->tasks[i].dir, b, sizeof b));
     return n < size ? 0 : -1;
 }
 
@@ -885,7 +892,7 @@ static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size
 static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     const model_config *c = &s->cfg;
     int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
-    int col = strcmp(s->opt->preset, "colqwen2") == 0;
+    int col = strcmp(s->opt->preset, "colqwen2") == 0, jina = strcmp(s->opt->preset, "jina-v4") == 0;
     int rc = 0;
     if (add_metadata_general(s, w, "qwen2_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
@@ -901,7 +908,7 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
     rc |= add_f(w, "vision.layer_norm_eps", 1e-6);   /* fixed in transformers' Qwen2-VL vision blocks */
     rc |= add_f(w, "vision.rope_theta", 10000.0);
     rc |= writer_add_str(w, "model.attention", abc ? "bidirectional" : "causal");
-    rc |= writer_add_str(w, "model.pooling", abc ? "mean_nonzero" : col ? "none" : "last");
+    rc |= writer_add_str(w, "model.pooling", abc ? "mean_nonzero" : col ? "none" : jina ? "mean_vision_span" : "last");
     rc |= writer_add_str(w, "model.head", abc ? "mlp" : "none");
     rc |= add_i(w, "model.normalize", 1);
     rc |= add_i(w, "model.embedding_dim", c->hidden);
@@ -928,13 +935,19 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
         rc |= writer_add_str(w, "prompt.image_text", COLQWEN_USER QWEN_IMAGE "{text}" COLQWEN_END);
         rc |= writer_add_str(w, "prompt.image", COLQWEN_USER QWEN_IMAGE "Describe the image." COLQWEN_END);
         rc |= writer_add_str(w, "prompt.text", "Query: {text}" COLQWEN_AUGMENT "\n");
+    } else if (jina) {
+        /* modeling_jina_embeddings_v4.py: texts "Query: " / "Passage: " + text with no template (text-matching
+         * embeds both sides as queries), an image alone in a fixed user turn; no image+text input */
+        rc |= writer_add_str(w, "prompt.image", "<|im_start|>user\n" QWEN_IMAGE "Describe the image.<|im_end|>\n");
+        rc |= writer_add_str(w, "prompt.text", "Query: {text}");
+        rc |= writer_add_str(w, "prompt.text_candidate", "Passage: {text}");
     } else {
         rc |= writer_add_str(w, "prompt.image_text", "<|image_pad|> {text}");
         rc |= writer_add_str(w, "prompt.image", "<|image_pad|>");
         rc |= writer_add_str(w, "prompt.text", "{text}");
     }
     rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
-    if (!abc && !gme && !col && c->video_token >= 0) {
+    if (!abc && !gme && !col && !jina && c->video_token >= 0) {
         /* VLM2Vec-V2 video: its demo's prompt shape and qwen_vl_utils' frame bounds (min_pixels 4·28·28,
          * the demo's max_pixels 360·420); the processor's image bounds then apply to each frame */
         rc |= add_i(w, "tokens.video_pad", c->video_token);
@@ -960,6 +973,20 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
     rc |= writer_add_f64(w, "image.mean", c->image_mean, 3);
     rc |= writer_add_f64(w, "image.std", c->image_std, 3);
     rc |= add_i(w, "query_adapter.rank", s->has_query ? s->query.max_rank : 0);
+    if (c->n_matryoshka) rc |= writer_add_i64(w, "model.matryoshka_dims", c->matryoshka, (size_t)c->n_matryoshka);
+    if (s->n_tasks) {
+        char names[1024] = "";
+        size_t n = 0;
+        int has_retrieval = 0, has_matching = 0;
+        for (size_t i = 0; i < s->n_tasks && n < sizeof names; i++) {
+            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? "," : "", s->task_names[i]);
+            has_retrieval |= strcmp(s->task_names[i], "retrieval") == 0;
+            has_matching |= strcmp(s->task_names[i], "text-matching") == 0;
+        }
+        rc |= writer_add_str(w, "task_adapter.names", names);
+        rc |= writer_add_str(w, "task_adapter.default", has_retrieval ? "retrieval" : s->task_names[0]);
+        if (jina && has_matching) rc |= writer_add_str(w, "task_adapter.query_prompt", "text-matching");
+    }
     if (rc) return cv_fail(err, errsize, "metadata: %s", writer_error(w));
     return 0;
 }
@@ -1038,7 +1065,7 @@ static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, 
 /* ---- the families ---- */
 
 static const cv_family families[] = {
-    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", "colqwen2", NULL }, "%s is a Qwen2-VL checkpoint: use --preset abc, vlm2vec, gme or colqwen2", 1, 0,
+    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", "colqwen2", "jina-v4", NULL }, "%s is a Qwen2-VL checkpoint: use --preset abc, vlm2vec, gme, colqwen2 or jina-v4", 1, 0,
       cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
       add_metadata_qwen2vl },
     { ARCH_PHI3_V, { "vlm2vec-phi3v", NULL, NULL }, "%s is a Phi-3-V (phi3_v) checkpoint: use --preset vlm2vec-phi3v", 0, 1,
@@ -1105,6 +1132,12 @@ static void state_free(conv_state *s) {
     for (size_t i = 0; i < s->n_merges; i++) peft_free(&s->merges[i]);
     free(s->merges);
     if (s->has_query) peft_free(&s->query);
+    for (size_t i = 0; i < s->n_tasks; i++) {
+        peft_free(&s->tasks[i]);
+        free(s->task_names[i]);
+    }
+    free(s->tasks);
+    free(s->task_names);
     free(s->exp.items);
 }
 
@@ -1123,6 +1156,8 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     const cv_family *f = s.family;
     if (!f) { cv_fail(err, errsize, "no converter for this architecture"); goto done; }
     if (!has_preset(f, opt->preset)) { cv_fail(err, errsize, f->wrong_preset, opt->hf_dir); goto done; }
+    if (!f->query_adapter && opt->n_task_adapters) { cv_fail(err, errsize, "--task-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
+    if (opt->query_adapter && opt->n_task_adapters) { cv_fail(err, errsize, "a file takes a --query-adapter or --task-adapter adapters, not both"); goto done; }
     if (!f->query_adapter && opt->query_adapter) { cv_fail(err, errsize, "--query-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
     if (!f->num_crops && opt->num_crops) { cv_fail(err, errsize, "--num-crops applies to phi3_v checkpoints only"); goto done; }
     if (!cv_file_exists(tok_path)) { cv_fail(err, errsize, "%s not found", tok_path); goto done; }
@@ -1140,18 +1175,48 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
         s.has_query = 1;
         if (peft_load(opt->query_adapter, &s.query, err, errsize) < 0) goto done;
     }
+    if (opt->n_task_adapters) {
+        s.tasks = calloc(opt->n_task_adapters, sizeof *s.tasks);
+        s.task_names = calloc(opt->n_task_adapters, sizeof *s.task_names);
+        if (!s.tasks || !s.task_names) { cv_fail(err, errsize, "out of memory"); goto done; }
+    }
+    for (size_t i = 0; i < opt->n_task_adapters; i++) {
+        const char *spec = opt->task_adapters[i], *eq = strchr(spec, '=');
+        size_t len = eq ? (size_t)(eq - spec) : 0;
+        int ok = eq && len > 0 && len <= 64 && eq[1];
+        for (size_t k = 0; ok && k < len; k++) ok = isalnum((unsigned char)spec[k]) || spec[k] == '-' || spec[k] == '_';
+        for (size_t k = 0; ok && k < s.n_tasks; k++) ok = strlen(s.task_names[k]) != len || memcmp(s.task_names[k], spec, len) != 0;
+        if (!ok) { cv_fail(err, errsize, "--task-adapter \"%s\": give NAME=DIR with a new NAME of letters, digits, '-' or '_'", spec); goto done; }
+        if (s.n_tasks == 7) { cv_fail(err, errsize, "at most 7 --task-adapter adapters"); goto done; }
+        if (!(s.task_names[s.n_tasks] = malloc(len + 1))) { cv_fail(err, errsize, "out of memory"); goto done; }
+        memcpy(s.task_names[s.n_tasks], spec, len);
+        s.task_names[s.n_tasks][len] = 0;
+        s.n_tasks++;
+        if (peft_load(eq + 1, &s.tasks[i], err, errsize) < 0) goto done;
+    }
+    if (strcmp(opt->preset, "jina-v4") == 0 && !s.n_tasks) { cv_fail(err, errsize, "preset jina-v4 needs its task adapters (--task-adapter retrieval=DIR ...)"); goto done; }
     if (resolve_head(&s, err, errsize) < 0 || resolve_multi_vector(&s, err, errsize) < 0) goto done;
     if (f->expected(&s, &s.exp) < 0) { cv_fail(err, errsize, "out of memory"); goto done; }
     if (check_unused_base(&s, err, errsize) < 0) goto done;
     for (size_t i = 0; i < s.n_merges; i++)
         if (check_merge_adapter(&s, &s.merges[i], err, errsize) < 0) goto done;
-    if (s.has_query && check_query_adapter(&s, err, errsize) < 0) goto done;
+    if (s.has_query && check_runtime_adapter(&s, &s.query, "query adapter", err, errsize) < 0) goto done;
+    for (size_t i = 0; i < s.n_tasks; i++) {
+        char what[96];
+        snprintf(what, sizeof what, "task adapter %s", s.task_names[i]);
+        if (check_runtime_adapter(&s, &s.tasks[i], what, err, errsize) < 0) goto done;
+    }
 
     w = writer_new();
     if (!w) { cv_fail(err, errsize, "out of memory"); goto done; }
     if (f->metadata(&s, w, err, errsize) < 0) goto done;
     if (queue_model_tensors(&s, w, err, errsize) < 0) goto done;
-    if (s.has_query && queue_query_adapter(&s, w, err, errsize) < 0) goto done;
+    if (s.has_query && queue_runtime_adapter(&s, w, &s.query, "query_adapter.", err, errsize) < 0) goto done;
+    for (size_t i = 0; i < s.n_tasks; i++) {
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "task_adapter.%s.", s.task_names[i]);
+        if (queue_runtime_adapter(&s, w, &s.tasks[i], prefix, err, errsize) < 0) goto done;
+    }
     char terr[512] = "";
     if (tokenizer_convert(tok_path, w, terr, sizeof terr) != 0) { cv_fail(err, errsize, "%s: %s", tok_path, terr); goto done; }
     writer_set_threads(w, opt->threads > 0 ? opt->threads : cv_online_cpus());

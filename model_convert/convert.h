@@ -136,6 +136,9 @@ typedef struct {
     int64_t clip_hidden, clip_intermediate, clip_heads, clip_layers, clip_image, clip_patch;
     double clip_eps;
     int64_t num_crops, num_img_tokens, bos_token;
+    /* jina-embeddings-v4's config.json "matryoshka_dims" (n_matryoshka = 0: none) */
+    int64_t matryoshka[32];
+    int n_matryoshka;
 } model_config;
 
 int config_load(const char *dir, model_config *c, char *err, size_t errsize);
@@ -185,10 +188,12 @@ enum { CV_CLASS_ATTN, CV_CLASS_MLP, CV_CLASS_DOWN, CV_CLASS_EMBED, CV_CLASS_VISI
 typedef struct {
     const char *hf_dir;
     const char *out_path;
-    const char *preset;             /* "abc", "vlm2vec", "gme", "colqwen2" or "vlm2vec-phi3v" */
+    const char *preset;             /* "abc", "vlm2vec", "gme", "colqwen2", "jina-v4", "vlm2vec-phi3v" or "nomic" */
     const char **merge_adapters;
     size_t n_merge_adapters;
     const char *query_adapter;      /* NULL when none */
+    const char **task_adapters;     /* --task-adapter NAME=DIR, kept apart and chosen per call */
+    size_t n_task_adapters;
     uint32_t dtype;                 /* ABC_FILE_F32, _F16, _BF16, _Q8 or _Q4 (--dtype) */
     uint32_t class_dtype[CV_N_CLASSES]; /* per class (cv_policy_init, cv_policy_parse) */
     int quiet;

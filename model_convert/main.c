@@ -1,5 +1,5 @@
 /* abc-convert: Hugging Face Qwen2-VL checkpoint (+ PEFT adapters) -> .abc weight file.
- *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]
+ *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|jina-v4|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]
  *               [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet] */
 #define _POSIX_C_SOURCE 200809L
 #include "convert.h"
@@ -11,18 +11,21 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]\n"
+            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|jina-v4|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]\n"
             "                   [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet]\n"
             "  HF_DIR            Qwen2-VL, Qwen2.5-VL or Phi-3.5-vision checkpoint (config.json, safetensors, tokenizer.json,\n"
             "                    preprocessor_config.json)\n"
             "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token);\n"
             "                    gme: GME-Qwen2-VL (causal, chat prompt, last token, 1-D positions);\n"
             "                    colqwen2: ColQwen2 (causal, one 128-d vector per token from custom_text_proj);\n"
+            "                    jina-v4: jina-embeddings-v4's prompts and mean pooling (needs --task-adapter);\n"
             "                    vlm2vec-phi3v: VLM2Vec-Full on Phi-3.5-vision (causal, last token);\n"
             "                    nomic: nomic-embed-multimodal on Qwen2.5-VL (causal, last token; merge its adapter)\n"
             "  --merge-adapter   PEFT LoRA/DoRA adapter merged into the weights (repeatable, applied in order);\n"
             "                    its modules_to_save (e.g. ABC's mlp_head) replace or add tensors\n"
             "  --query-adapter   PEFT LoRA kept apart and applied at run time for role=query (ABC instruct adapter)\n"
+            "  --task-adapter    NAME=DIR: PEFT LoRA kept apart, chosen per call by task name (repeatable; jina-v4:\n"
+            "                    retrieval, text-matching, code); the default task is retrieval, else the first\n"
             "  --num-crops       phi3_v: HD crops per image stored in the file (default: the checkpoint's num_crops, else 4)\n"
             "  --dtype           storage of the large matrices (default f32; norms and biases are always f32;\n"
             "                    q8: int8 blocks of 32 with a scale each, for matrices whose rows are a multiple of 32;\n"
@@ -48,7 +51,8 @@ int main(int argc, char **argv) {
     memset(&opt, 0, sizeof opt);
     opt.dtype = ABC_FILE_F32;
     opt.merge_adapters = calloc((size_t)argc, sizeof *opt.merge_adapters);
-    if (!opt.merge_adapters) { fprintf(stderr, "abc-convert: out of memory\n"); return 1; }
+    opt.task_adapters = calloc((size_t)argc, sizeof *opt.task_adapters);
+    if (!opt.merge_adapters || !opt.task_adapters) { fprintf(stderr, "abc-convert: out of memory\n"); free(opt.merge_adapters); free(opt.task_adapters); return 1; }
     int status = 2;
     const char *policy = NULL;
     for (int i = 1; i < argc; i++) {
@@ -58,7 +62,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--quiet") == 0) opt.quiet = 1;
         else if (strcmp(a, "-o") == 0 || strcmp(a, "--preset") == 0 || strcmp(a, "--merge-adapter") == 0 ||
                  strcmp(a, "--query-adapter") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--num-crops") == 0 ||
-                 strcmp(a, "--threads") == 0 || strcmp(a, "--policy") == 0) {
+                 strcmp(a, "--threads") == 0 || strcmp(a, "--policy") == 0 || strcmp(a, "--task-adapter") == 0) {
             if (!has_value) { fprintf(stderr, "abc-convert: %s needs a value\n", a); goto done; }
             const char *v = argv[++i];
             if (strcmp(a, "-o") == 0) {
@@ -69,6 +73,8 @@ int main(int argc, char **argv) {
                 opt.preset = v;
             } else if (strcmp(a, "--merge-adapter") == 0) {
                 opt.merge_adapters[opt.n_merge_adapters++] = v;
+            } else if (strcmp(a, "--task-adapter") == 0) {
+                opt.task_adapters[opt.n_task_adapters++] = v;
             } else if (strcmp(a, "--num-crops") == 0) {
                 char *end;
                 long n = strtol(v, &end, 10);
@@ -104,8 +110,8 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (strcmp(opt.preset, "abc") != 0 && strcmp(opt.preset, "vlm2vec") != 0 && strcmp(opt.preset, "gme") != 0 && strcmp(opt.preset, "colqwen2") != 0 &&
-        strcmp(opt.preset, "vlm2vec-phi3v") != 0 && strcmp(opt.preset, "nomic") != 0) {
-        fprintf(stderr, "abc-convert: unknown --preset \"%s\" (abc, vlm2vec, gme, colqwen2, vlm2vec-phi3v or nomic)\n", opt.preset);
+        strcmp(opt.preset, "jina-v4") != 0 && strcmp(opt.preset, "vlm2vec-phi3v") != 0 && strcmp(opt.preset, "nomic") != 0) {
+        fprintf(stderr, "abc-convert: unknown --preset \"%s\" (abc, vlm2vec, gme, colqwen2, jina-v4, vlm2vec-phi3v or nomic)\n", opt.preset);
         goto done;
     }
     if (!host_is_little_endian()) { fprintf(stderr, "abc-convert: error: needs a little-endian host\n"); status = 1; goto done; }
@@ -125,5 +131,6 @@ int main(int argc, char **argv) {
     status = 0;
 done:
     free(opt.merge_adapters);
+    free(opt.task_adapters);
     return status;
 }

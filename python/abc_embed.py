@@ -70,6 +70,8 @@ class _Input(ctypes.Structure):  # abc_input in abc.h
         ("instruction", ctypes.c_char_p),
         ("frames", ctypes.c_void_p),
         ("n_frames", ctypes.c_int),
+        ("task", ctypes.c_char_p),
+        ("dim", ctypes.c_int),
     ]
 
 
@@ -199,7 +201,7 @@ class Model:
     def __del__(self):
         self.close()
 
-    def _input(self, keep, image=None, text=None, prompt=None, role="auto", instruction=None):
+    def _input(self, keep, image=None, text=None, prompt=None, role="auto", instruction=None, task=None):
         """Fills an abc_input; `keep` holds the buffers it points into until the call returns."""
         if role not in ROLES:
             raise ValueError("role must be one of %s, not %r" % (", ".join(ROLES), role))
@@ -208,6 +210,7 @@ class Model:
         inp.text = _text(text, "text")
         inp.prompt = _text(prompt, "prompt")
         inp.instruction = _text(instruction, "instruction")
+        inp.task = _text(task, "task")
         if image is None:
             pass
         elif isinstance(image, (str, os.PathLike)):
@@ -256,13 +259,16 @@ class Model:
         keep.append(frames)
         return frames
 
-    def embed(self, image=None, text=None, role="auto", prompt=None, instruction=None, video=None):
+    def embed(self, image=None, text=None, role="auto", prompt=None, instruction=None, video=None, task=None, dim=None):
         """One L2-normalised vector (numpy float32 [D], or a list) for an image and/or a text.
         `instruction`: the task instruction of presets that have one (gme). `video`: a list of frames
-        (paths or uint8 arrays) instead of an image, for models with video input (vlm2vec)."""
+        (paths or uint8 arrays) instead of an image, for models with video input (vlm2vec). `task`: the
+        task adapter (jina-v4: retrieval, text-matching, code). `dim`: Matryoshka truncation to the first
+        `dim` values, normalised again (the vector then has `dim` values)."""
         self._check_open()
         keep, decoded = [], []
-        inp = self._input(keep, image=image, text=text, prompt=prompt, role=role, instruction=instruction)
+        inp = self._input(keep, image=image, text=text, prompt=prompt, role=role, instruction=instruction, task=task)
+        inp.dim = int(dim or 0)
         try:
             if video is not None:
                 if image is not None or not len(video):
@@ -276,12 +282,12 @@ class Model:
                 self._lib.abc_image_free(ctypes.byref(f))
         if st != 0:
             raise self._error(st, self._lib.abc_context_errmsg(self._ctx).decode("utf-8", "replace"))
-        v = self._vector(out, 0, 1)
-        return v[0]
+        v = self._vector(out, 0, 1)[0]
+        return v[:dim] if dim else v
 
     def encode(self, inputs, batch_size=32, role=None):
         """Embeds a list of inputs into [N, D] (numpy float32, or a list of lists). Each input is a str
-        (a text) or a dict with "image", "text", "prompt", "role", "instruction". `role` overrides the inputs' roles.
+        (a text) or a dict with "image", "text", "prompt", "role", "instruction", "task". `role` overrides the inputs' roles.
         Raises AbcError for the first input that fails (its index in the message)."""
         self._check_open()
         inputs = list(inputs)
@@ -297,11 +303,12 @@ class Model:
                     item = {"text": item}
                 if not isinstance(item, dict):
                     raise TypeError("input %d must be a str or a dict, not %s" % (start + i, type(item).__name__))
-                unknown = set(item) - {"image", "text", "prompt", "role", "instruction", "id"}
+                unknown = set(item) - {"image", "text", "prompt", "role", "instruction", "task", "id"}
                 if unknown:
                     raise ValueError("input %d has unknown keys %s" % (start + i, sorted(unknown)))
                 arr[i] = self._input(keep, image=item.get("image"), text=item.get("text"), prompt=item.get("prompt"),
-                                     role=role or item.get("role", "auto"), instruction=item.get("instruction"))
+                                     role=role or item.get("role", "auto"), instruction=item.get("instruction"),
+                                     task=item.get("task"))
             out = (ctypes.c_float * (len(chunk) * self.dim))()
             statuses = (ctypes.c_int * len(chunk))()
             st = self._lib.abc_embed_batch(self._ctx, arr, len(chunk), out, statuses)

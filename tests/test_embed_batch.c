@@ -191,8 +191,8 @@ static void test_packed_equals_single(void) {
  * apart, and a full pack is flushed before the next sequence joins. */
 static void test_packs_hold_several(void) {
     const abc_model *m = g_model;
-    batch_run b = {g_ctx, NULL, (size_t)abc_model_embedding_dim(m), NULL, ABC_OK, 0, {ABC_OK, ""}, NULL};
-    b.packs = calloc(4, sizeof *b.packs);
+    batch_run b = {g_ctx, NULL, (size_t)abc_model_embedding_dim(m), NULL, ABC_OK, 0, {ABC_OK, ""}, NULL, NULL};
+    b.packs = calloc(BATCH_PACKS, sizeof *b.packs);
     float *out = malloc(64 * b.dim * sizeof *out);
     b.out = out;
     int long_seqs = 0, short_seqs = 0, short_text = -1;
@@ -213,7 +213,7 @@ static void test_packs_hold_several(void) {
     CHECK(b.packs[2].n == 0 && b.packs[3].n == 0, "no query-adapter packs for candidates");
     CHECK(b.packs[1].max_len <= GEMV_MAX_ROWS && b.packs[0].max_len > GEMV_MAX_ROWS, "path rows %lld / %lld",
           (long long)b.packs[1].max_len, (long long)b.packs[0].max_len);
-    for (int k = 0; k < 2; k++) pack_flush(&b, &b.packs[k], false);
+    for (int k = 0; k < 2; k++) pack_flush(&b, &b.packs[k], ADAPTER_NONE);
     CHECK(b.first == ABC_OK && b.packs[0].n == 0 && b.packs[1].n == 0, "flushed");
     CHECK(g_ctx->pool->path_rows == 0, "path_rows reset after a pack");
     for (int t = 0; t < N_TEXTS + N_SHORT; t++) {
@@ -237,7 +237,7 @@ static void test_packs_hold_several(void) {
         model_sequence_free(&seq);
     }
     CHECK(added == 40 && p->n < 40, "40 short sequences did not all stay in one pack (%d)", p->n);
-    pack_flush(&b, p, false);
+    pack_flush(&b, p, ADAPTER_NONE);
     free(b.packs);
     free(out);
 }

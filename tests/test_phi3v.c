@@ -169,7 +169,7 @@ static void test_page_from_clip_features(void) {
     CHECK(d.max_abs <= 1e-4 * d.max_ref, "inputs_embeds max|d| %.3g", d.max_abs);
     const int64_t span[2] = {0, L};
     const sequence_spans spans = {span, 1};
-    CHECK(language_decode(pool, &m->text, &m->text_w, &spans, pos, false, &ws, x, &err) == ABC_OK, "%s", err.message);
+    CHECK(language_decode(pool, &m->text, &m->text_w, &spans, pos, ADAPTER_NONE, &ws, x, &err) == ABC_OK, "%s", err.message);
     d = test_compare_f32(x, hidden.data, (size_t)L * H);
     printf("  last_hidden_state (page): max|d| %.3g, max|ref| %.3g\n", d.max_abs, d.max_ref);
     CHECK(d.max_abs <= 5e-4 * d.max_ref, "last_hidden_state max|d| %.3g", d.max_abs);
@@ -364,7 +364,7 @@ static float *runtime_decoder(const text_config *c, const int32_t *ids, int64_t 
     language_embed_inputs(c, &g_model->text_w, ids, L, NULL, 0, x);
     const int64_t span[2] = {0, L};
     const sequence_spans spans = {span, 1};
-    CHECK(language_decode(pool, c, &g_model->text_w, &spans, pos, false, &ws, x, &err) == ABC_OK, "%s", err.message);
+    CHECK(language_decode(pool, c, &g_model->text_w, &spans, pos, ADAPTER_NONE, &ws, x, &err) == ABC_OK, "%s", err.message);
     free(pos);
     workspace_free(&ws);
     thread_pool_free(pool);

@@ -147,6 +147,22 @@ try:
 except ValueError:
     check("bad role: ValueError", True)
 
+# task adapters and Matryoshka dims (preset jina-v4's test-only stand-in, tests/fixtures/jina-tiny)
+with abc_embed.Model(os.environ["ABC_MODEL_JINA"], threads=1) as jina:
+    jfix = os.path.join(root, "tests/fixtures/jina-tiny/cases/code_passage")
+    v = jina.embed(text="Paris is the capital and largest city of France.", role="candidate", task="code")
+    ref, _ = read_npy_f32(os.path.join(jfix, "embedding.npy"))
+    c, d = cos(as_list(v), ref), max(abs(a - b) for a, b in zip(as_list(v), ref))
+    check("jina task=code vs reference cos=%.9f max|d|=%.2g" % (c, d), c >= 0.99999 and d <= 1e-4)
+    v8 = jina.embed(text="Paris is the capital and largest city of France.", role="candidate", task="code", dim=8)
+    ref8, _ = read_npy_f32(os.path.join(jfix, "embedding_dim8.npy"))
+    c, d = cos(as_list(v8), ref8), max(abs(a - b) for a, b in zip(as_list(v8), ref8))
+    check("jina dim=8: 8 values, vs reference cos=%.9f" % c, len(as_list(v8)) == 8 and c >= 0.99999 and d <= 1e-4)
+    rows = jina.encode([{"text": "Paris is the capital and largest city of France.", "role": "candidate", "task": "code"}])
+    check("jina encode with a task = embed", bits(as_list(rows[0])) == bits(as_list(v)))
+    ok, why = raises(lambda: jina.embed(text="x", task="nope"), "invalid argument", "retrieval, text-matching, code")
+    check("jina unknown task: AbcError (%s)" % why, ok)
+
 # close and with
 for mdl in opened.values():
     mdl.close()

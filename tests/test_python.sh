@@ -48,7 +48,7 @@ printf '#include "abc.h"\n#include <stdio.h>\nint main(void) { printf("%%zu %%zu
 ${CC:-cc} -I"$ROOT" -o "$TMP/sizes" "$TMP/sizes.c" && export ABC_STRUCT_SIZES="$("$TMP/sizes")" ||
     { echo "FAIL cannot build the struct-size probe"; echo "RESULT 0 1 0"; exit 1; }
 export ABC_ROOT=$ROOT ABC_TMP=$TMP ABC_LIBRARY=$ROOT/build/libabc.so
-export ABC_MODEL_ABC=$ROOT/build/tiny-abc.abc ABC_MODEL_VLM=$ROOT/build/tiny-vlm2vec.abc
+export ABC_MODEL_ABC=$ROOT/build/tiny-abc.abc ABC_MODEL_VLM=$ROOT/build/tiny-vlm2vec.abc ABC_MODEL_JINA=$ROOT/build/tiny-jina.abc
 add() { # add the RESULT line of a run to the totals
     local line; line=$(grep '^RESULT ' "$1" | tail -n 1)
     if [ -z "$line" ]; then failed=$((failed + 1)); echo "FAIL $2: no RESULT line"; return; fi
