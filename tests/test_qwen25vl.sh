@@ -89,7 +89,7 @@ if [ -x "$CONVERT" ] && [ -e build/qwen25vl-tiny/config.json ]; then
     "$CONVERT" build/qwen25vl-tiny -o "$TMP/x.abc" --preset gme --quiet >"$TMP/out" 2>"$TMP/err"
     check "qwen2_5_vl checkpoint with --preset gme is refused" grep -q "qwen2_5_vl) checkpoint: use --preset nomic" "$TMP/err"
     "$CONVERT" tests/fixtures/qwen2vl-tiny/base -o "$TMP/x.abc" --preset nomic --quiet >"$TMP/out" 2>"$TMP/err"
-    check "qwen2_vl checkpoint with --preset nomic is refused" grep -q "Qwen2-VL checkpoint: use --preset abc, vlm2vec or gme" "$TMP/err"
+    check "qwen2_vl checkpoint with --preset nomic is refused" grep -q "Qwen2-VL checkpoint: use --preset abc, vlm2vec, gme, colqwen2 or jina-v4" "$TMP/err"
     check "no output left behind" test ! -e "$TMP/x.abc"
 else
     bad "prerequisite $CONVERT or build/qwen25vl-tiny is missing (run 'make test')"
