@@ -744,9 +744,6 @@ struct thread_pool {
      * (dot products or GEMM) as for that sequence alone, so that each row gets the arithmetic it gets
      * when its sequence is embedded alone (both paths compute every row on its own) */
     int64_t path_rows;
-    /* 0, or the rows of a q4 product's task from which its panels are widened once (q4_widen_fn) instead
-     * of Q4_WIDEN_MIN_ROWS: tests and benchmarks move it (either way the same results) */
-    int64_t q4_widen_rows;
 };
 
 /* ABC_NO_THREADS: no pthreads; a pool is the caller's thread alone and runs every task inline
@@ -8351,7 +8348,6 @@ static void matmul_f32(thread_pool *pool, float *y, const float *x, int64_t n, c
 #define Q8_FLT_MAX 0x1.fffffep+127f         /* FLT_MAX (no <float.h> here) */
 #define Q8_OUTLIERS_MAX 8                   /* per block of activations */
 #define Q8_OUTLIER_GAP 4.0f
-#define Q4_WIDEN_MIN_ROWS 16                /* rows of a task from which q4 panels are widened once (q4_widen_fn) */
 #define Q8_ROWS_BLOCK_BYTES(mr) ((size_t)(mr) * (Q8_BLOCK + 8))    /* quads, scales, compensations */
 
 /* An activation set aside from its block (row of the group, block of the slice, column in the block). */
@@ -8382,10 +8378,10 @@ typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *b, co
 typedef void (*q4_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
                             int64_t ldc, bool accumulate);
 
-/* Widens `blocks` consecutive q4 strip blocks at src into q8 strip blocks at dst (64-byte aligned): the
- * quads q = nibble − 8 and the float16 scales as float32, the very values the q4 definition multiplies,
- * so q8's micro-kernels on them give q4's results bit for bit. */
-typedef void (*q4_widen_fn)(uint8_t *dst, const uint8_t *src, int64_t blocks);
+/* q8_strip_outliers_fn for q4 strips: b, b_hi at their strips' column 0, the tile from column j0 (as
+ * q4_micro_fn gets them). */
+typedef void (*q4_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0, int nj,
+                                     const q8_outlier *outliers, int n_outliers);
 
 typedef struct {
     const char *name;
@@ -8394,7 +8390,7 @@ typedef struct {
     q8_pack_rows_fn pack_rows;
     q8_strip_outliers_fn strip_outliers;
     q4_micro_fn micro4; /* NULL: q4 products take the scalar table (same activations, same results) */
-    q4_widen_fn widen4; /* NULL: q4 products widen in registers at every row count */
+    q4_strip_outliers_fn strip_outliers4;
 } q8_kernels;
 
 /* The outlier rule of a block with `large` elements above amax/4 (at most Q8_OUTLIERS_MAX): they are
@@ -8581,8 +8577,7 @@ static void q4_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, 
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
-/* q8_strip_outliers_fn for q4 strips (b, b_hi at column 0, the tile from column j0), the same products
- * with q4's weight values; scalar on every path (outliers are a fraction of a percent of the work). */
+/* The definition of q4_strip_outliers_fn: q8_strip_outliers_scalar's products with q4's weight values. */
 static void q4_strip_outliers(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0, int nj,
                               const q8_outlier *outliers, int n_outliers) {
     for (int o = 0; o < n_outliers; o++) {
@@ -8598,26 +8593,9 @@ static void q4_strip_outliers(float *c, int64_t ldc, const uint8_t *b, const uin
     }
 }
 
-/* The definition of q4_widen_fn. */
-static void q4_widen_scalar(uint8_t *dst, const uint8_t *src, int64_t blocks) {
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *s = src + blk * Q4_STRIP_BLOCK_BYTES;
-        uint8_t *d = dst + blk * Q8_STRIP_BLOCK_BYTES;
-        for (int p = 0; p < Q8_BLOCK / 8; p++) /* nibble row p holds quad rows 2p (low) and 2p + 1 (high) */
-            for (int i = 0; i < Q8_STRIP * 4; i++) {
-                const uint8_t byte = s[p * Q8_STRIP * 4 + i];
-                d[2 * p * Q8_STRIP * 4 + i] = (uint8_t)(int8_t)((byte & 15) - 8);
-                d[(2 * p + 1) * Q8_STRIP * 4 + i] = (uint8_t)(int8_t)((byte >> 4) - 8);
-            }
-        float scales[Q8_STRIP];
-        q4_strip_scales(s, 0, Q8_STRIP, scales);
-        memcpy(d + Q8_STRIP * Q8_BLOCK, scales, sizeof scales);
-    }
-}
-
 static const q8_kernels q8_kernels_scalar = {
     "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, q8_micro_scalar, q8_pack_rows_scalar, q8_strip_outliers_scalar,
-    q4_micro_scalar, q4_widen_scalar,
+    q4_micro_scalar, q4_strip_outliers,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
@@ -8650,10 +8628,6 @@ typedef struct {
     const uint8_t *x_packed; /* [row group][block] of Q8_ROWS_BLOCK_BYTES(mr) */
     uint32_t *x_outlier_masks; /* [row group][block][mr]: the activations set aside (their values stay in x) */
     uint8_t *x_slice_outliers; /* [row group][slice of Q8_KC]: whether any of the group's masks there is set */
-    /* q4 with k->widen4: per thread, room for a task's panel widened to q8 (NULL: none) */
-    float *const *scratch;
-    size_t scratch_bytes;
-    int64_t widen_rows;
 } q8_job;
 
 #define Q8_GROUP_OUTLIERS (Q8_MR_MAX * Q8_KC_BLOCKS * Q8_OUTLIERS_MAX)
@@ -8729,6 +8703,7 @@ static void q8_prepack_task(void *arg, int task, int thread) {
 }
 
 static void matmul_q8_task(void *arg, int task, int thread) {
+    (void)thread;
     const q8_job *job = arg;
     const q8_kernels *k = job->k;
     const int mr = k->mr, nr = k->nr;
@@ -8740,19 +8715,9 @@ static void matmul_q8_task(void *arg, int task, int thread) {
     _Alignas(64) float tail_c[Q8_MR_MAX * Q8_NR_MAX];
     q8_outlier outliers[Q8_GROUP_OUTLIERS];
     const int64_t ldy = job->out, total_blocks = job->in / Q8_BLOCK, row_groups = ceil_div(rows, mr);
-    /* q4 over enough rows: each slice's panel widened once into q8 strips (q4_widen_fn) for q8's kernels,
-     * instead of once per row group in the registers; the strips j0 / 16 .. of the task, slice by slice */
-    const int64_t strip0 = j0 / Q8_STRIP, wide_strips = ceil_div(j0 + nc, Q8_STRIP) - strip0;
-    uint8_t *wide = NULL;
-    if (job->q4 && job->scratch && rows >= job->widen_rows &&
-        (size_t)(wide_strips * Q8_KC_BLOCKS) * Q8_STRIP_BLOCK_BYTES <= job->scratch_bytes)
-        wide = (uint8_t *)job->scratch[thread];
     for (int64_t b0 = 0; b0 < total_blocks; b0 += Q8_KC_BLOCKS) {
         const int64_t nb = MIN((int64_t)Q8_KC_BLOCKS, total_blocks - b0);
         const bool accumulate = b0 > 0, last = b0 + nb == total_blocks;
-        if (wide)
-            for (int64_t s = 0; s < wide_strips; s++)
-                k->widen4(wide + (size_t)(s * nb) * Q8_STRIP_BLOCK_BYTES, q8_strip_block(job, (strip0 + s) * Q8_STRIP, b0), nb);
         /* the next slice of this task (or the next task's first, when the tasks are columns only) is
          * fetched meanwhile, spread over the row groups */
         int64_t next_j0 = j0, next_nc = nc, next_b0 = b0 + nb;
@@ -8786,16 +8751,8 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                 /* columns col.. are in strip col / 16, at column col % 16 (8-wide kernels take halves;
                  * q8's kernels get the strip moved by 4 bytes a column, q4's the column) */
                 const int j_in = (int)(col % Q8_STRIP);
-                const uint8_t *strip, *b_hi = q8_zero_strip;
-                if (wide) {
-                    strip = wide + (size_t)((col / Q8_STRIP - strip0) * nb) * Q8_STRIP_BLOCK_BYTES;
-                    if (nj > Q8_STRIP) b_hi = strip + (size_t)nb * Q8_STRIP_BLOCK_BYTES;
-                } else {
-                    strip = q8_strip_block(job, col - j_in, b0);
-                    if (nj > Q8_STRIP) b_hi = q8_strip_block(job, col + Q8_STRIP, b0);
-                }
-                const bool q4 = job->q4 && !wide;
-                const uint8_t *b = q4 ? strip : strip + j_in * 4;
+                const uint8_t *strip = q8_strip_block(job, col - j_in, b0), *b = job->q4 ? strip : strip + j_in * 4;
+                const uint8_t *b_hi = nj > Q8_STRIP ? q8_strip_block(job, col + Q8_STRIP, b0) : q8_zero_strip;
                 float *c = job->y + (i0 + i) * ldy + col;
                 float *tile = c;
                 int64_t ldt = ldy;
@@ -8803,12 +8760,12 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                     edge_tile_load(tail_c, mr, nr, c, ldy, mi, nj, accumulate);
                     tile = tail_c, ldt = nr;
                 }
-                if (q4) k->micro4(nb, x_pack, b, b_hi, j_in, tile, ldt, accumulate);
+                if (job->q4) k->micro4(nb, x_pack, b, b_hi, j_in, tile, ldt, accumulate);
                 else k->micro(nb, x_pack, b, b_hi, tile, ldt, accumulate);
                 if (tile != c) edge_tile_store(tail_c, nr, c, ldy, mi, nj);
                 /* the outliers' products after the slice's block sums, as in the definition; the
                  * strips and the tile are still cached */
-                if (n_outliers && q4) q4_strip_outliers(c, ldy, b, b_hi, j_in, (int)nj, outliers, n_outliers);
+                if (n_outliers && job->q4) k->strip_outliers4(c, ldy, b, b_hi, j_in, (int)nj, outliers, n_outliers);
                 else if (n_outliers) k->strip_outliers(c, ldy, b, b_hi, (int)nj, outliers, n_outliers);
             }
             if (last && job->bias) add_bias_block(job->ops, job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
@@ -8826,10 +8783,6 @@ static void matmul_q8(thread_pool *pool, float *y, const float *x, int64_t n, co
         .k = k, .ops = kernel_ops_for(pool), .y = y, .x = x, .w = w, .q4 = q4,
         .strip_block_bytes = q4 ? Q4_STRIP_BLOCK_BYTES : Q8_STRIP_BLOCK_BYTES, .bias = bias, .n = n, .in = in_dim, .out = out_dim,
     };
-    if (q4 && k->widen4 && pool && pool->scratch) {
-        job.scratch = pool->scratch, job.scratch_bytes = pool->scratch_floats * sizeof(float);
-        job.widen_rows = pool->q4_widen_rows ? pool->q4_widen_rows : Q4_WIDEN_MIN_ROWS;
-    }
     job.plan = plan_tasks(n, out_dim, k->mr, k->nr, k->nc, thread_pool_size(pool));
     /* With several column blocks, quantizing x once instead of once per block saves that many passes over
      * it; without the memory, each task quantizes its rows itself (the same bytes either way). */
@@ -9763,6 +9716,34 @@ static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint
     }
 }
 
+/* q4_strip_outliers_fn, 8 columns at a time: each column's 32-bit lane of nibble bytes shifted to the
+ * outlier's nibble, q − 8 converted exactly, times the float16 scale (F16C, exact), then as the scalar
+ * definition. Outlier channels are common in real activations: scalar, these cost q4 4 % of an
+ * embedding at one thread (2026-12-07). */
+static AVX2_TARGET void q4_strip_outliers_avx2(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0,
+                                               int nj, const q8_outlier *outliers, int n_outliers) {
+    const int whole = nj & ~7;
+    const __m256i nibble = _mm256_set1_epi32(15), eight = _mm256_set1_epi32(8);
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const size_t block = (size_t)out->block * Q4_STRIP_BLOCK_BYTES, row8 = (size_t)(out->k / 8) * Q8_STRIP * 4;
+        const __m128i shift = _mm_cvtsi32_si128(8 * (out->k % 4) + (out->k % 8 < 4 ? 0 : 4));
+        const __m256 value = _mm256_set1_ps(out->value);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < whole; j += 8) {
+            const int col = j0 + j; /* j0 is 0 or 8: eight columns never straddle the strips */
+            const uint8_t *bb = (col < Q8_STRIP ? b : b_hi) + block;
+            const int at = col % Q8_STRIP;
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(bb + row8 + (size_t)at * 4));
+            const __m256i q = _mm256_sub_epi32(_mm256_and_si256(_mm256_srl_epi32(v, shift), nibble), eight);
+            const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(bb + Q4_NIBBLE_BYTES + (size_t)at * 2)));
+            const __m256 term = _mm256_mul_ps(value, _mm256_mul_ps(_mm256_cvtepi32_ps(q), scale));
+            _mm256_storeu_ps(row + j, _mm256_add_ps(_mm256_loadu_ps(row + j), term));
+        }
+        if (whole < nj) q4_strip_outliers(c + whole, ldc, b, b_hi, j0 + whole, nj - whole, out, 1);
+    }
+}
+
 /* q4, 4 rows × 16 columns: per pair of quads the nibbles masked (k4 = 2p) and shifted (2p + 1) are
  * already unsigned q + 8 for vpmaddubsw (pairs ≤ 2·15·127), and each row's block sum starts at −8·Σqx
  * (its q8 compensation / 16), so the sums are the exact Σ qx·qw of the definition. */
@@ -9807,30 +9788,9 @@ static AVX2_TARGET void q4_micro_avx2(int64_t blocks, const uint8_t *a, const ui
     }
 }
 
-/* q4_widen_fn: per nibble row two masked/shifted copies less 8, the scales through F16C (exact). */
-static AVX2_TARGET void q4_widen_avx2(uint8_t *dst, const uint8_t *src, int64_t blocks) {
-    const __m256i nibble = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *s = src + blk * Q4_STRIP_BLOCK_BYTES;
-        uint8_t *d = dst + blk * Q8_STRIP_BLOCK_BYTES;
-        for (int p = 0; p < Q8_BLOCK / 8; p++)
-            for (int half = 0; half < 2; half++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(s + p * Q8_STRIP * 4 + half * 32));
-                const __m256i lo = _mm256_sub_epi8(_mm256_and_si256(v, nibble), eight);
-                const __m256i hi = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), nibble), eight);
-                _mm256_store_si256((__m256i *)(void *)(d + 2 * p * Q8_STRIP * 4 + half * 32), lo);
-                _mm256_store_si256((__m256i *)(void *)(d + (2 * p + 1) * Q8_STRIP * 4 + half * 32), hi);
-            }
-        const __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s + Q4_NIBBLE_BYTES));
-        const __m128i h_hi = _mm_loadu_si128((const __m128i *)(const void *)(s + Q4_NIBBLE_BYTES + 16));
-        _mm256_store_ps((float *)(void *)(d + Q8_STRIP * Q8_BLOCK), _mm256_cvtph_ps(h));
-        _mm256_store_ps((float *)(void *)(d + Q8_STRIP * Q8_BLOCK + 32), _mm256_cvtph_ps(h_hi));
-    }
-}
-
 static const q8_kernels q8_kernels_avx2_table = {
     "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, q8_micro_avx2, q8_pack_rows_avx2, q8_strip_outliers_avx2, q4_micro_avx2,
-    q4_widen_avx2,
+    q4_strip_outliers_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -9999,7 +9959,7 @@ static VNNI_TARGET void q4_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 static const q8_kernels q8_kernels_vnni_table = {
     /* outliers are ~0.3 % of a q8 embedding: no 512-bit copy */
     "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, q8_micro_vnni, q8_pack_rows_vnni, q8_strip_outliers_avx2, q4_micro_vnni,
-    q4_widen_avx2,
+    q4_strip_outliers_avx2,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
@@ -10783,11 +10743,11 @@ static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
 
 static const q8_kernels q8_kernels_neon_dot_table = {
     "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_dot, q8_pack_rows_neon, q8_strip_outliers_neon,
-    q4_micro_neon_dot, NULL, /* widening once per panel not measured on Arm hardware */
+    q4_micro_neon_dot, q4_strip_outliers,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
     "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
-    q4_micro_neon_mull, NULL,
+    q4_micro_neon_mull, q4_strip_outliers,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
