@@ -10677,6 +10677,37 @@ static inline void q4_neon_scales(const uint8_t *bb, int j0, float32x4_t *s0, fl
     *s1 = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h)));
 }
 
+/* q4_strip_outliers_fn as q4_strip_outliers_avx2: per eight columns the 32-bit lanes of nibble bytes
+ * shifted to the outlier's nibble, q − 8 converted, times the widened scales, then the definition's
+ * multiply and add (separate instructions, no fusing). */
+static void q4_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0, int nj,
+                                   const q8_outlier *outliers, int n_outliers) {
+    const int whole = nj & ~7;
+    const uint32x4_t nibble = vdupq_n_u32(15);
+    const int32x4_t eight = vdupq_n_s32(8);
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const size_t block = (size_t)out->block * Q4_STRIP_BLOCK_BYTES, row8 = (size_t)(out->k / 8) * Q8_STRIP * 4;
+        const int32x4_t shift = vdupq_n_s32(-(8 * (out->k % 4) + (out->k % 8 < 4 ? 0 : 4))); /* negative: right */
+        const float32x4_t value = vdupq_n_f32(out->value);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < whole; j += 8) {
+            const int col = j0 + j; /* j0 is 0 or 8: eight columns never straddle the strips */
+            const uint8_t *bb = (col < Q8_STRIP ? b : b_hi) + block;
+            const int at = col % Q8_STRIP;
+            float32x4_t scale[2];
+            q4_neon_scales(bb, at, &scale[0], &scale[1]);
+            for (int h = 0; h < 2; h++) {
+                const uint32x4_t v = vld1q_u32((const uint32_t *)(const void *)(bb + row8 + (size_t)(at + 4 * h) * 4));
+                const int32x4_t q = vsubq_s32(vreinterpretq_s32_u32(vandq_u32(vshlq_u32(v, shift), nibble)), eight);
+                const float32x4_t term = vmulq_f32(value, vmulq_f32(vcvtq_f32_s32(q), scale[h]));
+                vst1q_f32(row + j + 4 * h, vaddq_f32(vld1q_f32(row + j + 4 * h), term));
+            }
+        }
+        if (whole < nj) q4_strip_outliers(c + whole, ldc, b, b_hi, j0 + whole, nj - whole, out, 1);
+    }
+}
+
 /* q4 with sdot: q8_micro_neon_dot with the weights widened from nibbles. */
 static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi,
                                                 int j0, float *c, int64_t ldc, bool accumulate) {
@@ -10743,11 +10774,11 @@ static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
 
 static const q8_kernels q8_kernels_neon_dot_table = {
     "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_dot, q8_pack_rows_neon, q8_strip_outliers_neon,
-    q4_micro_neon_dot, q4_strip_outliers,
+    q4_micro_neon_dot, q4_strip_outliers_neon,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
     "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
-    q4_micro_neon_mull, q4_strip_outliers,
+    q4_micro_neon_mull, q4_strip_outliers_neon,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
