@@ -8378,6 +8378,11 @@ typedef void (*q8_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *b, co
 typedef void (*q4_micro_fn)(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
                             int64_t ldc, bool accumulate);
 
+/* q8_strip_outliers_fn for q4 strips: b, b_hi at their strips' column 0, the tile from column j0 (as
+ * q4_micro_fn gets them). */
+typedef void (*q4_strip_outliers_fn)(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0, int nj,
+                                     const q8_outlier *outliers, int n_outliers);
+
 typedef struct {
     const char *name;
     int mr, nr, nc;
@@ -8385,6 +8390,7 @@ typedef struct {
     q8_pack_rows_fn pack_rows;
     q8_strip_outliers_fn strip_outliers;
     q4_micro_fn micro4; /* NULL: q4 products take the scalar table (same activations, same results) */
+    q4_strip_outliers_fn strip_outliers4;
 } q8_kernels;
 
 /* The outlier rule of a block with `large` elements above amax/4 (at most Q8_OUTLIERS_MAX): they are
@@ -8571,8 +8577,7 @@ static void q4_micro_scalar(int64_t blocks, const uint8_t *a, const uint8_t *b, 
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
-/* q8_strip_outliers_fn for q4 strips (b, b_hi at column 0, the tile from column j0), the same products
- * with q4's weight values; scalar on every path (outliers are a fraction of a percent of the work). */
+/* The definition of q4_strip_outliers_fn: q8_strip_outliers_scalar's products with q4's weight values. */
 static void q4_strip_outliers(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0, int nj,
                               const q8_outlier *outliers, int n_outliers) {
     for (int o = 0; o < n_outliers; o++) {
@@ -8590,7 +8595,7 @@ static void q4_strip_outliers(float *c, int64_t ldc, const uint8_t *b, const uin
 
 static const q8_kernels q8_kernels_scalar = {
     "scalar", Q8_SCALAR_MR, Q8_SCALAR_NR, 128, q8_micro_scalar, q8_pack_rows_scalar, q8_strip_outliers_scalar,
-    q4_micro_scalar,
+    q4_micro_scalar, q4_strip_outliers,
 };
 
 /* Sections 7b/7c fill these in when their ISA is compiled in (NULL otherwise). */
@@ -8760,7 +8765,7 @@ static void matmul_q8_task(void *arg, int task, int thread) {
                 if (tile != c) edge_tile_store(tail_c, nr, c, ldy, mi, nj);
                 /* the outliers' products after the slice's block sums, as in the definition; the
                  * strips and the tile are still cached */
-                if (n_outliers && job->q4) q4_strip_outliers(c, ldy, b, b_hi, j_in, (int)nj, outliers, n_outliers);
+                if (n_outliers && job->q4) k->strip_outliers4(c, ldy, b, b_hi, j_in, (int)nj, outliers, n_outliers);
                 else if (n_outliers) k->strip_outliers(c, ldy, b, b_hi, (int)nj, outliers, n_outliers);
             }
             if (last && job->bias) add_bias_block(job->ops, job->y + (i0 + i) * ldy, ldy, job->bias, mi, j0, nc); /* tile still cached */
@@ -9711,6 +9716,34 @@ static AVX2_TARGET void q8_strip_outliers_avx2(float *c, int64_t ldc, const uint
     }
 }
 
+/* q4_strip_outliers_fn, 8 columns at a time: each column's 32-bit lane of nibble bytes shifted to the
+ * outlier's nibble, q − 8 converted exactly, times the float16 scale (F16C, exact), then as the scalar
+ * definition. Outlier channels are common in real activations: scalar, these cost q4 4 % of an
+ * embedding at one thread (2026-12-07). */
+static AVX2_TARGET void q4_strip_outliers_avx2(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0,
+                                               int nj, const q8_outlier *outliers, int n_outliers) {
+    const int whole = nj & ~7;
+    const __m256i nibble = _mm256_set1_epi32(15), eight = _mm256_set1_epi32(8);
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const size_t block = (size_t)out->block * Q4_STRIP_BLOCK_BYTES, row8 = (size_t)(out->k / 8) * Q8_STRIP * 4;
+        const __m128i shift = _mm_cvtsi32_si128(8 * (out->k % 4) + (out->k % 8 < 4 ? 0 : 4));
+        const __m256 value = _mm256_set1_ps(out->value);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < whole; j += 8) {
+            const int col = j0 + j; /* j0 is 0 or 8: eight columns never straddle the strips */
+            const uint8_t *bb = (col < Q8_STRIP ? b : b_hi) + block;
+            const int at = col % Q8_STRIP;
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(bb + row8 + (size_t)at * 4));
+            const __m256i q = _mm256_sub_epi32(_mm256_and_si256(_mm256_srl_epi32(v, shift), nibble), eight);
+            const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(bb + Q4_NIBBLE_BYTES + (size_t)at * 2)));
+            const __m256 term = _mm256_mul_ps(value, _mm256_mul_ps(_mm256_cvtepi32_ps(q), scale));
+            _mm256_storeu_ps(row + j, _mm256_add_ps(_mm256_loadu_ps(row + j), term));
+        }
+        if (whole < nj) q4_strip_outliers(c + whole, ldc, b, b_hi, j0 + whole, nj - whole, out, 1);
+    }
+}
+
 /* q4, 4 rows × 16 columns: per pair of quads the nibbles masked (k4 = 2p) and shifted (2p + 1) are
  * already unsigned q + 8 for vpmaddubsw (pairs ≤ 2·15·127), and each row's block sum starts at −8·Σqx
  * (its q8 compensation / 16), so the sums are the exact Σ qx·qw of the definition. */
@@ -9757,6 +9790,7 @@ static AVX2_TARGET void q4_micro_avx2(int64_t blocks, const uint8_t *a, const ui
 
 static const q8_kernels q8_kernels_avx2_table = {
     "avx2", Q8_AVX2_MR, Q8_AVX2_NR, 128, q8_micro_avx2, q8_pack_rows_avx2, q8_strip_outliers_avx2, q4_micro_avx2,
+    q4_strip_outliers_avx2,
 };
 
 #define VNNI_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -9925,6 +9959,7 @@ static VNNI_TARGET void q4_micro_vnni(int64_t blocks, const uint8_t *a, const ui
 static const q8_kernels q8_kernels_vnni_table = {
     /* outliers are ~0.3 % of a q8 embedding: no 512-bit copy */
     "avx512-vnni", Q8_VNNI_MR, Q8_VNNI_NR, 512, q8_micro_vnni, q8_pack_rows_vnni, q8_strip_outliers_avx2, q4_micro_vnni,
+    q4_strip_outliers_avx2,
 };
 
 static const q8_kernels *q8_kernels_avx2(void) { return &q8_kernels_avx2_table; }
@@ -10642,6 +10677,37 @@ static inline void q4_neon_scales(const uint8_t *bb, int j0, float32x4_t *s0, fl
     *s1 = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h)));
 }
 
+/* q4_strip_outliers_fn as q4_strip_outliers_avx2: per eight columns the 32-bit lanes of nibble bytes
+ * shifted to the outlier's nibble, q − 8 converted, times the widened scales, then the definition's
+ * multiply and add (separate instructions, no fusing). */
+static void q4_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, const uint8_t *b_hi, int j0, int nj,
+                                   const q8_outlier *outliers, int n_outliers) {
+    const int whole = nj & ~7;
+    const uint32x4_t nibble = vdupq_n_u32(15);
+    const int32x4_t eight = vdupq_n_s32(8);
+    for (int o = 0; o < n_outliers; o++) {
+        const q8_outlier *out = &outliers[o];
+        const size_t block = (size_t)out->block * Q4_STRIP_BLOCK_BYTES, row8 = (size_t)(out->k / 8) * Q8_STRIP * 4;
+        const int32x4_t shift = vdupq_n_s32(-(8 * (out->k % 4) + (out->k % 8 < 4 ? 0 : 4))); /* negative: right */
+        const float32x4_t value = vdupq_n_f32(out->value);
+        float *row = c + out->row * ldc;
+        for (int j = 0; j < whole; j += 8) {
+            const int col = j0 + j; /* j0 is 0 or 8: eight columns never straddle the strips */
+            const uint8_t *bb = (col < Q8_STRIP ? b : b_hi) + block;
+            const int at = col % Q8_STRIP;
+            float32x4_t scale[2];
+            q4_neon_scales(bb, at, &scale[0], &scale[1]);
+            for (int h = 0; h < 2; h++) {
+                const uint32x4_t v = vld1q_u32((const uint32_t *)(const void *)(bb + row8 + (size_t)(at + 4 * h) * 4));
+                const int32x4_t q = vsubq_s32(vreinterpretq_s32_u32(vandq_u32(vshlq_u32(v, shift), nibble)), eight);
+                const float32x4_t term = vmulq_f32(value, vmulq_f32(vcvtq_f32_s32(q), scale[h]));
+                vst1q_f32(row + j + 4 * h, vaddq_f32(vld1q_f32(row + j + 4 * h), term));
+            }
+        }
+        if (whole < nj) q4_strip_outliers(c + whole, ldc, b, b_hi, j0 + whole, nj - whole, out, 1);
+    }
+}
+
 /* q4 with sdot: q8_micro_neon_dot with the weights widened from nibbles. */
 static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi,
                                                 int j0, float *c, int64_t ldc, bool accumulate) {
@@ -10708,11 +10774,11 @@ static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
 
 static const q8_kernels q8_kernels_neon_dot_table = {
     "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_dot, q8_pack_rows_neon, q8_strip_outliers_neon,
-    q4_micro_neon_dot,
+    q4_micro_neon_dot, q4_strip_outliers_neon,
 };
 static const q8_kernels q8_kernels_neon_mull_table = {
     "neon-smull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
-    q4_micro_neon_mull,
+    q4_micro_neon_mull, q4_strip_outliers_neon,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
@@ -10721,7 +10787,7 @@ static const q8_kernels *q8_kernels_neon(bool dotprod) {
 #else
 static const q8_kernels q8_kernels_neon_mull_table = {
     "neon32-vmull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
-    NULL, /* q4: the scalar kernel */
+    NULL, NULL, /* q4: the scalar kernels */
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {

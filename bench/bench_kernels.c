@@ -4,8 +4,11 @@
  * multiply-add like the float rows (its %peak is against the float FMA peak, so it can pass 100%).
  *
  *   make bench [OPENBLAS=1]
- *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N]
+ *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N] [--q4 [--reps N] [--cpu-time]]
  *
+ * --q4 [--reps N] times q8 against q4 alone (a table per thread count, more shapes at few rows, weights
+ * read from memory, two activation outlier channels); --cpu-time times by the process's CPU time (one
+ * thread on a shared machine).
  * --max-rows N caps every shape's rows (matmul n, attention sequence length) at N: a run that finishes
  * under an emulator (qemu-user) shows the kernels run there, not how fast a board is.
  */
@@ -160,10 +163,122 @@ static const attention_shape attention_shapes[] = {
     {"lm.attention.causal", 350, 12, 2, 128, true},
 };
 
+/* w [out][in] in the q8 and q4 strip layouts (section 3): q8 per block amax/127, round to nearest; q4
+ * amax/8 as float16, nibbles q + 8 (FORMAT.md). Both buffers hold `bytes`. */
+static void quantize_weights(const float *w, const gemm_shape *sh, uint8_t *w_q8, uint8_t *w_q4, size_t bytes) {
+    int64_t blocks = sh->in / Q8_BLOCK;
+    memset(w_q8, 0, bytes);
+    for (int64_t j = 0; j < sh->out; j++)
+        for (int64_t b = 0; b < blocks; b++) {
+            const float *src = w + j * sh->in + b * Q8_BLOCK;
+            uint8_t *block = w_q8 + ((j / Q8_STRIP) * blocks + b) * (int64_t)Q8_STRIP_BLOCK_BYTES;
+            float amax = 0;
+            for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabsf(src[k]));
+            float d = amax / 127;
+            for (int k = 0; k < Q8_BLOCK; k++)
+                block[(k / 4 * Q8_STRIP + j % Q8_STRIP) * 4 + k % 4] = (uint8_t)(int8_t)(d > 0 ? lrintf(src[k] / d) : 0);
+            memcpy(block + Q8_STRIP * Q8_BLOCK + (j % Q8_STRIP) * 4, &d, 4);
+        }
+    memset(w_q4, 0, bytes);
+    for (int64_t j = 0; j < sh->out; j++)
+        for (int64_t b = 0; b < blocks; b++) {
+            const float *src = w + j * sh->in + b * Q8_BLOCK;
+            uint8_t *block = w_q4 + ((j / Q8_STRIP) * blocks + b) * (int64_t)Q4_STRIP_BLOCK_BYTES;
+            float amax = 0;
+            for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabsf(src[k]));
+            uint16_t h = 0;
+            abc_f32_to_f16(amax / 8, &h);
+            const float d = abc_f16_to_f32(h);
+            for (int k = 0; k < Q8_BLOCK; k++) {
+                long q = d > 0 ? lrintf(src[k] / d) : 0;
+                q = MAX(-8L, MIN(7L, q));
+                block[((k / 8) * Q8_STRIP + j % Q8_STRIP) * 4 + k % 4] |= (uint8_t)((q + 8) << (k % 8 < 4 ? 0 : 4));
+            }
+            memcpy(block + Q4_NIBBLE_BYTES + (j % Q8_STRIP) * 2, &h, 2);
+        }
+}
+
 static void fill(float *x, size_t n, uint64_t seed) {
     for (size_t i = 0; i < n; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) - 0.5);
+    }
+}
+
+/* --q4: q8 and q4 products alone, in turns (the order swapped each round), best of `reps` after a
+ * warm-up; the shapes above, then the language model's widest matrices at few rows (a text query, the
+ * decode-like end), where the weights' bytes bound the time. */
+static const gemm_shape q4_sweep[] = {
+    {"lm.gate/up", 1, 1536, 8960},  {"lm.gate/up", 4, 1536, 8960},  {"lm.gate/up", 8, 1536, 8960},
+    {"lm.gate/up", 16, 1536, 8960}, {"lm.gate/up", 32, 1536, 8960}, {"lm.gate/up", 64, 1536, 8960},
+    {"lm.down", 1, 8960, 1536},     {"lm.down", 8, 8960, 1536},     {"lm.down", 16, 8960, 1536},
+    {"lm.down", 32, 8960, 1536},    {"lm.down", 64, 8960, 1536},    {"lm.down", 128, 8960, 1536},
+    {"7b.down", 1, 18944, 3584},    {"7b.down", 8, 18944, 3584},    {"7b.down", 64, 18944, 3584},
+};
+
+static double process_seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* cpu_time: the process's CPU seconds instead of the wall clock; with one thread that is the product's
+ * own work, robust to other processes sharing the core (at more threads it also counts the waits). */
+#define Q4_COLD_BYTES ((size_t)96 << 20) /* past this machine's 32 MiB L3 */
+
+static void q4_table(const int *threads, int n_threads, int path, int reps, int64_t max_rows, bool cpu_time,
+                     float *x, const float *w, float *y, uint8_t *w_q8, uint8_t *w_q4, size_t bytes) {
+    double (*now)(void) = cpu_time ? process_seconds_now : seconds_now;
+    const size_t n_main = sizeof shapes / sizeof shapes[0], n_all = n_main + sizeof q4_sweep / sizeof q4_sweep[0];
+    for (int ti = 0; ti < n_threads; ti++) {
+        thread_pool *pool = NULL;
+        if (thread_pool_new(threads[ti], &pool) != ABC_OK) return;
+        pool->kernel_path = path;
+        printf("\nthreads %d: q4 vs q8 (GOP/s: 2 per integer multiply-add; %s)\n", threads[ti],
+               cpu_time ? "process CPU time" : "wall clock");
+        printf("%-12s %5s %5s %5s %9s %8s %9s %8s %6s\n", "shape", "n", "in", "out", "q8 ms", "q8 GOP/s", "q4 ms",
+               "q4 GOP/s", "q4/q8");
+        int64_t quantized = 0;
+        for (size_t s = 0; s < n_all; s++) {
+            gemm_shape sh = s < n_main ? shapes[s] : q4_sweep[s - n_main];
+            if (max_rows > 0) sh.n = MIN(sh.n, max_rows);
+            if (quantized != sh.in * 1000003 + sh.out) {
+                quantize_weights(w, &sh, w_q8, w_q4, bytes);
+                quantized = sh.in * 1000003 + sh.out;
+            }
+            /* a model's weights come from memory, not from the cache: each call takes the next of enough
+             * copies to pass Q4_COLD_BYTES */
+            const size_t strip_blocks = (size_t)(ceil_div(sh.out, Q8_STRIP) * (sh.in / Q8_BLOCK));
+            const size_t size8 = strip_blocks * Q8_STRIP_BLOCK_BYTES, size4 = strip_blocks * Q4_STRIP_BLOCK_BYTES;
+            const int copies = (int)MIN((size_t)64, (Q4_COLD_BYTES + size4 - 1) / size4);
+            uint8_t *cold8 = xmalloc_aligned(size8 * (size_t)copies), *cold4 = xmalloc_aligned(size4 * (size_t)copies);
+            if (!cold8 || !cold4) return;
+            for (int c = 0; c < copies; c++) {
+                memcpy(cold8 + size8 * (size_t)c, w_q8, size8);
+                memcpy(cold4 + size4 * (size_t)c, w_q4, size4);
+            }
+            /* activation outlier channels, as after the model's norms (the products set them aside) */
+            for (int64_t i = 0; i < sh.n; i++) x[i * sh.in + 3] = 20.0f, x[i * sh.in + sh.in - 5] = -15.0f;
+            double best[2] = {1e30, 1e30}, spent = 0;
+            int call = 0;
+            for (int r = -1; r < reps && (r < 3 || spent < 2.0); r++)
+                for (int i = 0; i < 2; i++) {
+                    const int which = (i + r + 1) % 2, c = call++ % copies;
+                    tensor wq = {.dtype = which ? DT_Q4 : DT_Q8, .ndim = 2, .shape = {sh.out, sh.in, 1, 1},
+                                 .data = which ? cold4 + size4 * (size_t)c : cold8 + size8 * (size_t)c};
+                    double t0 = now();
+                    matmul(pool, y, x, sh.n, &wq, NULL);
+                    double dt = now() - t0;
+                    spent += dt;
+                    if (r >= 0) best[which] = MIN(best[which], dt);
+                }
+            free(cold8);
+            free(cold4);
+            const double ops = 2.0 * (double)sh.n * (double)sh.in * (double)sh.out * 1e-9;
+            printf("%-12s %5lld %5lld %5lld %9.3f %8.1f %9.3f %8.1f %6.3f\n", sh.name, (long long)sh.n, (long long)sh.in,
+                   (long long)sh.out, best[0] * 1e3, ops / best[0], best[1] * 1e3, ops / best[1], best[1] / best[0]);
+        }
+        thread_pool_free(pool);
     }
 }
 
@@ -197,10 +312,13 @@ static int parse_threads(const char *s, int *out, int max) {
 int main(int argc, char **argv) {
     int threads[16] = {1, 2}, n_threads = 2, forced_path = -1, reps = 5;
     int64_t max_rows = 0; /* 0: the shapes as they are */
-    bool json = false, quick = false;
+    bool json = false, quick = false, q4_only = false, cpu_time = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--quick")) quick = true;
+        else if (!strcmp(argv[i], "--q4")) q4_only = true;
+        else if (!strcmp(argv[i], "--cpu-time")) cpu_time = true;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]), reps = MAX(1, reps);
         else if (!strcmp(argv[i], "--max-rows") && i + 1 < argc) max_rows = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) n_threads = parse_threads(argv[++i], threads, 16);
         else if (!strcmp(argv[i], "--path") && i + 1 < argc) {
@@ -212,7 +330,7 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N] [--q4 [--reps N] [--cpu-time]]\n", argv[0]);
             return 2;
         }
     }
@@ -235,6 +353,12 @@ int main(int argc, char **argv) {
     const bool have_blas = false;
 #endif
     size_t max_x = 0, max_w = 0, max_y = 0, max_q8 = 0;
+    for (size_t s = 0; s < sizeof q4_sweep / sizeof q4_sweep[0]; s++) {
+        max_x = MAX(max_x, (size_t)(q4_sweep[s].n * q4_sweep[s].in));
+        max_w = MAX(max_w, (size_t)(q4_sweep[s].in * q4_sweep[s].out));
+        max_q8 = MAX(max_q8, (size_t)(ceil_div(q4_sweep[s].out, Q8_STRIP) * (q4_sweep[s].in / Q8_BLOCK)) * Q8_STRIP_BLOCK_BYTES);
+        max_y = MAX(max_y, (size_t)(q4_sweep[s].n * q4_sweep[s].out));
+    }
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         max_x = MAX(max_x, (size_t)(shapes[s].n * shapes[s].in));
         max_w = MAX(max_w, (size_t)(shapes[s].in * shapes[s].out));
@@ -254,6 +378,12 @@ int main(int argc, char **argv) {
         w_bf16[i] = (uint16_t)((b + 0x7fff + ((b >> 16) & 1)) >> 16);
     }
 
+    if (q4_only) {
+        printf("cpu: %s\npath: %s\n", cpu, kernel_path_name(path));
+        q4_table(threads, n_threads, path, reps, max_rows, cpu_time, x, w, y, w_q8, w_q4, max_q8);
+        free(x), free(w), free(y), free(y_blas), free(w_bf16), free(w_q8), free(w_q4);
+        return 0;
+    }
     double peak_per_thread = measure_peak_per_thread(path);
     int64_t q8_quantized_in = 0; /* w_q8 holds the q8 image of w (strips, section 3) for this shape */
     if (json) {
@@ -295,37 +425,8 @@ int main(int argc, char **argv) {
             /* ours f32 and bf16 in turns, then OpenBLAS, best of each. OpenBLAS's idle threads spin for a
              * while after each call and would steal the cores from ours, hence the separate phases and
              * the pause after them. */
-            if (q8_quantized_in != sh->in * 1000003 + sh->out) { /* per block: amax/127, round to nearest */
-                int64_t blocks = sh->in / Q8_BLOCK;
-                memset(w_q8, 0, max_q8);
-                for (int64_t j = 0; j < sh->out; j++)
-                    for (int64_t b = 0; b < blocks; b++) {
-                        const float *src = w + j * sh->in + b * Q8_BLOCK;
-                        uint8_t *block = w_q8 + ((j / Q8_STRIP) * blocks + b) * (int64_t)Q8_STRIP_BLOCK_BYTES;
-                        float amax = 0;
-                        for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabsf(src[k]));
-                        float d = amax / 127;
-                        for (int k = 0; k < Q8_BLOCK; k++)
-                            block[(k / 4 * Q8_STRIP + j % Q8_STRIP) * 4 + k % 4] = (uint8_t)(int8_t)(d > 0 ? lrintf(src[k] / d) : 0);
-                        memcpy(block + Q8_STRIP * Q8_BLOCK + (j % Q8_STRIP) * 4, &d, 4);
-                    }
-                memset(w_q4, 0, max_q8); /* q4: amax/8 as float16, nibbles q + 8 (FORMAT.md) */
-                for (int64_t j = 0; j < sh->out; j++)
-                    for (int64_t b = 0; b < blocks; b++) {
-                        const float *src = w + j * sh->in + b * Q8_BLOCK;
-                        uint8_t *block = w_q4 + ((j / Q8_STRIP) * blocks + b) * (int64_t)Q4_STRIP_BLOCK_BYTES;
-                        float amax = 0;
-                        for (int k = 0; k < Q8_BLOCK; k++) amax = MAX(amax, fabsf(src[k]));
-                        uint16_t h = 0;
-                        abc_f32_to_f16(amax / 8, &h);
-                        const float d = abc_f16_to_f32(h);
-                        for (int k = 0; k < Q8_BLOCK; k++) {
-                            long q = d > 0 ? lrintf(src[k] / d) : 0;
-                            q = MAX(-8L, MIN(7L, q));
-                            block[((k / 8) * Q8_STRIP + j % Q8_STRIP) * 4 + k % 4] |= (uint8_t)((q + 8) << (k % 8 < 4 ? 0 : 4));
-                        }
-                        memcpy(block + Q4_NIBBLE_BYTES + (j % Q8_STRIP) * 2, &h, 2);
-                    }
+            if (q8_quantized_in != sh->in * 1000003 + sh->out) {
+                quantize_weights(w, sh, w_q8, w_q4, max_q8);
                 q8_quantized_in = sh->in * 1000003 + sh->out;
             }
             tensor Ws[4] = {{.dtype = DT_F32, .ndim = 2, .shape = {sh->out, sh->in, 1, 1}, .data = w},

@@ -778,6 +778,61 @@ static void test_q8_strip_outliers_all_paths(void) {
     free(strips);
 }
 
+/* The same for q4 strips: each variant's strip_outliers4 equals q4_strip_outliers (the definition) bit for
+ * bit, from column j0 0 (and 8 for 8-wide kernels) on whole and partial tiles, tails of 1..7 columns
+ * included, and only columns < nj change. Scales: random finite float16 of both signs, zeros and
+ * subnormals among them. */
+static void test_q4_strip_outliers_all_paths(void) {
+    q8_variant v[KERNEL_PATH_COUNT + 1];
+    int count = q8_variants(v);
+    enum { BLOCKS = 3, LDC = Q8_NR_MAX + 5 };
+    uint8_t *strips = malloc(2 * BLOCKS * Q4_STRIP_BLOCK_BYTES);
+    float want[Q8_MR_MAX * LDC], got[Q8_MR_MAX * LDC], before[Q8_MR_MAX * LDC];
+    q8_outlier outliers[40];
+    int checked = 0;
+    for (int p = 0; p < count; p++) {
+        thread_pool *pool = make_q8_pool(1, v[p]);
+        if (!pool) return;
+        const q8_kernels *k = q8_kernels_for(pool);
+        if (!k->micro4) k = &q8_kernels_scalar; /* as matmul_q8 */
+        for (int j0 = 0; j0 < Q8_STRIP && j0 + k->nr <= Q8_NR_MAX; j0 += k->nr == 8 ? 8 : Q8_STRIP)
+            for (int nj = k->nr; nj > 0; nj -= nj > k->nr - 9 ? 1 : 5) {
+                for (size_t i = 0; i < 2 * BLOCKS * Q4_STRIP_BLOCK_BYTES; i++) strips[i] = (uint8_t)(rand() & 0xff);
+                for (int b = 0; b < 2 * BLOCKS; b++)
+                    for (int j = 0; j < Q8_STRIP; j++) {
+                        uint16_t h = (uint16_t)(rand() & 0xffff);
+                        if ((h >> 10 & 0x1f) == 0x1f) h &= 0xbfff; /* no inf or NaN: exponent 0x0f.. */
+                        if (j == 3) h &= 0x83ff;                 /* a subnormal or zero */
+                        memcpy(strips + b * Q4_STRIP_BLOCK_BYTES + Q4_NIBBLE_BYTES + j * 2, &h, 2);
+                    }
+                const uint8_t *b_lo = strips, *b_hi = strips + BLOCKS * Q4_STRIP_BLOCK_BYTES;
+                int n = 0;
+                for (int o = 0; o < 40; o++)
+                    outliers[n++] = (q8_outlier){(uint16_t)(rand() % k->mr), (uint16_t)(rand() % BLOCKS),
+                                                 (uint16_t)(rand() % Q8_BLOCK), (float)(rand() % 2001 - 1000) * 0.37f};
+                fill_random(want, Q8_MR_MAX * LDC, 3.0f);
+                memcpy(got, want, sizeof got);
+                memcpy(before, want, sizeof before);
+                q4_strip_outliers(want, LDC, b_lo, b_hi, j0, nj, outliers, n);
+                k->strip_outliers4(got, LDC, b_lo, b_hi, j0, nj, outliers, n);
+                CHECK(memcmp(want, got, sizeof got) == 0, "%s j0 %d nj %d: q4 outlier products differ", k->name, j0, nj);
+                int changed_beyond = 0, changed = 0;
+                for (int r = 0; r < Q8_MR_MAX; r++)
+                    for (int j = 0; j < LDC; j++) {
+                        bool differs = memcmp(&before[r * LDC + j], &got[r * LDC + j], sizeof(float)) != 0;
+                        changed += differs;
+                        changed_beyond += differs && j >= nj;
+                    }
+                CHECK(changed >= nj && changed_beyond == 0, "%s j0 %d nj %d: %d changed, %d beyond the tile", k->name,
+                      j0, nj, changed, changed_beyond);
+                checked++;
+            }
+        thread_pool_free(pool);
+    }
+    CHECK(checked >= 10, "%d q4 outlier cases", checked);
+    free(strips);
+}
+
 /* One shape on one variant: bit-identical to the naive definition for 1..4 threads, within the
  * quantization bound of the double-precision product, with and without bias. */
 static void check_q8_shape(thread_pool *pools[4], uint32_t dtype, int64_t n, int64_t in, int64_t out, int64_t outliers) {
@@ -1357,6 +1412,7 @@ int main(void) {
     RUN_TEST(test_q8_pack_rows_all_paths);
     RUN_TEST(test_q8_outlier_gap_boundary);
     RUN_TEST(test_q8_strip_outliers_all_paths);
+    RUN_TEST(test_q4_strip_outliers_all_paths);
     RUN_TEST(test_q8_matmul_all_paths);
     RUN_TEST(test_q8_non_finite);
     RUN_TEST(test_attention_row_path);
