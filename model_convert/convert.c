@@ -1086,7 +1086,7 @@ static int has_preset(const cv_family *f, const char *preset) {
 static const char *family_name(const cv_family *f) { return config_arch_name(f->arch); }
 
 /* Whether some family takes the preset; the error lists them all ("a, b or c"). */
-static int known_preset(const char *preset, char *err, size_t errsize) {
+int cv_known_preset(const char *preset, char *err, size_t errsize) {
     char list[256] = "";
     size_t n = 0, total = 0, k_all = 0;
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
@@ -1096,7 +1096,7 @@ static int known_preset(const char *preset, char *err, size_t errsize) {
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         for (size_t k = 0; families[i].presets[k] && n < sizeof list; k++, k_all++)
             n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", k_all == 0 ? "" : k_all + 1 == total ? " or " : ", ", families[i].presets[k]);
-    cv_fail(err, errsize, "unknown preset \"%s\" (%s)", preset, list);
+    cv_fail(err, errsize, "unknown --preset \"%s\" (%s)", preset, list);
     return 0;
 }
 
@@ -1149,7 +1149,7 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     char *tok_path = cv_path_join(opt->hf_dir, "tokenizer.json");
     int rc = -1;
     if (!tok_path) { cv_fail(err, errsize, "out of memory"); goto done; }
-    if (!known_preset(opt->preset, err, errsize)) goto done;
+    if (!cv_known_preset(opt->preset, err, errsize)) goto done;
     if (config_load(opt->hf_dir, &s.cfg, err, errsize) < 0) goto done;
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         if (families[i].arch == s.cfg.arch) s.family = &families[i];

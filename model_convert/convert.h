@@ -203,6 +203,8 @@ typedef struct {
 } convert_options;
 
 int convert_model(const convert_options *opt, char *err, size_t errsize);
+/* 1 when some model family takes the preset, else 0 with the error listing them all. */
+int cv_known_preset(const char *preset, char *err, size_t errsize);
 /* "f32", "f16", "bf16", "q8", "q4" -> ABC_FILE_*; -1 when unknown. */
 int cv_dtype_parse(const char *name, uint32_t *dtype);
 const char *cv_dtype_name(uint32_t dtype);

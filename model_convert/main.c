@@ -109,14 +109,13 @@ int main(int argc, char **argv) {
         usage(stderr);
         goto done;
     }
-    if (strcmp(opt.preset, "abc") != 0 && strcmp(opt.preset, "vlm2vec") != 0 && strcmp(opt.preset, "gme") != 0 && strcmp(opt.preset, "colqwen2") != 0 &&
-        strcmp(opt.preset, "jina-v4") != 0 && strcmp(opt.preset, "vlm2vec-phi3v") != 0 && strcmp(opt.preset, "nomic") != 0) {
-        fprintf(stderr, "abc-convert: unknown --preset \"%s\" (abc, vlm2vec, gme, colqwen2, jina-v4, vlm2vec-phi3v or nomic)\n", opt.preset);
+    char err[1024] = "";
+    if (!cv_known_preset(opt.preset, err, sizeof err)) { /* the families' table is the one list */
+        fprintf(stderr, "abc-convert: %s\n", err);
         goto done;
     }
     if (!host_is_little_endian()) { fprintf(stderr, "abc-convert: error: needs a little-endian host\n"); status = 1; goto done; }
     opt.progress = !opt.quiet && isatty(STDERR_FILENO);
-    char err[1024] = "";
     cv_policy_init(&opt);
     if (policy && cv_policy_parse(&opt, policy, err, sizeof err) < 0) {
         fprintf(stderr, "abc-convert: %s\n", err);
