@@ -12054,7 +12054,7 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
     if (st != ABC_OK) return st;
     int64_t normalize, dim;
     if (!meta_choice(wf, "model.attention", attentions, 2, &attn, err) ||
-        !meta_choice(wf, "model.pooling", poolings, 3, &pooling, err) ||
+        !meta_choice(wf, "model.pooling", poolings, sizeof poolings / sizeof poolings[0], &pooling, err) ||
         !meta_choice(wf, "model.head", heads, 2, &head, err) ||
         !meta_int_in(wf, "model.normalize", 0, 1, &normalize, err) ||
         !meta_int_in(wf, "model.embedding_dim", 1, MODEL_MAX_DIM, &dim, err))

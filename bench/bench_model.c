@@ -113,11 +113,6 @@ typedef struct {
     int64_t vision_layers, vision_width, merge_size, lm_layers, lm_attn_width, clip_image, clip_patch;
 } model_facts;
 
-static bool has_prefix(const tensor *t, const char *prefix) {
-    size_t n = strlen(prefix);
-    return t->name_len >= n && memcmp(t->name, prefix, n) == 0;
-}
-
 static void meta_string(const weight_file *wf, const char *key, char *out, size_t cap) {
     const char *s;
     size_t len;
