@@ -156,22 +156,6 @@ build/tiny-gme-q8.abc: abc-convert $(wildcard $(TINY)/base/*)
 	@mkdir -p build
 	./abc-convert $(TINY)/base -o $@ --preset gme --dtype q8
 
-# preset jina-v4 on a TEST-ONLY stand-in (tests/test_jina.sh, tests/fixtures/jina-tiny): the tiny Qwen2-VL
-# with jina's config.json keys and three random task adapters (the real model is Qwen2.5-VL)
-JINA = tests/fixtures/jina-tiny
-JINA_TASKS = --task-adapter retrieval=$(JINA)/adapters/retrieval --task-adapter text-matching=$(JINA)/adapters/text-matching \
-             --task-adapter code=$(JINA)/adapters/code
-build/jina-base/config.json: $(wildcard $(TINY)/base/*) $(JINA)/config.json
-	@rm -rf build/jina-base && mkdir -p build/jina-base
-	cp $(TINY)/base/* build/jina-base/ && cp $(JINA)/config.json build/jina-base/config.json
-
-build/tiny-jina.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
-	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --quiet
-
-build/tiny-jina-q8.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
-	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --dtype q8 --quiet
-
-test: build/tiny-jina.abc build/tiny-jina-q8.abc
 
 # video input (tests/test_video.sh, tests/fixtures/qwen2vl-tiny-video): the vlm2vec file in q8 too
 build/tiny-vlm2vec-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec_dora_adapter/*)
@@ -199,6 +183,28 @@ build/tiny-nomic-q8.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(Q2
 	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic --merge-adapter $(Q25_TINY)/nomic_adapter --dtype q8
 
 test: build/tiny-nomic.abc build/tiny-nomic-q8.abc
+
+# preset jina-v4 (tests/test_jina.sh, tests/fixtures/jina-tiny): the tiny Qwen2.5-VL's shards (above) with
+# jina's config.json keys, its multi-vector projector shard and three random task adapters, linked together
+JINA = tests/fixtures/jina-tiny
+JINA_TASKS = --task-adapter retrieval=$(JINA)/adapters/retrieval --task-adapter text-matching=$(JINA)/adapters/text-matching \
+             --task-adapter code=$(JINA)/adapters/code
+JINA_FILES = config.json model.safetensors.index.json multi_vector_projector.safetensors
+build/jina-base/config.json: $(addprefix $(JINA)/,$(JINA_FILES)) $(Q25_TINY)/preprocessor_config.json \
+                             $(Q25_TINY)/model-00002-of-00002.safetensors $(addprefix $(TINY)/base/,$(Q25_SHARED))
+	@rm -rf build/jina-base && mkdir -p build/jina-base
+	for f in preprocessor_config.json model-00002-of-00002.safetensors; do ln -sf ../../$(Q25_TINY)/$$f build/jina-base/$$f; done
+	for f in $(Q25_SHARED); do ln -sf ../../$(TINY)/base/$$f build/jina-base/$$f; done
+	for f in $(JINA_FILES); do ln -sf ../../$(JINA)/$$f build/jina-base/$$f; done
+
+build/tiny-jina.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
+	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --quiet
+
+build/tiny-jina-q8.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
+	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --dtype q8 --quiet
+
+test: build/tiny-jina.abc build/tiny-jina-q8.abc
+
 # preset colqwen2 (multi-vector, tests/test_colqwen2.c and .sh, tests/fixtures/colqwen2-tiny): the tiny base
 # with the fixture's LoRA adapter and its 128-d projection
 COLQWEN = tests/fixtures/colqwen2-tiny
