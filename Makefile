@@ -205,6 +205,17 @@ build/tiny-jina-q8.abc: abc-convert build/jina-base/config.json $(wildcard $(JIN
 
 test: build/tiny-jina.abc build/tiny-jina-q8.abc
 
+# preset colqwen2.5 (multi-vector on qwen2_5_vl, tests/test_colqwen25.sh, tests/fixtures/colqwen25-tiny): the
+# tiny Qwen2.5-VL (above) with the fixture's LoRA adapter and its 128-d projection
+COLQ25 = tests/fixtures/colqwen25-tiny
+build/tiny-colqwen25.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(COLQ25)/adapter/*)
+	./abc-convert build/qwen25vl-tiny -o $@ --preset colqwen2.5 --merge-adapter $(COLQ25)/adapter --quiet
+
+build/tiny-colqwen25-q8.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(COLQ25)/adapter/*)
+	./abc-convert build/qwen25vl-tiny -o $@ --preset colqwen2.5 --merge-adapter $(COLQ25)/adapter --dtype q8 --quiet
+
+test: build/tiny-colqwen25.abc build/tiny-colqwen25-q8.abc
+
 # preset colqwen2 (multi-vector, tests/test_colqwen2.c and .sh, tests/fixtures/colqwen2-tiny): the tiny base
 # with the fixture's LoRA adapter and its 128-d projection
 COLQWEN = tests/fixtures/colqwen2-tiny

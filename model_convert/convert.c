@@ -512,6 +512,7 @@ static int resolve_head(conv_state *s, char *err, size_t errsize) {
 static const struct { const char *preset, *module; } multi_vector_presets[] = {
     { "colqwen2", "custom_text_proj." }, /* colpali-engine's name, in the base or an adapter's modules_to_save */
     { "jina-v4", "multi_vector_projector." }, /* JinaEmbeddingsV4Model's; its task adapters carry a LoRA of it */
+    { "colqwen2.5", "custom_text_proj." },
 };
 
 /* The multi-vector projection's width from the base or the last adapter that carries it. */
@@ -904,6 +905,16 @@ static int add_task_metadata(const conv_state *s, abc_writer *w) {
     return rc;
 }
 
+/* ColQwen2Processor / ColQwen2_5_Processor: documents are images under a fixed instruction (an image with
+ * text puts the text in its place); queries get "Query: ", then 10 pad tokens (query augmentation), and
+ * ColQwen2's alone a "\n" after them. Returns the writer's error bits. */
+static int add_colqwen_prompts(abc_writer *w, int newline) {
+    int rc = writer_add_str(w, "prompt.image_text", COLQWEN_USER QWEN_IMAGE "{text}" COLQWEN_END);
+    rc |= writer_add_str(w, "prompt.image", COLQWEN_USER QWEN_IMAGE "Describe the image." COLQWEN_END);
+    rc |= writer_add_str(w, "prompt.text", newline ? "Query: {text}" COLQWEN_AUGMENT "\n" : "Query: {text}" COLQWEN_AUGMENT);
+    return rc;
+}
+
 static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     const model_config *c = &s->cfg;
     int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
@@ -945,11 +956,7 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
         rc |= writer_add_str(w, "prompt.text", GME_SYSTEM "{text}" QWEN_ASSISTANT GME_END);
         rc |= writer_add_str(w, "prompt.instruction", "You are a helpful assistant.");
     } else if (col) {
-        /* ColQwen2Processor: documents are images under a fixed instruction (an image with text puts the
-         * text in its place); queries get "Query: ", then 10 pad tokens (query augmentation) and "\n" */
-        rc |= writer_add_str(w, "prompt.image_text", COLQWEN_USER QWEN_IMAGE "{text}" COLQWEN_END);
-        rc |= writer_add_str(w, "prompt.image", COLQWEN_USER QWEN_IMAGE "Describe the image." COLQWEN_END);
-        rc |= writer_add_str(w, "prompt.text", "Query: {text}" COLQWEN_AUGMENT "\n");
+        rc |= add_colqwen_prompts(w, 1);
     } else {
         rc |= writer_add_str(w, "prompt.image_text", "<|image_pad|> {text}");
         rc |= writer_add_str(w, "prompt.image", "<|image_pad|>");
@@ -994,7 +1001,7 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
 #define NOMIC_DOC_END "<|im_end|>" GME_END
 static int add_metadata_qwen25vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     const model_config *c = &s->cfg;
-    const int jina = strcmp(s->opt->preset, "jina-v4") == 0;
+    const int jina = strcmp(s->opt->preset, "jina-v4") == 0, col = strcmp(s->opt->preset, "colqwen2.5") == 0;
     int rc = 0;
     if (add_metadata_general(s, w, "qwen2_5_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
@@ -1012,7 +1019,7 @@ static int add_metadata_qwen25vl(const conv_state *s, abc_writer *w, char *err, 
     rc |= add_i(w, "vision.window_size", c->v_window);
     rc |= writer_add_i64(w, "vision.fullatt_blocks", c->fullatt, (size_t)c->n_fullatt);
     rc |= writer_add_str(w, "model.attention", "causal");
-    rc |= writer_add_str(w, "model.pooling", jina ? "mean_vision_span" : "last");
+    rc |= writer_add_str(w, "model.pooling", jina ? "mean_vision_span" : col ? "none" : "last");
     rc |= writer_add_str(w, "model.head", "none");
     rc |= add_i(w, "model.normalize", 1);
     rc |= add_i(w, "model.embedding_dim", c->hidden);
@@ -1027,6 +1034,8 @@ static int add_metadata_qwen25vl(const conv_state *s, abc_writer *w, char *err, 
         rc |= writer_add_str(w, "prompt.image", "<|im_start|>user\n" QWEN_IMAGE "Describe the image.<|im_end|>\n");
         rc |= writer_add_str(w, "prompt.text", "Query: {text}");
         rc |= writer_add_str(w, "prompt.text_candidate", "Passage: {text}");
+    } else if (col) {
+        rc |= add_colqwen_prompts(w, 0);
     } else {
         rc |= writer_add_str(w, "prompt.image_text", NOMIC_DOC_START "{text}" NOMIC_DOC_END);
         rc |= writer_add_str(w, "prompt.image", NOMIC_DOC_START "Describe the image." NOMIC_DOC_END);
@@ -1035,7 +1044,8 @@ static int add_metadata_qwen25vl(const conv_state *s, abc_writer *w, char *err, 
     rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
     rc |= add_i(w, "image.factor", c->v_patch * c->v_merge);
     rc |= add_i(w, "image.min_pixels", c->min_pixels);
-    rc |= add_i(w, "image.max_pixels", c->max_pixels);
+    /* ColQwen2_5_Processor caps documents at 768 image tokens, as ColQwen2's */
+    rc |= add_i(w, "image.max_pixels", col && c->max_pixels > COLQWEN_MAX_PIXELS ? COLQWEN_MAX_PIXELS : c->max_pixels);
     rc |= writer_add_f64(w, "image.mean", c->image_mean, 3);
     rc |= writer_add_f64(w, "image.std", c->image_std, 3);
     rc |= add_i(w, "query_adapter.rank", 0);
@@ -1079,7 +1089,7 @@ static const cv_family families[] = {
       phi3_canonical_name, phi3_canonical_adapter, NULL, build_expected_phi3, phi3_dropped,
       "dropping CLIP's last layer and post_layernorm (the image features are hidden_states[-2])",
       { "model.layers.", "visual.", PHI3_VISION }, PHI3_VISION "wte.weight", add_metadata_phi3 },
-    { ARCH_QWEN2_5_VL, { "nomic", "jina-v4", NULL }, "%s is a Qwen2.5-VL (qwen2_5_vl) checkpoint: use --preset nomic or jina-v4", 0, 1, 0,
+    { ARCH_QWEN2_5_VL, { "nomic", "jina-v4", "colqwen2.5", NULL }, "%s is a Qwen2.5-VL (qwen2_5_vl) checkpoint: use --preset nomic, jina-v4 or colqwen2.5", 0, 1, 0,
       cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
       add_metadata_qwen25vl },
 };
