@@ -110,7 +110,7 @@ clean:
 	rm -f $(BIN)/abc $(BIN)/abc-convert abc.o
 	rm -rf $(BUILD)
 
-.PHONY: all lib install uninstall examples clean test test-full bench FORCE
+.PHONY: all lib install uninstall examples clean test test-data test-full bench FORCE
 
 # ---- tests: tests/test_*.c include abc.c (to reach internals) and run under ASan/UBSan ----
 SAN       ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -122,7 +122,8 @@ build/test_%: tests/test_%.c abc.c abc.h $(wildcard tests/*.h) cli/npy.c cli/npy
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -DABC_FAULT_INJECTION -o $@ $< $(LDLIBS)
 
-test: all lib examples $(TEST_BINS)
+# test-data: every model file and tool the tests read (the rules below add to it; tests/cross uses it too)
+test: all lib examples $(TEST_BINS) test-data
 	@tests/run_tests.sh $(TEST_BINS) $(TEST_SH)
 
 # ---- end-to-end CLI tests and the bundled example (tests/test_cli.sh, README "Quick start") ----
@@ -145,7 +146,7 @@ build/tool_npycmp: tests/tool_npycmp.c cli/npy.c cli/npy.h tests/sha256.h $(BUIL
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_npycmp.c cli/npy.c $(BUILD)/abc.o $(LDLIBS)
 
-test: build/tiny-abc.abc build/tiny-vlm2vec.abc build/abc-san build/tool_npycmp
+test-data: build/tiny-abc.abc build/tiny-vlm2vec.abc build/abc-san build/tool_npycmp
 
 # preset gme (GME-Qwen2-VL) on the same tiny checkpoint (tests/test_gme.sh, tests/fixtures/gme-tiny)
 build/tiny-gme.abc: abc-convert $(wildcard $(TINY)/base/*)
@@ -156,29 +157,13 @@ build/tiny-gme-q8.abc: abc-convert $(wildcard $(TINY)/base/*)
 	@mkdir -p build
 	./abc-convert $(TINY)/base -o $@ --preset gme --dtype q8
 
-# preset jina-v4 on a TEST-ONLY stand-in (tests/test_jina.sh, tests/fixtures/jina-tiny): the tiny Qwen2-VL
-# with jina's config.json keys and three random task adapters (the real model is Qwen2.5-VL)
-JINA = tests/fixtures/jina-tiny
-JINA_TASKS = --task-adapter retrieval=$(JINA)/adapters/retrieval --task-adapter text-matching=$(JINA)/adapters/text-matching \
-             --task-adapter code=$(JINA)/adapters/code
-build/jina-base/config.json: $(wildcard $(TINY)/base/*) $(JINA)/config.json
-	@rm -rf build/jina-base && mkdir -p build/jina-base
-	cp $(TINY)/base/* build/jina-base/ && cp $(JINA)/config.json build/jina-base/config.json
-
-build/tiny-jina.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
-	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --quiet
-
-build/tiny-jina-q8.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
-	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --dtype q8 --quiet
-
-test: build/tiny-jina.abc build/tiny-jina-q8.abc
 
 # video input (tests/test_video.sh, tests/fixtures/qwen2vl-tiny-video): the vlm2vec file in q8 too
 build/tiny-vlm2vec-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(TINY)/vlm2vec_dora_adapter/*)
 	@mkdir -p build
 	./abc-convert $(TINY)/base -o $@ --preset vlm2vec --merge-adapter $(TINY)/vlm2vec_dora_adapter --dtype q8
 
-test: build/tiny-gme.abc build/tiny-gme-q8.abc build/tiny-vlm2vec-q8.abc
+test-data: build/tiny-gme.abc build/tiny-gme-q8.abc build/tiny-vlm2vec-q8.abc
 
 # qwen2_5_vl, preset nomic (tests/test_qwen25vl.sh): the fixture's ViT shard and config with the tiny
 # Qwen2-VL's decoder shard and tokenizer, linked together (tests/gen_qwen25vl_fixtures.py)
@@ -198,7 +183,40 @@ build/tiny-nomic.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(Q25_T
 build/tiny-nomic-q8.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(Q25_TINY)/nomic_adapter/*)
 	./abc-convert build/qwen25vl-tiny -o $@ --preset nomic --merge-adapter $(Q25_TINY)/nomic_adapter --dtype q8
 
-test: build/tiny-nomic.abc build/tiny-nomic-q8.abc
+test-data: build/tiny-nomic.abc build/tiny-nomic-q8.abc
+
+# preset jina-v4 (tests/test_jina.sh, tests/fixtures/jina-tiny): the tiny Qwen2.5-VL's shards (above) with
+# jina's config.json keys, its multi-vector projector shard and three random task adapters, linked together
+JINA = tests/fixtures/jina-tiny
+JINA_TASKS = --task-adapter retrieval=$(JINA)/adapters/retrieval --task-adapter text-matching=$(JINA)/adapters/text-matching \
+             --task-adapter code=$(JINA)/adapters/code
+JINA_FILES = config.json model.safetensors.index.json multi_vector_projector.safetensors
+build/jina-base/config.json: $(addprefix $(JINA)/,$(JINA_FILES)) $(Q25_TINY)/preprocessor_config.json \
+                             $(Q25_TINY)/model-00002-of-00002.safetensors $(addprefix $(TINY)/base/,$(Q25_SHARED))
+	@rm -rf build/jina-base && mkdir -p build/jina-base
+	for f in preprocessor_config.json model-00002-of-00002.safetensors; do ln -sf ../../$(Q25_TINY)/$$f build/jina-base/$$f; done
+	for f in $(Q25_SHARED); do ln -sf ../../$(TINY)/base/$$f build/jina-base/$$f; done
+	for f in $(JINA_FILES); do ln -sf ../../$(JINA)/$$f build/jina-base/$$f; done
+
+build/tiny-jina.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
+	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --quiet
+
+build/tiny-jina-q8.abc: abc-convert build/jina-base/config.json $(wildcard $(JINA)/adapters/*/*)
+	./abc-convert build/jina-base -o $@ --preset jina-v4 $(JINA_TASKS) --dtype q8 --quiet
+
+test-data: build/tiny-jina.abc build/tiny-jina-q8.abc
+
+# preset colqwen2.5 (multi-vector on qwen2_5_vl, tests/test_colqwen25.sh, tests/fixtures/colqwen25-tiny): the
+# tiny Qwen2.5-VL (above) with the fixture's LoRA adapter and its 128-d projection
+COLQ25 = tests/fixtures/colqwen25-tiny
+build/tiny-colqwen25.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(COLQ25)/adapter/*)
+	./abc-convert build/qwen25vl-tiny -o $@ --preset colqwen2.5 --merge-adapter $(COLQ25)/adapter --quiet
+
+build/tiny-colqwen25-q8.abc: abc-convert build/qwen25vl-tiny/.linked $(wildcard $(COLQ25)/adapter/*)
+	./abc-convert build/qwen25vl-tiny -o $@ --preset colqwen2.5 --merge-adapter $(COLQ25)/adapter --dtype q8 --quiet
+
+test-data: build/tiny-colqwen25.abc build/tiny-colqwen25-q8.abc
+
 # preset colqwen2 (multi-vector, tests/test_colqwen2.c and .sh, tests/fixtures/colqwen2-tiny): the tiny base
 # with the fixture's LoRA adapter and its 128-d projection
 COLQWEN = tests/fixtures/colqwen2-tiny
@@ -210,7 +228,7 @@ build/tiny-colqwen2-q8.abc: abc-convert $(wildcard $(TINY)/base/* $(COLQWEN)/ada
 	@mkdir -p build
 	./abc-convert $(TINY)/base -o $@ --preset colqwen2 --merge-adapter $(COLQWEN)/adapter --dtype q8 --quiet
 
-test: build/tiny-colqwen2.abc build/tiny-colqwen2-q8.abc
+test-data: build/tiny-colqwen2.abc build/tiny-colqwen2-q8.abc
 
 # The bundled example: the tiny random-weight ABC model embeds an image with an instruction.
 example: all build/tiny-abc.abc
@@ -239,7 +257,7 @@ build/tool_abccheck: tests/tool_abccheck.c model_convert/json.c model_convert/js
 # tests/test_convert_parsers.c includes the converter's json.c, writer.c, util.c, safetensors.c and dtype.c
 build/test_convert_parsers: model_convert/json.c model_convert/writer.c model_convert/util.c model_convert/safetensors.c model_convert/dtype.c $(CONVERT_HDRS)
 
-test: build/abc-convert-asan build/tool_relayout build/tool_abccheck
+test-data: build/abc-convert-asan build/tool_relayout build/tool_abccheck
 
 # ---- phi3_v (Phi-3.5-vision, VLM2Vec-Full): the tiny fixture converted (issue #6) ----
 PHI3_TINY = tests/fixtures/phi35v-tiny
@@ -248,7 +266,7 @@ build/tiny-phi3v.abc: abc-convert $(PHI3_TINY)/config.json $(PHI3_TINY)/preproce
 	@mkdir -p build
 	./abc-convert $(PHI3_TINY) -o $@ --preset vlm2vec-phi3v
 
-test: build/tiny-phi3v.abc
+test-data: build/tiny-phi3v.abc
 
 # ---- synthetic checkpoints / test-full ----
 # build/abc-synth writes the synthetic Qwen2-VL checkpoints of docs/testing.md#synthetic-full-size-checkpoints
@@ -258,7 +276,7 @@ build/abc-synth: tools/synth.c model_convert/json.c model_convert/json.h
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tools/synth.c model_convert/json.c $(LDLIBS)
 
-test: build/abc-synth
+test-data: build/abc-synth
 
 test-full: all build/abc-synth build/tool_npycmp
 	@tests/run_tests.sh tests/full/test_full_2b.sh
@@ -324,7 +342,7 @@ bench-texts: all build/abc-synth build/bench_model
 	model=$$(tools/synth_abc.sh 2b vlm2vec $(TEXTS_DTYPE)) && build/bench_model -m "$$model" --texts 256 --threads $(BENCH_THREADS) $(BENCH_ARGS)
 
 # tests/test_bench_model.sh runs build/bench_model on the tiny models
-test: build/bench_model
+test-data: build/bench_model
 
 .PHONY: bench-model-phi3v bench-model-q8 bench-texts
 
@@ -334,7 +352,7 @@ build/tool_http_load: tests/tool_http_load.c
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_http_load.c $(LDLIBS)
 
-test: build/tool_http_load
+test-data: build/tool_http_load
 
 # tests/fuzz/fuzz_http_request.c (HTTP parser + JSON body + /v1/embeddings decoding): standalone mutation
 # driver under ASan/UBSan; tests/test_fuzz_http.sh runs it briefly and, where clang has libFuzzer, a libFuzzer
@@ -344,7 +362,7 @@ build/fuzz_http_request: tests/fuzz/fuzz_http_request.c $(SERVE_PARSE_SRC) abc.h
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN) -DFUZZ_HTTP_STANDALONE_MAIN -o $@ tests/fuzz/fuzz_http_request.c $(LDLIBS)
 
-test: build/fuzz_http_request
+test-data: build/fuzz_http_request
 
 # tests/test_serve_parse.c includes the three files
 build/test_serve_parse: $(SERVE_PARSE_SRC)
@@ -382,7 +400,7 @@ build/tool_retrieval: tests/tool_retrieval.c cli/npy.c cli/npy.h $(CLI_JSON)
 	@mkdir -p build
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ tests/tool_retrieval.c cli/npy.c model_convert/json.c $(LDLIBS)
 
-test: build/tool_retrieval
+test-data: build/tool_retrieval
 
 # ---- bare metal (tests/test_baremetal.sh, platforms/README.md): the library built -DABC_BARE_METAL for
 # an ARMv7-A core without an OS (newlib, semihosting), the tiny model + a PNG linked into a firmware-style

@@ -11732,20 +11732,38 @@ static void l2_normalize(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] = x[i] / norm;
 }
 
-/* A multi-vector output (late interaction: ColQwen2; jina-embeddings-v4's multi-vector head has the
- * same shape): every token's last hidden state through one linear projection [D][H] (+ bias), each
- * result L2-normalised on its own. Tensors multi_vector.proj.weight/.bias, metadata
- * model.multi_vector_dim (model_convert/FORMAT.md). */
+/* A multi-vector output (late interaction: ColQwen2, jina-embeddings-v4's multi-vector head): every
+ * token's last hidden state through one linear projection [D][H] (+ bias), each result L2-normalised on
+ * its own. Tensors multi_vector.proj.weight/.bias, metadata model.multi_vector_dim
+ * (model_convert/FORMAT.md). jina's task adapters carry a LoRA of the projection: it is a linear_layer
+ * so the call's adapter slot applies. */
 typedef struct {
-    const tensor *w, *b; /* [D][H], [D] */
-    int dim;             /* D; 0: the model has none */
+    linear_layer proj;                /* [D][H], [D] */
+    int dim;                          /* D; 0: the model has none */
+    int adapter_rank, adapter_width;  /* largest adapter rank on the projection (0: none) */
 } multi_vector_head;
 
-/* hidden [L][H] → out [L][D]. */
-static void multi_vector_forward(thread_pool *pool, const multi_vector_head *mv, const float *hidden, int64_t L,
-                                 float *out) {
-    matmul(pool, out, hidden, L, mv->w, mv->b);
+/* hidden [L][H] → out [L][D] under adapter slot `adapter_slot` (ADAPTER_NONE: none). */
+static abc_status multi_vector_forward(thread_pool *pool, const multi_vector_head *mv, const float *hidden,
+                                       int64_t L, int adapter_slot, float *out, abc_error *err) {
+    adapter_scratch scratch = {NULL, NULL, adapter_slot};
+    const bool use_adapter = adapter_slot != ADAPTER_NONE && mv->adapter_rank > 0;
+    if (use_adapter) {
+        scratch.low_rank = xmalloc((size_t)L * (size_t)mv->adapter_rank * sizeof(float));
+        scratch.delta = xmalloc((size_t)L * (size_t)mv->adapter_width * sizeof(float));
+        if (!scratch.low_rank || !scratch.delta) {
+            xfree(scratch.low_rank);
+            xfree(scratch.delta);
+            return fail(err, ABC_ERR_NOMEM, "out of memory for the multi-vector adapter");
+        }
+    }
+    linear_forward(pool, &mv->proj, hidden, L, out, use_adapter ? &scratch : NULL);
+    if (use_adapter) {
+        xfree(scratch.low_rank);
+        xfree(scratch.delta);
+    }
     for (int64_t i = 0; i < L; i++) l2_normalize(out + i * mv->dim, mv->dim);
+    return ABC_OK;
 }
 
 /* ================================================================================================
@@ -12283,8 +12301,7 @@ static abc_status bind_text(binder *b, const text_config *c, bool qkv_bias, text
 }
 
 static abc_status bind_multi_vector(binder *b, int64_t H, multi_vector_head *mv) {
-    mv->w = bind_tensor(b, true, mv->dim, H, "multi_vector.proj.weight");
-    mv->b = bind_tensor(b, false, mv->dim, 1, "multi_vector.proj.bias");
+    bind_linear(b, &mv->proj, "multi_vector.proj", mv->dim, H, true, &mv->adapter_rank, &mv->adapter_width);
     return b->status;
 }
 
@@ -12331,7 +12348,7 @@ static abc_status check_adapter_complete(binder *b, abc_model *m) {
     if ((rank > 0) != (total > 0))
         return fail(b->err, ABC_ERR_FORMAT, "metadata 'query_adapter.rank' = %lld but the file has %u adapter tensors",
                     (long long)rank, total);
-    const int largest = MAX(m->text_w.adapter_rank, m->vision_adapter_rank);
+    const int largest = MAX(MAX(m->text_w.adapter_rank, m->vision_adapter_rank), m->multi.adapter_rank);
     if (total > 0 && rank != largest)
         return fail(b->err, ABC_ERR_FORMAT, "metadata 'query_adapter.rank' = %lld but the largest adapter rank is %d",
                     (long long)rank, largest);
@@ -12457,9 +12474,9 @@ static abc_status run_model(abc_context *ctx, const int32_t *ids, size_t n_ids, 
             st = fail(err, ABC_ERR_NOMEM, "out of memory for %lld token vectors", (long long)L);
             goto done;
         }
-        multi_vector_forward(ctx->pool, &m->multi, hidden, L, embedding);
+        st = multi_vector_forward(ctx->pool, &m->multi, hidden, L, adapter, embedding, err);
         shape[1] = m->multi.dim;
-        st = emit_stage(ctx, ABC_STAGE_MULTI_VECTOR, ABC_DTYPE_F32, 2, shape, embedding);
+        if (st == ABC_OK) st = emit_stage(ctx, ABC_STAGE_MULTI_VECTOR, ABC_DTYPE_F32, 2, shape, embedding);
         if (st == ABC_OK) memcpy(out, embedding, n_out * sizeof *out);
         goto done;
     }

@@ -365,6 +365,18 @@ static int phi3_load(cfg_reader *r, const char *dir, model_config *c) {
     return phi3_read_preprocessor(dir, c, r->err, r->errsize);
 }
 
+/* jina-embeddings-v4 lists the dims its vector may be truncated to (its backbone is Qwen2.5-VL; the
+ * Qwen2-VL reader takes the key too) */
+static int read_matryoshka(const cfg_reader *r, model_config *c) {
+    const json_value *dims = json_get(r->root, "matryoshka_dims");
+    if (!dims || dims->type == JSON_NULL) return 0;
+    if (dims->type != JSON_ARRAY || dims->n_items < 1 || dims->n_items > 32)
+        return cv_fail(r->err, r->errsize, "%s: \"matryoshka_dims\" must be a list of 1 to 32 integers", r->path);
+    for (size_t i = 0; i < dims->n_items; i++)
+        if (req_int(r, &dims->items[i], "matryoshka_dims", 1, c->hidden, &c->matryoshka[c->n_matryoshka++]) < 0) return -1;
+    return 0;
+}
+
 static int qwen2vl_load(cfg_reader *r, const char *dir, model_config *c) {
     r->text = json_get(r->root, "text_config");
     if (r->text && r->text->type != JSON_OBJECT) r->text = NULL;
@@ -374,14 +386,7 @@ static int qwen2vl_load(cfg_reader *r, const char *dir, model_config *c) {
     if (read_token_id(r, "image_token_id", &c->image_token) < 0 || read_token_id(r, "vision_start_token_id", &c->vision_start_token) < 0 ||
         read_token_id(r, "vision_end_token_id", &c->vision_end_token) < 0 || read_token_id(r, "video_token_id", &c->video_token) < 0)
         return -1;
-    /* jina-embeddings-v4 lists the dims its vector may be truncated to */
-    const json_value *dims = json_get(r->root, "matryoshka_dims");
-    if (dims && dims->type != JSON_NULL) {
-        if (dims->type != JSON_ARRAY || dims->n_items < 1 || dims->n_items > 32)
-            return cv_fail(r->err, r->errsize, "%s: \"matryoshka_dims\" must be a list of 1 to 32 integers", r->path);
-        for (size_t i = 0; i < dims->n_items; i++)
-            if (req_int(r, &dims->items[i], "matryoshka_dims", 1, c->hidden, &c->matryoshka[c->n_matryoshka++]) < 0) return -1;
-    }
+    if (read_matryoshka(r, c) < 0) return -1;
     return read_preprocessor(dir, c, r->err, r->errsize);
 }
 
@@ -429,6 +434,7 @@ static int qwen25vl_load(cfg_reader *r, const char *dir, model_config *c) {
     if (read_token_id(r, "image_token_id", &c->image_token) < 0 || read_token_id(r, "vision_start_token_id", &c->vision_start_token) < 0 ||
         read_token_id(r, "vision_end_token_id", &c->vision_end_token) < 0 || read_token_id(r, "video_token_id", &c->video_token) < 0)
         return -1;
+    if (read_matryoshka(r, c) < 0) return -1;
     return read_preprocessor(dir, c, r->err, r->errsize);
 }
 

@@ -74,7 +74,7 @@ struct cv_family {
     model_arch arch;
     const char *presets[8];  /* the --preset values of this family, NULL-terminated */
     const char *wrong_preset; /* the error for another family's preset; %s: the checkpoint directory */
-    int query_adapter, num_crops; /* --query-adapter / --num-crops supported */
+    int query_adapter, task_adapters, num_crops; /* --query-adapter / --task-adapter / --num-crops supported */
     char *(*canonical_name)(const char *name); /* checkpoint names -> the hub spelling (a new string) */
     int (*canonical_adapter)(peft_adapter *a, char *err, size_t errsize); /* adapters' names likewise; NULL: as they are */
     int (*prepare)(conv_state *s, const char *tokenizer_path, char *err, size_t errsize); /* NULL: nothing to do */
@@ -299,12 +299,6 @@ static char *phi3_canonical_name(const char *name) {
     return out;
 }
 
-static const expected_tensor *find_expected(const expected_list *l, const char *name) {
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->items[i].name, name) == 0) return &l->items[i];
-    return NULL;
-}
-
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
@@ -517,6 +511,8 @@ static int resolve_head(conv_state *s, char *err, size_t errsize) {
 /* Presets with a multi-vector output and their projection's checkpoint module (a Linear with bias). */
 static const struct { const char *preset, *module; } multi_vector_presets[] = {
     { "colqwen2", "custom_text_proj." }, /* colpali-engine's name, in the base or an adapter's modules_to_save */
+    { "jina-v4", "multi_vector_projector." }, /* JinaEmbeddingsV4Model's; its task adapters carry a LoRA of it */
+    { "colqwen2.5", "custom_text_proj." },
 };
 
 /* The multi-vector projection's width from the base or the last adapter that carries it. */
@@ -587,7 +583,7 @@ static int check_runtime_adapter(const conv_state *s, const peft_adapter *q, con
         const lora_module *m = &q->modules[i];
         char wname[MAX_NAME + 16];
         snprintf(wname, sizeof wname, "%s.weight", m->module);
-        const expected_tensor *e = find_expected(&s->exp, wname);
+        const expected_tensor *e = find_by_hub(&s->exp, wname); /* the checkpoint's module names */
         if (!e || e->ndim != 2 || strcmp(wname, "visual.patch_embed.proj.weight") == 0 || strcmp(wname, "model.embed_tokens.weight") == 0)
             return cv_fail(err, errsize, "%s %s targets module %s, which does not exist in the model (or is not a Linear layer)", what, q->dir, m->module);
         if (m->B->shape[0] != e->shape[0] || m->A->shape[1] != e->shape[1])
@@ -756,29 +752,26 @@ static int queue_model_tensors(const conv_state *s, abc_writer *w, char *err, si
  * tensor order so the output does not depend on the adapter file's key order; prefix "query_adapter."
  * or "task_adapter.NAME.". */
 static int queue_runtime_adapter(conv_state *s, abc_writer *w, const peft_adapter *q, const char *prefix, char *err, size_t errsize) {
-    /* the expected list outlives the writer's callbacks; append the adapter entries to it */
+    /* the expected list outlives the writer's callbacks; append the adapter entries to it. The adapter
+     * names its modules as the checkpoint does (hub), the file as the model does (name) */
     size_t n_model = s->exp.n;
     for (size_t i = 0; i < n_model; i++) {
-        char module[MAX_NAME];
-        const char *name = s->exp.items[i].name;
-        size_t len = strlen(name);
-        if (len <= 7 || strcmp(name + len - 7, ".weight") != 0) continue;
+        char module[MAX_NAME], hub[MAX_NAME];
+        const char *name = s->exp.items[i].name, *hname = hub_name(&s->exp.items[i]);
+        size_t len = strlen(name), hlen = strlen(hname);
+        if (len <= 7 || strcmp(name + len - 7, ".weight") != 0 || hlen <= 7) continue;
         snprintf(module, sizeof module, "%.*s", (int)(len - 7), name);
-        const lora_module *m = peft_find_module(q, module);
+        snprintf(hub, sizeof hub, "%.*s", (int)(hlen - 7), hname);
+        const lora_module *m = peft_find_module(q, hub);
         if (!m) continue;
         if (expect(&s->exp, 2, m->rank, m->A->shape[1], "%s%s.lora_A", prefix, module) < 0 ||
             expect(&s->exp, 2, m->B->shape[0], m->rank, "%s%s.lora_B", prefix, module) < 0)
             return cv_fail(err, errsize, "out of memory");
-    }
-    for (size_t i = n_model; i < s->exp.n; i++) {
-        const expected_tensor *e = &s->exp.items[i];
-        char module[MAX_NAME];
-        size_t len = strlen(e->name), skip = strlen(prefix);
-        snprintf(module, sizeof module, "%.*s", (int)(len - skip - strlen(".lora_A")), e->name + skip);
-        const lora_module *m = peft_find_module(q, module);
-        int is_b = strcmp(e->name + len - 7, ".lora_B") == 0;
-        tensor_source src = { &q->st, is_b ? m->B : m->A, 0, NULL, NULL };
-        if (queue_tensor(w, e, &src, ABC_FILE_F32, is_b ? (float)m->scale : 1.0f, err, errsize) < 0) return -1;
+        for (int k = 0; k < 2; k++) {
+            tensor_source src = { &q->st, k ? m->B : m->A, 0, NULL, NULL };
+            if (queue_tensor(w, &s->exp.items[s->exp.n - 2 + k], &src, ABC_FILE_F32, k ? (float)m->scale : 1.0f, err, errsize) < 0)
+                return -1;
+        }
     }
     return 0;
 }
@@ -889,10 +882,43 @@ static int add_metadata_phi3(const conv_state *s, abc_writer *w, char *err, size
     return 0;
 }
 
+/* The adapter slots' and Matryoshka metadata (FORMAT.md), for any family that takes --task-adapter:
+ * the names in slot order, the default task (jina's "retrieval" when there is one), and jina-v4's rule
+ * that text-matching embeds both sides with the query prompt. Returns the writer's error bits. */
+static int add_task_metadata(const conv_state *s, abc_writer *w) {
+    const model_config *c = &s->cfg;
+    int rc = 0;
+    if (c->n_matryoshka) rc |= writer_add_i64(w, "model.matryoshka_dims", c->matryoshka, (size_t)c->n_matryoshka);
+    if (!s->n_tasks) return rc;
+    char names[1024] = "";
+    size_t n = 0;
+    int has_retrieval = 0, has_matching = 0;
+    for (size_t i = 0; i < s->n_tasks && n < sizeof names; i++) {
+        n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? "," : "", s->task_names[i]);
+        has_retrieval |= strcmp(s->task_names[i], "retrieval") == 0;
+        has_matching |= strcmp(s->task_names[i], "text-matching") == 0;
+    }
+    rc |= writer_add_str(w, "task_adapter.names", names);
+    rc |= writer_add_str(w, "task_adapter.default", has_retrieval ? "retrieval" : s->task_names[0]);
+    if (strcmp(s->opt->preset, "jina-v4") == 0 && has_matching)
+        rc |= writer_add_str(w, "task_adapter.query_prompt", "text-matching");
+    return rc;
+}
+
+/* ColQwen2Processor / ColQwen2_5_Processor: documents are images under a fixed instruction (an image with
+ * text puts the text in its place); queries get "Query: ", then 10 pad tokens (query augmentation), and
+ * ColQwen2's alone a "\n" after them. Returns the writer's error bits. */
+static int add_colqwen_prompts(abc_writer *w, int newline) {
+    int rc = writer_add_str(w, "prompt.image_text", COLQWEN_USER QWEN_IMAGE "{text}" COLQWEN_END);
+    rc |= writer_add_str(w, "prompt.image", COLQWEN_USER QWEN_IMAGE "Describe the image." COLQWEN_END);
+    rc |= writer_add_str(w, "prompt.text", newline ? "Query: {text}" COLQWEN_AUGMENT "\n" : "Query: {text}" COLQWEN_AUGMENT);
+    return rc;
+}
+
 static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     const model_config *c = &s->cfg;
     int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
-    int col = strcmp(s->opt->preset, "colqwen2") == 0, jina = strcmp(s->opt->preset, "jina-v4") == 0;
+    int col = strcmp(s->opt->preset, "colqwen2") == 0;
     int rc = 0;
     if (add_metadata_general(s, w, "qwen2_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
@@ -908,7 +934,7 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
     rc |= add_f(w, "vision.layer_norm_eps", 1e-6);   /* fixed in transformers' Qwen2-VL vision blocks */
     rc |= add_f(w, "vision.rope_theta", 10000.0);
     rc |= writer_add_str(w, "model.attention", abc ? "bidirectional" : "causal");
-    rc |= writer_add_str(w, "model.pooling", abc ? "mean_nonzero" : col ? "none" : jina ? "mean_vision_span" : "last");
+    rc |= writer_add_str(w, "model.pooling", abc ? "mean_nonzero" : col ? "none" : "last");
     rc |= writer_add_str(w, "model.head", abc ? "mlp" : "none");
     rc |= add_i(w, "model.normalize", 1);
     rc |= add_i(w, "model.embedding_dim", c->hidden);
@@ -930,24 +956,14 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
         rc |= writer_add_str(w, "prompt.text", GME_SYSTEM "{text}" QWEN_ASSISTANT GME_END);
         rc |= writer_add_str(w, "prompt.instruction", "You are a helpful assistant.");
     } else if (col) {
-        /* ColQwen2Processor: documents are images under a fixed instruction (an image with text puts the
-         * text in its place); queries get "Query: ", then 10 pad tokens (query augmentation) and "\n" */
-        rc |= writer_add_str(w, "prompt.image_text", COLQWEN_USER QWEN_IMAGE "{text}" COLQWEN_END);
-        rc |= writer_add_str(w, "prompt.image", COLQWEN_USER QWEN_IMAGE "Describe the image." COLQWEN_END);
-        rc |= writer_add_str(w, "prompt.text", "Query: {text}" COLQWEN_AUGMENT "\n");
-    } else if (jina) {
-        /* modeling_jina_embeddings_v4.py: texts "Query: " / "Passage: " + text with no template (text-matching
-         * embeds both sides as queries), an image alone in a fixed user turn; no image+text input */
-        rc |= writer_add_str(w, "prompt.image", "<|im_start|>user\n" QWEN_IMAGE "Describe the image.<|im_end|>\n");
-        rc |= writer_add_str(w, "prompt.text", "Query: {text}");
-        rc |= writer_add_str(w, "prompt.text_candidate", "Passage: {text}");
+        rc |= add_colqwen_prompts(w, 1);
     } else {
         rc |= writer_add_str(w, "prompt.image_text", "<|image_pad|> {text}");
         rc |= writer_add_str(w, "prompt.image", "<|image_pad|>");
         rc |= writer_add_str(w, "prompt.text", "{text}");
     }
     rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
-    if (!abc && !gme && !col && !jina && c->video_token >= 0) {
+    if (!abc && !gme && !col && c->video_token >= 0) {
         /* VLM2Vec-V2 video: its demo's prompt shape and qwen_vl_utils' frame bounds (min_pixels 4·28·28,
          * the demo's max_pixels 360·420); the processor's image bounds then apply to each frame */
         rc |= add_i(w, "tokens.video_pad", c->video_token);
@@ -973,20 +989,7 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
     rc |= writer_add_f64(w, "image.mean", c->image_mean, 3);
     rc |= writer_add_f64(w, "image.std", c->image_std, 3);
     rc |= add_i(w, "query_adapter.rank", s->has_query ? s->query.max_rank : 0);
-    if (c->n_matryoshka) rc |= writer_add_i64(w, "model.matryoshka_dims", c->matryoshka, (size_t)c->n_matryoshka);
-    if (s->n_tasks) {
-        char names[1024] = "";
-        size_t n = 0;
-        int has_retrieval = 0, has_matching = 0;
-        for (size_t i = 0; i < s->n_tasks && n < sizeof names; i++) {
-            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? "," : "", s->task_names[i]);
-            has_retrieval |= strcmp(s->task_names[i], "retrieval") == 0;
-            has_matching |= strcmp(s->task_names[i], "text-matching") == 0;
-        }
-        rc |= writer_add_str(w, "task_adapter.names", names);
-        rc |= writer_add_str(w, "task_adapter.default", has_retrieval ? "retrieval" : s->task_names[0]);
-        if (jina && has_matching) rc |= writer_add_str(w, "task_adapter.query_prompt", "text-matching");
-    }
+    rc |= add_task_metadata(s, w);
     if (rc) return cv_fail(err, errsize, "metadata: %s", writer_error(w));
     return 0;
 }
@@ -998,6 +1001,7 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
 #define NOMIC_DOC_END "<|im_end|>" GME_END
 static int add_metadata_qwen25vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
     const model_config *c = &s->cfg;
+    const int jina = strcmp(s->opt->preset, "jina-v4") == 0, col = strcmp(s->opt->preset, "colqwen2.5") == 0;
     int rc = 0;
     if (add_metadata_general(s, w, "qwen2_5_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
@@ -1015,24 +1019,37 @@ static int add_metadata_qwen25vl(const conv_state *s, abc_writer *w, char *err, 
     rc |= add_i(w, "vision.window_size", c->v_window);
     rc |= writer_add_i64(w, "vision.fullatt_blocks", c->fullatt, (size_t)c->n_fullatt);
     rc |= writer_add_str(w, "model.attention", "causal");
-    rc |= writer_add_str(w, "model.pooling", "last");
+    rc |= writer_add_str(w, "model.pooling", jina ? "mean_vision_span" : col ? "none" : "last");
     rc |= writer_add_str(w, "model.head", "none");
     rc |= add_i(w, "model.normalize", 1);
     rc |= add_i(w, "model.embedding_dim", c->hidden);
+    if (s->multi_dim > 0) rc |= add_i(w, "model.multi_vector_dim", s->multi_dim);
     rc |= writer_add_str(w, "model.mrope_rule", "vision_start");
     rc |= add_i(w, "tokens.image_pad", c->image_token);
     rc |= add_i(w, "tokens.vision_start", c->vision_start_token);
     rc |= add_i(w, "tokens.vision_end", c->vision_end_token);
-    rc |= writer_add_str(w, "prompt.image_text", NOMIC_DOC_START "{text}" NOMIC_DOC_END);
-    rc |= writer_add_str(w, "prompt.image", NOMIC_DOC_START "Describe the image." NOMIC_DOC_END);
-    rc |= writer_add_str(w, "prompt.text", "Query: {text}" GME_END);
+    if (jina) {
+        /* modeling_jina_embeddings_v4.py: texts "Query: " / "Passage: " + text with no template (text-matching
+         * embeds both sides as queries), an image alone in a fixed user turn; no image+text input */
+        rc |= writer_add_str(w, "prompt.image", "<|im_start|>user\n" QWEN_IMAGE "Describe the image.<|im_end|>\n");
+        rc |= writer_add_str(w, "prompt.text", "Query: {text}");
+        rc |= writer_add_str(w, "prompt.text_candidate", "Passage: {text}");
+    } else if (col) {
+        rc |= add_colqwen_prompts(w, 0);
+    } else {
+        rc |= writer_add_str(w, "prompt.image_text", NOMIC_DOC_START "{text}" NOMIC_DOC_END);
+        rc |= writer_add_str(w, "prompt.image", NOMIC_DOC_START "Describe the image." NOMIC_DOC_END);
+        rc |= writer_add_str(w, "prompt.text", "Query: {text}" GME_END);
+    }
     rc |= writer_add_str(w, "prompt.image_placeholder", "<|image_pad|>");
     rc |= add_i(w, "image.factor", c->v_patch * c->v_merge);
     rc |= add_i(w, "image.min_pixels", c->min_pixels);
-    rc |= add_i(w, "image.max_pixels", c->max_pixels);
+    /* ColQwen2_5_Processor caps documents at 768 image tokens, as ColQwen2's */
+    rc |= add_i(w, "image.max_pixels", col && c->max_pixels > COLQWEN_MAX_PIXELS ? COLQWEN_MAX_PIXELS : c->max_pixels);
     rc |= writer_add_f64(w, "image.mean", c->image_mean, 3);
     rc |= writer_add_f64(w, "image.std", c->image_std, 3);
     rc |= add_i(w, "query_adapter.rank", 0);
+    rc |= add_task_metadata(s, w);
     if (rc) return cv_fail(err, errsize, "metadata: %s", writer_error(w));
     return 0;
 }
@@ -1065,14 +1082,14 @@ static int fill_token_ids(conv_state *s, const char *tokenizer_path, char *err, 
 /* ---- the families ---- */
 
 static const cv_family families[] = {
-    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", "colqwen2", "jina-v4", NULL }, "%s is a Qwen2-VL checkpoint: use --preset abc, vlm2vec, gme, colqwen2 or jina-v4", 1, 0,
+    { ARCH_QWEN2_VL, { "abc", "vlm2vec", "gme", "colqwen2", NULL }, "%s is a Qwen2-VL checkpoint: use --preset abc, vlm2vec, gme or colqwen2", 1, 1, 0,
       cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
       add_metadata_qwen2vl },
-    { ARCH_PHI3_V, { "vlm2vec-phi3v", NULL, NULL }, "%s is a Phi-3-V (phi3_v) checkpoint: use --preset vlm2vec-phi3v", 0, 1,
+    { ARCH_PHI3_V, { "vlm2vec-phi3v", NULL, NULL }, "%s is a Phi-3-V (phi3_v) checkpoint: use --preset vlm2vec-phi3v", 0, 0, 1,
       phi3_canonical_name, phi3_canonical_adapter, NULL, build_expected_phi3, phi3_dropped,
       "dropping CLIP's last layer and post_layernorm (the image features are hidden_states[-2])",
       { "model.layers.", "visual.", PHI3_VISION }, PHI3_VISION "wte.weight", add_metadata_phi3 },
-    { ARCH_QWEN2_5_VL, { "nomic", NULL, NULL }, "%s is a Qwen2.5-VL (qwen2_5_vl) checkpoint: use --preset nomic", 0, 0,
+    { ARCH_QWEN2_5_VL, { "nomic", "jina-v4", "colqwen2.5", NULL }, "%s is a Qwen2.5-VL (qwen2_5_vl) checkpoint: use --preset nomic, jina-v4 or colqwen2.5", 0, 1, 0,
       cv_normalize_name, NULL, fill_token_ids, build_expected_qwen2vl, NULL, NULL, { "model.layers.", "visual.", NULL }, NULL,
       add_metadata_qwen25vl },
 };
@@ -1156,7 +1173,7 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     const cv_family *f = s.family;
     if (!f) { cv_fail(err, errsize, "no converter for this architecture"); goto done; }
     if (!has_preset(f, opt->preset)) { cv_fail(err, errsize, f->wrong_preset, opt->hf_dir); goto done; }
-    if (!f->query_adapter && opt->n_task_adapters) { cv_fail(err, errsize, "--task-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
+    if (!f->task_adapters && opt->n_task_adapters) { cv_fail(err, errsize, "--task-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
     if (opt->query_adapter && opt->n_task_adapters) { cv_fail(err, errsize, "a file takes a --query-adapter or --task-adapter adapters, not both"); goto done; }
     if (!f->query_adapter && opt->query_adapter) { cv_fail(err, errsize, "--query-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
     if (!f->num_crops && opt->num_crops) { cv_fail(err, errsize, "--num-crops applies to phi3_v checkpoints only"); goto done; }

@@ -1,5 +1,5 @@
 /* abc-convert: Hugging Face Qwen2-VL checkpoint (+ PEFT adapters) -> .abc weight file.
- *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|jina-v4|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]
+ *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|jina-v4|vlm2vec-phi3v|nomic|colqwen2.5 [--merge-adapter DIR]... [--query-adapter DIR]
  *               [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet] */
 #define _POSIX_C_SOURCE 200809L
 #include "convert.h"
@@ -11,16 +11,17 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|jina-v4|vlm2vec-phi3v|nomic [--merge-adapter DIR]... [--query-adapter DIR]\n"
+            "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|jina-v4|vlm2vec-phi3v|nomic|colqwen2.5 [--merge-adapter DIR]... [--query-adapter DIR]\n"
             "                   [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet]\n"
             "  HF_DIR            Qwen2-VL, Qwen2.5-VL or Phi-3.5-vision checkpoint (config.json, safetensors, tokenizer.json,\n"
             "                    preprocessor_config.json)\n"
             "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token);\n"
             "                    gme: GME-Qwen2-VL (causal, chat prompt, last token, 1-D positions);\n"
             "                    colqwen2: ColQwen2 (causal, one 128-d vector per token from custom_text_proj);\n"
-            "                    jina-v4: jina-embeddings-v4's prompts and mean pooling (needs --task-adapter);\n"
+            "                    jina-v4: jina-embeddings-v4 on Qwen2.5-VL (mean pooling, multi-vector head; needs --task-adapter);\n"
             "                    vlm2vec-phi3v: VLM2Vec-Full on Phi-3.5-vision (causal, last token);\n"
-            "                    nomic: nomic-embed-multimodal on Qwen2.5-VL (causal, last token; merge its adapter)\n"
+            "                    nomic: nomic-embed-multimodal on Qwen2.5-VL (causal, last token; merge its adapter);\n"
+            "                    colqwen2.5: ColQwen2.5 on Qwen2.5-VL (as colqwen2, its processor's query prompt)\n"
             "  --merge-adapter   PEFT LoRA/DoRA adapter merged into the weights (repeatable, applied in order);\n"
             "                    its modules_to_save (e.g. ABC's mlp_head) replace or add tensors\n"
             "  --query-adapter   PEFT LoRA kept apart and applied at run time for role=query (ABC instruct adapter)\n"

@@ -1,7 +1,8 @@
 /* Task adapters chosen per call and Matryoshka truncation (abc_input.task, abc_input.dim) on preset
- * jina-v4's TEST-ONLY stand-in (build/tiny-jina.abc: the tiny Qwen2-VL + three random task adapters,
+ * jina-v4 (build/tiny-jina.abc: a tiny random Qwen2.5-VL + jina's projector + three random task adapters,
  * tests/fixtures/jina-tiny from tests/gen_jina_fixtures.py):
  *   - every task × {query text, passage text, image} against jina's reference embedding;
+ *   - the multi-vector output (abc_embed_multi, the projector with the task's LoRA) per token, f32 and q8;
  *   - truncation to 8 and 16 dims against the reference's, and the dims the file refuses;
  *   - unknown / absent task names, tasks on a model without any;
  *   - two contexts on one model running different tasks at the same time give the results of one
@@ -9,7 +10,7 @@
  *   - malformed task-adapter metadata and a transposed adapter factor are refused at load.
  * The stage-by-stage comparison and the q8 file are in tests/test_jina.sh.
  *
- * Needs build/tiny-jina.abc and build/tiny-abc.abc (`make test` converts them first); writes and removes
+ * Needs build/tiny-jina.abc, build/tiny-jina-q8.abc and build/tiny-abc.abc (`make test` converts them first); writes and removes
  * build/test_jina_corrupt.abc. */
 #include "../abc.c"
 
@@ -26,7 +27,7 @@
 #define QUERY "What is the capital of France?"
 #define PASSAGE "Paris is the capital and largest city of France."
 
-enum { D = 32, N_CASES = 9 };
+enum { D = 32, N_CASES = 9, MV = 16, MAX_T = 96 };
 
 static abc_model *g_model;
 
@@ -134,6 +135,69 @@ static void test_cases_match_reference(void) {
     /* the tasks differ (the adapters really switch) */
     abc_input code = input_of(&cases[6]);
     CHECK(abc_embed(ctx, &code, b, D) == ABC_OK && memcmp(a, b, sizeof a) != 0, "retrieval = code");
+    abc_context_free(ctx);
+}
+
+/* The multi-vector output (abc_embed_multi): every token through the projector with the task's LoRA,
+ * L2-normalised, against jina's reference per token (cos >= 0.99999, max|d| <= 1e-4). q8: as in
+ * test_colqwen2.c, this random 32-wide decoder has fragile positions under int8 rounding (token 5 of the
+ * query text, tests/test_jina.sh; per-token cosines down to 0.92), so the bar is each case's mean token
+ * cosine >= 0.98 (measured 0.9877 at worst, text-matching's query), which a broken q8 path (cosines near 0)
+ * cannot reach. The projector's LoRA matters:
+ * under the retrieval adapter the code case's vectors differ from code's reference. */
+static void test_multi_vector(void) {
+    abc_model *q8 = NULL;
+    abc_context *ctx, *ctx8 = NULL;
+    abc_error err;
+    CHECK(abc_model_multi_vector_dim(g_model) == MV, "multi-vector dim %d", abc_model_multi_vector_dim(g_model));
+    CHECK(abc_context_new(g_model, NULL, &ctx, &err) == ABC_OK, "%s", err.message);
+    if (abc_model_load("build/tiny-jina-q8.abc", NULL, &q8, &err) == ABC_OK)
+        CHECK(abc_context_new(q8, NULL, &ctx8, &err) == ABC_OK, "%s", err.message);
+    else
+        CHECK(0, "q8 file: %s", err.message);
+    static float out[MAX_T * MV], ref[MAX_T * MV];
+    double worst = 1.0, worst8 = 1.0, worst_mean8 = 1.0;
+    for (int i = 0; i < N_CASES; i++) {
+        abc_input in = input_of(&cases[i]);
+        size_t n = 0;
+        abc_status st = abc_embed_multi(ctx, &in, out, MAX_T * MV, &n);
+        CHECK(st == ABC_OK && n > 0 && n <= MAX_T, "%s: %s (%zu vectors)", cases[i].name, abc_context_errmsg(ctx), n);
+        if (st != ABC_OK || !n || n > MAX_T || !read_ref(cases[i].name, "multi_vector", ref, n * MV)) {
+            CHECK(0, "%s: no result or reference", cases[i].name);
+            continue;
+        }
+        for (size_t t = 0; t < n; t++) {
+            double max_d, c = cosine(out + t * MV, ref + t * MV, MV, &max_d);
+            worst = fmin(worst, c);
+            CHECK(c >= 0.99999 && max_d <= 1e-4, "%s token %zu: cos %.9f max|d| %.3g", cases[i].name, t, c, max_d);
+        }
+        if (ctx8 && abc_embed_multi(ctx8, &in, out, MAX_T * MV, &n) == ABC_OK) {
+            double mean = 0;
+            for (size_t t = 0; t < n; t++) {
+                double max_d, c = cosine(out + t * MV, ref + t * MV, MV, &max_d);
+                worst8 = fmin(worst8, c);
+                mean += c / (double)n;
+            }
+            worst_mean8 = fmin(worst_mean8, mean);
+            CHECK(mean >= 0.98, "%s (q8): mean token cos %.6f", cases[i].name, mean);
+        } else {
+            CHECK(0, "%s (q8): %s", cases[i].name, ctx8 ? abc_context_errmsg(ctx8) : "no context");
+        }
+    }
+    printf("  multi-vector: worst token cos %.9f (f32); q8 worst token %.6f, worst case mean %.6f\n", worst, worst8,
+           worst_mean8);
+    /* the code query under the retrieval adapter: not code's reference */
+    abc_input in = input_of(&cases[6]);
+    in.task = "retrieval";
+    size_t n = 0;
+    CHECK(abc_embed_multi(ctx, &in, out, MAX_T * MV, &n) == ABC_OK, "%s", abc_context_errmsg(ctx));
+    if (n && n <= MAX_T && read_ref(cases[6].name, "multi_vector", ref, n * MV)) {
+        double max_d, far = 1.0;
+        for (size_t t = 0; t < n; t++) far = fmin(far, cosine(out + t * MV, ref + t * MV, MV, &max_d));
+        CHECK(far < 0.9999, "the retrieval adapter gives code's multi-vectors (worst cos %.9f)", far);
+    }
+    abc_context_free(ctx8);
+    abc_model_free(q8);
     abc_context_free(ctx);
 }
 
@@ -320,6 +384,7 @@ int main(void) {
     }
     RUN_TEST(test_tasks_listed);
     RUN_TEST(test_cases_match_reference);
+    RUN_TEST(test_multi_vector);
     RUN_TEST(test_bad_task_and_dim);
     RUN_TEST(test_concurrent_contexts);
     RUN_TEST(test_batch_mixed_tasks);

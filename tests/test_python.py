@@ -147,7 +147,7 @@ try:
 except ValueError:
     check("bad role: ValueError", True)
 
-# task adapters and Matryoshka dims (preset jina-v4's test-only stand-in, tests/fixtures/jina-tiny)
+# task adapters and Matryoshka dims (preset jina-v4 on the tiny Qwen2.5-VL, tests/fixtures/jina-tiny)
 with abc_embed.Model(os.environ["ABC_MODEL_JINA"], threads=1) as jina:
     jfix = os.path.join(root, "tests/fixtures/jina-tiny/cases/code_passage")
     v = jina.embed(text="Paris is the capital and largest city of France.", role="candidate", task="code")

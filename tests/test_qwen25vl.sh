@@ -87,9 +87,11 @@ echo "-- converter: presets belong to their family"
 CONVERT=${ABC_CONVERT:-./abc-convert}
 if [ -x "$CONVERT" ] && [ -e build/qwen25vl-tiny/config.json ]; then
     "$CONVERT" build/qwen25vl-tiny -o "$TMP/x.abc" --preset gme --quiet >"$TMP/out" 2>"$TMP/err"
-    check "qwen2_5_vl checkpoint with --preset gme is refused" grep -q "qwen2_5_vl) checkpoint: use --preset nomic" "$TMP/err"
+    check "qwen2_5_vl checkpoint with --preset gme is refused" grep -q "qwen2_5_vl) checkpoint: use --preset nomic, jina-v4 or colqwen2.5" "$TMP/err"
     "$CONVERT" tests/fixtures/qwen2vl-tiny/base -o "$TMP/x.abc" --preset nomic --quiet >"$TMP/out" 2>"$TMP/err"
-    check "qwen2_vl checkpoint with --preset nomic is refused" grep -q "Qwen2-VL checkpoint: use --preset abc, vlm2vec, gme, colqwen2 or jina-v4" "$TMP/err"
+    check "qwen2_vl checkpoint with --preset nomic is refused" grep -q "Qwen2-VL checkpoint: use --preset abc, vlm2vec, gme or colqwen2" "$TMP/err"
+    "$CONVERT" tests/fixtures/qwen2vl-tiny/base -o "$TMP/x.abc" --preset jina-v4 --quiet >"$TMP/out" 2>"$TMP/err"
+    check "qwen2_vl checkpoint with --preset jina-v4 is refused (jina-v4 is Qwen2.5-VL)" grep -q "Qwen2-VL checkpoint: use --preset" "$TMP/err"
     check "no output left behind" test ! -e "$TMP/x.abc"
 else
     bad "prerequisite $CONVERT or build/qwen25vl-tiny is missing (run 'make test')"

@@ -60,9 +60,7 @@ for tool in $CC ${RUNNER%% *}; do
 done
 
 # Host prerequisites: host tools (npycmp compares the dumps) and the tiny models.
-make -s all build/tool_npycmp build/tool_relayout build/tool_abccheck build/tool_retrieval build/tool_http_load \
-    build/fuzz_http_request build/tiny-abc.abc build/tiny-vlm2vec.abc build/tiny-phi3v.abc build/tiny-gme.abc \
-    build/tiny-gme-q8.abc build/tiny-vlm2vec-q8.abc build/tiny-jina.abc build/tiny-jina-q8.abc >/dev/null ||
+make -s all test-data >/dev/null ||
     fail_setup "host build failed"
 
 build() { # unit|tool OUT SOURCES...: unit tests with fault injection (as in `make test`), tools -Werror
