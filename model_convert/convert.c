@@ -915,12 +915,9 @@ static int add_colqwen_prompts(abc_writer *w, int newline) {
     return rc;
 }
 
-static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
-    const model_config *c = &s->cfg;
-    int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
-    int col = strcmp(s->opt->preset, "colqwen2") == 0;
+/* The M-RoPE sections and the ViT's sizes, the same keys for Qwen2-VL and Qwen2.5-VL. */
+static int add_qwen_vision_sizes(abc_writer *w, const model_config *c) {
     int rc = 0;
-    if (add_metadata_general(s, w, "qwen2_vl", err, errsize) < 0) return -1;
     rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
     rc |= add_i(w, "vision.depth", c->v_depth);
     rc |= add_i(w, "vision.embed_dim", c->v_embed);
@@ -931,6 +928,16 @@ static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, s
     rc |= add_i(w, "vision.spatial_merge_size", c->v_merge);
     rc |= add_i(w, "vision.in_channels", c->v_in_channels);
     rc |= add_i(w, "vision.out_dim", c->v_out);
+    return rc;
+}
+
+static int add_metadata_qwen2vl(const conv_state *s, abc_writer *w, char *err, size_t errsize) {
+    const model_config *c = &s->cfg;
+    int abc = strcmp(s->opt->preset, "abc") == 0, gme = strcmp(s->opt->preset, "gme") == 0;
+    int col = strcmp(s->opt->preset, "colqwen2") == 0;
+    int rc = 0;
+    if (add_metadata_general(s, w, "qwen2_vl", err, errsize) < 0) return -1;
+    rc |= add_qwen_vision_sizes(w, c);
     rc |= add_f(w, "vision.layer_norm_eps", 1e-6);   /* fixed in transformers' Qwen2-VL vision blocks */
     rc |= add_f(w, "vision.rope_theta", 10000.0);
     rc |= writer_add_str(w, "model.attention", abc ? "bidirectional" : "causal");
@@ -1004,16 +1011,7 @@ static int add_metadata_qwen25vl(const conv_state *s, abc_writer *w, char *err, 
     const int jina = strcmp(s->opt->preset, "jina-v4") == 0, col = strcmp(s->opt->preset, "colqwen2.5") == 0;
     int rc = 0;
     if (add_metadata_general(s, w, "qwen2_5_vl", err, errsize) < 0) return -1;
-    rc |= writer_add_i64(w, "text.mrope_section", c->mrope_section, 3);
-    rc |= add_i(w, "vision.depth", c->v_depth);
-    rc |= add_i(w, "vision.embed_dim", c->v_embed);
-    rc |= add_i(w, "vision.num_heads", c->v_heads);
-    rc |= add_i(w, "vision.mlp_dim", c->v_mlp);
-    rc |= add_i(w, "vision.patch_size", c->v_patch);
-    rc |= add_i(w, "vision.temporal_patch_size", c->v_temporal_patch);
-    rc |= add_i(w, "vision.spatial_merge_size", c->v_merge);
-    rc |= add_i(w, "vision.in_channels", c->v_in_channels);
-    rc |= add_i(w, "vision.out_dim", c->v_out);
+    rc |= add_qwen_vision_sizes(w, c);
     rc |= add_f(w, "vision.layer_norm_eps", 1e-6);   /* Qwen2_5_VLRMSNorm's fixed eps in the ViT */
     rc |= add_f(w, "vision.rope_theta", 10000.0);
     rc |= add_i(w, "vision.window_size", c->v_window);
