@@ -31,6 +31,7 @@ typedef struct {
     char *image;    /* resolved path or NULL */
     char *text, *prompt, *instruction, *task;
     abc_role role;
+    int dim;        /* "dim": Matryoshka truncation, 0 for the full width */
     char *error;    /* why the line cannot be embedded, or NULL */
 } batch_row;
 
@@ -38,7 +39,7 @@ enum { ROW_PENDING = 0, ROW_DONE, ROW_ERROR };
 
 typedef struct {
     const char *model_path, *inputs_path, *output;
-    bool resume, keep_going, progress_flag, jsonl;
+    bool resume, keep_going, progress_flag, jsonl, multi_vector;
     long shard_i, shard_n;
     int threads, num_crops;
 } batch_options;
@@ -68,18 +69,20 @@ typedef struct {
 
 static void print_batch_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL --batch INPUTS.jsonl -o OUT.npy|OUT.jsonl [--resume] [--shard I/N]\n"
-          "                 [--keep-going] [--threads T] [--progress] [--num-crops N]\n"
+          "                 [--keep-going] [--threads T] [--progress] [--num-crops N] [--multi-vector]\n"
           "\n"
           "  --batch FILE      one JSON object per line: \"id\", \"image\" (relative paths resolve\n"
           "                    against FILE's folder), \"text\", \"prompt\", \"role\"\n"
           "                    (query|candidate|auto), \"instruction\" (gme), \"task\" (task adapters,\n"
-          "                    e.g. jina-v4); '-' reads standard input\n"
+          "                    e.g. jina-v4), \"dim\" (Matryoshka, like --dim: the row's first dim values,\n"
+          "                    normalised again, the rest of an .npy row zero); '-' reads standard input\n"
           "  -o OUT.npy        float32 [N,D], rows in input order, and OUT.ids (one id per line; the\n"
           "                    0-based line number where a line has no id). OUT.jsonl: one\n"
           "                    {\"id\":...,\"embedding\":[...]} per line instead\n"
           "                    A multi-vector model (colqwen2): OUT.npy float32 [ΣT,D], every input's token\n"
           "                    vectors in input order, and OUT.offsets.npy int64 [N+1] (input i: rows\n"
           "                    offsets[i]..offsets[i+1]); no --resume, --shard, --keep-going or .jsonl\n"
+          "  --multi-vector    that token-vector output for a model that has both (jina-v4)\n"
           "  --resume          continue an interrupted run with the same inputs and output\n"
           "  --shard I/N       embed only the I-th of N contiguous blocks of lines (0 <= I < N)\n"
           "  --keep-going      a bad line gets a NaN row and a line in OUT.errors instead of\n"
@@ -109,6 +112,8 @@ static int parse_batch_args(int argc, char **argv, batch_options *o) {
             o->keep_going = true;
         } else if (strcmp(arg, "--progress") == 0) {
             o->progress_flag = true;
+        } else if (strcmp(arg, "--multi-vector") == 0) {
+            o->multi_vector = true;
         } else if (cli_take(&c, "--shard", NULL, &v)) {
             if (c.bad) return CLI_EXIT_USAGE;
             const char *slash = strchr(v, '/');
@@ -216,6 +221,14 @@ static void parse_row(const char *line, size_t len, size_t line_no, const char *
              string_field(v, "prompt", &row->prompt, &row->error) && string_field(v, "role", &role, &row->error) &&
              string_field(v, "instruction", &row->instruction, &row->error) &&
              string_field(v, "task", &row->task, &row->error);
+        const json_value *dim = ok ? json_get(v, "dim") : NULL;
+        if (dim && (dim->type != JSON_NUMBER || !(dim->number >= 1 && dim->number <= 1 << 20) ||
+                    dim->number != (double)(int)dim->number)) {
+            row->error = format_string("\"dim\" must be a positive integer");
+            ok = false;
+        } else if (dim) {
+            row->dim = (int)dim->number;
+        }
         if (ok && role && !cli_parse_role(role, &row->role)) {
             row->error = format_string("\"role\" must be query, candidate or auto, not '%.100s'", role);
             ok = false;
@@ -548,7 +561,8 @@ static int write_jsonl(batch *b) {
             continue;
         }
         fputs(",\"embedding\":[", f);
-        for (size_t d = 0; d < b->dim; d++) {
+        const size_t width = b->rows[k].dim > 0 && (size_t)b->rows[k].dim < b->dim ? (size_t)b->rows[k].dim : b->dim;
+        for (size_t d = 0; d < width; d++) {
             if (d) fputc(',', f);
             cli_json_float(f, row[d]);
         }
@@ -589,6 +603,12 @@ static int batch_multi(batch *b, const abc_model *model) {
     int rc = offsets ? CLI_EXIT_OK : cli_report(ABC_ERR_NOMEM, "out of memory for %zu inputs", b->n);
     for (size_t k = 0; k < b->n && rc == CLI_EXIT_OK; k++) {
         size_t n = 0;
+        if (b->inputs[k].dim) {
+            fprintf(stderr, "abc: error: line %zu: \"dim\" applies to the single vector, not to token vectors\n",
+                    b->first_line + k + 1);
+            rc = CLI_EXIT_FAILED;
+            break;
+        }
         st = abc_embed_multi(ctx, &b->inputs[k], NULL, 0, &n);
         if (st == ABC_OK && (total + n) * dim > cap) {
             size_t want = (total + n) * dim * 2;
@@ -712,10 +732,15 @@ int cmd_embed_batch(int argc, char **argv) {
         in.prompt = r->prompt;
         in.instruction = r->instruction;
         in.task = r->task;
+        in.dim = r->dim;
         in.role = r->role;
         b.inputs[k] = in;
     }
-    if (b.dim == 0 && abc_model_multi_vector_dim(model) > 0) {
+    if (b.o.multi_vector && abc_model_multi_vector_dim(model) == 0) {
+        rc = cli_usage_error("--multi-vector: '%s' has no multi-vector output", b.o.model_path);
+        goto done;
+    }
+    if ((b.dim == 0 || b.o.multi_vector) && abc_model_multi_vector_dim(model) > 0) {
         b.show_progress = b.o.progress_flag || isatty(STDERR_FILENO);
         rc = batch_multi(&b, model);
         goto done;

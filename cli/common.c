@@ -281,6 +281,9 @@ static void *worker_main(void *arg) {
             if (st != ABC_OK && n > 1) st = abc_embed(w->ctx, &job->inputs[indices[k]], row, dim);
             if (st != ABC_OK)
                 for (size_t c = 0; c < dim; c++) row[c] = NAN;
+            /* abc_embed wrote only a Matryoshka input's first dim values; abc_embed_batch zeroes the rest */
+            const size_t kept = (size_t)job->inputs[indices[k]].dim;
+            if (st == ABC_OK && kept > 0 && kept < dim) memset(row + kept, 0, (dim - kept) * sizeof *row);
             if (job->out) memcpy(job->out + indices[k] * dim, row, dim * sizeof *row);
             char err[512] = "";
             bool stored = !job->store || job->store(job->user, indices[k], row, err, sizeof err);

@@ -192,7 +192,8 @@ static int embed_items_multi(const abc_model *model, int threads, const abc_inpu
 }
 
 static void print_eval_usage(FILE *f) {
-    fputs("usage: abc eval -m MODEL TASK.jsonl [--image-root DIR] [--json] [--threads T]\n"
+    fputs("usage: abc eval -m MODEL TASK.jsonl [--image-root DIR] [--json] [--threads T] [--multi-vector]\n"
+          "                [--task NAME]\n"
           "\n"
           "MMEB-style evaluation: each line of TASK.jsonl has qry_text, qry_img_path, tgt_text (list) and\n"
           "tgt_img_path (list), the ground truth first. Prints Precision@1 (hit@1), the number of queries\n"
@@ -200,13 +201,16 @@ static void print_eval_usage(FILE *f) {
           "A multi-vector model (preset colqwen2) scores by MaxSim over the token vectors.\n"
           "  --image-root DIR  folder that relative image paths start from (default: TASK.jsonl's)\n"
           "  --json            one JSON object, with each query's rank of the ground truth\n"
-          "  --threads T       worker threads (default: all online CPUs)\n",
+          "  --threads T       worker threads (default: all online CPUs)\n"
+          "  --task NAME       the task adapter of every query and candidate (jina-v4; default: the file's)\n"
+          "  --multi-vector    score by MaxSim over the token vectors of a model that also has a single\n"
+          "                    vector (jina-v4)\n",
           f);
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_path = NULL, *task_path = NULL, *root_opt = NULL, *v = NULL;
-    bool json = false;
+    const char *model_path = NULL, *task_path = NULL, *root_opt = NULL, *v = NULL, *adapter = NULL;
+    bool json = false, multi_flag = false;
     long threads = 0;
     cli_args c = {argc, argv, 1, false};
     for (; c.i < argc; c.i++) {
@@ -216,8 +220,10 @@ int cmd_eval(int argc, char **argv) {
             return CLI_EXIT_OK;
         }
         if (strcmp(arg, "--json") == 0) json = true;
+        else if (strcmp(arg, "--multi-vector") == 0) multi_flag = true;
         else if (cli_take(&c, "--model", "-m", &model_path)) {
         } else if (cli_take(&c, "--image-root", NULL, &root_opt)) {
+        } else if (cli_take(&c, "--task", NULL, &adapter)) {
         } else if (cli_take(&c, "--threads", "-t", &v)) {
             if (!c.bad && !cli_parse_long(v, 1, 1024, &threads))
                 return cli_usage_error("--threads must be an integer from 1 to 1024, not '%s'", v);
@@ -310,7 +316,12 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_report(st, "%s", aerr.message);
         goto done;
     }
-    const size_t multi = abc_model_embedding_dim(model) == 0 ? (size_t)abc_model_multi_vector_dim(model) : 0;
+    if (multi_flag && abc_model_multi_vector_dim(model) == 0) {
+        rc = cli_usage_error("--multi-vector: '%s' has no multi-vector output", model_path);
+        goto done;
+    }
+    const size_t multi =
+        abc_model_embedding_dim(model) == 0 || multi_flag ? (size_t)abc_model_multi_vector_dim(model) : 0;
     const size_t dim = multi ? multi : (size_t)abc_model_embedding_dim(model), n_items = ts.n_items;
     inputs = calloc(n_items, sizeof *inputs);
     todo = malloc(n_items * sizeof *todo);
@@ -325,6 +336,7 @@ int cmd_eval(int argc, char **argv) {
         in.image_path = ts.items[k].image;
         in.text = ts.items[k].text;
         in.role = k < n_q ? ABC_ROLE_QUERY : ABC_ROLE_CANDIDATE;
+        in.task = adapter;
         inputs[k] = in;
         todo[k] = k;
     }

@@ -44,12 +44,12 @@ static void print_main_usage(FILE *f) {
 static void print_embed_usage(FILE *f) {
     fputs("usage: abc embed -m MODEL [--image PATH]... [--video DIR] [--text TEXT] [--role query|candidate|auto]\n"
           "                 [--prompt RAW] [--instruction TEXT] [--task NAME] [--dim N] [-o OUT.npy]\n"
-          "                 [--threads N] [--dump DIR]\n"
+          "                 [--threads N] [--dump DIR] [--multi-vector]\n"
           "                 [--stop-after preprocess|STAGE] [--num-crops N] [--json]\n"
           "                 [--min-pixels N] [--max-pixels N] [--no-mmap]\n"
           "                 [--max-image-pixels N] [--max-decode-ratio N]\n"
           "       abc embed -m MODEL --batch INPUTS.jsonl -o OUT.npy|OUT.jsonl [--resume]\n"
-          "                 [--shard I/N] [--keep-going] [--threads T] [--progress]\n"
+          "                 [--shard I/N] [--keep-going] [--threads T] [--progress] [--multi-vector]\n"
           "                 (see 'abc embed --batch --help')\n"
           "       abc embed -m MODEL --input-ids IDS.npy [--pixel-values PV.npy --grid T,H,W]\n"
           "                 [--role query|candidate] [-o OUT.npy] [--threads N] [--dump DIR]\n"
@@ -71,6 +71,9 @@ static void print_embed_usage(FILE *f) {
           "  -o, --output OUT.npy  write the embedding as float32 .npy, shape [D]; without -o the\n"
           "                        vector is printed on stdout, one line, values as %.9g\n"
           "  --json                print {\"dim\":D,\"embedding\":[...]} on stdout instead\n"
+          "  --multi-vector        the token vectors [T, D] (one per line, or .npy [T, D]) of a model\n"
+          "                        that also has a single vector (jina-v4); a model with only token\n"
+          "                        vectors (colqwen2) writes them without this flag\n"
           "  --threads N           worker threads, 1..1024 (default: all online CPUs)\n"
           "  --dump DIR            write every stage that ran as DIR/<stage>.npy (the model's\n"
           "                        stages, in order: 'abc info -m MODEL'; shapes: abc.h ABC_STAGE_*)\n"
@@ -265,6 +268,7 @@ typedef struct {
     int num_crops; /* 0: the model's */
     long long min_pixels, max_pixels; /* 0: the model's */
     bool json;
+    bool multi_vector; /* --multi-vector */
     bool no_mmap;
     size_t max_image_pixels, max_decode_ratio; /* 0: the library's defaults */
 } embed_options;
@@ -281,6 +285,8 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
         if (cli_take(&c, "--model", "-m", &o->model)) {
         } else if (is_flag(arg, "--json")) {
             o->json = true;
+        } else if (is_flag(arg, "--multi-vector")) {
+            o->multi_vector = true;
         } else if (cli_take(&c, "--image", NULL, &v)) {
             if (c.bad) return EXIT_USAGE;
             if (o->n_images == EMBED_MAX_IMAGES) return cli_usage_error("at most %d --image", EMBED_MAX_IMAGES);
@@ -635,8 +641,13 @@ static int cmd_embed(int argc, char **argv) {
 
     int dim = abc_model_embedding_dim(model);
     const int multi_dim = abc_model_multi_vector_dim(model);
-    if (dim == 0 && multi_dim > 0) {
-        rc = embed_multi(ctx, &o, multi_dim);
+    if (o.multi_vector && multi_dim == 0) {
+        rc = cli_usage_error("--multi-vector: '%s' has no multi-vector output", o.model);
+    } else if (o.multi_vector && o.dim) {
+        rc = cli_usage_error("--dim applies to the single vector, not to --multi-vector");
+    }
+    if (rc != EXIT_OK || ((dim == 0 || o.multi_vector) && multi_dim > 0)) {
+        if (rc == EXIT_OK) rc = embed_multi(ctx, &o, multi_dim);
         if (rc == EXIT_OK && sink.write_failed) rc = report_io(sink.message);
         abc_context_free(ctx);
         abc_model_free(model);

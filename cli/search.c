@@ -353,7 +353,8 @@ static char *sibling_file(const char *index_path, const char *suffix) {
 
 static void print_search_usage(FILE *f) {
     fputs("usage: abc search --index OUT.npy [--ids OUT.ids] -m MODEL [--image PATH] [--text TEXT]\n"
-          "                  [--prompt RAW] [--role query|candidate|auto] [-k K] [--json] [--threads T]\n"
+          "                  [--prompt RAW] [--role query|candidate|auto] [--task NAME] [-k K] [--json]\n"
+          "                  [--threads T]\n"
           "       abc search --index OUT.npy [--ids OUT.ids] --query Q.npy [-k K] [--json] [--threads T]\n"
           "\n"
           "Prints the K rows of the index (float32 [N,D], e.g. from abc embed --batch) with the highest\n"
@@ -366,6 +367,7 @@ static void print_search_usage(FILE *f) {
           "OUT.offsets.npy next to it, or --offsets): each document's score is MaxSim, the sum over\n"
           "the query's token vectors of the best dot product with the document's; the query is the\n"
           "model's token vectors, or Q.npy [Tq,D] (one query).\n"
+          "  --task NAME   the query's task adapter (jina-v4; default: the file's), as the index's\n"
           "  -k K          how many rows (default 10)\n"
           "  --stats       print the scan time and queries/s on stderr\n",
           f);
@@ -373,7 +375,7 @@ static void print_search_usage(FILE *f) {
 
 int cmd_search(int argc, char **argv) {
     const char *index_path = NULL, *ids_path = NULL, *model_path = NULL, *image = NULL, *text = NULL;
-    const char *prompt = NULL, *query_path = NULL, *v = NULL, *offsets_path = NULL;
+    const char *prompt = NULL, *query_path = NULL, *v = NULL, *offsets_path = NULL, *task = NULL;
     abc_role role = ABC_ROLE_AUTO;
     long k = 10, threads = 0;
     bool json = false, stats = false;
@@ -393,6 +395,7 @@ int cmd_search(int argc, char **argv) {
         } else if (cli_take(&c, "--image", NULL, &image)) {
         } else if (cli_take(&c, "--text", NULL, &text)) {
         } else if (cli_take(&c, "--prompt", NULL, &prompt)) {
+        } else if (cli_take(&c, "--task", NULL, &task)) {
         } else if (cli_take(&c, "--query", NULL, &query_path)) {
         } else if (cli_take(&c, "--role", NULL, &v)) {
             if (!c.bad && !cli_parse_role(v, &role))
@@ -412,7 +415,8 @@ int cmd_search(int argc, char **argv) {
     if (!query_path == !model_path) return cli_usage_error("search: give either -m MODEL (and the query) or --query Q.npy");
     if (model_path && !image && !text && !prompt)
         return cli_usage_error("search: nothing to embed as the query (give --image, --text or --prompt)");
-    if (query_path && (image || text || prompt)) return cli_usage_error("search: --query cannot be combined with --image/--text/--prompt");
+    if (query_path && (image || text || prompt || task))
+        return cli_usage_error("search: --query cannot be combined with --image/--text/--prompt/--task");
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n < 1 ? 1 : n > 1024 ? 1024 : n;
@@ -474,6 +478,7 @@ int cmd_search(int argc, char **argv) {
         in.image_path = image;
         in.text = text;
         in.prompt = prompt;
+        in.task = task;
         in.role = role;
         if (st == ABC_OK && offsets) { /* the query's token vectors */
             st = abc_embed_multi(ctx, &in, NULL, 0, &n_query_rows);

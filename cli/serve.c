@@ -311,6 +311,9 @@ static void run_job(worker *w, job *j) {
         in.image_data = req->items[i].image;
         in.image_size = req->items[i].image_size;
         in.role = req->role;
+        in.task = req->task;
+        /* a Matryoshka file truncates in the library (its own dims); others keep put_embedding's cut */
+        if (w->srv->api.n_matryoshka > 0 && req->dimensions < (int)dim) in.dim = req->dimensions;
         w->last_tokens = 0;
         abc_status st = abc_embed(w->ctx, &in, j->out + i * dim, dim);
         if (st != ABC_OK) {
@@ -453,7 +456,8 @@ static void handle_embeddings(server *s, const char *body, size_t len, reply *rp
         sb_puts(b, "{\"object\":\"list\",\"data\":[");
         for (size_t i = 0; i < req.n_items; i++) {
             sb_printf(b, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
-            put_embedding(b, j.out + i * (size_t)s->dim, d, s->dim, req.base64);
+            /* a Matryoshka file's library already wrote d values, normalised */
+            put_embedding(b, j.out + i * (size_t)s->dim, d, s->api.n_matryoshka > 0 ? d : s->dim, req.base64);
             sb_put(b, "}", 1);
         }
         sb_puts(b, "],\"model\":");
@@ -1029,6 +1033,8 @@ int cmd_serve(int argc, char **argv) {
     s->api.max_file_bytes = o->max_body;
     s->api.model_name = s->model_name;
     s->api.embedding_dim = s->dim;
+    s->api.matryoshka = abc_model_matryoshka_dims(s->model, &s->api.n_matryoshka);
+    s->api.tasks = abc_model_tasks(s->model);
     s->lim.max_body = o->max_body;
     s->lim.max_header_bytes = o->max_header_bytes;
     s->lim.max_headers = o->max_headers;

@@ -302,6 +302,7 @@ bool api_parse_embeddings(const char *body, size_t len, const api_config *cfg, a
     }
     const json_value *model = json_get(d, "model"), *input = json_get(d, "input"), *msgs = json_get(d, "messages");
     const json_value *fmt = json_get(d, "encoding_format"), *dims = json_get(d, "dimensions"), *role = json_get(d, "abc_role");
+    const json_value *task = json_get(d, "task");
     if (model && model->type != JSON_NULL) {
         if (model->type != JSON_STRING) {
             ok = BAD(e, "model", "'model' must be a string");
@@ -329,6 +330,30 @@ bool api_parse_embeddings(const char *body, size_t len, const api_config *cfg, a
             goto out;
         }
         req->dimensions = (int)dims->number;
+        bool listed = cfg->n_matryoshka == 0 || req->dimensions == cfg->embedding_dim;
+        for (int k = 0; k < cfg->n_matryoshka && !listed; k++) listed = cfg->matryoshka[k] == req->dimensions;
+        if (!listed) {
+            char list[160] = "";
+            for (int k = 0, at = 0; k < cfg->n_matryoshka && at < (int)sizeof list - 12; k++)
+                at += snprintf(list + at, sizeof list - (size_t)at, "%d, ", cfg->matryoshka[k]);
+            ok = BAD(e, "dimensions", "'dimensions' must be one of this model's Matryoshka dims: %s%d",
+                     list, cfg->embedding_dim);
+            goto out;
+        }
+    }
+    if (task && task->type != JSON_NULL) {
+        bool known = false;
+        for (size_t k = 0; task->type == JSON_STRING && cfg->tasks && cfg->tasks[k] && !known; k++)
+            known = strcmp(cfg->tasks[k], task->string) == 0;
+        if (!known) {
+            char list[160] = "";
+            for (size_t k = 0, at = 0; cfg->tasks && cfg->tasks[k] && at < sizeof list - 1; k++)
+                at += (size_t)snprintf(list + at, sizeof list - at, "%s%s", k ? ", " : "", cfg->tasks[k]);
+            ok = list[0] ? BAD(e, "task", "'task' must be one of this model's tasks: %s", list)
+                         : BAD(e, "task", "this model has no task adapters: 'task' is not accepted");
+            goto out;
+        }
+        req->task = task->string;
     }
     if (role && role->type != JSON_NULL) {
         if (role->type == JSON_STRING && strcmp(role->string, "query") == 0) req->role = ABC_ROLE_QUERY;

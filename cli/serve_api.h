@@ -24,6 +24,9 @@ typedef struct {
     size_t max_file_bytes;    /* largest file:// image read */
     const char *model_name;   /* the served model's id; a request naming another model gets 404 */
     int embedding_dim;        /* for "dimensions" */
+    const int *matryoshka;    /* the file's Matryoshka dims (n_matryoshka), or NULL: any 1..embedding_dim */
+    int n_matryoshka;
+    const char *const *tasks; /* the file's task adapters, NULL-terminated (empty or NULL: none) */
 } api_config;
 
 typedef struct {
@@ -40,6 +43,7 @@ typedef struct {
     size_t n_owned;
     bool base64;              /* encoding_format "base64" */
     int dimensions;           /* 0: the model's full dimension */
+    const char *task;         /* "task" (owned by doc), or NULL: the file's default */
     abc_role role;            /* "abc_role" (default auto) */
     bool chat;                /* the request used "messages" */
 } api_request;

@@ -10,7 +10,10 @@
 # text-matching's passages as queries, the image's chat turn), vision_embeds within 1e-4·max|ref|,
 # last_hidden within 5e-4·max|ref|, the embedding cos ≥ 0.99999 and max|Δ| ≤ 1e-4, --dim 8 against the
 # reference's truncation; the q8 file's embedding cos ≥ 0.999 (two fragile cases excepted, below). Then abc
-# info, the batch "task" field, and the errors. The multi-vector output is checked in tests/test_jina.c. Ends with "RESULT <passed> <failed>".
+# info, the batch "task" field, and the errors. The multi-vector output (also in tests/test_jina.c): abc embed
+# --multi-vector per case against the reference, a --batch --multi-vector index, search on it (--task code)
+# against the reference query's MaxSim, eval --multi-vector's rank = search's; the batch "dim" field.
+# Ends with "RESULT <passed> <failed>".
 set -u
 
 ABC=${ABC_CLI:-build/abc-san}
@@ -96,6 +99,68 @@ expect_error 1 "dim not in the file's list" "Matryoshka" embed -m "$MODEL" --tex
 expect_error 1 "image with text" "not both" embed -m "$MODEL" --text hi --image "$IMG/coffee.png"
 expect_error 2 "--task with --input-ids" "cannot be combined" embed -m "$MODEL" \
     --input-ids "$FIX/cases/code_query/input_ids.npy" --task code
+
+echo "-- --multi-vector: token vectors of a model that also has a single vector"
+# abc embed --multi-vector against the fixture's multi_vector (the projector under the task's adapter)
+mv_case() {
+    local name=$1; shift
+    run_cli 0 "$name: embed --multi-vector" embed -m "$MODEL" --multi-vector "$@" -o "$TMP/$name.mv.npy" &&
+        compare "$name/multi_vector" --cos 0.99999 --abs 1e-4 "$TMP/$name.mv.npy" "$FIX/cases/$name/multi_vector.npy"
+}
+mv_case code_query --task code --role query --text "$Q"
+mv_case code_passage --task code --role candidate --text "$P"
+mv_case code_image --task code --image "$IMG/coffee.png"
+# a batch index of two documents: [ΣT,16] + offsets, each document's rows = its own abc embed --multi-vector
+printf '{"id": "passage", "text": "%s", "role": "candidate", "task": "code"}\n{"id": "coffee", "image": "%s", "task": "code"}\n' \
+    "$P" "$PWD/$IMG/coffee.png" > "$TMP/docs.jsonl"
+tp=$("$CMP" --shape "$FIX/cases/code_passage/multi_vector.npy"); tp=${tp#float32 }; tp=${tp%,*}
+ti=$("$CMP" --shape "$FIX/cases/code_image/multi_vector.npy"); ti=${ti#float32 }; ti=${ti%,*}
+if run_cli 0 "embed --batch --multi-vector" embed -m "$MODEL" --batch "$TMP/docs.jsonl" --multi-vector -o "$TMP/mv.npy"; then
+    check "batch --multi-vector: [$((tp + ti)),16] rows" test "$("$CMP" --shape "$TMP/mv.npy")" = "float32 $((tp + ti)),16"
+    check "batch --multi-vector: offsets int64 [3]" test "$("$CMP" --shape "$TMP/mv.offsets.npy")" = "int64 3"
+fi
+printf '{"text": "%s", "dim": 8}\n' "$P" > "$TMP/mvdim.jsonl"
+expect_error 1 "batch --multi-vector with a dim" "single vector" \
+    embed -m "$MODEL" --batch "$TMP/mvdim.jsonl" --multi-vector -o "$TMP/mvdim.npy"
+# search: the model's query (--task code) scores as the reference's token vectors do
+if run_cli 0 "search the multi-vector index (--task code)" search --index "$TMP/mv.npy" -m "$MODEL" --task code \
+    --role query --text "$Q"; then
+    cp "$TMP/out" "$TMP/mv.search"
+    if run_cli 0 "search --query reference [Tq,16]" search --index "$TMP/mv.npy" --query "$FIX/cases/code_query/multi_vector.npy"; then
+        check "search -m --task code = the reference query's MaxSim (ids, scores ±1e-4)" \
+            awk -F'\t' 'NR == FNR { id[FNR] = $3; sc[FNR] = $2; n = FNR; next }
+                { d = $2 - sc[FNR]; if ($3 != id[FNR] || d > 1e-4 || d < -1e-4) bad = 1; m = FNR }
+                END { exit bad || m != n || n != 2 }' "$TMP/mv.search" "$TMP/out"
+    fi
+    # eval --multi-vector ranks the passage as search does (the single vector ranks this case differently)
+    printf '{"qry_text": "%s", "tgt_text": ["%s", ""], "tgt_img_path": ["", "%s"]}\n' "$Q" "$P" "$PWD/$IMG/coffee.png" \
+        > "$TMP/task.jsonl"
+    want=$(awk -F'\t' '$3 == "passage" { print $1 }' "$TMP/mv.search")
+    run_cli 0 "eval --multi-vector --task code" eval -m "$MODEL" "$TMP/task.jsonl" --json --multi-vector --task code &&
+        check "eval --multi-vector rank [$want] = search's" grep -q "\"ranks\":\[$want\]" "$TMP/out"
+fi
+expect_error 2 "--multi-vector with --dim" "single vector" embed -m "$MODEL" --multi-vector --dim 8 --text hi
+
+echo "-- batch \"dim\""
+printf '{"id": "a", "text": "%s", "role": "candidate", "task": "code", "dim": 8}\n{"id": "b", "text": "%s", "role": "candidate", "task": "code", "dim": 16}\n' \
+    "$P" "$P" > "$TMP/dims.jsonl"
+if run_cli 0 "embed --batch with dim (.jsonl)" embed -m "$MODEL" --batch "$TMP/dims.jsonl" -o "$TMP/dims.out.jsonl"; then
+    check "batch dim: rows of 8 and 16 values" test "$(sed 's/.*"embedding":\[//' "$TMP/dims.out.jsonl" | awk -F, '{ print NF }' | tr '\n' ' ')" = "8 16 "
+    # row a's values as a .txt of numbers (float32 [8])
+    sed -n '1s/.*"embedding":\[\(.*\)\]}/\1/p' "$TMP/dims.out.jsonl" | tr ',' '\n' > "$TMP/dim8.txt"
+    compare "batch dim 8 = the reference's truncation" --cos 0.99999 --abs 1e-4 "$TMP/dim8.txt" \
+        "$FIX/cases/code_passage/embedding_dim8.npy"
+    printf '0\n%.0s' $(seq 24) >> "$TMP/dim8.txt"
+fi
+printf '{"text": "%s", "role": "candidate", "task": "code", "dim": 8}\n' "$P" > "$TMP/dim8.jsonl"
+if run_cli 0 "embed --batch with dim (.npy)" embed -m "$MODEL" --batch "$TMP/dim8.jsonl" -o "$TMP/dim8.npy"; then
+    compare "batch dim 8 .npy: a [1,32] row, the .jsonl's 8 values then zeros" --exact --squeeze \
+        "$TMP/dim8.npy" "$TMP/dim8.txt"
+fi
+printf '{"text": "x", "dim": 12}\n' > "$TMP/baddim.jsonl"
+expect_error 1 "batch dim not in the file's list" "Matryoshka" embed -m "$MODEL" --batch "$TMP/baddim.jsonl" -o "$TMP/bd.npy"
+printf '{"text": "x", "dim": 1.5}\n' > "$TMP/baddim2.jsonl"
+expect_error 1 "batch dim not an integer" "positive integer" embed -m "$MODEL" --batch "$TMP/baddim2.jsonl" -o "$TMP/bd.npy"
 
 echo "-- abc-convert --task-adapter errors"
 # conv_error LABEL PATTERN ARGS...: abc-convert fails with PATTERN in its message and writes nothing
