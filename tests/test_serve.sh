@@ -192,6 +192,9 @@ out=$(post "$PORT" "$TMP/dims.json")
 n=$(printf '%s\n' "$out" | sed 1d | vectors | wc -w)
 norm=$(printf '%s\n' "$out" | sed 1d | vectors | awk '{s = 0; for (i = 1; i <= NF; i++) s += $i * $i; printf "%.5f", s}')
 [ "$n" = 8 ] && [ "$norm" = "1.00000" ] && ok "dimensions 8: 8 values, unit norm" || bad "dimensions 8: $n values, norm² $norm"
+printf '{"input":"x","task":"code"}' >"$TMP/task_none.json"
+out=$(post "$PORT" "$TMP/task_none.json")
+expect_status "task on a model without task adapters" 400 "$(printf '%s\n' "$out" | head -n1)" '"param":"task".*|no task adapters' "$out"
 printf '{"model":"tiny-vlm2vec","input":"x"}' >"$TMP/wrong_model.json"
 out=$(post "$PORT" "$TMP/wrong_model.json")
 expect_status "unknown model" 404 "$(printf '%s\n' "$out" | head -n1)" '"code":"model_not_found"' "$out"
@@ -215,6 +218,40 @@ for m in "$MODEL_VLM" build/tiny-phi3v.abc; do
         ok "$name: chat image + text equal to abc embed's" || bad "$name chat request: $(printf '%s' "$out" | head -c 300)"
     stop_server "$name" "$SPID"
 done
+
+# jina-v4 (task adapters, Matryoshka dims 8 16 32): "task" and "dimensions" reach abc_input, as abc embed's
+# --task and --dim (bit for bit); a task or dims the file does not list is a 400 naming the allowed ones
+JINA=build/tiny-jina.abc
+P="Paris is the capital and largest city of France."
+if [ ! -e "$JINA" ]; then bad "$JINA is missing (run 'make test')"
+elif start_server jina "$ABC" -m "$JINA" --threads 1; then
+    printf '{"input":"%s","abc_role":"candidate","task":"code"}' "$P" >"$TMP/jina_task.json"
+    "$ABC" embed -m "$JINA" --text "$P" --role candidate --task code --threads 1 >"$TMP/ref_jina_code" 2>&1
+    "$ABC" embed -m "$JINA" --text "$P" --role candidate --threads 1 >"$TMP/ref_jina_default" 2>&1
+    out=$(post "$SPORT" "$TMP/jina_task.json")
+    [ "$(printf '%s\n' "$out" | sed 1d | vectors)" = "$(cat "$TMP/ref_jina_code")" ] &&
+        ! cmp -s "$TMP/ref_jina_code" "$TMP/ref_jina_default" &&
+        ok "jina: task \"code\" = abc embed --task code (and differs from the default task)" ||
+        bad "jina task code: $(printf '%s' "$out" | head -c 300)"
+    printf '{"input":"%s","abc_role":"candidate","task":"code","dimensions":8}' "$P" >"$TMP/jina_dim.json"
+    "$ABC" embed -m "$JINA" --text "$P" --role candidate --task code --dim 8 --threads 1 >"$TMP/ref_jina_d8" 2>&1
+    out=$(post "$SPORT" "$TMP/jina_dim.json")
+    [ "$(printf '%s\n' "$out" | sed 1d | vectors)" = "$(cat "$TMP/ref_jina_d8")" ] &&
+        [ "$(wc -w <"$TMP/ref_jina_d8")" = 8 ] && ok "jina: dimensions 8 = abc embed --dim 8 (the library's Matryoshka cut)" ||
+        bad "jina dimensions 8: $(printf '%s' "$out" | head -c 300)"
+    printf '{"input":"x","dimensions":12}' >"$TMP/jina_dim12.json"
+    out=$(post "$SPORT" "$TMP/jina_dim12.json")
+    expect_status "jina: dimensions 12 (not a Matryoshka dim)" 400 "$(printf '%s\n' "$out" | head -n1)" \
+        '"param":"dimensions".*|Matryoshka dims: 8, 16, 32' "$out"
+    printf '{"input":"x","task":"classification"}' >"$TMP/jina_badtask.json"
+    out=$(post "$SPORT" "$TMP/jina_badtask.json")
+    expect_status "jina: unknown task" 400 "$(printf '%s\n' "$out" | head -n1)" \
+        'tasks: retrieval, text-matching, code' "$out"
+    printf '{"input":"x","task":7}' >"$TMP/jina_numtask.json"
+    out=$(post "$SPORT" "$TMP/jina_numtask.json")
+    expect_status "jina: task not a string" 400 "$(printf '%s\n' "$out" | head -n1)" '"param":"task"' "$out"
+    stop_server jina "$SPID"
+fi
 
 # ================= 2. the openai package =================
 PY=

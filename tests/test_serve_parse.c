@@ -219,13 +219,52 @@ static void test_json_limits(void) {
 }
 
 static api_config config(void) {
-    api_config c = {4, NULL, 1 << 20, "tiny", 32};
+    api_config c = {.max_inputs = 4, .max_file_bytes = 1 << 20, .model_name = "tiny", .embedding_dim = 32};
     return c;
 }
 
 static bool parse_api(const char *body, api_request *req, api_error *e, const api_config *cfg) {
     return api_parse_embeddings(body, strlen(body), cfg, req, e);
 }
+
+/* "task" against the file's task adapters, "dimensions" against its Matryoshka dims (when it lists any) */
+static void test_api_task_and_dims(void) {
+    static const char *const tasks[] = {"retrieval", "code", NULL};
+    static const int dims[] = {8, 16};
+    api_config plain = config(), jina = config();
+    jina.tasks = tasks;
+    jina.matryoshka = dims;
+    jina.n_matryoshka = 2;
+    api_request req;
+    api_error e;
+    CHECK(parse_api("{\"input\":\"x\",\"task\":\"code\",\"dimensions\":16}", &req, &e, &jina), "%s", e.message);
+    CHECK(req.task && strcmp(req.task, "code") == 0 && req.dimensions == 16, "task code, dimensions 16");
+    api_request_free(&req);
+    CHECK(parse_api("{\"input\":\"x\",\"dimensions\":32}", &req, &e, &jina), "the full width: %s", e.message);
+    CHECK(!req.task && req.dimensions == 32, "no task: NULL (the file's default)");
+    api_request_free(&req);
+    CHECK(parse_api("{\"input\":\"x\",\"dimensions\":12}", &req, &e, &plain), "any dims without a list: %s", e.message);
+    api_request_free(&req);
+    static const struct {
+        const char *body;
+        bool jina;
+        const char *param, *msg;
+    } bad[] = {
+        {"{\"input\":\"x\",\"task\":\"classification\"}", true, "task", "tasks: retrieval, code"},
+        {"{\"input\":\"x\",\"task\":\"Code\"}", true, "task", "tasks: retrieval, code"},
+        {"{\"input\":\"x\",\"task\":[\"code\"]}", true, "task", "tasks: retrieval, code"},
+        {"{\"input\":\"x\",\"task\":\"code\"}", false, "task", "no task adapters"},
+        {"{\"input\":\"x\",\"dimensions\":12}", true, "dimensions", "Matryoshka dims: 8, 16, 32"},
+        {"{\"input\":\"x\",\"dimensions\":33}", true, "dimensions", "from 1 to 32"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        bool ok = parse_api(bad[k].body, &req, &e, bad[k].jina ? &jina : &plain);
+        CHECK(!ok && e.status == 400 && e.param && strcmp(e.param, bad[k].param) == 0 && strstr(e.message, bad[k].msg),
+              "%s: %d %s '%s'", bad[k].body, e.status, e.param, e.message);
+        api_request_free(&req);
+    }
+}
+
 
 static void test_api_input(void) {
     api_config cfg = config();
@@ -404,6 +443,7 @@ int main(void) {
     RUN_TEST(test_json_limits);
     RUN_TEST(test_api_input);
     RUN_TEST(test_api_messages);
+    RUN_TEST(test_api_task_and_dims);
     RUN_TEST(test_api_file_urls);
     return test_summary();
 }
