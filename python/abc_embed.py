@@ -4,6 +4,7 @@
     with Model("model.abc", threads=4) as m:
         q = m.embed(image="cat.jpg", text="what is the animal on the left?")   # role auto: a query
         c = m.encode(["a tabby cat", {"image": "dog.png"}], batch_size=32)    # [N, D]
+        t = m.encode_multi([{"image": "page.png"}])   # multi-vector models: a list of [T, D] token vectors
 
 Vectors are numpy float32 arrays when numpy can be imported, else lists of floats. Failures raise
 AbcError carrying the library's status and message. The shared library is found from the `library`
@@ -118,6 +119,8 @@ def _declare(lib):
     lib.abc_model_free.restype = None
     lib.abc_model_embedding_dim.argtypes = [P]
     lib.abc_model_embedding_dim.restype = ctypes.c_int
+    lib.abc_model_multi_vector_dim.argtypes = [P]
+    lib.abc_model_multi_vector_dim.restype = ctypes.c_int
     lib.abc_model_preset.argtypes = [P]
     lib.abc_model_preset.restype = ctypes.c_char_p
     lib.abc_context_new.restype = ctypes.c_int
@@ -135,6 +138,9 @@ def _declare(lib):
     lib.abc_embed_batch.restype = ctypes.c_int
     lib.abc_embed_batch.argtypes = [P, ctypes.POINTER(_Input), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float),
                                     ctypes.POINTER(ctypes.c_int)]
+    lib.abc_embed_multi.restype = ctypes.c_int
+    lib.abc_embed_multi.argtypes = [P, ctypes.POINTER(_Input), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t,
+                                    ctypes.POINTER(ctypes.c_size_t)]
 
 
 def _text(s, name):
@@ -170,7 +176,8 @@ class Model:
             self._lib.abc_model_free(self._model)
             self._model = ctypes.c_void_p()
             raise self._error(st, err.message.decode("utf-8", "replace"))
-        self.dim = self._lib.abc_model_embedding_dim(self._model)
+        self.dim = self._lib.abc_model_embedding_dim(self._model)  # 0: no single vector (colqwen2)
+        self.multi_dim = self._lib.abc_model_multi_vector_dim(self._model)  # 0: no token vectors
         self.preset = self._lib.abc_model_preset(self._model).decode()
 
     def _error(self, status, message):
@@ -285,9 +292,53 @@ class Model:
         v = self._vector(out, 0, 1)[0]
         return v[:dim] if dim else v
 
+    def _item(self, item, index, role):
+        """abc_input fields of one encode/encode_multi input (a str, or a dict of the keys below)."""
+        if isinstance(item, (str, bytes)):
+            item = {"text": item}
+        if not isinstance(item, dict):
+            raise TypeError("input %d must be a str or a dict, not %s" % (index, type(item).__name__))
+        unknown = set(item) - {"image", "text", "prompt", "role", "instruction", "task", "dim", "id"}
+        if unknown:
+            raise ValueError("input %d has unknown keys %s" % (index, sorted(unknown)))
+        return item, role or item.get("role", "auto")
+
+    def encode_multi(self, inputs, role=None):
+        """Token vectors of a multi-vector model (multi_dim > 0: colqwen2, colqwen2.5, jina-v4): for each
+        input (a str or a dict as for encode, without "dim"), its L2-normalised [T, multi_dim] rows (numpy
+        float32, or lists), one per token, for MaxSim scoring. Returns a list with one entry per input.
+        Raises AbcError for the first input that fails (its index in the message)."""
+        self._check_open()
+        if not self.multi_dim:
+            raise ValueError("preset %s has no multi-vector output (use encode)" % self.preset)
+        out = []
+        for index, item in enumerate(inputs):
+            item, r = self._item(item, index, role)
+            if item.get("dim"):
+                raise ValueError("input %d: dim applies to the single vector, not to token vectors" % index)
+            keep = []
+            inp = self._input(keep, image=item.get("image"), text=item.get("text"), prompt=item.get("prompt"),
+                              role=r, instruction=item.get("instruction"), task=item.get("task"))
+            n = ctypes.c_size_t()
+            st = self._lib.abc_embed_multi(self._ctx, ctypes.byref(inp), None, 0, ctypes.byref(n))  # the size
+            buf = (ctypes.c_float * max(1, n.value * self.multi_dim))()
+            if st == 0:
+                st = self._lib.abc_embed_multi(self._ctx, ctypes.byref(inp), buf, n.value * self.multi_dim,
+                                               ctypes.byref(n))
+            if st != 0:
+                msg = self._lib.abc_context_errmsg(self._ctx).decode("utf-8", "replace")
+                raise self._error(st, "input %d: %s" % (index, msg))
+            t, d = n.value, self.multi_dim
+            if _np is not None:
+                out.append(_np.ctypeslib.as_array(buf)[:t * d].reshape(t, d).copy())
+            else:
+                out.append([list(buf[i * d:(i + 1) * d]) for i in range(t)])
+        return out
+
     def encode(self, inputs, batch_size=32, role=None):
         """Embeds a list of inputs into [N, D] (numpy float32, or a list of lists). Each input is a str
-        (a text) or a dict with "image", "text", "prompt", "role", "instruction", "task". `role` overrides the inputs' roles.
+        (a text) or a dict with "image", "text", "prompt", "role", "instruction", "task", "dim" (Matryoshka:
+        the row's first dim values, normalised again, zeros after). `role` overrides the inputs' roles.
         Raises AbcError for the first input that fails (its index in the message)."""
         self._check_open()
         inputs = list(inputs)
@@ -299,16 +350,10 @@ class Model:
             keep = []
             arr = (_Input * len(chunk))()
             for i, item in enumerate(chunk):
-                if isinstance(item, (str, bytes)):
-                    item = {"text": item}
-                if not isinstance(item, dict):
-                    raise TypeError("input %d must be a str or a dict, not %s" % (start + i, type(item).__name__))
-                unknown = set(item) - {"image", "text", "prompt", "role", "instruction", "task", "id"}
-                if unknown:
-                    raise ValueError("input %d has unknown keys %s" % (start + i, sorted(unknown)))
+                item, r = self._item(item, start + i, role)
                 arr[i] = self._input(keep, image=item.get("image"), text=item.get("text"), prompt=item.get("prompt"),
-                                     role=role or item.get("role", "auto"), instruction=item.get("instruction"),
-                                     task=item.get("task"))
+                                     role=r, instruction=item.get("instruction"), task=item.get("task"))
+                arr[i].dim = int(item.get("dim") or 0)
             out = (ctypes.c_float * (len(chunk) * self.dim))()
             statuses = (ctypes.c_int * len(chunk))()
             st = self._lib.abc_embed_batch(self._ctx, arr, len(chunk), out, statuses)

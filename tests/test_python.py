@@ -162,6 +162,37 @@ with abc_embed.Model(os.environ["ABC_MODEL_JINA"], threads=1) as jina:
     check("jina encode with a task = embed", bits(as_list(rows[0])) == bits(as_list(v)))
     ok, why = raises(lambda: jina.embed(text="x", task="nope"), "invalid argument", "retrieval, text-matching, code")
     check("jina unknown task: AbcError (%s)" % why, ok)
+    rows = jina.encode([{"text": "Paris is the capital and largest city of France.", "role": "candidate", "task": "code",
+                         "dim": 8}])
+    r0 = as_list(rows[0])
+    check("jina encode with dim 8: embed(dim=8)'s 8 values, then zeros",
+          len(r0) == 32 and bits(r0[:8]) == bits(as_list(v8)) and r0[8:] == [0.0] * 24)
+    # multi-vector output: one [T, 16] entry per input, against the fixture's token vectors
+    check("jina multi_dim 16", jina.multi_dim == 16, str(jina.multi_dim))
+    img = os.path.join(root, "tests/fixtures/images/coffee.png")
+    mv = jina.encode_multi([{"text": "What is the capital of France?", "role": "query", "task": "code"},
+                            {"image": img, "task": "code"}])
+    for got, case in zip(mv, ("code_query", "code_image")):
+        ref, shape = read_npy_f32(os.path.join(root, "tests/fixtures/jina-tiny/cases", case, "multi_vector.npy"))
+        rows = got.tolist() if hasattr(got, "tolist") else got
+        flat = [float(x) for r in rows for x in r]
+        d = max(abs(a - b) for a, b in zip(flat, ref)) if len(flat) == len(ref) else float("inf")
+        check("jina encode_multi %s: [%d, %d] vs reference max|d|=%.2g" % (case, len(rows), len(rows[0]), d),
+              (len(rows), len(rows[0])) == shape and d <= 1e-4)
+    check("encode_multi returns %s" % ("ndarrays" if abc_embed._np is not None else "lists"),
+          all(type(x).__name__ == ("ndarray" if abc_embed._np is not None else "list") for x in mv))
+    ok, why = raises(lambda: jina.encode_multi([{"text": "x", "task": "nope"}]), "invalid argument", "input 0:")
+    check("jina encode_multi unknown task: AbcError with the input's index (%s)" % why, ok)
+    try:
+        jina.encode_multi([{"text": "x", "dim": 8}])
+        check("encode_multi with dim: ValueError", False)
+    except ValueError:
+        check("encode_multi with dim: ValueError", True)
+try:
+    opened["abc"].encode_multi(["x"])
+    check("encode_multi on a model without token vectors: ValueError", False)
+except ValueError:
+    check("encode_multi on a model without token vectors: ValueError", True)
 
 # close and with
 for mdl in opened.values():
