@@ -61,6 +61,13 @@ PROMPT="Query: A cup of coffee on a saucer$(printf '<|endoftext|>%.0s' 1 2 3 4 5
 if run_cli 0 "--prompt (raw query)" embed -m "$MODEL" --prompt "$PROMPT" -o "$TMP/raw.npy"; then
     compare "--prompt = --text" --exact "$TMP/raw.npy" "$TMP/query_coffee.npy"
 fi
+# --multi-vector (for files with both outputs) changes nothing on a multi-vector-only file; a file without
+# token vectors refuses it
+if run_cli 0 "--multi-vector on colqwen2" embed -m "$MODEL" --multi-vector --prompt "$PROMPT" -o "$TMP/raw_mv.npy"; then
+    compare "--multi-vector = without it" --exact "$TMP/raw_mv.npy" "$TMP/query_coffee.npy"
+fi
+expect_error 2 "--multi-vector on a single-vector model" "no multi-vector output" \
+    embed -m "$MODEL_VLM" --multi-vector --text "a cup"
 if run_cli 0 "embed --json" embed -m "$MODEL" --text "Who is wearing the space suit?" --json; then
     check "--json: n_vectors 20, dim 128" grep -q '^{"n_vectors":20,"dim":128,"vectors":\[\[' "$TMP/out"
 fi
