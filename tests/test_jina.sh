@@ -150,12 +150,19 @@ if run_cli 0 "embed --batch with dim (.jsonl)" embed -m "$MODEL" --batch "$TMP/d
     sed -n '1s/.*"embedding":\[\(.*\)\]}/\1/p' "$TMP/dims.out.jsonl" | tr ',' '\n' > "$TMP/dim8.txt"
     compare "batch dim 8 = the reference's truncation" --cos 0.99999 --abs 1e-4 "$TMP/dim8.txt" \
         "$FIX/cases/code_passage/embedding_dim8.npy"
-    printf '0\n%.0s' $(seq 24) >> "$TMP/dim8.txt"
 fi
-printf '{"text": "%s", "role": "candidate", "task": "code", "dim": 8}\n' "$P" > "$TMP/dim8.jsonl"
-if run_cli 0 "embed --batch with dim (.npy)" embed -m "$MODEL" --batch "$TMP/dim8.jsonl" -o "$TMP/dim8.npy"; then
-    compare "batch dim 8 .npy: a [1,32] row, the .jsonl's 8 values then zeros" --exact --squeeze \
-        "$TMP/dim8.npy" "$TMP/dim8.txt"
+# .npy: a Matryoshka row is its dim values then zeros, also after a full row (images run one at a time on
+# one scratch row: what the first left there must not show in the second)
+printf '{"image": "%s", "task": "code"}\n{"image": "%s", "task": "code", "dim": 8}\n' \
+    "$PWD/$IMG/coffee.png" "$PWD/$IMG/coffee.png" > "$TMP/dim8.jsonl"
+if run_cli 0 "embed --batch with dim (.npy, after a full row)" embed -m "$MODEL" --batch "$TMP/dim8.jsonl" \
+    --threads 1 -o "$TMP/dim8.npy"; then
+    check "batch dim 8 .npy: [2,32]" test "$("$CMP" --shape "$TMP/dim8.npy")" = "float32 2,32"
+    row2=$(($(stat -c %s "$TMP/dim8.npy") - 32 * 4)) # the data ends the file
+    od -A n -v -t f4 -j "$row2" -N 32 "$TMP/dim8.npy" > "$TMP/row2.txt"
+    compare "batch dim 8 .npy: row 2's 8 values = the reference's truncation" --cos 0.99999 --abs 1e-4 \
+        "$TMP/row2.txt" "$FIX/cases/code_image/embedding_dim8.npy"
+    check "batch dim 8 .npy: row 2 zero after 8" test -z "$(od -A n -v -t x4 -j $((row2 + 32)) -N 96 "$TMP/dim8.npy" | tr -d ' 0\n')"
 fi
 printf '{"text": "x", "dim": 12}\n' > "$TMP/baddim.jsonl"
 expect_error 1 "batch dim not in the file's list" "Matryoshka" embed -m "$MODEL" --batch "$TMP/baddim.jsonl" -o "$TMP/bd.npy"
