@@ -10658,7 +10658,6 @@ static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, cons
     }
 }
 
-#if defined(__aarch64__) /* q4 on armv7: the scalar kernel (the table leaves it NULL) */
 /* q4: columns j0..j0+7 of a pair of nibble quads (k4 = 2p, 2p + 1) as signed q (nibble − 8). */
 static inline void q4_neon_weights(const uint8_t *bb, int p, int j0, int8x16_t w[2][2]) {
     const uint8x16_t mask = vdupq_n_u8(15);
@@ -10673,8 +10672,8 @@ static inline void q4_neon_weights(const uint8_t *bb, int p, int j0, int8x16_t w
 /* Columns j0..j0+7's float16 scales of a q4 strip block, widened (exactly). */
 static inline void q4_neon_scales(const uint8_t *bb, int j0, float32x4_t *s0, float32x4_t *s1) {
     const uint16x8_t h = vld1q_u16((const uint16_t *)(const void *)(bb + Q4_NIBBLE_BYTES + (size_t)j0 * 2));
-    *s0 = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h)));
-    *s1 = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h)));
+    *s0 = neon_f16_to_f32(vget_low_u16(h));
+    *s1 = neon_f16_to_f32(vget_high_u16(h));
 }
 
 /* q4_strip_outliers_fn as q4_strip_outliers_avx2: per eight columns the 32-bit lanes of nibble bytes
@@ -10708,6 +10707,34 @@ static void q4_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, cons
     }
 }
 
+/* q4 without sdot: q8_micro_neon_mull with the weights widened from nibbles. */
+static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
+                               int64_t ldc, bool accumulate) {
+    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
+    (void)b_hi;
+    float32x4_t f[MR][2];
+    q8_neon_tile_load(f, c, ldc, accumulate);
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
+        int32x4_t pairs[MR][4];
+        for (int r = 0; r < MR; r++)
+            for (int q = 0; q < 4; q++) pairs[r][q] = vdupq_n_s32(0);
+        for (int p = 0; p < Q8_BLOCK / 8; p++) {
+            int8x16_t w[2][2];
+            q4_neon_weights(bb, p, j0, w);
+            for (int half = 0; half < 2; half++)
+                for (int r = 0; r < MR; r++) q8_neon_mull_quad(pairs[r], w[half][0], w[half][1], ab + ((2 * p + half) * MR + r) * 4);
+        }
+        float32x4_t sw0, sw1;
+        q4_neon_scales(bb, j0, &sw0, &sw1);
+        float sx[MR];
+        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
+        q8_neon_mull_scale(f, pairs, sx, sw0, sw1);
+    }
+    q8_neon_tile_store(f, c, ldc);
+}
+
+#if defined(__aarch64__)
 /* q4 with sdot: q8_micro_neon_dot with the weights widened from nibbles. */
 static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi,
                                                 int j0, float *c, int64_t ldc, bool accumulate) {
@@ -10745,33 +10772,6 @@ static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a
     q8_neon_tile_store(f, c, ldc);
 }
 
-/* q4 without sdot: q8_micro_neon_mull with the weights widened from nibbles. */
-static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
-                               int64_t ldc, bool accumulate) {
-    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
-    (void)b_hi;
-    float32x4_t f[MR][2];
-    q8_neon_tile_load(f, c, ldc, accumulate);
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
-        int32x4_t pairs[MR][4];
-        for (int r = 0; r < MR; r++)
-            for (int q = 0; q < 4; q++) pairs[r][q] = vdupq_n_s32(0);
-        for (int p = 0; p < Q8_BLOCK / 8; p++) {
-            int8x16_t w[2][2];
-            q4_neon_weights(bb, p, j0, w);
-            for (int half = 0; half < 2; half++)
-                for (int r = 0; r < MR; r++) q8_neon_mull_quad(pairs[r], w[half][0], w[half][1], ab + ((2 * p + half) * MR + r) * 4);
-        }
-        float32x4_t sw0, sw1;
-        q4_neon_scales(bb, j0, &sw0, &sw1);
-        float sx[MR];
-        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        q8_neon_mull_scale(f, pairs, sx, sw0, sw1);
-    }
-    q8_neon_tile_store(f, c, ldc);
-}
-
 static const q8_kernels q8_kernels_neon_dot_table = {
     "neon-sdot", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_dot, q8_pack_rows_neon, q8_strip_outliers_neon,
     q4_micro_neon_dot, q4_strip_outliers_neon,
@@ -10787,7 +10787,7 @@ static const q8_kernels *q8_kernels_neon(bool dotprod) {
 #else
 static const q8_kernels q8_kernels_neon_mull_table = {
     "neon32-vmull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
-    NULL, NULL, /* q4: the scalar kernels */
+    q4_micro_neon_mull, q4_strip_outliers_neon,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
