@@ -9980,7 +9980,7 @@ static const q8_kernels *q8_kernels_avx512vnni(void) { return NULL; }
  * which on armv7 compute the same values in the same order (pairwise adds for across-vector sums,
  * round-to-nearest-even by the 1.5·2^23 trick, division lane by lane). What armv7 cannot share: the GEMM
  * micro-kernel (16 vector registers, no fma by lane: 6×8 with broadcast loads), the double-precision
- * norm sum (no f64 vectors: the scalar definition) and sdot (the vmull/vpadal q8 kernel only).
+ * norm sum (no f64 vectors: the scalar definition) and sdot (the vmull/vpadal q8 and q4 kernels only).
  * armv7's NEON always flushes subnormal floats to zero, so there results match the scalar definitions
  * (and aarch64) bit for bit except where an operand or result is subnormal.
  * ================================================================================================ */
