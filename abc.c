@@ -9980,7 +9980,7 @@ static const q8_kernels *q8_kernels_avx512vnni(void) { return NULL; }
  * which on armv7 compute the same values in the same order (pairwise adds for across-vector sums,
  * round-to-nearest-even by the 1.5·2^23 trick, division lane by lane). What armv7 cannot share: the GEMM
  * micro-kernel (16 vector registers, no fma by lane: 6×8 with broadcast loads), the double-precision
- * norm sum (no f64 vectors: the scalar definition) and sdot (the vmull/vpadal q8 kernel only).
+ * norm sum (no f64 vectors: the scalar definition) and sdot (the vmull/vpadal q8 and q4 kernels only).
  * armv7's NEON always flushes subnormal floats to zero, so there results match the scalar definitions
  * (and aarch64) bit for bit except where an operand or result is subnormal.
  * ================================================================================================ */
@@ -10477,40 +10477,41 @@ static inline void q8_neon_tile_store(float32x4_t f[Q8_NEON_MR][2], float *c, in
     }
 }
 
-/* smull step: pairs (columns 0..1, 2..3, 4..5, 6..7 of b0, b1) += x's quad at `quad` times the columns' quads. */
-static inline void q8_neon_mull_quad(int32x4_t pairs[4], int8x16_t b0, int8x16_t b1, const uint8_t *quad) {
-    int32_t q;
-    memcpy(&q, quad, 4);
-    const int8x16_t xv = vreinterpretq_s8_s32(vdupq_n_s32(q));
-    pairs[0] = vpadalq_s16(pairs[0], vmull_s8(vget_low_s8(b0), vget_low_s8(xv)));
-    pairs[1] = vpadalq_s16(pairs[1], neon_mull_high_s8(b0, xv));
-    pairs[2] = vpadalq_s16(pairs[2], vmull_s8(vget_low_s8(b1), vget_low_s8(xv)));
-    pairs[3] = vpadalq_s16(pairs[3], neon_mull_high_s8(b1, xv));
+/* q4: columns j0..j0+7 of nibble quad k4 (low nibbles for even k4, high for odd) as signed q (nibble − 8). */
+static inline void q4_neon_quad_weights(const uint8_t *bb, int k4, int j0, int8x16_t *b0, int8x16_t *b1) {
+    const uint8x16_t mask = vdupq_n_u8(15);
+    const int8x16_t eight = vdupq_n_s8(8);
+    const uint8_t *raw = bb + ((size_t)(k4 / 2) * Q8_STRIP + (size_t)j0) * 4;
+    const uint8x16_t lo = vld1q_u8(raw), hi = vld1q_u8(raw + 16);
+    *b0 = vsubq_s8(vreinterpretq_s8_u8(k4 % 2 ? vshrq_n_u8(lo, 4) : vandq_u8(lo, mask)), eight);
+    *b1 = vsubq_s8(vreinterpretq_s8_u8(k4 % 2 ? vshrq_n_u8(hi, 4) : vandq_u8(hi, mask)), eight);
 }
 
-/* The block's float step of the smull kernels for every row. */
-static inline void q8_neon_mull_scale(float32x4_t f[Q8_NEON_MR][2], int32x4_t pairs[Q8_NEON_MR][4], const float *sx,
-                                      float32x4_t sw0, float32x4_t sw1) {
-    for (int r = 0; r < Q8_NEON_MR; r++) {
-        f[r][0] = q8_neon_scale(f[r][0], neon_padd_s32(pairs[r][0], pairs[r][1]), sx[r], sw0);
-        f[r][1] = q8_neon_scale(f[r][1], neon_padd_s32(pairs[r][2], pairs[r][3]), sx[r], sw1);
-    }
+/* Columns j0..j0+7's float16 scales of a q4 strip block, widened (exactly). */
+static inline void q4_neon_scales(const uint8_t *bb, int j0, float32x4_t *s0, float32x4_t *s1) {
+    const uint16x8_t h = vld1q_u16((const uint16_t *)(const void *)(bb + Q4_NIBBLE_BYTES + (size_t)j0 * 2));
+    *s0 = neon_f16_to_f32(vget_low_u16(h));
+    *s1 = neon_f16_to_f32(vget_high_u16(h));
 }
 
-/* Without sdot: per four k, x's quad repeated across the register times four columns' quads with
- * smull (int16 products, |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end
- * one pairwise add gives each column's sum. Rows go Q8_MULL_ROWS at a time through a block, their
- * accumulators named (GCC keeps an array of them in memory on armv7); the integer sums are exact, so
- * the grouping changes no result. */
-static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
-                               int64_t ldc, bool accumulate) {
-    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
-    (void)b_hi;
-    float32x4_t f[MR][2];
-    for (int r = 0; r < MR; r++) {
-        f[r][0] = accumulate ? vld1q_f32(c + r * ldc) : vdupq_n_f32(0.0f);
-        f[r][1] = accumulate ? vld1q_f32(c + r * ldc + 4) : vdupq_n_f32(0.0f);
+/* One block of the kernels without sdot, for q8 strips or (q4) nibble strips from column j0: per four k,
+ * x's quad repeated across the register times four columns' quads with smull (int16 products,
+ * |x·w| ≤ 127²), pairwise-accumulated into int32 (sadalp); at the block's end one pairwise add gives each
+ * column's sum. Rows go Q8_MULL_ROWS at a time, their accumulators named (GCC keeps an array of them in
+ * memory on armv7); the integer sums are exact, so the grouping changes no result. Always inlined, so
+ * that each kernel gets its own copy with q4 constant. */
+static inline __attribute__((always_inline)) void q8_neon_mull_block(float32x4_t f[Q8_NEON_MR][2], const uint8_t *ab,
+                                                                     const uint8_t *bb, bool q4, int j0) {
+    enum { MR = Q8_NEON_MR };
+    float32x4_t sw0, sw1;
+    if (q4) {
+        q4_neon_scales(bb, j0, &sw0, &sw1);
+    } else {
+        const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
+        sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
     }
+    float sx[MR];
+    memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
 #define Q8_MULL_DECLARE(r) int32x4_t p##r##0 = vdupq_n_s32(0), p##r##1 = p##r##0, p##r##2 = p##r##0, p##r##3 = p##r##0;
 #define Q8_MULL_STEP(r)                                                                      \
     {                                                                                        \
@@ -10525,28 +10526,33 @@ static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *
 #define Q8_MULL_SCALE(r)                                                                                        \
     f[r0 + (r)][0] = q8_neon_scale(f[r0 + (r)][0], neon_padd_s32(p##r##0, p##r##1), sx[r0 + (r)], sw0);          \
     f[r0 + (r)][1] = q8_neon_scale(f[r0 + (r)][1], neon_padd_s32(p##r##2, p##r##3), sx[r0 + (r)], sw1);
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q8_STRIP_BLOCK_BYTES;
-        const float *sw = (const float *)(const void *)(bb + Q8_STRIP * Q8_BLOCK);
-        float32x4_t sw0 = vld1q_f32(sw), sw1 = vld1q_f32(sw + 4);
-        float sx[MR];
-        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        for (int r0 = 0; r0 < MR; r0 += Q8_MULL_ROW_COUNT) {
-            Q8_MULL_ROWS(Q8_MULL_DECLARE)
-            for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
-                int8x16_t b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
-                Q8_MULL_ROWS(Q8_MULL_STEP)
+    for (int r0 = 0; r0 < MR; r0 += Q8_MULL_ROW_COUNT) {
+        Q8_MULL_ROWS(Q8_MULL_DECLARE)
+        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+            int8x16_t b0, b1;
+            if (q4) {
+                q4_neon_quad_weights(bb, k4, j0, &b0, &b1);
+            } else {
+                b0 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4), b1 = vld1q_s8((const int8_t *)bb + k4 * Q8_STRIP * 4 + 16);
             }
-            Q8_MULL_ROWS(Q8_MULL_SCALE)
+            Q8_MULL_ROWS(Q8_MULL_STEP)
         }
+        Q8_MULL_ROWS(Q8_MULL_SCALE)
     }
 #undef Q8_MULL_DECLARE
 #undef Q8_MULL_STEP
 #undef Q8_MULL_SCALE
-    for (int r = 0; r < MR; r++) {
-        vst1q_f32(c + r * ldc, f[r][0]);
-        vst1q_f32(c + r * ldc + 4, f[r][1]);
-    }
+}
+
+/* q8 without sdot. */
+static void q8_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, float *c,
+                               int64_t ldc, bool accumulate) {
+    (void)b_hi;
+    float32x4_t f[Q8_NEON_MR][2];
+    q8_neon_tile_load(f, c, ldc, accumulate);
+    for (int64_t blk = 0; blk < blocks; blk++)
+        q8_neon_mull_block(f, a + blk * Q8_ROWS_BLOCK_BYTES(Q8_NEON_MR), b + blk * Q8_STRIP_BLOCK_BYTES, false, 0);
+    q8_neon_tile_store(f, c, ldc);
 }
 
 /* Row r's 32 quants (int8 in k order) into the group's [k4][mr][4] layout, the block's scale and its
@@ -10658,25 +10664,6 @@ static void q8_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, cons
     }
 }
 
-#if defined(__aarch64__) /* q4 on armv7: the scalar kernel (the table leaves it NULL) */
-/* q4: columns j0..j0+7 of a pair of nibble quads (k4 = 2p, 2p + 1) as signed q (nibble − 8). */
-static inline void q4_neon_weights(const uint8_t *bb, int p, int j0, int8x16_t w[2][2]) {
-    const uint8x16_t mask = vdupq_n_u8(15);
-    const int8x16_t eight = vdupq_n_s8(8);
-    for (int h = 0; h < 2; h++) {
-        const uint8x16_t raw = vld1q_u8(bb + ((size_t)p * Q8_STRIP + (size_t)j0) * 4 + 16 * (size_t)h);
-        w[0][h] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(raw, mask)), eight);
-        w[1][h] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(raw, 4)), eight);
-    }
-}
-
-/* Columns j0..j0+7's float16 scales of a q4 strip block, widened (exactly). */
-static inline void q4_neon_scales(const uint8_t *bb, int j0, float32x4_t *s0, float32x4_t *s1) {
-    const uint16x8_t h = vld1q_u16((const uint16_t *)(const void *)(bb + Q4_NIBBLE_BYTES + (size_t)j0 * 2));
-    *s0 = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h)));
-    *s1 = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h)));
-}
-
 /* q4_strip_outliers_fn as q4_strip_outliers_avx2: per eight columns the 32-bit lanes of nibble bytes
  * shifted to the outlier's nibble, q − 8 converted, times the widened scales, then the definition's
  * multiply and add (separate instructions, no fusing). */
@@ -10708,6 +10695,18 @@ static void q4_strip_outliers_neon(float *c, int64_t ldc, const uint8_t *b, cons
     }
 }
 
+/* q4 without sdot: q8_micro_neon_mull with the weights widened from nibbles. */
+static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
+                               int64_t ldc, bool accumulate) {
+    (void)b_hi;
+    float32x4_t f[Q8_NEON_MR][2];
+    q8_neon_tile_load(f, c, ldc, accumulate);
+    for (int64_t blk = 0; blk < blocks; blk++)
+        q8_neon_mull_block(f, a + blk * Q8_ROWS_BLOCK_BYTES(Q8_NEON_MR), b + blk * Q4_STRIP_BLOCK_BYTES, true, j0);
+    q8_neon_tile_store(f, c, ldc);
+}
+
+#if defined(__aarch64__)
 /* q4 with sdot: q8_micro_neon_dot with the weights widened from nibbles. */
 static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi,
                                                 int j0, float *c, int64_t ldc, bool accumulate) {
@@ -10718,20 +10717,18 @@ static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a
     for (int64_t blk = 0; blk < blocks; blk++) {
         const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
         int32x4_t s00 = vdupq_n_s32(0), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
-        for (int p = 0; p < Q8_BLOCK / 8; p++) {
-            int8x16_t w[2][2];
-            q4_neon_weights(bb, p, j0, w);
-            for (int half = 0; half < 2; half++) {
-                const int8x16_t av = vld1q_s8((const int8_t *)ab + (2 * p + half) * MR * 4), b0 = w[half][0], b1 = w[half][1];
-                Q8_SDOT_LANE(s00, b0, av, 0);
-                Q8_SDOT_LANE(s01, b1, av, 0);
-                Q8_SDOT_LANE(s10, b0, av, 1);
-                Q8_SDOT_LANE(s11, b1, av, 1);
-                Q8_SDOT_LANE(s20, b0, av, 2);
-                Q8_SDOT_LANE(s21, b1, av, 2);
-                Q8_SDOT_LANE(s30, b0, av, 3);
-                Q8_SDOT_LANE(s31, b1, av, 3);
-            }
+        for (int k4 = 0; k4 < Q8_BLOCK / 4; k4++) {
+            int8x16_t b0, b1;
+            q4_neon_quad_weights(bb, k4, j0, &b0, &b1);
+            const int8x16_t av = vld1q_s8((const int8_t *)ab + k4 * MR * 4);
+            Q8_SDOT_LANE(s00, b0, av, 0);
+            Q8_SDOT_LANE(s01, b1, av, 0);
+            Q8_SDOT_LANE(s10, b0, av, 1);
+            Q8_SDOT_LANE(s11, b1, av, 1);
+            Q8_SDOT_LANE(s20, b0, av, 2);
+            Q8_SDOT_LANE(s21, b1, av, 2);
+            Q8_SDOT_LANE(s30, b0, av, 3);
+            Q8_SDOT_LANE(s31, b1, av, 3);
         }
         float32x4_t sw0, sw1;
         q4_neon_scales(bb, j0, &sw0, &sw1);
@@ -10741,33 +10738,6 @@ static Q8_DOTPROD_TARGET void q4_micro_neon_dot(int64_t blocks, const uint8_t *a
         f[1][0] = q8_neon_scale(f[1][0], s10, sx[1], sw0), f[1][1] = q8_neon_scale(f[1][1], s11, sx[1], sw1);
         f[2][0] = q8_neon_scale(f[2][0], s20, sx[2], sw0), f[2][1] = q8_neon_scale(f[2][1], s21, sx[2], sw1);
         f[3][0] = q8_neon_scale(f[3][0], s30, sx[3], sw0), f[3][1] = q8_neon_scale(f[3][1], s31, sx[3], sw1);
-    }
-    q8_neon_tile_store(f, c, ldc);
-}
-
-/* q4 without sdot: q8_micro_neon_mull with the weights widened from nibbles. */
-static void q4_micro_neon_mull(int64_t blocks, const uint8_t *a, const uint8_t *b, const uint8_t *b_hi, int j0, float *c,
-                               int64_t ldc, bool accumulate) {
-    enum { MR = Q8_NEON_MR, NR = Q8_NEON_NR };
-    (void)b_hi;
-    float32x4_t f[MR][2];
-    q8_neon_tile_load(f, c, ldc, accumulate);
-    for (int64_t blk = 0; blk < blocks; blk++) {
-        const uint8_t *ab = a + blk * Q8_ROWS_BLOCK_BYTES(MR), *bb = b + blk * Q4_STRIP_BLOCK_BYTES;
-        int32x4_t pairs[MR][4];
-        for (int r = 0; r < MR; r++)
-            for (int q = 0; q < 4; q++) pairs[r][q] = vdupq_n_s32(0);
-        for (int p = 0; p < Q8_BLOCK / 8; p++) {
-            int8x16_t w[2][2];
-            q4_neon_weights(bb, p, j0, w);
-            for (int half = 0; half < 2; half++)
-                for (int r = 0; r < MR; r++) q8_neon_mull_quad(pairs[r], w[half][0], w[half][1], ab + ((2 * p + half) * MR + r) * 4);
-        }
-        float32x4_t sw0, sw1;
-        q4_neon_scales(bb, j0, &sw0, &sw1);
-        float sx[MR];
-        memcpy(sx, ab + MR * Q8_BLOCK, sizeof sx);
-        q8_neon_mull_scale(f, pairs, sx, sw0, sw1);
     }
     q8_neon_tile_store(f, c, ldc);
 }
@@ -10787,7 +10757,7 @@ static const q8_kernels *q8_kernels_neon(bool dotprod) {
 #else
 static const q8_kernels q8_kernels_neon_mull_table = {
     "neon32-vmull", Q8_NEON_MR, Q8_NEON_NR, 128, q8_micro_neon_mull, q8_pack_rows_neon, q8_strip_outliers_neon,
-    NULL, NULL, /* q4: the scalar kernels */
+    q4_micro_neon_mull, q4_strip_outliers_neon,
 };
 
 static const q8_kernels *q8_kernels_neon(bool dotprod) {
