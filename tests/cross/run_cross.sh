@@ -77,6 +77,8 @@ wrap() { # NAME BINARY: a script that runs BINARY under the emulator, for the sh
 
 echo "== $TARGET: building with $CC $EXTRA"
 units=()
+# ABC_CROSS_ONLY="test_a test_b.sh ...": only those (a quick rerun of what a change touched)
+if [ -n "${ABC_CROSS_ONLY:-}" ]; then ONLY=$ABC_CROSS_ONLY; fi
 selected() { [ -z "$ONLY" ] || printf ' %s ' "$ONLY" | grep -q " $1 "; }
 for src in tests/test_*.c; do
     name=$(basename "$src" .c)
