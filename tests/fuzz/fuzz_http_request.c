@@ -56,7 +56,7 @@ static void check_body(const char *body, size_t n) {
     else FUZZ_CHECK(err[0], "JSON refused without a message");
     json_free(v);
 
-    api_config cfg = {8, NULL, 1 << 16, "m", 16};
+    api_config cfg = {.max_inputs = 8, .max_file_bytes = 1 << 16, .model_name = "m", .embedding_dim = 16};
     api_request req;
     api_error e;
     if (api_parse_embeddings(body, n, &cfg, &req, &e)) {
