@@ -12074,7 +12074,7 @@ static abc_status read_adapters(const weight_file *wf, abc_model *m, abc_error *
 static abc_status read_config(abc_model *m, const model_family *const *families, size_t n_families, abc_error *err) {
     const weight_file *wf = &m->wf;
     static const char *const attentions[] = {"bidirectional", "causal"};
-    static const char *const poolings[] = {"mean_nonzero", "last", "mean_vision_span", "none"};
+    static const char *const poolings[] = {"mean_nonzero", "last", "mean_vision_span", "none"}; /* pooling_kind order */
     static const char *const heads[] = {"none", "mlp"};
     static const char *const rules[] = {"vision_start", "token_type", "sequential"};
     int attn, pooling, head, rule = 0;
@@ -12118,7 +12118,7 @@ static abc_status read_config(abc_model *m, const model_family *const *families,
         return err ? err->code : ABC_ERR_FORMAT;
     m->text.causal = attn == 1;
     m->text.mrope_rule = rule;
-    m->pooling = pooling == 0 ? POOL_MEAN_NONZERO : pooling == 1 ? POOL_LAST : pooling == 2 ? POOL_MEAN_VISION_SPAN : POOL_NONE;
+    m->pooling = (pooling_kind)pooling; /* poolings[] lists the names in pooling_kind's order */
     m->has_head = head == 1;
     m->normalize = normalize == 1;
     m->embedding_dim = (int)dim;
