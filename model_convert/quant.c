@@ -34,6 +34,7 @@ typedef float qk_f2 __attribute__((vector_size(8)));
 static inline qk_v2 qk_sel2(qk_m2 m, qk_v2 a, qk_v2 b) { return (qk_v2)((m & (qk_m2)a) | (~m & (qk_m2)b)); }
 static inline qk_v2 qk_load2(const double *p) { qk_v2 v; memcpy(&v, p, sizeof v); return v; }
 static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
+static inline int qk_all2(qk_m2 m) { return (m[0] & m[1]) != 0; }
 #define QK_TARGET
 #define QK_V qk_v2
 #define QK_LANES 2
@@ -51,6 +52,9 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) __builtin_convertvector(__builtin_convertvector((a), qk_f2), qk_v2)
 #define QK_SEL_LT(a, b, x, y) qk_sel2((qk_m2)((a) < (b)), (x), (y))
 #define QK_SEL_GT(a, b, x, y) qk_sel2((qk_m2)((a) > (b)), (x), (y))
+#define QK_FMA(a, b, c) ((a) * (b) + (c))
+#define QK_FNMA(a, b, c) ((c) - (a) * (b))
+#define QK_ALL_LT(a, b) qk_all2((qk_m2)((a) < (b)))
 #define QK_NAME_Q8 q8_blocks_generic
 #define QK_NAME_Q4 q4_blocks_generic
 #include "quant_both.h"
@@ -71,13 +75,38 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #undef QK_TO_FLOAT
 #undef QK_SEL_LT
 #undef QK_SEL_GT
+#undef QK_FMA
+#undef QK_FNMA
+#undef QK_ALL_LT
+#undef QK_LOAD_BLOCKS
+#undef QK_STORE_QUANTS
+#undef QK_GROUP
 
 #if defined(__x86_64__) && !defined(ABC_NO_SIMD) /* ABC_NO_SIMD: baseline only, as for the library */
 #include <immintrin.h>
 
 #define QK_ROUND_MODE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
-#define QK_TARGET __attribute__((target("avx2")))
+/* Four blocks of 32 floats -> w[k] = (block 0..3)[k] as doubles: 4 x 4 transposes. */
+static __attribute__((target("avx2"))) inline void qk_load_blocks_avx2(const float *src, __m256d *w) {
+    for (int k0 = 0; k0 < CV_Q8_BLOCK; k0 += 4) {
+        __m128 r0 = _mm_loadu_ps(src + k0), r1 = _mm_loadu_ps(src + CV_Q8_BLOCK + k0);
+        __m128 r2 = _mm_loadu_ps(src + 2 * CV_Q8_BLOCK + k0), r3 = _mm_loadu_ps(src + 3 * CV_Q8_BLOCK + k0);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        w[k0] = _mm256_cvtps_pd(r0);
+        w[k0 + 1] = _mm256_cvtps_pd(r1);
+        w[k0 + 2] = _mm256_cvtps_pd(r2);
+        w[k0 + 3] = _mm256_cvtps_pd(r3);
+    }
+}
+/* four integral doubles in [-128, 127] -> four int8 */
+static __attribute__((target("avx2"))) inline void qk_store_quants_avx2(int8_t *p, __m256d v) {
+    const __m128i i32 = _mm256_cvtpd_epi32(v), i16 = _mm_packs_epi32(i32, i32);
+    const int32_t bytes = _mm_cvtsi128_si32(_mm_packs_epi16(i16, i16));
+    memcpy(p, &bytes, 4);
+}
+
+#define QK_TARGET __attribute__((target("avx2,fma")))
 #define QK_V __m256d
 #define QK_LANES 4
 #define QK_SPLAT(x) _mm256_set1_pd(x)
@@ -94,6 +123,12 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) _mm256_cvtps_pd(_mm256_cvtpd_ps(a))
 #define QK_SEL_LT(a, b, x, y) _mm256_blendv_pd((y), (x), _mm256_cmp_pd((a), (b), _CMP_LT_OQ))
 #define QK_SEL_GT(a, b, x, y) _mm256_blendv_pd((y), (x), _mm256_cmp_pd((a), (b), _CMP_GT_OQ))
+#define QK_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define QK_FNMA(a, b, c) _mm256_fnmadd_pd((a), (b), (c))
+#define QK_ALL_LT(a, b) (_mm256_movemask_pd(_mm256_cmp_pd((a), (b), _CMP_LT_OQ)) == 0xF)
+#define QK_GROUP 4 /* 16 ymm registers */
+#define QK_LOAD_BLOCKS(src, w) qk_load_blocks_avx2((src), (w))
+#define QK_STORE_QUANTS(p, v) qk_store_quants_avx2((p), (v))
 #define QK_NAME_Q8 q8_blocks_avx2
 #define QK_NAME_Q4 q4_blocks_avx2
 #include "quant_both.h"
@@ -114,6 +149,38 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #undef QK_TO_FLOAT
 #undef QK_SEL_LT
 #undef QK_SEL_GT
+#undef QK_FMA
+#undef QK_FNMA
+#undef QK_ALL_LT
+#undef QK_LOAD_BLOCKS
+#undef QK_STORE_QUANTS
+#undef QK_GROUP
+
+/* Eight blocks of 32 floats -> w[k] = (block 0..7)[k] as doubles: 8 x 8 transposes. */
+static __attribute__((target("avx2,avx512f"))) inline void qk_load_blocks_avx512(const float *src, __m512d *w) {
+    for (int k0 = 0; k0 < CV_Q8_BLOCK; k0 += 8) {
+        __m256 r[8], t[8], s[8];
+        for (int l = 0; l < 8; l++) r[l] = _mm256_loadu_ps(src + l * CV_Q8_BLOCK + k0);
+        for (int l = 0; l < 8; l += 2) {
+            t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
+            t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
+        }
+        for (int h = 0; h < 8; h += 4) { /* rows h..h+3: columns c and c+4 in the two halves */
+            s[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);
+            s[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], 0xEE);
+            s[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+            s[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+        }
+        for (int c = 0; c < 4; c++) {
+            w[k0 + c] = _mm512_cvtps_pd(_mm256_permute2f128_ps(s[c], s[c + 4], 0x20));
+            w[k0 + c + 4] = _mm512_cvtps_pd(_mm256_permute2f128_ps(s[c], s[c + 4], 0x31));
+        }
+    }
+}
+/* eight integral doubles in [-128, 127] -> eight int8 */
+static __attribute__((target("avx2,avx512f,avx512dq"))) inline void qk_store_quants_avx512(int8_t *p, __m512d v) {
+    _mm_storel_epi64((__m128i *)(void *)p, _mm512_cvtepi64_epi8(_mm512_cvtpd_epi64(v)));
+}
 
 #define QK_TARGET __attribute__((target("avx2,avx512f,avx512dq")))
 /* VRANGEPD imm 0b0010: the operand of smaller magnitude, with x's sign: sign(x)·min(|x|, m) */
@@ -134,10 +201,20 @@ static inline void qk_store2(double *p, qk_v2 a) { memcpy(p, &a, sizeof a); }
 #define QK_TO_FLOAT(a) _mm512_cvtps_pd(_mm512_cvtpd_ps(a))
 #define QK_SEL_LT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_LT_OQ), (y), (x))
 #define QK_SEL_GT(a, b, x, y) _mm512_mask_blend_pd(_mm512_cmp_pd_mask((a), (b), _CMP_GT_OQ), (y), (x))
+#define QK_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#define QK_FNMA(a, b, c) _mm512_fnmadd_pd((a), (b), (c))
+#define QK_ALL_LT(a, b) (_mm512_cmp_pd_mask((a), (b), _CMP_LT_OQ) == 0xFF)
+#define QK_LOAD_BLOCKS(src, w) qk_load_blocks_avx512((src), (w))
+#define QK_STORE_QUANTS(p, v) qk_store_quants_avx512((p), (v))
 #define QK_NAME_Q8 q8_blocks_avx512
 #define QK_NAME_Q4 q4_blocks_avx512
 #include "quant_both.h"
 #undef QK_CLAMP_SYMMETRIC
+#undef QK_FMA
+#undef QK_FNMA
+#undef QK_ALL_LT
+#undef QK_LOAD_BLOCKS
+#undef QK_STORE_QUANTS
 #endif /* __x86_64__ */
 
 #else /* no vector extensions: the scalar definition, block by block */
@@ -156,7 +233,7 @@ cv_q8_kernel cv_quant_kernel_for(uint32_t dtype, int level) {
     if (level == 0) return q4 ? q4_blocks_generic : q8_blocks_generic;
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(ABC_NO_SIMD)
     __builtin_cpu_init(); /* __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512 state */
-    if (level == 1 && __builtin_cpu_supports("avx2")) return q4 ? q4_blocks_avx2 : q8_blocks_avx2;
+    if (level == 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return q4 ? q4_blocks_avx2 : q8_blocks_avx2;
     if (level == 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return q4 ? q4_blocks_avx512 : q8_blocks_avx512;
 #endif
     return NULL;
