@@ -39,7 +39,7 @@ static QK_ALWAYS_INLINE QK_TARGET int QK_CAT(QK_NAME, _clamp_needed)(QK_V amax, 
 /* The least-squares refit of g trial scales (g and clamp are constants after inlining, so the loops
  * unroll and the sums stay in registers): the quants for each trial's scale, then Σ w·q / Σ q². Both
  * sums are exact in double (a float times an integer up to 127, and only the elements with q != 0,
- * within 2^9 of max|w|, add to Σ w·q: under 2^44 units of the smallest one's last place), so fusing
+ * within 2^9 of max|w|, add to Σ w·q: under 2^47 units of the smallest one's last place), so fusing
  * each multiply-add changes no bit. */
 static QK_ALWAYS_INLINE QK_TARGET void QK_CAT(QK_NAME, _refit)(const QK_V *w, const QK_V *inv, const QK_V *trial, QK_V *refit, const int g, const int clamp) {
     QK_V wq[QK_GROUP], qq[QK_GROUP];
@@ -57,7 +57,7 @@ static QK_ALWAYS_INLINE QK_TARGET void QK_CAT(QK_NAME, _refit)(const QK_V *w, co
 }
 
 /* Σ (w - q·d)² for g candidate scales d, as block_error sums it. w - q·d is exact (q·d is a float times
- * an integer, and the difference needs under 2^40 units of its operands' last place), so it may be
+ * an integer, and |w - q·d| is under 2^40 units of the smaller operand's last place: the refits stay within a few percent of max|w| / base), so it may be
  * fused; the square and the sum are rounded as the scalar code rounds them. */
 static QK_ALWAYS_INLINE QK_TARGET void QK_CAT(QK_NAME, _errors)(const QK_V *w, const QK_V *inv, const QK_V *cand, QK_V *err, const int g, const int clamp) {
     QK_V d[QK_GROUP], acc[QK_GROUP];
