@@ -57,8 +57,9 @@ static QK_ALWAYS_INLINE QK_TARGET void QK_CAT(QK_NAME, _refit)(const QK_V *w, co
 }
 
 /* Σ (w - q·d)² for g candidate scales d, as block_error sums it. w - q·d is exact, so it may be fused:
- * q·d is a float times an integer, every candidate is at least max|w| / 4096 (a refit's Σ w·q is at
- * least max|w|·126, its Σ q² at most 32·127²), and where q != 0, |w| >= d/2, so the difference spans
+ * q·d is a float times an integer, every candidate is at least max|w| / 4096 (q8: a refit's Σ w·q is
+ * at least max|w|·126, its Σ q² at most 32·127²; q4's bound is higher), and where q != 0, |w| >= d/2,
+ * so the difference spans
  * under 2^40 units of the smaller operand's last place. The square and the sum are rounded as the
  * scalar code rounds them. */
 static QK_ALWAYS_INLINE QK_TARGET void QK_CAT(QK_NAME, _errors)(const QK_V *w, const QK_V *inv, const QK_V *cand, QK_V *err, const int g, const int clamp) {
