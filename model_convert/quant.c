@@ -297,13 +297,31 @@ static int q8_encode(const float *src, int64_t rows, int64_t in, int64_t strips,
 static size_t q4_strip_bytes(int64_t in) { return (size_t)(in / CV_Q8_BLOCK) * CV_Q4_STRIP_BLOCK_BYTES; }
 
 /* Each block turned so that its largest magnitude (the first, on ties) is negative: -8 reaches it
- * there, so the scale search has 8 steps on that side. Returns the sign applied (-1 or 1). */
+ * there, so the scale search has 8 steps on that side. Returns the sign applied (-1 or 1). Magnitudes
+ * are compared as the bits of |w| (the same order for finite floats), which vectorises. */
 static float q4_orient_block(const float *w, float *out) {
-    float amax = 0.0f, sign = 1.0f;
-    for (int k = 0; k < CV_Q8_BLOCK; k++)
-        if (fabsf(w[k]) > amax) amax = fabsf(w[k]), sign = w[k] > 0 ? -1.0f : 1.0f;
+    uint32_t mag[CV_Q8_BLOCK], amax = 0;
+    for (int k = 0; k < CV_Q8_BLOCK; k++) {
+        memcpy(&mag[k], &w[k], 4);
+        mag[k] &= 0x7FFFFFFFu;
+        amax = mag[k] > amax ? mag[k] : amax;
+    }
+    int first = 0;
+    while (first < CV_Q8_BLOCK - 1 && mag[first] != amax) first++;
+    const float sign = amax != 0 && w[first] > 0 ? -1.0f : 1.0f;
     for (int k = 0; k < CV_Q8_BLOCK; k++) out[k] = sign * w[k];
     return sign;
+}
+
+/* q = clamp(w·inv, -8, 7) rounded to nearest, ties to even, in double: clamping first gives the same
+ * integer (integral bounds, monotonic rounding), and below 2^51 adding and subtracting 1.5·2^52 rounds
+ * exactly as nearbyint does in the default mode; no libm call, so the loop vectorises. */
+static void q4_quantize_block(const float *w, double inv, int8_t *q) {
+    for (int k = 0; k < CV_Q8_BLOCK; k++) {
+        double v = (double)w[k] * inv;
+        v = v > 7.0 ? 7.0 : v < -8.0 ? -8.0 : v;
+        q[k] = (int8_t)((v + 6755399441055744.0) - 6755399441055744.0);
+    }
 }
 
 /* rows (<= strips·16, the rest zero padding) of width in -> whole q4 strips at dst (FORMAT.md). The
@@ -334,10 +352,7 @@ static int q4_encode(const float *src, int64_t rows, int64_t in, int64_t strips,
             }
             const double d = abc_f16_to_f32(h), inv = d > 0 ? 1.0 / d : 0.0;
             int8_t qb[CV_Q8_BLOCK];
-            for (int k = 0; k < CV_Q8_BLOCK; k++) {
-                double v = nearbyint((double)turned[at * CV_Q8_BLOCK + k] * inv);
-                qb[k] = (int8_t)(v > 7 ? 7 : v < -8 ? -8 : v);
-            }
+            q4_quantize_block(turned + at * CV_Q8_BLOCK, inv, qb);
             if (signs[at] < 0) h ^= 0x8000; /* the scale carries the orientation back */
             unsigned char *block = out + ((j / CV_Q8_STRIP) * blocks + b) * CV_Q4_STRIP_BLOCK_BYTES;
             const int row = (int)(j % CV_Q8_STRIP);
