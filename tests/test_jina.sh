@@ -13,6 +13,9 @@
 # info, the batch "task" field, and the errors. The multi-vector output (also in tests/test_jina.c): abc embed
 # --multi-vector per case against the reference, a --batch --multi-vector index, search on it (--task code)
 # against the reference query's MaxSim, eval --multi-vector's rank = search's; the batch "dim" field.
+# abc-convert: --task-adapter's errors; jina's released layout (adapters-combined/, --task-adapters DIR
+# and HF_DIR/adapters/ found by itself) converts to the bytes of the three per-task folders, and
+# hand-made multi-task folders (safetensors written by mk_adapter) fail with their messages.
 # Ends with "RESULT <passed> <failed>".
 set -u
 
