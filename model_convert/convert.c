@@ -34,6 +34,8 @@ typedef struct {
 
 typedef struct cv_family cv_family;
 
+#define CV_MAX_TASKS 7 /* task adapter slots of a file (the runtime's MODEL_MAX_ADAPTERS - 1) */
+
 typedef struct {
     const convert_options *opt;
     const cv_family *family; /* the checkpoint's entry of families[] */
@@ -43,7 +45,7 @@ typedef struct {
     size_t n_merges;
     peft_adapter query;
     int has_query;
-    peft_adapter *tasks;   /* --task-adapter NAME=DIR, in order */
+    peft_adapter *tasks;   /* --task-adapter NAME=DIR, in order; or --task-adapters DIR's tasks */
     char **task_names;
     size_t n_tasks;
     expected_list exp;
@@ -1180,12 +1182,44 @@ static void state_free(conv_state *s) {
     free(s->exp.items);
 }
 
+/* --task-adapters DIR: every task of one multi-task adapter, in byte order of the names. Its tasks adapt
+ * the same modules (jina's MultiAdapterLinear holds a pair for every task in every adapted Linear). */
+static int load_multi_task(conv_state *s, const char *dir, char *err, size_t errsize) {
+    char **names;
+    size_t n;
+    if (peft_list_tasks(dir, &names, &n, err, errsize) < 0) return -1;
+    s->task_names = names;
+    s->tasks = calloc(n, sizeof *s->tasks);
+    if (!s->tasks) {
+        for (size_t i = 0; i < n; i++) free(names[i]);
+        free(names);
+        s->task_names = NULL;
+        return cv_fail(err, errsize, "out of memory");
+    }
+    s->n_tasks = n; /* state_free frees them all from here on */
+    if (n > CV_MAX_TASKS) return cv_fail(err, errsize, "%s holds %zu tasks (%s, %s, ...); a file holds at most %d", dir, n, names[0], names[1], CV_MAX_TASKS);
+    for (size_t i = 0; i < n; i++) {
+        char sub[768];
+        if (peft_load_task(dir, names[i], &s->tasks[i], sub, sizeof sub) < 0) return cv_fail(err, errsize, "task %s: %s", names[i], sub);
+    }
+    for (size_t i = 1; i < n; i++)
+        for (int flip = 0; flip < 2; flip++) {
+            const size_t x = flip ? i : 0, y = flip ? 0 : i;
+            for (size_t m = 0; m < s->tasks[x].n_modules; m++)
+                if (!peft_find_module(&s->tasks[y], s->tasks[x].modules[m].module))
+                    return cv_fail(err, errsize, "%s: task %s has a LoRA on %s but task %s has none (every task must adapt the same modules)", dir, names[x],
+                                   s->tasks[x].modules[m].module, names[y]);
+        }
+    return 0;
+}
+
 int convert_model(const convert_options *opt, char *err, size_t errsize) {
     conv_state s;
     memset(&s, 0, sizeof s);
     s.opt = opt;
     abc_writer *w = NULL;
     char *tok_path = cv_path_join(opt->hf_dir, "tokenizer.json");
+    char *auto_dir = NULL;
     int rc = -1;
     if (!tok_path) { cv_fail(err, errsize, "out of memory"); goto done; }
     if (!cv_known_preset(opt->preset, err, errsize)) goto done;
@@ -1195,8 +1229,9 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     const cv_family *f = s.family;
     if (!f) { cv_fail(err, errsize, "no converter for this architecture"); goto done; }
     if (!has_preset(f, opt->preset)) { cv_fail(err, errsize, f->wrong_preset, opt->hf_dir); goto done; }
-    if (!f->task_adapters && opt->n_task_adapters) { cv_fail(err, errsize, "--task-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
-    if (opt->query_adapter && opt->n_task_adapters) { cv_fail(err, errsize, "a file takes a --query-adapter or --task-adapter adapters, not both"); goto done; }
+    if (!f->task_adapters && (opt->n_task_adapters || opt->task_adapters_dir)) { cv_fail(err, errsize, "--task-adapter(s) is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
+    if (opt->n_task_adapters && opt->task_adapters_dir) { cv_fail(err, errsize, "give the task adapters with --task-adapter NAME=DIR (a folder per task) or --task-adapters DIR (one folder holding every task), not both"); goto done; }
+    if (opt->query_adapter && (opt->n_task_adapters || opt->task_adapters_dir)) { cv_fail(err, errsize, "a file takes a --query-adapter or --task-adapter adapters, not both"); goto done; }
     if (!f->query_adapter && opt->query_adapter) { cv_fail(err, errsize, "--query-adapter is not supported for %s (merge LoRA adapters with --merge-adapter)", family_name(f)); goto done; }
     if (!f->num_crops && opt->num_crops) { cv_fail(err, errsize, "--num-crops applies to phi3_v checkpoints only"); goto done; }
     if (!cv_file_exists(tok_path)) { cv_fail(err, errsize, "%s not found", tok_path); goto done; }
@@ -1214,6 +1249,16 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
         s.has_query = 1;
         if (peft_load(opt->query_adapter, &s.query, err, errsize) < 0) goto done;
     }
+    /* jina-embeddings-v4's repository ships its task adapters as HF_DIR/adapters/ */
+    const char *tasks_dir = opt->task_adapters_dir;
+    if (!tasks_dir && !opt->n_task_adapters && !opt->query_adapter && strcmp(opt->preset, "jina-v4") == 0) {
+        auto_dir = cv_path_join(opt->hf_dir, "adapters");
+        char *auto_cfg = auto_dir ? cv_path_join(auto_dir, "adapter_config.json") : NULL;
+        if (!auto_cfg) { cv_fail(err, errsize, "out of memory"); goto done; }
+        if (cv_file_exists(auto_cfg)) tasks_dir = auto_dir;
+        free(auto_cfg);
+        if (tasks_dir && !opt->quiet) fprintf(stderr, "abc-convert: note: task adapters from %s\n", tasks_dir);
+    }
     if (opt->n_task_adapters) {
         s.tasks = calloc(opt->n_task_adapters, sizeof *s.tasks);
         s.task_names = calloc(opt->n_task_adapters, sizeof *s.task_names);
@@ -1222,18 +1267,21 @@ int convert_model(const convert_options *opt, char *err, size_t errsize) {
     for (size_t i = 0; i < opt->n_task_adapters; i++) {
         const char *spec = opt->task_adapters[i], *eq = strchr(spec, '=');
         size_t len = eq ? (size_t)(eq - spec) : 0;
-        int ok = eq && len > 0 && len <= 64 && eq[1];
-        for (size_t k = 0; ok && k < len; k++) ok = isalnum((unsigned char)spec[k]) || spec[k] == '-' || spec[k] == '_';
+        int ok = eq && peft_task_name_ok(spec, len) && eq[1];
         for (size_t k = 0; ok && k < s.n_tasks; k++) ok = strlen(s.task_names[k]) != len || memcmp(s.task_names[k], spec, len) != 0;
         if (!ok) { cv_fail(err, errsize, "--task-adapter \"%s\": give NAME=DIR with a new NAME of letters, digits, '-' or '_'", spec); goto done; }
-        if (s.n_tasks == 7) { cv_fail(err, errsize, "at most 7 --task-adapter adapters"); goto done; }
+        if (s.n_tasks == CV_MAX_TASKS) { cv_fail(err, errsize, "at most %d --task-adapter adapters", CV_MAX_TASKS); goto done; }
         if (!(s.task_names[s.n_tasks] = malloc(len + 1))) { cv_fail(err, errsize, "out of memory"); goto done; }
         memcpy(s.task_names[s.n_tasks], spec, len);
         s.task_names[s.n_tasks][len] = 0;
         s.n_tasks++;
         if (peft_load(eq + 1, &s.tasks[i], err, errsize) < 0) goto done;
     }
-    if (strcmp(opt->preset, "jina-v4") == 0 && !s.n_tasks) { cv_fail(err, errsize, "preset jina-v4 needs its task adapters (--task-adapter retrieval=DIR ...)"); goto done; }
+    if (tasks_dir && load_multi_task(&s, tasks_dir, err, errsize) < 0) goto done;
+    if (strcmp(opt->preset, "jina-v4") == 0 && !s.n_tasks) {
+        cv_fail(err, errsize, "preset jina-v4 needs its task adapters: --task-adapters DIR (jina's adapters/ folder, used by itself when it is in %s) or --task-adapter retrieval=DIR ...", opt->hf_dir);
+        goto done;
+    }
     if (resolve_head(&s, err, errsize) < 0 || resolve_multi_vector(&s, err, errsize) < 0) goto done;
     if (f->expected(&s, &s.exp) < 0) { cv_fail(err, errsize, "out of memory"); goto done; }
     if (check_unused_base(&s, err, errsize) < 0) goto done;
@@ -1269,5 +1317,6 @@ done:
     writer_free(w); /* before the state: the fill contexts point into it */
     state_free(&s);
     free(tok_path);
+    free(auto_dir);
     return rc;
 }

@@ -170,6 +170,15 @@ typedef struct {
 } peft_adapter;
 
 int peft_load(const char *dir, peft_adapter *a, char *err, size_t errsize);
+/* A multi-task adapter (jina-embeddings-v4's released adapters/: one peft adapter whose Linear layers
+ * hold a LoRA per task, tensors <module>.lora_A.<task>.weight, or .lora_A.default.<task>.weight):
+ * peft_list_tasks gives its task names in byte order (a new array of new strings; every name passes
+ * peft_task_name_ok), peft_load_task one task's LoRA as a plain adapter (one r and lora_alpha for all). */
+#define PEFT_MAX_TASK_NAME 64
+int peft_list_tasks(const char *dir, char ***names, size_t *n_names, char *err, size_t errsize);
+int peft_load_task(const char *dir, const char *task, peft_adapter *a, char *err, size_t errsize);
+/* 1..PEFT_MAX_TASK_NAME letters, digits, '-' or '_' (the names task_adapter.names can hold). */
+int peft_task_name_ok(const char *name, size_t len);
 void peft_free(peft_adapter *a);
 const lora_module *peft_find_module(const peft_adapter *a, const char *module);
 const adapter_param *peft_find_param(const peft_adapter *a, const char *name);
@@ -194,6 +203,7 @@ typedef struct {
     const char *query_adapter;      /* NULL when none */
     const char **task_adapters;     /* --task-adapter NAME=DIR, kept apart and chosen per call */
     size_t n_task_adapters;
+    const char *task_adapters_dir;  /* --task-adapters DIR: one multi-task adapter (jina's release); NULL when none */
     uint32_t dtype;                 /* ABC_FILE_F32, _F16, _BF16, _Q8 or _Q4 (--dtype) */
     uint32_t class_dtype[CV_N_CLASSES]; /* per class (cv_policy_init, cv_policy_parse) */
     int quiet;

@@ -1,6 +1,6 @@
 /* abc-convert: Hugging Face Qwen2-VL checkpoint (+ PEFT adapters) -> .abc weight file.
  *   abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|jina-v4|vlm2vec-phi3v|nomic|colqwen2.5 [--merge-adapter DIR]... [--query-adapter DIR]
- *               [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet] */
+ *               [--task-adapter NAME=DIR]... [--task-adapters DIR] [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet] */
 #define _POSIX_C_SOURCE 200809L
 #include "convert.h"
 
@@ -12,13 +12,14 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: abc-convert HF_DIR -o OUT.abc --preset abc|vlm2vec|gme|colqwen2|jina-v4|vlm2vec-phi3v|nomic|colqwen2.5 [--merge-adapter DIR]... [--query-adapter DIR]\n"
+            "                   [--task-adapter NAME=DIR]... [--task-adapters DIR]\n"
             "                   [--dtype f32|f16|bf16|q8|q4] [--policy CLASS=DTYPE,...] [--num-crops N] [--threads N] [--quiet]\n"
             "  HF_DIR            Qwen2-VL, Qwen2.5-VL or Phi-3.5-vision checkpoint (config.json, safetensors, tokenizer.json,\n"
             "                    preprocessor_config.json)\n"
             "  --preset          abc: ABC-Qwen2VL (bidirectional, mean pooling, mlp_head); vlm2vec: VLM2Vec (causal, last token);\n"
             "                    gme: GME-Qwen2-VL (causal, chat prompt, last token, 1-D positions);\n"
             "                    colqwen2: ColQwen2 (causal, one 128-d vector per token from custom_text_proj);\n"
-            "                    jina-v4: jina-embeddings-v4 on Qwen2.5-VL (mean pooling, multi-vector head; needs --task-adapter);\n"
+            "                    jina-v4: jina-embeddings-v4 on Qwen2.5-VL (mean pooling, multi-vector head; needs its task adapters);\n"
             "                    vlm2vec-phi3v: VLM2Vec-Full on Phi-3.5-vision (causal, last token);\n"
             "                    nomic: nomic-embed-multimodal on Qwen2.5-VL (causal, last token; merge its adapter);\n"
             "                    colqwen2.5: ColQwen2.5 on Qwen2.5-VL (as colqwen2, its processor's query prompt)\n"
@@ -27,6 +28,10 @@ static void usage(FILE *f) {
             "  --query-adapter   PEFT LoRA kept apart and applied at run time for role=query (ABC instruct adapter)\n"
             "  --task-adapter    NAME=DIR: PEFT LoRA kept apart, chosen per call by task name (repeatable; jina-v4:\n"
             "                    retrieval, text-matching, code); the default task is retrieval, else the first\n"
+            "  --task-adapters   DIR: every task of one multi-task PEFT LoRA folder (jina-embeddings-v4's adapters/,\n"
+            "                    tensors <module>.lora_A.<task>.weight), kept apart as --task-adapter does, the tasks\n"
+            "                    in byte order of their names; not with --task-adapter. jina-v4 without either:\n"
+            "                    HF_DIR/adapters/ when it is there\n"
             "  --num-crops       phi3_v: HD crops per image stored in the file (default: the checkpoint's num_crops, else 4)\n"
             "  --dtype           storage of the large matrices (default f32; norms and biases are always f32;\n"
             "                    q8: int8 blocks of 32 with a scale each, for matrices whose rows are a multiple of 32;\n"
@@ -63,7 +68,8 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--quiet") == 0) opt.quiet = 1;
         else if (strcmp(a, "-o") == 0 || strcmp(a, "--preset") == 0 || strcmp(a, "--merge-adapter") == 0 ||
                  strcmp(a, "--query-adapter") == 0 || strcmp(a, "--dtype") == 0 || strcmp(a, "--num-crops") == 0 ||
-                 strcmp(a, "--threads") == 0 || strcmp(a, "--policy") == 0 || strcmp(a, "--task-adapter") == 0) {
+                 strcmp(a, "--threads") == 0 || strcmp(a, "--policy") == 0 || strcmp(a, "--task-adapter") == 0 ||
+                 strcmp(a, "--task-adapters") == 0) {
             if (!has_value) { fprintf(stderr, "abc-convert: %s needs a value\n", a); goto done; }
             const char *v = argv[++i];
             if (strcmp(a, "-o") == 0) {
@@ -76,6 +82,9 @@ int main(int argc, char **argv) {
                 opt.merge_adapters[opt.n_merge_adapters++] = v;
             } else if (strcmp(a, "--task-adapter") == 0) {
                 opt.task_adapters[opt.n_task_adapters++] = v;
+            } else if (strcmp(a, "--task-adapters") == 0) {
+                if (opt.task_adapters_dir) { fprintf(stderr, "abc-convert: --task-adapters given twice\n"); goto done; }
+                opt.task_adapters_dir = v;
             } else if (strcmp(a, "--num-crops") == 0) {
                 char *end;
                 long n = strtol(v, &end, 10);

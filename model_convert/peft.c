@@ -4,6 +4,7 @@
  * parameters are handed to the converter, which decides whether they replace or add tensors. */
 #include "convert.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,45 @@ static int classify_key(const char *key, size_t *stem_len) {
     return KEY_PARAM;
 }
 
+/* A multi-task adapter's LoRA key (jina-embeddings-v4's release): <module>.lora_A.<task>.weight, or
+ * <module>.lora_A.default.<task>.weight as newer peft saves it (it drops the adapter name only before
+ * the last part). Returns KEY_LORA_A / KEY_LORA_B with the stem and the task, or KEY_PARAM for any
+ * other key; a LoRA key without a task part (<module>.lora_A.weight) gives the task "" of length 0. */
+static int task_key(const char *key, size_t *stem_len, const char **task, size_t *task_len) {
+    size_t len = strlen(key);
+    if (len < 7 || strcmp(key + len - 7, ".weight") != 0) return KEY_PARAM;
+    const char *at = NULL;
+    int kind = KEY_PARAM;
+    for (const char *p = key; (p = strstr(p, ".lora_")) != NULL; p++)
+        if ((p[6] == 'A' || p[6] == 'B') && p[7] == '.') { at = p; kind = p[6] == 'A' ? KEY_LORA_A : KEY_LORA_B; }
+    if (!at) return KEY_PARAM;
+    *stem_len = (size_t)(at - key);
+    const char *t = at + 8, *end = key + len - 7;
+    if (t > end) t = end; /* <module>.lora_A.weight: no task part */
+    if ((size_t)(end - t) > 8 && strncmp(t, "default.", 8) == 0) t += 8;
+    *task = t;
+    *task_len = (size_t)(end - t);
+    return kind;
+}
+
+int peft_task_name_ok(const char *name, size_t len) {
+    if (len == 0 || len > PEFT_MAX_TASK_NAME) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '_') return 0;
+    return 1;
+}
+
+/* name[0..len) for a message: at most 48 bytes, other than printable ASCII as \xNN. */
+static void show_name(const char *name, size_t len, char *out, size_t size) {
+    size_t n = 0;
+    for (size_t i = 0; i < len && i < 48 && n + 5 < size; i++) {
+        unsigned char c = (unsigned char)name[i];
+        n += (size_t)snprintf(out + n, size - n, c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? "%c" : "\\x%02x", c);
+    }
+    if (len > 48 && n + 4 < size) n += (size_t)snprintf(out + n, size - n, "...");
+    out[n < size ? n : size - 1] = '\0';
+}
+
 /* "mlp_head.modules_to_save.default.linear_layer1.weight" -> "mlp_head.linear_layer1.weight" */
 static char *strip_modules_to_save(const char *key) {
     const char *m = strstr(key, ".modules_to_save.");
@@ -178,7 +218,9 @@ static int check_module(const peft_adapter *a, const adapter_cfg *c, lora_module
     return 0;
 }
 
-int peft_load(const char *dir, peft_adapter *a, char *err, size_t errsize) {
+/* task NULL: a plain peft adapter; else the LoRA of one task of a multi-task adapter (its keys named
+ * by task_key; the other tasks' are skipped). */
+static int load(const char *dir, const char *task, peft_adapter *a, char *err, size_t errsize) {
     memset(a, 0, sizeof *a);
     a->dir = cv_strdup(dir);
     char *cfg_path = cv_path_join(dir, "adapter_config.json");
@@ -209,6 +251,16 @@ int peft_load(const char *dir, peft_adapter *a, char *err, size_t errsize) {
         }
         size_t stem;
         int kind = classify_key(key, &stem);
+        if (task) {
+            const char *t;
+            size_t tlen;
+            if (kind == KEY_MAGNITUDE) { cv_fail(err, errsize, "%s: %s: DoRA is not supported in a multi-task adapter", dir, key); goto done; }
+            int tkind = task_key(key, &stem, &t, &tlen);
+            if (tkind != KEY_PARAM) {
+                if (tlen != strlen(task) || memcmp(t, task, tlen) != 0) continue; /* another task's */
+                kind = tkind;
+            }
+        }
         if (kind == KEY_SKIP) continue;
         if (kind == KEY_PARAM) {
             if (add_param(a, key, t, err, errsize) < 0) goto done;
@@ -239,6 +291,68 @@ done:
     free(raw_names);
     json_free(cfg);
     free(cfg_path);
+    free(st_path);
+    return rc;
+}
+
+int peft_load(const char *dir, peft_adapter *a, char *err, size_t errsize) { return load(dir, NULL, a, err, errsize); }
+
+int peft_load_task(const char *dir, const char *task, peft_adapter *a, char *err, size_t errsize) {
+    if (load(dir, task, a, err, errsize) < 0) return -1;
+    if (a->n_modules == 0) return cv_fail(err, errsize, "%s: no LoRA tensors for task %s", dir, task);
+    return 0;
+}
+
+static int cmp_str(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
+
+int peft_list_tasks(const char *dir, char ***names, size_t *n_names, char *err, size_t errsize) {
+    *names = NULL;
+    *n_names = 0;
+    st_set st;
+    memset(&st, 0, sizeof st);
+    char *st_path = cv_path_join(dir, "adapter_model.safetensors");
+    char **list = NULL;
+    size_t n = 0;
+    int rc = -1;
+    if (!st_path) { cv_fail(err, errsize, "out of memory"); goto done; }
+    if (!cv_file_exists(st_path)) { cv_fail(err, errsize, "%s: no adapter_model.safetensors (is this a PEFT adapter directory?)", dir); goto done; }
+    if (st_add_file(&st, st_path, err, errsize) < 0) goto done;
+    for (size_t i = 0; i < st.n_tensors; i++) {
+        const char *key = st.tensors[i].name, *t;
+        size_t stem, tlen;
+        if (task_key(key, &stem, &t, &tlen) == KEY_PARAM) continue;
+        char shown[256];
+        show_name(t, tlen, shown, sizeof shown);
+        size_t dummy;
+        if (has_suffix(key, ".lora_A.weight", &dummy) || has_suffix(key, ".lora_B.weight", &dummy) || (tlen == 7 && memcmp(t, "default", 7) == 0)) {
+            cv_fail(err, errsize, "%s: %s names no task: a single-task adapter (give it with --task-adapter NAME=DIR)", dir, key);
+            goto done;
+        }
+        if (!peft_task_name_ok(t, tlen)) {
+            cv_fail(err, errsize, "%s: task name \"%s\" (of %.*s) is not 1 to %d letters, digits, '-' or '_'", dir, shown, (int)(stem < 200 ? stem : 200), key,
+                    PEFT_MAX_TASK_NAME);
+            goto done;
+        }
+        size_t k = 0;
+        while (k < n && (strlen(list[k]) != tlen || memcmp(list[k], t, tlen) != 0)) k++;
+        if (k < n) continue;
+        char **grown = realloc(list, (n + 1) * sizeof *list);
+        if (!grown || !(grown[n] = malloc(tlen + 1))) { list = grown ? grown : list; cv_fail(err, errsize, "out of memory"); goto done; }
+        list = grown;
+        memcpy(list[n], t, tlen);
+        list[n++][tlen] = '\0';
+    }
+    if (n == 0) { cv_fail(err, errsize, "%s: no LoRA tensors named <module>.lora_A.<task>.weight (not a multi-task adapter)", dir); goto done; }
+    qsort(list, n, sizeof *list, cmp_str);
+    *names = list;
+    *n_names = n;
+    list = NULL;
+    rc = 0;
+done:
+    if (list)
+        for (size_t k = 0; k < n; k++) free(list[k]);
+    free(list);
+    st_close(&st);
     free(st_path);
     return rc;
 }

@@ -11,13 +11,18 @@ Writes tests/fixtures/jina-tiny/:
   multi_vector_projector.safetensors, model.safetensors.index.json
                        the projector [16, 32] + bias (jina's is [128, 2048]) and the index of all three shards
   adapters/NAME/       adapter_config.json + adapter_model.safetensors, saved by peft
+  adapters-combined/   the same three adapters in the layout of jina's release (its adapters/ folder): one
+                       peft adapter whose Linear layers hold a LoRA per task (jina's MultiAdapterLinear,
+                       installed through peft's custom-module hook), tensors <module>.lora_A.<task>.weight;
+                       checked to give exactly the per-task adapters' outputs
   manifest.json        the cases, the versions used
   cases/NAME/{input_ids,position_ids,vision_embeds,last_hidden,embedding,embedding_dim8,embedding_dim16,
               multi_vector}.npy
 
 Run from the repository root with a Python that has torch, transformers (5.x), peft, safetensors and Pillow,
 e.g. a virtualenv outside the repository:  VENV/bin/python tests/gen_jina_fixtures.py
-Without them it prints "SKIP gen_jina_fixtures: <reason>" and exits 0.
+Without them it prints "SKIP gen_jina_fixtures: <reason>" and exits 0. With --combined-only it writes
+adapters-combined/ alone, from the committed adapters/NAME/ (nothing else changes).
 
 The computation follows modeling_jina_embeddings_v4.py (jinaai/jina-embeddings-v4), in float32 on the CPU:
   * text: "Query: " + text, or "Passage: " + text for prompt_name "passage" -- except under the
@@ -39,6 +44,7 @@ import os
 import shutil
 import sys
 import tempfile
+from functools import partial
 
 try:
     import numpy as np
@@ -46,9 +52,10 @@ try:
     import PIL
     import torch
     import transformers
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft.tuners.lora import LoraLayer
     from PIL import Image
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 except ImportError as e:  # an optional tool: the committed fixtures stay as they are
@@ -63,6 +70,7 @@ PROJ_SHARD = "multi_vector_projector.safetensors"
 MULTI_DIM = 16
 IMAGES = "tests/fixtures/images"
 OUT = "tests/fixtures/jina-tiny"
+COMBINED = f"{OUT}/adapters-combined"
 TASKS = ["retrieval", "text-matching", "code"]
 DIMS = [8, 16, 32]
 IMAGE_PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|>\n"
@@ -92,22 +100,10 @@ def write_json(path, value):
         f.write("\n")
 
 
-def main():
-    torch.manual_seed(24)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    os.makedirs(OUT, exist_ok=True)
-    cfg = json.load(open(f"{Q25}/config.json"))
-    cfg["matryoshka_dims"] = DIMS
-    write_json(f"{OUT}/config.json", cfg)
-    H = cfg["hidden_size"]
-    proj = {"multi_vector_projector.weight": (0.2 * torch.randn(MULTI_DIM, H)).contiguous(),
-            "multi_vector_projector.bias": (0.05 * torch.randn(MULTI_DIM)).contiguous()}
-    save_file(proj, f"{OUT}/{PROJ_SHARD}", metadata={"format": "pt"})
-    index = json.load(open(f"{Q25}/model.safetensors.index.json"))
-    for k in proj:
-        index["weight_map"][k] = PROJ_SHARD
-    write_json(f"{OUT}/model.safetensors.index.json", index)
-
+def load_base(proj):
+    """The tiny Qwen2.5-VL (the shards named above, this directory's config and projector shard) with
+    jina's multi_vector_projector set to proj's tensors; and its tokenizer."""
+    H = json.load(open(f"{OUT}/config.json"))["hidden_size"]
     tmp = tempfile.mkdtemp(prefix="gen_jina_")
     try:
         for name in Q25_FILES:
@@ -125,6 +121,71 @@ def main():
     with torch.no_grad():
         base.multi_vector_projector.weight.copy_(proj["multi_vector_projector.weight"])
         base.multi_vector_projector.bias.copy_(proj["multi_vector_projector.bias"])
+    return base, tok
+
+
+def image_processor():
+    pre = json.load(open(f"{Q25}/preprocessor_config.json"))
+    return Qwen2VLImageProcessorPil(**{k: v for k, v in pre.items() if k in (
+        "min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")})
+
+
+def run_case(inner, tok, proc, task, kind, value):
+    """One case through inner (the Qwen2.5-VL with its LoRA layers, the task's adapter already active):
+    prompt, grid_thw, ids, position_ids, vision embeds, last hidden states, embedding, multi-vector."""
+    image_token, vs, ve = inner.config.image_token_id, inner.config.vision_start_token_id, inner.config.vision_end_token_id
+    grid = pix = None
+    if kind == "image":
+        prompt = IMAGE_PROMPT
+        img = Image.open(f"{IMAGES}/{value}").convert("RGB")
+        pix = proc(images=[img], return_tensors="pt")
+        grid = pix["image_grid_thw"]
+        ids = tok(prompt)["input_ids"]
+        n_img = int(grid.prod()) // 4
+        at = ids.index(image_token)
+        ids = ids[:at] + [image_token] * n_img + ids[at + 1:]
+    else:
+        prompt = f"{prefix_for(task, kind)}: {value}"
+        ids = tok(prompt)["input_ids"]
+    input_ids = torch.tensor([ids])
+    mask = torch.ones_like(input_ids)
+    with torch.no_grad():
+        if grid is not None:  # jina's get_rope_index call (a single image: the token-type rule agrees)
+            pos, _ = inner.model.get_rope_index(input_ids, (input_ids == image_token).int(), image_grid_thw=grid,
+                                                attention_mask=mask)
+        else:  # text: the 1-D positions on all three components
+            pos = torch.arange(len(ids)).view(1, 1, -1).expand(3, 1, -1)
+        kw = dict(pixel_values=pix["pixel_values"].float(), image_grid_thw=grid) if pix is not None else {}
+        out = inner.model(input_ids=input_ids, attention_mask=mask, position_ids=pos, **kw)
+        last = out.last_hidden_state[0]
+        vis = inner.model.visual(pix["pixel_values"].float(), grid_thw=grid).pooler_output if pix is not None else None
+        if kind == "image":
+            s, e = ids.index(vs), ids.index(ve)
+            pooled = last[s:e + 1].mean(dim=0)
+        else:
+            pooled = (last * mask[0].unsqueeze(-1)).sum(dim=0) / mask.sum()
+        emb = torch.nn.functional.normalize(pooled, dim=-1)
+        multi = torch.nn.functional.normalize(inner.multi_vector_projector(last), dim=-1) * mask[0].unsqueeze(-1)
+    return prompt, grid, ids, pos, vis, last, emb, multi
+
+
+def main():
+    torch.manual_seed(24)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    os.makedirs(OUT, exist_ok=True)
+    cfg = json.load(open(f"{Q25}/config.json"))
+    cfg["matryoshka_dims"] = DIMS
+    write_json(f"{OUT}/config.json", cfg)
+    H = cfg["hidden_size"]
+    proj = {"multi_vector_projector.weight": (0.2 * torch.randn(MULTI_DIM, H)).contiguous(),
+            "multi_vector_projector.bias": (0.05 * torch.randn(MULTI_DIM)).contiguous()}
+    save_file(proj, f"{OUT}/{PROJ_SHARD}", metadata={"format": "pt"})
+    index = json.load(open(f"{Q25}/model.safetensors.index.json"))
+    for k in proj:
+        index["weight_map"][k] = PROJ_SHARD
+    write_json(f"{OUT}/model.safetensors.index.json", index)
+
+    base, tok = load_base(proj)
     lcfg = dict(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, init_lora_weights=False)
     model = get_peft_model(base, LoraConfig(**lcfg), adapter_name=TASKS[0])
     for t in TASKS[1:]:
@@ -147,11 +208,8 @@ def main():
                     os.remove(f"{d}/{junk}")
     model.eval()
 
-    pre = json.load(open(f"{Q25}/preprocessor_config.json"))
-    proc = Qwen2VLImageProcessorPil(**{k: v for k, v in pre.items() if k in (
-        "min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")})
+    proc = image_processor()
     inner = model.base_model.model  # the Qwen2_5_VLForConditionalGeneration with LoRA layers inside
-    image_token, vs, ve = inner.config.image_token_id, inner.config.vision_start_token_id, inner.config.vision_end_token_id
     manifest = {
         "generator": f"tests/gen_jina_fixtures.py; transformers {transformers.__version__}, peft {peft.__version__}, "
                      f"torch {torch.__version__}, Pillow {PIL.__version__}, float32 on CPU",
@@ -162,38 +220,7 @@ def main():
     shutil.rmtree(f"{OUT}/cases", ignore_errors=True)
     for name, task, kind, value in CASES:
         model.set_adapter(task)
-        grid = pix = None
-        if kind == "image":
-            prompt = IMAGE_PROMPT
-            img = Image.open(f"{IMAGES}/{value}").convert("RGB")
-            pix = proc(images=[img], return_tensors="pt")
-            grid = pix["image_grid_thw"]
-            ids = tok(prompt)["input_ids"]
-            n_img = int(grid.prod()) // 4
-            at = ids.index(image_token)
-            ids = ids[:at] + [image_token] * n_img + ids[at + 1:]
-        else:
-            prompt = f"{prefix_for(task, kind)}: {value}"
-            ids = tok(prompt)["input_ids"]
-        input_ids = torch.tensor([ids])
-        mask = torch.ones_like(input_ids)
-        with torch.no_grad():
-            if grid is not None:  # jina's get_rope_index call (a single image: the token-type rule agrees)
-                pos, _ = inner.model.get_rope_index(input_ids, (input_ids == image_token).int(), image_grid_thw=grid,
-                                                    attention_mask=mask)
-            else:  # text: the 1-D positions on all three components
-                pos = torch.arange(len(ids)).view(1, 1, -1).expand(3, 1, -1)
-            kw = dict(pixel_values=pix["pixel_values"].float(), image_grid_thw=grid) if pix is not None else {}
-            out = inner.model(input_ids=input_ids, attention_mask=mask, position_ids=pos, **kw)
-            last = out.last_hidden_state[0]
-            vis = inner.model.visual(pix["pixel_values"].float(), grid_thw=grid).pooler_output if pix is not None else None
-            if kind == "image":
-                s, e = ids.index(vs), ids.index(ve)
-                pooled = last[s:e + 1].mean(dim=0)
-            else:
-                pooled = (last * mask[0].unsqueeze(-1)).sum(dim=0) / mask.sum()
-            emb = torch.nn.functional.normalize(pooled, dim=-1)
-            multi = torch.nn.functional.normalize(inner.multi_vector_projector(last), dim=-1) * mask[0].unsqueeze(-1)
+        prompt, grid, ids, pos, vis, last, emb, multi = run_case(inner, tok, proc, task, kind, value)
         d = f"{OUT}/cases/{name}"
         os.makedirs(d, exist_ok=True)
         save(f"{d}/input_ids.npy", np.array(ids, dtype=np.int32))
@@ -214,5 +241,120 @@ def main():
     write_json(f"{OUT}/manifest.json", manifest)
 
 
+class MultiTaskLoraLinear(torch.nn.Module, LoraLayer):
+    """The layer of jina's released adapter (custom_lora_module.py's MultiAdapterLinear, written anew):
+    under each peft adapter name one LoRA per task, lora_A[adapter][task] = Linear(in, r) and
+    lora_B[adapter][task] = Linear(r, out), one r and lora_alpha for every task; the output is peft's
+    Linear's, base(x) + lora_B(lora_A(x)) * alpha / r, with the task's pair. jina passes the task to
+    forward as task_label; here it is read from the shared `selector` dict, so that the model's own
+    forward can be called unchanged."""
+
+    def __init__(self, base_layer, adapter_name, config, task_names, selector, r=0, lora_alpha=1, **kwargs):
+        torch.nn.Module.__init__(self)
+        LoraLayer.__init__(self, base_layer, **kwargs)
+        self.task_names, self.selector = list(task_names), selector
+        self.fan_in_fan_out = False
+        self._active_adapter = adapter_name
+        self.r[adapter_name] = r
+        self.lora_alpha[adapter_name] = lora_alpha
+        self.scaling[adapter_name] = lora_alpha / r
+        self.lora_dropout[adapter_name] = torch.nn.Identity()
+        self.lora_A[adapter_name] = torch.nn.ModuleDict(
+            {t: torch.nn.Linear(self.in_features, r, bias=False) for t in self.task_names})
+        self.lora_B[adapter_name] = torch.nn.ModuleDict(
+            {t: torch.nn.Linear(r, self.out_features, bias=False) for t in self.task_names})
+        self.lora_bias[adapter_name] = False
+        self.use_dora[adapter_name] = False
+        self.set_adapter(self.active_adapters)
+
+    def forward(self, x, *args, **kwargs):
+        result = self.base_layer(x, *args, **kwargs)
+        if self.disable_adapters:
+            return result
+        task = self.selector["task"]
+        for adapter in self.active_adapters:
+            if adapter in self.lora_A:
+                lora_A, lora_B = self.lora_A[adapter][task], self.lora_B[adapter][task]
+                result = result + lora_B(lora_A(self.lora_dropout[adapter](x))) * self.scaling[adapter]
+        return result
+
+
+def multi_task_config(config, selector):
+    # peft's custom-module hook, as jina's from_pretrained installs its layer
+    config._register_custom_module({torch.nn.Linear: partial(MultiTaskLoraLinear, task_names=TASKS, selector=selector)})
+    return config
+
+
+def write_combined():
+    """adapters-combined/: the three task adapters of adapters/NAME/ in jina's released layout (one peft
+    adapter whose every Linear is a MultiTaskLoraLinear), the same values, saved by peft's save_pretrained
+    (tensor names <module>.lora_A.<task>.weight). Checks that the saved file, loaded back the way jina
+    loads it, gives exactly the per-task adapters' outputs for every case."""
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    proj = load_file(f"{OUT}/{PROJ_SHARD}")
+    selector = {"task": TASKS[0]}
+    lcfg = dict(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, init_lora_weights=False)
+    model = get_peft_model(load_base(proj)[0], multi_task_config(LoraConfig(**lcfg), selector))
+    params = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    filled = set()
+    with torch.no_grad():
+        for t in TASKS:
+            for key, value in load_file(f"{OUT}/adapters/{t}/adapter_model.safetensors").items():
+                name = key[:-len(".weight")] + f".default.{t}.weight"  # lora_A.weight -> lora_A.default.TASK.weight
+                assert name in params and name not in filled, name
+                params[name].copy_(value)
+                filled.add(name)
+    assert filled == set(params), sorted(set(params) - filled)[:3]
+    model.peft_config["default"].base_model_name_or_path = "jina-tiny"
+    tmp = tempfile.mkdtemp(prefix="gen_jina_combined_")
+    try:
+        model.save_pretrained(tmp)
+        del model
+        # jina's release was saved by a peft whose save_pretrained dropped ".default" anywhere in a key
+        # (<module>.lora_A.<task>.weight); peft 0.21 drops it only before the last part and keeps
+        # <module>.lora_A.default.<task>.weight, so the names are written as jina's file has them
+        saved = load_file(f"{tmp}/adapter_model.safetensors")
+        jina = {k.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B."): v for k, v in saved.items()}
+        assert len(jina) == len(saved) == len(params), (len(jina), len(saved), len(params))
+        for t in TASKS:  # the values of adapters/NAME/, under jina's names
+            for key, value in load_file(f"{OUT}/adapters/{t}/adapter_model.safetensors").items():
+                assert torch.equal(jina[key[:-len(".weight")] + f".{t}.weight"], value), (t, key)
+        shutil.rmtree(COMBINED, ignore_errors=True)
+        os.makedirs(COMBINED)
+        shutil.copy(f"{tmp}/adapter_config.json", f"{COMBINED}/adapter_config.json")
+        save_file(jina, f"{COMBINED}/adapter_model.safetensors", metadata={"format": "pt"})
+
+        # the saved adapter loaded back as jina loads its adapters (peft's from_pretrained with the
+        # custom module), against the per-task adapters
+        combined = PeftModel.from_pretrained(load_base(proj)[0], tmp,
+                                             config=multi_task_config(LoraConfig.from_pretrained(tmp), selector)).eval()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    per_task = PeftModel.from_pretrained(load_base(proj)[0], f"{OUT}/adapters/{TASKS[0]}", adapter_name=TASKS[0])
+    for t in TASKS[1:]:
+        per_task.load_adapter(f"{OUT}/adapters/{t}", adapter_name=t)
+    per_task.eval()
+    tok = load_base(proj)[1]
+    proc = image_processor()
+    for name, task, kind, value in CASES:
+        selector["task"] = task
+        per_task.set_adapter(task)
+        got = run_case(combined.base_model.model, tok, proc, task, kind, value)
+        want = run_case(per_task.base_model.model, tok, proc, task, kind, value)
+        for label, i in (("last_hidden", 5), ("embedding", 6), ("multi_vector", 7)):
+            d = (got[i] - want[i]).abs().max().item()
+            assert torch.equal(got[i], want[i]), f"{name}: combined {label} differs from the per-task adapter's by {d}"
+        ref = np.load(f"{OUT}/cases/{name}/last_hidden.npy")
+        d = float(np.abs(got[5].numpy() - ref).max())
+        assert d <= 1e-5 * float(np.abs(ref).max()), f"{name}: last_hidden {d} from the committed reference"
+        print(f"{name}: combined = per-task adapter (bit for bit); max |last_hidden - reference| {d:.3g}", file=sys.stderr)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--combined-only"]:
+        write_combined()
+    elif sys.argv[1:]:
+        sys.exit("usage: gen_jina_fixtures.py [--combined-only]")
+    else:
+        main()
+        write_combined()

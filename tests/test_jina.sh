@@ -13,6 +13,9 @@
 # info, the batch "task" field, and the errors. The multi-vector output (also in tests/test_jina.c): abc embed
 # --multi-vector per case against the reference, a --batch --multi-vector index, search on it (--task code)
 # against the reference query's MaxSim, eval --multi-vector's rank = search's; the batch "dim" field.
+# abc-convert: --task-adapter's errors; jina's released layout (adapters-combined/, --task-adapters DIR
+# and HF_DIR/adapters/ found by itself) converts to the bytes of the three per-task folders, and
+# hand-made multi-task folders (safetensors written by mk_adapter) fail with their messages.
 # Ends with "RESULT <passed> <failed>".
 set -u
 
@@ -174,6 +177,7 @@ echo "-- abc-convert --task-adapter errors"
 conv_error() {
     local label=$1 pattern=$2; shift 2
     if "$CONV" "$@" -o "$TMP/x.abc" --quiet >"$TMP/out" 2>"$TMP/err"; then bad "$label: succeeded"; return; fi
+    if grep -q -e Sanitizer -e "runtime error:" "$TMP/err"; then bad "$label: sanitizer report"; head -20 "$TMP/err"; return; fi
     if grep -qF -- "$pattern" "$TMP/err" && [ ! -e "$TMP/x.abc" ]; then ok "$label: $(head -c 160 "$TMP/err")"
     else bad "$label: $(head -c 300 "$TMP/err")"; fi
 }
@@ -187,6 +191,90 @@ conv_error "--task-adapter twice the same name" "give NAME=DIR" "$JB" --preset j
 conv_error "query and task adapters together" "not both" "$JB" --preset jina-v4 --task-adapter "code=$A/code" \
     --query-adapter "$A/retrieval"
 conv_error "--task-adapter missing directory" "$TMP/none" "$JB" --preset jina-v4 --task-adapter "code=$TMP/none"
+
+echo "-- abc-convert: jina's released layout (one adapters/ folder holding every task)"
+# Per-task folders named like the combined one (general.source records directory base names), given in
+# --task-adapters' order (byte order of the names): the same file, byte for byte.
+C=$FIX/adapters-combined
+mkdir -p "$TMP/code" "$TMP/retrieval" "$TMP/text-matching" "$TMP/repo/jina-base"
+for t in code retrieval text-matching; do ln -s "$PWD/$A/$t" "$TMP/$t/adapters"; done
+for f in "$JB"/*; do ln -s "$PWD/$f" "$TMP/repo/jina-base/"; done # jina's repository: the base with adapters/ inside
+ln -s "$PWD/$C" "$TMP/repo/jina-base/adapters"
+PER_TASK="--task-adapter code=$TMP/code/adapters --task-adapter retrieval=$TMP/retrieval/adapters --task-adapter text-matching=$TMP/text-matching/adapters"
+# q8 keeps the token embedding in f32: its 151k rows make q8's search take 15 s under qemu-user (the cross
+# targets) and do not depend on the adapters; every matrix a task adapter touches is still q8.
+for dt in f32 q8; do
+    q=(--dtype "$dt")
+    [ "$dt" = q8 ] && q+=(--policy embed=f32)
+    # shellcheck disable=SC2086
+    if "$CONV" "$JB" --preset jina-v4 $PER_TASK "${q[@]}" -o "$TMP/per-$dt.abc" --quiet 2>"$TMP/err" &&
+        "$CONV" "$JB" --preset jina-v4 --task-adapters "$TMP/repo/jina-base/adapters" "${q[@]}" -o "$TMP/comb-$dt.abc" --quiet 2>>"$TMP/err"; then
+        check "--task-adapters DIR = three --task-adapter folders ($dt, cmp)" cmp "$TMP/per-$dt.abc" "$TMP/comb-$dt.abc"
+    else bad "--task-adapters ($dt): $(head -c 300 "$TMP/err")"; fi
+done
+if "$CONV" "$TMP/repo/jina-base" --preset jina-v4 --dtype q8 --policy embed=f32 -o "$TMP/auto.abc" >"$TMP/out" 2>"$TMP/err"; then
+    check "HF_DIR/adapters/ found by itself (q8, cmp)" cmp "$TMP/per-q8.abc" "$TMP/auto.abc"
+    check "auto-detection says which folder" grep -qF "task adapters from $TMP/repo/jina-base/adapters" "$TMP/err"
+else bad "HF_DIR/adapters/ auto-detection: $(head -c 300 "$TMP/err")"; fi
+if run_cli 0 "info on the combined file" info -m "$TMP/comb-f32.abc"; then
+    check "combined file: tasks in byte order, default retrieval" grep -q "^tasks: code retrieval text-matching (default retrieval)" "$TMP/out"
+fi
+
+# mk_adapter DIR R KEY:ROWS,COLS...: a multi-task adapter folder with jina's adapter_config.json ("r": R) and
+# zero float32 tensors named base_model.model.KEY (a safetensors file written here: header length, JSON, data)
+mk_adapter() {
+    local dir=$1 r=$2 hdr="" off=0 sep="" spec shape n; shift 2
+    mkdir -p "$dir"
+    sed "s/\"r\": 4,/\"r\": $r,/" "$C/adapter_config.json" > "$dir/adapter_config.json"
+    for spec in "$@"; do
+        shape=${spec##*:}
+        n=$((${shape%,*} * ${shape#*,} * 4))
+        hdr="$hdr$sep\"base_model.model.${spec%:*}\":{\"dtype\":\"F32\",\"shape\":[$shape],\"data_offsets\":[$off,$((off + n))]}"
+        off=$((off + n)); sep=,
+    done
+    hdr="{$hdr}"
+    local len=${#hdr}
+    # shellcheck disable=SC2059 # the format is the 8 length bytes as octal escapes
+    { printf "$(printf '\\%03o' $((len & 255)) $((len >> 8 & 255)) $((len >> 16 & 255)) $((len >> 24 & 255)) 0 0 0 0)"
+      printf '%s' "$hdr"; head -c "$off" /dev/zero; } > "$dir/adapter_model.safetensors"
+}
+M=model.language_model.layers.0.mlp.down_proj
+M1=model.language_model.layers.0.mlp.up_proj
+HUB=model.layers.0.mlp # the modules' names in messages (the hub spelling, .abc's)
+pair() { echo "$1.lora_A.$2.weight:4,64 $1.lora_B.$2.weight:32,4"; } # MODULE TASK (r = 4)
+# shellcheck disable=SC2046
+mk_adapter "$TMP/ok2/adapters" 4 $(pair $M a) $(pair $M b)
+# shellcheck disable=SC2046
+{
+mk_adapter "$TMP/empty" 4 $(pair $M a) $(pair $M '')
+mk_adapter "$TMP/long" 4 $(pair $M a) $(pair $M "$(printf 'x%.0s' $(seq 65))")
+mk_adapter "$TMP/unprintable" 4 $(pair $M a) $(pair $M 'caf\u00e9')
+mk_adapter "$TMP/eight" 4 $(for t in t1 t2 t3 t4 t5 t6 t7 t8; do pair $M $t; done)
+mk_adapter "$TMP/uneven" 4 $(pair $M a) $(pair $M1 a) $(pair $M b)
+mk_adapter "$TMP/halfpair" 4 $(pair $M a) "$M.lora_A.b.weight:4,64"
+mk_adapter "$TMP/rank" 2 $(pair $M a) $(pair $M b)
+mk_adapter "$TMP/newpeft/adapters" 4 $(pair $M default.a) $(pair $M default.b)
+}
+conv_error "--task-adapters: empty task name" 'task name ""' "$JB" --preset jina-v4 --task-adapters "$TMP/empty"
+conv_error "--task-adapters: task name too long" "is not 1 to 64 letters" "$JB" --preset jina-v4 --task-adapters "$TMP/long"
+conv_error "--task-adapters: task name not printable ASCII" 'task name "caf\xc3\xa9"' "$JB" --preset jina-v4 --task-adapters "$TMP/unprintable"
+conv_error "--task-adapters: 8 tasks" "holds 8 tasks (t1, t2, ...); a file holds at most 7" "$JB" --preset jina-v4 --task-adapters "$TMP/eight"
+conv_error "--task-adapters: a module of one task only" "task a has a LoRA on $HUB.up_proj but task b has none" "$JB" --preset jina-v4 --task-adapters "$TMP/uneven"
+conv_error "--task-adapters: lora_A without lora_B" "task b: $TMP/halfpair: module $HUB.down_proj has lora_A but no lora_B" "$JB" --preset jina-v4 --task-adapters "$TMP/halfpair"
+conv_error "--task-adapters: tensors of rank 4, config r 2" "but the rank is 2" "$JB" --preset jina-v4 --task-adapters "$TMP/rank"
+conv_error "--task-adapters: a single-task folder" "names no task: a single-task adapter" "$JB" --preset jina-v4 --task-adapters "$A/code"
+conv_error "--task-adapters: not an adapter" "no adapter_model.safetensors" "$JB" --preset jina-v4 --task-adapters "$TMP/none"
+conv_error "--task-adapter and --task-adapters together" "not both" "$JB" --preset jina-v4 --task-adapters "$C" --task-adapter "code=$A/code"
+conv_error "--task-adapters given twice" "given twice" "$JB" --preset jina-v4 --task-adapters "$C" --task-adapters "$C"
+conv_error "--task-adapters with --query-adapter" "not both" "$JB" --preset jina-v4 --task-adapters "$C" --query-adapter "$A/code"
+# hand-made two-task folders (zero LoRA on down_proj of layer 0), jina's names and newer peft's
+# (<module>.lora_A.default.<task>.weight): both convert, to the same bytes
+if "$CONV" "$JB" --preset jina-v4 --task-adapters "$TMP/ok2/adapters" -o "$TMP/ok2.abc" --quiet 2>"$TMP/err" &&
+    "$CONV" "$JB" --preset jina-v4 --task-adapters "$TMP/newpeft/adapters" -o "$TMP/newpeft.abc" --quiet 2>>"$TMP/err"; then
+    check "--task-adapters: .lora_A.TASK and .lora_A.default.TASK names give the same file" cmp "$TMP/ok2.abc" "$TMP/newpeft.abc"
+    run_cli 0 "info on a two-task file" info -m "$TMP/ok2.abc" &&
+        check "two-task file: tasks a b, default a" grep -q "^tasks: a b (default a)" "$TMP/out"
+else bad "--task-adapters on hand-made folders: $(head -c 300 "$TMP/err")"; fi
 
 echo "RESULT $passed $failed"
 [ "$failed" -eq 0 ]
