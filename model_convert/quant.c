@@ -58,29 +58,6 @@ static inline int qk_all2(qk_m2 m) { return (m[0] & m[1]) != 0; }
 #define QK_NAME_Q8 q8_blocks_generic
 #define QK_NAME_Q4 q4_blocks_generic
 #include "quant_both.h"
-#undef QK_TARGET
-#undef QK_V
-#undef QK_LANES
-#undef QK_SPLAT
-#undef QK_LOAD
-#undef QK_STORE
-#undef QK_ADD
-#undef QK_SUB
-#undef QK_MUL
-#undef QK_DIV
-#undef QK_ABS
-#undef QK_MIN
-#undef QK_MAX
-#undef QK_ROUND
-#undef QK_TO_FLOAT
-#undef QK_SEL_LT
-#undef QK_SEL_GT
-#undef QK_FMA
-#undef QK_FNMA
-#undef QK_ALL_LT
-#undef QK_LOAD_BLOCKS
-#undef QK_STORE_QUANTS
-#undef QK_GROUP
 
 #if defined(__x86_64__) && !defined(ABC_NO_SIMD) /* ABC_NO_SIMD: baseline only, as for the library */
 #include <immintrin.h>
@@ -132,29 +109,6 @@ static __attribute__((target("avx2"))) inline void qk_store_quants_avx2(int8_t *
 #define QK_NAME_Q8 q8_blocks_avx2
 #define QK_NAME_Q4 q4_blocks_avx2
 #include "quant_both.h"
-#undef QK_TARGET
-#undef QK_V
-#undef QK_LANES
-#undef QK_SPLAT
-#undef QK_LOAD
-#undef QK_STORE
-#undef QK_ADD
-#undef QK_SUB
-#undef QK_MUL
-#undef QK_DIV
-#undef QK_ABS
-#undef QK_MIN
-#undef QK_MAX
-#undef QK_ROUND
-#undef QK_TO_FLOAT
-#undef QK_SEL_LT
-#undef QK_SEL_GT
-#undef QK_FMA
-#undef QK_FNMA
-#undef QK_ALL_LT
-#undef QK_LOAD_BLOCKS
-#undef QK_STORE_QUANTS
-#undef QK_GROUP
 
 /* Eight blocks of 32 floats -> w[k] = (block 0..7)[k] as doubles: 8 x 8 transposes. */
 static __attribute__((target("avx2,avx512f"))) inline void qk_load_blocks_avx512(const float *src, __m512d *w) {
@@ -209,12 +163,6 @@ static __attribute__((target("avx2,avx512f,avx512dq"))) inline void qk_store_qua
 #define QK_NAME_Q8 q8_blocks_avx512
 #define QK_NAME_Q4 q4_blocks_avx512
 #include "quant_both.h"
-#undef QK_CLAMP_SYMMETRIC
-#undef QK_FMA
-#undef QK_FNMA
-#undef QK_ALL_LT
-#undef QK_LOAD_BLOCKS
-#undef QK_STORE_QUANTS
 #endif /* __x86_64__ */
 
 #else /* no vector extensions: the scalar definition, block by block */
