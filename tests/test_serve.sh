@@ -103,6 +103,14 @@ expect_status() { # expect_status LABEL WANT GOT [BODY_PATTERN BODY]
     ok "$label ($got)"
 }
 
+# expect_post LABEL PORT WANT PATTERN JSON: POST JSON, expect status WANT and PATTERN in the body
+expect_post() {
+    printf '%s' "$5" >"$TMP/req.json"
+    local out
+    out=$(post "$2" "$TMP/req.json")
+    expect_status "$1" "$3" "$(printf '%s\n' "$out" | head -n1)" "$4" "$out"
+}
+
 # ================= 0. the command line =================
 cli() { # cli LABEL WANT_RC PATTERN ARGS...
     local label=$1 want=$2 pattern=$3; shift 3
@@ -129,10 +137,8 @@ expect_status "GET /health" 200 "${health##* }" '"status":"ok"' "$health"
 models=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$PORT/v1/models")
 expect_status "GET /v1/models" 200 "${models##* }" \
     '"id":"tiny-abc".*"embedding_dim":32.*"tasks":\[\],"default_task":null,"matryoshka_dims":\[\],"multi_vector":false,"multi_vector_dim":0' "$models"
-printf '{"input":"x","return_multivector":true}' >"$TMP/mv_single.json"
-out=$(post "$PORT" "$TMP/mv_single.json")
-expect_status "return_multivector on a single-vector model" 400 "$(printf '%s\n' "$out" | head -n1)" \
-    '"param":"return_multivector".*|preset abc\) has no multi-vector output' "$out"
+expect_post "return_multivector on a single-vector model" "$PORT" 400 \
+    '"param":"return_multivector".*|preset abc\) has no multi-vector output' '{"input":"x","return_multivector":true}'
 
 # readme_example NAME: the ```sh block after "<!-- serve-example: NAME -->" in README.md
 readme_example() {
@@ -245,17 +251,11 @@ elif start_server jina "$ABC" -m "$JINA" --threads 1; then
     [ "$(printf '%s\n' "$out" | sed 1d | vectors)" = "$(cat "$TMP/ref_jina_d8")" ] &&
         [ "$(wc -w <"$TMP/ref_jina_d8")" = 8 ] && ok "jina: dimensions 8 = abc embed --dim 8 (the library's Matryoshka cut)" ||
         bad "jina dimensions 8: $(printf '%s' "$out" | head -c 300)"
-    printf '{"input":"x","dimensions":12}' >"$TMP/jina_dim12.json"
-    out=$(post "$SPORT" "$TMP/jina_dim12.json")
-    expect_status "jina: dimensions 12 (not a Matryoshka dim)" 400 "$(printf '%s\n' "$out" | head -n1)" \
-        '"param":"dimensions".*|Matryoshka dims: 8, 16, 32' "$out"
-    printf '{"input":"x","task":"classification"}' >"$TMP/jina_badtask.json"
-    out=$(post "$SPORT" "$TMP/jina_badtask.json")
-    expect_status "jina: unknown task" 400 "$(printf '%s\n' "$out" | head -n1)" \
-        'tasks: retrieval, text-matching, code' "$out"
-    printf '{"input":"x","task":7}' >"$TMP/jina_numtask.json"
-    out=$(post "$SPORT" "$TMP/jina_numtask.json")
-    expect_status "jina: task not a string" 400 "$(printf '%s\n' "$out" | head -n1)" '"param":"task"' "$out"
+    expect_post "jina: dimensions 12 (not a Matryoshka dim)" "$SPORT" 400 \
+        '"param":"dimensions".*|Matryoshka dims: 8, 16, 32' '{"input":"x","dimensions":12}'
+    expect_post "jina: unknown task" "$SPORT" 400 'tasks: retrieval, text-matching, code' \
+        '{"input":"x","task":"classification"}'
+    expect_post "jina: task not a string" "$SPORT" 400 '"param":"task"' '{"input":"x","task":7}'
     stop_server jina "$SPID"
 fi
 
@@ -294,22 +294,14 @@ else
             mv_b64 0 <"$TMP/body" | cmp -s - "$TMP/ref_mv1.raw" &&
             ok "colqwen2: base64 = the bytes of abc embed --multi-vector -o's .npy ($T1 x 128 float32)" ||
             bad "colqwen2 base64: $(printf '%s' "$out" | head -c 300)"
-        printf '{"input":["%s","%s"],"return_multivector":true}' "$CQ" "$CQ" >"$TMP/mv2.json"
-        out=$(post "$SPORT" "$TMP/mv2.json")
-        expect_status "colqwen2: two inputs past --max-multivector-floats" 400 "$(printf '%s\n' "$out" | head -n1)" \
-            '"code":"output_too_large".*|max-multivector-floats' "$out"
-        printf '{"input":"%s"}' "$CQ" >"$TMP/mv_none.json"
-        out=$(post "$SPORT" "$TMP/mv_none.json")
-        expect_status "colqwen2: a single-vector request says what to send" 400 "$(printf '%s\n' "$out" | head -n1)" \
-            'one vector per token.*send \\"return_multivector\\": true' "$out"
-        printf '{"input":"x","return_multivector":true,"dimensions":8}' >"$TMP/mv_dims.json"
-        out=$(post "$SPORT" "$TMP/mv_dims.json")
-        expect_status "colqwen2: dimensions with return_multivector" 400 "$(printf '%s\n' "$out" | head -n1)" \
-            '"param":"dimensions"' "$out"
-        printf '{"input":"x","return_multivector":"yes"}' >"$TMP/mv_str.json"
-        out=$(post "$SPORT" "$TMP/mv_str.json")
-        expect_status "colqwen2: return_multivector not a boolean" 400 "$(printf '%s\n' "$out" | head -n1)" \
-            'must be true or false' "$out"
+        expect_post "colqwen2: two inputs past --max-multivector-floats" "$SPORT" 400 \
+            '"code":"output_too_large".*|max-multivector-floats' "$(printf '{"input":["%s","%s"],"return_multivector":true}' "$CQ" "$CQ")"
+        expect_post "colqwen2: a single-vector request says what to send" "$SPORT" 400 \
+            'one vector per token.*send \\"return_multivector\\": true' "$(printf '{"input":"%s"}' "$CQ")"
+        expect_post "colqwen2: dimensions with return_multivector" "$SPORT" 400 '"param":"dimensions"' \
+            '{"input":"x","return_multivector":true,"dimensions":8}'
+        expect_post "colqwen2: return_multivector not a boolean" "$SPORT" 400 'must be true or false' \
+            '{"input":"x","return_multivector":"yes"}'
         stop_server colqwen2 "$SPID"
     fi
     # jina-v4: both outputs; the token vectors under the request's task
