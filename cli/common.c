@@ -443,14 +443,17 @@ int cli_write_index_meta(const char *index_path, const abc_model *model, const a
     return rc;
 }
 
-int cli_check_index_meta(const char *index_path, const abc_model *model, const char *task, int dim, bool multi) {
+int cli_check_index_meta(const char *index_path, const abc_model *model, const char *task, int dim, bool multi,
+                         bool *recorded) {
     char *path = index_meta_path(index_path), *data = NULL, err[256];
     size_t size = 0;
+    *recorded = false;
     if (!path) return cli_report(ABC_ERR_NOMEM, "out of memory");
     if (access(path, F_OK) != 0) { /* no record: an index made by other means */
         free(path);
         return CLI_EXIT_OK;
     }
+    *recorded = true;
     int rc = CLI_EXIT_OK;
     json_value *doc = NULL;
     if (cli_read_file(path, &data, &size, err, sizeof err) != 0) rc = cli_report(ABC_ERR_IO, "%s", err);

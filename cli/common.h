@@ -102,7 +102,8 @@ int cli_write_index_meta(const char *index_path, const abc_model *model, const a
                          bool multi, char *err, size_t errlen);
 /* Before a query embedded with `task` (NULL: the default) and `dim` (0: full) is compared with the index:
  * refuses (reported, CLI_EXIT_FAILED) an index whose OUT.meta.json records another dim, task or preset.
- * An index without one (made otherwise) passes. */
-int cli_check_index_meta(const char *index_path, const abc_model *model, const char *task, int dim, bool multi);
+ * An index without one (made otherwise) passes, with *recorded false. */
+int cli_check_index_meta(const char *index_path, const abc_model *model, const char *task, int dim, bool multi,
+                         bool *recorded);
 
 #endif

@@ -351,6 +351,26 @@ static char *sibling_file(const char *index_path, const char *suffix) {
     return NULL;
 }
 
+/* The width an index's rows were embedded at, read from the data for an index without OUT.meta.json on a
+ * file with Matryoshka dims: abc embed --batch leaves a truncated row zero after its dim, which a full
+ * row (normalised, from a real model) never is. The smallest listed dim after which every row (NaN rows
+ * of failed inputs aside) is zero, else the full width. */
+static int index_matryoshka_dim(const index_file *ix, const int *dims, int n_dims) {
+    size_t best = ix->dim;
+    for (int k = 0; k < n_dims; k++) {
+        const size_t d = (size_t)dims[k];
+        if (d >= best) continue;
+        bool zero = ix->n > 0;
+        for (size_t r = 0; r < ix->n && zero; r++) {
+            const float *row = ix->rows + r * ix->dim;
+            if (isnan(row[0])) continue;
+            for (size_t c = d; c < ix->dim && zero; c++) zero = row[c] == 0.0f;
+        }
+        if (zero) best = d;
+    }
+    return (int)best;
+}
+
 static void print_search_usage(FILE *f) {
     fputs("usage: abc search --index OUT.npy [--ids OUT.ids] -m MODEL [--image PATH] [--text TEXT]\n"
           "                  [--prompt RAW] [--role query|candidate|auto] [--task NAME] [--dim N] [-k K]\n"
@@ -479,8 +499,18 @@ int cmd_search(int argc, char **argv) {
         else if (st == ABC_OK && dim)
             rc = cli_check_dim(model, model_path, dim);
         /* the index's record of its rows' dim and task: a query embedded otherwise does not compare */
+        bool recorded = false;
         if (st == ABC_OK && rc == CLI_EXIT_OK)
-            rc = cli_check_index_meta(index_path, model, task, (int)dim, offsets != NULL);
+            rc = cli_check_index_meta(index_path, model, task, (int)dim, offsets != NULL, &recorded);
+        int n_dims = 0;
+        const int *dims = st == ABC_OK ? abc_model_matryoshka_dims(model, &n_dims) : NULL;
+        if (st == ABC_OK && rc == CLI_EXIT_OK && !recorded && !offsets && n_dims > 0) {
+            const int have = index_matryoshka_dim(&ix, dims, n_dims), want = dim ? (int)dim : model_dim;
+            if (have != want)
+                rc = cli_report(ABC_ERR_INVALID_ARG, "the index's rows are %d values wide (%s; it has no OUT.meta.json), "
+                                "the query %d: %s%d", have, have < model_dim ? "zero after that" : "the full width", want,
+                                have < model_dim ? "give --dim " : "leave out --dim for ", have);
+        }
         if (rc != CLI_EXIT_OK) {
             abc_model_free(model);
             goto done;

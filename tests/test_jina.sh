@@ -216,6 +216,14 @@ expect_error 1 "search with another task" "embedded with task code.*the query wi
     search --index "$TMP/d8.npy" -m "$MODEL" --text "$Q" --role query --dim 8
 expect_error 2 "search --dim not a Matryoshka dim" "Matryoshka dims \(8, 16, 32\)" \
     search --index "$TMP/d8.npy" -m "$MODEL" --text "$Q" --dim 12
+# an index without OUT.meta.json (made by other means): its width is read from the zeros after dim 8
+cp "$TMP/d8.npy" "$TMP/nometa.npy"
+expect_error 1 "search on an index without OUT.meta.json, zero after 8, at full width" \
+    "8 values wide \\(zero after that.*give --dim 8" search --index "$TMP/nometa.npy" -m "$MODEL" --text "$Q" --role query --task code
+"$ABC" embed -m "$MODEL" --batch "$TMP/in.jsonl" -o "$TMP/full.npy" 2>/dev/null && rm -f "$TMP/full.meta.json" &&
+    expect_error 1 "search --dim 8 on a full-width index without OUT.meta.json" \
+        "rows are 32 values wide \\(the full width.*the query 8: leave out --dim" \
+        search --index "$TMP/full.npy" -m "$MODEL" --text "$Q" --task code --dim 8
 printf '{"id": "a", "text": "x", "dim": 8}\n{"id": "b", "text": "y"}\n' > "$TMP/mixed.jsonl"
 run_cli 0 "embed --batch, mixed dims" embed -m "$MODEL" --batch "$TMP/mixed.jsonl" -o "$TMP/mixed.npy" &&
     expect_error 1 "search on an index of mixed dims" "different Matryoshka dims" \
