@@ -124,6 +124,8 @@ cli "serve without -m" 2 'usage error: serve: -m MODEL is required' --port 0
 cli "serve --port 70000" 2 'usage error: --port must be an integer from 0 to 65535' -m "$MODEL" --port 70000
 cli "serve --workers 0" 2 'usage error: --workers' -m "$MODEL" --workers 0
 cli "serve --bogus" 2 "unknown option '--bogus'" -m "$MODEL" --bogus
+cli "serve --max-multivector-floats 0" 2 'usage error: --max-multivector-floats must be an integer from 1 to 268435456' \
+    -m "$MODEL" --max-multivector-floats 0
 cli "serve with a missing model file" 1 '^abc: error: input/output error' -m "$TMP/missing.abc" --port 0
 cli "serve --allow-local-files on a missing directory" 1 '^abc: error: --allow-local-files' -m "$MODEL" --allow-local-files "$TMP/nodir"
 
