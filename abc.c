@@ -13965,26 +13965,56 @@ static abc_status tokens_are_query(abc_context *ctx, const int32_t *ids, size_t 
     return st;
 }
 
-abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixel_values,
-                            size_t n_patches, const int grid_thw[3], abc_role role, float *out, size_t out_len) {
+/* The work of abc_embed_tokens_ex after its argument checks (inside the arena when the context has one). */
+static abc_status embed_tokens_input(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixel_values,
+                                     size_t n_patches, const int grid_thw[3], abc_role role, const char *task,
+                                     int dim, float *out) {
+    const abc_model *m = ctx->model;
+    const int D = m->embedding_dim;
+    bool query = role == ABC_ROLE_QUERY, unused = false;
+    abc_status st = ABC_OK;
+    if (role == ABC_ROLE_AUTO && n_ids && m->family->query_adapter)
+        st = tokens_are_query(ctx, ids, n_ids, pixel_values != NULL, &query);
+    /* the adapter as abc_embed chooses it: the query adapter, then the task's where the file has tasks */
+    int adapter = query && m->family->query_adapter ? ADAPTER_QUERY : ADAPTER_NONE;
+    abc_input sel = abc_input_default();
+    sel.task = task;
+    if (st == ABC_OK) st = choose_task(ctx, &sel, &adapter, &unused);
+    float *full = out;
+    if (st == ABC_OK && dim > 0 && dim < D && !(full = xmalloc((size_t)D * sizeof *full)))
+        st = fail(&ctx->err, ABC_ERR_NOMEM, "out of memory for the embedding");
+    if (st == ABC_OK) st = run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, adapter, false, full);
+    if (st == ABC_OK && full != out) {
+        memcpy(out, full, (size_t)dim * sizeof *out);
+        truncate_embedding(out, dim);
+    }
+    if (full != out) free(full);
+    return st;
+}
+
+abc_status abc_embed_tokens_ex(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixel_values,
+                               size_t n_patches, const int grid_thw[3], abc_role role, const char *task, int dim,
+                               float *out, size_t out_len) {
     if (!ctx) return ABC_ERR_INVALID_ARG;
     clear_error(&ctx->err);
     abc_error *err = &ctx->err;
+    const int D = ctx->model->embedding_dim;
     if (!ids && n_ids) return fail(err, ABC_ERR_INVALID_ARG, "ids is NULL");
-    abc_status st = check_output(ctx, out, out_len, ctx->model->embedding_dim);
+    abc_status st = check_output(ctx, out, out_len, dim > 0 && dim < D ? dim : D);
+    if (st == ABC_OK) st = check_dim(ctx, dim);
     if (st != ABC_OK) return st;
     if (!role_valid(role)) return fail(err, ABC_ERR_INVALID_ARG, "role %d is not a valid abc_role", (int)role);
     if (!pixel_values != (n_patches == 0))
         return fail(err, ABC_ERR_INVALID_ARG, "pixel_values and n_patches (%zu) disagree", n_patches);
     if (pixel_values && !grid_thw) return fail(err, ABC_ERR_INVALID_ARG, "pixel values need grid_thw");
-    bool query = role == ABC_ROLE_QUERY;
-    if (has_arena(ctx)) arena_begin(ctx);
-    if (role == ABC_ROLE_AUTO && n_ids && ctx->model->family->query_adapter)
-        st = tokens_are_query(ctx, ids, n_ids, pixel_values != NULL, &query);
-    if (st == ABC_OK)
-        st = run_model(ctx, ids, n_ids, pixel_values, n_patches, grid_thw,
-                       query && ctx->model->family->query_adapter ? ADAPTER_QUERY : ctx->model->default_adapter, false, out);
-    return has_arena(ctx) ? arena_end(ctx, st) : st;
+    if (!has_arena(ctx)) return embed_tokens_input(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, role, task, dim, out);
+    arena_begin(ctx);
+    return arena_end(ctx, embed_tokens_input(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, role, task, dim, out));
+}
+
+abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids, const float *pixel_values,
+                            size_t n_patches, const int grid_thw[3], abc_role role, float *out, size_t out_len) {
+    return abc_embed_tokens_ex(ctx, ids, n_ids, pixel_values, n_patches, grid_thw, role, NULL, 0, out, out_len);
 }
 
 /* ---- collections: abc_embed_batch ----

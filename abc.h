@@ -313,10 +313,19 @@ ABC_API size_t abc_context_arena_used(const abc_context *ctx);
  * row-major; no zero padding slots), `grid_thw` = (1, h_crop, w_crop) with n_patches = 1 + h·w;
  * image tokens are -1 in `ids`, (h·w + 1)·144 + 1 + (h + 1)·12 of them per image run, and every text
  * chunk starts with <s> as the Phi-3-V processor writes it. The role does not matter (no adapter).
- * Files with task adapters run the default task (abc_model_default_task); truncate the result yourself. */
+ * Files with task adapters run the default task (abc_model_default_task) and the full width: use
+ * abc_embed_tokens_ex to choose them. */
 ABC_API abc_status abc_embed_tokens(abc_context *ctx, const int32_t *ids, size_t n_ids,
                             const float *pixel_values, size_t n_patches, const int grid_thw[3],
                             abc_role role, float *out, size_t out_len);
+/* abc_embed_tokens with abc_input's `task` and `dim`, checked and applied as abc_embed does (the task's
+ * adapter; `dim` values written, truncated and normalised again; NULL and 0: the default task, the full
+ * width). For the ids and pixels abc_embed prepares for an input (its "input_ids" and "pixel_values"
+ * stages), the same vector as abc_embed of that input with that task and dim. A separate function so
+ * that abc_embed_tokens keeps its signature (and the library its ABI). */
+ABC_API abc_status abc_embed_tokens_ex(abc_context *ctx, const int32_t *ids, size_t n_ids,
+                               const float *pixel_values, size_t n_patches, const int grid_thw[3],
+                               abc_role role, const char *task, int dim, float *out, size_t out_len);
 
 
 /* ---- the .abc weight file format (model_convert/FORMAT.md) --------------------------------------

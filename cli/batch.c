@@ -76,8 +76,9 @@ static void print_batch_usage(FILE *f) {
           "                    (query|candidate|auto), \"instruction\" (gme), \"task\" (task adapters,\n"
           "                    e.g. jina-v4), \"dim\" (Matryoshka, like --dim: the row's first dim values,\n"
           "                    normalised again, the rest of an .npy row zero); '-' reads standard input\n"
-          "  -o OUT.npy        float32 [N,D], rows in input order, and OUT.ids (one id per line; the\n"
-          "                    0-based line number where a line has no id). OUT.jsonl: one\n"
+          "  -o OUT.npy        float32 [N,D], rows in input order, OUT.ids (one id per line; the\n"
+          "                    0-based line number where a line has no id) and OUT.meta.json (the\n"
+          "                    rows' dim and task, checked by abc search). OUT.jsonl: one\n"
           "                    {\"id\":...,\"embedding\":[...]} per line instead\n"
           "                    A multi-vector model (colqwen2): OUT.npy float32 [ΣT,D], every input's token\n"
           "                    vectors in input order, and OUT.offsets.npy int64 [N+1] (input i: rows\n"
@@ -637,6 +638,8 @@ static int batch_multi(batch *b, const abc_model *model) {
     char *offsets_path = with_suffix(b->o.output, base, ".offsets.npy");
     if (rc == CLI_EXIT_OK && !offsets_path) rc = cli_report(ABC_ERR_NOMEM, "out of memory");
     if (rc == CLI_EXIT_OK) rc = write_ids_and_errors(b);
+    if (rc == CLI_EXIT_OK && cli_write_index_meta(b->o.output, model, b->inputs, b->n, true, err, sizeof err) != 0)
+        rc = cli_report(ABC_ERR_IO, "%s", err);
     const int64_t oshape[1] = {(int64_t)b->n + 1}, vshape[2] = {(int64_t)total, (int64_t)dim};
     if (rc == CLI_EXIT_OK && (npy_write(offsets_path, NPY_I64, 1, oshape, offsets, err, sizeof err) != 0 ||
                               npy_write(b->o.output, NPY_F32, 2, vshape, vecs ? (const void *)vecs : (const void *)"",
@@ -821,6 +824,11 @@ int cmd_embed_batch(int argc, char **argv) {
         goto done;
     }
     if ((rc = write_ids_and_errors(&b)) != CLI_EXIT_OK) goto done;
+    /* OUT.meta.json (the rows' dim and task, which abc search checks its query against) before OUT.npy */
+    if (!b.o.jsonl && cli_write_index_meta(b.o.output, model, b.inputs, b.n, false, err, sizeof err) != 0) {
+        rc = cli_report(ABC_ERR_IO, "%s", err);
+        goto done;
+    }
     if (b.o.jsonl) {
         if ((rc = write_jsonl(&b)) != CLI_EXIT_OK) goto done;
         unlink(b.partial_path);

@@ -1,6 +1,7 @@
 /* common.c — helpers of the collection commands (batch embedding, search, eval); see common.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
+#include "model_convert/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -376,5 +377,113 @@ int cli_embed_many(const cli_embed_job *job) {
     if (rc == CLI_EXIT_OK && !stopped) rc = run_phase(job, light, nl, threads, 1, CLI_TEXT_CHUNK, &stopped);
     free(heavy);
     free(light);
+    return rc;
+}
+
+/* ---- --dim and the index's record of how it was embedded ---- */
+
+int cli_check_dim(const abc_model *model, const char *model_path, long dim) {
+    const int full = abc_model_embedding_dim(model);
+    int n = 0;
+    const int *dims = abc_model_matryoshka_dims(model, &n);
+    if (full == 0) return cli_usage_error("--dim: '%s' has no single embedding to truncate", model_path);
+    if (dim < 1 || dim > full) return cli_usage_error("--dim must be from 1 to %d (the model's width), not %ld", full, dim);
+    bool listed = n == 0 || dim == full;
+    for (int k = 0; k < n && !listed; k++) listed = dims[k] == dim;
+    if (listed) return CLI_EXIT_OK;
+    char list[256] = "";
+    for (int k = 0, at = 0; k < n && at < (int)sizeof list - 16; k++)
+        at += snprintf(list + at, sizeof list - (size_t)at, "%s%d", k ? ", " : "", dims[k]);
+    return cli_usage_error("--dim %ld is not one of '%s''s Matryoshka dims (%s)", dim, model_path, list);
+}
+
+static char *index_meta_path(const char *index_path) {
+    size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
+    char *p = malloc(base + sizeof ".meta.json");
+    if (p) {
+        memcpy(p, index_path, base);
+        memcpy(p + base, ".meta.json", sizeof ".meta.json");
+    }
+    return p;
+}
+
+/* The task an input runs: its own, else the file's default (NULL: a file without tasks). */
+static const char *input_task(const abc_model *model, const char *task) {
+    return task ? task : abc_model_default_task(model);
+}
+
+int cli_write_index_meta(const char *index_path, const abc_model *model, const abc_input *inputs, size_t n,
+                         bool multi, char *err, size_t errlen) {
+    const int full = multi ? abc_model_multi_vector_dim(model) : abc_model_embedding_dim(model);
+    int dim = full;
+    const char *task = n ? input_task(model, inputs[0].task) : abc_model_default_task(model);
+    bool mixed_dim = false, mixed_task = false;
+    for (size_t k = 0; k < n; k++) {
+        const int d = !multi && inputs[k].dim > 0 && inputs[k].dim < full ? inputs[k].dim : full;
+        const char *t = input_task(model, inputs[k].task);
+        if (k == 0) dim = d;
+        mixed_dim |= d != dim;
+        mixed_task |= (t == NULL) != (task == NULL) || (t && strcmp(t, task) != 0);
+    }
+    char *path = index_meta_path(index_path), buf[512];
+    if (!path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int len = snprintf(buf, sizeof buf, "{\"preset\":\"%s\",\"multi_vector\":%s,\"dim\":", abc_model_preset(model),
+                       multi ? "true" : "false");
+    len += mixed_dim ? snprintf(buf + len, sizeof buf - (size_t)len, "\"mixed\"")
+                     : snprintf(buf + len, sizeof buf - (size_t)len, "%d", dim);
+    /* task names are [A-Za-z0-9_-] (the converter checks), so they need no escaping */
+    len += mixed_task ? snprintf(buf + len, sizeof buf - (size_t)len, ",\"task\":\"mixed\"}\n")
+           : task     ? snprintf(buf + len, sizeof buf - (size_t)len, ",\"task\":\"%.64s\"}\n", task)
+                      : snprintf(buf + len, sizeof buf - (size_t)len, ",\"task\":null}\n");
+    int rc = cli_write_file_atomic(path, buf, (size_t)len, err, errlen);
+    free(path);
+    return rc;
+}
+
+int cli_check_index_meta(const char *index_path, const abc_model *model, const char *task, int dim, bool multi,
+                         bool *recorded) {
+    char *path = index_meta_path(index_path), *data = NULL, err[256];
+    size_t size = 0;
+    *recorded = false;
+    if (!path) return cli_report(ABC_ERR_NOMEM, "out of memory");
+    if (access(path, F_OK) != 0) { /* no record: an index made by other means */
+        free(path);
+        return CLI_EXIT_OK;
+    }
+    *recorded = true;
+    int rc = CLI_EXIT_OK;
+    json_value *doc = NULL;
+    if (cli_read_file(path, &data, &size, err, sizeof err) != 0) rc = cli_report(ABC_ERR_IO, "%s", err);
+    else if (!(doc = json_parse(data, size, err, sizeof err)) || doc->type != JSON_OBJECT)
+        rc = cli_report(ABC_ERR_FORMAT, "'%s': not the JSON object abc embed --batch writes%s%s", path, doc ? "" : ": ",
+                        doc ? "" : err);
+    const json_value *preset = rc ? NULL : json_get(doc, "preset"), *d = rc ? NULL : json_get(doc, "dim");
+    const json_value *t = rc ? NULL : json_get(doc, "task");
+    const int full = multi ? abc_model_multi_vector_dim(model) : abc_model_embedding_dim(model);
+    const int want = !multi && dim > 0 && dim < full ? dim : full;
+    const char *qtask = input_task(model, task);
+    if (rc) {
+    } else if (preset && preset->type == JSON_STRING && strcmp(preset->string, abc_model_preset(model)) != 0) {
+        rc = cli_report(ABC_ERR_INVALID_ARG, "the index was embedded with preset %.64s ('%s'), the query with %s",
+                        preset->string, path, abc_model_preset(model));
+    } else if (d && d->type == JSON_STRING) { /* "mixed" */
+        rc = cli_report(ABC_ERR_INVALID_ARG, "the index's rows were embedded at different Matryoshka dims ('%s'): their "
+                        "scores do not compare; rebuild it with one \"dim\" for every line", path);
+    } else if (d && d->type == JSON_NUMBER && d->number != (double)want) {
+        rc = cli_report(ABC_ERR_INVALID_ARG, "the index was embedded at dim %.0f ('%s'), the query at %d: give --dim %.0f "
+                        "(or rebuild the index at %d)", d->number, path, want, d->number, want);
+    } else if (t && t->type == JSON_STRING && !strcmp(t->string, "mixed")) {
+        rc = cli_report(ABC_ERR_INVALID_ARG, "the index's rows were embedded with different tasks ('%s'): rebuild it "
+                        "with one \"task\" for every line", path);
+    } else if (t && t->type == JSON_STRING && (!qtask || strcmp(t->string, qtask) != 0)) {
+        rc = cli_report(ABC_ERR_INVALID_ARG, "the index was embedded with task %.64s ('%s'), the query with %s: give "
+                        "--task %.64s", t->string, path, qtask ? qtask : "none", t->string);
+    }
+    json_free(doc);
+    free(data);
+    free(path);
     return rc;
 }

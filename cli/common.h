@@ -93,4 +93,17 @@ int cli_read_offsets(const char *path, size_t n_rows, int64_t **offsets, size_t 
 float cli_maxsim(const float *query, size_t nq, const float *rows, size_t n, size_t dim);
 int cmd_eval(int argc, char **argv);
 
+/* --dim N of search and eval: a Matryoshka width the model allows (reported as a usage error if not). */
+int cli_check_dim(const abc_model *model, const char *model_path, long dim);
+/* OUT.meta.json next to an index OUT.npy (abc embed --batch): the preset, whether the rows are token
+ * vectors, and the width ("dim") and task the rows were embedded with ("mixed" where rows differ; task
+ * null for a file without task adapters). Written atomically; returns 0 or fills err. */
+int cli_write_index_meta(const char *index_path, const abc_model *model, const abc_input *inputs, size_t n,
+                         bool multi, char *err, size_t errlen);
+/* Before a query embedded with `task` (NULL: the default) and `dim` (0: full) is compared with the index:
+ * refuses (reported, CLI_EXIT_FAILED) an index whose OUT.meta.json records another dim, task or preset.
+ * An index without one (made otherwise) passes, with *recorded false. */
+int cli_check_index_meta(const char *index_path, const abc_model *model, const char *task, int dim, bool multi,
+                         bool *recorded);
+
 #endif

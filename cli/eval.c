@@ -193,7 +193,7 @@ static int embed_items_multi(const abc_model *model, int threads, const abc_inpu
 
 static void print_eval_usage(FILE *f) {
     fputs("usage: abc eval -m MODEL TASK.jsonl [--image-root DIR] [--json] [--threads T] [--multi-vector]\n"
-          "                [--task NAME]\n"
+          "                [--task NAME] [--dim N]\n"
           "\n"
           "MMEB-style evaluation: each line of TASK.jsonl has qry_text, qry_img_path, tgt_text (list) and\n"
           "tgt_img_path (list), the ground truth first. Prints Precision@1 (hit@1), the number of queries\n"
@@ -203,6 +203,7 @@ static void print_eval_usage(FILE *f) {
           "  --json            one JSON object, with each query's rank of the ground truth\n"
           "  --threads T       worker threads (default: all online CPUs)\n"
           "  --task NAME       the task adapter of every query and candidate (jina-v4; default: the file's)\n"
+          "  --dim N           embed queries and candidates at Matryoshka dim N (one of the model's dims)\n"
           "  --multi-vector    score by MaxSim over the token vectors of a model that also has a single\n"
           "                    vector (jina-v4)\n",
           f);
@@ -211,7 +212,7 @@ static void print_eval_usage(FILE *f) {
 int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *task_path = NULL, *root_opt = NULL, *v = NULL, *adapter = NULL;
     bool json = false, multi_flag = false;
-    long threads = 0;
+    long threads = 0, dim_opt = 0;
     cli_args c = {argc, argv, 1, false};
     for (; c.i < argc; c.i++) {
         const char *arg = argv[c.i];
@@ -224,6 +225,9 @@ int cmd_eval(int argc, char **argv) {
         else if (cli_take(&c, "--model", "-m", &model_path)) {
         } else if (cli_take(&c, "--image-root", NULL, &root_opt)) {
         } else if (cli_take(&c, "--task", NULL, &adapter)) {
+        } else if (cli_take(&c, "--dim", NULL, &v)) {
+            if (!c.bad && !cli_parse_long(v, 1, 1 << 20, &dim_opt))
+                return cli_usage_error("--dim must be a positive integer, not '%s'", v);
         } else if (cli_take(&c, "--threads", "-t", &v)) {
             if (!c.bad && !cli_parse_long(v, 1, 1024, &threads))
                 return cli_usage_error("--threads must be an integer from 1 to 1024, not '%s'", v);
@@ -322,6 +326,11 @@ int cmd_eval(int argc, char **argv) {
     }
     const size_t multi =
         abc_model_embedding_dim(model) == 0 || multi_flag ? (size_t)abc_model_multi_vector_dim(model) : 0;
+    if (dim_opt && multi) {
+        rc = cli_usage_error("--dim applies to the single vector, not to MaxSim over token vectors");
+        goto done;
+    }
+    if (dim_opt && (rc = cli_check_dim(model, model_path, dim_opt)) != CLI_EXIT_OK) goto done;
     const size_t dim = multi ? multi : (size_t)abc_model_embedding_dim(model), n_items = ts.n_items;
     inputs = calloc(n_items, sizeof *inputs);
     todo = malloc(n_items * sizeof *todo);
@@ -337,6 +346,7 @@ int cmd_eval(int argc, char **argv) {
         in.text = ts.items[k].text;
         in.role = k < n_q ? ABC_ROLE_QUERY : ABC_ROLE_CANDIDATE;
         in.task = adapter;
+        in.dim = (int)dim_opt; /* each row keeps dim values, the rest zero (cli_embed_many): dot over dim */
         inputs[k] = in;
         todo[k] = k;
     }

@@ -89,7 +89,7 @@ static void print_embed_usage(FILE *f) {
           "                        decoding costs up to about 6 bytes of memory per pixel)\n"
           "  --max-decode-ratio N  refuse images claiming more than N pixels per byte of file\n"
           "                        (default 16384: only hollow or truncated files exceed it)\n"
-          "debugging (feeds abc_embed_tokens, bypassing tokenizer and image pipeline):\n"
+          "debugging (feeds abc_embed_tokens_ex, bypassing tokenizer and image pipeline):\n"
           "  --input-ids IDS.npy   int32/int64 token ids, shape [L] or [1,L]\n"
           "  --pixel-values PV.npy float32 patches, shape [N,1176] (merge-group order); phi3_v: image\n"
           "                        slots [S,3,336,336] or [1,S,3,336,336] (global view, then the crops;\n"
@@ -352,9 +352,9 @@ static int parse_embed_args(int argc, char **argv, embed_options *o) {
     if (!o->model) return cli_usage_error("embed: -m MODEL is required");
     bool raw = o->input_ids || o->pixel_values || o->grid;
     if (raw) {
-        if (o->image || o->video || o->text || o->prompt || o->instruction || o->task || o->dim)
-            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text, --prompt, "
-                                   "--instruction, --task or --dim");
+        if (o->image || o->video || o->text || o->prompt || o->instruction)
+            return cli_usage_error("--input-ids/--pixel-values cannot be combined with --image, --text, --prompt "
+                                   "or --instruction");
         if (!o->input_ids) return cli_usage_error("--pixel-values needs --input-ids");
         if (!o->pixel_values != !o->grid) return cli_usage_error("--pixel-values and --grid go together");
     } else if (!o->image && !o->video && !o->text && !o->prompt) {
@@ -545,7 +545,8 @@ static int run_embed(abc_context *ctx, const embed_options *o, float *vec, size_
         free(ids);
         return -1; /* already reported */
     }
-    abc_status st = abc_embed_tokens(ctx, ids, n_ids, pv.data, n_pixels, o->grid ? grid : NULL, o->role, vec, dim);
+    abc_status st = abc_embed_tokens_ex(ctx, ids, n_ids, pv.data, n_pixels, o->grid ? grid : NULL, o->role, o->task,
+                                         o->dim, vec, dim);
     free(ids);
     npy_free(&pv);
     return st;

@@ -351,10 +351,30 @@ static char *sibling_file(const char *index_path, const char *suffix) {
     return NULL;
 }
 
+/* The width an index's rows were embedded at, read from the data for an index without OUT.meta.json on a
+ * file with Matryoshka dims: abc embed --batch leaves a truncated row zero after its dim, which a full
+ * row (normalised, from a real model) never is. The smallest listed dim after which every row (NaN rows
+ * of failed inputs aside) is zero, else the full width. */
+static int index_matryoshka_dim(const index_file *ix, const int *dims, int n_dims) {
+    size_t best = ix->dim;
+    for (int k = 0; k < n_dims; k++) {
+        const size_t d = (size_t)dims[k];
+        if (d >= best) continue;
+        bool zero = ix->n > 0;
+        for (size_t r = 0; r < ix->n && zero; r++) {
+            const float *row = ix->rows + r * ix->dim;
+            if (isnan(row[0])) continue;
+            for (size_t c = d; c < ix->dim && zero; c++) zero = row[c] == 0.0f;
+        }
+        if (zero) best = d;
+    }
+    return (int)best;
+}
+
 static void print_search_usage(FILE *f) {
     fputs("usage: abc search --index OUT.npy [--ids OUT.ids] -m MODEL [--image PATH] [--text TEXT]\n"
-          "                  [--prompt RAW] [--role query|candidate|auto] [--task NAME] [-k K] [--json]\n"
-          "                  [--threads T]\n"
+          "                  [--prompt RAW] [--role query|candidate|auto] [--task NAME] [--dim N] [-k K]\n"
+          "                  [--json] [--threads T]\n"
           "       abc search --index OUT.npy [--ids OUT.ids] --query Q.npy [-k K] [--json] [--threads T]\n"
           "\n"
           "Prints the K rows of the index (float32 [N,D], e.g. from abc embed --batch) with the highest\n"
@@ -368,6 +388,9 @@ static void print_search_usage(FILE *f) {
           "the query's token vectors of the best dot product with the document's; the query is the\n"
           "model's token vectors, or Q.npy [Tq,D] (one query).\n"
           "  --task NAME   the query's task adapter (jina-v4; default: the file's), as the index's\n"
+          "  --dim N       embed the query at Matryoshka dim N (the model's dims), as the index's rows\n"
+          "                (its \"dim\"). The task and dim the index was embedded with are recorded in\n"
+          "                OUT.meta.json by abc embed --batch; a query embedded otherwise is refused\n"
           "  -k K          how many rows (default 10)\n"
           "  --stats       print the scan time and queries/s on stderr\n",
           f);
@@ -377,7 +400,7 @@ int cmd_search(int argc, char **argv) {
     const char *index_path = NULL, *ids_path = NULL, *model_path = NULL, *image = NULL, *text = NULL;
     const char *prompt = NULL, *query_path = NULL, *v = NULL, *offsets_path = NULL, *task = NULL;
     abc_role role = ABC_ROLE_AUTO;
-    long k = 10, threads = 0;
+    long k = 10, threads = 0, dim = 0;
     bool json = false, stats = false;
     cli_args c = {argc, argv, 1, false};
     for (; c.i < argc; c.i++) {
@@ -397,6 +420,9 @@ int cmd_search(int argc, char **argv) {
         } else if (cli_take(&c, "--prompt", NULL, &prompt)) {
         } else if (cli_take(&c, "--task", NULL, &task)) {
         } else if (cli_take(&c, "--query", NULL, &query_path)) {
+        } else if (cli_take(&c, "--dim", NULL, &v)) {
+            if (!c.bad && !cli_parse_long(v, 1, 1 << 20, &dim))
+                return cli_usage_error("--dim must be a positive integer, not '%s'", v);
         } else if (cli_take(&c, "--role", NULL, &v)) {
             if (!c.bad && !cli_parse_role(v, &role))
                 return cli_usage_error("--role must be query, candidate or auto, not '%s'", v);
@@ -415,8 +441,8 @@ int cmd_search(int argc, char **argv) {
     if (!query_path == !model_path) return cli_usage_error("search: give either -m MODEL (and the query) or --query Q.npy");
     if (model_path && !image && !text && !prompt)
         return cli_usage_error("search: nothing to embed as the query (give --image, --text or --prompt)");
-    if (query_path && (image || text || prompt || task))
-        return cli_usage_error("search: --query cannot be combined with --image/--text/--prompt/--task");
+    if (query_path && (image || text || prompt || task || dim))
+        return cli_usage_error("search: --query cannot be combined with --image/--text/--prompt/--task/--dim");
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n < 1 ? 1 : n > 1024 ? 1024 : n;
@@ -465,9 +491,27 @@ int cmd_search(int argc, char **argv) {
         abc_error err = {0};
         abc_status st = abc_model_load(model_path, NULL, &model, &err);
         const int model_dim = st != ABC_OK ? 0 : offsets ? abc_model_multi_vector_dim(model) : abc_model_embedding_dim(model);
-        if (st == ABC_OK && (size_t)model_dim != ix.dim) {
+        if (st == ABC_OK && (size_t)model_dim != ix.dim)
             rc = cli_report(ABC_ERR_INVALID_ARG, "the model's %s have %d values, the index's rows %zu",
                             offsets ? "token vectors" : "embeddings", model_dim, ix.dim);
+        else if (st == ABC_OK && dim && offsets)
+            rc = cli_usage_error("--dim applies to single-vector indexes, not to token vectors");
+        else if (st == ABC_OK && dim)
+            rc = cli_check_dim(model, model_path, dim);
+        /* the index's record of its rows' dim and task: a query embedded otherwise does not compare */
+        bool recorded = false;
+        if (st == ABC_OK && rc == CLI_EXIT_OK)
+            rc = cli_check_index_meta(index_path, model, task, (int)dim, offsets != NULL, &recorded);
+        int n_dims = 0;
+        const int *dims = st == ABC_OK ? abc_model_matryoshka_dims(model, &n_dims) : NULL;
+        if (st == ABC_OK && rc == CLI_EXIT_OK && !recorded && !offsets && n_dims > 0) {
+            const int have = index_matryoshka_dim(&ix, dims, n_dims), want = dim ? (int)dim : model_dim;
+            if (have != want)
+                rc = cli_report(ABC_ERR_INVALID_ARG, "the index's rows are %d values wide (%s; it has no OUT.meta.json), "
+                                "the query %d: %s%d", have, have < model_dim ? "zero after that" : "the full width", want,
+                                have < model_dim ? "give --dim " : "leave out --dim for ", have);
+        }
+        if (rc != CLI_EXIT_OK) {
             abc_model_free(model);
             goto done;
         }
@@ -479,6 +523,7 @@ int cmd_search(int argc, char **argv) {
         in.text = text;
         in.prompt = prompt;
         in.task = task;
+        in.dim = (int)dim; /* abc_embed writes dim values: the rest of the row stays zero, as the index's */
         in.role = role;
         if (st == ABC_OK && offsets) { /* the query's token vectors */
             st = abc_embed_multi(ctx, &in, NULL, 0, &n_query_rows);
@@ -486,7 +531,7 @@ int cmd_search(int argc, char **argv) {
                 st = ABC_ERR_NOMEM;
             if (st == ABC_OK) st = abc_embed_multi(ctx, &in, queries, n_query_rows * ix.dim, &n_query_rows);
             if (st != ABC_OK) snprintf(err.message, sizeof err.message, "%s", abc_context_errmsg(ctx));
-        } else if (st == ABC_OK && !(queries = malloc(ix.dim * sizeof *queries))) st = ABC_ERR_NOMEM;
+        } else if (st == ABC_OK && !(queries = calloc(ix.dim, sizeof *queries))) st = ABC_ERR_NOMEM;
         if (st == ABC_OK && !offsets) {
             st = abc_embed(ctx, &in, queries, ix.dim);
             if (st != ABC_OK) snprintf(err.message, sizeof err.message, "%s", abc_context_errmsg(ctx));

@@ -45,13 +45,15 @@ typedef struct {
     const char *model_path, *host, *api_key, *allow_dir, *model_name;
     int port, workers, threads, num_crops;
     size_t max_body, max_header_bytes, max_headers, max_inputs, queue_max, max_conns, max_pixels;
+    size_t max_multi_floats;   /* most token-vector floats in one response (return_multivector) */
     double timeout_s;
     bool quiet;
 } serve_options;
 
 typedef struct job {
     const api_request *req;
-    float *out;            /* n_items · dim */
+    float *out;            /* n_items · dim; return_multivector: Σ n_vectors · multi dim, the worker's malloc */
+    size_t *n_vectors;     /* return_multivector: T of each input */
     long tokens;
     int status;            /* 0 ok, else HTTP status */
     api_error err;
@@ -302,26 +304,84 @@ static int status_for(abc_status st) {
     }
 }
 
+static abc_input item_input(const api_request *req, size_t i) {
+    abc_input in = abc_input_default();
+    in.text = req->items[i].text;
+    in.image_data = req->items[i].image;
+    in.image_size = req->items[i].image_size;
+    in.role = req->role;
+    in.task = req->task;
+    return in;
+}
+
+static void job_failed(worker *w, job *j, size_t i, abc_status st) {
+    const api_request *req = j->req;
+    j->status = status_for(st);
+    char where[40] = "";
+    if (req->n_items > 1) snprintf(where, sizeof where, "input %zu: ", i);
+    api_set_error(&j->err, j->status, type_for(j->status), req->chat ? "messages" : "input", NULL, "%s%s: %s", where,
+                  abc_status_string(st), abc_context_errmsg(w->ctx));
+}
+
+/* return_multivector: every input's T first (tokenising and preprocessing only), so that a request whose
+ * token vectors would pass --max-multivector-floats is refused before anything is allocated for them. */
+static void run_multi_job(worker *w, job *j) {
+    const api_request *req = j->req;
+    const size_t dim = (size_t)w->srv->api.multi_vector_dim, cap = w->srv->o.max_multi_floats;
+    size_t total = 0;
+    for (size_t i = 0; i < req->n_items; i++) {
+        abc_input in = item_input(req, i);
+        abc_status st = abc_embed_multi(w->ctx, &in, NULL, 0, &j->n_vectors[i]);
+        if (st != ABC_OK) {
+            job_failed(w, j, i, st);
+            return;
+        }
+        total += j->n_vectors[i];
+        if (total > cap / dim) {
+            j->status = 400;
+            api_set_error(&j->err, 400, "invalid_request_error", req->chat ? "messages" : "input", "output_too_large",
+                          "the token vectors of inputs 0..%zu (%zu vectors of %zu floats) pass this server's limit of "
+                          "%zu floats per response (--max-multivector-floats): send fewer or smaller inputs",
+                          i, total, dim, cap);
+            return;
+        }
+    }
+    j->out = malloc(total * dim * sizeof *j->out);
+    if (!j->out) {
+        j->status = 503;
+        api_set_error(&j->err, 503, "server_error", NULL, "out_of_memory", "out of memory for the token vectors");
+        return;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < req->n_items; i++) {
+        abc_input in = item_input(req, i);
+        size_t n = 0;
+        abc_status st = abc_embed_multi(w->ctx, &in, j->out + at * dim, (total - at) * dim, &n);
+        if (st == ABC_OK && n != j->n_vectors[i]) st = ABC_ERR_INTERNAL;
+        if (st != ABC_OK) {
+            job_failed(w, j, i, st);
+            return;
+        }
+        at += n;
+        j->tokens += (long)n; /* one vector per token of the sequence */
+    }
+}
+
 static void run_job(worker *w, job *j) {
     const api_request *req = j->req;
     size_t dim = (size_t)w->srv->dim;
+    if (req->multi_vector) {
+        run_multi_job(w, j);
+        return;
+    }
     for (size_t i = 0; i < req->n_items; i++) {
-        abc_input in = abc_input_default();
-        in.text = req->items[i].text;
-        in.image_data = req->items[i].image;
-        in.image_size = req->items[i].image_size;
-        in.role = req->role;
-        in.task = req->task;
+        abc_input in = item_input(req, i);
         /* a Matryoshka file truncates in the library (its own dims); others keep put_embedding's cut */
         if (w->srv->api.n_matryoshka > 0 && req->dimensions < (int)dim) in.dim = req->dimensions;
         w->last_tokens = 0;
         abc_status st = abc_embed(w->ctx, &in, j->out + i * dim, dim);
         if (st != ABC_OK) {
-            j->status = status_for(st);
-            char where[40] = "";
-            if (req->n_items > 1) snprintf(where, sizeof where, "input %zu: ", i);
-            api_set_error(&j->err, j->status, type_for(j->status), req->chat ? "messages" : "input", NULL,
-                          "%s%s: %s", where, abc_status_string(st), abc_context_errmsg(w->ctx));
+            job_failed(w, j, i, st);
             return;
         }
         j->tokens += w->last_tokens;
@@ -443,8 +503,9 @@ static void handle_embeddings(server *s, const char *body, size_t len, reply *rp
     job j;
     memset(&j, 0, sizeof j);
     j.req = &req;
-    j.out = malloc(req.n_items * (size_t)s->dim * sizeof *j.out);
-    if (!j.out) {
+    if (req.multi_vector) j.n_vectors = calloc(req.n_items, sizeof *j.n_vectors);
+    else j.out = malloc(req.n_items * (size_t)s->dim * sizeof *j.out);
+    if (req.multi_vector ? !j.n_vectors : !j.out) {
         reply_error(rp, 503, NULL, NULL, "out_of_memory", "out of memory for the embeddings");
     } else if (!submit(s, &j)) {
         reply_error(rp, 503, NULL, NULL, "queue_full", "the server is busy (request queue full): retry later");
@@ -454,7 +515,26 @@ static void handle_embeddings(server *s, const char *body, size_t len, reply *rp
         int d = req.dimensions ? req.dimensions : s->dim;
         sbuf *b = &rp->body;
         sb_puts(b, "{\"object\":\"list\",\"data\":[");
-        for (size_t i = 0; i < req.n_items; i++) {
+        const int mdim = s->api.multi_vector_dim;
+        for (size_t i = 0, at = 0; req.multi_vector && i < req.n_items; i++) {
+            /* [T][D] as T arrays, or one base64 string of the T·D little-endian float32 values, row-major */
+            const size_t T = j.n_vectors[i];
+            sb_printf(b, "%s{\"object\":\"embedding\",\"index\":%zu,\"n_vectors\":%zu,\"dim\":%d,\"embeddings\":",
+                      i ? "," : "", i, T, mdim);
+            if (req.base64) {
+                put_embedding(b, j.out + at * (size_t)mdim, (int)(T * (size_t)mdim), (int)(T * (size_t)mdim), true);
+            } else {
+                sb_put(b, "[", 1);
+                for (size_t t = 0; t < T; t++) {
+                    if (t) sb_put(b, ",", 1);
+                    put_embedding(b, j.out + (at + t) * (size_t)mdim, mdim, mdim, false);
+                }
+                sb_put(b, "]", 1);
+            }
+            sb_put(b, "}", 1);
+            at += T;
+        }
+        for (size_t i = 0; !req.multi_vector && i < req.n_items; i++) {
             sb_printf(b, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
             /* a Matryoshka file's library already wrote d values, normalised */
             put_embedding(b, j.out + i * (size_t)s->dim, d, s->api.n_matryoshka > 0 ? d : s->dim, req.base64);
@@ -467,6 +547,7 @@ static void handle_embeddings(server *s, const char *body, size_t len, reply *rp
         if (b->oom) reply_error(rp, 503, NULL, NULL, "out_of_memory", "out of memory writing the response");
     }
     free(j.out);
+    free(j.n_vectors);
     api_request_free(&req);
 }
 
@@ -479,6 +560,25 @@ static bool authorized(const server *s, const http_request *r) {
     v += 7;
     while (*v == ' ') v++;
     return ct_equal(v, strlen(v), s->o.api_key, strlen(s->o.api_key));
+}
+
+/* What a client may ask of this model: its tasks ("task"), Matryoshka dims ("dimensions"; empty: any
+ * from 1 to embedding_dim) and token vectors ("return_multivector"; multi_vector_dim 0: none). */
+static void put_model_features(const server *s, sbuf *b) {
+    sb_puts(b, ",\"tasks\":[");
+    const char *const *tasks = abc_model_tasks(s->model);
+    for (size_t k = 0; tasks && tasks[k]; k++) {
+        if (k) sb_put(b, ",", 1);
+        sb_json_string(b, tasks[k]);
+    }
+    sb_puts(b, "],\"default_task\":");
+    const char *dflt = abc_model_default_task(s->model);
+    if (dflt) sb_json_string(b, dflt);
+    else sb_puts(b, "null");
+    sb_puts(b, ",\"matryoshka_dims\":[");
+    for (int k = 0; k < s->api.n_matryoshka; k++) sb_printf(b, k ? ",%d" : "%d", s->api.matryoshka[k]);
+    sb_printf(b, "],\"multi_vector\":%s,\"multi_vector_dim\":%d", s->api.multi_vector_dim ? "true" : "false",
+              s->api.multi_vector_dim);
 }
 
 static void route(server *s, const http_request *r, const char *body, reply *rp) {
@@ -497,6 +597,7 @@ static void route(server *s, const http_request *r, const char *body, reply *rp)
         sb_printf(&rp->body, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"abc\",\"embedding_dim\":%d,"
                   "\"preset\":", s->created, s->dim);
         sb_json_string(&rp->body, abc_model_preset(s->model));
+        put_model_features(s, &rp->body);
         sb_puts(&rp->body, "}]}");
     } else if (plen == 14 && memcmp(r->path, "/v1/embeddings", 14) == 0) {
         if (!post) {
@@ -701,7 +802,8 @@ static void print_serve_usage(FILE *f) {
     fputs("usage: abc serve -m MODEL [--host 127.0.0.1] [--port 8080] [--workers W] [--threads T]\n"
           "                 [--api-key KEY] [--max-body BYTES] [--timeout S] [--allow-local-files DIR]\n"
           "\n"
-          "Serves POST /v1/embeddings (OpenAI and vLLM request shapes), GET /v1/models and GET /health\n"
+          "Serves POST /v1/embeddings (OpenAI and vLLM request shapes; \"return_multivector\": true for the\n"
+          "token vectors of multi-vector models), GET /v1/models and GET /health\n"
           "over HTTP/1.1 until SIGINT or SIGTERM (README \"Serving\").\n"
           "\n"
           "  -m, --model MODEL          .abc weight file\n"
@@ -716,6 +818,8 @@ static void print_serve_usage(FILE *f) {
           "  --max-headers N            most header fields (default 64; 431 beyond)\n"
           "  --max-inputs N             most inputs per request (default 2048; 400 beyond)\n"
           "  --max-image-pixels N       largest decoded image (default 40000000; 400 beyond)\n"
+          "  --max-multivector-floats N most token-vector floats in one return_multivector response\n"
+          "                             (default 4194304; 400 beyond)\n"
           "  --queue N                  most requests waiting for a worker (default 64; 503 beyond)\n"
           "  --max-connections N        most open connections (default 64; 503 beyond)\n"
           "  --timeout S                seconds to receive a whole request, and idle keep-alive\n"
@@ -764,6 +868,7 @@ static int parse_options(int argc, char **argv, serve_options *o) {
     o->queue_max = 64;
     o->max_conns = 64;
     o->max_pixels = 40000000;
+    o->max_multi_floats = 4u << 20;
     o->timeout_s = 30;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -779,7 +884,7 @@ static int parse_options(int argc, char **argv, serve_options *o) {
                                                  "--api-key", "--model-name", "--max-body", "--max-header-bytes",
                                                  "--max-headers", "--max-inputs", "--max-image-pixels", "--queue",
                                                  "--max-connections", "--timeout", "--allow-local-files",
-                                                 "--num-crops"};
+                                                 "--num-crops", "--max-multivector-floats"};
         const char *name = NULL;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) {
             size_t n = strlen(with_value[k]);
@@ -813,6 +918,7 @@ static int parse_options(int argc, char **argv, serve_options *o) {
         else if (!strcmp(name, "--max-headers")) { NUM(1, 10000); o->max_headers = (size_t)n; }
         else if (!strcmp(name, "--max-inputs")) { NUM(1, 1000000); o->max_inputs = (size_t)n; }
         else if (!strcmp(name, "--max-image-pixels")) { NUM(1, 1ull << 40); o->max_pixels = (size_t)n; }
+        else if (!strcmp(name, "--max-multivector-floats")) { NUM(1, 1u << 28); o->max_multi_floats = (size_t)n; }
         else if (!strcmp(name, "--queue")) { NUM(1, 1000000); o->queue_max = (size_t)n; }
         else if (!strcmp(name, "--max-connections")) { NUM(1, 100000); o->max_conns = (size_t)n; }
         else if (!strcmp(name, "--timeout")) { NUM(1, 86400); o->timeout_s = (double)n; }
@@ -1011,9 +1117,9 @@ int cmd_serve(int argc, char **argv) {
         return EXIT_FAILED;
     }
     s->dim = abc_model_embedding_dim(s->model);
-    if (s->dim == 0) { /* a multi-vector model (colqwen2): the HTTP API serves single vectors only */
-        fprintf(stderr, "abc: error: %s: preset %s gives one vector per token; abc serve needs a single-vector model\n",
-                abc_status_string(ABC_ERR_UNSUPPORTED), abc_model_preset(s->model));
+    if (s->dim == 0 && abc_model_multi_vector_dim(s->model) == 0) { /* neither output: nothing to serve */
+        fprintf(stderr, "abc: error: %s: preset %s has no output to serve\n", abc_status_string(ABC_ERR_UNSUPPORTED),
+                abc_model_preset(s->model));
         abc_model_free(s->model);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         free(s);
@@ -1035,6 +1141,8 @@ int cmd_serve(int argc, char **argv) {
     s->api.embedding_dim = s->dim;
     s->api.matryoshka = abc_model_matryoshka_dims(s->model, &s->api.n_matryoshka);
     s->api.tasks = abc_model_tasks(s->model);
+    s->api.multi_vector_dim = abc_model_multi_vector_dim(s->model);
+    s->api.preset = abc_model_preset(s->model);
     s->lim.max_body = o->max_body;
     s->lim.max_header_bytes = o->max_header_bytes;
     s->lim.max_headers = o->max_headers;

@@ -302,7 +302,7 @@ bool api_parse_embeddings(const char *body, size_t len, const api_config *cfg, a
     }
     const json_value *model = json_get(d, "model"), *input = json_get(d, "input"), *msgs = json_get(d, "messages");
     const json_value *fmt = json_get(d, "encoding_format"), *dims = json_get(d, "dimensions"), *role = json_get(d, "abc_role");
-    const json_value *task = json_get(d, "task");
+    const json_value *task = json_get(d, "task"), *multi = json_get(d, "return_multivector");
     if (model && model->type != JSON_NULL) {
         if (model->type != JSON_STRING) {
             ok = BAD(e, "model", "'model' must be a string");
@@ -321,6 +321,28 @@ bool api_parse_embeddings(const char *body, size_t len, const api_config *cfg, a
             ok = BAD(e, "encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
             goto out;
         }
+    }
+    if (multi && multi->type != JSON_NULL) {
+        if (multi->type != JSON_BOOL) {
+            ok = BAD(e, "return_multivector", "'return_multivector' must be true or false");
+            goto out;
+        }
+        req->multi_vector = multi->boolean;
+    }
+    if (req->multi_vector && cfg->multi_vector_dim == 0) {
+        ok = BAD(e, "return_multivector", "this model (preset %s) has no multi-vector output: leave out "
+                 "'return_multivector' for its single embedding", cfg->preset ? cfg->preset : "?");
+        goto out;
+    }
+    if (!req->multi_vector && cfg->embedding_dim == 0) {
+        ok = BAD(e, "return_multivector", "this model (preset %s) gives one vector per token and no single "
+                 "embedding: send \"return_multivector\": true for its [T, %d] token vectors",
+                 cfg->preset ? cfg->preset : "?", cfg->multi_vector_dim);
+        goto out;
+    }
+    if (req->multi_vector && dims && dims->type != JSON_NULL) {
+        ok = BAD(e, "dimensions", "'dimensions' applies to the single embedding, not to 'return_multivector'");
+        goto out;
     }
     if (dims && dims->type != JSON_NULL) {
         /* range first: converting an out-of-range double to an integer is undefined */

@@ -1,5 +1,6 @@
 /* serve_api.h — the JSON body of POST /v1/embeddings decoded into abc inputs (README "Serving"):
- * OpenAI's {"input": ...} and vLLM's chat form {"messages": [...]}, images from data: URLs (and file://
+ * OpenAI's {"input": ...} and vLLM's chat form {"messages": [...]}, with "return_multivector" (Jina's
+ * API field) for the token vectors of multi-vector models, images from data: URLs (and file://
  * under --allow-local-files). No sockets and no model here, so the fuzz harness drives it directly. */
 #ifndef ABC_SERVE_API_H
 #define ABC_SERVE_API_H
@@ -27,6 +28,8 @@ typedef struct {
     const int *matryoshka;    /* the file's Matryoshka dims (n_matryoshka), or NULL: any 1..embedding_dim */
     int n_matryoshka;
     const char *const *tasks; /* the file's task adapters, NULL-terminated (empty or NULL: none) */
+    int multi_vector_dim;     /* the token vectors' width (abc_model_multi_vector_dim), 0: none */
+    const char *preset;       /* for the error messages */
 } api_config;
 
 typedef struct {
@@ -46,6 +49,7 @@ typedef struct {
     const char *task;         /* "task" (owned by doc), or NULL: the file's default */
     abc_role role;            /* "abc_role" (default auto) */
     bool chat;                /* the request used "messages" */
+    bool multi_vector;        /* "return_multivector": true — the [T, D] token vectors per input */
 } api_request;
 
 /* Decodes and validates a request body. On failure returns false with *e filled (the caller answers

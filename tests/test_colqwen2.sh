@@ -131,7 +131,6 @@ else
 fi
 
 echo "-- errors"
-expect_error 1 "serve refuses a multi-vector model" "one vector per token" serve -m "$MODEL" --port 0
 expect_error 2 "--input-ids on a multi-vector model" "multi-vector" embed -m "$MODEL" \
     --input-ids "$FIX/cases/query_coffee/input_ids.npy"
 

@@ -5,6 +5,7 @@
  *   - the multi-vector output (abc_embed_multi, the projector with the task's LoRA) per token, f32 and q8;
  *   - truncation to 8 and 16 dims against the reference's, and the dims the file refuses;
  *   - unknown / absent task names, tasks on a model without any;
+ *   - abc_embed_tokens_ex with a task and a dim gives abc_embed's vector for the same ids and pixels;
  *   - two contexts on one model running different tasks at the same time give the results of one
  *     context alone, bit for bit; abc_embed_batch rows with mixed tasks and dims equal abc_embed;
  *   - malformed task-adapter metadata and a transposed adapter factor are refused at load.
@@ -254,6 +255,105 @@ static void test_bad_task_and_dim(void) {
     abc_model_free(abc_m);
 }
 
+/* What abc_embed prepared for an input (its input_ids, pixel_values and resized stages), kept for
+ * abc_embed_tokens_ex. */
+typedef struct {
+    int32_t ids[MAX_T];
+    size_t n_ids;
+    float *pixels;
+    size_t n_patches;
+    int64_t resized_h, resized_w;
+} captured;
+
+static int capture_stage(void *user, const char *name, abc_array_dtype dtype, int ndim, const int64_t *shape,
+                         const void *data) {
+    captured *c = user;
+    (void)dtype;
+    if (!strcmp(name, ABC_STAGE_INPUT_IDS) && ndim == 1 && shape[0] <= MAX_T) {
+        c->n_ids = (size_t)shape[0];
+        memcpy(c->ids, data, c->n_ids * sizeof *c->ids);
+    } else if (!strcmp(name, ABC_STAGE_PIXEL_VALUES) && ndim == 2) {
+        free(c->pixels);
+        c->n_patches = (size_t)shape[0];
+        c->pixels = malloc(c->n_patches * (size_t)shape[1] * sizeof *c->pixels);
+        if (c->pixels) memcpy(c->pixels, data, c->n_patches * (size_t)shape[1] * sizeof *c->pixels);
+    } else if (!strcmp(name, ABC_STAGE_RESIZED) && ndim == 3) {
+        c->resized_h = shape[0];
+        c->resized_w = shape[1];
+    }
+    return 0;
+}
+
+/* abc_embed_tokens_ex on the ids and pixels abc_embed prepared gives abc_embed's vector bit for bit, for
+ * every task × input kind × dim (so it runs the task's adapter and truncates as abc_embed does); plain
+ * abc_embed_tokens is the default task at full width; a bad task or dim is refused. */
+static void test_embed_tokens_task_dim(void) {
+    captured cap = {0};
+    abc_context_params p = abc_context_default_params();
+    p.on_stage = capture_stage;
+    p.on_stage_user = &cap;
+    abc_context *ctx, *plain;
+    abc_error err;
+    CHECK(abc_context_new(g_model, &p, &ctx, &err) == ABC_OK, "%s", err.message);
+    CHECK(abc_context_new(g_model, NULL, &plain, &err) == ABC_OK, "%s", err.message);
+    const int dims[] = {0, 8, 16};
+    int compared = 0;
+    for (int i = 0; i < N_CASES; i++) {
+        for (size_t k = 0; k < sizeof dims / sizeof *dims; k++) {
+            abc_input in = input_of(&cases[i]);
+            in.dim = dims[k];
+            const int w = dims[k] ? dims[k] : D;
+            float want[D], got[D];
+            free(cap.pixels);
+            memset(&cap, 0, sizeof cap);
+            if (abc_embed(ctx, &in, want, D) != ABC_OK || cap.n_ids == 0) {
+                CHECK(0, "%s dim %d: %s", cases[i].name, dims[k], abc_context_errmsg(ctx));
+                continue;
+            }
+            int grid[3] = {1, 0, 0};
+            if (cap.n_patches) { /* the patch grid from the resized image: patch side² = pixels / patches */
+                const int64_t side = (int64_t)sqrt((double)(cap.resized_h * cap.resized_w) / (double)cap.n_patches);
+                grid[1] = side ? (int)(cap.resized_h / side) : 0;
+                grid[2] = side ? (int)(cap.resized_w / side) : 0;
+            }
+            memset(got, 0, sizeof got);
+            abc_status st = abc_embed_tokens_ex(plain, cap.ids, cap.n_ids, cap.pixels, cap.n_patches,
+                                                cap.n_patches ? grid : NULL, cases[i].role, cases[i].task, dims[k],
+                                                got, (size_t)w);
+            CHECK(st == ABC_OK, "%s dim %d: %s", cases[i].name, dims[k], abc_context_errmsg(plain));
+            CHECK(st == ABC_OK && memcmp(got, want, (size_t)w * sizeof *got) == 0,
+                  "%s dim %d: abc_embed_tokens_ex differs from abc_embed (first values %.9g vs %.9g)", cases[i].name,
+                  dims[k], (double)got[0], (double)want[0]);
+            compared += st == ABC_OK;
+            if (dims[k] || strcmp(cases[i].task, "retrieval") != 0) continue;
+            /* abc_embed_tokens: the default task (retrieval), full width */
+            st = abc_embed_tokens(plain, cap.ids, cap.n_ids, cap.pixels, cap.n_patches, cap.n_patches ? grid : NULL,
+                                  cases[i].role, got, D);
+            CHECK(st == ABC_OK && memcmp(got, want, sizeof want) == 0, "%s: abc_embed_tokens is not the default task",
+                  cases[i].name);
+        }
+    }
+    CHECK(compared == N_CASES * 3, "%d of %d comparisons ran", compared, N_CASES * 3);
+    /* a task changes the result: code's adapter on retrieval's ids differs */
+    float a[D], b[D];
+    const int32_t ids[] = {1, 2, 3, 4, 5};
+    CHECK(abc_embed_tokens_ex(plain, ids, 5, NULL, 0, NULL, ABC_ROLE_QUERY, "retrieval", 0, a, D) == ABC_OK &&
+              abc_embed_tokens_ex(plain, ids, 5, NULL, 0, NULL, ABC_ROLE_QUERY, "code", 0, b, D) == ABC_OK &&
+              memcmp(a, b, sizeof a) != 0,
+          "the task does not switch the adapter: %s", abc_context_errmsg(plain));
+    CHECK(abc_embed_tokens_ex(plain, ids, 5, NULL, 0, NULL, ABC_ROLE_QUERY, "summarize", 0, a, D) ==
+                  ABC_ERR_INVALID_ARG && strstr(abc_context_errmsg(plain), "summarize"),
+          "unknown task: '%s'", abc_context_errmsg(plain));
+    CHECK(abc_embed_tokens_ex(plain, ids, 5, NULL, 0, NULL, ABC_ROLE_QUERY, NULL, 12, a, D) == ABC_ERR_INVALID_ARG &&
+              strstr(abc_context_errmsg(plain), "Matryoshka"),
+          "dim 12: '%s'", abc_context_errmsg(plain));
+    CHECK(abc_embed_tokens_ex(plain, ids, 5, NULL, 0, NULL, ABC_ROLE_QUERY, NULL, 16, a, 15) == ABC_ERR_INVALID_ARG,
+          "an output of 15 floats for dim 16");
+    free(cap.pixels);
+    abc_context_free(plain);
+    abc_context_free(ctx);
+}
+
 /* Two threads, each with its own context on the shared model, each running its own tasks in a loop. */
 typedef struct {
     int first; /* the case it starts at; it walks every case */
@@ -386,6 +486,7 @@ int main(void) {
     RUN_TEST(test_cases_match_reference);
     RUN_TEST(test_multi_vector);
     RUN_TEST(test_bad_task_and_dim);
+    RUN_TEST(test_embed_tokens_task_dim);
     RUN_TEST(test_concurrent_contexts);
     RUN_TEST(test_batch_mixed_tasks);
     RUN_TEST(test_malformed_metadata);

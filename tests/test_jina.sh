@@ -13,6 +13,8 @@
 # info, the batch "task" field, and the errors. The multi-vector output (also in tests/test_jina.c): abc embed
 # --multi-vector per case against the reference, a --batch --multi-vector index, search on it (--task code)
 # against the reference query's MaxSim, eval --multi-vector's rank = search's; the batch "dim" field.
+# --input-ids with --task/--dim = the text path. search/eval --dim 8 against cosines of hand-truncated
+# full vectors; the index's OUT.meta.json (dim, task) and search's refusals of a query embedded otherwise.
 # abc-convert: --task-adapter's errors; jina's released layout (adapters-combined/, --task-adapters DIR
 # and HF_DIR/adapters/ found by itself) converts to the bytes of the three per-task folders, and
 # hand-made multi-task folders (safetensors written by mk_adapter) fail with their messages.
@@ -100,8 +102,12 @@ fi
 expect_error 1 "unknown task" "retrieval, text-matching, code" embed -m "$MODEL" --text hi --task classification
 expect_error 1 "dim not in the file's list" "Matryoshka" embed -m "$MODEL" --text hi --dim 12
 expect_error 1 "image with text" "not both" embed -m "$MODEL" --text hi --image "$IMG/coffee.png"
-expect_error 2 "--task with --input-ids" "cannot be combined" embed -m "$MODEL" \
-    --input-ids "$FIX/cases/code_query/input_ids.npy" --task code
+# --input-ids takes --task and --dim (abc_embed_tokens_ex): the text path's vector, bit for bit
+run_cli 0 "--input-ids --task code --dim 8" embed -m "$MODEL" --input-ids "$FIX/cases/code_query/input_ids.npy" \
+    --task code --role query --dim 8 -o "$TMP/ids_d8.npy" &&
+    compare "--input-ids --task code --dim 8 = --text's" --exact "$TMP/ids_d8.npy" "$TMP/code_query.d8.npy"
+expect_error 1 "--input-ids with an unknown task" "retrieval, text-matching, code" embed -m "$MODEL" \
+    --input-ids "$FIX/cases/code_query/input_ids.npy" --task classification
 
 echo "-- --multi-vector: token vectors of a model that also has a single vector"
 # abc embed --multi-vector against the fixture's multi_vector (the projector under the task's adapter)
@@ -171,6 +177,67 @@ printf '{"text": "x", "dim": 12}\n' > "$TMP/baddim.jsonl"
 expect_error 1 "batch dim not in the file's list" "Matryoshka" embed -m "$MODEL" --batch "$TMP/baddim.jsonl" -o "$TMP/bd.npy"
 printf '{"text": "x", "dim": 1.5}\n' > "$TMP/baddim2.jsonl"
 expect_error 1 "batch dim not an integer" "positive integer" embed -m "$MODEL" --batch "$TMP/baddim2.jsonl" -o "$TMP/bd.npy"
+
+echo "-- search and eval --dim (Matryoshka), the index's recorded dim and task"
+# three passages embedded at dim 8 under the code task; OUT.meta.json records both
+C0="Paris is the capital of France."; C1="A cup of hot coffee."; C2="Astronauts float in space."
+printf '{"id": "c%d", "text": "%s", "role": "candidate", "task": "code", "dim": 8}\n' 0 "$C0" 1 "$C1" 2 "$C2" > "$TMP/d8.jsonl"
+if run_cli 0 "embed --batch at dim 8" embed -m "$MODEL" --batch "$TMP/d8.jsonl" -o "$TMP/d8.npy"; then
+    check "OUT.meta.json records preset, dim 8 and task code" grep -qx \
+        '{"preset":"jina-v4","multi_vector":false,"dim":8,"task":"code"}' "$TMP/d8.meta.json"
+fi
+# by hand: the full vectors, each cut to its first 8 values and normalised again, then the dot product
+"$ABC" embed -m "$MODEL" --text "$Q" --role query --task code >"$TMP/hq.txt" 2>/dev/null
+for i in 0 1 2; do
+    eval "c=\$C$i"
+    "$ABC" embed -m "$MODEL" --text "$c" --role candidate --task code >"$TMP/hc$i.txt" 2>/dev/null
+done
+tdot() { # tdot A B N: the cosine of the first N values of the one-line vectors in files A and B
+    awk -v n="$3" 'NR == FNR { for (i = 1; i <= n; i++) a[i] = $i; next } { for (i = 1; i <= n; i++) b[i] = $i }
+        END { sa = sb = d = 0; for (i = 1; i <= n; i++) { sa += a[i] * a[i]; sb += b[i] * b[i]; d += a[i] * b[i] }
+              printf "%.9g\n", d / sqrt(sa * sb) }' "$1" "$2"
+}
+for i in 0 1 2; do echo "c$i $(tdot "$TMP/hq.txt" "$TMP/hc$i.txt" 8) $(tdot "$TMP/hq.txt" "$TMP/hc$i.txt" 32)"; done >"$TMP/hand.txt"
+if run_cli 0 "search --dim 8 --task code" search --index "$TMP/d8.npy" -m "$MODEL" --text "$Q" --role query \
+    --task code --dim 8; then
+    check "search --dim 8: every score = the hand-truncated cosine (±2e-6), and not the full-width one" \
+        awk -F'[\t ]' 'NR == FNR { s8[$1] = $2; s32[$1] = $3; next }
+            { d = $2 - s8[$3]; d32 = $2 - s32[$3]; if (!($3 in s8) || d > 2e-6 || d < -2e-6) bad = 1
+              if (d32 > 1e-4 || d32 < -1e-4) far = 1; n++ }
+            END { exit bad || !far || n != 3 }' "$TMP/hand.txt" "$TMP/out"
+    check "search --dim 8: ranked by the hand-truncated cosine" test "$(cut -f3 "$TMP/out" | tr '\n' ' ')" = \
+        "$(sort -k2,2gr "$TMP/hand.txt" | cut -d' ' -f1 | tr '\n' ' ')"
+fi
+expect_error 1 "search without --dim on a dim-8 index" "embedded at dim 8.*give --dim 8" \
+    search --index "$TMP/d8.npy" -m "$MODEL" --text "$Q" --role query --task code
+expect_error 1 "search with --dim 16 on a dim-8 index" "embedded at dim 8.*the query at 16" \
+    search --index "$TMP/d8.npy" -m "$MODEL" --text "$Q" --role query --task code --dim 16
+expect_error 1 "search with another task" "embedded with task code.*the query with retrieval" \
+    search --index "$TMP/d8.npy" -m "$MODEL" --text "$Q" --role query --dim 8
+expect_error 2 "search --dim not a Matryoshka dim" "Matryoshka dims \(8, 16, 32\)" \
+    search --index "$TMP/d8.npy" -m "$MODEL" --text "$Q" --dim 12
+# an index without OUT.meta.json (made by other means): its width is read from the zeros after dim 8
+cp "$TMP/d8.npy" "$TMP/nometa.npy"
+expect_error 1 "search on an index without OUT.meta.json, zero after 8, at full width" \
+    "8 values wide \\(zero after that.*give --dim 8" search --index "$TMP/nometa.npy" -m "$MODEL" --text "$Q" --role query --task code
+"$ABC" embed -m "$MODEL" --batch "$TMP/in.jsonl" -o "$TMP/full.npy" 2>/dev/null && rm -f "$TMP/full.meta.json" &&
+    expect_error 1 "search --dim 8 on a full-width index without OUT.meta.json" \
+        "rows are 32 values wide \\(the full width.*the query 8: leave out --dim" \
+        search --index "$TMP/full.npy" -m "$MODEL" --text "$Q" --task code --dim 8
+printf '{"id": "a", "text": "x", "dim": 8}\n{"id": "b", "text": "y"}\n' > "$TMP/mixed.jsonl"
+run_cli 0 "embed --batch, mixed dims" embed -m "$MODEL" --batch "$TMP/mixed.jsonl" -o "$TMP/mixed.npy" &&
+    expect_error 1 "search on an index of mixed dims" "different Matryoshka dims" \
+        search --index "$TMP/mixed.npy" -m "$MODEL" --text "$Q" --dim 8
+# eval --dim 8: the ground truth's rank from the hand-truncated cosines (each query its own ground truth)
+printf '{"qry_text": "%s", "tgt_text": ["%s", "%s", "%s"]}\n' "$Q" "$C0" "$C1" "$C2" "$Q" "$C1" "$C0" "$C2" \
+    "$Q" "$C2" "$C0" "$C1" > "$TMP/eval8.jsonl"
+want=$(for gt in 0 1 2; do
+    awk -v gt="c$gt" '{ s[$1] = $2 } END { r = 1; for (k in s) if (k != gt && s[k] > s[gt]) r++; print r }' "$TMP/hand.txt"
+done | paste -sd,)
+run_cli 0 "eval --dim 8 --task code" eval -m "$MODEL" "$TMP/eval8.jsonl" --json --dim 8 --task code &&
+    check "eval --dim 8: ranks [$want] from the hand-truncated cosines" grep -q "\"ranks\":\[$want\]" "$TMP/out"
+expect_error 2 "eval --dim not a Matryoshka dim" "Matryoshka dims" eval -m "$MODEL" "$TMP/eval8.jsonl" --dim 12
+expect_error 2 "eval --dim with --multi-vector" "single vector" eval -m "$MODEL" "$TMP/eval8.jsonl" --dim 8 --multi-vector
 
 echo "-- abc-convert --task-adapter errors"
 # conv_error LABEL PATTERN ARGS...: abc-convert fails with PATTERN in its message and writes nothing

@@ -9,6 +9,7 @@
 #     ./abc: all answered 200 with identical bodies, latency percentiles, requests/s, RSS before/after
 #  4. hostile input against the sanitizer build, each with its status, the server serving afterwards
 #  5. SIGTERM while a request is in flight: that request is answered, exit status 0
+# (1. also: return_multivector on colqwen2 and jina-v4 against abc embed --multi-vector, /v1/models)
 # Every server started is killed on exit (trap). Ends with "RESULT passed failed skipped".
 set -u
 
@@ -102,6 +103,14 @@ expect_status() { # expect_status LABEL WANT GOT [BODY_PATTERN BODY]
     ok "$label ($got)"
 }
 
+# expect_post LABEL PORT WANT PATTERN JSON: POST JSON, expect status WANT and PATTERN in the body
+expect_post() {
+    printf '%s' "$5" >"$TMP/req.json"
+    local out
+    out=$(post "$2" "$TMP/req.json")
+    expect_status "$1" "$3" "$(printf '%s\n' "$out" | head -n1)" "$4" "$out"
+}
+
 # ================= 0. the command line =================
 cli() { # cli LABEL WANT_RC PATTERN ARGS...
     local label=$1 want=$2 pattern=$3; shift 3
@@ -115,6 +124,8 @@ cli "serve without -m" 2 'usage error: serve: -m MODEL is required' --port 0
 cli "serve --port 70000" 2 'usage error: --port must be an integer from 0 to 65535' -m "$MODEL" --port 70000
 cli "serve --workers 0" 2 'usage error: --workers' -m "$MODEL" --workers 0
 cli "serve --bogus" 2 "unknown option '--bogus'" -m "$MODEL" --bogus
+cli "serve --max-multivector-floats 0" 2 'usage error: --max-multivector-floats must be an integer from 1 to 268435456' \
+    -m "$MODEL" --max-multivector-floats 0
 cli "serve with a missing model file" 1 '^abc: error: input/output error' -m "$TMP/missing.abc" --port 0
 cli "serve --allow-local-files on a missing directory" 1 '^abc: error: --allow-local-files' -m "$MODEL" --allow-local-files "$TMP/nodir"
 
@@ -126,7 +137,10 @@ cli "serve on a port in use" 1 '^abc: error: cannot listen' -m "$MODEL" --port "
 health=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$PORT/health")
 expect_status "GET /health" 200 "${health##* }" '"status":"ok"' "$health"
 models=$(curl -s -w ' %{http_code}' "http://127.0.0.1:$PORT/v1/models")
-expect_status "GET /v1/models" 200 "${models##* }" '"id":"tiny-abc".*"embedding_dim":32' "$models"
+expect_status "GET /v1/models" 200 "${models##* }" \
+    '"id":"tiny-abc".*"embedding_dim":32.*"tasks":\[\],"default_task":null,"matryoshka_dims":\[\],"multi_vector":false,"multi_vector_dim":0' "$models"
+expect_post "return_multivector on a single-vector model" "$PORT" 400 \
+    '"param":"return_multivector".*|preset abc\) has no multi-vector output' '{"input":"x","return_multivector":true}'
 
 # readme_example NAME: the ```sh block after "<!-- serve-example: NAME -->" in README.md
 readme_example() {
@@ -239,18 +253,73 @@ elif start_server jina "$ABC" -m "$JINA" --threads 1; then
     [ "$(printf '%s\n' "$out" | sed 1d | vectors)" = "$(cat "$TMP/ref_jina_d8")" ] &&
         [ "$(wc -w <"$TMP/ref_jina_d8")" = 8 ] && ok "jina: dimensions 8 = abc embed --dim 8 (the library's Matryoshka cut)" ||
         bad "jina dimensions 8: $(printf '%s' "$out" | head -c 300)"
-    printf '{"input":"x","dimensions":12}' >"$TMP/jina_dim12.json"
-    out=$(post "$SPORT" "$TMP/jina_dim12.json")
-    expect_status "jina: dimensions 12 (not a Matryoshka dim)" 400 "$(printf '%s\n' "$out" | head -n1)" \
-        '"param":"dimensions".*|Matryoshka dims: 8, 16, 32' "$out"
-    printf '{"input":"x","task":"classification"}' >"$TMP/jina_badtask.json"
-    out=$(post "$SPORT" "$TMP/jina_badtask.json")
-    expect_status "jina: unknown task" 400 "$(printf '%s\n' "$out" | head -n1)" \
-        'tasks: retrieval, text-matching, code' "$out"
-    printf '{"input":"x","task":7}' >"$TMP/jina_numtask.json"
-    out=$(post "$SPORT" "$TMP/jina_numtask.json")
-    expect_status "jina: task not a string" 400 "$(printf '%s\n' "$out" | head -n1)" '"param":"task"' "$out"
+    expect_post "jina: dimensions 12 (not a Matryoshka dim)" "$SPORT" 400 \
+        '"param":"dimensions".*|Matryoshka dims: 8, 16, 32' '{"input":"x","dimensions":12}'
+    expect_post "jina: unknown task" "$SPORT" 400 'tasks: retrieval, text-matching, code' \
+        '{"input":"x","task":"classification"}'
+    expect_post "jina: task not a string" "$SPORT" 400 '"param":"task"' '{"input":"x","task":7}'
     stop_server jina "$SPID"
+fi
+
+# Multi-vector output ("return_multivector": true): every input's [T, D] token vectors equal to abc embed
+# --multi-vector's, as printed rows (%.9g, which reads back to the same float32) and as base64 of the
+# .npy's little-endian float32 bytes; /v1/models lists what a client may ask; the limit of
+# --max-multivector-floats (set here to 1.5 inputs' worth: one input passes, two are refused).
+# mv_rows N < BODY: input N's token vectors of a float response, one row per line as abc embed prints them
+mv_rows() { grep -o '"embeddings":\[\[[^}]*' | sed -n "$(($1 + 1))p" |
+    sed -e 's/^"embeddings":\[\[//' -e 's/\]\]$//' -e 's/\],\[/\n/g' -e 's/,/ /g'; }
+# mv_b64 N < BODY: input N's base64 string, decoded
+mv_b64() { grep -o '"embeddings":"[^"]*"' | sed -n "$(($1 + 1))p" | cut -d'"' -f4 | base64 -d; }
+COLQ=build/tiny-colqwen2.abc
+CQ="What is in the cup?"; CD="A cup of coffee on a table."
+if [ ! -e "$COLQ" ] || [ ! -e "$JINA" ]; then bad "$COLQ or $JINA is missing (run 'make test')"
+else
+    "$ABC" embed -m "$COLQ" --text "$CQ" --multi-vector --threads 1 >"$TMP/ref_mv0" 2>&1
+    "$ABC" embed -m "$COLQ" --text "$CD" --role candidate --multi-vector --threads 1 -o "$TMP/ref_mv1.npy" 2>/dev/null
+    "$ABC" embed -m "$COLQ" --text "$CD" --role candidate --multi-vector --threads 1 >"$TMP/ref_mv1" 2>&1
+    T0=$(wc -l <"$TMP/ref_mv0"); T1=$(wc -l <"$TMP/ref_mv1")
+    if start_server colqwen2 "$ABC" -m "$COLQ" --threads 1 --max-multivector-floats $((T0 * 128 * 3 / 2)); then
+        models=$(curl -s "http://127.0.0.1:$SPORT/v1/models")
+        printf '%s' "$models" | grep -q '"embedding_dim":0,"preset":"colqwen2","tasks":\[\],"default_task":null,"matryoshka_dims":\[\],"multi_vector":true,"multi_vector_dim":128' &&
+            ok "colqwen2: /v1/models lists the multi-vector output" || bad "colqwen2 /v1/models: $models"
+        printf '{"input":"%s","return_multivector":true}' "$CQ" >"$TMP/mv0.json"
+        out=$(post "$SPORT" "$TMP/mv0.json")
+        [ "$(printf '%s\n' "$out" | head -n1)" = 200 ] && [ "$T0" -gt 1 ] &&
+            grep -q "\"index\":0,\"n_vectors\":$T0,\"dim\":128," "$TMP/body" &&
+            [ "$(mv_rows 0 <"$TMP/body")" = "$(cat "$TMP/ref_mv0")" ] &&
+            ok "colqwen2: return_multivector = abc embed --multi-vector ($T0 rows, every value)" ||
+            bad "colqwen2 return_multivector: $(printf '%s' "$out" | head -c 300)"
+        printf '{"input":"%s","abc_role":"candidate","return_multivector":true,"encoding_format":"base64"}' "$CD" >"$TMP/mv1.json"
+        out=$(post "$SPORT" "$TMP/mv1.json")
+        tail -c $((T1 * 128 * 4)) "$TMP/ref_mv1.npy" >"$TMP/ref_mv1.raw"
+        [ "$(printf '%s\n' "$out" | head -n1)" = 200 ] && grep -q "\"n_vectors\":$T1,\"dim\":128," "$TMP/body" &&
+            mv_b64 0 <"$TMP/body" | cmp -s - "$TMP/ref_mv1.raw" &&
+            ok "colqwen2: base64 = the bytes of abc embed --multi-vector -o's .npy ($T1 x 128 float32)" ||
+            bad "colqwen2 base64: $(printf '%s' "$out" | head -c 300)"
+        expect_post "colqwen2: two inputs past --max-multivector-floats" "$SPORT" 400 \
+            '"code":"output_too_large".*|max-multivector-floats' "$(printf '{"input":["%s","%s"],"return_multivector":true}' "$CQ" "$CQ")"
+        expect_post "colqwen2: a single-vector request says what to send" "$SPORT" 400 \
+            'one vector per token.*send \\"return_multivector\\": true' "$(printf '{"input":"%s"}' "$CQ")"
+        expect_post "colqwen2: dimensions with return_multivector" "$SPORT" 400 '"param":"dimensions"' \
+            '{"input":"x","return_multivector":true,"dimensions":8}'
+        expect_post "colqwen2: return_multivector not a boolean" "$SPORT" 400 'must be true or false' \
+            '{"input":"x","return_multivector":"yes"}'
+        stop_server colqwen2 "$SPID"
+    fi
+    # jina-v4: both outputs; the token vectors under the request's task
+    "$ABC" embed -m "$JINA" --text "$P" --role candidate --task code --multi-vector --threads 1 >"$TMP/ref_jmv" 2>&1
+    if start_server jina_mv "$ABC" -m "$JINA" --threads 1; then
+        models=$(curl -s "http://127.0.0.1:$SPORT/v1/models")
+        printf '%s' "$models" | grep -q '"embedding_dim":32,"preset":"jina-v4","tasks":\["retrieval","text-matching","code"\],"default_task":"retrieval","matryoshka_dims":\[8,16,32\],"multi_vector":true,"multi_vector_dim":16' &&
+            ok "jina: /v1/models lists tasks, default, Matryoshka dims, multi-vector" || bad "jina /v1/models: $models"
+        printf '{"input":["%s","%s"],"abc_role":"candidate","task":"code","return_multivector":true}' "$P" "$P" >"$TMP/jmv.json"
+        out=$(post "$SPORT" "$TMP/jmv.json")
+        [ "$(printf '%s\n' "$out" | head -n1)" = 200 ] && [ "$(mv_rows 1 <"$TMP/body")" = "$(cat "$TMP/ref_jmv")" ] &&
+            [ "$(mv_rows 0 <"$TMP/body")" = "$(cat "$TMP/ref_jmv")" ] &&
+            ok "jina: return_multivector with task code = abc embed --multi-vector --task code (both inputs)" ||
+            bad "jina return_multivector: $(printf '%s' "$out" | head -c 300)"
+        stop_server jina_mv "$SPID"
+    fi
 fi
 
 # ================= 2. the openai package =================

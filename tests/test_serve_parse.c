@@ -265,6 +265,46 @@ static void test_api_task_and_dims(void) {
     }
 }
 
+/* "return_multivector": only a boolean; refused by a file without token vectors; required by one without
+ * a single vector (the message says so); not with "dimensions". */
+static void test_api_multi_vector(void) {
+    api_config single = config(), both = config(), multi_only = config();
+    single.preset = "abc";
+    both.multi_vector_dim = 16;
+    multi_only.embedding_dim = 0;
+    multi_only.multi_vector_dim = 128;
+    multi_only.preset = "colqwen2";
+    api_request req;
+    api_error e;
+    CHECK(parse_api("{\"input\":\"x\",\"return_multivector\":true}", &req, &e, &both) && req.multi_vector, "%s",
+          e.message);
+    api_request_free(&req);
+    CHECK(parse_api("{\"input\":\"x\",\"return_multivector\":false}", &req, &e, &both) && !req.multi_vector, "%s",
+          e.message);
+    api_request_free(&req);
+    CHECK(parse_api("{\"input\":\"x\",\"return_multivector\":true,\"encoding_format\":\"base64\"}", &req, &e,
+                    &multi_only) && req.multi_vector && req.base64, "%s", e.message);
+    api_request_free(&req);
+    const struct {
+        const char *body;
+        const api_config *cfg;
+        const char *param, *msg;
+    } bad[] = {
+        {"{\"input\":\"x\",\"return_multivector\":true}", &single, "return_multivector", "preset abc) has no multi-vector"},
+        {"{\"input\":\"x\",\"return_multivector\":1}", &both, "return_multivector", "true or false"},
+        {"{\"input\":\"x\",\"return_multivector\":\"true\"}", &both, "return_multivector", "true or false"},
+        {"{\"input\":\"x\"}", &multi_only, "return_multivector", "send \"return_multivector\": true for its [T, 128]"},
+        {"{\"input\":\"x\",\"return_multivector\":false}", &multi_only, "return_multivector", "one vector per token"},
+        {"{\"input\":\"x\",\"return_multivector\":true,\"dimensions\":8}", &both, "dimensions", "single embedding"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        bool ok = parse_api(bad[k].body, &req, &e, bad[k].cfg);
+        CHECK(!ok && e.status == 400 && e.param && strcmp(e.param, bad[k].param) == 0 && strstr(e.message, bad[k].msg),
+              "%s: %d %s '%s'", bad[k].body, e.status, e.param, e.message);
+        api_request_free(&req);
+    }
+}
+
 
 static void test_api_input(void) {
     api_config cfg = config();
@@ -444,6 +484,7 @@ int main(void) {
     RUN_TEST(test_api_input);
     RUN_TEST(test_api_messages);
     RUN_TEST(test_api_task_and_dims);
+    RUN_TEST(test_api_multi_vector);
     RUN_TEST(test_api_file_urls);
     return test_summary();
 }

@@ -56,7 +56,8 @@ static void check_body(const char *body, size_t n) {
     else FUZZ_CHECK(err[0], "JSON refused without a message");
     json_free(v);
 
-    api_config cfg = {.max_inputs = 8, .max_file_bytes = 1 << 16, .model_name = "m", .embedding_dim = 16};
+    api_config cfg = {.max_inputs = 8, .max_file_bytes = 1 << 16, .model_name = "m", .embedding_dim = 16,
+                      .multi_vector_dim = 4, .preset = "p"};
     api_request req;
     api_error e;
     if (api_parse_embeddings(body, n, &cfg, &req, &e)) {
@@ -68,6 +69,7 @@ static void check_body(const char *body, size_t n) {
             if (it->image) FUZZ_CHECK(it->image_size > 0, "empty image");
         }
         FUZZ_CHECK(req.dimensions >= 0 && req.dimensions <= cfg.embedding_dim, "dimensions");
+        FUZZ_CHECK(!req.multi_vector || req.dimensions == 0, "dimensions with return_multivector");
     } else {
         FUZZ_CHECK(e.status >= 400 && e.status < 600 && e.message[0] && e.type, "refusal without status or message");
     }
