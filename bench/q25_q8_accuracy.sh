@@ -34,7 +34,7 @@ for p in python3 /usr/bin/python3; do
     if command -v "$p" >/dev/null && "$p" -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
 done
 [ -n "$PY" ] || skip "no Python with numpy"
-[ -x ./abc ] && [ -x ./abc-convert ] || { echo "run from the repository root after 'make abc abc-convert'" >&2; exit 2; }
+if [ ! -x ./abc ] || [ ! -x ./abc-convert ]; then echo "run from the repository root after 'make abc abc-convert'" >&2; exit 2; fi
 
 OUT=build/q25acc
 mkdir -p "$OUT"
