@@ -24,9 +24,9 @@
  * affected. Alongside: Phi-3.5-V's config.json (real rope factors), its preprocessor_config.json
  * (num_crops 4) and tokenizer.json (copied; default tests/fixtures/phi35v-tiny/tokenizer.json).
  *
- * qwen25vl-3b applies the rule to Qwen2.5-VL-3B-Instruct's hub layout (the ViT's RMSNorm weights, gated
- * MLP with biases, ln_q without bias), with that model's config.json; for benchmarks only (no Python
- * writer or reference outputs exist for it). --jina and --colqwen-adapter add what presets jina-v4 and
+ * qwen25vl-3b (or a CONFIG.json with model_type qwen2_5_vl) applies the rule to Qwen2.5-VL-3B-Instruct's
+ * hub layout (the ViT's RMSNorm weights, gated MLP with biases, ln_q without bias), with that model's
+ * config.json; for benchmarks only (no Python writer or reference outputs exist for it). --jina and --colqwen-adapter add what presets jina-v4 and
  * colqwen2.5 need on top of it (write_jina, write_colqwen_adapter; docs/testing.md "Preset extras").
  *
  * The model is never held in memory: each tensor is generated in chunks by a few threads and written
@@ -839,15 +839,22 @@ static void config_from_json(const char *path, synth_config *c) {
     c->heads = json_int_field(root, "num_attention_heads", path);
     c->kv_heads = json_int_field(root, "num_key_value_heads", path);
     c->vocab = json_int_field(root, "vocab_size", path);
-    c->v_embed = json_int_field(v, "embed_dim", path);
     c->v_depth = json_int_field(v, "depth", path);
     c->v_patch = json_int_field(v, "patch_size", path);
     c->v_temporal = json_int_field(v, "temporal_patch_size", path);
     c->v_merge = json_int_field(v, "spatial_merge_size", path);
-    const json_value *ratio = json_get(v, "mlp_ratio");
-    if (!ratio || ratio->type != JSON_NUMBER || ratio->number <= 0 || ratio->number > 64)
-        die("%s: \"vision_config.mlp_ratio\" must be a positive number", path);
-    c->v_mlp = (int64_t)((double)c->v_embed * ratio->number); /* Python: int(E * mlp_ratio) */
+    if (mt && mt->type == JSON_STRING && strcmp(mt->string, "qwen2_5_vl") == 0) {
+        /* Qwen2.5-VL names the ViT width hidden_size and gives its MLP width (out_hidden_size is the decoder's) */
+        c->qwen25 = 1;
+        c->v_embed = json_int_field(v, "hidden_size", path);
+        c->v_mlp = json_int_field(v, "intermediate_size", path);
+    } else {
+        c->v_embed = json_int_field(v, "embed_dim", path);
+        const json_value *ratio = json_get(v, "mlp_ratio");
+        if (!ratio || ratio->type != JSON_NUMBER || ratio->number <= 0 || ratio->number > 64)
+            die("%s: \"vision_config.mlp_ratio\" must be a positive number", path);
+        c->v_mlp = (int64_t)((double)c->v_embed * ratio->number); /* Python: int(E * mlp_ratio) */
+    }
     const json_value *tie = json_get(root, "tie_word_embeddings");
     c->tie_embeddings = tie && tie->type == JSON_BOOL && tie->boolean;
     if (c->hidden % c->heads) die("%s: hidden_size is not a multiple of num_attention_heads", path);
@@ -1051,7 +1058,12 @@ static void write_jina(const synth_config *c, const char *outdir, const char *di
         if (k == 0) {
             strbuf dims = {0};
             sb_printf(&dims, ",\n  \"matryoshka_dims\": [");
-            for (int64_t d = 128; d <= c->hidden; d *= 2) sb_printf(&dims, "%s\n    %lld", d > 128 ? "," : "", (long long)d);
+            /* hidden/16 .. hidden by powers of two: jina-v4's 128 .. 2048 on the 3B */
+            for (int64_t k = 16, last = 0; k >= 1; k /= 2) {
+                if (c->hidden / k <= last) continue;
+                sb_printf(&dims, "%s\n    %lld", last ? "," : "", (long long)(c->hidden / k));
+                last = c->hidden / k;
+            }
             sb_printf(&dims, "\n  ]");
             out = insert_before_closing(text, len, 1, dims.data);
             free(dims.data);
@@ -1170,7 +1182,7 @@ int main(int argc, char **argv) {
         config.data = read_file(which, &config.len);
     }
     if (c.phi3 && head_dir) die("--head-adapter is for the Qwen2-VL (ABC) checkpoints only");
-    if ((jina_dir || colqwen_dir) && !c.qwen25) die("--jina and --colqwen-adapter are for Qwen2.5-VL checkpoints (qwen25vl-3b) only");
+    if ((jina_dir || colqwen_dir) && !c.qwen25) die("--jina and --colqwen-adapter are for Qwen2.5-VL checkpoints (qwen25vl-3b or a qwen2_5_vl CONFIG.json) only");
     if (extras_only && (head_dir || !(jina_dir || colqwen_dir))) die("--extras-only writes --jina / --colqwen-adapter beside an existing base, nothing else");
     if (!tokenizer) tokenizer = c.phi3 ? DEFAULT_PHI3_TOKENIZER : DEFAULT_TOKENIZER;
     /* read the tokenizer before writing gigabytes, so a wrong path fails at once */
