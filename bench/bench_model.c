@@ -1,7 +1,7 @@
 /* bench_model — end-to-end speed and memory of one embedding on a full-size model.
  *
  *   bench_model -m MODEL.abc [--threads 1,2,...] [--runs N] [--size WxH] [--text TEXT] [--no-image]
- *               [--json] [--quiet]
+ *               [--no-text] [--multi-vector] [--json] [--quiet]
  *
  * Embeds a synthetic WxH RGB image (default 448×448: for Qwen2-VL 1024 patches and 256 image tokens,
  * for Phi-3.5-V a 2×2 crop grid and 757 image tokens) with an instruction through the public API
@@ -11,7 +11,9 @@
  * language-model prefill is "last_hidden" (qwen2_vl) or "inputs_embeds" + "last_hidden"
  * (phi3_v); the whole embedding is the abc_embed call. Per thread count, one untimed warm-up run
  * (the first one faults the mapped weights in) and then the best of --runs runs. --no-image embeds the
- * text alone (a text candidate: no vision tower).
+ * text alone (a text candidate: no vision tower); --no-text the image alone (a document; jina-v4 takes
+ * no image with text). A model with only token vectors (colqwen2) runs abc_embed_multi; --multi-vector
+ * makes one that has both (jina-v4) run it too.
  *
  * Reported beside the times: the weight file's architecture, dtype and size, the speed-up over one
  * thread, the linear-layer + attention GFLOP/s of the vision tower and the prefill (counted from the
@@ -314,7 +316,7 @@ typedef struct {
     const uint8_t *rgb;
     int width, height, runs;
     const char *text;
-    bool quiet, no_image;
+    bool quiet, no_image, multi_vector;
 } bench_setup;
 
 static bool measure(const abc_model *model, const bench_setup *b, int threads, stage_clock *sc, bench_row *row) {
@@ -337,8 +339,13 @@ static bool measure(const abc_model *model, const bench_setup *b, int threads, s
     in.text = b->text;
     in.role = ABC_ROLE_QUERY;
     size_t dim = (size_t)abc_model_embedding_dim(model), n_vectors = 1;
-    /* a multi-vector model (colqwen2): abc_embed_multi, its [T, D] output sized by the size query */
-    const bool multi = dim == 0 && abc_model_multi_vector_dim(model) > 0;
+    /* a multi-vector model (colqwen2), or --multi-vector: abc_embed_multi, its [T, D] output sized by the size query */
+    const bool multi = (dim == 0 || b->multi_vector) && abc_model_multi_vector_dim(model) > 0;
+    if (b->multi_vector && !multi) {
+        fprintf(stderr, "bench_model: --multi-vector: %s has no multi-vector output\n", b->model_path);
+        abc_context_free(ctx);
+        return false;
+    }
     if (multi) {
         dim = (size_t)abc_model_multi_vector_dim(model);
         if (abc_embed_multi(ctx, &in, NULL, 0, &n_vectors) != ABC_OK) {
@@ -670,7 +677,7 @@ static void print_texts(const bench_setup *b, const bench_env *e, const model_fa
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_model -m MODEL.abc [--threads 1,2,...] [--runs N] [--size WxH] [--text TEXT] "
-                    "[--no-image] [--texts N] [--json] [--quiet]\n");
+                    "[--no-image] [--no-text] [--multi-vector] [--texts N] [--json] [--quiet]\n");
     exit(2);
 }
 
@@ -696,6 +703,8 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "--text") == 0 && has_value) b.text = argv[++i];
         else if (strcmp(a, "--json") == 0) as_json = true;
         else if (strcmp(a, "--no-image") == 0) b.no_image = true;
+        else if (strcmp(a, "--no-text") == 0) b.text = NULL;
+        else if (strcmp(a, "--multi-vector") == 0) b.multi_vector = true;
         else if (strcmp(a, "--quiet") == 0) b.quiet = true;
         else if (strcmp(a, "--texts") == 0 && has_value) {
             n_texts = atoi(argv[++i]);

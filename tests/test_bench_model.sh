@@ -100,6 +100,28 @@ else
     bad "phi3_v case: no $PHI (make test builds it)"
 fi
 
+# jina-v4 (a single vector and token vectors): --no-text embeds the image alone (it takes no image with a
+# text), --multi-vector times the token vectors instead of the pooled vector
+JINA=build/tiny-jina.abc
+if [ -f "$JINA" ]; then
+    for mode in dense multi; do
+        flag=""; [ "$mode" = multi ] && flag=--multi-vector
+        if "$BENCH" -m "$JINA" --no-text $flag --threads 1 --runs 1 --json --quiet >"$TMP/jina-$mode.json" 2>"$TMP/jina.err"; then
+            ok
+            has "jina-v4 $mode: preset" "$TMP/jina-$mode.json" '"preset": "jina-v4"'
+            if [ "$mode" = multi ]; then
+                has "jina-v4 multi: multi_vector stage" "$TMP/jina-$mode.json" '"last_hidden": [0-9.]+, "multi_vector": [0-9.]+\}'
+            else
+                has "jina-v4 dense: embedding stage" "$TMP/jina-$mode.json" '"last_hidden": [0-9.]+, "embedding": [0-9.]+\}'
+            fi
+        else
+            bad "bench_model --no-text $flag on $JINA failed: $(cat "$TMP/jina.err")"
+        fi
+    done
+else
+    bad "jina-v4 case: no $JINA (make test builds it)"
+fi
+
 # --texts: short texts one at a time vs packed (abc_embed_batch); every batched row equals its single one
 if "$BENCH" -m "$MODEL" --texts 24 --threads 1,2 --quiet >"$TMP/texts.txt" 2>"$TMP/texts.err"; then
     ok
@@ -133,6 +155,9 @@ fails_with "usage" 2 "$BENCH" -m "$MODEL" --size 10x10
 fails_with "usage" 2 "$BENCH" -m "$MODEL" --frobnicate
 fails_with "usage" 2 "$BENCH" -m "$MODEL" --texts 0
 fails_with "cannot open '$TMP/missing.abc'" 1 "$BENCH" -m "$TMP/missing.abc"
+fails_with "has no multi-vector output" 1 "$BENCH" -m "$MODEL" --multi-vector --threads 1 --runs 1 --quiet
+fails_with "embeds an image or a text, not both" 1 "$BENCH" -m "$JINA" --threads 1 --runs 1 --quiet
+fails_with "nothing to embed" 1 "$BENCH" -m "$MODEL" --no-image --no-text --threads 1 --runs 1 --quiet
 head -c 100 "$MODEL" >"$TMP/short.abc"
 fails_with "truncated" 1 "$BENCH" -m "$TMP/short.abc"
 

@@ -68,6 +68,40 @@ done
 # the synthetic phi3_v checkpoint converts
 expect "phi3_v synthetic checkpoint converts" sh -c "make -s abc-convert >/dev/null && ./abc-convert '$TMP/phi1' -o '$TMP/phi.abc' --preset vlm2vec-phi3v --quiet"
 
+# qwen2_5_vl CONFIG.json and the preset extras: jina-v4's base + task adapters and ColQwen2.5's adapter
+# convert, the task adapters change the embedding, the Matryoshka dims are hidden/16 .. hidden, and
+# --extras-only rewrites the same files beside the existing base.
+Q25_CONFIG=tests/fixtures/qwen25vl-tiny/config.json
+q25=$TMP/q25
+CLI=${ABC_CLI:-./abc}
+CONV=${ABC_CONVERT:-./abc-convert}
+[ -n "${ABC_CLI:-}" ] || make -s abc abc-convert >/dev/null
+if "$SYNTH" "$Q25_CONFIG" "$q25/base" --jina "$q25/jina" --colqwen-adapter "$q25/col" --threads 2 >/dev/null; then
+    ok
+    if "$SYNTH" "$Q25_CONFIG" "$q25/base" --jina "$q25/jina2" --colqwen-adapter "$q25/col2" --extras-only --threads 1 >/dev/null; then
+        ok
+        for f in jina/base/config.json jina/base/model.safetensors.index.json jina/base/multi_vector_projector.safetensors \
+                 jina/adapters/code/adapter_model.safetensors col/adapter_model.safetensors col/adapter_config.json; do
+            expect "--extras-only: same $f" cmp -s "$q25/$f" "$q25/${f%%/*}2/${f#*/}"
+        done
+    else
+        bad "abc-synth --extras-only failed"
+    fi
+    J="$q25/jina"
+    expect "jina-v4 extras convert" "$CONV" "$J/base" -o "$q25/j.abc" --preset jina-v4 --quiet \
+        --task-adapter retrieval="$J/adapters/retrieval" --task-adapter text-matching="$J/adapters/text-matching" --task-adapter code="$J/adapters/code"
+    expect "colqwen2.5 adapter converts" "$CONV" "$q25/base" -o "$q25/c.abc" --preset colqwen2.5 --merge-adapter "$q25/col" --quiet
+    expect "jina-v4: Matryoshka dims 2 4 8 16 32" sh -c "'$CLI' info -m '$q25/j.abc' | grep -q 'matryoshka dims: 2 4 8 16 32$'"
+    "$CLI" embed -m "$q25/j.abc" --task retrieval --role query --text "a red rocket" >"$q25/r.txt" 2>&1
+    "$CLI" embed -m "$q25/j.abc" --task code --role query --text "a red rocket" >"$q25/c.txt" 2>&1
+    expect "jina-v4: a 32-d embedding" test "$(wc -w <"$q25/r.txt")" -eq 32
+    if cmp -s "$q25/r.txt" "$q25/c.txt"; then bad "jina-v4: tasks retrieval and code give the same embedding"; else ok; fi
+    expect "jina-v4 --dim 8" test "$("$CLI" embed -m "$q25/j.abc" --text "a red rocket" --dim 8 2>&1 | wc -w)" -eq 8
+    expect "colqwen2.5: 128-float token vectors" test "$("$CLI" embed -m "$q25/c.abc" --text "a red rocket" 2>&1 | awk '{print NF}' | sort -u)" = 128
+else
+    bad "abc-synth qwen2_5_vl config with --jina / --colqwen-adapter failed"
+fi
+
 fails_with() { # MESSAGE-PATTERN EXPECTED-STATUS COMMAND...
     local pattern=$1 status=$2; shift 2
     local err rc
@@ -78,6 +112,8 @@ fails_with() { # MESSAGE-PATTERN EXPECTED-STATUS COMMAND...
 fails_with "usage" 2 "$SYNTH"
 fails_with "head-adapter is for the Qwen2-VL" 1 "$SYNTH" phi35v "$TMP/x" --head-adapter "$TMP/h"
 fails_with "usage" 2 "$SYNTH" qwen2vl-2b
+fails_with "for Qwen2.5-VL checkpoints" 1 "$SYNTH" "$CONFIG" "$TMP/x" --jina "$TMP/j"
+fails_with "extras-only writes" 1 "$SYNTH" "$Q25_CONFIG" "$TMP/x" --extras-only
 fails_with "unknown option" 1 "$SYNTH" qwen2vl-2b "$TMP/x" --frobnicate
 fails_with "threads" 1 "$SYNTH" qwen2vl-2b "$TMP/x" --threads 0
 fails_with "cannot open" 1 "$SYNTH" "$TMP/no-such-config.json" "$TMP/x"

@@ -2,7 +2,7 @@
  * natively and streaming.
  *
  *   abc-synth qwen2vl-2b|qwen2vl-7b|qwen25vl-3b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]
- *             [--threads N] [--head-hidden N]
+ *             [--threads N] [--head-hidden N] [--jina DIR] [--colqwen-adapter DIR] [--extras-only]
  *
  * Every value of every tensor follows a rule (a counter-based splitmix64 stream seeded by the tensor's
  * name), so any program can rebuild the same checkpoint bit for bit without copying gigabytes. The files
@@ -24,9 +24,10 @@
  * affected. Alongside: Phi-3.5-V's config.json (real rope factors), its preprocessor_config.json
  * (num_crops 4) and tokenizer.json (copied; default tests/fixtures/phi35v-tiny/tokenizer.json).
  *
- * qwen25vl-3b applies the rule to Qwen2.5-VL-3B-Instruct's hub layout (the ViT's RMSNorm weights, gated
- * MLP with biases, ln_q without bias), with that model's config.json; for benchmarks only (no Python
- * writer or reference outputs exist for it).
+ * qwen25vl-3b (or a CONFIG.json with model_type qwen2_5_vl) applies the rule to Qwen2.5-VL-3B-Instruct's
+ * hub layout (the ViT's RMSNorm weights, gated MLP with biases, ln_q without bias), with that model's
+ * config.json; for benchmarks only (no Python writer or reference outputs exist for it). --jina and --colqwen-adapter add what presets jina-v4 and
+ * colqwen2.5 need on top of it (write_jina, write_colqwen_adapter; docs/testing.md "Preset extras").
  *
  * The model is never held in memory: each tensor is generated in chunks by a few threads and written
  * straight to its shard.
@@ -838,15 +839,22 @@ static void config_from_json(const char *path, synth_config *c) {
     c->heads = json_int_field(root, "num_attention_heads", path);
     c->kv_heads = json_int_field(root, "num_key_value_heads", path);
     c->vocab = json_int_field(root, "vocab_size", path);
-    c->v_embed = json_int_field(v, "embed_dim", path);
     c->v_depth = json_int_field(v, "depth", path);
     c->v_patch = json_int_field(v, "patch_size", path);
     c->v_temporal = json_int_field(v, "temporal_patch_size", path);
     c->v_merge = json_int_field(v, "spatial_merge_size", path);
-    const json_value *ratio = json_get(v, "mlp_ratio");
-    if (!ratio || ratio->type != JSON_NUMBER || ratio->number <= 0 || ratio->number > 64)
-        die("%s: \"vision_config.mlp_ratio\" must be a positive number", path);
-    c->v_mlp = (int64_t)((double)c->v_embed * ratio->number); /* Python: int(E * mlp_ratio) */
+    if (mt && mt->type == JSON_STRING && strcmp(mt->string, "qwen2_5_vl") == 0) {
+        /* Qwen2.5-VL names the ViT width hidden_size and gives its MLP width (out_hidden_size is the decoder's) */
+        c->qwen25 = 1;
+        c->v_embed = json_int_field(v, "hidden_size", path);
+        c->v_mlp = json_int_field(v, "intermediate_size", path);
+    } else {
+        c->v_embed = json_int_field(v, "embed_dim", path);
+        const json_value *ratio = json_get(v, "mlp_ratio");
+        if (!ratio || ratio->type != JSON_NUMBER || ratio->number <= 0 || ratio->number > 64)
+            die("%s: \"vision_config.mlp_ratio\" must be a positive number", path);
+        c->v_mlp = (int64_t)((double)c->v_embed * ratio->number); /* Python: int(E * mlp_ratio) */
+    }
     const json_value *tie = json_get(root, "tie_word_embeddings");
     c->tie_embeddings = tie && tie->type == JSON_BOOL && tie->boolean;
     if (c->hidden % c->heads) die("%s: hidden_size is not a multiple of num_attention_heads", path);
@@ -870,11 +878,14 @@ static int default_threads(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: abc-synth qwen2vl-2b|qwen2vl-7b|qwen25vl-3b|phi35v|CONFIG.json OUTDIR [--head-adapter DIR] [--tokenizer PATH]\n"
-            "                 [--threads N] [--head-hidden N]\n"
+            "                 [--threads N] [--head-hidden N] [--jina DIR] [--colqwen-adapter DIR] [--extras-only]\n"
             "Writes the synthetic Qwen2-VL checkpoint of docs/testing.md (bf16 safetensors shards in the hub\n"
             "layout, byte-identical to the reference Python writer) and, with --head-adapter, ABC's head adapter;\n"
             "phi35v (or a phi3_v CONFIG.json): the same rule over microsoft/Phi-3.5-vision-instruct's tensors;\n"
-            "qwen25vl-3b: over Qwen2.5-VL-3B-Instruct's (benchmarks only).\n"
+            "qwen25vl-3b: over Qwen2.5-VL-3B-Instruct's (benchmarks only); with it, --jina DIR writes jina-v4's\n"
+            "base (DIR/base: the shards linked, matryoshka_dims, multi_vector_projector) and its three task\n"
+            "adapters (DIR/adapters/<task>), --colqwen-adapter DIR ColQwen2.5's adapter (LoRA + custom_text_proj);\n"
+            "--extras-only writes only those beside an OUTDIR that already holds the base.\n"
             "The tokenizer is copied from --tokenizer (default " DEFAULT_TOKENIZER ",\n"
             "for phi3_v " DEFAULT_PHI3_TOKENIZER ").\n");
     exit(2);
@@ -953,15 +964,195 @@ static void write_head_adapter(const synth_config *c, int64_t head_hidden, const
     list_free(&l);
 }
 
+/* ---- preset extras for the Qwen2.5-VL presets (docs/testing.md, "Preset extras") ---- */
+
+/* lora_B's scale is the fan-in rule's times this, so with lora_A on the fan-in rule and alpha = r each
+ * adapted layer's B·A·x is about 5 % of W·x in rms: a perturbation, not a replacement. */
+#define LORA_B_REL 0.05
+#define EXTRA_RANK 32 /* jina-embeddings-v4's adapters and colqwen2.5-v0.2: r = alpha = 32 */
+#define MULTI_DIM 128 /* both projections' width */
+
+/* One LoRA pair on module (its hub name under the PEFT wrapper, e.g. model.language_model.layers.0.mlp.up_proj)
+ * of weight [out][in]; values under "<tag>/<key without base_model.model.>". */
+static void add_lora(tensor_list *l, const char *tag, const char *module, int64_t out, int64_t in) {
+    char key[320], value_name[384];
+    snprintf(key, sizeof key, "base_model.model.%s.lora_A.weight", module);
+    snprintf(value_name, sizeof value_name, "%s/%s.lora_A.weight", tag, module);
+    list_push(l, make_tensor(key, value_name, FILL_RULE, 2, (int64_t[]){EXTRA_RANK, in}));
+    snprintf(key, sizeof key, "base_model.model.%s.lora_B.weight", module);
+    snprintf(value_name, sizeof value_name, "%s/%s.lora_B.weight", tag, module);
+    tensor_def b = make_tensor(key, value_name, FILL_RULE, 2, (int64_t[]){out, EXTRA_RANK});
+    b.scale *= LORA_B_REL;
+    list_push(l, b);
+}
+
+/* LoRA on every decoder projection and, with vision, on the ViT blocks' gated MLP (jina's target set). */
+static void extra_lora_tensors(const synth_config *c, const char *tag, int vision, tensor_list *l) {
+    int64_t H = c->hidden, I = c->intermediate, hd = c->hidden / c->heads;
+    int64_t q = c->heads * hd, kv = c->kv_heads * hd, E = c->v_embed, VI = c->v_mlp;
+    char m[256];
+    for (int64_t i = 0; i < c->layers; i++) {
+#define LORA(suffix, out, in) (snprintf(m, sizeof m, "model.language_model.layers.%lld." suffix, (long long)i), add_lora(l, tag, m, out, in))
+        LORA("self_attn.q_proj", q, H);
+        LORA("self_attn.k_proj", kv, H);
+        LORA("self_attn.v_proj", kv, H);
+        LORA("self_attn.o_proj", H, q);
+        LORA("mlp.gate_proj", I, H);
+        LORA("mlp.up_proj", I, H);
+        LORA("mlp.down_proj", H, I);
+#undef LORA
+    }
+    for (int64_t i = 0; vision && i < c->v_depth; i++) {
+#define LORA(suffix, out, in) (snprintf(m, sizeof m, "model.visual.blocks.%lld." suffix, (long long)i), add_lora(l, tag, m, out, in))
+        LORA("mlp.gate_proj", VI, E);
+        LORA("mlp.up_proj", VI, E);
+        LORA("mlp.down_proj", E, VI);
+#undef LORA
+    }
+}
+
+/* adapter_config.json (the fields abc-convert reads, and the target regexes of the released adapters) */
+static void write_adapter_config(const char *dir, const char *targets, const char *modules_to_save) {
+    strbuf j = {0};
+    sb_printf(&j,
+              "{\n  \"peft_type\": \"LORA\",\n  \"r\": %d,\n  \"lora_alpha\": %d,\n  \"target_modules\": \"%s\",\n"
+              "  \"modules_to_save\": %s,\n  \"use_dora\": false,\n  \"use_rslora\": false,\n  \"bias\": \"none\",\n"
+              "  \"fan_in_fan_out\": false,\n  \"lora_dropout\": 0.0,\n  \"task_type\": null\n}",
+              EXTRA_RANK, EXTRA_RANK, targets, modules_to_save);
+    write_text(dir, "adapter_config.json", j.data, j.len);
+    free(j.data);
+}
+
+static void write_tensor_file(const char *dir, const char *file, tensor_list *l, uint16_t *buf, int n_threads) {
+    qsort(l->items, l->count, sizeof *l->items, compare_names);
+    char *path = path_join(dir, file);
+    write_safetensors(path, l->items, l->count, buf, n_threads);
+    free(path);
+}
+
+/* Inserts text before the last closing brace of a JSON object text: the last character that is '}'
+ * and, for the index, the weight map's own brace before it (depth 1 or 2 from the end). */
+static char *insert_before_closing(const char *json, size_t len, int depth, const char *text) {
+    size_t at = len;
+    for (int d = 0; d < depth; d++) {
+        while (at > 0 && json[at - 1] != '}') at--;
+        if (at == 0) die("unexpected JSON text (no closing brace)");
+        at--;
+    }
+    while (at > 0 && (json[at - 1] == '\n' || json[at - 1] == ' ')) at--; /* after the last value */
+    strbuf b = {0};
+    sb_printf(&b, "%.*s%s%s", (int)at, json, text, json + at);
+    return b.data;
+}
+
+/* jina-embeddings-v4 on the synthetic base: DIR/base (the base's shards linked, config.json with
+ * matryoshka_dims, the index and multi_vector_projector.safetensors) and DIR/adapters/<task>/. */
+static void write_jina(const synth_config *c, const char *outdir, const char *dir, uint16_t *buf, int n_threads) {
+    char *base = path_join(dir, "base");
+    make_dir(base);
+    static const char *const copies[] = {"config.json", "preprocessor_config.json", "tokenizer.json", "model.safetensors.index.json"};
+    for (int k = 0; k < 4; k++) {
+        char *from = path_join(outdir, copies[k]);
+        size_t len;
+        char *text = read_file(from, &len), *out = NULL;
+        if (k == 0) {
+            strbuf dims = {0};
+            sb_printf(&dims, ",\n  \"matryoshka_dims\": [");
+            /* hidden/16 .. hidden by powers of two: jina-v4's 128 .. 2048 on the 3B */
+            for (int64_t k = 16, last = 0; k >= 1; k /= 2) {
+                if (c->hidden / k <= last) continue;
+                sb_printf(&dims, "%s\n    %lld", last ? "," : "", (long long)(c->hidden / k));
+                last = c->hidden / k;
+            }
+            sb_printf(&dims, "\n  ]");
+            out = insert_before_closing(text, len, 1, dims.data);
+            free(dims.data);
+        } else if (k == 3) {
+            out = insert_before_closing(text, len, 2, ",\n  \"multi_vector_projector.bias\": \"multi_vector_projector.safetensors\""
+                                                     ",\n  \"multi_vector_projector.weight\": \"multi_vector_projector.safetensors\"");
+        }
+        write_text(base, copies[k], out ? out : text, out ? strlen(out) : len);
+        free(out);
+        free(text);
+        free(from);
+    }
+    /* the shards: links to the base's (absolute, so the directories may move apart) */
+    for (int s = 1;; s++) {
+        char file[64], *target = NULL;
+        int n = 0;
+        for (int total = s; total <= 99 && !target; total++) {
+            snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", s, total);
+            char *p = path_join(outdir, file);
+            if (access(p, R_OK) == 0) {
+                n = total;
+                if (p[0] == '/') target = xstrdup(p);
+                else {
+                    char cwd[4096];
+                    if (!getcwd(cwd, sizeof cwd)) die("cannot read the current directory: %s", strerror(errno));
+                    target = path_join(cwd, p);
+                }
+            }
+            free(p);
+        }
+        if (!target) {
+            if (s == 1) die("%s holds no model-00001-of-N.safetensors", outdir);
+            break;
+        }
+        char *link = path_join(base, file);
+        if (unlink(link) != 0 && errno != ENOENT) die("cannot replace '%s': %s", link, strerror(errno));
+        if (symlink(target, link) != 0) die("cannot link '%s': %s", link, strerror(errno));
+        free(link);
+        free(target);
+        if (s == n) break;
+    }
+    tensor_list proj = {0};
+    add_rule(&proj, "multi_vector_projector.weight", 2, MULTI_DIM, c->hidden, 0, 0, 0);
+    add_rule(&proj, "multi_vector_projector.bias", 1, MULTI_DIM, 0, 0, 0, 0);
+    write_tensor_file(base, "multi_vector_projector.safetensors", &proj, buf, n_threads);
+    list_free(&proj);
+    static const char *const tasks[] = {"retrieval", "text-matching", "code"};
+    for (int k = 0; k < 3; k++) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "adapters/%s", tasks[k]);
+        char *adir = path_join(dir, sub);
+        make_dir(adir);
+        tensor_list l = {0};
+        extra_lora_tensors(c, tasks[k], 1, &l);
+        add_lora(&l, tasks[k], "multi_vector_projector", MULTI_DIM, c->hidden);
+        write_tensor_file(adir, "adapter_model.safetensors", &l, buf, n_threads);
+        write_adapter_config(adir, "(.*(model).*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj).*$|.*(multi_vector_projector).*$)", "null");
+        list_free(&l);
+        free(adir);
+    }
+    printf("wrote jina-v4 base and task adapters in %s\n", dir);
+    free(base);
+}
+
+/* ColQwen2.5's adapter: LoRA on the decoder (colpali-engine's regex) and custom_text_proj in modules_to_save. */
+static void write_colqwen_adapter(const synth_config *c, const char *dir, uint16_t *buf, int n_threads) {
+    make_dir(dir);
+    tensor_list l = {0};
+    extra_lora_tensors(c, "colqwen", 0, &l);
+    list_push(&l, make_tensor("base_model.model.custom_text_proj.weight", "custom_text_proj.weight", FILL_RULE, 2, (int64_t[]){MULTI_DIM, c->hidden}));
+    list_push(&l, make_tensor("base_model.model.custom_text_proj.bias", "custom_text_proj.bias", FILL_RULE, 1, (int64_t[]){MULTI_DIM}));
+    write_tensor_file(dir, "adapter_model.safetensors", &l, buf, n_threads);
+    write_adapter_config(dir, "(.*(model)(?!.*visual).*(down_proj|gate_proj|up_proj|k_proj|q_proj|v_proj|o_proj).*$)", "[\n    \"custom_text_proj\"\n  ]");
+    printf("wrote colqwen2.5 adapter in %s\n", dir);
+    list_free(&l);
+}
+
 int main(int argc, char **argv) {
-    const char *which = NULL, *outdir = NULL, *head_dir = NULL, *tokenizer = NULL;
-    int n_threads = default_threads();
+    const char *which = NULL, *outdir = NULL, *head_dir = NULL, *tokenizer = NULL, *jina_dir = NULL, *colqwen_dir = NULL;
+    int n_threads = default_threads(), extras_only = 0;
     int64_t head_hidden = 4096;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
         if (strcmp(a, "--head-adapter") == 0 && has_value) head_dir = argv[++i];
         else if (strcmp(a, "--tokenizer") == 0 && has_value) tokenizer = argv[++i];
+        else if (strcmp(a, "--jina") == 0 && has_value) jina_dir = argv[++i];
+        else if (strcmp(a, "--colqwen-adapter") == 0 && has_value) colqwen_dir = argv[++i];
+        else if (strcmp(a, "--extras-only") == 0) extras_only = 1;
         else if (strcmp(a, "--threads") == 0 && has_value) n_threads = parse_count(argv[++i], a, 1, MAX_THREADS);
         else if (strcmp(a, "--head-hidden") == 0 && has_value) head_hidden = parse_count(argv[++i], a, 1, 1 << 20);
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) usage();
@@ -991,20 +1182,26 @@ int main(int argc, char **argv) {
         config.data = read_file(which, &config.len);
     }
     if (c.phi3 && head_dir) die("--head-adapter is for the Qwen2-VL (ABC) checkpoints only");
+    if ((jina_dir || colqwen_dir) && !c.qwen25) die("--jina and --colqwen-adapter are for Qwen2.5-VL checkpoints (qwen25vl-3b or a qwen2_5_vl CONFIG.json) only");
+    if (extras_only && (head_dir || !(jina_dir || colqwen_dir))) die("--extras-only writes --jina / --colqwen-adapter beside an existing base, nothing else");
     if (!tokenizer) tokenizer = c.phi3 ? DEFAULT_PHI3_TOKENIZER : DEFAULT_TOKENIZER;
     /* read the tokenizer before writing gigabytes, so a wrong path fails at once */
     size_t tok_len;
     char *tok = read_file(tokenizer, &tok_len);
 
     double t0 = now_s();
-    make_dir(outdir);
     uint16_t *buf = xmalloc(CHUNK_VALUES * sizeof *buf);
-    write_model(&c, outdir, buf, n_threads);
-    write_text(outdir, "config.json", config.data, config.len);
-    if (c.phi3) write_text(outdir, "preprocessor_config.json", PHI3V_PREPROCESSOR_CONFIG, sizeof PHI3V_PREPROCESSOR_CONFIG - 1);
-    else write_text(outdir, "preprocessor_config.json", PREPROCESSOR_CONFIG, sizeof PREPROCESSOR_CONFIG - 1);
-    write_text(outdir, "tokenizer.json", tok, tok_len);
+    if (!extras_only) {
+        make_dir(outdir);
+        write_model(&c, outdir, buf, n_threads);
+        write_text(outdir, "config.json", config.data, config.len);
+        if (c.phi3) write_text(outdir, "preprocessor_config.json", PHI3V_PREPROCESSOR_CONFIG, sizeof PHI3V_PREPROCESSOR_CONFIG - 1);
+        else write_text(outdir, "preprocessor_config.json", PREPROCESSOR_CONFIG, sizeof PREPROCESSOR_CONFIG - 1);
+        write_text(outdir, "tokenizer.json", tok, tok_len);
+    }
     if (head_dir) write_head_adapter(&c, head_hidden, head_dir, buf, n_threads);
+    if (jina_dir) write_jina(&c, outdir, jina_dir, buf, n_threads);
+    if (colqwen_dir) write_colqwen_adapter(&c, colqwen_dir, buf, n_threads);
     printf("done in %.1f s (%d threads)\n", now_s() - t0, n_threads);
     free(buf);
     free(tok);
