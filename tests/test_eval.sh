@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of `abc eval` (README "Collections"): an MMEB-style task built from the fixture images
 # and texts; the ground truth's rank for every query and hit@1 must equal an independent computation
-# from embeddings made one at a time with `abc embed` (no sharing) and ranked by build/tool_retrieval.
+# from every entry embedded on its own row by one `abc embed --batch` (no deduplication, none of eval's
+# code) and ranked by build/tool_retrieval.
 # Also counts the candidate embeddings computed against the naive count, and the errors.
 set -u
 
@@ -57,27 +58,33 @@ done
 distinct=$(printf '%s\n' "${cands[@]}" | tr ';' '\n' | sed "s/<|image_1|>\\\\n//" | sort -u | wc -l)
 nq=${#queries[@]}
 
-# independent: every query and candidate entry embedded on its own (roles explicit), ranked in double
-embed_entry() { # embed_entry MODEL OUT ROLE IMAGE TEXT
-    local args=(embed -m "$1" -o "$2" --role "$3")
-    local text=${5#"$P"}
-    [ -n "$4" ] && args+=(--image "$IMG/$4")
-    [ -n "$text" ] && args+=(--text "$text")
-    "$ABC" "${args[@]}" 2>>"$TMP/embed.err"
-}
+# independent: every query and candidate entry embedded on its own row (roles explicit) by one
+# `abc embed --batch` (no deduplication, none of eval's code), ranked in double by the tool
 independent_ranks() { # independent_ranks MODEL: one rank per query on stdout
-    local model=$1 l k qi qt ci ct files cs
+    local model=$1 l k qi qt ci ct cs row=0 rows=() line
+    : >"$TMP/entries.jsonl"
+    entry() { # entry ROLE IMAGE TEXT: one batch line (image paths absolute: the file is in $TMP)
+        local text=${3#"$P"} line="{\"role\":\"$1\""
+        [ -n "$2" ] && line+=",\"image\":\"$PWD/$IMG/$2\""
+        [ -n "$text" ] && line+=",\"text\":\"$text\""
+        echo "$line}" >>"$TMP/entries.jsonl"
+    }
     for ((l = 0; l < nq; l++)); do
         IFS='|' read -r qi qt <<<"${queries[$l]}"
-        embed_entry "$model" "$TMP/q$l.npy" query "$qi" "$qt"
+        entry query "$qi" "$qt"
+        line="$row"; row=$((row + 1))
         IFS=';' read -r -a cs <<<"${cands[$l]}"
-        files=()
         for ((k = 0; k < ${#cs[@]}; k++)); do
             IFS='|' read -r ci ct <<<"${cs[$k]}"
-            embed_entry "$model" "$TMP/c${l}_$k.npy" candidate "$ci" "$ct"
-            files+=("$TMP/c${l}_$k.npy")
+            entry candidate "$ci" "$ct"
+            line+=" $row"; row=$((row + 1))
         done
-        "$TOOL" rank "$TMP/q$l.npy" "${files[@]}"
+        rows+=("$line")
+    done
+    "$ABC" embed -m "$model" --batch "$TMP/entries.jsonl" -o "$TMP/entries.npy" 2>>"$TMP/embed.err" || echo "batch failed" >>"$TMP/embed.err"
+    for ((l = 0; l < nq; l++)); do
+        # shellcheck disable=SC2086 # the row numbers are separate arguments
+        "$TOOL" rankrows "$TMP/entries.npy" ${rows[$l]}
     done
 }
 

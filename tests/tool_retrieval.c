@@ -7,6 +7,7 @@
  *   topk INDEX.npy Q.npy K [IDS]       top K rows per query: "[Q<TAB>]RANK<TAB>SCORE<TAB>ID" (NaN rows skipped,
  *                                      ties to the lower row)
  *   rank Q.npy C0.npy C1.npy ...       1 + the number of Ci (i > 0) scoring strictly higher than C0
+ *   rankrows X.npy Q C0 C1 ...         the same for rows Q, C0, C1, ... of one [N,D] matrix
  *   nanrows X.npy                      the indices of the all-NaN rows, one per line
  *   jsonl2npy IN.jsonl OUT.npy IDS     {"id":..,"embedding":[..]} lines to [N,D] (null rows: NaN) + ids
  *   json2npy IN.json OUT.npy           {"dim":D,"embedding":[..]} to [D]
@@ -158,6 +159,29 @@ static int cmd_rank(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_rankrows(int argc, char **argv) {
+    if (argc < 3) return die("usage: rankrows X.npy Q C0 ...", NULL);
+    npy_array x;
+    if (load(argv[0], &x)) return 1;
+    const size_t n = x.ndim == 2 ? (size_t)x.shape[0] : 0, dim = n ? x.count / n : 0;
+    size_t row[64];
+    int nrows = argc - 1, rc = 0;
+    if (n == 0 || nrows > 64) rc = die("rankrows: X must be [N,D], with at most 63 candidates", argv[0]);
+    for (int i = 0; rc == 0 && i < nrows; i++) {
+        row[i] = (size_t)atol(argv[i + 1]);
+        if (row[i] >= n) rc = die("rankrows: row out of range", argv[i + 1]);
+    }
+    if (rc == 0) {
+        const float *rows = x.data, *q = rows + row[0] * dim;
+        const double gt = dotd(q, rows + row[1] * dim, dim);
+        size_t rank = 1;
+        for (int i = 2; i < nrows; i++) rank += dotd(q, rows + row[i] * dim, dim) > gt;
+        printf("%zu\n", rank);
+    }
+    npy_free(&x);
+    return rc;
+}
+
 static int cmd_nanrows(int argc, char **argv) {
     if (argc < 1) return die("usage: nanrows X.npy", NULL);
     npy_array a;
@@ -256,7 +280,7 @@ static int cmd_random(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) return die("usage: tool_retrieval stack|concat|topk|rank|nanrows|jsonl2npy|json2npy|random ...", NULL);
+    if (argc < 2) return die("usage: tool_retrieval stack|concat|topk|rank|rankrows|nanrows|jsonl2npy|json2npy|random ...", NULL);
     const char *cmd = argv[1];
     argc -= 2;
     argv += 2;
@@ -264,6 +288,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "concat")) return cmd_concat(argc, argv, 0);
     if (!strcmp(cmd, "topk")) return cmd_topk(argc, argv);
     if (!strcmp(cmd, "rank")) return cmd_rank(argc, argv);
+    if (!strcmp(cmd, "rankrows")) return cmd_rankrows(argc, argv);
     if (!strcmp(cmd, "nanrows")) return cmd_nanrows(argc, argv);
     if (!strcmp(cmd, "jsonl2npy")) return cmd_jsonl2npy(argc, argv);
     if (!strcmp(cmd, "json2npy")) return cmd_json2npy(argc, argv);
