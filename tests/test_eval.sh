@@ -98,6 +98,8 @@ for model in build/tiny-abc.abc build/tiny-vlm2vec.abc; do
         check "hit@1 = $hits of $nq" grep -q "\"queries\":$nq,\"hits_at_1\":$hits," "$TMP/out"
         check "candidates embedded: $distinct distinct of $naive entries" grep -q "\"candidates_embedded\":$distinct,\"candidates_naive\":$naive," "$TMP/out"
     fi
+    # the text report once (one thread): its format does not depend on the model
+    [ "$model" = build/tiny-abc.abc ] || continue
     if run_cli 0 "eval (text)" eval -m "$model" "$TMP/task.jsonl" --image-root "$IMG" --threads 1; then
         sed 's/^/     /' "$TMP/out"
         check "text output: hit@1 and the number of queries" grep -q "^hit@1: [0-9.]* ($hits of $nq)$" "$TMP/out"
