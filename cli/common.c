@@ -397,12 +397,13 @@ int cli_check_dim(const abc_model *model, const char *model_path, long dim) {
     return cli_usage_error("--dim %ld is not one of '%s''s Matryoshka dims (%s)", dim, model_path, list);
 }
 
-static char *index_meta_path(const char *index_path) {
-    size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
-    char *p = malloc(base + sizeof ".meta.json");
+char *cli_companion_path(const char *npy_path, const char *suffix) {
+    size_t n = strlen(npy_path), base = n > 4 && strcmp(npy_path + n - 4, ".npy") == 0 ? n - 4 : n;
+    size_t sn = strlen(suffix);
+    char *p = malloc(base + sn + 1);
     if (p) {
-        memcpy(p, index_path, base);
-        memcpy(p + base, ".meta.json", sizeof ".meta.json");
+        memcpy(p, npy_path, base);
+        memcpy(p + base, suffix, sn + 1);
     }
     return p;
 }
@@ -425,7 +426,7 @@ int cli_write_index_meta(const char *index_path, const abc_model *model, const a
         mixed_dim |= d != dim;
         mixed_task |= (t == NULL) != (task == NULL) || (t && strcmp(t, task) != 0);
     }
-    char *path = index_meta_path(index_path), buf[512];
+    char *path = cli_companion_path(index_path, ".meta.json"), buf[512];
     if (!path) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -445,7 +446,7 @@ int cli_write_index_meta(const char *index_path, const abc_model *model, const a
 
 int cli_check_index_meta(const char *index_path, const abc_model *model, const char *task, int dim, bool multi,
                          bool *recorded) {
-    char *path = index_meta_path(index_path), *data = NULL, err[256];
+    char *path = cli_companion_path(index_path, ".meta.json"), *data = NULL, err[256];
     size_t size = 0;
     *recorded = false;
     if (!path) return cli_report(ABC_ERR_NOMEM, "out of memory");

@@ -93,6 +93,9 @@ int cli_read_offsets(const char *path, size_t n_rows, int64_t **offsets, size_t 
 float cli_maxsim(const float *query, size_t nq, const float *rows, size_t n, size_t dim);
 int cmd_eval(int argc, char **argv);
 
+/* OUT.npy -> OUT<suffix> (OUT.meta.json, OUT.ids, ...): a new string, NULL when out of memory. */
+char *cli_companion_path(const char *npy_path, const char *suffix);
+
 /* --dim N of search and eval: a Matryoshka width the model allows (reported as a usage error if not). */
 int cli_check_dim(const abc_model *model, const char *model_path, long dim);
 /* OUT.meta.json next to an index OUT.npy (abc embed --batch): the preset, whether the rows are token

@@ -339,13 +339,9 @@ float cli_maxsim(const float *query, size_t nq, const float *rows, size_t n, siz
 
 /* OUT.npy's companion OUT<suffix> (a new string) when that file exists, else NULL. */
 static char *sibling_file(const char *index_path, const char *suffix) {
-    size_t n = strlen(index_path), base = n > 4 && strcmp(index_path + n - 4, ".npy") == 0 ? n - 4 : n;
-    size_t sn = strlen(suffix);
-    char *path = malloc(base + sn + 1);
+    char *path = cli_companion_path(index_path, suffix);
     struct stat st;
     if (!path) return NULL;
-    memcpy(path, index_path, base);
-    memcpy(path + base, suffix, sn + 1);
     if (stat(path, &st) == 0) return path;
     free(path);
     return NULL;
