@@ -455,10 +455,13 @@ int json_utf8_valid(const char *s, size_t n) {
     return 1;
 }
 
-const json_value *json_get(const json_value *obj, const char *key) {
+const json_value *json_get_n(const json_value *obj, const char *key, size_t key_len) {
     if (!obj || obj->type != JSON_OBJECT || !key) return NULL;
-    size_t n = strlen(key);
     for (size_t i = 0; i < obj->n_items; i++)
-        if (obj->key_lens[i] == n && memcmp(obj->keys[i], key, n) == 0) return &obj->items[i];
+        if (obj->key_lens[i] == key_len && memcmp(obj->keys[i], key, key_len) == 0) return &obj->items[i];
     return NULL;
+}
+
+const json_value *json_get(const json_value *obj, const char *key) {
+    return key ? json_get_n(obj, key, strlen(key)) : NULL;
 }

@@ -34,5 +34,8 @@ json_value *json_parse_limited(const char *text, size_t len, const json_limits *
 int json_utf8_valid(const char *s, size_t n);
 void json_free(json_value *v);
 const json_value *json_get(const json_value *obj, const char *key); /* NULL if absent or obj not an object */
+/* The same by explicit length: a key may hold U+0000 (tokenizer vocabularies can), which a C-string
+ * lookup cannot name. */
+const json_value *json_get_n(const json_value *obj, const char *key, size_t key_len);
 
 #endif

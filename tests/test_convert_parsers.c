@@ -42,6 +42,20 @@ static void test_json_values(void) {
     CHECK(json_get(v, "missing") == NULL && json_get(n, "n") == NULL && json_get(NULL, "n") == NULL, "json_get misses");
     json_free(v);
     json_free(NULL);
+
+    /* keys holding U+0000 (a tokenizer vocabulary may): distinct from their prefix, found by length */
+    v = parse("{\"a\\u0000b\": 1, \"a\": 2, \"a\\u0000c\": 3}", err, sizeof err);
+    CHECK(v && v->n_items == 3, "NUL-bearing keys parse as three members: %s", v ? "" : err);
+    if (v && v->n_items == 3) {
+        CHECK(v->key_lens[0] == 3 && v->keys[0][1] == '\0', "key length kept past U+0000");
+        CHECK(json_get_n(v, "a\0b", 3) == &v->items[0] && json_get_n(v, "a\0c", 3) == &v->items[2], "json_get_n finds each");
+        CHECK(json_get(v, "a") == &v->items[1], "a C-string lookup finds the plain key, not a NUL-bearing one");
+        CHECK(json_get_n(v, "a\0d", 3) == NULL && json_get_n(NULL, "a", 1) == NULL, "json_get_n misses");
+    }
+    json_free(v);
+    v = parse("{\"a\\u0000b\": 1, \"a\\u0000b\": 2}", err, sizeof err);
+    CHECK(v == NULL && strstr(err, "duplicate"), "duplicate NUL-bearing keys rejected: %s", err);
+    json_free(v);
 }
 
 static void test_json_rejects(void) {

@@ -16,7 +16,13 @@ static size_t walk(const json_value *v, int depth) {
     }
     for (size_t i = 0; i < v->n_items; i++) n += walk(&v->items[i], depth + 1);
     if (v->type == JSON_OBJECT)
-        for (size_t i = 0; i < v->n_items; i++) FUZZ_ASSERT(json_get(v, v->keys[i]) != NULL, "key %zu not found", i);
+        for (size_t i = 0; i < v->n_items; i++) {
+            /* keys are unique, so the lookup by length finds exactly this member */
+            FUZZ_ASSERT(json_get_n(v, v->keys[i], v->key_lens[i]) == &v->items[i], "key %zu not found", i);
+            /* a C-string lookup cannot name a key holding U+0000 (it may find another key, the prefix) */
+            if (strlen(v->keys[i]) == v->key_lens[i])
+                FUZZ_ASSERT(json_get(v, v->keys[i]) == &v->items[i], "key %zu not found by its C string", i);
+        }
     return n;
 }
 
