@@ -12704,7 +12704,7 @@ static abc_status qwen2vl_read_config(abc_model *m, abc_error *err) {
     qwen2vl_data *d = xcalloc(1, sizeof *d);
     if (!d) return fail(err, ABC_ERR_NOMEM, "out of memory reading the configuration");
     m->family_data = d;
-    int64_t patch, temporal;
+    int64_t patch = 0, temporal = 0; /* both checked by read_vision_config */
     abc_status st = qwen2vl_read_mrope(wf, &m->text, err);
     if (st == ABC_OK) st = read_vision_config(wf, &d->vision, m->text.hidden, err);
     if (st != ABC_OK) return st;
@@ -13015,9 +13015,9 @@ static abc_status qwen25vl_read_config(abc_model *m, abc_error *err) {
     if (st != ABC_OK) return st;
     vision_config *c = &((qwen2vl_data *)m->family_data)->vision;
     const weight_file *wf = &m->wf;
-    int64_t window, patch, full[VISION_MAX_DEPTH];
+    const int64_t patch = ((qwen2vl_data *)m->family_data)->preprocess.patch_size; /* checked by qwen2vl_read_config */
+    int64_t window, full[VISION_MAX_DEPTH];
     const meta_entry *fe = wf_meta(wf, "vision.fullatt_blocks");
-    wf_int(wf, "vision.patch_size", &patch, NULL);
     if (!meta_int_in(wf, "vision.window_size", 1, 1 << 20, &window, err)) return err ? err->code : ABC_ERR_FORMAT;
     if (!fe || fe->count > VISION_MAX_DEPTH || !wf_int_array(wf, "vision.fullatt_blocks", full, (size_t)fe->count, err))
         return fail(err, ABC_ERR_FORMAT, "metadata 'vision.fullatt_blocks' is missing or too long");
