@@ -114,6 +114,8 @@ fails_with "head-adapter is for the Qwen2-VL" 1 "$SYNTH" phi35v "$TMP/x" --head-
 fails_with "usage" 2 "$SYNTH" qwen2vl-2b
 fails_with "for Qwen2.5-VL checkpoints" 1 "$SYNTH" "$CONFIG" "$TMP/x" --jina "$TMP/j"
 fails_with "extras-only writes" 1 "$SYNTH" "$Q25_CONFIG" "$TMP/x" --extras-only
+fails_with "holds no base checkpoint" 1 "$SYNTH" "$Q25_CONFIG" "$TMP/no-base" --jina "$TMP/j-none" --extras-only
+expect "--extras-only without a base writes nothing" test ! -e "$TMP/j-none" -a ! -e "$TMP/no-base"
 fails_with "unknown option" 1 "$SYNTH" qwen2vl-2b "$TMP/x" --frobnicate
 fails_with "threads" 1 "$SYNTH" qwen2vl-2b "$TMP/x" --threads 0
 fails_with "cannot open" 1 "$SYNTH" "$TMP/no-such-config.json" "$TMP/x"

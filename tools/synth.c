@@ -1184,6 +1184,11 @@ int main(int argc, char **argv) {
     if (c.phi3 && head_dir) die("--head-adapter is for the Qwen2-VL (ABC) checkpoints only");
     if ((jina_dir || colqwen_dir) && !c.qwen25) die("--jina and --colqwen-adapter are for Qwen2.5-VL checkpoints (qwen25vl-3b or a qwen2_5_vl CONFIG.json) only");
     if (extras_only && (head_dir || !(jina_dir || colqwen_dir))) die("--extras-only writes --jina / --colqwen-adapter beside an existing base, nothing else");
+    if (extras_only && jina_dir) { /* --jina copies the base's files: see that they are there before writing */
+        char *index = path_join(outdir, "model.safetensors.index.json");
+        if (access(index, R_OK) != 0) die("--extras-only: %s holds no base checkpoint (%s: %s)", outdir, index, strerror(errno));
+        free(index);
+    }
     if (!tokenizer) tokenizer = c.phi3 ? DEFAULT_PHI3_TOKENIZER : DEFAULT_TOKENIZER;
     /* read the tokenizer before writing gigabytes, so a wrong path fails at once */
     size_t tok_len;
