@@ -2,6 +2,9 @@
  * attention, per thread count, against the machine's measured FMA peak and, when built with
  * OPENBLAS=1, against OpenBLAS cblas_sgemm on the same f32 data. q8 and q4 count 2 operations per integer
  * multiply-add like the float rows (its %peak is against the float FMA peak, so it can pass 100%).
+ * Where the q8 kernels have a one-instruction int8 dot product (VNNI vpdpbusd, NEON sdot), its measured
+ * peak is printed too: its ratio to the FMA peak is what q8 can gain over f32 on shapes that are bound by
+ * arithmetic, not by reading the weights.
  *
  *   make bench [OPENBLAS=1]
  *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N] [--q4 [--reps N] [--cpu-time]]
@@ -130,6 +133,56 @@ static double measure_peak_per_thread(int path) {
         double t0 = thread_seconds_now();
         peak_task(&job, 0, 0);
         best = MAX(best, job.flops[0] / (thread_seconds_now() - t0) * 1e-9);
+    }
+    return best;
+}
+
+/* ---- int8 dot-product peak: the q8 kernels' one instruction (VNNI vpdpbusd, NEON sdot), the same way ----
+ * Each chain starts from its own value: chains that start equal are merged by the compiler. */
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double dot_loop_vnni(int32_t *sink) {
+    __m512i a[12], w = _mm512_set1_epi32(0x01020304), x = _mm512_set1_epi32(0x05060708);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
+    for (long it = 0; it < PEAK_ITERATIONS / 12; it++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], w, x);
+    __m512i t = a[0];
+    for (int i = 1; i < 12; i++) t = _mm512_add_epi32(t, a[i]);
+    *sink = _mm512_reduce_add_epi32(t);
+    return (double)(PEAK_ITERATIONS / 12) * 12 * 128; /* 64 multiply-adds */
+}
+#endif
+#if defined(ABC_NEON_KERNELS) && defined(__aarch64__)
+static Q8_DOTPROD_TARGET double dot_loop_sdot(int32_t *sink) {
+    int32x4_t a[12];
+    const int8x16_t w = vdupq_n_s8(3), x = vdupq_n_s8(5);
+    for (int i = 0; i < 12; i++) a[i] = vdupq_n_s32(i);
+    for (long it = 0; it < PEAK_ITERATIONS / 12; it++)
+        for (int i = 0; i < 12; i++) __asm__(Q8_SDOT_ARCH "sdot %0.4s, %1.16b, %2.16b" : "+w"(a[i]) : "w"(w), "w"(x));
+    int32x4_t t = a[0];
+    for (int i = 1; i < 12; i++) t = vaddq_s32(t, a[i]);
+    *sink = vaddvq_s32(t);
+    return (double)(PEAK_ITERATIONS / 12) * 12 * 32; /* 16 multiply-adds */
+}
+#endif
+
+/* GOP/s (2 per multiply-add) of one thread's int8 dot-product instruction on the path, as
+ * measure_peak_per_thread; 0 where the path's q8 kernels have no such instruction (AVX2's take three
+ * instructions per step, the scalar ones none). */
+static double measure_int8_peak_per_thread(int path, const cpu_features *f) {
+    double (*loop)(int32_t *) = NULL;
+#if defined(__x86_64__)
+    if (path == KERNEL_AVX512 && f->avx512vnni) loop = dot_loop_vnni;
+#endif
+#if defined(ABC_NEON_KERNELS) && defined(__aarch64__)
+    if (path == KERNEL_NEON && f->neon_dot) loop = dot_loop_sdot;
+#endif
+    (void)path, (void)f;
+    double best = 0;
+    int32_t sink = 0;
+    for (int rep = 0; loop && rep < 30; rep++) {
+        double t0 = thread_seconds_now(), ops = loop(&sink);
+        best = MAX(best, ops / (thread_seconds_now() - t0) * 1e-9);
     }
     return best;
 }
@@ -384,12 +437,12 @@ int main(int argc, char **argv) {
         free(x), free(w), free(y), free(y_blas), free(w_bf16), free(w_q8), free(w_q4);
         return 0;
     }
-    double peak_per_thread = measure_peak_per_thread(path);
+    double peak_per_thread = measure_peak_per_thread(path), int8_peak_per_thread = measure_int8_peak_per_thread(path, &features);
     int64_t q8_quantized_in = 0; /* w_q8 holds the q8 image of w (strips, section 3) for this shape */
     if (json) {
         printf("{\n  \"cpu\": \"%s\",\n  \"path\": \"%s\",\n  \"online_cpus\": %d,\n  \"peak_gflops_per_thread\": %.2f,\n"
-               "  \"openblas\": %s,\n",
-               cpu, kernel_path_name(path), online_cpus(), peak_per_thread, have_blas ? "true" : "false");
+               "  \"int8_peak_gops_per_thread\": %.2f,\n  \"openblas\": %s,\n",
+               cpu, kernel_path_name(path), online_cpus(), peak_per_thread, int8_peak_per_thread, have_blas ? "true" : "false");
 #ifdef BENCH_OPENBLAS
         printf("  \"openblas_core\": \"%s\",\n  \"openblas_coretype_env\": \"%s\",\n", blas_core ? blas_core : "?",
                blas_env ? blas_env : "");
@@ -414,6 +467,9 @@ int main(int argc, char **argv) {
         if (!json) {
             printf("\nthreads %d, FMA peak %.1f GFLOP/s (%.1f measured on one thread × %d)\n", threads[ti], peak,
                    peak_per_thread, threads[ti]);
+            if (int8_peak_per_thread > 0)
+                printf("int8 dot-product peak %.1f GOP/s (%.2f× the FMA peak)\n",
+                       int8_peak_per_thread * threads[ti], int8_peak_per_thread / peak_per_thread);
             printf("%-20s %5s %5s %5s %5s %9s %8s %6s %9s %8s %7s\n", "shape", "n", "in", "out", "dtype", "ms", "GFLOP/s",
                    "%peak", "blas ms", "blas GF", "ours/bl");
         }
