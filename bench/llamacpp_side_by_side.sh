@@ -42,7 +42,7 @@ RUNS=${ABC_SBS_RUNS:-2}
 IMAGE=tests/fixtures/qwen2vl-2b-synth/images_coffee.png
 TEXT="Represent the given image."
 mkdir -p "$DIR/gguf"
-[ -x ./abc ] && [ -x ./abc-convert ] || { echo "missing ./abc or ./abc-convert (make all)" >&2; exit 1; }
+if [ ! -x ./abc ] || [ ! -x ./abc-convert ]; then echo "missing ./abc or ./abc-convert (make all)" >&2; exit 1; fi
 CKPT=${ABC_SBS_CHECKPOINT:-$DIR/base}
 if [ -z "${ABC_SBS_CHECKPOINT:-}" ] && [ ! -e "$CKPT/.complete" ]; then
     [ -x build/abc-synth ] || { echo "missing build/abc-synth (make build/abc-synth)" >&2; exit 1; }
@@ -97,7 +97,7 @@ llama_run() { # DTYPE THREADS
         vision=$(sed -n 's/.*batch encoding done in \([0-9]*\) ms.*/\1/p' "$log" | head -n 1)
         embed=$(sed -n 's/.*prompt eval time = *\([0-9.]*\) ms \/ *\([0-9]*\) tokens.*/\1/p' "$log" | head -n 1)
         tokens=$(sed -n 's/.*prompt eval time = *[0-9.]* ms \/ *\([0-9]*\) tokens.*/\1/p' "$log" | head -n 1)
-        [ -n "$vision" ] && [ -n "$embed" ] || { echo "llama.cpp's timings not found in $log" >&2; exit 1; }
+        if [ -z "$vision" ] || [ -z "$embed" ]; then echo "llama.cpp's timings not found in $log" >&2; exit 1; fi
         line=$(awk -v v="$vision" -v e="$embed" -v t="$tokens" 'BEGIN { printf "%.3f %.3f %d", v / 1000, e / 1000, t }')
         if [ -z "$best" ] || awk -v a="${line#* }" -v b="${best#* }" 'BEGIN { exit !(a + 0 < b + 0) }'; then best=$line; fi
     done
