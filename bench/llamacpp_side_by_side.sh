@@ -12,8 +12,8 @@
 #   llama-mtmd-cli llama-quantize). VENV: a virtualenv with what its convert_hf_to_gguf.py imports
 #   (torch, transformers, sentencepiece, numpy) and Pillow. Without either the script says so and
 #   exits 0 (a skip).
-# Environment: ABC_SBS_CHECKPOINT, ABC_SBS_DIR, ABC_SBS_THREADS, ABC_SBS_RUNS as in
-#   bench/transformers_side_by_side.sh (the same checkpoint and .abc files); the GGUF files go to
+# Environment: ABC_SBS_CHECKPOINT, ABC_SBS_DIR, ABC_SBS_THREADS, ABC_SBS_RUNS as for
+#   bench/transformers_side_by_side.sh (bench/side_by_side_setup.sh); the GGUF files go to
 #   $ABC_SBS_DIR/gguf (6.2 + 2.7 GB in f32, 1.6 + 0.7 GB in q8_0).
 #
 # What differs between the two: llama.cpp resizes the image with its own code (600x400 becomes the
@@ -36,27 +36,9 @@ if ! "$PY" -c 'import torch, transformers, sentencepiece, numpy, PIL' 2>/dev/nul
     echo "SKIP llama.cpp side by side: $PY cannot import torch, transformers, sentencepiece, numpy and Pillow (convert_hf_to_gguf.py needs the first four)"
     exit 0
 fi
-DIR=${ABC_SBS_DIR:-build/side-by-side}
-THREADS=${ABC_SBS_THREADS:-1,2}
-RUNS=${ABC_SBS_RUNS:-2}
-IMAGE=tests/fixtures/qwen2vl-2b-synth/images_coffee.png
-TEXT="Represent the given image."
+. bench/side_by_side_setup.sh
+sbs_setup ./abc ./abc-convert
 mkdir -p "$DIR/gguf"
-if [ ! -x ./abc ] || [ ! -x ./abc-convert ]; then echo "missing ./abc or ./abc-convert (make all)" >&2; exit 1; fi
-CKPT=${ABC_SBS_CHECKPOINT:-$DIR/base}
-if [ -z "${ABC_SBS_CHECKPOINT:-}" ] && [ ! -e "$CKPT/.complete" ]; then
-    [ -x build/abc-synth ] || { echo "missing build/abc-synth (make build/abc-synth)" >&2; exit 1; }
-    rm -rf "$CKPT"
-    build/abc-synth qwen2vl-2b "$CKPT"
-    touch "$CKPT/.complete"
-fi
-for dtype in f32 q8; do
-    out=$DIR/vlm2vec-$dtype.abc
-    if [ ! -s "$out" ] || [ "$out" -ot ./abc-convert ]; then
-        echo "converting $dtype for abc..." >&2
-        ./abc-convert "$CKPT" -o "$out" --preset vlm2vec --dtype "$dtype" --quiet
-    fi
-done
 G=$DIR/gguf
 convert() { # OUT [convert_hf_to_gguf.py options]
     local out=$1
@@ -80,8 +62,6 @@ fi
 SIZE=$("$PY" -c 'import sys; from PIL import Image; w, h = Image.open(sys.argv[1]).size
 print("%dx%d" % (round(w / 28) * 28, round(h / 28) * 28))' "$IMAGE")
 
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
-echo "abc: $(./abc --version 2>/dev/null | tail -n 1)"
 echo "llama.cpp: $("$LLAMA/build/bin/llama-mtmd-cli" --version 2>&1 | grep -m1 -i 'version' || echo "$LLAMA")"
 echo "image $IMAGE (abc: ${SIZE}), instruction \"$TEXT\"; best of $RUNS runs"
 
