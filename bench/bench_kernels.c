@@ -3,8 +3,9 @@
  * OPENBLAS=1, against OpenBLAS cblas_sgemm on the same f32 data. q8 and q4 count 2 operations per integer
  * multiply-add like the float rows (its %peak is against the float FMA peak, so it can pass 100%).
  * Where the q8 kernels have a one-instruction int8 dot product (VNNI vpdpbusd, NEON sdot), its measured
- * peak is printed too: its ratio to the FMA peak is what q8 can gain over f32 on shapes that are bound by
- * arithmetic, not by reading the weights.
+ * peak is printed too, and on VNNI the peak of the q8 micro-kernel's instruction mix (the per-block
+ * float step included): their ratios to the FMA peak bound what q8 can gain over f32 on shapes that are
+ * bound by arithmetic, not by reading the weights.
  *
  *   make bench [OPENBLAS=1]
  *   build/bench_kernels [--threads 1,2] [--path scalar|avx2|avx512|neon|neon32] [--quick] [--json] [--max-rows N] [--q4 [--reps N] [--cpu-time]]
@@ -151,6 +152,25 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double dot_loop_vn
     *sink = _mm512_reduce_add_epi32(t);
     return (double)(PEAK_ITERATIONS / 12) * 12 * 128; /* 64 multiply-adds */
 }
+
+/* The VNNI q8 micro-kernel's arithmetic without its memory: per block of 32, eight int32 accumulators
+ * (4 rows × 2 halves) each get 8 vpdpbusd, then the float step fma((float)sum, sx · sw, acc). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double mix_loop_vnni(int32_t *sink) {
+    __m512i s[8], w = _mm512_set1_epi32(0x01020304), x = _mm512_set1_epi32(0x05060708);
+    __m512 f[8], sx = _mm512_set1_ps(1e-6f), sw = _mm512_set1_ps(0.5f);
+    for (int i = 0; i < 8; i++) f[i] = _mm512_set1_ps((float)i);
+    for (long blk = 0; blk < PEAK_ITERATIONS / 64; blk++) {
+        __asm__ volatile("" : "+v"(w), "+v"(x), "+v"(sx)); /* nothing hoisted out of the block */
+        for (int i = 0; i < 8; i++) s[i] = _mm512_set1_epi32(i);
+        for (int k4 = 0; k4 < 8; k4++)
+            for (int i = 0; i < 8; i++) s[i] = _mm512_dpbusd_epi32(s[i], w, x);
+        for (int i = 0; i < 8; i++) f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]), _mm512_mul_ps(sx, sw), f[i]);
+    }
+    __m512 t = f[0];
+    for (int i = 1; i < 8; i++) t = _mm512_add_ps(t, f[i]);
+    *sink = (int32_t)_mm512_reduce_add_ps(t);
+    return (double)(PEAK_ITERATIONS / 64) * 64 * 128;
+}
 #endif
 #if defined(ABC_NEON_KERNELS) && defined(__aarch64__)
 static Q8_DOTPROD_TARGET double dot_loop_sdot(int32_t *sink) {
@@ -168,16 +188,17 @@ static Q8_DOTPROD_TARGET double dot_loop_sdot(int32_t *sink) {
 
 /* GOP/s (2 per multiply-add) of one thread's int8 dot-product instruction on the path, as
  * measure_peak_per_thread; 0 where the path's q8 kernels have no such instruction (AVX2's take three
- * instructions per step, the scalar ones none). */
-static double measure_int8_peak_per_thread(int path, const cpu_features *f) {
+ * instructions per step, the scalar ones none). kernel_mix: the q8 micro-kernel's instruction mix
+ * instead (VNNI only; 0 elsewhere): the most its products can reach with every operand in a register. */
+static double measure_int8_peak_per_thread(int path, const cpu_features *f, bool kernel_mix) {
     double (*loop)(int32_t *) = NULL;
 #if defined(__x86_64__)
-    if (path == KERNEL_AVX512 && f->avx512vnni) loop = dot_loop_vnni;
+    if (path == KERNEL_AVX512 && f->avx512vnni) loop = kernel_mix ? mix_loop_vnni : dot_loop_vnni;
 #endif
 #if defined(ABC_NEON_KERNELS) && defined(__aarch64__)
-    if (path == KERNEL_NEON && f->neon_dot) loop = dot_loop_sdot;
+    if (path == KERNEL_NEON && f->neon_dot && !kernel_mix) loop = dot_loop_sdot;
 #endif
-    (void)path, (void)f;
+    (void)path, (void)f, (void)kernel_mix;
     double best = 0;
     int32_t sink = 0;
     for (int rep = 0; loop && rep < 30; rep++) {
@@ -437,12 +458,14 @@ int main(int argc, char **argv) {
         free(x), free(w), free(y), free(y_blas), free(w_bf16), free(w_q8), free(w_q4);
         return 0;
     }
-    double peak_per_thread = measure_peak_per_thread(path), int8_peak_per_thread = measure_int8_peak_per_thread(path, &features);
+    double peak_per_thread = measure_peak_per_thread(path), int8_peak_per_thread = measure_int8_peak_per_thread(path, &features, false);
+    double mix_peak_per_thread = measure_int8_peak_per_thread(path, &features, true);
     int64_t q8_quantized_in = 0; /* w_q8 holds the q8 image of w (strips, section 3) for this shape */
     if (json) {
         printf("{\n  \"cpu\": \"%s\",\n  \"path\": \"%s\",\n  \"online_cpus\": %d,\n  \"peak_gflops_per_thread\": %.2f,\n"
-               "  \"int8_peak_gops_per_thread\": %.2f,\n  \"openblas\": %s,\n",
-               cpu, kernel_path_name(path), online_cpus(), peak_per_thread, int8_peak_per_thread, have_blas ? "true" : "false");
+               "  \"int8_peak_gops_per_thread\": %.2f,\n  \"q8_kernel_mix_gops_per_thread\": %.2f,\n  \"openblas\": %s,\n",
+               cpu, kernel_path_name(path), online_cpus(), peak_per_thread, int8_peak_per_thread, mix_peak_per_thread,
+               have_blas ? "true" : "false");
 #ifdef BENCH_OPENBLAS
         printf("  \"openblas_core\": \"%s\",\n  \"openblas_coretype_env\": \"%s\",\n", blas_core ? blas_core : "?",
                blas_env ? blas_env : "");
@@ -470,6 +493,9 @@ int main(int argc, char **argv) {
             if (int8_peak_per_thread > 0)
                 printf("int8 dot-product peak %.1f GOP/s (%.2f× the FMA peak)\n",
                        int8_peak_per_thread * threads[ti], int8_peak_per_thread / peak_per_thread);
+            if (mix_peak_per_thread > 0)
+                printf("q8 micro-kernel's instruction mix, operands in registers: %.1f GOP/s (%.2f× the FMA peak)\n",
+                       mix_peak_per_thread * threads[ti], mix_peak_per_thread / peak_per_thread);
             printf("%-20s %5s %5s %5s %5s %9s %8s %6s %9s %8s %7s\n", "shape", "n", "in", "out", "dtype", "ms", "GFLOP/s",
                    "%peak", "blas ms", "blas GF", "ours/bl");
         }
