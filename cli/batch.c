@@ -634,8 +634,7 @@ static int batch_multi(batch *b, const abc_model *model) {
     }
     if (b->show_progress) fputc('\n', stderr);
     char err[512];
-    size_t n = strlen(b->o.output), base = n > 4 && strcmp(b->o.output + n - 4, ".npy") == 0 ? n - 4 : n;
-    char *offsets_path = with_suffix(b->o.output, base, ".offsets.npy");
+    char *offsets_path = cli_companion_path(b->o.output, ".offsets.npy");
     if (rc == CLI_EXIT_OK && !offsets_path) rc = cli_report(ABC_ERR_NOMEM, "out of memory");
     if (rc == CLI_EXIT_OK) rc = write_ids_and_errors(b);
     if (rc == CLI_EXIT_OK && cli_write_index_meta(b->o.output, model, b->inputs, b->n, true, err, sizeof err) != 0)
